@@ -1,0 +1,28 @@
+"""Atomic counter increment, the one statement whose syntax differs by dialect."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+
+def increment_counter(session: Session, table: sa.Table, keys: dict[str, Any], *,
+                      column: str = "value", by: int = 1) -> int:
+    """Add ``by`` to the counter row identified by ``keys`` (creating it at
+    ``by``) and return the new value, atomically.
+
+    ``INSERT … ON CONFLICT DO UPDATE … RETURNING`` takes the row lock on
+    PostgreSQL, so concurrent transactions queue on it and a rolled-back
+    transaction gives its numbers back: no duplicates and no gaps on success.
+    """
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(table).values(**keys, **{column: by})
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(keys),
+        set_={column: table.c[column] + by},
+    ).returning(table.c[column])
+    return int(session.execute(stmt).scalar_one())

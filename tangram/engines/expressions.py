@@ -1,0 +1,1779 @@
+"""The one sandboxed expression language of Tangram.
+
+Field defaults, formula fields, validation rules, visibility and required
+conditions, flow conditions and assignee rules all use it. An expression is
+compiled once per definition (parsed with :mod:`ast`, checked against a small
+whitelist, constant parts evaluated) and then evaluated per record by a
+:mod:`simpleeval` evaluator that walks the already-parsed tree.
+
+>>> rule = compile_expression('record.amount > 500000 and record.stage in ["won", "lost"]')
+>>> rule.evaluate({"record": {"amount": 800000, "stage": "won"}})
+True
+>>> rule.referenced_fields
+{'record': {'amount', 'stage'}}
+
+The grammar, every function and every limit are documented for business
+analysts in ``docs/expressions.md``; ``tests/expressions/cases.json`` pins the
+semantics for the second (TypeScript) evaluator of the web UI.
+"""
+
+from __future__ import annotations
+
+import ast
+import calendar
+import difflib
+import inspect
+import io
+import json
+import re
+import threading
+import tokenize
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, ROUND_HALF_UP, Context, Decimal
+from functools import lru_cache
+from typing import Any, cast
+from zoneinfo import ZoneInfo
+
+from simpleeval import EvalWithCompoundTypes
+
+from tangram.clock import SYSTEM_CLOCK
+from tangram.errors import DefinitionInvalid, ErrorItem
+
+# ---------------------------------------------------------------------------
+# Limits (documented in docs/expressions.md, "Limits")
+
+MAX_SOURCE_LENGTH = 4_000  # characters of expression source
+MAX_STRING_LITERAL = 1_000  # characters of one '...' literal
+MAX_DEPTH = 100  # nesting of sub-expressions: keeps the recursive walkers off the stack limit
+MAX_SIZE = 100_000  # characters of a text / items of a list produced by an expression
+MAX_STEPS = 100_000  # nodes evaluated + items iterated by functions, per evaluation
+MAX_INT_DIGITS = 1_000  # integers stay below 10**1000
+MAX_EXPONENT = 10_000  # |b| in a ** b
+MAX_REGEX_PATTERN = 200  # characters of a matches() pattern
+MAX_REGEX_INPUT = 1_000  # characters of the text matches() searches
+MAX_DATE_PATTERN = 64  # characters of a format_date() pattern
+
+DEFAULT_VARIABLES: frozenset[str] = frozenset({"record", "old", "user"})
+KINDS = ("syntax", "forbidden", "unknown_name", "type", "limit", "runtime")
+
+_INT_LIMIT = 10**MAX_INT_DIGITS
+_INT_LIMIT_BITS = _INT_LIMIT.bit_length()
+# Every decimal operation goes through this context, never the thread's current
+# one, so results do not depend on what other code did to decimal.getcontext().
+_DEC = Context(prec=28, rounding=ROUND_HALF_EVEN, Emax=999_999, Emin=-999_999)
+_NUMBER_TYPES = frozenset({int, Decimal})  # bool is deliberately not a number
+_ORDERED_TYPES = frozenset({int, Decimal, str, date, datetime})
+_SCALAR_TYPES = frozenset({int, Decimal, str, bool, type(None), date, datetime})
+
+
+# ---------------------------------------------------------------------------
+# Errors
+
+
+class ExpressionError(DefinitionInvalid):
+    """An expression could not be compiled or evaluated.
+
+    ``kind`` is one of :data:`KINDS`; ``position`` is the 0-based character
+    offset in ``expression`` of the offending part (line breaks count as one
+    character each), or ``None`` when it is not known.
+    """
+
+    code = "expression_invalid"
+    _TITLES = {
+        "syntax": "Syntax error", "forbidden": "Not allowed", "unknown_name": "Unknown name",
+        "type": "Type error", "limit": "Limit exceeded", "runtime": "Evaluation error",
+    }
+
+    def __init__(self, reason: str, *, kind: str, expression: str = "",
+                 position: int | None = None) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"unknown expression error kind {kind!r}")
+        self.reason = reason
+        self.kind = kind
+        self.expression = expression
+        self.position = position
+        super().__init__(self._compose())
+        self._refresh()
+
+    def locate(self, expression: str, position: int | None) -> ExpressionError:
+        """Fill in where the error happened; the innermost caller (first to call) wins."""
+        if not self.expression:
+            self.expression = expression
+        if self.position is None:
+            self.position = position
+        self._refresh()
+        return self
+
+    def as_error_item(self, path: str | None = None) -> ErrorItem:
+        return ErrorItem(code=self.code, message=self.message, path=path,
+                         details=dict(self.details))
+
+    def _refresh(self) -> None:
+        self.message = self._compose()
+        self.args = (self.message,)
+        self.details = {"kind": self.kind, "position": self.position, "expression": self.expression}
+
+    def _compose(self) -> str:
+        where = ""
+        if self.expression:
+            shown = self.expression if len(self.expression) <= 80 else self.expression[:77] + "..."
+            where = f" in expression {shown!r}"
+            if self.position is not None:
+                near = self.expression[self.position:self.position + 20]
+                where += f" at position {self.position}" + (f" (near {near!r})" if near else "")
+        return f"{self._TITLES[self.kind]}{where}: {self.reason}"
+
+
+def _type_error(reason: str) -> ExpressionError:
+    return ExpressionError(reason, kind="type")
+
+
+def _runtime_error(reason: str) -> ExpressionError:
+    return ExpressionError(reason, kind="runtime")
+
+
+def _limit_error(reason: str) -> ExpressionError:
+    return ExpressionError(reason, kind="limit")
+
+
+def _type_name(value: Any) -> str:
+    """The word a business analyst sees for a value's type (same words as the docs)."""
+    if value is None:
+        return "none"
+    names = {bool: "boolean", int: "integer", Decimal: "decimal", str: "text", datetime: "datetime",
+             date: "date", list: "list", tuple: "list"}
+    name = names.get(type(value))
+    if name:
+        return name
+    return "object" if isinstance(value, Mapping) else type(value).__name__
+
+
+# ---------------------------------------------------------------------------
+# Evaluation context
+
+
+@lru_cache(maxsize=64)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+@dataclass(frozen=True)
+class EvalContext:
+    """What an expression may know besides its variables: the clock and the time zone.
+
+    ``now()`` returns ``now``; ``today()`` and every date function that turns a
+    datetime into a calendar date use ``timezone``.
+    """
+
+    now: datetime = field(default_factory=SYSTEM_CLOCK.now)
+    timezone: str = "Asia/Shanghai"
+
+    def __post_init__(self) -> None:
+        if self.now.tzinfo is None:
+            raise ValueError("EvalContext.now must be timezone-aware (UTC)")
+        _zone(self.timezone)  # fail at construction, not in the middle of a rule
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return _zone(self.timezone)
+
+
+class _NotConstant(Exception):  # noqa: N818 - control flow, never escapes this module
+    """Raised while folding constants when a function asks for the clock or time zone."""
+
+
+# ---------------------------------------------------------------------------
+# Values and operators. Semantics are pinned by tests/expressions/cases.json.
+
+
+def _read(value: Any) -> Any:
+    """Normalize a value read from variables: binary floats become exact decimals
+    (from their shortest repr, so 0.1 reads as 0.1), tuples become lists."""
+    kind = type(value)
+    if kind is float:
+        if value != value or value in (float("inf"), float("-inf")):
+            raise _runtime_error(f"the value {value!r} is not a finite number")
+        return Decimal(repr(value))
+    if kind is tuple:
+        return list(value)
+    return value
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) in _NUMBER_TYPES
+
+
+def _check_int(value: int) -> int:
+    if -_INT_LIMIT < value < _INT_LIMIT:
+        return value
+    raise _limit_error(f"integers are limited to {MAX_INT_DIGITS} digits")
+
+
+def _check_size(size: int, what: str) -> None:
+    if size > MAX_SIZE:
+        raise _limit_error(f"a {what} of {size:,} would be longer than the limit of {MAX_SIZE:,}")
+
+
+def _operand_error(symbol: str, left: Any, right: Any, allowed: str) -> ExpressionError:
+    return _type_error(f"operator {symbol} cannot combine {_type_name(left)} and "
+                       f"{_type_name(right)}; {allowed}")
+
+
+def _op_add(a: Any, b: Any) -> Any:
+    ta, tb = type(a), type(b)
+    if ta is int and tb is int:
+        return _check_int(a + b)
+    if ta in _NUMBER_TYPES and tb in _NUMBER_TYPES:
+        return _DEC.add(a, b)
+    if (ta is str and tb is str) or (ta is list and tb is list):
+        _check_size(len(a) + len(b), "text" if ta is str else "list")
+        return a + b
+    if a is None or b is None:
+        return None
+    raise _operand_error("+", a, b, "+ adds two numbers, or joins two texts or two lists")
+
+
+def _op_sub(a: Any, b: Any) -> Any:
+    ta, tb = type(a), type(b)
+    if ta is int and tb is int:
+        return _check_int(a - b)
+    if ta in _NUMBER_TYPES and tb in _NUMBER_TYPES:
+        return _DEC.subtract(a, b)
+    if a is None or b is None:
+        return None
+    raise _operand_error("-", a, b, "- subtracts numbers (use days_between for dates)")
+
+
+def _op_mul(a: Any, b: Any) -> Any:
+    ta, tb = type(a), type(b)
+    if ta is int and tb is int:
+        return _check_int(a * b)
+    if ta in _NUMBER_TYPES and tb in _NUMBER_TYPES:
+        return _DEC.multiply(a, b)
+    if a is None or b is None:
+        return None
+    for seq, count in ((a, b), (b, a)):
+        if type(seq) in (str, list) and type(count) is int:
+            _check_size(len(seq) * max(count, 0), "text" if type(seq) is str else "list")
+            return seq * count
+    raise _operand_error("*", a, b, "* multiplies numbers, or repeats a text or list an "
+                         "integer number of times")
+
+
+def _op_div(a: Any, b: Any) -> Any:
+    if _is_number(a) and _is_number(b):
+        if b == 0:
+            raise _runtime_error("division by zero; guard it, e.g. iif(b == 0, 0, a / b)")
+        return _DEC.divide(a, b)  # int / int is a decimal too: 7 / 2 == 3.5
+    if a is None or b is None:
+        return None
+    raise _operand_error("/", a, b, "/ divides numbers")
+
+
+def _op_mod(a: Any, b: Any) -> Any:
+    if _is_number(a) and _is_number(b):
+        if b == 0:
+            raise _runtime_error("modulo by zero")
+        if type(a) is int and type(b) is int:
+            return a % b
+        # Decimal % takes the sign of the dividend; the language (like int %) uses
+        # the sign of the divisor, so -7 % 3 == 2 whatever the number types.
+        rest = _DEC.remainder(a, b)
+        if rest and (rest < 0) != (b < 0):
+            rest = _DEC.add(rest, b)
+        return rest
+    if a is None or b is None:
+        return None
+    raise _operand_error("%", a, b, "% is the remainder of two numbers")
+
+
+def _op_pow(a: Any, b: Any) -> Any:
+    if not (_is_number(a) and _is_number(b)):
+        if a is None or b is None:
+            return None
+        raise _operand_error("**", a, b, "** raises a number to a number")
+    if abs(b) > MAX_EXPONENT:
+        raise _limit_error(f"exponent {b} is larger than the limit of {MAX_EXPONENT}")
+    if a == 0 and b < 0:
+        raise _runtime_error("zero cannot be raised to a negative power (division by zero)")
+    if type(a) is int and type(b) is int and b >= 0:
+        # (bit_length - 1) * b is a lower bound of the result's size: refuse before computing.
+        if (abs(a).bit_length() - 1) * b > _INT_LIMIT_BITS:
+            raise _limit_error(f"{a} ** {b} has more than {MAX_INT_DIGITS} digits")
+        return _check_int(a**b)
+    return _DEC.power(a, b)
+
+
+def _op_neg(a: Any) -> Any:
+    if type(a) is int:
+        return -a
+    if type(a) is Decimal:
+        return _DEC.minus(a)
+    if a is None:
+        return None
+    raise _type_error(f"unary - needs a number, got {_type_name(a)}")
+
+
+def _op_not(a: Any) -> bool:
+    return not a
+
+
+def _op_eq(a: Any, b: Any) -> bool:
+    ta, tb = type(a), type(b)
+    if ta is tb or (ta in _NUMBER_TYPES and tb in _NUMBER_TYPES):
+        return bool(a == b)
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return bool(a == b)
+    return False  # different kinds are never equal: true != 1, "1" != 1, a date != a datetime
+
+
+def _op_ne(a: Any, b: Any) -> bool:
+    return not _op_eq(a, b)
+
+
+def _as_aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _check_ordered(symbol: str, a: Any, b: Any) -> None:
+    ta, tb = type(a), type(b)
+    if (ta is tb and ta in _ORDERED_TYPES) or (ta in _NUMBER_TYPES and tb in _NUMBER_TYPES):
+        return
+    hint = ""
+    if {ta, tb} == {date, datetime}:
+        hint = " (compare dates with today(), datetimes with now(), or convert with to_date)"
+    raise _type_error(f"{symbol} cannot compare {_type_name(a)} with {_type_name(b)}; it "
+                      f"compares two numbers, two texts, two dates or two datetimes{hint}")
+
+
+def _make_order(symbol: str, compare: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
+    def order(a: Any, b: Any) -> bool:
+        if a is None or b is None:
+            return False  # a missing value is neither smaller nor larger (like SQL NULL)
+        _check_ordered(symbol, a, b)
+        if type(a) is datetime:
+            return compare(_as_aware(a), _as_aware(b))  # naive datetimes are read as UTC
+        return compare(a, b)
+
+    return order
+
+
+_op_lt = _make_order("<", lambda a, b: a < b)
+_op_le = _make_order("<=", lambda a, b: a <= b)
+_op_gt = _make_order(">", lambda a, b: a > b)
+_op_ge = _make_order(">=", lambda a, b: a >= b)
+
+
+def _contains(container: Any, item: Any, what: str = "in") -> bool:
+    kind = type(container)
+    if kind is list or kind is tuple:  # tuples only come from folded [..] literals
+        if type(item) is str or item is None:
+            return item in container  # fast path: no cross-type equality for text
+        return any(_op_eq(item, element) for element in container)
+    if kind is str:
+        if type(item) is str:
+            return item in container
+        if item is None:
+            return False
+        raise _type_error(f"{what} on a text looks for a text, got {_type_name(item)}")
+    if container is None:
+        return False
+    if isinstance(container, Mapping):
+        return item in container if type(item) is str else False
+    raise _type_error(f"{what} needs a list, a text or an object on its right, "
+                      f"got {_type_name(container)}")
+
+
+def _op_in(a: Any, b: Any) -> bool:
+    return _contains(b, a)
+
+
+def _op_not_in(a: Any, b: Any) -> bool:
+    return not _contains(b, a, "not in")
+
+
+_OPERATORS: dict[type, Callable[..., Any]] = {
+    ast.Add: _op_add, ast.Sub: _op_sub, ast.Mult: _op_mul, ast.Div: _op_div, ast.Mod: _op_mod,
+    ast.Pow: _op_pow, ast.USub: _op_neg, ast.Not: _op_not, ast.Eq: _op_eq, ast.NotEq: _op_ne,
+    ast.Lt: _op_lt, ast.LtE: _op_le, ast.Gt: _op_gt, ast.GtE: _op_ge, ast.In: _op_in,
+    ast.NotIn: _op_not_in,
+}
+
+
+def _member(obj: Any, key: Any) -> Any:
+    """``obj.key`` / ``obj[key]``: a missing field reads as none (records have optional fields)."""
+    if type(obj) is dict or isinstance(obj, Mapping):
+        try:
+            return _read(obj.get(key))
+        except TypeError:
+            raise _type_error(f"a {_type_name(key)} cannot be a field name") from None
+    if obj is None:
+        return None  # none.field is none, so record.account.name works on an empty account
+    if type(obj) in (list, str):
+        if type(key) is not int:
+            raise _type_error(f"positions in a {_type_name(obj)} are integers, "
+                              f"got {_type_name(key)}")
+        try:
+            return _read(obj[key])
+        except IndexError:
+            return None
+    raise _type_error(f"a {_type_name(obj)} has no fields; only records and objects do")
+
+
+# ---------------------------------------------------------------------------
+# The evaluator: simpleeval over the pre-parsed, pre-checked tree
+
+
+class _Evaluator(EvalWithCompoundTypes):  # type: ignore[misc]
+    """One per thread, reused across evaluations (building one costs more than
+    evaluating a typical rule); ``evaluate`` swaps in variables and context."""
+
+    def __init__(self) -> None:
+        super().__init__(operators=dict(_OPERATORS), functions={}, names={})
+        # Only the node types the compiler lets through: if validation ever had a
+        # hole, simpleeval's richer defaults (comprehensions, f-strings) stay unreachable.
+        self.nodes = {
+            ast.Constant: self._eval_constant, ast.Name: self._eval_name,
+            ast.Attribute: self._eval_attribute, ast.Subscript: self._eval_subscript,
+            ast.Call: self._eval_call, ast.BinOp: self._eval_binop,
+            ast.UnaryOp: self._eval_unaryop, ast.BoolOp: self._eval_boolop,
+            ast.Compare: self._eval_compare, ast.IfExp: self._eval_ifexp,
+            ast.List: self._eval_list,
+        }
+        self.busy = False
+        self.folding = False
+        self.steps = 0
+        self._context: EvalContext | None = None
+
+    @property
+    def context(self) -> EvalContext:
+        if self.folding:
+            raise _NotConstant
+        if self._context is None:
+            self._context = EvalContext()  # real time, only when a rule asks for it
+        return self._context
+
+    def charge(self, steps: int) -> None:
+        """Count work done by a function (one step per list item it walks)."""
+        self.steps += steps
+        if self.steps > MAX_STEPS:
+            raise _limit_error(f"evaluation took more than {MAX_STEPS:,} steps")
+
+    # simpleeval checks every intermediate result for forbidden callables and
+    # modules; we skip that on the hot path because no callable can be reached:
+    # calls resolve only registry names and member access only reads mappings.
+    def _eval(self, node: ast.AST) -> Any:
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            raise _limit_error(f"evaluation took more than {MAX_STEPS:,} steps")
+        try:
+            return self.nodes[type(node)](node)
+        except ExpressionError as exc:
+            if exc.position is None:
+                exc.locate(self.expr, getattr(node, "col_offset", None))
+            raise
+        except _NotConstant:
+            raise
+        except RecursionError:
+            raise _limit_error("the expression is nested too deeply").locate(
+                self.expr, getattr(node, "col_offset", None)) from None
+        except Exception as exc:  # a function met data it cannot handle: never leak it raw
+            kind = "type" if isinstance(exc, TypeError) else "runtime"
+            raise ExpressionError(f"{type(exc).__name__}: {exc}", kind=kind).locate(
+                self.expr, getattr(node, "col_offset", None)) from None
+
+    def _eval_constant(self, node: ast.Constant) -> Any:
+        return node.value
+
+    def _eval_name(self, node: ast.Name) -> Any:
+        return _read(self.names.get(node.id))  # an absent variable (old on create) is none
+
+    def _eval_attribute(self, node: ast.Attribute) -> Any:
+        return _member(self._eval(node.value), node.attr)
+
+    def _eval_subscript(self, node: ast.Subscript) -> Any:
+        return _member(self._eval(node.value), self._eval(node.slice))
+
+    def _eval_list(self, node: ast.List) -> list[Any]:
+        return [self._eval(element) for element in node.elts]
+
+    def _eval_call(self, node: ast.Call) -> Any:
+        spec = FUNCTIONS[node.func.id]  # type: ignore[attr-defined]  # checked at compile
+        if spec.lazy:
+            thunks = [lambda arg=arg: self._eval(arg) for arg in node.args]
+            return spec.implementation(self, *thunks)
+        return spec.implementation(self, *[self._eval(arg) for arg in node.args])
+
+
+_local = threading.local()
+_NO_VARIABLES: Mapping[str, Any] = {}
+
+
+def _acquire(variables: Mapping[str, Any], context: EvalContext | None,
+             folding: bool = False) -> _Evaluator:
+    evaluator: _Evaluator | None = getattr(_local, "evaluator", None)
+    if evaluator is None:
+        evaluator = _local.evaluator = _Evaluator()
+    elif evaluator.busy:
+        # Re-entrant use (e.g. a lazy record mapping that computes a formula
+        # field while another expression reads it): use a private evaluator.
+        evaluator = _Evaluator()
+    evaluator.busy = True
+    evaluator.folding = folding
+    evaluator.steps = 0
+    evaluator.names = variables
+    evaluator._context = context
+    return evaluator
+
+
+def _release(evaluator: _Evaluator) -> None:
+    evaluator.busy = False
+    evaluator.names = _NO_VARIABLES  # do not keep records alive between evaluations
+    evaluator._context = None
+
+
+# ---------------------------------------------------------------------------
+# Compiled expressions
+
+
+class CompiledExpression:
+    """A parsed, checked expression; immutable and safe to share between threads."""
+
+    __slots__ = ("source", "_tree", "_fields")
+
+    def __init__(self, source: str, tree: ast.expr, fields: dict[str, frozenset[str]]) -> None:
+        self.source = source
+        self._tree = tree
+        self._fields = fields
+
+    def evaluate(self, variables: Mapping[str, Any], *,
+                 context: EvalContext | None = None) -> Any:
+        """Evaluate against ``variables`` (plain dicts are fine: ``record.amount``
+        reads the key, a missing key is none).
+
+        >>> compile_expression("record.qty * 2.5").evaluate({"record": {"qty": 3}})
+        Decimal('7.5')
+        """
+        evaluator = _acquire(variables, context)
+        try:
+            return evaluator.eval(self.source, previously_parsed=self._tree)
+        except ExpressionError as exc:
+            raise exc.locate(self.source, None) from None
+        finally:
+            _release(evaluator)
+
+    @property
+    def referenced_fields(self) -> dict[str, set[str]]:
+        """Field names read on each variable, e.g. ``{"record": {"amount"}, "old": {"stage"}}``.
+
+        ``"*"`` in a set means the variable is used as a whole (passed to a
+        function, or indexed with a computed key): depend on all its fields.
+        """
+        return {name: set(names) for name, names in self._fields.items()}
+
+    def __repr__(self) -> str:
+        return f"CompiledExpression({self.source!r})"
+
+
+def compile_expression(source: str, *,
+                       allowed_names: Iterable[str] | None = None) -> CompiledExpression:
+    """Parse and check ``source`` once; evaluate the result many times.
+
+    ``allowed_names`` replaces the default variables ``record``, ``old`` and
+    ``user`` (pass e.g. ``[*DEFAULT_VARIABLES, "row"]`` to extend them).
+    Function names are always allowed in calls. Constant parts are evaluated
+    now, so ``1 / 0`` or ``"a" * 10**9`` fail here rather than on every record.
+
+    >>> compile_expression("record.__class__")
+    Traceback (most recent call last):
+    ...
+    tangram.engines.expressions.ExpressionError: Not allowed in expression 'record.__class__' \
+at position 0 (near 'record.__class__'): fields starting with _ cannot be read (.__class__)
+    """
+    names = DEFAULT_VARIABLES if allowed_names is None else frozenset(allowed_names)
+    if not isinstance(source, str):
+        raise ExpressionError(f"an expression is text, got {_type_name(source)}", kind="syntax")
+    return _compile(source, names)
+
+
+def validate_expression(source: str, *, allowed_names: Iterable[str] | None = None,
+                        path: str | None = None) -> list[ErrorItem]:
+    """``[]`` when ``source`` compiles, else one :class:`ErrorItem` (located at ``path``)."""
+    try:
+        compile_expression(source, allowed_names=allowed_names)
+    except ExpressionError as exc:
+        return [exc.as_error_item(path)]
+    return []
+
+
+@lru_cache(maxsize=4096)
+def _compile(source: str, names: frozenset[str]) -> CompiledExpression:
+    if len(source) > MAX_SOURCE_LENGTH:
+        raise ExpressionError(f"the expression has {len(source):,} characters; the limit is "
+                              f"{MAX_SOURCE_LENGTH:,}", kind="limit", expression=source[:100])
+    tree, literals = _parse(source)
+    checker = _Checker(source, names, literals)
+    checker.check_depth(tree)
+    tree = checker.visit(tree)
+    constant: dict[int, bool] = {}
+    _mark_constants(tree, constant)
+    tree = _fold(source, tree, constant)
+    return CompiledExpression(source, tree, {k: frozenset(v) for k, v in checker.fields.items()})
+
+
+def _parse(source: str) -> tuple[ast.expr, dict[int, str]]:
+    """Parse ``source``; also return the exact source text of every literal (by node id)."""
+    # Line breaks become spaces (one character each), so an expression may span
+    # lines anywhere and every position is a plain offset into the source.
+    flat = source.replace("\r", " ").replace("\n", " ")
+    body = flat.lstrip()
+    if not body.strip():
+        raise ExpressionError("the expression is empty", kind="syntax", expression=source)
+    lead = len(flat) - len(body)
+    if "#" in body:
+        _refuse_comments(source, body, lead)
+    try:
+        with warnings.catch_warnings():
+            # "\d" in a literal warns in Python; here it is a documented escape rule.
+            warnings.simplefilter("ignore")
+            tree = ast.parse(body, mode="eval").body
+    except SyntaxError as exc:
+        message = exc.msg
+        if not exc.offset:  # Python gives no column when the text simply stops too early
+            offset, message = len(source.rstrip()), f"{message}: the expression is incomplete"
+        else:
+            offset = lead + min(exc.offset - 1, len(body))
+        raise ExpressionError(f"{message}; expressions are a small Python-like language, see "
+                              "docs/expressions.md", kind="syntax", expression=source,
+                              position=offset) from None
+    except (ValueError, RecursionError, MemoryError):
+        raise ExpressionError("the expression cannot be read (null character or nested too "
+                              "deeply)", kind="syntax", expression=source) from None
+    # Python joins "a" "b" and decodes escapes its own way; the checker re-reads
+    # each literal from its source text with the language's rules.
+    literals = {id(node): ast.get_source_segment(body, node) or ""
+                for node in ast.walk(tree) if isinstance(node, ast.Constant)}
+    _shift_positions(tree, body, lead)
+    return tree, literals
+
+
+def _refuse_comments(source: str, body: str, lead: int) -> None:
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(body).readline):
+            if token.type == tokenize.COMMENT:
+                raise ExpressionError("comments (#) are not supported", kind="syntax",
+                                      expression=source, position=lead + token.start[1])
+    except (tokenize.TokenError, SyntaxError):
+        pass  # ast.parse reports the real syntax error
+
+
+def _shift_positions(tree: ast.AST, body: str, lead: int) -> None:
+    """Turn ast's UTF-8 byte columns into character offsets of the original source."""
+    ascii_only = body.isascii()
+    encoded = body.encode()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.expr):
+            col = node.col_offset
+            if not ascii_only:
+                col = len(encoded[:col].decode(errors="ignore"))
+            node.col_offset = col + lead
+            node.end_col_offset = None  # byte-based; nothing uses it after this point
+
+
+_STRING_LITERAL = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'", re.DOTALL)
+_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)", re.DOTALL)
+_SIMPLE_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", "'": "'", '"': '"'}
+_INT_LITERAL = re.compile(r"[0-9]+")
+_DECIMAL_LITERAL = re.compile(r"[0-9]+\.[0-9]+")
+_LITERAL_NAMES = {"true": True, "false": False, "none": None}
+_ALLOWED_SUMMARY = ("Allowed: literals, variables and their fields, and/or/not, comparisons, "
+                    "in / not in, + - * / % **, a if c else b, [lists] and function calls.")
+_FORBIDDEN_NODES = {
+    "Lambda": "lambda functions are not allowed",
+    "ListComp": "comprehensions (for ... in ...) are not allowed; use sum_of, count_if and "
+                "the other functions over sub-table rows",
+    "NamedExpr": "assignment (:=) is not allowed",
+    "Dict": "{...} literals are not allowed; use a list [a, b]",
+    "Set": "{...} literals are not allowed; use a list [a, b]",
+    "Tuple": "tuples (a, b) are not allowed; use a list [a, b]",
+    "JoinedStr": "f-strings are not allowed; use concat(...)",
+    "Starred": "* unpacking is not allowed",
+    "Slice": "slices [a:b] are not allowed; use left, right or substr",
+}
+for _comprehension in ("SetComp", "DictComp", "GeneratorExp"):
+    _FORBIDDEN_NODES[_comprehension] = _FORBIDDEN_NODES["ListComp"]
+_FORBIDDEN_OPERATORS = {
+    ast.FloorDiv: "// is not supported; use floor(a / b)",
+    ast.MatMult: "@ is not supported",
+    ast.BitAnd: "& is not supported; use and", ast.BitOr: "| is not supported; use or",
+    ast.BitXor: "^ is not supported; use ** for powers",
+    ast.LShift: "<< is not supported", ast.RShift: ">> is not supported",
+    ast.Invert: "~ is not supported", ast.UAdd: "unary + is not supported",
+    ast.Is: "is is not supported; use == none", ast.IsNot: "is not is not supported; use != none",
+}
+
+
+class _Checker:
+    """Walk the parsed tree once: refuse anything outside the grammar, decode
+    literals the language's way, and record which fields each variable reads."""
+
+    def __init__(self, source: str, names: frozenset[str], literals: dict[int, str]) -> None:
+        self.source = source
+        self.names = names
+        self.literals = literals
+        self.fields: dict[str, set[str]] = {}
+
+    def fail(self, node: ast.AST, kind: str, reason: str) -> ExpressionError:
+        return ExpressionError(reason, kind=kind, expression=self.source,
+                               position=getattr(node, "col_offset", None))
+
+    def check_depth(self, tree: ast.expr) -> None:
+        # Iterative, because the recursive checker below must never meet a tree
+        # deep enough to exhaust Python's stack.
+        stack: list[tuple[ast.AST, int]] = [(tree, 1)]
+        while stack:
+            node, depth = stack.pop()
+            if depth > MAX_DEPTH:
+                raise self.fail(node, "limit", f"the expression is nested more than {MAX_DEPTH} "
+                                "levels deep; split it into several fields")
+            step = 1 if isinstance(node, ast.expr) else 0
+            stack.extend((child, depth + step) for child in ast.iter_child_nodes(node))
+
+    def visit(self, node: ast.expr) -> ast.expr:
+        handler = getattr(self, "visit_" + type(node).__name__, None)
+        if handler is None:
+            reason = _FORBIDDEN_NODES.get(type(node).__name__,
+                                          f"{type(node).__name__} is not part of the language")
+            raise self.fail(node, "forbidden", f"{reason}. {_ALLOWED_SUMMARY}")
+        result: ast.expr = handler(node)
+        return result
+
+    def check_operator(self, node: ast.expr, op: ast.AST) -> None:
+        if type(op) not in _OPERATORS:
+            reason = _FORBIDDEN_OPERATORS.get(type(op), f"{type(op).__name__} is not supported")
+            raise self.fail(node, "forbidden", f"{reason}. {_ALLOWED_SUMMARY}")
+
+    def visit_Constant(self, node: ast.Constant) -> ast.expr:
+        value = node.value
+        text = self.literals.get(id(node), "")
+        if value is None or type(value) is bool:
+            return node
+        if type(value) is str:
+            return ast.copy_location(ast.Constant(value=self._decode_string(node, text)), node)
+        if type(value) is int and _INT_LITERAL.fullmatch(text):
+            return node
+        if type(value) is float and _DECIMAL_LITERAL.fullmatch(text):
+            # Decimal literals are exact: 0.1 is one tenth, never a binary float.
+            return ast.copy_location(ast.Constant(value=Decimal(text)), node)  # type: ignore[arg-type]
+        if type(value) in (int, float, complex):
+            raise self.fail(node, "syntax", f"the number {text} is not supported; write digits "
+                            "with an optional decimal point, like 16 or 1.5")
+        raise self.fail(node, "syntax", f"the literal {text} is not supported. {_ALLOWED_SUMMARY}")
+
+    def _decode_string(self, node: ast.Constant, text: str) -> str:
+        if not _STRING_LITERAL.fullmatch(text):
+            raise self.fail(node, "syntax", "write one text in '...' or \"...\" quotes: prefixes "
+                            "(r, b, f, u), triple quotes and adjacent texts are not supported; "
+                            "join texts with + or concat()")
+        body = text[1:-1]
+        if re.search(r"\\[xNU]", body):
+            raise self.fail(node, "syntax",
+                            "escapes \\x, \\N and \\U are not supported; use \\uXXXX")
+
+        def unescape(match: re.Match[str]) -> str:
+            code = match.group(1)
+            if len(code) == 5:
+                return chr(int(code[1:], 16))
+            # Unknown escapes keep their backslash, so "\d{11}" is the regex \d{11}.
+            return _SIMPLE_ESCAPES.get(code, "\\" + code)
+
+        value = _ESCAPE.sub(unescape, body)
+        if len(value) > MAX_STRING_LITERAL:
+            raise self.fail(node, "limit", f"a text literal has {len(value):,} characters; the "
+                            f"limit is {MAX_STRING_LITERAL:,}")
+        return value
+
+    def visit_Name(self, node: ast.Name) -> ast.expr:
+        if node.id in _LITERAL_NAMES:
+            return ast.copy_location(ast.Constant(value=_LITERAL_NAMES[node.id]), node)
+        if node.id.startswith("_"):
+            raise self.fail(node, "forbidden", f"names starting with _ are not allowed ({node.id})")
+        if node.id in self.names:
+            self.fields.setdefault(node.id, set()).add("*")
+            return node
+        if node.id in FUNCTIONS:
+            raise self.fail(node, "syntax", f"{node.id} is a function; call it: "
+                            f"{FUNCTIONS[node.id].signature}")
+        raise self.fail(node, "unknown_name", f"unknown name {node.id!r}"
+                        f"{_suggest(node.id, self.names)}; variables here: "
+                        f"{', '.join(sorted(self.names)) or '(none)'}")
+
+    def _root_field(self, base: ast.expr, key: str) -> bool:
+        if isinstance(base, ast.Name) and base.id in self.names:
+            self.fields.setdefault(base.id, set()).add(key)
+            return True
+        return False
+
+    def visit_Attribute(self, node: ast.Attribute) -> ast.expr:
+        if node.attr.startswith("_"):
+            raise self.fail(node, "forbidden",
+                            f"fields starting with _ cannot be read (.{node.attr})")
+        if not self._root_field(node.value, node.attr):
+            node.value = self.visit(node.value)
+        return node
+
+    def visit_Subscript(self, node: ast.Subscript) -> ast.expr:
+        node.slice = self.visit(node.slice)
+        key = node.slice.value if isinstance(node.slice, ast.Constant) else None
+        if isinstance(key, str) and key.startswith("_"):
+            raise self.fail(node.slice, "forbidden",
+                            f"fields starting with _ cannot be read ({key!r})")
+        if not (isinstance(key, str) and self._root_field(node.value, key)):
+            node.value = self.visit(node.value)
+        return node
+
+    def visit_Call(self, node: ast.Call) -> ast.expr:
+        if not isinstance(node.func, ast.Name):
+            raise self.fail(node, "forbidden", "only functions from the function list can be "
+                            "called; methods like x.upper() are not available, use upper(x)")
+        name = node.func.id
+        if name.startswith("_"):
+            raise self.fail(node, "forbidden", f"names starting with _ are not allowed ({name})")
+        spec = FUNCTIONS.get(name)
+        if spec is None:
+            raise self.fail(node, "unknown_name", f"unknown function {name!r}"
+                            f"{_suggest(name, FUNCTIONS)}; see the function list in "
+                            "docs/expressions.md")
+        if node.keywords:
+            raise self.fail(node, "forbidden", f"named arguments are not supported; "
+                            f"write {spec.signature}")
+        count = len(node.args)
+        if count < spec.min_args or (spec.max_args is not None and count > spec.max_args):
+            raise self.fail(node, "syntax", f"{name}() got {count} argument(s); write "
+                            f"{spec.signature}")
+        node.args = [self.visit(arg) for arg in node.args]
+        if spec.check_arguments is not None:
+            try:
+                spec.check_arguments([a.value if isinstance(a, ast.Constant) else None
+                                      for a in node.args])
+            except ExpressionError as exc:
+                raise exc.locate(self.source, node.col_offset) from None
+        return node
+
+    def visit_BinOp(self, node: ast.BinOp) -> ast.expr:
+        self.check_operator(node, node.op)
+        node.left, node.right = self.visit(node.left), self.visit(node.right)
+        return node
+
+    def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.expr:
+        self.check_operator(node, node.op)
+        node.operand = self.visit(node.operand)
+        return node
+
+    def visit_BoolOp(self, node: ast.BoolOp) -> ast.expr:
+        node.values = [self.visit(value) for value in node.values]
+        return node
+
+    def visit_Compare(self, node: ast.Compare) -> ast.expr:
+        for op in node.ops:
+            self.check_operator(node, op)
+        node.left = self.visit(node.left)
+        node.comparators = [self.visit(c) for c in node.comparators]
+        return node
+
+    def visit_IfExp(self, node: ast.IfExp) -> ast.expr:
+        node.test, node.body = self.visit(node.test), self.visit(node.body)
+        node.orelse = self.visit(node.orelse)
+        return node
+
+    def visit_List(self, node: ast.List) -> ast.expr:
+        node.elts = [self.visit(element) for element in node.elts]
+        return node
+
+
+def _suggest(name: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(candidates), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+_FOLDABLE = (ast.Constant, ast.List, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.IfExp,
+             ast.Subscript, ast.Call, ast.operator, ast.unaryop, ast.boolop, ast.cmpop,
+             ast.expr_context)
+
+
+def _mark_constants(node: ast.AST, constant: dict[int, bool]) -> bool:
+    result = isinstance(node, _FOLDABLE)
+    for child in ast.iter_child_nodes(node):
+        result = _mark_constants(child, constant) and result
+    constant[id(node)] = result
+    return result
+
+
+def _fold(source: str, node: ast.expr, constant: dict[int, bool], eager: bool = True) -> ast.expr:
+    """Evaluate constant sub-expressions once, top-down (largest first).
+
+    Per-record work shrinks, and a constant part that must fail (``"a" * 10**9``
+    where it is always reached) is reported when the definition is saved. A part
+    that only may run (a branch of iif, the right side of and/or) keeps its
+    error for evaluation, so folding never changes what an expression means.
+    Calls that need the clock or time zone raise _NotConstant and stay as they are.
+    """
+    if constant[id(node)] and not isinstance(node, ast.Constant):
+        try:
+            value = _evaluate_constant(source, node)
+        except _NotConstant:
+            pass
+        except ExpressionError:
+            if eager:
+                raise
+            return node
+        else:
+            if type(value) in _SCALAR_TYPES:
+                return ast.copy_location(ast.Constant(value=value), node)
+            return node  # a list stays a literal: one shared list must not leak between records
+    for name, old in ast.iter_fields(node):
+        if isinstance(old, ast.expr):
+            lazy = isinstance(node, ast.IfExp) and name != "test"
+            setattr(node, name, _fold(source, old, constant, eager and not lazy))
+        elif isinstance(old, list):
+            setattr(node, name, [
+                _fold(source, v, constant, eager and not _lazy_position(node, i))
+                if isinstance(v, ast.expr) else v for i, v in enumerate(old)])
+    if (isinstance(node, ast.Compare) and len(node.ops) == 1
+            and isinstance(node.ops[0], ast.In | ast.NotIn)
+            and isinstance(node.comparators[0], ast.List) and constant[id(node.comparators[0])]):
+        # x in ["won", "lost"]: build the list once; a tuple cannot be mutated by anyone.
+        try:
+            items = _evaluate_constant(source, node.comparators[0])
+        except (_NotConstant, ExpressionError):
+            return node
+        literal = ast.Constant(value=tuple(items))  # type: ignore[arg-type]
+        node.comparators[0] = ast.copy_location(literal, node.comparators[0])
+    return node
+
+
+def _lazy_position(node: ast.expr, index: int) -> bool:
+    """Whether the index-th child in a list field may be skipped at run time."""
+    if isinstance(node, ast.BoolOp | ast.Compare):  # a < b < c skips c when a < b is false
+        return index > 0
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        spec = FUNCTIONS.get(node.func.id)
+        return spec is not None and spec.lazy and index > 0
+    return False
+
+
+def _evaluate_constant(source: str, node: ast.expr) -> Any:
+    evaluator = _acquire(_NO_VARIABLES, None, folding=True)
+    try:
+        return evaluator.eval(source, previously_parsed=node)
+    except ExpressionError as exc:
+        raise exc.locate(source, node.col_offset) from None
+    finally:
+        _release(evaluator)
+
+
+# ---------------------------------------------------------------------------
+# Function registry: one entry per function, read by the compiler, the
+# evaluator, function_catalog() (API metadata) and docs/expressions.md.
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    name: str
+    signature: str
+    category: str
+    description_en: str
+    description_zh: str
+    examples: tuple[tuple[str, str], ...]  # (expression, result as format_value shows it)
+    implementation: Callable[..., Any]  # called with the evaluator first, then the arguments
+    min_args: int
+    max_args: int | None
+    lazy: bool = False  # arguments arrive as zero-argument callables (only chosen ones run)
+    check_arguments: Callable[[list[Any]], None] | None = None  # compile-time check of constants
+
+
+FUNCTIONS: dict[str, FunctionSpec] = {}
+CATEGORIES = ("logic", "text", "math", "date", "aggregate")
+
+
+def _function(signature: str, category: str, en: str, zh: str, *examples: tuple[str, str],
+              lazy: bool = False, check_arguments: Callable[[list[Any]], None] | None = None,
+              ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def register(implementation: Callable[..., Any]) -> Callable[..., Any]:
+        name = signature.split("(", 1)[0]
+        params = list(inspect.signature(implementation).parameters.values())[1:]
+        variadic = any(p.kind is p.VAR_POSITIONAL for p in params)
+        positional = [p for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
+        FUNCTIONS[name] = FunctionSpec(
+            name=name, signature=signature, category=category, description_en=en,
+            description_zh=zh, examples=examples, implementation=implementation,
+            min_args=sum(1 for p in positional if p.default is p.empty)
+            + (1 if variadic and not positional else 0),
+            max_args=None if variadic else len(positional), lazy=lazy,
+            check_arguments=check_arguments)
+        return implementation
+
+    return register
+
+
+def function_catalog() -> list[dict[str, Any]]:
+    """Every function, for the API metadata endpoint and the docs."""
+    return [
+        {"name": s.name, "signature": s.signature, "category": s.category,
+         "description_en": s.description_en, "description_zh": s.description_zh,
+         "examples": [{"expression": e, "result": r} for e, r in s.examples],
+         "min_args": s.min_args, "max_args": s.max_args}
+        for category in CATEGORIES for s in FUNCTIONS.values() if s.category == category
+    ]
+
+
+# The clock and variables the catalog's examples assume (the docs say so, the tests check it).
+EXAMPLE_CONTEXT = EvalContext(now=datetime(2026, 1, 31, 8, 0, tzinfo=UTC), timezone="Asia/Shanghai")
+EXAMPLE_VARIABLES: dict[str, Any] = {
+    "record": {"lines": [{"qty": 2, "gift": False}, {"qty": 3, "gift": True}]},
+}
+
+
+def format_value(value: Any) -> str:
+    """A value written the way the docs and examples write it."""
+    if value is None:
+        return "none"
+    if type(value) is bool:
+        return "true" if value else "false"
+    if type(value) is str:
+        return json.dumps(value, ensure_ascii=False)
+    if type(value) in (int, Decimal, date, datetime):
+        return _to_text(value)
+    if type(value) in (list, tuple):
+        return "[" + ", ".join(format_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{json.dumps(str(k))}: {format_value(v)}"
+                               for k, v in value.items()) + "}"
+    return repr(value)
+
+
+# --- argument helpers --------------------------------------------------------
+
+def _arg_error(fn: str, expected: str, value: Any) -> ExpressionError:
+    return _type_error(f"{fn}() expects {expected}, got {_type_name(value)}")
+
+
+def _text_arg(fn: str, value: Any) -> str:
+    if type(value) is str:
+        return value
+    if value is None:
+        return ""
+    raise _arg_error(fn, "a text", value)
+
+
+def _int_arg(fn: str, value: Any, what: str = "an integer") -> int:
+    if type(value) is int:
+        return value
+    if type(value) is Decimal and value == value.to_integral_value():
+        return _decimal_to_int(value)
+    raise _arg_error(fn, what, value)
+
+
+def _number_arg(fn: str, value: Any) -> int | Decimal | None:
+    value = _read(value)
+    if value is None or type(value) in _NUMBER_TYPES:
+        return value  # type: ignore[no-any-return]
+    raise _arg_error(fn, "a number", value)
+
+
+def _list_arg(env: _Evaluator, fn: str, value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if type(value) in (list, tuple):
+        env.charge(len(value))
+        return list(value)
+    raise _arg_error(fn, "a list", value)
+
+
+def _field_values(env: _Evaluator, fn: str, rows: Any, field_name: Any) -> list[Any]:
+    """Values of ``field_name`` in each sub-table row; none values are dropped."""
+    if type(field_name) is not str:
+        raise _arg_error(fn, "a field name in quotes as second argument", field_name)
+    values = []
+    for row in _list_arg(env, fn, rows):
+        if not isinstance(row, Mapping):
+            raise _arg_error(fn, "a list of rows (objects)", row)
+        value = _read(row.get(field_name))
+        if value is not None:
+            values.append(value)
+    return values
+
+
+def _decimal_to_int(value: Decimal) -> int:
+    if abs(value) >= _INT_LIMIT:
+        raise _limit_error(f"integers are limited to {MAX_INT_DIGITS} digits")
+    return int(value)
+
+
+def _to_text(value: Any) -> str:
+    kind = type(value)
+    if kind is str:
+        return value  # type: ignore[no-any-return]
+    if value is None:
+        return ""
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int:
+        return str(value)
+    if kind is Decimal:
+        # Plain notation keeps the decimal places (1.50 stays "1.50"); extreme
+        # exponents keep scientific notation so the text stays small.
+        return format(value, "f") if abs(value.adjusted()) <= MAX_INT_DIGITS else str(value)
+    if kind is datetime:
+        return _as_aware(value).astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if kind is date:
+        return value.isoformat()  # type: ignore[no-any-return]
+    raise _type_error(f"a {_type_name(value)} cannot be turned into text")
+
+
+def _numbers(fn: str, values: Iterable[Any]) -> list[int | Decimal]:
+    out: list[int | Decimal] = []
+    for value in values:
+        value = _number_arg(fn, value)
+        if value is not None:
+            out.append(value)
+    return out
+
+
+def _total(values: list[int | Decimal]) -> int | Decimal:
+    total: int | Decimal = 0
+    for value in values:
+        total = _op_add(total, value)
+    return total
+
+
+def _average(values: list[int | Decimal]) -> Decimal | None:
+    return _DEC.divide(_total(values), len(values)) if values else None
+
+
+def _extreme(fn: str, values: list[Any], pick_larger: bool) -> Any:
+    best = None
+    for value in values:
+        value = _read(value)
+        if value is None:
+            continue
+        if best is None:
+            _check_ordered(f"{fn}()", value, value)
+            best = value
+            continue
+        _check_ordered(f"{fn}()", value, best)
+        if (value > best) if pick_larger else (value < best):
+            best = value
+    return best
+
+
+# --- logic --------------------------------------------------------------------
+
+@_function("iif(condition, then, else)", "logic",
+           "then when condition is true, else otherwise; only the chosen branch is evaluated. "
+           "(if is a reserved word, hence iif.)",
+           "条件为真时返回 then，否则返回 else；只计算被选中的一支（if 是保留字，故名 iif）。",
+           ('iif(5 > 3, "yes", "no")', '"yes"'), ("iif(none, 1, 2)", "2"), lazy=True)
+def _iif(env: _Evaluator, condition: Callable[[], Any], then: Callable[[], Any],
+         otherwise: Callable[[], Any]) -> Any:
+    return then() if condition() else otherwise()
+
+
+@_function("coalesce(value, ...)", "logic",
+           "The first argument that is not none (later ones are not evaluated).",
+           "返回第一个不为 none 的参数（其后的参数不再计算）。",
+           ('coalesce(none, "", "x")', '""'), ("coalesce(none, 0)", "0"), lazy=True)
+def _coalesce(env: _Evaluator, *values: Callable[[], Any]) -> Any:
+    for thunk in values:
+        value = thunk()
+        if value is not None:
+            return value
+    return None
+
+
+@_function("is_empty(value)", "logic",
+           "True for none, a text of only spaces, an empty list or an empty object.",
+           "值为 none、只含空白的文本、空列表或空对象时为 true。",
+           ('is_empty("  ")', "true"), ("is_empty([0])", "false"))
+def _is_empty(env: _Evaluator, value: Any) -> bool:
+    if value is None:
+        return True
+    if type(value) is str:
+        return not value.strip()
+    if type(value) in (list, tuple) or isinstance(value, Mapping):
+        return len(value) == 0
+    return False
+
+
+# --- text ---------------------------------------------------------------------
+
+@_function("len(value)", "text", "Number of characters of a text or items of a list; none is 0.",
+           "文本的字符数或列表的元素数；none 为 0。", ('len("合同")', "2"), ("len([1, 2, 3])", "3"))
+def _len(env: _Evaluator, value: Any) -> int:
+    if value is None:
+        return 0
+    if type(value) in (str, list, tuple):
+        return len(value)
+    raise _arg_error("len", "a text or a list", value)
+
+
+@_function("upper(text)", "text", "The text in capitals; none gives \"\".",
+           "转为大写；none 得 \"\"。",
+           ('upper("abc")', '"ABC"'))
+def _upper(env: _Evaluator, text: Any) -> str:
+    return _text_arg("upper", text).upper()
+
+
+@_function("lower(text)", "text", "The text in small letters; none gives \"\".",
+           "转为小写；none 得 \"\"。", ('lower("ABC")', '"abc"'))
+def _lower(env: _Evaluator, text: Any) -> str:
+    return _text_arg("lower", text).lower()
+
+
+@_function("trim(text)", "text", "The text without leading and trailing spaces (including "
+           "full-width spaces).", "去掉首尾空白（含全角空格）。", ('trim("  a b ")', '"a b"'))
+def _trim(env: _Evaluator, text: Any) -> str:
+    return _text_arg("trim", text).strip()
+
+
+@_function("concat(value, ...)", "text", "Joins the values as text; none counts as \"\".",
+           "把各值转为文本后连接；none 视为 \"\"。",
+           ('concat("No.", 7, none, "-", 1.50)', '"No.7-1.50"'))
+def _concat(env: _Evaluator, *values: Any) -> str:
+    parts = [_to_text(value) for value in values]
+    _check_size(sum(len(p) for p in parts), "text")
+    return "".join(parts)
+
+
+@_function("contains(text_or_list, part)", "text",
+           "Whether the text contains the part, or the list contains the item; none gives false.",
+           "文本是否包含 part，或列表是否包含该元素；none 得 false。",
+           ('contains("华东大区", "华东")', "true"), ('contains(["a", "b"], "c")', "false"))
+def _contains_fn(env: _Evaluator, container: Any, part: Any) -> bool:
+    return _contains(container, part, "contains()")
+
+
+@_function("startswith(text, prefix)", "text", "Whether the text starts with prefix.",
+           "文本是否以 prefix 开头。", ('startswith("SO-001", "SO-")', "true"))
+def _startswith(env: _Evaluator, text: Any, prefix: Any) -> bool:
+    return text is not None and _text_arg("startswith", text).startswith(
+        _text_arg("startswith", prefix))
+
+
+@_function("endswith(text, suffix)", "text", "Whether the text ends with suffix.",
+           "文本是否以 suffix 结尾。", ('endswith("a.pdf", ".pdf")', "true"))
+def _endswith(env: _Evaluator, text: Any, suffix: Any) -> bool:
+    return text is not None and _text_arg("endswith", text).endswith(
+        _text_arg("endswith", suffix))
+
+
+def _count_arg(fn: str, value: Any) -> int:
+    count = _int_arg(fn, value, "a count of 0 or more")
+    if count < 0:
+        raise _runtime_error(f"{fn}() needs a count of 0 or more, got {count}")
+    return count
+
+
+@_function("left(text, n)", "text", "The first n characters.", "前 n 个字符。",
+           ('left("20260131", 4)', '"2026"'))
+def _left(env: _Evaluator, text: Any, count: Any) -> str:
+    return _text_arg("left", text)[:_count_arg("left", count)]
+
+
+@_function("right(text, n)", "text", "The last n characters.", "后 n 个字符。",
+           ('right("20260131", 2)', '"31"'))
+def _right(env: _Evaluator, text: Any, count: Any) -> str:
+    value, n = _text_arg("right", text), _count_arg("right", count)
+    return value[len(value) - n:] if n else ""
+
+
+@_function("substr(text, start, length=none)", "text",
+           "length characters from position start (the first character is 1); without length, "
+           "to the end.",
+           "从第 start 个字符（从 1 起）开始取 length 个字符；省略 length 则取到末尾。",
+           ('substr("ABCDEF", 2, 3)', '"BCD"'), ('substr("ABCDEF", 5)', '"EF"'))
+def _substr(env: _Evaluator, text: Any, start: Any, length: Any = None) -> str:
+    value = _text_arg("substr", text)
+    begin = _int_arg("substr", start, "a start position of 1 or more")
+    if begin < 1:
+        raise _runtime_error(f"substr() positions start at 1, got {begin}")
+    if length is None:
+        return value[begin - 1:]
+    return value[begin - 1:begin - 1 + _count_arg("substr", length)]
+
+
+@_function("replace(text, old, new)", "text", "The text with every old replaced by new.",
+           "把文本中所有 old 替换为 new。", ('replace("a-b-c", "-", "/")', '"a/b/c"'))
+def _replace(env: _Evaluator, text: Any, old: Any, new: Any) -> str:
+    value, old_text, new_text = (_text_arg("replace", text), _text_arg("replace", old),
+                                 _text_arg("replace", new))
+    if not old_text:
+        return value
+    _check_size(len(value) + value.count(old_text) * (len(new_text) - len(old_text)), "text")
+    return value.replace(old_text, new_text)
+
+
+_BACKREFERENCE = re.compile(r"\\[1-9]|\(\?P=|\\k<|\\g<")
+_BOUNDED_REPEAT = re.compile(r"\{(\d*)(,?)(\d*)\}")
+
+
+@lru_cache(maxsize=256)
+def _safe_regex(pattern: str) -> re.Pattern[str]:
+    """Compile a matches() pattern, refusing what can backtrack catastrophically.
+
+    Python's re has no timeout, so: the pattern and the searched text are
+    short, back-references are refused, and a repeated group may contain
+    neither another repetition nor an alternation ((a+)+, (a|aa)*).
+    """
+    if len(pattern) > MAX_REGEX_PATTERN:
+        raise _limit_error(f"a matches() pattern has {len(pattern)} characters; the limit is "
+                           f"{MAX_REGEX_PATTERN}")
+    if _BACKREFERENCE.search(pattern):
+        raise ExpressionError("back-references are not allowed in matches() patterns",
+                              kind="forbidden")
+    groups: list[dict[str, bool]] = []  # per open group: contains a repetition / an alternation
+    closed: dict[str, bool] | None = None  # the group that just closed, if the last atom was one
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        repeat = _BOUNDED_REPEAT.match(pattern, i) if char == "{" else None
+        if char == "\\":
+            i, closed = i + 2, None
+            continue
+        if char == "[":
+            end = i + 1 + (pattern[i + 1:i + 2] == "^")
+            end += pattern[end:end + 1] == "]"
+            while end < len(pattern) and pattern[end] != "]":
+                end += 2 if pattern[end] == "\\" else 1
+            i, closed = end + 1, None
+            continue
+        if char == "(":
+            groups.append({"repeat": False, "alternation": False})
+        elif char == ")" and groups:
+            closed = groups.pop()
+            if groups:
+                groups[-1]["repeat"] |= closed["repeat"]
+                groups[-1]["alternation"] |= closed["alternation"]
+            i += 1
+            continue
+        elif char == "|" and groups:
+            groups[-1]["alternation"] = True
+        elif char in "*+" or repeat:
+            upper = repeat.group(3) if repeat else ""
+            repeats = char in "*+" or (repeat is not None and (upper == "" and repeat.group(2)
+                                                               or upper not in ("", "0", "1")))
+            if repeats and closed and (closed["repeat"] or closed["alternation"]):
+                raise ExpressionError("a repeated group may not contain another repetition or "
+                                      "an alternation, e.g. (a+)+ or (a|b)*; simplify the pattern",
+                                      kind="forbidden")
+            if repeats and groups:
+                groups[-1]["repeat"] = True
+            i += len(repeat.group(0)) if repeat else 1
+            closed = None
+            continue
+        closed = None
+        i += 1
+    try:
+        # ASCII classes (\d, \w) behave like JavaScript's, so the web UI agrees.
+        return re.compile(pattern, re.ASCII)
+    except re.error as exc:
+        raise _runtime_error(f"invalid matches() pattern: {exc}") from None
+
+
+def _check_matches_arguments(constants: list[Any]) -> None:
+    if type(constants[1]) is str:
+        _safe_regex(constants[1])
+
+
+@_function("matches(text, pattern)", "text",
+           "Whether a regular expression finds a match in the text (use ^...$ for the whole "
+           "text). \\d and \\w are ASCII only. Patterns up to 200 characters, text up to 1000; "
+           "nested repetitions like (a+)+ are refused.",
+           "正则表达式是否在文本中找到匹配（整段匹配请用 ^...$）。\\d、\\w 只匹配 ASCII。"
+           "模式最长 200 字符、文本最长 1000 字符；(a+)+ 这类嵌套重复会被拒绝。",
+           (r'matches("13800138000", "^1[3-9]\d{9}$")', "true"),
+           check_arguments=_check_matches_arguments)
+def _matches(env: _Evaluator, text: Any, pattern: Any) -> bool:
+    if text is None:
+        return False
+    value = _text_arg("matches", text)
+    if len(value) > MAX_REGEX_INPUT:
+        raise _limit_error(f"matches() searches texts of up to {MAX_REGEX_INPUT} characters, "
+                           f"got {len(value):,}")
+    return _safe_regex(_text_arg("matches", pattern)).search(value) is not None
+
+
+# --- math ---------------------------------------------------------------------
+
+@_function("abs(number)", "math", "The number without its sign.", "绝对值。", ("abs(-2.5)", "2.5"))
+def _abs(env: _Evaluator, value: Any) -> Any:
+    number = _number_arg("abs", value)
+    if type(number) is Decimal:
+        return _DEC.abs(number)
+    return None if number is None else abs(number)
+
+
+_QUANTUMS = [Decimal(1).scaleb(-digits) for digits in range(21)]
+
+
+@_function("round(number, digits=0)", "math",
+           "Rounds half up (2.5 → 3, -2.5 → -3) to 0-20 decimal places; a decimal keeps exactly "
+           "that many places, an integer is returned unchanged.",
+           "四舍五入到 0-20 位小数（2.5 → 3，-2.5 → -3）；"
+           "小数结果保留恰好 digits 位，整数原样返回。",
+           ("round(2.345, 2)", "2.35"), ("round(2.5)", "3"))
+def _round(env: _Evaluator, value: Any, digits: Any = 0) -> Any:
+    places = _int_arg("round", digits)
+    if not 0 <= places <= 20:
+        raise _runtime_error(f"round() takes 0 to 20 decimal places, got {places}")
+    number = _number_arg("round", value)
+    if type(number) is Decimal:
+        return number.quantize(_QUANTUMS[places], rounding=ROUND_HALF_UP, context=_DEC)
+    return number
+
+
+def _to_integral(fn: str, value: Any, rounding: str) -> int | None:
+    number = _number_arg(fn, value)
+    if type(number) is Decimal:
+        return _decimal_to_int(number.to_integral_value(rounding=rounding, context=_DEC))
+    return number  # type: ignore[return-value]
+
+
+@_function("floor(number)", "math", "The largest integer not above the number.",
+           "不大于该数的最大整数。", ("floor(-2.5)", "-3"))
+def _floor(env: _Evaluator, value: Any) -> int | None:
+    return _to_integral("floor", value, ROUND_FLOOR)
+
+
+@_function("ceil(number)", "math", "The smallest integer not below the number.",
+           "不小于该数的最小整数。", ("ceil(2.1)", "3"))
+def _ceil(env: _Evaluator, value: Any) -> int | None:
+    return _to_integral("ceil", value, ROUND_CEILING)
+
+
+def _spread(env: _Evaluator, values: tuple[Any, ...]) -> list[Any]:
+    if len(values) == 1 and type(values[0]) in (list, tuple):
+        return _list_arg(env, "", values[0])
+    return list(values)
+
+
+@_function("min(value, ...)", "math", "The smallest value (numbers, texts or dates), of the "
+           "arguments or of one list; none values are skipped.",
+           "最小值（数字、文本或日期），取各参数或一个列表中的；忽略 none。",
+           ("min(3, 1.5, none)", "1.5"), ("min([4, 2])", "2"))
+def _min(env: _Evaluator, first: Any, *rest: Any) -> Any:
+    return _extreme("min", _spread(env, (first, *rest)), pick_larger=False)
+
+
+@_function("max(value, ...)", "math", "The largest value, like min.", "最大值，用法同 min。",
+           ('max("a", "b")', '"b"'), ("max([4, 2])", "4"))
+def _max(env: _Evaluator, first: Any, *rest: Any) -> Any:
+    return _extreme("max", _spread(env, (first, *rest)), pick_larger=True)
+
+
+@_function("sum(list)", "math", "The sum of a list of numbers (none items skipped); [] gives 0.",
+           "数字列表之和（忽略 none）；空列表得 0。", ("sum([1, 2.5, none])", "3.5"))
+def _sum(env: _Evaluator, values: Any) -> int | Decimal:
+    return _total(_numbers("sum", _list_arg(env, "sum", values)))
+
+
+@_function("avg(list)", "math", "The average of a list of numbers (none items skipped), as a "
+           "decimal; none when there is none.",
+           "数字列表的平均值（忽略 none），结果为小数；无值时为 none。",
+           ("avg([1, 2])", "1.5"))
+def _avg(env: _Evaluator, values: Any) -> Decimal | None:
+    return _average(_numbers("avg", _list_arg(env, "avg", values)))
+
+
+_NUMBER_TEXT = re.compile(r"[+-]?(?:\d+(\.\d*)?|\.\d+)")
+
+
+@_function("number(value)", "math", "A number read from a text like \"12\" or \"-3.50\" (an "
+           "integer when there is no decimal point); \"\" and none give none.",
+           "把 \"12\"、\"-3.50\" 这样的文本读成数字（无小数点时为整数）；\"\" 与 none 得 none。",
+           ('number(" 3.50 ")', "3.50"), ('number("12")', "12"))
+def _number(env: _Evaluator, value: Any) -> int | Decimal | None:
+    value = _read(value)
+    if value is None or type(value) in _NUMBER_TYPES:
+        return value  # type: ignore[no-any-return]
+    if type(value) is not str:
+        raise _arg_error("number", "a text or a number", value)
+    text = value.strip()
+    if not text:
+        return None
+    match = _NUMBER_TEXT.fullmatch(text)
+    if not match or len(text) > MAX_INT_DIGITS:
+        raise _runtime_error(f"{value[:40]!r} is not a number; write digits with an optional "
+                             "sign and decimal point, like -12.5")
+    return Decimal(text) if "." in text else int(text)
+
+
+@_function("int(value)", "math", "The integer part of a number or numeric text (toward zero).",
+           "数字或数字文本的整数部分（向零取整）。", ("int(-2.7)", "-2"), ('int("42")', "42"))
+def _int(env: _Evaluator, value: Any) -> int | None:
+    number = _number(env, value)
+    return _decimal_to_int(number) if type(number) is Decimal else number  # type: ignore[return-value]
+
+
+@_function("text(value)", "math", "The value as text: decimals keep their places, dates are "
+           "2026-01-31, datetimes ISO 8601 in UTC, true/false, none gives \"\".",
+           "把值转为文本：小数保留原有位数，日期为 2026-01-31，日期时间为 UTC 的 ISO 8601，"
+           "布尔为 true/false，none 得 \"\"。", ("text(1.50)", '"1.50"'), ("text(date(2026, 1, 5))",
+                                                                         '"2026-01-05"'))
+def _text(env: _Evaluator, value: Any) -> str:
+    return _to_text(value)
+
+
+# --- dates --------------------------------------------------------------------
+
+def _local_date(env: _Evaluator, fn: str, value: Any) -> date:
+    if type(value) is datetime:
+        return _as_aware(value).astimezone(env.context.zone).date()
+    if type(value) is date:
+        return value
+    raise _arg_error(fn, "a date or a datetime", value)
+
+
+def _instant(env: _Evaluator, fn: str, value: Any) -> datetime:
+    if type(value) is datetime:
+        return _as_aware(value)
+    if type(value) is date:  # a date means its local midnight
+        return datetime(value.year, value.month, value.day, tzinfo=env.context.zone)
+    raise _arg_error(fn, "a date or a datetime", value)
+
+
+@_function("now()", "date", "The current date and time (UTC; date functions convert to the "
+           "organization's time zone).", "当前日期时间（UTC；日期函数会换算到组织时区）。",
+           ("now()", "2026-01-31T08:00:00Z"))
+def _now(env: _Evaluator) -> datetime:
+    return env.context.now.astimezone(UTC)
+
+
+@_function("today()", "date", "Today's date in the organization's time zone.",
+           "组织时区下的今天日期。", ("today()", "2026-01-31"))
+def _today(env: _Evaluator) -> date:
+    return env.context.now.astimezone(env.context.zone).date()
+
+
+@_function("date(year, month, day)", "date", "A date.", "构造日期。",
+           ("date(2026, 2, 28)", "2026-02-28"))
+def _date(env: _Evaluator, year: Any, month: Any, day: Any) -> date:
+    parts = [_int_arg("date", v) for v in (year, month, day)]
+    try:
+        return date(*parts)
+    except ValueError:
+        raise _runtime_error(f"there is no date {parts[0]}-{parts[1]}-{parts[2]}") from None
+
+
+_DATE_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DATETIME_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?"
+                            r"(Z|[+-]\d{2}:\d{2})?")
+
+
+def _parse_temporal(env: _Evaluator, fn: str, value: Any) -> date | datetime | None:
+    if value is None or type(value) in (date, datetime):
+        return value  # type: ignore[no-any-return]
+    text = _text_arg(fn, value).strip()
+    if not text:
+        return None
+    try:
+        if _DATE_TEXT.fullmatch(text):
+            return date.fromisoformat(text)
+        if _DATETIME_TEXT.fullmatch(text):
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            if moment.tzinfo is None:  # local time of the organization
+                moment = moment.replace(tzinfo=env.context.zone)
+            return moment.astimezone(UTC)
+    except ValueError:
+        pass
+    raise _runtime_error(f"{text[:40]!r} is not a date; write 2026-01-31 or "
+                         "2026-01-31T08:00:00Z (a time without zone is local time)")
+
+
+@_function("to_date(value)", "date", "The date of a text like \"2026-01-31\" or of a datetime "
+           "(in the organization's time zone); \"\" and none give none.",
+           "把 \"2026-01-31\" 这样的文本或日期时间（按组织时区）转为日期；\"\" 与 none 得 none。",
+           ('to_date("2026-01-31")', "2026-01-31"),
+           ('to_date("2026-01-31T20:00:00Z")', "2026-02-01"))
+def _to_date(env: _Evaluator, value: Any) -> date | None:
+    moment = _parse_temporal(env, "to_date", value)
+    return None if moment is None else _local_date(env, "to_date", moment)
+
+
+@_function("to_datetime(value)", "date", "The datetime of a text like \"2026-01-31T08:00:00Z\" "
+           "(no zone means local time) or of a date (its local midnight).",
+           "把 \"2026-01-31T08:00:00Z\" 这样的文本（无时区则为本地时间）"
+           "或日期（当地零点）转为日期时间。",
+           ('to_datetime("2026-01-31 08:00")', "2026-01-31T00:00:00Z"))
+def _to_datetime(env: _Evaluator, value: Any) -> datetime | None:
+    moment = _parse_temporal(env, "to_datetime", value)
+    return None if moment is None else _instant(env, "to_datetime", moment).astimezone(UTC)
+
+
+def _shift(env: _Evaluator, fn: str, value: Any, move: Callable[[date], date]) -> Any:
+    if value is None:
+        return None
+    try:
+        if type(value) is datetime:  # move the local calendar date, keep the local clock time
+            moved = move(_as_aware(value).astimezone(env.context.zone))
+            return cast(datetime, moved).astimezone(UTC)
+        if type(value) is date:
+            return move(value)
+    except (OverflowError, ValueError):
+        raise _runtime_error(f"{fn}() went outside the years 1-9999") from None
+    raise _arg_error(fn, "a date or a datetime", value)
+
+
+@_function("add_days(date, n)", "date", "The date (or datetime) n days later; n may be negative.",
+           "n 天后的日期（或日期时间）；n 可为负。",
+           ("add_days(date(2026, 1, 31), 1)", "2026-02-01"))
+def _add_days(env: _Evaluator, value: Any, days: Any) -> Any:
+    count = _int_arg("add_days", days)
+    return _shift(env, "add_days", value, lambda d: d + timedelta(days=count))
+
+
+def _move_months(moment: date, months: int) -> date:
+    year, month = divmod(moment.year * 12 + moment.month - 1 + months, 12)
+    if not 1 <= year <= 9999:
+        raise ValueError(year)
+    return moment.replace(year=year, month=month + 1,
+                          day=min(moment.day, calendar.monthrange(year, month + 1)[1]))
+
+
+@_function("add_months(date, n)", "date", "The date n months later; the day is kept or, if the "
+           "month is shorter, becomes its last day.", "n 个月后的日期；该月没有这一天时取月末。",
+           ("add_months(date(2026, 1, 31), 1)", "2026-02-28"))
+def _add_months(env: _Evaluator, value: Any, months: Any) -> Any:
+    count = _int_arg("add_months", months)
+    return _shift(env, "add_months", value, lambda d: _move_months(d, count))
+
+
+@_function("add_hours(datetime, n)", "date", "The datetime n hours later (n may be a decimal or "
+           "negative); a date counts as its local midnight.",
+           "n 小时后的日期时间（n 可为小数或负数）；日期按当地零点计。",
+           ("add_hours(now(), 1.5)", "2026-01-31T09:30:00Z"))
+def _add_hours(env: _Evaluator, value: Any, hours: Any) -> datetime | None:
+    amount = _number_arg("add_hours", hours)
+    if value is None or amount is None:
+        return None
+    micro = int(_DEC.multiply(amount, 3_600_000_000))
+    try:
+        return (_instant(env, "add_hours", value) + timedelta(microseconds=micro)).astimezone(UTC)
+    except OverflowError:
+        raise _runtime_error("add_hours() went outside the years 1-9999") from None
+
+
+@_function("days_between(start, end)", "date", "Calendar days from start to end (negative if end "
+           "is earlier); datetimes count by their local date.",
+           "从 start 到 end 的天数（end 更早则为负）；日期时间按当地日期计。",
+           ("days_between(date(2026, 1, 1), date(2026, 3, 1))", "59"))
+def _days_between(env: _Evaluator, start: Any, end: Any) -> int | None:
+    if start is None or end is None:
+        return None
+    return (_local_date(env, "days_between", end) - _local_date(env, "days_between", start)).days
+
+
+@_function("hours_between(start, end)", "date", "Hours from start to end, as a decimal "
+           "(negative if end is earlier).", "从 start 到 end 的小时数（小数；end 更早则为负）。",
+           ('hours_between(to_datetime("2026-01-31T08:00:00Z"), now())', "0"))
+def _hours_between(env: _Evaluator, start: Any, end: Any) -> Decimal | None:
+    if start is None or end is None:
+        return None
+    delta = _instant(env, "hours_between", end) - _instant(env, "hours_between", start)
+    return _DEC.divide(delta // timedelta(microseconds=1), 3_600_000_000)
+
+
+def _date_part(fn: str, part: Callable[[date], int]) -> Callable[..., int | None]:
+    def implementation(env: _Evaluator, value: Any) -> int | None:
+        return None if value is None else part(_local_date(env, fn, value))
+
+    return implementation
+
+
+for _name, _en, _zh, _part, _example in (
+    ("year", "The year of a date.", "日期的年份。", lambda d: d.year, "2026"),
+    ("month", "The month of a date (1-12).", "日期的月份（1-12）。", lambda d: d.month, "1"),
+    ("day", "The day of the month (1-31).", "日期是当月第几天（1-31）。", lambda d: d.day, "31"),
+    ("weekday", "The day of the week: 1 = Monday … 7 = Sunday.", "星期几：1 = 周一 … 7 = 周日。",
+     lambda d: d.isoweekday(), "6"),
+):
+    _function(f"{_name}(date)", "date", _en + " Datetimes count by their local date.",
+              _zh + "日期时间按当地日期计。", (f"{_name}(date(2026, 1, 31))", _example))(
+        _date_part(_name, _part))
+
+_DATE_TOKENS = re.compile(r"YYYY|YY|MM|DD|HH|mm|ss|M|D|H")
+
+
+@_function("format_date(date, pattern=\"YYYY-MM-DD\")", "date",
+           "The date as text. Pattern letters: YYYY YY MM M DD D HH H mm ss; anything else is "
+           "copied. Datetimes are shown in local time.",
+           "把日期格式化为文本。格式符：YYYY YY MM M DD D HH H mm ss，其余字符原样输出；"
+           "日期时间按当地时间显示。",
+           ('format_date(date(2026, 1, 5), "YYYY年M月D日")', '"2026年1月5日"'),
+           ('format_date(now(), "MM/DD HH:mm")', '"01/31 16:00"'))
+def _format_date(env: _Evaluator, value: Any, pattern: Any = "YYYY-MM-DD") -> str:
+    layout = _text_arg("format_date", pattern)
+    if len(layout) > MAX_DATE_PATTERN:
+        raise _limit_error(f"format_date() patterns have up to {MAX_DATE_PATTERN} characters")
+    if value is None:
+        return ""
+    if type(value) is datetime:
+        moment = _as_aware(value).astimezone(env.context.zone)
+    elif type(value) is date:
+        moment = datetime(value.year, value.month, value.day)
+    else:
+        raise _arg_error("format_date", "a date or a datetime", value)
+    parts = {"YYYY": f"{moment.year:04d}", "YY": f"{moment.year % 100:02d}",
+             "MM": f"{moment.month:02d}", "M": str(moment.month), "DD": f"{moment.day:02d}",
+             "D": str(moment.day), "HH": f"{moment.hour:02d}", "H": str(moment.hour),
+             "mm": f"{moment.minute:02d}", "ss": f"{moment.second:02d}"}
+    return _DATE_TOKENS.sub(lambda m: parts[m.group(0)], layout)
+
+
+# --- aggregates over sub-table rows --------------------------------------------
+
+@_function("sum_of(rows, \"field\")", "aggregate", "Sum of a field over sub-table rows (none "
+           "skipped); no rows give 0.", "子表各行某字段之和（忽略 none）；无行得 0。",
+           ('sum_of(record.lines, "qty")', "5"))
+def _sum_of(env: _Evaluator, rows: Any, field_name: Any) -> int | Decimal:
+    return _total(_numbers("sum_of", _field_values(env, "sum_of", rows, field_name)))
+
+
+@_function("avg_of(rows, \"field\")", "aggregate", "Average of a field over rows, as a decimal; "
+           "none when no row has a value.", "子表各行某字段的平均值（小数）；都无值时为 none。",
+           ('avg_of(record.lines, "qty")', "2.5"))
+def _avg_of(env: _Evaluator, rows: Any, field_name: Any) -> Decimal | None:
+    return _average(_numbers("avg_of", _field_values(env, "avg_of", rows, field_name)))
+
+
+@_function("min_of(rows, \"field\")", "aggregate", "Smallest value of a field over rows.",
+           "子表各行某字段的最小值。", ('min_of(record.lines, "qty")', "2"))
+def _min_of(env: _Evaluator, rows: Any, field_name: Any) -> Any:
+    return _extreme("min_of", _field_values(env, "min_of", rows, field_name), pick_larger=False)
+
+
+@_function("max_of(rows, \"field\")", "aggregate", "Largest value of a field over rows.",
+           "子表各行某字段的最大值。", ('max_of(record.lines, "qty")', "3"))
+def _max_of(env: _Evaluator, rows: Any, field_name: Any) -> Any:
+    return _extreme("max_of", _field_values(env, "max_of", rows, field_name), pick_larger=True)
+
+
+@_function("count_of(rows)", "aggregate", "Number of rows; none gives 0.", "行数；none 得 0。",
+           ("count_of(record.lines)", "2"))
+def _count_of(env: _Evaluator, rows: Any) -> int:
+    return len(_list_arg(env, "count_of", rows))
+
+
+@_function("count_if(rows, \"field\", value)", "aggregate", "Number of rows whose field equals "
+           "value (same rule as ==).", "某字段等于 value 的行数（规则同 ==）。",
+           ('count_if(record.lines, "gift", true)', "1"))
+def _count_if(env: _Evaluator, rows: Any, field_name: Any, value: Any) -> int:
+    if type(field_name) is not str:
+        raise _arg_error("count_if", "a field name in quotes as second argument", field_name)
+    items = _list_arg(env, "count_if", rows)
+    if not all(isinstance(row, Mapping) for row in items):
+        raise _type_error("count_if() expects a list of rows (objects)")
+    return sum(1 for row in items if _op_eq(_read(row.get(field_name)), value))

@@ -1,0 +1,146 @@
+"""Relative date ranges of the filter language (``{"op": "date_range"}``).
+
+One registry entry per range, read by the filter compiler, the metadata
+endpoint and the docs (``docs/filters.md``; a test fails when an entry is
+missing there). Every range is a closed interval of local calendar days in
+the organization's time zone, computed from an injected ``today`` — never
+from the system clock — so tests and reports are reproducible.
+
+>>> resolve_date_range("this_quarter", today=date(2026, 5, 20))
+DayRange(start=datetime.date(2026, 4, 1), end=datetime.date(2026, 6, 30))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+MAX_DAYS = 3660  # ten years: larger "last N days" are almost certainly typos
+
+
+@dataclass(frozen=True)
+class DayRange:
+    """Local calendar days ``start`` … ``end``, both included."""
+
+    start: date
+    end: date
+
+    def utc_bounds(self, timezone: str) -> tuple[datetime, datetime]:
+        """``[start, end_exclusive)`` as UTC instants: local midnight of ``start``
+        and of the day after ``end`` (DST-safe: computed per day by zoneinfo)."""
+        zone = ZoneInfo(timezone)
+        lo = datetime.combine(self.start, time(0), tzinfo=zone).astimezone(UTC)
+        hi = datetime.combine(self.end + timedelta(days=1), time(0), tzinfo=zone)
+        return lo, hi.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class DateRangeKind:
+    key: str
+    label: dict[str, str]
+    takes_n: bool  # written {"last_n_days": 7} instead of "today"
+    bounds: Callable[[date, int], tuple[date, date]]
+    description: str
+
+
+def _month_start(d: date, months: int = 0) -> date:
+    index = d.year * 12 + d.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def _month(d: date, months: int) -> tuple[date, date]:
+    start = _month_start(d, months)
+    return start, _month_start(start, 1) - timedelta(days=1)
+
+
+def _quarter(d: date, quarters: int) -> tuple[date, date]:
+    first = _month_start(d.replace(month=(d.month - 1) // 3 * 3 + 1), quarters * 3)
+    return first, _month_start(first, 3) - timedelta(days=1)
+
+
+def _week(d: date, weeks: int) -> tuple[date, date]:
+    monday = d - timedelta(days=d.weekday()) + timedelta(weeks=weeks)  # ISO: Monday first
+    return monday, monday + timedelta(days=6)
+
+
+def _year(d: date, years: int) -> tuple[date, date]:
+    return date(d.year + years, 1, 1), date(d.year + years, 12, 31)
+
+
+def _day(d: date, days: int) -> tuple[date, date]:
+    return d + timedelta(days=days), d + timedelta(days=days)
+
+
+_RANGES = [
+    DateRangeKind("today", {"zh": "今天", "en": "Today"}, False,
+                  lambda d, n: _day(d, 0), "The current day."),
+    DateRangeKind("yesterday", {"zh": "昨天", "en": "Yesterday"}, False,
+                  lambda d, n: _day(d, -1), "The day before today."),
+    DateRangeKind("tomorrow", {"zh": "明天", "en": "Tomorrow"}, False,
+                  lambda d, n: _day(d, 1), "The day after today."),
+    DateRangeKind("this_week", {"zh": "本周", "en": "This week"}, False,
+                  lambda d, n: _week(d, 0), "Monday to Sunday of the current ISO week."),
+    DateRangeKind("last_week", {"zh": "上周", "en": "Last week"}, False,
+                  lambda d, n: _week(d, -1), "Monday to Sunday of the previous ISO week."),
+    DateRangeKind("next_week", {"zh": "下周", "en": "Next week"}, False,
+                  lambda d, n: _week(d, 1), "Monday to Sunday of the next ISO week."),
+    DateRangeKind("this_month", {"zh": "本月", "en": "This month"}, False,
+                  lambda d, n: _month(d, 0), "First to last day of the current month."),
+    DateRangeKind("last_month", {"zh": "上月", "en": "Last month"}, False,
+                  lambda d, n: _month(d, -1), "First to last day of the previous month."),
+    DateRangeKind("next_month", {"zh": "下月", "en": "Next month"}, False,
+                  lambda d, n: _month(d, 1), "First to last day of the next month."),
+    DateRangeKind("this_quarter", {"zh": "本季度", "en": "This quarter"}, False,
+                  lambda d, n: _quarter(d, 0),
+                  "The current calendar quarter (Jan-Mar, Apr-Jun, Jul-Sep, Oct-Dec)."),
+    DateRangeKind("last_quarter", {"zh": "上季度", "en": "Last quarter"}, False,
+                  lambda d, n: _quarter(d, -1), "The previous calendar quarter."),
+    DateRangeKind("this_year", {"zh": "今年", "en": "This year"}, False,
+                  lambda d, n: _year(d, 0), "1 January to 31 December of the current year."),
+    DateRangeKind("last_year", {"zh": "去年", "en": "Last year"}, False,
+                  lambda d, n: _year(d, -1), "1 January to 31 December of the previous year."),
+    DateRangeKind("last_n_days", {"zh": "最近N天", "en": "Last N days"}, True,
+                  lambda d, n: (d - timedelta(days=n - 1), d),
+                  "N days ending today, today included: {\"last_n_days\": 7} is today and "
+                  "the 6 days before it."),
+    DateRangeKind("next_n_days", {"zh": "未来N天", "en": "Next N days"}, True,
+                  lambda d, n: (d, d + timedelta(days=n - 1)),
+                  "N days starting today, today included: {\"next_n_days\": 14} is today "
+                  "and the 13 days after it."),
+]
+
+DATE_RANGES: dict[str, DateRangeKind] = {r.key: r for r in _RANGES}
+
+
+def resolve_date_range(spec: Any, *, today: date) -> DayRange:
+    """``"this_month"`` or ``{"last_n_days": 7}`` → the local days it covers.
+
+    Raises ``ValueError`` with a message naming what is allowed.
+    """
+    named = ", ".join(k for k, r in DATE_RANGES.items() if not r.takes_n)
+    counted = ", ".join(f'{{"{k}": N}}' for k, r in DATE_RANGES.items() if r.takes_n)
+    allowed = f"one of {named}, or {counted} with N from 1 to {MAX_DAYS}"
+    if isinstance(spec, str):
+        kind = DATE_RANGES.get(spec)
+        if kind is None or kind.takes_n:
+            raise ValueError(f"unknown date range {spec!r}; use {allowed}")
+        return DayRange(*kind.bounds(today, 0))
+    if isinstance(spec, dict) and len(spec) == 1:
+        (key, n), = spec.items()
+        kind = DATE_RANGES.get(key)
+        if kind is None or not kind.takes_n:
+            raise ValueError(f"unknown date range {key!r}; use {allowed}")
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_DAYS:
+            raise ValueError(f"{key} needs a whole number of days from 1 to {MAX_DAYS}, "
+                             f"not {n!r}")
+        return DayRange(*kind.bounds(today, n))
+    raise ValueError(f"a date range is {allowed}")
+
+
+def date_range_catalog() -> list[dict[str, Any]]:
+    """JSON-able entries for the metadata endpoint and the filter builder UI."""
+    return [{"key": r.key, "label": r.label, "takes_n": r.takes_n,
+             "description": r.description} for r in DATE_RANGES.values()]

@@ -1,0 +1,818 @@
+"""The field-type registry: one entry per field type, declaring how it is
+stored (column type, child table, join table), how JSON input converts to a
+Python value, which constraints it checks and how it is written back to JSON.
+
+Validation, table compilation, the filter language, the API's metadata
+endpoint and the docs all read this registry: adding a field type is adding
+one entry here (and its model in ``tangram.metamodel.fields``).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from decimal import Decimal, InvalidOperation
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+
+from tangram.db.types import GUID, ExactDecimal, JSONValue, UTCDateTime
+from tangram.engines.forms.regions import PROVINCES
+from tangram.metamodel import fields as fm
+
+Problem = tuple[str, dict[str, Any]]
+
+
+class FieldProblem(Exception):
+    """A value broke one rule of its field (code + message params)."""
+
+    def __init__(self, code: str, **params: Any) -> None:
+        super().__init__(code)
+        self.code = code
+        self.params = params
+
+
+@dataclass
+class CompiledField:
+    """A field compiled once per form version: closures, no per-record lookups."""
+
+    definition: fm.FieldBase
+    kind: FieldKind
+    convert: Callable[[Any], Any]
+    checks: list[Callable[[Any], Problem | None]] = field(default_factory=list)
+    # "user" | "department" | "file" | ("relation", target_form) — ids to look up
+    reference: str | tuple[str, str] | None = None
+
+    @property
+    def key(self) -> str:
+        return self.definition.key
+
+    @property
+    def type(self) -> str:
+        return self.kind.name
+
+    def to_json(self, value: Any) -> Any:
+        return self.kind.to_json(value)
+
+
+class FieldKind:
+    """Base of every field type entry."""
+
+    name: ClassVar[str]
+    label: ClassVar[dict[str, str]]
+    category: ClassVar[str] = "basic"
+    storage: ClassVar[str] = "column"  # column | child_table | join_table
+    computed: ClassVar[bool] = False  # set by the engine, never by a client
+    expected: ClassVar[str] = "a text"
+    filter_ops: ClassVar[tuple[str, ...]] = ("eq", "ne", "in", "not_in", "is_empty")
+    sortable: ClassVar[bool] = True
+    supports_unique: ClassVar[bool] = True
+
+    def column_type(self, f: fm.FieldBase) -> sa.types.TypeEngine[Any] | None:
+        return sa.Text()
+
+    def convert(self, f: fm.FieldBase, value: Any) -> Any:
+        if not isinstance(value, str):
+            raise FieldProblem("type", expected=self.expected)
+        return value
+
+    def checks(self, f: fm.FieldBase) -> list[Callable[[Any], Problem | None]]:
+        return []
+
+    def compile(self, f: fm.FieldBase) -> CompiledField:
+        return CompiledField(definition=f, kind=self, checks=self.checks(f),
+                             convert=lambda v, _f=f: self.convert(_f, v))
+
+    def to_json(self, value: Any) -> Any:
+        return value
+
+    def to_db(self, value: Any) -> Any:
+        """Python value -> what the column stores (JSON columns need JSON types)."""
+        return value
+
+    def from_db(self, value: Any) -> Any:
+        return value
+
+    def is_empty(self, value: Any) -> bool:
+        return value is None or value == "" or value == [] or value == {}
+
+    def describe(self) -> dict[str, Any]:
+        model = fm.FIELD_MODELS[self.name]
+        return {"type": self.name, "label": self.label, "category": self.category,
+                "storage": self.storage, "computed": self.computed,
+                "filter_operators": list(self.filter_ops), "sortable": self.sortable,
+                "supports_unique": self.supports_unique,
+                "options_schema": model.model_json_schema(by_alias=True)}
+
+
+def _length_checks(f: Any) -> list[Callable[[Any], Problem | None]]:
+    out: list[Callable[[Any], Problem | None]] = []
+    if getattr(f, "min_length", None):
+        lo = f.min_length
+        out.append(lambda v: ("min_length", {"limit": lo}) if len(v) < lo else None)
+    if getattr(f, "max_length", None):
+        hi = f.max_length
+        out.append(lambda v: ("max_length", {"limit": hi}) if len(v) > hi else None)
+    return out
+
+
+def _pattern_check(pattern: str, code: str, **params: Any) -> Callable[[Any], Problem | None]:
+    regex = re.compile(pattern)
+    return lambda v: None if regex.fullmatch(v) else (code, params)
+
+
+class TextKind(FieldKind):
+    name = "text"
+    label = {"zh": "单行文本", "en": "Text"}
+    filter_ops = ("eq", "ne", "in", "not_in", "contains", "not_contains", "starts_with",
+                  "ends_with", "is_empty")
+
+    def convert(self, f: fm.FieldBase, value: Any) -> Any:
+        if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
+            value = str(value)  # imports and integrations send numbers for codes
+        if not isinstance(value, str):
+            raise FieldProblem("type", expected=self.expected)
+        return value.strip()
+
+    def checks(self, f: fm.FieldBase) -> list[Callable[[Any], Problem | None]]:
+        out = _length_checks(f)
+        pattern = getattr(f, "pattern", None)
+        if pattern:
+            out.append(_pattern_check(pattern, "pattern"))
+        return out
+
+
+class LongTextKind(TextKind):
+    name = "long_text"
+    label = {"zh": "多行文本", "en": "Long text"}
+    sortable = False
+    supports_unique = False
+
+    def convert(self, f: fm.FieldBase, value: Any) -> Any:
+        if not isinstance(value, str):
+            raise FieldProblem("type", expected=self.expected)
+        return value
+
+
+_ALLOWED_TAGS = {"p", "br", "b", "strong", "i", "em", "u", "s", "ul", "ol", "li", "h1", "h2",
+                 "h3", "h4", "blockquote", "code", "pre", "a", "span", "table", "thead",
+                 "tbody", "tr", "td", "th", "img", "hr", "sub", "sup"}
+_TAG_RE = re.compile(r"<\s*(/?)\s*([a-zA-Z0-9]+)([^>]*)>")
+_SAFE_ATTR_RE = re.compile(r"""\s(href|src|alt|title|colspan|rowspan)\s*=\s*("[^"]*"|'[^']*')""")
+
+
+def sanitize_html(html: str) -> str:
+    """Keep a safe subset of tags; drop every attribute but a few, and any
+    javascript:/data: URL. Script/style blocks go with their content."""
+    html = re.sub(r"(?is)<(script|style|iframe|object|embed)\b.*?</\1\s*>", "", html)
+
+    def keep(match: re.Match[str]) -> str:
+        closing, tag, attrs = match.group(1), match.group(2).lower(), match.group(3)
+        if tag not in _ALLOWED_TAGS:
+            return ""
+        if closing:
+            return f"</{tag}>"
+        safe = []
+        for name, val in _SAFE_ATTR_RE.findall(attrs):
+            if re.match(r"""^["']\s*(javascript|data|vbscript):""", val, re.I):
+                continue
+            safe.append(f" {name}={val}")
+        return f"<{tag}{''.join(safe)}>"
+
+    return _TAG_RE.sub(keep, html)
+
+
+class RichTextKind(LongTextKind):
+    name = "rich_text"
+    label = {"zh": "富文本", "en": "Rich text"}
+
+    def convert(self, f: fm.FieldBase, value: Any) -> Any:
+        return sanitize_html(super().convert(f, value))
+
+
+def _bound_checks(f: Any) -> list[Callable[[Any], Problem | None]]:
+    out: list[Callable[[Any], Problem | None]] = []
+    if getattr(f, "min", None) is not None:
+        lo = f.min
+        out.append(lambda v: ("min", {"limit": lo}) if v < lo else None)
+    if getattr(f, "max", None) is not None:
+        hi = f.max
+        out.append(lambda v: ("max", {"limit": hi}) if v > hi else None)
+    return out
+
+
+class IntegerKind(FieldKind):
+    name = "integer"
+    label = {"zh": "整数", "en": "Integer"}
+    category = "number"
+    expected = "an integer"
+    filter_ops = ("eq", "ne", "lt", "lte", "gt", "gte", "between", "in", "not_in", "is_empty")
+
+    def column_type(self, f: fm.FieldBase) -> sa.types.TypeEngine[Any]:
+        return sa.BigInteger()
+
+    def convert(self, f: fm.FieldBase, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise FieldProblem("type", expected=self.expected)
+        if isinstance(value, int):
+            result = value
+        elif isinstance(value, (str, Decimal, float)):
+            try:
+                dec = Decimal(str(value).strip())
+            except InvalidOperation:
+                raise FieldProblem("type", expected=self.expected) from None
+            if dec != dec.to_integral_value():
+                raise FieldProblem("type", expected=self.expected)
+            result = int(dec)
+        else:
+            raise FieldProblem("type", expected=self.expected)
+        if abs(result) > 9_223_372_036_854_775_807:
+            raise FieldProblem("max", limit="9223372036854775807")
+        return result
+
+    def checks(self, f: fm.FieldBase) -> list[Callable[[Any], Problem | None]]:
+        return _bound_checks(f)
+
+
+class DecimalKind(FieldKind):
+    name = "decimal"
+    label = {"zh": "小数", "en": "Decimal"}
+    category = "number"
+    expected = "a number"
+    filter_ops = IntegerKind.filter_ops
+
+    def column_type(self, f: fm.FieldBase) -> sa.types.TypeEngine[Any]:
+        assert isinstance(f, fm.DecimalField)
+        return ExactDecimal(f.precision, f.scale)
+
+    def convert(self, f: fm.FieldBase, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise FieldProblem("type", expected=self.expected)
+        if isinstance(value, Decimal):
+            dec = value
+        elif isinstance(value, (int, str, float)):
+            # Floats arrive from JSON numbers; repr() keeps 0.1 as 0.1.
+            try:
+                dec = Decimal(repr(value) if isinstance(value, float) else str(value).strip())
+            except InvalidOperation:
+                raise FieldProblem("type", expected=self.expected) from None
+        else:
+            raise FieldProblem("type", expected=self.expected)
+        if not dec.is_finite():
+            raise FieldProblem("type", expected=self.expected)
+        return dec
+
+    def checks(self, f: fm.FieldBase) -> list[Callable[[Any], Problem | None]]:
+        assert isinstance(f, fm.DecimalField)
+        scale, precision = f.scale, f.precision
+        int_digits = precision - scale
+
+        def digits(v: Decimal) -> Problem | None:
+            sign, ds, exp = v.as_tuple()
+            assert isinstance(exp, int)
+            if exp < -scale and v != v.quantize(Decimal(1).scaleb(-scale)):
+                return ("scale", {"limit": scale})
+            whole = len(ds) + exp if exp < 0 else len(ds) + exp
+            if max(whole, 0) > int_digits:
+                return ("precision", {"limit": precision})
+            return None
+
+        return [digits, *_bound_checks(f)]
+
+    def to_json(self, value: Any) -> Any:
+        return None if value is None else str(value)
+
+
+class CurrencyKind(DecimalKind):
+    name = "currency"
+    label = {"zh": "金额", "en": "Currency"}
+
+
+class PercentKind(DecimalKind):
+    name = "percent"
+    label = {"zh": "百分比", "en": "Percent"}
+
+
+class BooleanKind(FieldKind):
+    name = "boolean"
+    label = {"zh": "是/否", "en": "Yes/No"}
+    expected = "true or false"
+    filter_ops = ("eq", "ne", "is_empty")
+    supports_unique = False
+    _TRUE = {"true", "1", "yes", "y", "是", "对"}
+    _FALSE = {"false", "0", "no", "n", "否", "错"}
+
+    def column_type(self, f: fm.FieldBase) -> sa.types.TypeEngine[Any]:
+        return sa.Boolean()
+
+    def convert(self, f: fm.FieldBase, value: Any) -> Any:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            low = value.strip().lower()
+            if low in self._TRUE:
+                return True
+            if low in self._FALSE:
+                return False
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise FieldProblem("type", expected=self.expected)
+
+
+class DateKind(FieldKind):
+    name = "date"
+    label = {"zh": "日期", "en": "Date"}
+    category = "date"
+    expected = "a date (YYYY-MM-DD)"
+    filter_ops = ("eq", "ne", "lt", "lte", "gt", "gte", "between", "in", "is_empty",
+                  "date_range")
+
+    def column_type(self, f: fm.FieldBase) -> sa.types.TypeEngine[Any]:
+        return sa.Date()
+
+    def convert(self, f: fm.FieldBase, value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.date()
+        if isinstance(value, date):
+            return value
+        if isinstance(value, str):
+            text = value.strip().replace("/", "-")
+            try:
+                return date.fromisoformat(text[:10]) if len(text) >= 10 else \
+                    datetime.strptime(text, "%Y-%m-%d").date()
+            except ValueError:
+                pass
+        raise FieldProblem("type", expected=self.expected)
+
+    def checks(self, f: fm.FieldBase) -> list[Callable[[Any], Problem | None]]:
+        return _bound_checks(f)
+
+    def to_json(self, value: Any) -> Any:
+        return None if value is None else value.isoformat()
+
+
+class DateTimeKind(FieldKind):
+    name = "datetime"
+    label = {"zh": "日期时间", "en": "Date & time"}
+    category = "date"
+    expected = "a date-time (ISO 8601 with time zone)"
+    filter_ops = DateKind.filter_ops
+
+    def column_type(self, f: fm.FieldBase) -> sa.types.TypeEngine[Any]:
+        return UTCDateTime()
+
+    def convert(self, f: fm.FieldBase, value: Any) -> Any:
+        if isinstance(value, datetime):
+            dt = value
+        elif isinstance(value, str):
+            try:
+                dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            except ValueError:
+                raise FieldProblem("type", expected=self.expected) from None
+        else:
+            raise FieldProblem("type", expected=self.expected)
+        if dt.tzinfo is None:
+            # A wall-clock time without zone is ambiguous between users'
+            # zones; refuse rather than guess.
+            raise FieldProblem("type", expected=self.expected)
+        return dt.astimezone(UTC)
+
+    def to_json(self, value: Any) -> Any:
+        return None if value is None else value.astimezone(UTC).isoformat().replace(
+            "+00:00", "Z")
+
+
+class TimeKind(FieldKind):
+    name = "time"
+    label = {"zh": "时间", "en": "Time"}
+    category = "date"
+    expected = "a time (HH:MM[:SS])"
+    filter_ops = ("eq", "ne", "lt", "lte", "gt", "gte", "between", "is_empty")
+
+    def column_type(self, f: fm.FieldBase) -> sa.types.TypeEngine[Any]:
+        return sa.Time()
+
+    def convert(self, f: fm.FieldBase, value: Any) -> Any:
+        if isinstance(value, time):
+            return value
+        if isinstance(value, str):
+            try:
+                return time.fromisoformat(value.strip())
+            except ValueError:
+                pass
+        raise FieldProblem("type", expected=self.expected)
+
+    def to_json(self, value: Any) -> Any:
+        return None if value is None else value.isoformat()
+
+
+class SelectKind(FieldKind):
+    name = "select"
+    label = {"zh": "单选", "en": "Select"}
+    category = "choice"
+
+    def checks(self, f: fm.FieldBase) -> list[Callable[[Any], Problem | None]]:
+        assert isinstance(f, fm.SelectField)
+        allowed = [o.value for o in f.options]
+        allowed_set = set(allowed)
+        shown = ", ".join(allowed[:20])
+        return [lambda v: None if v in allowed_set else
+                ("option", {"value": v, "allowed": shown})]
+
+
+class MultiSelectKind(FieldKind):
+    name = "multi_select"
+    label = {"zh": "多选", "en": "Multi-select"}
+    category = "choice"
+    expected = "a list"
+    filter_ops = ("contains_any", "contains_all", "is_empty")
+    sortable = False
+    supports_unique = False
+
+    def column_type(self, f: fm.FieldBase) -> sa.types.TypeEngine[Any]:
+        return JSONValue
+
+    def convert(self, f: fm.FieldBase, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+            raise FieldProblem("type", expected=self.expected)
+        return list(dict.fromkeys(value))  # drop duplicates, keep order
+
+    def checks(self, f: fm.FieldBase) -> list[Callable[[Any], Problem | None]]:
+        assert isinstance(f, fm.MultiSelectField)
+        allowed = [o.value for o in f.options]
+        allowed_set = set(allowed)
+        shown = ", ".join(allowed[:20])
+
+        def options(v: list[str]) -> Problem | None:
+            bad = [x for x in v if x not in allowed_set]
+            return ("option", {"value": bad[0], "allowed": shown}) if bad else None
+
+        out = [options]
+        if f.min_items:
+            lo = f.min_items
+            out.append(lambda v: ("min_items", {"limit": lo}) if len(v) < lo else None)
+        if f.max_items:
+            hi = f.max_items
+            out.append(lambda v: ("max_items", {"limit": hi}) if len(v) > hi else None)
+        return out
+
+
+class TreeSelectKind(FieldKind):
+    name = "tree_select"
+    label = {"zh": "树形选择", "en": "Tree select"}
+    category = "choice"
+    filter_ops = ("eq", "ne", "in", "not_in", "under", "is_empty")
+
+    def checks(self, f: fm.FieldBase) -> list[Callable[[Any], Problem | None]]:
+        assert isinstance(f, fm.TreeSelectField)
+        allowed = fm.tree_values(f.options, leaves_only=f.leaf_only)
+        allowed_set = set(allowed)
+        shown = ", ".join(allowed[:20])
+        return [lambda v: None if v in allowed_set else
+                ("option", {"value": v, "allowed": shown})]
+
+
+class TagsKind(MultiSelectKind):
+    name = "tags"
+    label = {"zh": "标签", "en": "Tags"}
+
+    def convert(self, f: fm.FieldBase, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [t for t in re.split(r"[,，;；]", value)]
+        tags = super().convert(f, value)
+        return [t.strip() for t in tags if t.strip()]
+
+    def checks(self, f: fm.FieldBase) -> list[Callable[[Any], Problem | None]]:
+        assert isinstance(f, fm.TagsField)
+        hi, tag_len = f.max_items, f.max_tag_length
+
+        def check(v: list[str]) -> Problem | None:
+            if len(v) > hi:
+                return ("max_items", {"limit": hi})
+            for tag in v:
+                if len(tag) > tag_len:
+                    return ("tag_length", {"value": tag, "limit": tag_len})
+            return None
+
+        return [check]
+
+
+_EMAIL_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
+                       r"[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
+_URL_RE = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.I)
+
+
+class EmailKind(TextKind):
+    name = "email"
+    label = {"zh": "邮箱", "en": "Email"}
+    category = "contact"
+
+    def convert(self, f: fm.FieldBase, value: Any) -> Any:
+        return super().convert(f, value).lower()
+
+    def checks(self, f: fm.FieldBase) -> list[Callable[[Any], Problem | None]]:
+        return [lambda v: None if len(v) <= 254 and _EMAIL_RE.match(v) else ("email", {})]
+
+
+class PhoneKind(TextKind):
+    name = "phone"
+    label = {"zh": "电话", "en": "Phone"}
+    category = "contact"
+
+    def convert(self, f: fm.FieldBase, value: Any) -> Any:
+        return re.sub(r"[\s]", "", super().convert(f, value))
+
+    def checks(self, f: fm.FieldBase) -> list[Callable[[Any], Problem | None]]:
+        assert isinstance(f, fm.PhoneField)
+        return [_pattern_check(f.effective_pattern, "phone",
+                               preset=f.preset if not f.pattern else "custom")]
+
+
+class UrlKind(TextKind):
+    name = "url"
+    label = {"zh": "网址", "en": "URL"}
+    category = "contact"
+
+    def checks(self, f: fm.FieldBase) -> list[Callable[[Any], Problem | None]]:
+        return [lambda v: None if len(v) <= 2000 and _URL_RE.match(v) else ("url", {})]
+
+
+def _uuid(value: Any, expected: str) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    if isinstance(value, dict) and "id" in value:  # {"id": ..., "title": ...} from the UI
+        value = value["id"]
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value.strip())
+        except ValueError:
+            pass
+    raise FieldProblem("type", expected=expected)
+
+
+class RelationKind(FieldKind):
+    name = "relation"
+    label = {"zh": "关联记录", "en": "Relation"}
+    category = "relation"
+    expected = "a record id"
+    filter_ops = ("eq", "ne", "in", "not_in", "is_empty")
+
+    def column_type(self, f: fm.FieldBase) -> sa.types.TypeEngine[Any]:
+        return GUID
+
+    def convert(self, f: fm.FieldBase, value: Any) -> Any:
+        return _uuid(value, self.expected)
+
+    def compile(self, f: fm.FieldBase) -> CompiledField:
+        assert isinstance(f, fm.RelationField)
+        compiled = super().compile(f)
+        compiled.reference = ("relation", f.target)
+        return compiled
+
+    def to_json(self, value: Any) -> Any:
+        return None if value is None else str(value)
+
+
+class MultiRelationKind(FieldKind):
+    name = "multi_relation"
+    label = {"zh": "多对多关联", "en": "Multi-relation"}
+    category = "relation"
+    storage = "join_table"
+    expected = "a list"
+    filter_ops = ("contains_any", "contains_all", "is_empty")
+    sortable = False
+    supports_unique = False
+
+    def column_type(self, f: fm.FieldBase) -> None:
+        return None
+
+    def convert(self, f: fm.FieldBase, value: Any) -> Any:
+        if not isinstance(value, list):
+            raise FieldProblem("type", expected=self.expected)
+        return list(dict.fromkeys(_uuid(v, "a record id") for v in value))
+
+    def checks(self, f: fm.FieldBase) -> list[Callable[[Any], Problem | None]]:
+        assert isinstance(f, fm.MultiRelationField)
+        if not f.max_items:
+            return []
+        hi = f.max_items
+        return [lambda v: ("max_items", {"limit": hi}) if len(v) > hi else None]
+
+    def compile(self, f: fm.FieldBase) -> CompiledField:
+        assert isinstance(f, fm.MultiRelationField)
+        compiled = super().compile(f)
+        compiled.reference = ("relation", f.target)
+        return compiled
+
+    def to_json(self, value: Any) -> Any:
+        return None if value is None else [str(v) for v in value]
+
+
+class UserKind(RelationKind):
+    name = "user"
+    label = {"zh": "人员", "en": "User"}
+    category = "org"
+    expected = "a user id"
+
+    def compile(self, f: fm.FieldBase) -> CompiledField:
+        compiled = FieldKind.compile(self, f)
+        compiled.reference = "user"
+        return compiled
+
+
+class DepartmentKind(RelationKind):
+    name = "department"
+    label = {"zh": "部门", "en": "Department"}
+    category = "org"
+    expected = "a department id"
+    filter_ops = ("eq", "ne", "in", "not_in", "is_empty")
+
+    def compile(self, f: fm.FieldBase) -> CompiledField:
+        compiled = FieldKind.compile(self, f)
+        compiled.reference = "department"
+        return compiled
+
+
+class AttachmentKind(FieldKind):
+    """Stored as a list of file descriptors {id, name, size, content_type};
+    the client uploads first (POST /api/files) and sends the ids."""
+
+    name = "attachment"
+    label = {"zh": "附件", "en": "Attachment"}
+    category = "file"
+    expected = "a list"
+    filter_ops = ("is_empty",)
+    sortable = False
+    supports_unique = False
+
+    def column_type(self, f: fm.FieldBase) -> sa.types.TypeEngine[Any]:
+        return JSONValue
+
+    def convert(self, f: fm.FieldBase, value: Any) -> Any:
+        if isinstance(value, (str, dict)):
+            value = [value]
+        if not isinstance(value, list):
+            raise FieldProblem("type", expected=self.expected)
+        return [_uuid(v, "a file id") for v in value]
+
+    def checks(self, f: fm.FieldBase) -> list[Callable[[Any], Problem | None]]:
+        assert isinstance(f, fm.AttachmentField)
+        hi = f.max_files
+        return [lambda v: ("max_items", {"limit": hi}) if len(v) > hi else None]
+
+    def compile(self, f: fm.FieldBase) -> CompiledField:
+        compiled = super().compile(f)
+        compiled.reference = "file"
+        return compiled
+
+    def to_db(self, value: Any) -> Any:
+        return None if value is None else [str(v) for v in value]
+
+    def from_db(self, value: Any) -> Any:
+        return None if value is None else [uuid.UUID(v) for v in value]
+
+    def to_json(self, value: Any) -> Any:
+        return None if value is None else [str(v) for v in value]
+
+
+class AutonumberKind(FieldKind):
+    name = "autonumber"
+    label = {"zh": "自动编号", "en": "Autonumber"}
+    category = "computed"
+    computed = True
+    filter_ops = TextKind.filter_ops
+
+
+class FormulaKind(FieldKind):
+    name = "formula"
+    label = {"zh": "公式", "en": "Formula"}
+    category = "computed"
+    computed = True
+    filter_ops = ("eq", "ne", "lt", "lte", "gt", "gte", "between", "in", "not_in", "contains",
+                  "is_empty")
+
+    def result_kind(self, f: fm.FieldBase) -> FieldKind:
+        assert isinstance(f, fm.FormulaField)
+        return FIELD_KINDS[f.result_type]
+
+    def column_type(self, f: fm.FieldBase) -> sa.types.TypeEngine[Any] | None:
+        assert isinstance(f, fm.FormulaField)
+        if f.result_type == "decimal":
+            return ExactDecimal(18, f.scale)
+        return self.result_kind(f).column_type(f)
+
+    def convert(self, f: fm.FieldBase, value: Any) -> Any:
+        assert isinstance(f, fm.FormulaField)
+        if value is None:
+            return None
+        kind = self.result_kind(f)
+        if f.result_type == "decimal":
+            dec = kind.convert(f, value)
+            return dec.quantize(Decimal(1).scaleb(-f.scale))
+        if f.result_type == "text" and not isinstance(value, str):
+            return str(value)
+        return kind.convert(f, value)
+
+    def to_json(self, value: Any) -> Any:
+        if isinstance(value, (Decimal, date, time)):
+            return DecimalKind().to_json(value) if isinstance(value, Decimal) else \
+                value.isoformat()
+        return value
+
+
+class RollupKind(FieldKind):
+    name = "rollup"
+    label = {"zh": "汇总", "en": "Rollup"}
+    category = "computed"
+    computed = True
+    filter_ops = IntegerKind.filter_ops
+
+    def column_type(self, f: fm.FieldBase) -> sa.types.TypeEngine[Any]:
+        assert isinstance(f, fm.RollupField)
+        if f.aggregate == "count":
+            return sa.BigInteger()
+        return ExactDecimal(18, f.scale)
+
+    def convert(self, f: fm.FieldBase, value: Any) -> Any:
+        # Never sent by clients (computed), but filters compare with it.
+        assert isinstance(f, fm.RollupField)
+        kind = FIELD_KINDS["integer" if f.aggregate == "count" else "decimal"]
+        return kind.convert(f, value)
+
+    def to_json(self, value: Any) -> Any:
+        return str(value) if isinstance(value, Decimal) else value
+
+
+class RegionKind(FieldKind):
+    name = "region"
+    label = {"zh": "省市区", "en": "Region"}
+    category = "contact"
+    expected = "an object"
+    filter_ops = ("eq", "in", "is_empty")  # on the province part
+    sortable = False
+    supports_unique = False
+
+    def column_type(self, f: fm.FieldBase) -> sa.types.TypeEngine[Any]:
+        return JSONValue
+
+    def convert(self, f: fm.FieldBase, value: Any) -> Any:
+        if isinstance(value, str):  # "广东省/深圳市/南山区" from imports
+            parts = [p.strip() for p in re.split(r"[/／>›\s]+", value) if p.strip()]
+            value = dict(zip(("province", "city", "district"), parts, strict=False))
+        if not isinstance(value, dict) or not all(
+                isinstance(value.get(k), (str, type(None))) for k in value):
+            raise FieldProblem("type", expected=self.expected)
+        unknown = set(value) - {"province", "city", "district"}
+        if unknown:
+            raise FieldProblem("type", expected=self.expected)
+        return {k: value[k].strip() for k in ("province", "city", "district")
+                if value.get(k) and value[k].strip()}
+
+    def checks(self, f: fm.FieldBase) -> list[Callable[[Any], Problem | None]]:
+        assert isinstance(f, fm.RegionField)
+        needed = ("province", "city", "district")[: f.levels]
+        names = {1: ("province", "省"), 2: ("province and city", "省、市"),
+                 3: ("province, city and district", "省、市、区")}[f.levels]
+
+        def check(v: dict[str, str]) -> Problem | None:
+            province = v.get("province")
+            if province and province not in PROVINCES:
+                return ("region", {"value": province})
+            if any(not v.get(k) for k in needed):
+                return ("region_levels", {"levels": names[0], "levels_zh": names[1]})
+            return None
+
+        return [check]
+
+
+class SubTableKind(FieldKind):
+    name = "sub_table"
+    label = {"zh": "子表", "en": "Sub-table"}
+    category = "relation"
+    storage = "child_table"
+    expected = "a list of rows"
+    filter_ops = ("is_empty",)
+    sortable = False
+    supports_unique = False
+
+    def column_type(self, f: fm.FieldBase) -> None:
+        return None
+
+
+FIELD_KINDS: dict[str, FieldKind] = {
+    kind.name: kind for kind in (
+        TextKind(), LongTextKind(), RichTextKind(), IntegerKind(), DecimalKind(),
+        CurrencyKind(), PercentKind(), BooleanKind(), DateKind(), DateTimeKind(), TimeKind(),
+        SelectKind(), MultiSelectKind(), TreeSelectKind(), TagsKind(), EmailKind(),
+        PhoneKind(), UrlKind(), RelationKind(), MultiRelationKind(), UserKind(),
+        DepartmentKind(), AttachmentKind(), AutonumberKind(), FormulaKind(), RollupKind(),
+        RegionKind(), SubTableKind(),
+    )
+}
+
+assert set(FIELD_KINDS) == set(fm.FIELD_MODELS), "every field model needs a field kind"

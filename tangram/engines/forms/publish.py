@@ -1,0 +1,225 @@
+"""Publishing a form: check the draft against its app, evolve the tables,
+store the immutable version — one transaction, all or nothing.
+
+Example::
+
+    save_form_draft(ctx, app="crm", body={...})
+    publish_form(ctx, app="crm", key="lead", dry_run=True)        # what would change
+    publish_form(ctx, app="crm", key="lead", confirm_destructive=True)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from tangram.engines.context import EngineContext
+from tangram.engines.forms import evolution
+from tangram.engines.forms.registry import get_runtime
+from tangram.engines.forms.validation import compile_validator
+from tangram.errors import DefinitionInvalid, ErrorItem
+from tangram.metamodel import fields as fm
+from tangram.metamodel import storage
+from tangram.metamodel.forms import SYSTEM_FIELDS, Form
+
+NUMERIC_TYPES = {"integer", "decimal", "currency", "percent", "rollup"}
+
+
+def _is_numeric(f: fm.FieldBase | None) -> bool:
+    if f is None:
+        return False
+    if isinstance(f, fm.FormulaField):
+        return f.result_type in ("integer", "decimal")
+    return f.type in NUMERIC_TYPES  # type: ignore[attr-defined]
+
+
+def _form_bodies(ctx: EngineContext, app: str) -> dict[str, dict[str, Any]]:
+    """Every form of the app: latest published body, else the draft."""
+    out = {}
+    for d in storage.list_definitions(ctx.session, app=app, kind="form"):
+        body = storage.latest_body(ctx.session, app=app, kind="form", key=d.key) or d.draft
+        if body:
+            out[d.key] = body
+    return out
+
+
+def check_form_in_app(ctx: EngineContext, app: str, form: Form) -> list[ErrorItem]:
+    """Checks that need the rest of the app: relation targets, rollup sources,
+    expressions and the fields they read."""
+    errors: list[ErrorItem] = []
+    try:
+        compile_validator(form)
+    except DefinitionInvalid as exc:
+        errors.extend(exc.errors)
+    others = _form_bodies(ctx, app)
+    others[form.key] = form.model_dump(mode="json", by_alias=True)
+
+    def target_form(key: str) -> Form | None:
+        body = others.get(key)
+        try:
+            return Form.model_validate(body) if body else None
+        except ValueError:
+            return None
+
+    for i, f in enumerate(form.fields):
+        where = f"$.fields[{i}]"
+        if isinstance(f, (fm.RelationField, fm.MultiRelationField)) and f.target not in others:
+            errors.append(ErrorItem(code="unknown_form", path=f"{where}.target", message=(
+                f"field {f.key!r} links to form {f.target!r}, which app {app!r} does not have; "
+                f"forms: {', '.join(sorted(others))}")))
+        if isinstance(f, fm.RollupField):
+            errors.extend(_check_rollup(f, form, where, target_form))
+        if isinstance(f, fm.SubTableField):
+            for j, sf in enumerate(f.fields):
+                if isinstance(sf, (fm.RelationField, fm.MultiRelationField)) \
+                        and sf.target not in others:
+                    errors.append(ErrorItem(code="unknown_form",
+                                            path=f"{where}.fields[{j}].target",
+                                            message=f"sub-field {sf.key!r} links to unknown "
+                                            f"form {sf.target!r}"))
+    errors.extend(_check_expression_fields(form))
+    return errors
+
+
+def _check_rollup(f: fm.RollupField, form: Form, where: str, target_form: Any
+                  ) -> list[ErrorItem]:
+    src = f.source
+    if src.sub_table:
+        sub = form.field(src.sub_table)
+        if not isinstance(sub, fm.SubTableField):
+            return [ErrorItem(code="rollup_source", path=f"{where}.source.sub_table",
+                              message=f"{src.sub_table!r} is not a sub-table of this form")]
+        agg_field = next((x for x in sub.fields if x.key == f.field), None)
+    else:
+        assert src.form is not None
+        child = target_form(src.form)
+        if child is None:
+            return [ErrorItem(code="rollup_source", path=f"{where}.source.form",
+                              message=f"rollup source form {src.form!r} does not exist")]
+        via = child.field(src.via or "")
+        if not isinstance(via, fm.RelationField) or via.target != form.key:
+            return [ErrorItem(code="rollup_source", path=f"{where}.source.via", message=(
+                f"{src.via!r} must be a relation field of {src.form!r} that links to "
+                f"{form.key!r}"))]
+        agg_field = child.field(f.field) if f.field else None
+    if f.aggregate != "count" and not _is_numeric(agg_field):
+        return [ErrorItem(code="rollup_field", path=f"{where}.field", message=(
+            f"rollup {f.aggregate} needs a numeric field; {f.field!r} is "
+            f"{getattr(agg_field, 'type', 'missing')}"))]
+    return []
+
+
+def _check_expression_fields(form: Form) -> list[ErrorItem]:
+    """Expressions may only read fields the form has (typos are errors now,
+    not None at run time)."""
+    from tangram.engines.expressions import ExpressionError, compile_expression
+
+    errors: list[ErrorItem] = []
+    known = {f.key for f in form.fields} | set(SYSTEM_FIELDS)
+
+    def check(source: str | None, path: str, scope: set[str], parent: set[str]) -> None:
+        if not source:
+            return
+        try:
+            expr = compile_expression(source, allowed_names=("record", "old", "user", "row",
+                                                             "parent"))
+        except ExpressionError:
+            return  # reported by the validator compile
+        refs = expr.referenced_fields
+        for root, allowed in (("record", scope), ("old", scope), ("row", scope),
+                              ("parent", parent)):
+            for name in sorted(refs.get(root, set()) - allowed):
+                errors.append(ErrorItem(code="unknown_field", path=path, message=(
+                    f"expression reads {root}.{name}, but there is no field {name!r}")))
+
+    for i, f in enumerate(form.fields):
+        where = f"$.fields[{i}]"
+        for attr in ("required_when", "visible_when", "default_expr", "expression"):
+            check(getattr(f, attr, None), f"{where}.{attr}", known, known)
+        if isinstance(f, fm.SubTableField):
+            sub_known = {sf.key for sf in f.fields} | {"id"}
+            for j, sf in enumerate(f.fields):
+                for attr in ("required_when", "visible_when", "default_expr", "expression"):
+                    check(getattr(sf, attr, None), f"{where}.fields[{j}].{attr}", sub_known,
+                          known)
+            for j, rule in enumerate(f.rules):
+                check(rule.assert_, f"{where}.rules[{j}].assert", sub_known, known)
+    for i, rule in enumerate(form.rules):
+        check(rule.assert_, f"$.rules[{i}].assert", known, known)
+        check(rule.when, f"$.rules[{i}].when", known, known)
+    return errors
+
+
+def save_form_draft(ctx: EngineContext, *, app: str, key: str, body: dict[str, Any]
+                    ) -> dict[str, Any]:
+    """Validate the draft's shape (not yet its app references) and store it."""
+    row = storage.save_draft(ctx.session, app=app, kind="form", key=key, body=body,
+                             user_id=ctx.actor.id, now=ctx.now())
+    return {"key": key, "draft": row.draft, "latest_version": row.latest_version}
+
+
+def publish_form(ctx: EngineContext, *, app: str, key: str, confirm_destructive: bool = False,
+                 dry_run: bool = False, note: str | None = None) -> dict[str, Any]:
+    """Publish the draft of form ``key``. ``dry_run`` reports the evolution plan
+    without changing anything; a destructive plan needs ``confirm_destructive``
+    (else ConfirmationRequired carrying the plan)."""
+    definition = storage.get_definition(ctx.session, app=app, kind="form", key=key, lock=True)
+    if not definition.draft:
+        raise DefinitionInvalid(f"form {key!r} has no draft to publish")
+    form = Form.model_validate(definition.draft)
+    errors = check_form_in_app(ctx, app, form)
+    if errors:
+        raise DefinitionInvalid(f"form {key!r} cannot be published", errors=errors)
+    old_body = storage.latest_body(ctx.session, app=app, kind="form", key=key)
+    old = Form.model_validate(old_body) if old_body else None
+    conn = ctx.session.connection()
+    state = evolution.load_state(conn, app=app, form=key)
+    plan = evolution.plan_evolution(conn, app=app, old=old, new=form, state=state)
+    if dry_run:
+        return {"dry_run": True, "version": definition.latest_version, "plan": plan.as_dict()}
+    version = definition.latest_version + 1
+    evolution.apply_evolution(conn, plan, confirm_destructive=confirm_destructive,
+                              version=version)
+    storage.record_version(ctx.session, definition=definition,
+                           body=storage.dump(form), user_id=ctx.actor.id, now=ctx.now(),
+                           note=note)
+    _backfill(ctx, app=app, form=form, old=old)
+    return {"dry_run": False, "version": version, "plan": plan.as_dict()}
+
+
+def _backfill(ctx: EngineContext, *, app: str, form: Form, old: Form | None) -> None:
+    """New or changed formulas and rollups get values for existing records."""
+    from tangram.engines.forms.records import recompute_all_rollups, recompute_formulas
+
+    old_fields = {f.id: f for f in old.fields} if old else {}
+    changed = [f for f in form.fields
+               if isinstance(f, (fm.FormulaField, fm.RollupField))
+               and (f.id not in old_fields
+                    or old_fields[f.id].model_dump() != f.model_dump())]
+    if not changed or old is None:
+        return
+    runtime = get_runtime(ctx.session, app, form.key)
+    if any(isinstance(f, fm.RollupField) for f in changed):
+        recompute_all_rollups(ctx, app=app, form=form.key)
+    if any(isinstance(f, fm.FormulaField) for f in changed):
+        recompute_formulas(ctx, runtime)
+
+
+def purge_field(ctx: EngineContext, *, app: str, form: str, field_id: str) -> int:
+    """Drop a removed field's kept data for good; returns the rows that had data."""
+    return evolution.purge_field(ctx.session.connection(), app=app, form=form, field_id=field_id)
+
+
+def list_forms(ctx: EngineContext, *, app: str) -> list[dict[str, Any]]:
+    from tangram.engines.forms.systables import form_tables_table
+
+    published = {r.form: r.version for r in ctx.session.execute(
+        sa.select(form_tables_table.c.form, form_tables_table.c.version)
+        .where(form_tables_table.c.app == app))}
+    out = []
+    for d in storage.list_definitions(ctx.session, app=app, kind="form"):
+        body = storage.latest_body(ctx.session, app=app, kind="form", key=d.key) or d.draft or {}
+        out.append({"key": d.key, "label": body.get("label"), "latest_version": d.latest_version,
+                    "published": d.key in published, "has_draft": d.draft is not None})
+    return out

@@ -1,0 +1,1023 @@
+"""The records service: create, read, update, delete, restore, list, history.
+
+Every write validates through the form's compiled validator, checks the
+database-backed rules (linked records exist, unique values), writes the row,
+its child rows, an audit entry and a record event — all in the caller's
+transaction — and keeps rollups of dependent forms current.
+
+Example::
+
+    ctx = EngineContext(session=session, actor=actor)
+    rec = create_record(ctx, app="crm", form="lead", data={"name": "张三"})
+    rec = update_record(ctx, app="crm", form="lead", record_id=rec["id"],
+                        changes={"status": "qualified"}, expected_version=rec["version"])
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+
+from tangram.db import new_id
+from tangram.db.upsert import increment_counter
+from tangram.engines.context import EngineContext
+from tangram.engines.directory import (
+    departments_table,
+    existing_department_ids,
+    existing_user_ids,
+    users_table,
+)
+from tangram.engines.expressions import EvalContext
+from tangram.engines.forms import events
+from tangram.engines.forms.files import accepts, descriptor, file_rows
+from tangram.engines.forms.query import ListQuery, QueryContext, build_count, build_select
+from tangram.engines.forms.registry import FormRuntime, app_runtimes, get_runtime
+from tangram.engines.forms.systables import (
+    audit_log_table,
+    autonumber_counters_table,
+    form_tables_table,
+)
+from tangram.engines.forms.validation import Outcome, rollup_value
+from tangram.errors import Conflict, ErrorItem, NotFound, PermissionDenied, ValidationFailed
+from tangram.i18n import message
+from tangram.metamodel import fields as fm
+from tangram.metamodel.common import localize
+
+SYSTEM_COLUMNS = ("id", "created_at", "created_by", "updated_at", "updated_by", "owner",
+                  "version", "deleted_at")
+MAX_CASCADE_DEPTH = 8
+
+
+@dataclass
+class Prepared:
+    """A validated write, ready to apply."""
+
+    values: dict[str, Any]
+    sub_rows: dict[str, list[dict[str, Any]]]
+    multi: dict[str, list[uuid.UUID]] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _eval_context(ctx: EngineContext) -> EvalContext:
+    return EvalContext(now=ctx.now(), timezone=ctx.timezone)
+
+
+def query_context(ctx: EngineContext, app: str) -> QueryContext:
+    return QueryContext(resolve=lambda key: get_runtime(ctx.session, app, key).tables,
+                        today=ctx.today(), timezone=ctx.timezone, now=ctx.now())
+
+
+def _hidden_and_readonly(ctx: EngineContext, rt: FormRuntime) -> tuple[set[str], set[str]]:
+    access = ctx.policy.field_access(ctx.actor, rt.app, rt.key)
+    hidden = {k for k, v in access.items() if v == "hidden"}
+    read_only = {k for k, v in access.items() if v == "read_only"}
+    return hidden, read_only
+
+
+def _check_writable_fields(ctx: EngineContext, rt: FormRuntime, keys: Iterable[str]) -> None:
+    hidden, read_only = _hidden_and_readonly(ctx, rt)
+    for key in keys:
+        if key in hidden or key in read_only:
+            label = localize(rt.field(key).label if rt.field(key) else {"en": key},
+                             ctx.language)
+            raise PermissionDenied(
+                f"you may not set field {key!r} ({label}): it is "
+                f"{'hidden from' if key in hidden else 'read-only for'} you",
+                details={"field": key})
+
+
+def _row_to_values(rt: FormRuntime, row: Mapping[str, Any]) -> dict[str, Any]:
+    """A database row -> Python values keyed by field key (+ system fields)."""
+    out: dict[str, Any] = {k: row[k] for k in SYSTEM_COLUMNS if k in row}
+    for key, compiled in rt.fields.items():
+        if compiled.kind.storage == "column" and key in row:
+            out[key] = compiled.kind.from_db(row[key])
+    return out
+
+
+def _load_children(ctx: EngineContext, rt: FormRuntime, ids: list[uuid.UUID],
+                   keys: Iterable[str] | None = None) -> dict[uuid.UUID, dict[str, Any]]:
+    """Sub-table rows and multi-relation ids for ``ids``, one query per table."""
+    out: dict[uuid.UUID, dict[str, Any]] = {i: {} for i in ids}
+    if not ids:
+        return out
+    wanted = set(keys) if keys is not None else None
+    for key, table in rt.tables.children.items():
+        if wanted is not None and key not in wanted:
+            continue
+        sub = rt.form.field(key)
+        assert isinstance(sub, fm.SubTableField)
+        kinds = {f.key: rt.validator.sub_tables[key].fields[f.key].compiled.kind
+                 for f in sub.fields}
+        for i in ids:
+            out[i][key] = []
+        rows = ctx.session.execute(sa.select(table).where(table.c.parent_id.in_(ids))
+                                   .order_by(table.c.parent_id, table.c.position)).mappings()
+        for r in rows:
+            item = {"id": r["id"]}
+            for fkey, kind in kinds.items():
+                if fkey in r:
+                    item[fkey] = kind.from_db(r[fkey])
+            out[r["parent_id"]][key].append(item)
+    for key, table in rt.tables.joins.items():
+        if wanted is not None and key not in wanted:
+            continue
+        for i in ids:
+            out[i][key] = []
+        rows = ctx.session.execute(sa.select(table.c.source_id, table.c.target_id)
+                                   .where(table.c.source_id.in_(ids))
+                                   .order_by(table.c.source_id, table.c.position))
+        for r in rows:
+            out[r.source_id][key].append(r.target_id)
+    return out
+
+
+def _fetch(ctx: EngineContext, rt: FormRuntime, record_id: uuid.UUID, *, deleted: bool | None,
+           lock: bool = False) -> dict[str, Any]:
+    t = rt.table
+    stmt = sa.select(t).where(t.c.id == record_id)
+    if deleted is True:
+        stmt = stmt.where(t.c.deleted_at.is_not(None))
+    elif deleted is False:
+        stmt = stmt.where(t.c.deleted_at.is_(None))
+    if lock:
+        stmt = stmt.with_for_update()
+    row = ctx.session.execute(stmt).mappings().first()
+    if row is None:
+        where = " in the recycle bin" if deleted else ""
+        raise NotFound(f"record {record_id} of form {rt.key!r} does not exist{where}")
+    values = _row_to_values(rt, row)
+    values.update(_load_children(ctx, rt, [record_id])[record_id])
+    return values
+
+
+def parse_id(value: Any) -> uuid.UUID:
+    try:
+        return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+    except ValueError:
+        raise NotFound(f"{value!r} is not a record id") from None
+
+
+# --------------------------------------------------------------------------- JSON output
+
+def _display(ctx: EngineContext, rt: FormRuntime, records: list[dict[str, Any]]
+             ) -> dict[tuple[str, uuid.UUID], str]:
+    """Titles of linked records, users and departments (for lists and pickers)."""
+    wanted: dict[Any, set[uuid.UUID]] = defaultdict(set)
+    for key, compiled in rt.fields.items():
+        ref = compiled.reference
+        if ref is None or ref == "file":
+            continue
+        for rec in records:
+            value = rec.get(key)
+            if value is None:
+                continue
+            wanted[ref].update(value if isinstance(value, list) else [value])
+    for sys_key in ("owner", "created_by", "updated_by"):
+        for rec in records:
+            if rec.get(sys_key):
+                wanted["user"].add(rec[sys_key])
+    titles: dict[tuple[str, uuid.UUID], str] = {}
+    for ref, ids in wanted.items():
+        if not ids:
+            continue
+        if ref == "user":
+            rows = ctx.session.execute(sa.select(users_table.c.id, users_table.c.display_name)
+                                       .where(users_table.c.id.in_(ids)))
+        elif ref == "department":
+            rows = ctx.session.execute(sa.select(departments_table.c.id, departments_table.c.name)
+                                       .where(departments_table.c.id.in_(ids)))
+        else:
+            target = _target_runtime(ctx, rt, ref[1])
+            title = target.title_field if target else None
+            if target is None or title is None:
+                continue
+            tt = target.table
+            rows = ctx.session.execute(sa.select(tt.c.id, tt.c[title]).where(tt.c.id.in_(ids)))
+        for r in rows:
+            titles[(ref if isinstance(ref, str) else ref[1], r[0])] = "" if r[1] is None \
+                else str(r[1])
+    return titles
+
+
+def _target_runtime(ctx: EngineContext, rt: FormRuntime, target: str) -> FormRuntime | None:
+    if target == rt.key:
+        return rt
+    try:
+        return get_runtime(ctx.session, rt.app, target)
+    except NotFound:
+        return None
+
+
+def to_json(ctx: EngineContext, rt: FormRuntime, records: list[dict[str, Any]],
+            *, fields: list[str] | None = None) -> list[dict[str, Any]]:
+    """Python records -> JSON, without the fields the actor may not see."""
+    hidden, _ = _hidden_and_readonly(ctx, rt)
+    titles = _display(ctx, rt, records)
+    file_ids: set[uuid.UUID] = set()
+    for key, compiled in rt.fields.items():
+        if compiled.reference == "file":
+            for rec in records:
+                file_ids.update(rec.get(key) or [])
+    files = file_rows(ctx, file_ids)
+    wanted = set(fields) if fields else None
+    out = []
+    for rec in records:
+        item: dict[str, Any] = {
+            "id": str(rec["id"]), "version": rec.get("version"),
+            "created_at": _iso(rec.get("created_at")), "updated_at": _iso(rec.get("updated_at")),
+            "created_by": _str(rec.get("created_by")), "updated_by": _str(rec.get("updated_by")),
+            "owner": _str(rec.get("owner")),
+        }
+        if rec.get("deleted_at") is not None:
+            item["deleted_at"] = _iso(rec["deleted_at"])
+        display: dict[str, Any] = {}
+        for sys_key in ("owner", "created_by", "updated_by"):
+            if rec.get(sys_key) and ("user", rec[sys_key]) in titles:
+                display[sys_key] = titles[("user", rec[sys_key])]
+        for key, compiled in rt.fields.items():
+            if key in hidden or (wanted is not None and key not in wanted) or key not in rec:
+                continue
+            value = rec[key]
+            if compiled.kind.storage == "child_table":
+                sub_plan = rt.validator.sub_tables[key]
+                item[key] = [
+                    {"id": _str(r.get("id")), **{
+                        k: p.compiled.to_json(r.get(k)) for k, p in sub_plan.fields.items()}}
+                    for r in (value or [])]
+                continue
+            if compiled.reference == "file":
+                item[key] = [descriptor(files[f]) for f in (value or []) if f in files]
+                continue
+            item[key] = compiled.to_json(value)
+            ref = compiled.reference
+            if ref is not None and value is not None:
+                name = ref if isinstance(ref, str) else ref[1]
+                if isinstance(value, list):
+                    display[key] = [titles.get((name, v)) for v in value]
+                else:
+                    display[key] = titles.get((name, value))
+        item["_display"] = display
+        out.append(item)
+    return out
+
+
+def _iso(value: Any) -> str | None:
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+# --------------------------------------------------------------------------- validation
+
+def _prepare(ctx: EngineContext, rt: FormRuntime, data: Mapping[str, Any], *,
+             old: dict[str, Any] | None, allow_read_only: bool) -> tuple[Prepared, Outcome]:
+    if not isinstance(data, Mapping):
+        raise ValidationFailed([ErrorItem(code="type", message="the record must be a JSON object")])
+    outcome = rt.validator.validate(data, old=old, user=ctx.actor.as_variables(),
+                                    eval_context=_eval_context(ctx), language=ctx.language,
+                                    allow_read_only=allow_read_only)
+    prepared = Prepared(values={}, sub_rows=outcome.sub_rows)
+    for key, value in outcome.values.items():
+        kind = rt.fields[key].kind
+        if kind.storage == "join_table":
+            prepared.multi[key] = value or []
+        elif kind.storage == "column":
+            prepared.values[key] = value
+    return prepared, outcome
+
+
+def _check_references(ctx: EngineContext, rt: FormRuntime, outcome: Outcome,
+                      errors: list[ErrorItem]) -> None:
+    """Linked records, users, departments and files exist (one query per kind)."""
+    for ref, by_id in outcome.references.items():
+        ids = set(by_id)
+        if ref == "user":
+            found = existing_user_ids(ctx.session, ids)
+            code = "user_missing"
+        elif ref == "department":
+            found = existing_department_ids(ctx.session, ids)
+            code = "department_missing"
+        elif ref == "file":
+            rows = file_rows(ctx, ids)
+            found = set(rows)
+            code = "file_missing"
+            _check_files(ctx, rt, rows, by_id, errors)
+        else:
+            target = _target_runtime(ctx, rt, ref[1])
+            if target is None:
+                found = set()
+            else:
+                tt = target.table
+                stmt = sa.select(tt.c.id).where(tt.c.id.in_(ids), tt.c.deleted_at.is_(None))
+                scope = ctx.policy.row_predicate(ctx.actor, rt.app, target.key, tt, "read")
+                if scope is not None:
+                    stmt = stmt.where(scope)
+                found = {r.id for r in ctx.session.execute(stmt)}
+            code = "relation_missing"
+        for ident in ids - found:
+            for path in by_id[ident]:
+                errors.append(_field_error(ctx, rt, path, code, value=str(ident)))
+
+
+def _check_files(ctx: EngineContext, rt: FormRuntime, rows: Mapping[uuid.UUID, Any],
+                 by_id: Mapping[uuid.UUID, list[str]], errors: list[ErrorItem]) -> None:
+    for ident, paths in by_id.items():
+        row = rows.get(ident)
+        if row is None:
+            continue
+        for path in paths:
+            f = _field_def(rt, path)
+            if not isinstance(f, fm.AttachmentField):
+                continue
+            if not accepts(f.accept, row.name, row.content_type):
+                errors.append(_field_error(ctx, rt, path, "file_type", value=row.name,
+                                           allowed=", ".join(f.accept)))
+            elif row.size > f.max_size_mb * (1 << 20):
+                errors.append(_field_error(ctx, rt, path, "file_size", limit=f.max_size_mb))
+
+
+def _field_def(rt: FormRuntime, path: str) -> fm.FieldBase | None:
+    path = re.sub(r"^rows\[\d+\]\.", "", path)
+    match = re.fullmatch(r"(\w+)\[\d+\]\.(\w+)", path)
+    if match:
+        sub = rt.form.field(match.group(1))
+        if isinstance(sub, fm.SubTableField):
+            return next((f for f in sub.fields if f.key == match.group(2)), None)
+        return None
+    return rt.form.field(path)
+
+
+def _field_error(ctx: EngineContext, rt: FormRuntime, path: str, code: str,
+                 **params: Any) -> ErrorItem:
+    f = _field_def(rt, path)
+    label = localize(f.label, ctx.language) if f else path
+    return ErrorItem(field=path, code=code, message=message(code, ctx.language, label=label,
+                                                            **params))
+
+
+def _check_unique(ctx: EngineContext, rt: FormRuntime, values: Mapping[str, Any],
+                  record_id: uuid.UUID | None, errors: list[ErrorItem]) -> None:
+    t = rt.table
+    for key, value in values.items():
+        f = rt.form.field(key)
+        if f is None or not f.unique or value is None or rt.fields[key].kind.storage != "column":
+            continue
+        stmt = sa.select(t.c.id).where(t.c[key] == value, t.c.deleted_at.is_(None)).limit(1)
+        if record_id is not None:
+            stmt = stmt.where(t.c.id != record_id)
+        if ctx.session.execute(stmt).first() is not None:
+            errors.append(_field_error(ctx, rt, key, "unique",
+                                       value=rt.fields[key].to_json(value)))
+
+
+def _db_checks(ctx: EngineContext, rt: FormRuntime, prepared: Prepared, outcome: Outcome,
+               record_id: uuid.UUID | None) -> None:
+    errors = list(outcome.errors)
+    if not errors:
+        _check_references(ctx, rt, outcome, errors)
+        _check_unique(ctx, rt, prepared.values, record_id, errors)
+    if errors:
+        raise ValidationFailed(errors)
+
+
+# --------------------------------------------------------------------------- computed
+
+def _autonumber(ctx: EngineContext, rt: FormRuntime, f: fm.AutonumberField, *,
+                count: int = 1) -> list[str]:
+    local = ctx.now().astimezone(ZoneInfo(ctx.timezone))
+    parts = {"YYYY": f"{local.year:04d}", "YY": f"{local.year % 100:02d}",
+             "MM": f"{local.month:02d}", "DD": f"{local.day:02d}"}
+    used = re.findall(r"\{(YYYY|YY|MM|DD)\}", f.pattern)
+    period = "".join(parts[p] for p in used)
+    last = increment_counter(ctx.session, autonumber_counters_table,
+                             {"app": rt.app, "form": rt.key, "field_id": f.id or f.key,
+                              "period": period}, by=count)
+    out = []
+    for n in range(last - count + 1, last + 1):
+        def render(match: re.Match[str], _n: int = n) -> str:
+            token = match.group(1)
+            if token.startswith("seq"):
+                width = int(token.split(":")[1]) if ":" in token else 0
+                return f"{_n:0{width}d}"
+            return parts[token]
+        out.append(re.sub(r"\{([^}]+)\}", render, f.pattern))
+    return out
+
+
+def _subtable_rollups(rt: FormRuntime, prepared: Prepared, current: Mapping[str, Any]) -> None:
+    for f in rt.form.fields:
+        if not isinstance(f, fm.RollupField) or not f.source.sub_table:
+            continue
+        sub_key = f.source.sub_table
+        rows = prepared.sub_rows.get(sub_key)
+        if rows is None:
+            if current.get("id") is not None:
+                continue  # sub-table unchanged in this write
+            rows = []
+        values = [r.get(f.field) if f.field else 1 for r in rows]
+        prepared.values[f.key] = rollup_value(f.aggregate, values, f.scale)
+
+
+def _bump_data_version(ctx: EngineContext, rt: FormRuntime) -> None:
+    """Every write to a form moves its data version (report caches key on it)."""
+    ft = form_tables_table
+    ctx.session.execute(ft.update().where(ft.c.app == rt.app, ft.c.form == rt.key)
+                        .values(data_version=ft.c.data_version + 1))
+
+
+# --------------------------------------------------------------------------- writes
+
+def _write_children(ctx: EngineContext, rt: FormRuntime, record_id: uuid.UUID,
+                    prepared: Prepared, *, replace: bool) -> None:
+    for key, rows in prepared.sub_rows.items():
+        table = rt.tables.children[key]
+        kinds = {k: p.compiled.kind for k, p in rt.validator.sub_tables[key].fields.items()
+                 if p.compiled.kind.storage == "column"}
+        if replace:
+            ctx.session.execute(table.delete().where(table.c.parent_id == record_id))
+        if rows:
+            params = []
+            for position, row in enumerate(rows):
+                row_id = row.get("id") or new_id()
+                row["id"] = row_id
+                params.append({"id": row_id, "parent_id": record_id, "position": position,
+                               **{k: kind.to_db(row.get(k)) for k, kind in kinds.items()}})
+            ctx.session.execute(table.insert(), params)
+    for key, ids in prepared.multi.items():
+        table = rt.tables.joins[key]
+        if replace:
+            ctx.session.execute(table.delete().where(table.c.source_id == record_id))
+        if ids:
+            ctx.session.execute(table.insert(), [
+                {"source_id": record_id, "target_id": t, "position": i}
+                for i, t in enumerate(ids)])
+
+
+def _column_params(rt: FormRuntime, values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: rt.fields[k].kind.to_db(v) for k, v in values.items()}
+
+
+def _audit(ctx: EngineContext, rt: FormRuntime, record_id: uuid.UUID, action: str,
+           changes: dict[str, Any], source: str) -> None:
+    ctx.session.execute(audit_log_table.insert().values(
+        id=new_id(), app=rt.app, form=rt.key, record_id=record_id, action=action,
+        changes=changes, actor_id=ctx.actor.id, at=ctx.now(), source=source,
+        form_version=rt.version))
+
+
+def _json_value(rt: FormRuntime, key: str, value: Any) -> Any:
+    compiled = rt.fields.get(key)
+    if compiled is None:
+        return value
+    if compiled.kind.storage == "child_table":
+        plans = rt.validator.sub_tables[key].fields
+        return [{"id": _str(r.get("id")),
+                 **{k: p.compiled.to_json(r.get(k)) for k, p in plans.items()}}
+                for r in (value or [])]
+    return compiled.to_json(value)
+
+
+def _record_json(rt: FormRuntime, rec: Mapping[str, Any]) -> dict[str, Any]:
+    """Full JSON of a record for events (no permission filtering: consumers apply it)."""
+    out: dict[str, Any] = {k: _json_value(rt, k, rec.get(k)) for k in rt.fields if k in rec}
+    for key in SYSTEM_COLUMNS:
+        value = rec.get(key)
+        out[key] = _iso(value) if key.endswith("_at") else (
+            value if key == "version" else _str(value))
+    return out
+
+
+def create_record(ctx: EngineContext, *, app: str, form: str, data: Mapping[str, Any],
+                  owner: uuid.UUID | None = None, source: str = "api",
+                  allow_read_only: bool = False) -> dict[str, Any]:
+    """Validate and insert one record; returns its JSON (as the actor sees it)."""
+    rt = get_runtime(ctx.session, app, form)
+    ctx.policy.check_form_action(ctx.actor, app, form, "create")
+    _check_writable_fields(ctx, rt, data.keys())
+    rec = _insert(ctx, rt, data, owner=owner, source=source, allow_read_only=allow_read_only)
+    return to_json(ctx, rt, [rec])[0]
+
+
+def _insert(ctx: EngineContext, rt: FormRuntime, data: Mapping[str, Any], *,
+            owner: uuid.UUID | None, source: str, allow_read_only: bool) -> dict[str, Any]:
+    prepared, outcome = _prepare(ctx, rt, data, old=None, allow_read_only=allow_read_only)
+    _db_checks(ctx, rt, prepared, outcome, None)
+    record_id = new_id()
+    now = ctx.now()
+    for f in rt.form.fields:
+        if isinstance(f, fm.AutonumberField):
+            prepared.values[f.key] = _autonumber(ctx, rt, f)[0]
+    _subtable_rollups(rt, prepared, {})
+    system = {"id": record_id, "created_at": now, "created_by": ctx.actor.id,
+              "updated_at": now, "updated_by": ctx.actor.id,
+              "owner": owner if owner is not None else ctx.actor.id, "version": 1}
+    ctx.session.execute(rt.table.insert().values(**system, **_column_params(rt, prepared.values)))
+    _write_children(ctx, rt, record_id, prepared, replace=False)
+    rec = {**system, **prepared.values, **prepared.sub_rows, **prepared.multi}
+    for key, compiled in rt.fields.items():
+        rec.setdefault(key, [] if compiled.kind.storage != "column" else None)
+    rec_json = _record_json(rt, rec)
+    _audit(ctx, rt, record_id, "create",
+           {k: {"new": v} for k, v in rec_json.items()
+            if k not in SYSTEM_COLUMNS and v not in (None, [])}, source)
+    events.emit(ctx, app=rt.app, form=rt.key, record_id=record_id, event="created",
+                changed_fields=[k for k in rt.fields if rec.get(k) not in (None, [])],
+                record=rec_json, old=None, source=source)
+    _bump_data_version(ctx, rt)
+    _refresh_dependents(ctx, rt, None, rec, depth=0)
+    return rec
+
+
+def get_record(ctx: EngineContext, *, app: str, form: str, record_id: Any,
+               deleted: bool = False) -> dict[str, Any]:
+    rt = get_runtime(ctx.session, app, form)
+    ctx.policy.check_form_action(ctx.actor, app, form, "read")
+    rec = _fetch(ctx, rt, parse_id(record_id), deleted=deleted)
+    ctx.policy.check_row(ctx.actor, app, form, rec, "read")
+    return to_json(ctx, rt, [rec])[0]
+
+
+def update_record(ctx: EngineContext, *, app: str, form: str, record_id: Any,
+                  changes: Mapping[str, Any], expected_version: int | None,
+                  source: str = "api", allow_read_only: bool = False) -> dict[str, Any]:
+    """Partial update with optimistic locking: a stale ``expected_version``
+    raises Conflict (409) and changes nothing."""
+    rt = get_runtime(ctx.session, app, form)
+    ctx.policy.check_form_action(ctx.actor, app, form, "update")
+    _check_writable_fields(ctx, rt, changes.keys())
+    rec = _update(ctx, rt, parse_id(record_id), changes, expected_version=expected_version,
+                  source=source, allow_read_only=allow_read_only, depth=0)
+    return to_json(ctx, rt, [rec])[0]
+
+
+def _update(ctx: EngineContext, rt: FormRuntime, record_id: uuid.UUID,
+            changes: Mapping[str, Any], *, expected_version: int | None, source: str,
+            allow_read_only: bool, depth: int) -> dict[str, Any]:
+    old = _fetch(ctx, rt, record_id, deleted=False, lock=True)
+    ctx.policy.check_row(ctx.actor, rt.app, rt.key, old, "update")
+    if expected_version is not None and old["version"] != expected_version:
+        raise Conflict(
+            f"record {record_id} was changed by someone else (it is at version "
+            f"{old['version']}, your copy is version {expected_version}); reload and retry",
+            details={"current_version": old["version"]})
+    prepared, outcome = _prepare(ctx, rt, changes, old=old, allow_read_only=allow_read_only)
+    _db_checks(ctx, rt, prepared, outcome, record_id)
+    _subtable_rollups(rt, prepared, old)
+    changed_cols = {k: v for k, v in prepared.values.items() if old.get(k) != v}
+    changed_subs = {k: rows for k, rows in prepared.sub_rows.items()
+                    if _rows_changed(old.get(k) or [], rows)}
+    changed_multi = {k: ids for k, ids in prepared.multi.items() if (old.get(k) or []) != ids}
+    if not (changed_cols or changed_subs or changed_multi):
+        return old
+    now = ctx.now()
+    t = rt.table
+    result = ctx.session.execute(
+        t.update().where(t.c.id == record_id, t.c.version == old["version"])
+        .values(**_column_params(rt, changed_cols), updated_at=now, updated_by=ctx.actor.id,
+                version=old["version"] + 1))
+    if result.rowcount != 1:  # lost a race with a concurrent writer
+        raise Conflict(f"record {record_id} was changed by someone else; reload and retry")
+    _write_children(ctx, rt, record_id, Prepared(values={}, sub_rows=changed_subs,
+                                                 multi=changed_multi), replace=True)
+    new = {**old, **changed_cols, **changed_subs, **changed_multi, "updated_at": now,
+           "updated_by": ctx.actor.id, "version": old["version"] + 1}
+    old_json, new_json = _record_json(rt, old), _record_json(rt, new)
+    changed = [*changed_cols, *changed_subs, *changed_multi]
+    _audit(ctx, rt, record_id, "update",
+           {k: {"old": old_json.get(k), "new": new_json.get(k)} for k in changed}, source)
+    events.emit(ctx, app=rt.app, form=rt.key, record_id=record_id, event="updated",
+                changed_fields=changed, record=new_json, old=old_json, source=source)
+    _bump_data_version(ctx, rt)
+    _refresh_dependents(ctx, rt, old, new, depth=depth)
+    return new
+
+
+def _rows_changed(old_rows: list[dict[str, Any]], new_rows: list[dict[str, Any]]) -> bool:
+    if len(old_rows) != len(new_rows):
+        return True
+    return any({k: v for k, v in a.items() if k != "id"} != {k: v for k, v in b.items()
+                                                             if k != "id"}
+               or (b.get("id") is not None and a.get("id") != b.get("id"))
+               for a, b in zip(old_rows, new_rows, strict=True))
+
+
+def delete_record(ctx: EngineContext, *, app: str, form: str, record_id: Any,
+                  expected_version: int | None = None, source: str = "api") -> None:
+    """Soft delete (to the recycle bin), applying on-delete rules of relations
+    that point here: restrict refuses, set_null clears, cascade deletes."""
+    rt = get_runtime(ctx.session, app, form)
+    ctx.policy.check_form_action(ctx.actor, app, form, "delete")
+    _delete(ctx, rt, parse_id(record_id), expected_version=expected_version, source=source,
+            depth=0)
+
+
+def _referrers(ctx: EngineContext, rt: FormRuntime) -> list[tuple[FormRuntime, fm.RelationField]]:
+    out = []
+    for other in app_runtimes(ctx.session, rt.app).values():
+        for f in other.form.fields:
+            if isinstance(f, fm.RelationField) and f.target == rt.key:
+                out.append((other, f))
+    return out
+
+
+def _delete(ctx: EngineContext, rt: FormRuntime, record_id: uuid.UUID, *,
+            expected_version: int | None, source: str, depth: int) -> None:
+    if depth > MAX_CASCADE_DEPTH:
+        raise Conflict("cascading delete goes deeper than 8 levels; delete in steps")
+    old = _fetch(ctx, rt, record_id, deleted=False, lock=True)
+    ctx.policy.check_row(ctx.actor, rt.app, rt.key, old, "delete")
+    if expected_version is not None and old["version"] != expected_version:
+        raise Conflict(f"record {record_id} was changed by someone else; reload and retry",
+                       details={"current_version": old["version"]})
+    for other, f in _referrers(ctx, rt):
+        ot = other.table
+        ids = [r.id for r in ctx.session.execute(
+            sa.select(ot.c.id).where(ot.c[f.key] == record_id, ot.c.deleted_at.is_(None)))]
+        if other.key == rt.key:
+            ids = [i for i in ids if i != record_id]
+        if not ids:
+            continue
+        if f.on_delete == "restrict":
+            raise Conflict(
+                f"cannot delete: {len(ids)} {localize(other.form.label, ctx.language)} "
+                f"record(s) link to it through {f.key!r} (on delete: restrict)",
+                details={"form": other.key, "field": f.key, "count": len(ids),
+                         "record_ids": [str(i) for i in ids[:20]]})
+        for ident in ids:
+            if f.on_delete == "cascade":
+                _delete(ctx, other, ident, expected_version=None, source="cascade",
+                        depth=depth + 1)
+            else:
+                _update(ctx, other, ident, {f.key: None}, expected_version=None,
+                        source="set_null", allow_read_only=True, depth=depth + 1)
+    now = ctx.now()
+    t = rt.table
+    ctx.session.execute(t.update().where(t.c.id == record_id).values(
+        deleted_at=now, updated_at=now, updated_by=ctx.actor.id, version=old["version"] + 1))
+    old_json = _record_json(rt, old)
+    _audit(ctx, rt, record_id, "delete", {}, source)
+    events.emit(ctx, app=rt.app, form=rt.key, record_id=record_id, event="deleted",
+                changed_fields=[], record={**old_json, "deleted_at": _iso(now)}, old=old_json,
+                source=source)
+    _bump_data_version(ctx, rt)
+    _refresh_dependents(ctx, rt, old, None, depth=depth)
+
+
+def restore_record(ctx: EngineContext, *, app: str, form: str, record_id: Any,
+                   source: str = "api") -> dict[str, Any]:
+    """Bring a record back from the recycle bin (its unique values are re-checked)."""
+    rt = get_runtime(ctx.session, app, form)
+    ctx.policy.check_form_action(ctx.actor, app, form, "restore")
+    rid = parse_id(record_id)
+    old = _fetch(ctx, rt, rid, deleted=True, lock=True)
+    ctx.policy.check_row(ctx.actor, app, form, old, "restore")
+    errors: list[ErrorItem] = []
+    _check_unique(ctx, rt, {k: old.get(k) for k in rt.fields}, rid, errors)
+    if errors:
+        raise Conflict("cannot restore: " + "; ".join(e.message for e in errors),
+                       errors=errors)
+    now = ctx.now()
+    t = rt.table
+    ctx.session.execute(t.update().where(t.c.id == rid).values(
+        deleted_at=None, updated_at=now, updated_by=ctx.actor.id, version=old["version"] + 1))
+    new = {**old, "deleted_at": None, "updated_at": now, "updated_by": ctx.actor.id,
+           "version": old["version"] + 1}
+    _audit(ctx, rt, rid, "restore", {}, source)
+    events.emit(ctx, app=rt.app, form=rt.key, record_id=rid, event="restored",
+                changed_fields=[], record=_record_json(rt, new), old=None, source=source)
+    _bump_data_version(ctx, rt)
+    _refresh_dependents(ctx, rt, None, new, depth=0)
+    return to_json(ctx, rt, [new])[0]
+
+
+# --------------------------------------------------------------------------- rollups
+
+def _refresh_dependents(ctx: EngineContext, rt: FormRuntime, old: Mapping[str, Any] | None,
+                        new: Mapping[str, Any] | None, *, depth: int) -> None:
+    """Recompute rollups of other forms that aggregate ``rt`` through a
+    relation, for the parent(s) before and after this change."""
+    if depth > MAX_CASCADE_DEPTH:
+        return
+    for parent in app_runtimes(ctx.session, rt.app).values():
+        for f in parent.form.fields:
+            if not (isinstance(f, fm.RollupField) and f.source.form == rt.key):
+                continue
+            via = f.source.via
+            assert via is not None
+            parent_ids = {v.get(via) for v in (old, new) if v is not None} - {None}
+            for pid in parent_ids:
+                _recompute_rollup(ctx, parent, f, rt, pid, depth=depth + 1)
+
+
+def rollup_expression(ctx: EngineContext, parent: FormRuntime, f: fm.RollupField,
+                      child: FormRuntime) -> sa.ScalarSelect[Any]:
+    """SQL aggregate of ``f`` over ``child`` rows, correlated to the parent table."""
+    ct = child.table
+    via = f.source.via
+    assert via is not None
+    agg = {"count": sa.func.count, "sum": sa.func.sum, "avg": sa.func.avg,
+           "min": sa.func.min, "max": sa.func.max}[f.aggregate]
+    column = ct.c.id if f.aggregate == "count" else ct.c[f.field]  # type: ignore[index]
+    stmt = sa.select(agg(column)).where(ct.c[via] == parent.table.c.id,
+                                        ct.c.deleted_at.is_(None))
+    if f.filter:
+        from tangram.engines.forms.query import compile_filter
+
+        cond = compile_filter(f.filter, tables=child.tables, qctx=query_context(ctx, parent.app))
+        if cond is not None:
+            stmt = stmt.where(cond)
+    return stmt.scalar_subquery()
+
+
+def _recompute_rollup(ctx: EngineContext, parent: FormRuntime, f: fm.RollupField,
+                      child: FormRuntime, parent_id: uuid.UUID, *, depth: int) -> None:
+    pt = parent.table
+    row = ctx.session.execute(
+        sa.select(pt.c[f.key], rollup_expression(ctx, parent, f, child).label("fresh"))
+        .where(pt.c.id == parent_id, pt.c.deleted_at.is_(None))).first()
+    if row is None:
+        return
+    fresh = row.fresh
+    if fresh is not None and f.aggregate != "count":
+        fresh = rollup_value("sum", [fresh], f.scale)
+    if f.aggregate == "sum" and fresh is None:
+        fresh = rollup_value("sum", [], f.scale)
+    if fresh == row[0]:
+        return
+    _update(ctx, parent, parent_id, {f.key: fresh}, expected_version=None, source="rollup",
+            allow_read_only=True, depth=depth)
+
+
+def recompute_all_rollups(ctx: EngineContext, *, app: str, form: str) -> int:
+    """Backfill every rollup of ``form`` (after publishing a new rollup field)."""
+    rt = get_runtime(ctx.session, app, form)
+    count = 0
+    for f in rt.form.fields:
+        if not isinstance(f, fm.RollupField) or not f.source.form:
+            continue
+        child = get_runtime(ctx.session, app, f.source.form)
+        expr = rollup_expression(ctx, rt, f, child)
+        result = ctx.session.execute(rt.table.update().where(rt.table.c.deleted_at.is_(None))
+                                     .values({f.key: expr}))
+        count += result.rowcount or 0
+    return count
+
+
+# --------------------------------------------------------------------------- reads
+
+def filter_fields(spec: Any) -> set[str]:
+    """Top-level field keys a filter reads (to refuse filters on hidden fields)."""
+    out: set[str] = set()
+    if isinstance(spec, dict):
+        if "field" in spec and isinstance(spec["field"], str):
+            out.add(spec["field"].split(".")[0])
+        for key in ("and", "or"):
+            for part in spec.get(key) or []:
+                out |= filter_fields(part)
+        if "not" in spec:
+            out |= filter_fields(spec["not"])
+    return out
+
+
+def list_records(ctx: EngineContext, *, app: str, form: str, query: ListQuery
+                 ) -> dict[str, Any]:
+    """One page of records the actor may see; ``next_cursor`` for the next page."""
+    rt = get_runtime(ctx.session, app, form)
+    ctx.policy.check_form_action(ctx.actor, app, form, "restore" if query.deleted else "read")
+    hidden, _ = _hidden_and_readonly(ctx, rt)
+    touched = filter_fields(query.filter) | {s.lstrip("-").split(".")[0] for s in query.sort}
+    for key in touched & hidden:
+        raise PermissionDenied(f"you may not filter or sort on field {key!r}",
+                               details={"field": key})
+    qctx = query_context(ctx, app)
+    scope = ctx.policy.row_predicate(ctx.actor, app, form, rt.table, "read")
+    stmt, cursor_of = build_select(query, tables=rt.tables, qctx=qctx, scope=scope)
+    rows = list(ctx.session.execute(stmt).mappings())
+    has_more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    records = [_row_to_values(rt, r) for r in rows]
+    nested = [k for k, c in rt.fields.items() if c.kind.storage != "column"
+              and (query.fields is None or k in query.fields)]
+    if nested and records:
+        children = _load_children(ctx, rt, [r["id"] for r in records], nested)
+        for rec in records:
+            rec.update(children[rec["id"]])
+    result: dict[str, Any] = {
+        "items": to_json(ctx, rt, records, fields=query.fields),
+        "next_cursor": cursor_of(rows[-1]) if has_more and rows else None,
+    }
+    if query.include_total:
+        result["total"] = ctx.session.execute(
+            build_count(query, tables=rt.tables, qctx=qctx, scope=scope)).scalar_one()
+    return result
+
+
+def record_history(ctx: EngineContext, *, app: str, form: str, record_id: Any
+                   ) -> list[dict[str, Any]]:
+    """Audit entries of one record, newest first, without hidden fields."""
+    rt = get_runtime(ctx.session, app, form)
+    ctx.policy.check_form_action(ctx.actor, app, form, "read")
+    rid = parse_id(record_id)
+    rec = _fetch(ctx, rt, rid, deleted=None)
+    ctx.policy.check_row(ctx.actor, app, form, rec, "read")
+    hidden, _ = _hidden_and_readonly(ctx, rt)
+    a = audit_log_table
+    rows = ctx.session.execute(
+        sa.select(a, users_table.c.display_name)
+        .outerjoin(users_table, users_table.c.id == a.c.actor_id)
+        .where(a.c.app == app, a.c.form == form, a.c.record_id == rid)
+        .order_by(a.c.at.desc(), a.c.id.desc())).mappings()
+    return [{"id": str(r["id"]), "action": r["action"], "at": _iso(r["at"]),
+             "actor_id": _str(r["actor_id"]), "actor_name": r["display_name"],
+             "source": r["source"], "form_version": r["form_version"],
+             "changes": {k: v for k, v in (r["changes"] or {}).items() if k not in hidden}}
+            for r in rows]
+
+
+# --------------------------------------------------------------------------- bulk
+
+def bulk_create(ctx: EngineContext, *, app: str, form: str, rows: list[Mapping[str, Any]],
+                source: str = "api", allow_read_only: bool = False) -> list[dict[str, Any]]:
+    """Create many records in one transaction: all or nothing. Every row is
+    validated; errors carry the row index (``rows[3].phone``)."""
+    rt = get_runtime(ctx.session, app, form)
+    ctx.policy.check_form_action(ctx.actor, app, form, "create")
+    if len(rows) > 5000:
+        raise ValidationFailed([ErrorItem(code="max_rows", field="rows",
+                                          message="at most 5000 rows per bulk request")])
+    prepared_rows = _prepare_bulk(ctx, rt, rows, allow_read_only=allow_read_only)
+    return _insert_many(ctx, rt, prepared_rows, source=source)
+
+
+def _prepare_bulk(ctx: EngineContext, rt: FormRuntime, rows: list[Mapping[str, Any]], *,
+                  allow_read_only: bool) -> list[Prepared]:
+    errors: list[ErrorItem] = []
+    prepared_rows: list[Prepared] = []
+    merged = Outcome(values={}, errors=[])
+    seen_unique: dict[str, dict[Any, int]] = defaultdict(dict)
+    unique_keys = [f.key for f in rt.form.fields if f.unique
+                   and rt.fields[f.key].kind.storage == "column"]
+    for i, data in enumerate(rows):
+        _check_writable_fields(ctx, rt, data.keys() if isinstance(data, Mapping) else [])
+        prepared, outcome = _prepare(ctx, rt, data, old=None, allow_read_only=allow_read_only)
+        for e in outcome.errors:
+            errors.append(_prefixed(e, i))
+        for ref, by_id in outcome.references.items():
+            bucket = merged.references.setdefault(ref, {})
+            for ident, paths in by_id.items():
+                bucket.setdefault(ident, []).extend(f"rows[{i}].{p}" for p in paths)
+        for key in unique_keys:
+            value = prepared.values.get(key)
+            if value is None:
+                continue
+            if value in seen_unique[key]:
+                errors.append(_prefixed(_field_error(ctx, rt, key, "unique",
+                                                     value=rt.fields[key].to_json(value)), i))
+            seen_unique[key][value] = i
+        prepared_rows.append(prepared)
+    if not errors:
+        ref_errors: list[ErrorItem] = []
+        _check_references(ctx, rt, merged, ref_errors)
+        errors.extend(ref_errors)
+        t = rt.table
+        for key in unique_keys:
+            values = list(seen_unique[key])
+            for start in range(0, len(values), 500):
+                chunk = values[start:start + 500]
+                for r in ctx.session.execute(sa.select(t.c[key]).where(
+                        t.c[key].in_(chunk), t.c.deleted_at.is_(None))):
+                    i = seen_unique[key][r[0]]
+                    errors.append(_prefixed(_field_error(
+                        ctx, rt, key, "unique", value=rt.fields[key].to_json(r[0])), i))
+    if errors:
+        raise ValidationFailed(errors, message=f"{len(errors)} error(s) in "
+                               f"{len({e.field.split(']')[0] for e in errors if e.field})} row(s);"
+                               " nothing was saved")
+    return prepared_rows
+
+
+def _prefixed(e: ErrorItem, i: int) -> ErrorItem:
+    return ErrorItem(code=e.code, message=e.message,
+                     field=f"rows[{i}].{e.field}" if e.field else f"rows[{i}]",
+                     details={**e.details, "row": i})
+
+
+def _insert_many(ctx: EngineContext, rt: FormRuntime, prepared_rows: list[Prepared], *,
+                 source: str) -> list[dict[str, Any]]:
+    now = ctx.now()
+    auto = [f for f in rt.form.fields if isinstance(f, fm.AutonumberField)]
+    numbers = {f.key: _autonumber(ctx, rt, f, count=len(prepared_rows)) for f in auto} \
+        if prepared_rows else {}
+    records: list[dict[str, Any]] = []
+    params: list[dict[str, Any]] = []
+    column_keys = [k for k, c in rt.fields.items() if c.kind.storage == "column"]
+    for i, prepared in enumerate(prepared_rows):
+        for key, values in numbers.items():
+            prepared.values[key] = values[i]
+        _subtable_rollups(rt, prepared, {})
+        record_id = new_id()
+        system = {"id": record_id, "created_at": now, "created_by": ctx.actor.id,
+                  "updated_at": now, "updated_by": ctx.actor.id, "owner": ctx.actor.id,
+                  "version": 1}
+        row = dict(system)
+        for key in column_keys:
+            row[key] = rt.fields[key].kind.to_db(prepared.values.get(key))
+        params.append(row)
+        records.append({**system, **{k: prepared.values.get(k) for k in column_keys},
+                        **prepared.sub_rows, **prepared.multi})
+    if params:
+        ctx.session.execute(rt.table.insert(), params)
+    for rec, prepared in zip(records, prepared_rows, strict=True):
+        if prepared.sub_rows or prepared.multi:
+            _write_children(ctx, rt, rec["id"], prepared, replace=False)
+    audit_rows, jsons = [], []
+    for rec in records:
+        rec_json = _record_json(rt, rec)
+        jsons.append(rec_json)
+        audit_rows.append({"id": new_id(), "app": rt.app, "form": rt.key,
+                           "record_id": rec["id"], "action": "create",
+                           "changes": {k: {"new": v} for k, v in rec_json.items()
+                                       if k not in SYSTEM_COLUMNS and v not in (None, [])},
+                           "actor_id": ctx.actor.id, "at": now, "source": source,
+                           "form_version": rt.version})
+    if audit_rows:
+        ctx.session.execute(audit_log_table.insert(), audit_rows)
+    for rec, rec_json in zip(records, jsons, strict=True):
+        events.emit(ctx, app=rt.app, form=rt.key, record_id=rec["id"], event="created",
+                    changed_fields=[k for k in rt.fields if rec.get(k) not in (None, [])],
+                    record=rec_json, old=None, source=source)
+        _refresh_dependents(ctx, rt, None, rec, depth=0)
+    _bump_data_version(ctx, rt)
+    return to_json(ctx, rt, records)
+
+
+def bulk_update(ctx: EngineContext, *, app: str, form: str, items: list[Mapping[str, Any]],
+                source: str = "api") -> list[dict[str, Any]]:
+    """Update many records (each ``{"id", "version", "changes"}``), all or nothing."""
+    rt = get_runtime(ctx.session, app, form)
+    ctx.policy.check_form_action(ctx.actor, app, form, "update")
+    errors: list[ErrorItem] = []
+    results: list[dict[str, Any]] = []
+    for i, item in enumerate(items):
+        try:
+            changes = item.get("changes") or {}
+            _check_writable_fields(ctx, rt, changes.keys())
+            results.append(_update(ctx, rt, parse_id(item.get("id")), changes,
+                                   expected_version=item.get("version"), source=source,
+                                   allow_read_only=False, depth=0))
+        except ValidationFailed as exc:
+            errors.extend(_prefixed(e, i) for e in exc.errors)
+        except (NotFound, Conflict) as exc:
+            errors.append(ErrorItem(code=exc.code, message=exc.message, field=f"rows[{i}]",
+                                    details={"row": i}))
+    if errors:
+        # The caller's transaction is rolled back by the raise: all or nothing.
+        raise ValidationFailed(errors, message=f"{len(errors)} error(s); nothing was saved")
+    return to_json(ctx, rt, results)
+
+
+def recompute_formulas(ctx: EngineContext, rt: FormRuntime, *, batch: int = 500) -> int:
+    """Recompute stored formula values of every live record (after a formula
+    field was added or changed). Values only; no audit noise per record."""
+    formulas = [k for k in rt.validator.formulas]
+    if not formulas:
+        return 0
+    t = rt.table
+    eval_ctx = _eval_context(ctx)
+    user = ctx.actor.as_variables()
+    updated = 0
+    last: uuid.UUID | None = None
+    while True:
+        stmt = sa.select(t).where(t.c.deleted_at.is_(None)).order_by(t.c.id).limit(batch)
+        if last is not None:
+            stmt = stmt.where(t.c.id > last)
+        rows = list(ctx.session.execute(stmt).mappings())
+        if not rows:
+            return updated
+        records = [_row_to_values(rt, r) for r in rows]
+        children = _load_children(ctx, rt, [r["id"] for r in records])
+        params = []
+        for rec in records:
+            rec.update(children[rec["id"]])
+            outcome = rt.validator.validate({}, old=rec, user=user, eval_context=eval_ctx,
+                                            language=ctx.language)
+            fresh = {k: outcome.values.get(k, rec.get(k)) for k in formulas}
+            if any(fresh[k] != rec.get(k) for k in formulas):
+                params.append({"_id": rec["id"], **_column_params(rt, fresh)})
+        if params:
+            ctx.session.execute(
+                t.update().where(t.c.id == sa.bindparam("_id")),
+                params)
+            updated += len(params)
+        last = rows[-1]["id"]

@@ -1,0 +1,457 @@
+"""Record validation, compiled once per form version.
+
+``compile_validator(form)`` turns a form definition into closures (per-field
+converters and checks, compiled expressions for defaults, conditions,
+formulas and rules). ``validate()`` then runs them over one record and
+returns the clean values plus *every* error at once, each with a field path
+(``lines[2].qty``), a machine code and a localized message.
+
+Checks that need the database (relation targets exist, uniqueness) are not
+done here: ``validate()`` reports what to look up in ``Outcome.references``
+and the records service checks them in one query per kind.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from tangram.engines.expressions import (
+    CompiledExpression,
+    EvalContext,
+    ExpressionError,
+    compile_expression,
+)
+from tangram.engines.forms.fieldtypes import FIELD_KINDS, CompiledField, FieldProblem
+from tangram.errors import DefinitionInvalid, ErrorItem
+from tangram.i18n import message
+from tangram.metamodel import fields as fm
+from tangram.metamodel.common import localize
+from tangram.metamodel.forms import Form
+
+EXPRESSION_NAMES = ("record", "old", "user", "row", "parent")
+
+
+@dataclass
+class FieldPlan:
+    compiled: CompiledField
+    label: dict[str, str]
+    required: bool
+    read_only: bool
+    computed: bool
+    required_when: CompiledExpression | None
+    visible_when: CompiledExpression | None
+    default_expr: CompiledExpression | None
+    default: Any
+    formula: CompiledExpression | None = None
+
+
+@dataclass
+class RulePlan:
+    check: CompiledExpression
+    when: CompiledExpression | None
+    message: dict[str, str]
+    fields: list[str]
+
+
+@dataclass
+class SubTablePlan:
+    definition: fm.SubTableField
+    fields: dict[str, FieldPlan]
+    rules: list[RulePlan]
+    formulas: list[str]
+
+
+@dataclass
+class Outcome:
+    """What validate() found: clean values (only fields that are set or
+    changed), errors, and the ids to check in the database."""
+
+    values: dict[str, Any]
+    errors: list[ErrorItem]
+    # ("relation", target_form) | "user" | "department" | "file" -> {id: [field paths]}
+    references: dict[Any, dict[uuid.UUID, list[str]]] = field(default_factory=dict)
+    sub_rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+def _compile(source: str | None, where: str, errors: list[ErrorItem]
+             ) -> CompiledExpression | None:
+    if not source:
+        return None
+    try:
+        return compile_expression(source, allowed_names=EXPRESSION_NAMES)
+    except ExpressionError as exc:
+        errors.append(ErrorItem(code="expression_invalid", path=where, message=str(exc)))
+        return None
+
+
+def _plan_field(f: fm.FieldBase, where: str, errors: list[ErrorItem]) -> FieldPlan:
+    kind = FIELD_KINDS[f.type]  # type: ignore[attr-defined]
+    default = f.default
+    if default is not None and not kind.computed:
+        try:
+            default = kind.convert(f, default)
+        except FieldProblem as exc:
+            errors.append(ErrorItem(code="default_invalid", path=f"{where}.default",
+                                    message=f"default of {f.key!r} is not valid: {exc.code}"))
+    plan = FieldPlan(
+        compiled=kind.compile(f), label=f.label, required=f.required,
+        read_only=f.read_only or kind.computed, computed=kind.computed,
+        required_when=_compile(f.required_when, f"{where}.required_when", errors),
+        visible_when=_compile(f.visible_when, f"{where}.visible_when", errors),
+        default_expr=_compile(f.default_expr, f"{where}.default_expr", errors),
+        default=default,
+    )
+    if isinstance(f, fm.FormulaField):
+        plan.formula = _compile(f.expression, f"{where}.expression", errors)
+    return plan
+
+
+def _formula_order(plans: dict[str, FieldPlan], where: str, errors: list[ErrorItem]
+                   ) -> list[str]:
+    """Formulas in dependency order (a formula may read another formula)."""
+    formulas = {k: p for k, p in plans.items() if p.formula is not None}
+    order: list[str] = []
+    state: dict[str, int] = {}
+
+    def visit(key: str, chain: list[str]) -> None:
+        if state.get(key) == 2:
+            return
+        if state.get(key) == 1:
+            errors.append(ErrorItem(code="formula_cycle", path=where, message=(
+                "formulas refer to each other in a cycle: " + " → ".join(chain + [key]))))
+            return
+        state[key] = 1
+        expr = formulas[key].formula
+        assert expr is not None
+        for dep in sorted(expr.referenced_fields.get("record", set())
+                          | expr.referenced_fields.get("row", set())):
+            if dep in formulas:
+                visit(dep, chain + [key])
+        state[key] = 2
+        order.append(key)
+
+    for key in formulas:
+        visit(key, [])
+    return order
+
+
+def _plan_rules(rules: list[fm.FormRule], where: str, errors: list[ErrorItem]
+                ) -> list[RulePlan]:
+    out = []
+    for i, rule in enumerate(rules):
+        check = _compile(rule.assert_, f"{where}[{i}].assert", errors)
+        when = _compile(rule.when, f"{where}[{i}].when", errors)
+        if check is not None:
+            out.append(RulePlan(check=check, when=when, message=rule.message,
+                                fields=list(rule.fields)))
+    return out
+
+
+class RecordValidator:
+    """Validation of one form version; build with :func:`compile_validator`."""
+
+    def __init__(self, form: Form) -> None:
+        errors: list[ErrorItem] = []
+        self.form = form
+        self.fields: dict[str, FieldPlan] = {}
+        self.sub_tables: dict[str, SubTablePlan] = {}
+        for i, f in enumerate(form.fields):
+            where = f"$.fields[{i}]"
+            self.fields[f.key] = _plan_field(f, where, errors)
+            if isinstance(f, fm.SubTableField):
+                sub_plans = {sf.key: _plan_field(sf, f"{where}.fields[{j}]", errors)
+                             for j, sf in enumerate(f.fields)}
+                self.sub_tables[f.key] = SubTablePlan(
+                    definition=f, fields=sub_plans,
+                    rules=_plan_rules(f.rules, f"{where}.rules", errors),
+                    formulas=_formula_order(sub_plans, where, errors))
+        self.formulas = _formula_order(self.fields, "$.fields", errors)
+        self.rules = _plan_rules(form.rules, "$.rules", errors)
+        self._check_rule_fields(errors)
+        if errors:
+            raise DefinitionInvalid(f"form {form.key!r} has invalid expressions or rules",
+                                    errors=errors)
+
+    def _check_rule_fields(self, errors: list[ErrorItem]) -> None:
+        for i, rule in enumerate(self.form.rules):
+            for key in rule.fields:
+                if key not in self.fields:
+                    errors.append(ErrorItem(code="unknown_field", path=f"$.rules[{i}].fields",
+                                            message=f"rule names unknown field {key!r}"))
+
+    # -- validation ----------------------------------------------------------
+
+    def validate(self, data: Mapping[str, Any], *, old: Mapping[str, Any] | None,
+                 user: Mapping[str, Any], eval_context: EvalContext, language: str = "zh",
+                 allow_read_only: bool = False) -> Outcome:
+        """Validate ``data`` (a create when ``old`` is None, else a partial update).
+
+        >>> v = compile_validator(form)                              # doctest: +SKIP
+        >>> v.validate({"amount": "12.5"}, old=None, user={}, eval_context=ctx).errors
+        []
+        """
+        errors: list[ErrorItem] = []
+        out = Outcome(values={}, errors=errors)
+        creating = old is None
+        merged: dict[str, Any] = dict(old or {})
+        given: set[str] = set()
+
+        for key, raw in data.items():
+            plan = self.fields.get(key)
+            if plan is None:
+                errors.append(self._error(key, "unknown_field", language, field=key))
+                continue
+            if plan.read_only and not allow_read_only:
+                errors.append(self._error(key, "read_only", language, label=plan.label))
+                continue
+            if plan.compiled.definition.type == "sub_table":  # type: ignore[attr-defined]
+                rows = self._validate_rows(key, raw, merged, old, user, eval_context,
+                                           language, out)
+                merged[key] = rows
+                out.sub_rows[key] = rows
+                given.add(key)
+                continue
+            value = self._convert(key, key, plan, raw, language, errors)
+            merged[key] = value
+            given.add(key)
+
+        if creating:
+            for key, plan in self.fields.items():
+                if key in given or plan.formula is not None:
+                    continue
+                if plan.compiled.definition.type == "sub_table":  # type: ignore[attr-defined]
+                    merged.setdefault(key, [])
+                    continue
+                value = self._default(key, plan, merged, old, user, eval_context, language,
+                                      errors)
+                merged[key] = value
+                if value is not None:
+                    given.add(key)
+
+        variables = {"record": merged, "old": old, "user": user}
+        self._conditions(self.fields, merged, given, variables, "", eval_context, language,
+                         errors, creating)
+        for key in self.formulas:
+            value = self._formula(key, self.fields[key], variables, eval_context, language,
+                                  errors)
+            if creating or merged.get(key) != value:
+                merged[key] = value
+                given.add(key)
+        for key in given:
+            plan = self.fields[key]
+            value = merged.get(key)
+            if plan.compiled.definition.type == "sub_table":  # type: ignore[attr-defined]
+                continue
+            if value is not None and not plan.compiled.kind.is_empty(value):
+                self._run_checks(key, plan, value, language, errors, out)
+        self._rules(self.rules, variables, "", eval_context, language, errors)
+        out.values = {k: merged.get(k) for k in given}
+        return out
+
+    def _error(self, path: str, code: str, language: str, **params: Any) -> ErrorItem:
+        if "label" in params and isinstance(params["label"], dict):
+            params["label"] = localize(params["label"], language)
+        return ErrorItem(field=path, code=code, message=message(code, language, **params))
+
+    def _convert(self, path: str, key: str, plan: FieldPlan, raw: Any, language: str,
+                 errors: list[ErrorItem]) -> Any:
+        kind = plan.compiled.kind
+        if raw is None or raw == "" or (isinstance(raw, (list, dict)) and not raw):
+            return None
+        try:
+            return plan.compiled.convert(raw)
+        except FieldProblem as exc:
+            params = {"expected": kind.expected, **exc.params}
+            errors.append(self._error(path, exc.code, language, label=plan.label, **params))
+            return None
+
+    def _run_checks(self, path: str, plan: FieldPlan, value: Any, language: str,
+                    errors: list[ErrorItem], out: Outcome) -> None:
+        for check in plan.compiled.checks:
+            problem = check(value)
+            if problem is not None:
+                code, params = problem
+                errors.append(self._error(path, code, language, label=plan.label, **params))
+                return
+        ref = plan.compiled.reference
+        if ref is not None:
+            ids = value if isinstance(value, list) else [value]
+            bucket = out.references.setdefault(ref, {})
+            for ident in ids:
+                bucket.setdefault(ident, []).append(path)
+
+    def _eval(self, expr: CompiledExpression, variables: Mapping[str, Any], path: str,
+              label: dict[str, str], ctx: EvalContext, language: str,
+              errors: list[ErrorItem]) -> Any:
+        try:
+            return expr.evaluate(variables, context=ctx)
+        except ExpressionError as exc:
+            errors.append(self._error(path, "expression", language, label=label, error=str(exc)))
+            return None
+
+    def _default(self, path: str, plan: FieldPlan, merged: dict[str, Any],
+                 old: Mapping[str, Any] | None, user: Mapping[str, Any], ctx: EvalContext,
+                 language: str, errors: list[ErrorItem]) -> Any:
+        if plan.default_expr is not None:
+            raw = self._eval(plan.default_expr, {"record": merged, "old": old, "user": user},
+                             path, plan.label, ctx, language, errors)
+            return self._convert(path, path, plan, raw, language, errors)
+        return plan.default
+
+    def _formula(self, path: str, plan: FieldPlan, variables: Mapping[str, Any],
+                 ctx: EvalContext, language: str, errors: list[ErrorItem]) -> Any:
+        assert plan.formula is not None
+        raw = self._eval(plan.formula, variables, path, plan.label, ctx, language, errors)
+        if raw is None:
+            return None
+        try:
+            return plan.compiled.convert(raw)
+        except FieldProblem as exc:
+            errors.append(self._error(path, "expression", language, label=plan.label,
+                                      error=f"result {raw!r} is not {exc.params.get('expected')}"))
+            return None
+
+    def _conditions(self, plans: dict[str, FieldPlan], merged: dict[str, Any], given: set[str],
+                    variables: Mapping[str, Any], prefix: str, ctx: EvalContext,
+                    language: str, errors: list[ErrorItem], creating: bool) -> None:
+        for key, plan in plans.items():
+            path = prefix + key
+            if plan.visible_when is not None:
+                visible = self._eval(plan.visible_when, variables, path, plan.label, ctx,
+                                     language, errors)
+                if not visible:
+                    if key in given and not plan.compiled.kind.is_empty(merged.get(key)) \
+                            and not plan.computed:
+                        errors.append(self._error(path, "hidden", language, label=plan.label))
+                    elif merged.get(key) is not None and not plan.computed:
+                        merged[key] = None  # hidden now: its stale value is cleared
+                        given.add(key)
+                    continue
+            required = plan.required
+            if not required and plan.required_when is not None:
+                required = bool(self._eval(plan.required_when, variables, path, plan.label, ctx,
+                                           language, errors))
+            if required and not plan.computed and plan.compiled.kind.is_empty(merged.get(key)):
+                # On update only complain about fields this write touches or that
+                # a condition just made required — not about old data.
+                if creating or key in given or plan.required_when is not None:
+                    errors.append(self._error(path, "required", language, label=plan.label))
+
+    def _rules(self, rules: list[RulePlan], variables: Mapping[str, Any], prefix: str,
+               ctx: EvalContext, language: str, errors: list[ErrorItem]) -> None:
+        for rule in rules:
+            path = prefix + (rule.fields[0] if rule.fields else "")
+            if rule.when is not None and not self._eval(rule.when, variables, path, {},
+                                                        ctx, language, errors):
+                continue
+            ok = self._eval(rule.check, variables, path, {}, ctx, language, errors)
+            if ok is None or ok:
+                continue
+            text = localize(rule.message, language)
+            targets = rule.fields or [None]
+            for target in targets:
+                errors.append(ErrorItem(code="rule", message=text,
+                                        field=(prefix + target) if target else
+                                        (prefix.rstrip(".") or None)))
+
+    def _validate_rows(self, key: str, raw: Any, merged: dict[str, Any],
+                       old: Mapping[str, Any] | None, user: Mapping[str, Any],
+                       ctx: EvalContext, language: str, out: Outcome) -> list[dict[str, Any]]:
+        plan = self.sub_tables[key]
+        errors = out.errors
+        label = self.fields[key].label
+        if raw is None:
+            raw = []
+        if not isinstance(raw, list) or not all(isinstance(r, dict) for r in raw):
+            errors.append(self._error(key, "type", language, label=label,
+                                      expected="a list of rows"))
+            return []
+        sub = plan.definition
+        if sub.min_rows and len(raw) < sub.min_rows:
+            errors.append(self._error(key, "min_rows", language, label=label,
+                                      limit=sub.min_rows))
+        if sub.max_rows and len(raw) > sub.max_rows:
+            errors.append(self._error(key, "max_rows", language, label=label,
+                                      limit=sub.max_rows))
+            return []
+        old_rows = {str(r.get("id")): r for r in ((old or {}).get(key) or [])}
+        rows: list[dict[str, Any]] = []
+        for index, row_in in enumerate(raw):
+            prefix = f"{key}[{index}]."
+            row_id = row_in.get("id")
+            old_row = old_rows.get(str(row_id)) if row_id else None
+            row: dict[str, Any] = {"id": old_row["id"] if old_row else None}
+            given: set[str] = set()
+            for fkey, value in row_in.items():
+                if fkey == "id":
+                    continue
+                fplan = plan.fields.get(fkey)
+                if fplan is None:
+                    errors.append(self._error(prefix + fkey, "unknown_field", language,
+                                              field=fkey))
+                    continue
+                if fplan.computed:
+                    continue  # clients echo whole rows back; computed values are ours
+                if fplan.read_only:
+                    if old_row is None or self._convert(prefix + fkey, fkey, fplan, value,
+                                                        language, []) != old_row.get(fkey):
+                        errors.append(self._error(prefix + fkey, "read_only", language,
+                                                  label=fplan.label))
+                    continue
+                row[fkey] = self._convert(prefix + fkey, fkey, fplan, value, language, errors)
+                given.add(fkey)
+            for fkey, fplan in plan.fields.items():
+                if fkey in given or fplan.formula is not None:
+                    continue
+                if old_row is not None:
+                    row[fkey] = old_row.get(fkey)
+                else:
+                    row[fkey] = self._default(prefix + fkey, fplan, row, None, user, ctx,
+                                              language, errors)
+                given.add(fkey)
+            variables = {"record": row, "row": row, "parent": merged, "old": old_row,
+                         "user": user}
+            self._conditions(plan.fields, row, given, variables, prefix, ctx, language,
+                             errors, True)
+            for fkey in plan.formulas:
+                row[fkey] = self._formula(prefix + fkey, plan.fields[fkey], variables, ctx,
+                                          language, errors)
+            for fkey, fplan in plan.fields.items():
+                value = row.get(fkey)
+                if value is not None and not fplan.compiled.kind.is_empty(value):
+                    self._run_checks(prefix + fkey, fplan, value, language, errors, out)
+            self._rules(plan.rules, variables, prefix, ctx, language, errors)
+            rows.append(row)
+        return rows
+
+
+def compile_validator(form: Form) -> RecordValidator:
+    return RecordValidator(form)
+
+
+def rollup_value(aggregate: str, values: list[Any], scale: int) -> Any:
+    """Aggregate sub-table values in Python (they are written with the parent)."""
+    present = [v for v in values if v is not None]
+    if aggregate == "count":
+        return len(values)
+    if not present:
+        return None if aggregate != "sum" else Decimal(0)
+    nums = [v if isinstance(v, Decimal) else Decimal(v) for v in present]
+    quantum = Decimal(1).scaleb(-scale)
+    result: Decimal
+    if aggregate == "sum":
+        result = sum(nums, Decimal(0))
+    elif aggregate == "avg":
+        result = sum(nums, Decimal(0)) / len(nums)
+    elif aggregate == "min":
+        result = min(nums)
+    else:
+        result = max(nums)
+    return result.quantize(quantum)
+
+
+FieldCheck = Callable[[Any], Any]

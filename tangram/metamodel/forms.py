@@ -1,0 +1,121 @@
+"""Form and App definitions."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from tangram.metamodel.common import Definition, Key, Label
+from tangram.metamodel.fields import (
+    AnyField,
+    FieldBase,
+    FormRule,
+    SubTableField,
+)
+
+# Columns every record table has; a field may not take one of these keys.
+SYSTEM_FIELDS: tuple[str, ...] = (
+    "id", "created_at", "created_by", "updated_at", "updated_by", "owner", "version",
+    "deleted_at", "parent_id", "position",
+)
+
+TEXTUAL_TYPES = {"text", "long_text", "rich_text", "email", "phone", "url", "autonumber",
+                 "select", "tree_select"}
+
+
+class LayoutSection(Definition):
+    title: Label | None = None
+    columns: int = Field(2, ge=1, le=4)
+    fields: list[Key] = Field(default_factory=list)
+    collapsed: bool = False
+
+
+class Layout(Definition):
+    sections: list[LayoutSection] = Field(default_factory=list)
+
+
+class Form(Definition):
+    """A form: its fields define a record table, its rules the validation."""
+
+    key: Key
+    label: Label
+    description: Label | None = None
+    icon: str | None = Field(None, max_length=60)
+    fields: list[AnyField] = Field(min_length=1)
+    rules: list[FormRule] = Field(default_factory=list)
+    title_field: Key | None = Field(None, description="Field shown as the record's title "
+                                    "(relation pickers, lists). Default: the first text field.")
+    search_fields: list[Key] = Field(default_factory=list, description="Fields searched by "
+                                     "the list's full-text search box.")
+    layout: Layout | None = None
+    default_sort: list[str] = Field(default_factory=list, description="e.g. [\"-created_at\"]")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Form:
+        keys = [f.key for f in self.fields]
+        seen: set[str] = set()
+        for key in keys:
+            if key in SYSTEM_FIELDS:
+                raise ValueError(f"field key {key!r} is reserved for a system column "
+                                 f"({', '.join(SYSTEM_FIELDS)})")
+            if key in seen:
+                raise ValueError(f"field key {key!r} appears twice")
+            seen.add(key)
+        ids = [f.id for f in self.all_fields() if f.id]
+        if len(ids) != len(set(ids)):
+            raise ValueError("two fields share one id")
+        if self.title_field and self.title_field not in seen:
+            raise ValueError(f"title_field {self.title_field!r} is not a field of this form")
+        for key in self.search_fields:
+            field = self.field(key)
+            if field is None:
+                raise ValueError(f"search field {key!r} is not a field of this form")
+            if field.type not in TEXTUAL_TYPES:
+                raise ValueError(f"search field {key!r} is a {field.type} field; only text-like "
+                                 f"fields can be searched ({', '.join(sorted(TEXTUAL_TYPES))})")
+        if self.layout:
+            for section in self.layout.sections:
+                for key in section.fields:
+                    if key not in seen:
+                        raise ValueError(f"layout names field {key!r}, which the form lacks")
+        for sort in self.default_sort:
+            name = sort.lstrip("-")
+            if name not in seen and name not in SYSTEM_FIELDS:
+                raise ValueError(f"default_sort names unknown field {name!r}")
+        return self
+
+    def field(self, key: str) -> FieldBase | None:
+        for f in self.fields:
+            if f.key == key:
+                return f
+        return None
+
+    def all_fields(self) -> list[FieldBase]:
+        """Fields including those of sub-tables."""
+        out: list[FieldBase] = []
+        for f in self.fields:
+            out.append(f)
+            if isinstance(f, SubTableField):
+                out.extend(f.fields)
+        return out
+
+    @property
+    def effective_title_field(self) -> str | None:
+        if self.title_field:
+            return self.title_field
+        for f in self.fields:
+            if f.type in ("text", "autonumber"):
+                return f.key
+        return None
+
+
+class App(Definition):
+    """An application: a named set of forms (and later flows, reports, roles, menus)."""
+
+    key: Key
+    name: Label
+    description: Label | None = None
+    version: str = Field("0.1.0", pattern=r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")
+    icon: str | None = Field(None, max_length=60)
+    status: Literal["active", "archived"] = "active"

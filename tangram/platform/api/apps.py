@@ -1,0 +1,121 @@
+"""Apps and their form definitions: drafts, publishing, versions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, status
+from pydantic import BaseModel, Field
+
+from tangram.engines.forms import publish
+from tangram.engines.forms.registry import get_runtime
+from tangram.errors import NotFound
+from tangram.metamodel import storage
+from tangram.metamodel.forms import App
+from tangram.platform.deps import AdminActor, ContextDep
+
+router = APIRouter(prefix="/api/apps", tags=["apps"])
+
+
+@router.get("")
+def list_apps(ctx: ContextDep) -> list[dict[str, Any]]:
+    return [storage.dump(a) for a in storage.list_apps(ctx.session)]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def create_app(app: App, ctx: ContextDep, _admin: AdminActor) -> dict[str, Any]:
+    storage.create_app(ctx.session, app=app, user_id=ctx.actor.id, now=ctx.now())
+    return storage.dump(app)
+
+
+@router.get("/{app}")
+def get_app(app: str, ctx: ContextDep) -> dict[str, Any]:
+    return storage.dump(storage.get_app(ctx.session, app))
+
+
+@router.put("/{app}")
+def update_app(app: str, body: App, ctx: ContextDep, _admin: AdminActor) -> dict[str, Any]:
+    if body.key != app:
+        raise NotFound(f"body key {body.key!r} does not match app {app!r}")
+    storage.update_app(ctx.session, app=body, now=ctx.now())
+    return storage.dump(body)
+
+
+@router.get("/{app}/forms")
+def list_forms(app: str, ctx: ContextDep) -> list[dict[str, Any]]:
+    storage.get_app(ctx.session, app)
+    return publish.list_forms(ctx, app=app)
+
+
+@router.get("/{app}/forms/{form}")
+def get_form(app: str, form: str, ctx: ContextDep) -> dict[str, Any]:
+    """Everything a client needs to render the form, its list and its filters:
+    the published definition, its version, and what this user may do and see."""
+    rt = get_runtime(ctx.session, app, form)
+    ctx.policy.check_form_action(ctx.actor, app, form, "read")
+    access = ctx.policy.field_access(ctx.actor, app, form)
+    definition = storage.dump(rt.form)
+    definition["fields"] = [f for f in definition["fields"]
+                            if access.get(f["key"]) != "hidden"]
+    actions = []
+    for action in ("read", "create", "update", "delete", "restore", "export", "import",
+                   "print"):
+        try:
+            ctx.policy.check_form_action(ctx.actor, app, form, action)  # type: ignore[arg-type]
+            actions.append(action)
+        except Exception:  # noqa: BLE001 - any refusal means "not allowed"
+            continue
+    return {"app": app, "key": form, "version": rt.version, "definition": definition,
+            "field_access": {f["key"]: access.get(f["key"], "editable")
+                             for f in definition["fields"]},
+            "actions": actions, "title_field": rt.title_field}
+
+
+class DraftBody(BaseModel):
+    definition: dict[str, Any] = Field(description="The form definition (see the form schema).")
+
+
+@router.get("/{app}/forms/{form}/draft")
+def get_draft(app: str, form: str, ctx: ContextDep, _admin: AdminActor) -> dict[str, Any]:
+    d = storage.get_definition(ctx.session, app=app, kind="form", key=form)
+    return {"key": form, "draft": d.draft, "latest_version": d.latest_version}
+
+
+@router.put("/{app}/forms/{form}/draft")
+def save_draft(app: str, form: str, body: DraftBody, ctx: ContextDep,
+               _admin: AdminActor) -> dict[str, Any]:
+    return publish.save_form_draft(ctx, app=app, key=form, body=body.definition)
+
+
+class PublishBody(BaseModel):
+    dry_run: bool = Field(False, description="Only report what publishing would change.")
+    confirm_destructive: bool = Field(False, description="Apply a destructive change "
+                                      "(removed field, narrowing type change) after a dry run.")
+    note: str | None = Field(None, max_length=2000)
+
+
+@router.post("/{app}/forms/{form}/publish")
+def publish_form(app: str, form: str, body: PublishBody, ctx: ContextDep,
+                 _admin: AdminActor) -> dict[str, Any]:
+    return publish.publish_form(ctx, app=app, key=form, dry_run=body.dry_run,
+                                confirm_destructive=body.confirm_destructive, note=body.note)
+
+
+@router.get("/{app}/forms/{form}/versions")
+def list_versions(app: str, form: str, ctx: ContextDep) -> list[dict[str, Any]]:
+    d = storage.get_definition(ctx.session, app=app, kind="form", key=form)
+    return storage.list_versions(ctx.session, d)
+
+
+@router.get("/{app}/forms/{form}/versions/{version}")
+def get_version(app: str, form: str, version: int, ctx: ContextDep) -> dict[str, Any]:
+    d = storage.get_definition(ctx.session, app=app, kind="form", key=form)
+    return storage.get_version(ctx.session, d, version)
+
+
+@router.post("/{app}/forms/{form}/fields/{field_id}/purge")
+def purge_field(app: str, form: str, field_id: str, ctx: ContextDep,
+                _admin: AdminActor) -> dict[str, Any]:
+    """Drop the kept data of a removed field for good."""
+    rows = publish.purge_field(ctx, app=app, form=form, field_id=field_id)
+    return {"purged": field_id, "rows_with_data": rows}

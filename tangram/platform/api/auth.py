@@ -1,0 +1,161 @@
+"""Sign in, sign out, and who am I.
+
+``POST /api/auth/login`` takes the OAuth2 password form (what the docs'
+"Authorize" button and OAuth2 clients send) or a JSON body (what the web
+client sends). It returns the bearer token and also sets it as an HTTP-only
+cookie, so a browser needs nothing else.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field, ValidationError
+
+from tangram.platform.auth.service import (
+    SessionKind,
+    UserAccount,
+    authenticate,
+    issue_session,
+    revoke_session,
+)
+from tangram.platform.deps import (
+    SESSION_COOKIE,
+    ClockDep,
+    CurrentAuth,
+    SessionDep,
+    SettingsDep,
+    request_language,
+)
+from tangram.settings import Settings
+
+router = APIRouter(prefix="/api/auth", tags=["auth"])
+
+
+class LoginCredentials(BaseModel):
+    username: str = Field(min_length=1, max_length=100)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class DepartmentPublic(BaseModel):
+    id: uuid.UUID
+    name: str
+    is_head: bool
+
+
+class UserPublic(BaseModel):
+    """A user as the API shows it (never the password hash)."""
+
+    id: uuid.UUID
+    username: str
+    display_name: str
+    email: str | None
+    is_admin: bool
+    language: str
+    timezone: str
+    primary_department_id: uuid.UUID | None
+    departments: list[DepartmentPublic]
+
+    @classmethod
+    def of(cls, user: UserAccount) -> UserPublic:
+        return cls(
+            id=user.id, username=user.username, display_name=user.display_name,
+            email=user.email, is_admin=user.is_admin, language=user.language,
+            timezone=user.timezone, primary_department_id=user.primary_department_id,
+            departments=[DepartmentPublic(id=d.id, name=d.name, is_head=d.is_head)
+                         for d in user.departments],
+        )
+
+
+class LoginResult(BaseModel):
+    access_token: str
+    token_type: str = "bearer"  # noqa: S105  (the OAuth2 token type, not a secret)
+    expires_at: datetime
+    user: UserPublic
+
+
+_LOGIN_BODY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["username", "password"],
+    "properties": {"username": {"type": "string"},
+                   "password": {"type": "string", "format": "password"}},
+}
+
+
+class _Login:
+    """What a login request carried, and which kind of session it should get."""
+
+    def __init__(self, credentials: LoginCredentials, kind: SessionKind) -> None:
+        self.credentials = credentials
+        self.kind = kind
+
+
+async def read_login(request: Request) -> _Login:
+    """Credentials from a JSON body (a browser session) or the OAuth2 password
+    form (an API client's bearer session)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    data: Any
+    if content_type == "application/json":
+        try:
+            data = await request.json()
+        except ValueError as exc:
+            raise RequestValidationError([{
+                "type": "json_invalid", "loc": ("body",), "input": None,
+                "msg": "The body is not valid JSON."}]) from exc
+        kind: SessionKind = "browser"
+    else:
+        form = await request.form()
+        data = {k: v for k, v in form.items() if isinstance(v, str)}
+        kind = "bearer"
+    try:
+        return _Login(LoginCredentials.model_validate(data), kind)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**err, "loc": ("body", *err["loc"])} for err in exc.errors()]) from exc
+
+
+@router.post(
+    "/login", response_model=LoginResult,
+    responses={401: {"description": "Wrong username or password (code invalid_credentials)"
+                     " or a disabled account (code account_disabled)."}},
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "application/x-www-form-urlencoded": {"schema": _LOGIN_BODY_SCHEMA},
+        "application/json": {"schema": _LOGIN_BODY_SCHEMA},
+    }}},
+)
+def login(login: Annotated[_Login, Depends(read_login)], request: Request, response: Response,
+          session: SessionDep, settings: SettingsDep, clock: ClockDep) -> LoginResult:
+    user = authenticate(session, username=login.credentials.username,
+                        password=login.credentials.password, clock=clock,
+                        language=request_language(request, settings))
+    issued = issue_session(session, user_id=user.id, kind=login.kind,
+                           lifetime=timedelta(hours=settings.session_hours), clock=clock,
+                           user_agent=request.headers.get("user-agent"))
+    _set_session_cookie(response, issued.token, settings)
+    return LoginResult(access_token=issued.token, expires_at=issued.expires_at,
+                       user=UserPublic.of(user))
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+def logout(auth: CurrentAuth, session: SessionDep, settings: SettingsDep,
+           clock: ClockDep) -> Response:
+    revoke_session(session, session_id=auth.session_id, clock=clock)
+    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    response.delete_cookie(SESSION_COOKIE, path="/", secure=settings.cookie_secure,
+                           httponly=True, samesite="lax")
+    return response
+
+
+@router.get("/me", response_model=UserPublic)
+def me(auth: CurrentAuth) -> UserPublic:
+    return UserPublic.of(auth.user)
+
+
+def _set_session_cookie(response: Response, token: str, settings: Settings) -> None:
+    response.set_cookie(SESSION_COOKIE, token, max_age=settings.session_hours * 3600,
+                        path="/", secure=settings.cookie_secure, httponly=True,
+                        samesite="lax")

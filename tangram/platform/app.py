@@ -1,0 +1,162 @@
+"""The application factory: settings, database, error rendering, security
+headers and every router, wired once.
+
+    uvicorn --factory tangram.platform.app:create_app
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tangram.clock import SYSTEM_CLOCK, Clock
+from tangram.db import create_engine_from_url, session_factory
+from tangram.engines.access import AccessPolicy, AllowAll
+from tangram.engines.forms.files import LocalFileStore
+from tangram.errors import NotAuthenticated, TangramError
+from tangram.platform.api import ROUTERS
+from tangram.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+# Swagger UI and ReDoc need inline styles, data: images and (ReDoc) blob: workers;
+# scripts come only from our own origin.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+)
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
+               policy: AccessPolicy | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        app.state.engine.dispose()
+
+    app = FastAPI(
+        title="Tangram", version=_version(),
+        description="No-code app builder: forms, flows and reports.",
+        openapi_url="/api/openapi.json", docs_url=None, redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None, lifespan=lifespan,
+    )
+    engine = create_engine_from_url(settings.database_url)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessions = session_factory(engine)
+    app.state.clock = clock or SYSTEM_CLOCK
+    app.state.policy = policy or AllowAll()
+    app.state.file_store = LocalFileStore(settings.files_path)
+
+    install_error_handlers(app)
+    app.add_middleware(SecurityHeadersMiddleware)
+    for router in ROUTERS:
+        app.include_router(router)
+    return app
+
+
+def _version() -> str:
+    try:
+        return version("tangram")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+# --- errors --------------------------------------------------------------------
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error leaves as ``{"code", "message", "errors"?: [{field, code, message}]}``."""
+    app.add_exception_handler(TangramError, _tangram_error)
+    app.add_exception_handler(RequestValidationError, _request_invalid)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _internal_error)
+
+
+async def _tangram_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, TangramError)
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, NotAuthenticated) else None
+    return JSONResponse(status_code=exc.status, content=exc.as_dict(), headers=headers)
+
+
+async def _request_invalid(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [{"field": ".".join(str(part) for part in err.get("loc", ())),
+               "code": err.get("type", "invalid"), "message": err.get("msg", "invalid value")}
+              for err in exc.errors()]
+    listed = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:3])
+    more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+    return JSONResponse(status_code=422, content={
+        "code": "request_invalid",
+        "message": f"The request is not valid: {listed}{more}.",
+        "errors": errors,
+    })
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404 and exc.detail == "Not Found":
+        message = f"No such endpoint: {request.method} {request.url.path}."
+    elif exc.status_code == 405:
+        message = f"{request.method} is not allowed on {request.url.path}."
+    else:
+        message = str(exc.detail)
+    content: dict[str, Any] = {"code": _HTTP_CODES.get(exc.status_code, "http_error"),
+                               "message": message}
+    return JSONResponse(status_code=exc.status_code, content=content,
+                        headers=getattr(exc, "headers", None))
+
+
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error in %s %s", request.method, request.url.path,
+                  exc_info=exc)
+    return JSONResponse(status_code=500, content={
+        "code": "internal_error",
+        "message": "The server failed to handle this request; the error has been logged.",
+    })
+
+
+# --- security headers ------------------------------------------------------------
+
+class SecurityHeadersMiddleware:
+    """Adds the security headers to every HTTP response (pure ASGI, so
+    streaming and file responses pass through untouched)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers.extend(h for h in SECURITY_HEADERS if h[0] not in present)
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

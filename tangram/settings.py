@@ -1,0 +1,75 @@
+"""Settings: one registry of name, default and help, read from ``TANGRAM_*`` variables.
+
+Lives at the package root (not in ``platform``) because engines read a few of
+them (time zone, file storage) too; ``tangram.platform.settings`` re-exports it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TANGRAM_", extra="ignore")
+
+    database_url: str = Field(
+        "sqlite:///./var/tangram.db",
+        description="SQLAlchemy URL; postgresql://… URLs use the psycopg 3 driver.",
+    )
+    environment: str = Field("development", description="development | production")
+    secret_key: str = Field(
+        "", description="Signs session cookies. Required in production; in development a "
+        "random key is generated and kept in var/secret_key.",
+    )
+    var_dir: Path = Field(Path("./var"), description="Writable folder for the SQLite file, "
+                          "uploaded files and generated keys.")
+    files_dir: Path | None = Field(None, description="Where attachments are stored "
+                                   "(default: <var_dir>/files).")
+    timezone: str = Field("Asia/Shanghai", description="Organization time zone (date "
+                          "buckets, schedules, today() in expressions).")
+    default_language: str = Field("zh", description="Language of messages when the client "
+                                  "sends no Accept-Language (zh or en).")
+    session_hours: int = Field(12, description="Lifetime of a login session / bearer token.")
+    cookie_secure: bool = Field(False, description="Mark the session cookie Secure (HTTPS).")
+    max_upload_mb: int = Field(50, description="Largest accepted upload, in MiB.")
+    in_process_worker: bool = Field(True, description="`tangram serve` also runs the worker.")
+    host: str = Field("127.0.0.1", description="Address `tangram serve` binds.")
+    port: int = Field(8000, description="Port `tangram serve` binds.")
+
+    @field_validator("environment")
+    @classmethod
+    def _known_environment(cls, value: str) -> str:
+        if value not in {"development", "production", "test"}:
+            raise ValueError("environment must be development, production or test")
+        return value
+
+    @property
+    def files_path(self) -> Path:
+        return self.files_dir or self.var_dir / "files"
+
+    def resolved_secret_key(self) -> str:
+        """The configured secret; refuses to run production on a generated one."""
+        if self.secret_key:
+            if len(self.secret_key) < 32:
+                raise RuntimeError("TANGRAM_SECRET_KEY must be at least 32 characters")
+            return self.secret_key
+        if self.environment == "production":
+            raise RuntimeError("TANGRAM_SECRET_KEY must be set in production")
+        key_file = self.var_dir / "secret_key"
+        if key_file.exists():
+            return key_file.read_text().strip()
+        self.var_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        key_file.write_text(key)
+        key_file.chmod(0o600)
+        return key
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,223 @@
+"""Signing in and out through HTTP, as a browser and as an API client."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import sqlalchemy as sa
+from fastapi import APIRouter
+from fastapi.testclient import TestClient
+
+from tangram.clock import FrozenClock
+from tangram.db import new_id
+from tangram.engines.directory import departments_table, user_departments_table
+from tangram.platform.auth import passwords
+from tangram.platform.auth.service import set_user_active
+from tangram.platform.auth.tables import auth_sessions_table
+from tangram.platform.deps import SESSION_COOKIE, AdminActor
+
+PASSWORD = "correct-horse-battery"  # tests/integration/conftest.py's user_password
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_login_with_the_oauth2_form_returns_a_bearer_token(client, make_user):
+    user_id, _ = make_user("li.lei", display_name="李雷")
+    res = client.post("/api/auth/login", data={"username": "li.lei",
+                                               "password": PASSWORD})
+    assert res.status_code == 200, res.text
+    body = res.json()
+    assert body["token_type"] == "bearer"
+    assert body["user"]["id"] == str(user_id)
+    assert body["user"]["display_name"] == "李雷"
+    assert "password_hash" not in body["user"]
+    assert body["expires_at"]
+    me = TestClient(client.app).get("/api/auth/me", headers=bearer(body["access_token"]))
+    assert me.status_code == 200
+    assert me.json()["username"] == "li.lei"
+
+
+def test_login_with_json_sets_an_http_only_lax_cookie_that_authenticates(client, make_user):
+    make_user("han.meimei")
+    res = client.post("/api/auth/login", json={"username": "han.meimei",
+                                               "password": PASSWORD})
+    assert res.status_code == 200, res.text
+    cookie = res.headers["set-cookie"]
+    assert cookie.startswith(f"{SESSION_COOKIE}=")
+    assert "HttpOnly" in cookie
+    assert "samesite=lax" in cookie.lower()
+    assert "Secure" not in cookie
+    # The client now holds only the cookie, no Authorization header.
+    me = client.get("/api/auth/me")
+    assert me.status_code == 200, me.text
+    assert me.json()["username"] == "han.meimei"
+
+
+def test_cookie_is_secure_when_configured(app_factory, make_user):
+    app = app_factory(cookie_secure=True)
+    make_user("secure.user", app=app)
+    with TestClient(app, base_url="https://testserver") as c:
+        res = c.post("/api/auth/login", json={"username": "secure.user",
+                                              "password": PASSWORD})
+    assert res.status_code == 200
+    assert "Secure" in res.headers["set-cookie"]
+
+
+def test_usernames_are_case_insensitive(client, make_user):
+    make_user("Wang.Fang")
+    res = client.post("/api/auth/login", json={"username": "WANG.fang",
+                                               "password": PASSWORD})
+    assert res.status_code == 200
+    assert res.json()["user"]["username"] == "wang.fang"
+
+
+def test_wrong_password_and_unknown_user_get_the_same_401(client, make_user, monkeypatch):
+    make_user("zhang.wei")
+    verifications = []
+    real_verify = passwords.verify_password
+    monkeypatch.setattr(passwords, "verify_password",
+                        lambda h, p: verifications.append(p) or real_verify(h, p))
+
+    english = {"Accept-Language": "en"}
+    wrong = client.post("/api/auth/login", headers=english,
+                        json={"username": "zhang.wei", "password": "not-the-password"})
+    unknown = client.post("/api/auth/login", headers=english,
+                          json={"username": "nobody", "password": "not-the-password"})
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json() == unknown.json()
+    assert wrong.json() == {"code": "invalid_credentials",
+                            "message": "The username or password is not correct."}
+    # Both paths do the argon2 work, so timing does not reveal which names exist.
+    assert verifications == ["not-the-password", "not-the-password"]
+    assert "set-cookie" not in wrong.headers
+    # Without Accept-Language the organization's default language (zh) is used.
+    chinese = client.post("/api/auth/login", json={"username": "nobody", "password": "x"})
+    assert chinese.json()["message"] == "用户名或密码不正确。"
+
+
+def test_login_without_fields_is_a_request_error_naming_them(client):
+    res = client.post("/api/auth/login", json={"username": "x"})
+    assert res.status_code == 422
+    body = res.json()
+    assert body["code"] == "request_invalid"
+    assert [e["field"] for e in body["errors"]] == ["body.password"]
+    form = client.post("/api/auth/login", data={})
+    assert {e["field"] for e in form.json()["errors"]} == {"body.username", "body.password"}
+    broken = client.post("/api/auth/login", content=b"{not json",
+                         headers={"content-type": "application/json"})
+    assert broken.status_code == 422
+    assert broken.json()["errors"][0]["code"] == "json_invalid"
+
+
+def test_bearer_token_authenticates_and_bad_headers_are_refused(client, make_user):
+    user_id, token = make_user("chen.jing")
+    assert client.get("/api/auth/me", headers=bearer(token)).json()["id"] == str(user_id)
+    for header in (f"Basic {token}", "Bearer ", f"Bearer {token}x", "Bearer"):
+        res = client.get("/api/auth/me", headers={"Authorization": header})
+        assert res.status_code == 401, header
+        assert res.headers["www-authenticate"] == "Bearer"
+
+
+def test_me_lists_departments(app, client, make_user):
+    user_id, token = make_user("liu.yang", language="en")
+    dept_id = new_id()
+    with app.state.sessions.begin() as s:
+        s.execute(departments_table.insert().values(
+            id=dept_id, name="Sales", created_at=app.state.clock.now()))
+        s.execute(user_departments_table.insert().values(
+            user_id=user_id, department_id=dept_id, is_head=True))
+    me = client.get("/api/auth/me", headers=bearer(token)).json()
+    assert me["departments"] == [{"id": str(dept_id), "name": "Sales", "is_head": True}]
+    assert me["language"] == "en"
+    assert me["timezone"] == "Asia/Shanghai"
+    assert me["is_admin"] is False
+
+
+def test_logout_revokes_the_session_and_clears_the_cookie(client, make_user):
+    make_user("zhao.lei")
+    login = client.post("/api/auth/login", json={"username": "zhao.lei",
+                                                 "password": PASSWORD}).json()
+    token = login["access_token"]
+    res = client.post("/api/auth/logout", headers=bearer(token))
+    assert res.status_code == 204
+    assert f'{SESSION_COOKIE}=""' in res.headers["set-cookie"]
+    again = client.get("/api/auth/me", headers=bearer(token))
+    assert again.status_code == 401
+    assert again.json()["code"] == "session_invalid"
+    # The cookie was cleared too: the client is anonymous again.
+    assert client.get("/api/auth/me").status_code == 401
+
+
+def test_logout_needs_a_session(client):
+    assert client.post("/api/auth/logout").status_code == 401
+
+
+def test_expired_session_is_refused(app_factory, make_user):
+    clock = FrozenClock()
+    app = app_factory(clock=clock, session_hours=2)
+    _, token = make_user("sun.li", app=app)
+    with TestClient(app) as c:
+        assert c.get("/api/auth/me", headers=bearer(token)).status_code == 200
+        clock.advance(timedelta(hours=1, minutes=59))
+        assert c.get("/api/auth/me", headers=bearer(token)).status_code == 200
+        clock.advance(minutes=1)
+        res = c.get("/api/auth/me", headers=bearer(token))
+    assert res.status_code == 401
+    assert res.json()["code"] == "session_expired"
+
+
+def test_last_seen_is_recorded(app_factory, make_user):
+    clock = FrozenClock()
+    app = app_factory(clock=clock)
+    _, token = make_user("qian.yu", app=app)
+    clock.advance(minutes=5)
+    with TestClient(app) as c:
+        c.get("/api/auth/me", headers=bearer(token))
+    with app.state.engine.connect() as conn:
+        seen = conn.execute(sa.select(auth_sessions_table.c.last_seen_at)).scalar_one()
+    assert seen == clock.now()
+
+
+def test_disabled_user_is_refused_at_once(app, client, make_user):
+    user_id, token = make_user("ma.chao")
+    assert client.get("/api/auth/me", headers=bearer(token)).status_code == 200
+    with app.state.sessions.begin() as s:
+        set_user_active(s, user_id=user_id, active=False)
+    res = client.get("/api/auth/me", headers=bearer(token))
+    assert res.status_code == 401
+    assert res.json()["code"] == "account_disabled"
+    login = client.post("/api/auth/login", json={"username": "ma.chao",
+                                                 "password": PASSWORD})
+    assert login.status_code == 401
+    assert login.json()["code"] == "account_disabled"
+
+
+def test_tokens_are_stored_only_as_hashes(app, client, make_user):
+    make_user("he.ping")
+    token = client.post("/api/auth/login", json={"username": "he.ping",
+                                                 "password": PASSWORD}).json()["access_token"]
+    with app.state.engine.connect() as conn:
+        rows = conn.execute(sa.select(auth_sessions_table)).all()
+    stored = " ".join(str(v) for row in rows for v in row)
+    assert token not in stored
+    assert {row.kind for row in rows} == {"bearer", "browser"}  # fixture's and the login's
+
+
+def test_admin_only_dependency(app, make_user):
+    router = APIRouter()
+
+    @router.get("/api/test-admin-only")
+    def admin_only(actor: AdminActor) -> dict[str, str]:
+        return {"username": actor.username}
+
+    app.include_router(router)
+    _, user_token = make_user("plain.user")
+    _, admin_token = make_user("boss", is_admin=True)
+    with TestClient(app) as c:
+        denied = c.get("/api/test-admin-only", headers=bearer(user_token))
+        allowed = c.get("/api/test-admin-only", headers=bearer(admin_token))
+    assert denied.status_code == 403
+    assert denied.json()["code"] == "permission_denied"
+    assert allowed.json() == {"username": "boss"}

@@ -1,0 +1,191 @@
+"""The forms and records API as a real client uses it, on both backends."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.factories import field, form_body
+
+LEAD = form_body(
+    "lead",
+    field("name", required=True, label={"zh": "姓名", "en": "Name"}),
+    field("mobile", "phone", unique=True, label={"zh": "手机", "en": "Mobile"}),
+    field("status", "select", options=[{"value": "new", "label": {"zh": "新建"}},
+                                       {"value": "qualified", "label": {"zh": "合格"}}],
+          default="new"),
+    field("account", "relation", target="account"),
+    field("budget", "currency"),
+    search_fields=["name", "mobile"],
+)
+ACCOUNT = form_body("account", field("name"), field("industry"))
+
+
+@pytest.fixture
+def crm(admin_client):
+    r = admin_client.post("/api/apps", json={"key": "crm", "name": {"zh": "客户管理"}})
+    assert r.status_code == 201, r.text
+    for body in (ACCOUNT, LEAD):
+        r = admin_client.put(f"/api/apps/crm/forms/{body['key']}/draft",
+                             json={"definition": body})
+        assert r.status_code == 200, r.text
+        r = admin_client.post(f"/api/apps/crm/forms/{body['key']}/publish", json={})
+        assert r.status_code == 200, r.text
+    return admin_client
+
+
+def records_url(form="lead"):
+    return f"/api/apps/crm/forms/{form}/records"
+
+
+def test_form_metadata_lets_a_client_render_it(crm):
+    meta = crm.get("/api/apps/crm/forms/lead").json()
+    assert meta["version"] == 1
+    assert [f["key"] for f in meta["definition"]["fields"]][:2] == ["name", "mobile"]
+    assert all(f["id"] for f in meta["definition"]["fields"])
+    assert meta["field_access"]["name"] == "editable"
+    assert "create" in meta["actions"]
+    kinds = {k["type"] for k in crm.get("/api/meta/field-types").json()}
+    assert {"text", "sub_table", "rollup", "region"} <= kinds
+    ops = {o["key"] for o in crm.get("/api/meta/filter-operators").json()}
+    assert {"eq", "between", "date_range", "contains_any"} <= ops
+    assert any(f["name"] == "add_days" for f in crm.get("/api/meta/functions").json())
+
+
+def test_crud_through_http(crm):
+    acc = crm.post(records_url("account"), json={"values": {"name": "华为", "industry": "ICT"}})
+    assert acc.status_code == 201
+    r = crm.post(records_url(), json={"values": {"name": "张三", "mobile": "13812345678",
+                                                 "account": acc.json()["id"],
+                                                 "budget": "500000.50"}})
+    assert r.status_code == 201, r.text
+    lead = r.json()
+    assert lead["status"] == "new" and lead["budget"] == "500000.50"
+    assert lead["_display"]["account"] == "华为"
+    r = crm.patch(f"{records_url()}/{lead['id']}", json={"version": 1,
+                                                         "values": {"status": "qualified"}})
+    assert r.status_code == 200 and r.json()["version"] == 2
+    stale = crm.patch(f"{records_url()}/{lead['id']}", json={"version": 1,
+                                                             "values": {"name": "x"}})
+    assert stale.status_code == 409 and stale.json()["code"] == "conflict"
+    assert crm.get(f"{records_url()}/{lead['id']}").json()["name"] == "张三"
+    assert crm.delete(f"{records_url()}/{lead['id']}").status_code == 204
+    assert crm.get(f"{records_url()}/{lead['id']}").status_code == 404
+    assert crm.post(f"{records_url()}/{lead['id']}/restore").status_code == 200
+    history = crm.get(f"{records_url()}/{lead['id']}/history").json()["items"]
+    assert [h["action"] for h in history] == ["restore", "delete", "update", "create"]
+    assert history[-1]["actor_name"] == "Administrator"
+
+
+def test_validation_errors_are_422_per_field_localized(crm):
+    r = crm.post(records_url(), json={"values": {"mobile": "123", "status": "zzz",
+                                                 "budget": "abc", "nope": 1}},
+                 headers={"Accept-Language": "zh"})
+    assert r.status_code == 422
+    body = r.json()
+    assert body["code"] == "validation_failed"
+    got = {(e["field"], e["code"]) for e in body["errors"]}
+    assert got == {("name", "required"), ("mobile", "phone"), ("status", "option"),
+                   ("budget", "type"), ("nope", "unknown_field")}
+    assert any(e["message"] == "姓名为必填项" for e in body["errors"])
+    en = crm.post(records_url(), json={"values": {}}, headers={"Accept-Language": "en"}).json()
+    assert en["errors"][0]["message"] == "Name is required"
+
+
+def test_list_filter_sort_search_and_keyset_pages(crm):
+    acc = crm.post(records_url("account"), json={"values": {"name": "A", "industry": "制造业"}})
+    other = crm.post(records_url("account"), json={"values": {"name": "B", "industry": "金融"}})
+    rows = [{"name": f"客户{i}", "mobile": f"1380000{i:04d}", "budget": str(i * 100),
+             "account": (acc if i % 2 else other).json()["id"]} for i in range(25)]
+    r = crm.post(f"{records_url()}/bulk", json={"rows": rows})
+    assert r.status_code == 201, r.text
+    flt = {"and": [{"field": "account.industry", "op": "eq", "value": "制造业"},
+                   {"field": "budget", "op": "gte", "value": "1000"}]}
+    page = crm.get(records_url(), params={"filter": json.dumps(flt), "sort": "-budget",
+                                          "limit": 5, "total": "true"}).json()
+    expected = sorted((i for i in range(25) if i % 2 and i * 100 >= 1000), reverse=True)
+    assert page["total"] == len(expected)
+    seen = [p["name"] for p in page["items"]]
+    while page["next_cursor"]:
+        page = crm.get(records_url(), params={"filter": json.dumps(flt), "sort": "-budget",
+                                              "limit": 5, "after": page["next_cursor"]}).json()
+        seen += [p["name"] for p in page["items"]]
+    assert seen == [f"客户{i}" for i in expected]
+    found = crm.get(records_url(), params={"search": "客户1"}).json()["items"]
+    assert sorted(p["name"] for p in found) == sorted(
+        f"客户{i}" for i in range(25) if str(i).startswith("1"))
+    body = crm.post(f"{records_url()}/query", json={"filter": {"field": "name", "op": "in",
+                                                               "value": ["客户3", "客户4"]},
+                                                    "fields": ["name"]}).json()
+    assert sorted(p["name"] for p in body["items"]) == ["客户3", "客户4"]
+    assert "budget" not in body["items"][0]
+
+
+def test_bad_filters_get_clear_errors(crm):
+    r = crm.get(records_url(), params={"filter": "{not json"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "filter"
+    r = crm.post(f"{records_url()}/query", json={"filter": {"field": "nope", "op": "eq",
+                                                            "value": 1}})
+    assert r.status_code == 422 and "nope" in r.json()["errors"][0]["message"]
+    r = crm.post(f"{records_url()}/query", json={"filter": {
+        "field": "name", "op": "eq", "value": "x'; DROP TABLE users; --"}})
+    assert r.status_code == 200 and r.json()["items"] == []
+
+
+def test_publish_destructive_change_needs_confirmation(crm):
+    crm.post(records_url(), json={"values": {"name": "a", "mobile": "13800000000"}})
+    changed = {**LEAD, "fields": [f for f in LEAD["fields"] if f["key"] != "budget"]}
+    draft = crm.get("/api/apps/crm/forms/lead/draft").json()["draft"]
+    ids = {f["key"]: f["id"] for f in draft["fields"]}
+    changed["fields"] = [{**f, "id": ids[f["key"]]} for f in changed["fields"]]
+    assert crm.put("/api/apps/crm/forms/lead/draft", json={"definition": changed}).status_code \
+        == 200
+    dry = crm.post("/api/apps/crm/forms/lead/publish", json={"dry_run": True}).json()
+    assert dry["dry_run"] and any(s["op"] == "remove_field" for s in dry["plan"]["steps"])
+    refused = crm.post("/api/apps/crm/forms/lead/publish", json={})
+    assert refused.status_code == 409 and refused.json()["code"] == "confirmation_required"
+    ok = crm.post("/api/apps/crm/forms/lead/publish", json={"confirm_destructive": True})
+    assert ok.status_code == 200 and ok.json()["version"] == 2
+    versions = crm.get("/api/apps/crm/forms/lead/versions").json()
+    assert [v["version"] for v in versions] == [2, 1]
+    assert any(d["op"] == "remove" for d in versions[0]["diff"])
+
+
+def test_invalid_definitions_list_every_error_with_paths(crm):
+    bad = form_body("broken", field("a", "decimal", scale=20), field("b", "select", options=[]),
+                    field("c", "relation", target="nowhere"))
+    r = crm.put("/api/apps/crm/forms/broken/draft", json={"definition": bad})
+    assert r.status_code == 422
+    paths = {e["path"] for e in r.json()["errors"]}
+    assert {"$.fields[0].scale", "$.fields[1].options"} <= paths
+    ok = form_body("broken", field("c", "relation", target="nowhere"),
+                   field("f", "formula", expression="record.missing + 1", result_type="integer"))
+    assert crm.put("/api/apps/crm/forms/broken/draft", json={"definition": ok}).status_code \
+        == 200
+    r = crm.post("/api/apps/crm/forms/broken/publish", json={})
+    assert r.status_code == 422
+    assert {e["path"] for e in r.json()["errors"]} == {"$.fields[0].target",
+                                                      "$.fields[1].expression"}
+
+
+def test_attachment_upload_and_link(crm, tmp_path):
+    form = form_body("doc", field("files", "attachment", accept=[".pdf"], max_files=2))
+    crm.put("/api/apps/crm/forms/doc/draft", json={"definition": form})
+    crm.post("/api/apps/crm/forms/doc/publish", json={})
+    up = crm.post("/api/files", files={"file": ("合同.pdf", b"%PDF-1.4 test", "application/pdf")})
+    assert up.status_code == 201, up.text
+    bad = crm.post("/api/files", files={"file": ("x.exe", b"MZ", "application/octet-stream")})
+    rec = crm.post("/api/apps/crm/forms/doc/records",
+                   json={"values": {"files": [up.json()["id"]]}})
+    assert rec.status_code == 201, rec.text
+    assert rec.json()["files"][0]["name"] == "合同.pdf"
+    refused = crm.post("/api/apps/crm/forms/doc/records",
+                       json={"values": {"files": [bad.json()["id"]]}})
+    assert refused.status_code == 422 and refused.json()["errors"][0]["code"] == "file_type"
+    got = crm.get(f"/api/files/{up.json()['id']}")
+    assert got.status_code == 200 and got.content == b"%PDF-1.4 test"
+
+
+def test_records_require_authentication(client, crm):
+    assert client.get("/api/apps/crm/forms/lead/records").status_code == 401
