@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     default_language: str = Field("zh", description="Language of messages when the client "
                                   "sends no Accept-Language (zh or en).")
     session_hours: int = Field(12, description="Lifetime of a login session / bearer token.")
+    login_max_failures: int = Field(5, description="Failed sign-ins of one username that "
+                                    "lock it (within login_lockout_minutes).")
+    login_lockout_minutes: int = Field(15, description="How long a locked username stays "
+                                       "locked, and the window failures are counted in.")
     cookie_secure: bool = Field(False, description="Mark the session cookie Secure (HTTPS).")
     max_upload_mb: int = Field(50, description="Largest accepted upload, in MiB.")
     in_process_worker: bool = Field(True, description="`tangram serve` also runs the worker.")

@@ -7,7 +7,7 @@ headers and every router, wired once.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -15,15 +15,17 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tangram.clock import SYSTEM_CLOCK, Clock
 from tangram.db import create_engine_from_url, session_factory
-from tangram.engines.access import AccessPolicy, AllowAll
+from tangram.engines.access import AccessPolicy
 from tangram.engines.forms.files import LocalFileStore
 from tangram.errors import NotAuthenticated, TangramError
 from tangram.platform.api import ROUTERS
+from tangram.platform.permissions.policy import RolePolicy
 from tangram.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -64,7 +66,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
     app.state.clock = clock or SYSTEM_CLOCK
-    app.state.policy = policy or AllowAll()
+    # The access policy of each request: the one given (tests, embedding), else
+    # roles as data — a RolePolicy per database session.
+    app.state.policy = policy
+    app.state.policy_for = _policy_factory(policy)
     app.state.file_store = LocalFileStore(settings.files_path)
 
     install_error_handlers(app)
@@ -72,6 +77,15 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     for router in ROUTERS:
         app.include_router(router)
     return app
+
+
+PolicyFactory = Callable[[Session, Clock, str], AccessPolicy]
+
+
+def _policy_factory(policy: AccessPolicy | None) -> PolicyFactory:
+    if policy is not None:
+        return lambda session, clock, timezone: policy
+    return lambda session, clock, timezone: RolePolicy(session, clock=clock, timezone=timezone)
 
 
 def _version() -> str:
@@ -94,6 +108,9 @@ def install_error_handlers(app: FastAPI) -> None:
 async def _tangram_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, TangramError)
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, NotAuthenticated) else None
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        headers = {"Retry-After": str(retry_after)}
     return JSONResponse(status_code=exc.status, content=exc.as_dict(), headers=headers)
 
 

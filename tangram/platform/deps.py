@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, OAuth2PasswordBearer
@@ -26,10 +27,16 @@ from tangram.errors import NotAuthenticated, PermissionDenied
 from tangram.platform.auth.messages import text
 from tangram.platform.auth.service import (
     LANGUAGES,
+    AccountDisabled,
     ResolvedSession,
+    SessionInvalid,
     UserAccount,
+    get_user,
     resolve_token,
 )
+from tangram.platform.permissions import tokens
+from tangram.platform.permissions.roles import is_app_builder
+from tangram.platform.permissions.tokens import TokenScope, TokenScopedPolicy
 from tangram.settings import Settings
 
 SESSION_COOKIE = "tangram_session"
@@ -72,18 +79,46 @@ class Authenticated:
 
     actor: Actor
     user: UserAccount
-    session_id: uuid.UUID
+    session_id: uuid.UUID  # the login session, or the API token
     via_cookie: bool
+    token_scope: TokenScope | None = None  # set when an API token authenticated
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CSRF_HEADER = "X-Requested-With"
+
+
+class CsrfRejected(PermissionDenied):
+    code = "csrf_failed"
 
 
 def enforce_csrf(request: Request, *, via_cookie: bool) -> None:
-    """Check point for cross-site request forgery protection.
+    """Cross-site request forgery protection for cookie-authenticated writes.
 
-    Called for every authenticated request, after the credentials are known.
     Bearer-token requests cannot be forged by another site; cookie-authenticated
-    unsafe requests (POST/PUT/PATCH/DELETE) can. Issue 5 (CSRF, lockout, roles)
-    fills this in; until then every request is accepted.
+    unsafe requests (POST/PUT/PATCH/DELETE) can. Those must (1) carry the
+    ``X-Requested-With`` header (any value): a cross-site HTML form cannot set
+    a header, and a cross-site script can only with a CORS preflight, which
+    this API never grants; and (2) when the browser sends ``Origin`` (or, if
+    not, ``Referer``), come from this server's own origin.
     """
+    if not via_cookie or request.method in SAFE_METHODS:
+        return
+    own = f"{request.url.scheme}://{request.url.netloc}"
+    sent = request.headers.get("origin") or _origin_of(request.headers.get("referer"))
+    if sent is not None and sent != "null" and sent.rstrip("/") != own:
+        raise CsrfRejected(f"cross-site request refused: it comes from {sent}, not {own}")
+    if sent == "null" or not request.headers.get(CSRF_HEADER):
+        raise CsrfRejected(f"a cookie-authenticated {request.method} needs the "
+                           f"{CSRF_HEADER} header (send Authorization: Bearer instead "
+                           "from scripts)")
+
+
+def _origin_of(url: str | None) -> str | None:
+    if not url:
+        return None
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else None
 
 
 def current_auth(
@@ -105,10 +140,24 @@ def current_auth(
     else:
         raise NotAuthenticated(text("sign_in_required", language, cookie=SESSION_COOKIE,
                                     login_url=LOGIN_URL))
+    if tokens.is_api_token(token) and not via_cookie:
+        return _api_token_auth(session, token, clock=clock, language=language)
     resolved: ResolvedSession = resolve_token(session, token, clock=clock, language=language)
     enforce_csrf(request, via_cookie=via_cookie)
     return Authenticated(actor=resolved.user.as_actor(), user=resolved.user,
                          session_id=resolved.id, via_cookie=via_cookie)
+
+
+def _api_token_auth(session: Session, token: str, *, clock: Clock,
+                    language: str) -> Authenticated:
+    scope = tokens.resolve_api_token(session, token, now=clock.now())
+    if scope is None:
+        raise SessionInvalid(text("token_unknown", language))
+    user = get_user(session, scope.user_id)
+    if not user.is_active:
+        raise AccountDisabled(text("account_disabled", language, username=user.username))
+    return Authenticated(actor=user.as_actor(), user=user, session_id=scope.id,
+                         via_cookie=False, token_scope=scope)
 
 
 CurrentAuth = Annotated[Authenticated, Depends(current_auth)]
@@ -121,14 +170,43 @@ def current_actor(auth: CurrentAuth) -> Actor:
 CurrentActor = Annotated[Actor, Depends(current_actor)]
 
 
-def admin_actor(request: Request, actor: CurrentActor, settings: SettingsDep) -> Actor:
-    if not actor.is_admin:
+def _no_api_token(auth: Authenticated) -> None:
+    if auth.token_scope is not None:
+        raise PermissionDenied("API tokens only reach records; sign in to manage the "
+                               "platform")
+
+
+def admin_actor(request: Request, auth: CurrentAuth, settings: SettingsDep) -> Actor:
+    _no_api_token(auth)
+    if not auth.actor.is_admin:
         raise PermissionDenied(text("admin_required",
-                                    request_language(request, settings, actor)))
-    return actor
+                                    request_language(request, settings, auth.actor)))
+    return auth.actor
 
 
 AdminActor = Annotated[Actor, Depends(admin_actor)]
+
+
+def builder_actor(app: str, auth: CurrentAuth, session: SessionDep) -> Actor:
+    """An administrator, or a builder of the app in the path (platform role)."""
+    _no_api_token(auth)
+    if not auth.actor.is_admin and not is_app_builder(session, user_id=auth.actor.id,
+                                                      app=app):
+        raise PermissionDenied(f"only administrators and builders of app {app!r} may edit "
+                               "its definitions")
+    return auth.actor
+
+
+BuilderActor = Annotated[Actor, Depends(builder_actor)]
+
+
+def signed_in_actor(auth: CurrentAuth) -> Actor:
+    """A user signed in with a login session (not an API token)."""
+    _no_api_token(auth)
+    return auth.actor
+
+
+SignedInActor = Annotated[Actor, Depends(signed_in_actor)]
 
 
 def request_language(request: Request, settings: Settings, actor: Actor | None = None) -> str:
@@ -157,12 +235,14 @@ def _accepted_languages(header: str) -> list[str]:
     return [tag for _, _, tag in sorted(ranked)]
 
 
-def engine_context(request: Request, session: SessionDep, actor: CurrentActor,
+def engine_context(request: Request, session: SessionDep, auth: CurrentAuth,
                    settings: SettingsDep, clock: ClockDep) -> EngineContext:
-    policy: AccessPolicy = request.app.state.policy
+    policy: AccessPolicy = request.app.state.policy_for(session, clock, settings.timezone)
+    if auth.token_scope is not None:
+        policy = TokenScopedPolicy(policy, auth.token_scope)
     return EngineContext(
-        session=session, actor=actor, clock=clock,
-        language=request_language(request, settings, actor),
+        session=session, actor=auth.actor, clock=clock,
+        language=request_language(request, settings, auth.actor),
         timezone=settings.timezone, policy=policy,
     )
 

@@ -676,3 +676,35 @@ def test_multi_select_clears_to_sql_null(engine: Engine) -> None:
     with engine.connect() as conn:
         assert conn.execute(sa.text(f"SELECT count(*) FROM {TABLE} WHERE tags IS NULL")
                             ).scalar() == 1
+
+
+def test_unchanged_form_plans_nothing(engine: Engine) -> None:
+    v1 = form(fld("name", unique=True), lines(fld("product")),
+              fld("contacts", "multi_relation", target="contact"))
+    publish(engine, None, v1)
+    plan = publish(engine, v1, v1)
+    assert plan.steps == [] and not plan.destructive
+
+
+def test_a_new_field_id_on_an_old_key_does_not_inherit_the_data(engine: Engine) -> None:
+    v1 = form(fld("note", id="old"))
+    publish(engine, None, v1)
+    (rid,) = insert(engine, v1, {"note": "old data"})
+    v2 = form(fld("note", id="new", type_="integer"))
+    plan = publish(engine, v1, v2, confirm=True)
+    assert [s.op for s in plan.steps] == ["remove_field", "add_field"]
+    assert values(engine, v2, "note") == {rid: None}
+    assert "x_old" in columns(engine, TABLE)
+
+
+def test_the_report_is_json(engine: Engine) -> None:
+    import json
+
+    v1 = form(fld("code"), fld("when", "date"))
+    publish(engine, None, v1)
+    insert(engine, v1, {"code": "x", "when": datetime(2026, 1, 1).date()})
+    plan = dry_run(engine, v1, form(fld("code", "decimal"), fld("when", "time")))
+    report = json.loads(json.dumps(plan.as_dict()))
+    assert [s["op"] for s in report["steps"]] == ["change_type", "change_type"]
+    assert report["steps"][0]["description"]["zh"].startswith("字段 code")
+    assert report["steps"][1]["failures"][0]["value"] == "2026-01-01"

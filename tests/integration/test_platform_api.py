@@ -229,7 +229,7 @@ def test_engine_context_language(test_app, make_user, header, user_language, exp
     assert ctx["language"] == expected
     assert ctx["timezone"] == "Asia/Shanghai"
     assert ctx["username"] == "speaker"
-    assert ctx["policy"] == "AllowAll"
+    assert ctx["policy"] == "RolePolicy"
 
 
 def test_app_state_holds_what_the_factory_was_given(app_factory):

@@ -275,8 +275,10 @@ def test_comparison_operators_on_own_columns(world):
 
 def test_text_operators_ignore_case_and_treat_wildcards_literally(world):
     check(world, [
-        ({"field": "title", "op": "eq", "value": "Tyre Deal"}, lambda r: r["title"] == "Tyre Deal"),
-        ({"field": "title", "op": "contains", "value": "TYRE"}, lambda r: "tyre" in low(r["title"])),
+        ({"field": "title", "op": "eq", "value": "Tyre Deal"},
+         lambda r: r["title"] == "Tyre Deal"),
+        ({"field": "title", "op": "contains", "value": "TYRE"},
+         lambda r: "tyre" in low(r["title"])),
         ({"field": "title", "op": "contains", "value": "50%"}, lambda r: "50%" in low(r["title"])),
         # unescaped, "%_" and "_" would match every non-empty title
         ({"field": "title", "op": "contains", "value": "%_"}, lambda r: "%_" in low(r["title"])),

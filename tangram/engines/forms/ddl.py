@@ -215,3 +215,71 @@ def update_by_id(connection: sa.Connection, table: sa.Table, column: str,
     stmt = (sa.update(table).where(table.c.id == sa.bindparam("_evo_id"))
             .values({column: sa.bindparam("_evo_value", type_=table.c[column].type)}))
     connection.execute(stmt, [{"_evo_id": rid, "_evo_value": v} for rid, v in values])
+
+
+def _scalar(connection: sa.Connection, query: sa.Select[Any]) -> int:
+    return int(connection.execute(query).scalar_one())
+
+
+def count_values(connection: sa.Connection, table: str, column: str) -> int:
+    """Rows with a value in ``column``."""
+    t = sa.table(table, sa.column(column))
+    return _scalar(connection, sa.select(sa.func.count()).select_from(t)
+                   .where(t.c[column].is_not(None)))
+
+
+def count_rows(connection: sa.Connection, table: str, *, live_only: bool = False) -> int:
+    t = sa.table(table, sa.column("deleted_at"))
+    query = sa.select(sa.func.count()).select_from(t)
+    if live_only:
+        query = query.where(t.c.deleted_at.is_(None))
+    return _scalar(connection, query)
+
+
+def owner_column(storage: str) -> str:
+    """The column of a child or join table that points at the owning record."""
+    return "parent_id" if storage == "child_table" else "source_id"
+
+
+def count_owners(connection: sa.Connection, table: str, storage: str) -> int:
+    """Records that have rows in a child or join table."""
+    t = sa.table(table, sa.column(owner_column(storage)))
+    return _scalar(connection, sa.select(sa.func.count(sa.distinct(t.c[owner_column(storage)]))))
+
+
+def count_empty(connection: sa.Connection, table: str, column: str,
+                col_type: sa.types.TypeEngine[Any], *, soft_delete: bool) -> int:
+    """Live rows without a value (NULL, or an empty text)."""
+    stub = stub_table(table, {column: col_type}, soft_delete=soft_delete)
+    col = stub.c[column]
+    empty = sa.or_(col.is_(None), col == "") if isinstance(col_type, sa.Text) else col.is_(None)
+    query = sa.select(sa.func.count()).select_from(stub).where(empty)
+    if soft_delete:
+        query = query.where(stub.c.deleted_at.is_(None))
+    return _scalar(connection, query)
+
+
+def count_without_rows(connection: sa.Connection, main: str, table: str, storage: str) -> int:
+    """Live records of ``main`` with no row in the child or join ``table``."""
+    owner = owner_column(storage)
+    m = sa.table(main, sa.column("id"), sa.column("deleted_at"))
+    t = sa.table(table, sa.column(owner))
+    return _scalar(connection, sa.select(sa.func.count()).select_from(m).where(
+        m.c.deleted_at.is_(None), ~sa.exists().where(t.c[owner] == m.c.id)))
+
+
+def duplicate_values(connection: sa.Connection, table: str, column: str,
+                     col_type: sa.types.TypeEngine[Any], *, soft_delete: bool, limit: int
+                     ) -> list[tuple[Any, int, list[uuid.UUID]]]:
+    """Values held by more than one (live) row: (value, count, a few row ids)."""
+    stub = stub_table(table, {column: col_type}, soft_delete=soft_delete)
+    col = stub.c[column]
+    live = [stub.c.deleted_at.is_(None)] if soft_delete else []
+    query = (sa.select(col, sa.func.count()).where(col.is_not(None), *live).group_by(col)
+             .having(sa.func.count() > 1).limit(limit))
+    out = []
+    for value, count in connection.execute(query).all():
+        ids = connection.execute(sa.select(stub.c.id).where(col == value, *live)
+                                 .order_by(stub.c.id).limit(5)).scalars()
+        out.append((value, int(count), list(ids)))
+    return out

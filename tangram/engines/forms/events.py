@@ -5,7 +5,7 @@ transaction, so a flow's first steps commit or roll back with the record."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,8 +25,8 @@ class RecordEvent:
     record_id: uuid.UUID
     event: str
     changed_fields: tuple[str, ...]
-    record: dict[str, Any]  # JSON form of the record after the change
-    old: dict[str, Any] | None  # JSON form before (updates, deletes)
+    record: Mapping[str, Any]  # JSON form of the record after the change (built lazily)
+    old: Mapping[str, Any] | None  # JSON form before (updates, deletes)
     actor_id: uuid.UUID | None
     at: datetime
     source: str = "api"
@@ -49,17 +49,55 @@ def unsubscribe(fn: Subscriber) -> None:
 
 
 def emit(ctx: EngineContext, *, app: str, form: str, record_id: uuid.UUID, event: str,
-         changed_fields: list[str], record: dict[str, Any], old: dict[str, Any] | None,
+         changed_fields: list[str], record: Mapping[str, Any], old: Mapping[str, Any] | None,
          source: str) -> RecordEvent:
+    return emit_many(ctx, app=app, form=form, event=event, source=source,
+                     items=[(record_id, changed_fields, record, old)])[0]
+
+
+def emit_many(ctx: EngineContext, *, app: str, form: str, event: str, source: str,
+              items: list[tuple[uuid.UUID, list[str], Mapping[str, Any],
+                                Mapping[str, Any] | None]]
+              ) -> list[RecordEvent]:
+    """Write events of one kind in one statement (bulk writes), then notify
+    subscribers in order.
+
+    The outbox row keeps what a later consumer cannot read back from the
+    record table: which fields changed and their old and new values. The
+    record itself is read from its table (it is written in this transaction)."""
     assert event in EVENT_KINDS
-    evt = RecordEvent(id=new_id(), app=app, form=form, record_id=record_id, event=event,
-                      changed_fields=tuple(changed_fields), record=record, old=old,
-                      actor_id=ctx.actor.id, at=ctx.now(), source=source)
-    ctx.session.execute(record_events_table.insert().values(
-        id=evt.id, app=app, form=form, record_id=record_id, event=event,
-        changed_fields=list(changed_fields), payload={"record": record, "old": old,
-                                                      "source": source},
-        actor_id=evt.actor_id, at=evt.at))
-    for fn in list(_subscribers):
-        fn(ctx, evt)
-    return evt
+    at = ctx.now()
+    if len(items) > 1 and not _subscribers:
+        # Bulk writes nobody listens to in-process: the outbox row is all.
+        ctx.session.execute(record_events_table.insert(), {
+            "id": new_id(), "app": app, "form": form, "record_id": None,
+            "record_ids": [str(item[0]) for item in items], "event": event,
+            "changed_fields": [], "payload": {"source": source, "changes": {}},
+            "actor_id": ctx.actor.id, "at": at})
+        return []
+    evts = [RecordEvent(id=new_id(), app=app, form=form, record_id=record_id, event=event,
+                        changed_fields=tuple(changed), record=record, old=old,
+                        actor_id=ctx.actor.id, at=at, source=source)
+            for record_id, changed, record, old in items]
+    if not evts:
+        return []
+    if len(evts) == 1:
+        e = evts[0]
+        ctx.session.execute(record_events_table.insert(), {
+            "id": e.id, "app": app, "form": form, "record_id": e.record_id,
+            "record_ids": None, "event": event, "changed_fields": list(e.changed_fields),
+            "payload": {"source": source, "changes": {
+                k: {"old": (e.old or {}).get(k), "new": e.record.get(k)}
+                for k in e.changed_fields} if event == "updated" else {}},
+            "actor_id": e.actor_id, "at": at})
+    else:
+        assert event != "updated", "bulk updates are emitted one by one"
+        ctx.session.execute(record_events_table.insert(), {
+            "id": evts[0].id, "app": app, "form": form, "record_id": None,
+            "record_ids": [str(e.record_id) for e in evts], "event": event,
+            "changed_fields": [], "payload": {"source": source, "changes": {}},
+            "actor_id": ctx.actor.id, "at": at})
+    for evt in evts:
+        for fn in list(_subscribers):
+            fn(ctx, evt)
+    return evts

@@ -285,10 +285,10 @@ def purge_field(connection: sa.Connection, *, app: str, form: str, field_id: str
     with connection.begin_nested():
         for entry in entries:
             if entry["storage"] == "column":
-                rows += _count_values(connection, entry["table"], entry["column"])
+                rows += ddl.count_values(connection, entry["table"], entry["column"])
                 ddl.drop_column(op, entry["table"], entry["column"])
             else:
-                rows += _count_parents(connection, entry["table"], entry["storage"])
+                rows += ddl.count_owners(connection, entry["table"], entry["storage"])
                 ddl.drop_table(op, entry["table"])
                 # its sub-fields' kept columns went with the table
                 retired = [r for r in retired if r.get("parent") != field_id]
@@ -383,13 +383,13 @@ class _Planner:
         if entry["storage"] == "column":
             name = _free_name(f"x_{fid}", taken)
             taken.add(name)
-            rows = _count_values(self.conn, ctx.read_table, entry["key"])
+            rows = ddl.count_values(self.conn, ctx.read_table, entry["key"])
             retired.update(column=name, table=ctx.table)
             params = {"storage": "column", "table": ctx.table, "from": entry["key"], "to": name,
                       "drop": _index_names(ctx.table, entry)}
         else:
             name = self._retired_table_name(fid)
-            rows = _count_parents(self.conn, entry["table"], entry["storage"])
+            rows = ddl.count_owners(self.conn, entry["table"], entry["storage"])
             retired.update(column=None, table=name, target=entry.get("target"),
                            children={k: dict(v, unique=False, indexed=False)
                                      for k, v in entry.get("children", {}).items()})
@@ -398,7 +398,8 @@ class _Planner:
                     r["table"] = name
             params = {"storage": entry["storage"], "from": entry["table"], "to": name}
         self.retired.append(retired)
-        self._step("remove_field", entry["key"], table=ctx.table, destructive=True,
+        self._step("remove_field", entry["key"], table=entry.get("table") or ctx.table,
+                   destructive=True,
                    affected_rows=rows, params=params, key=entry["key"], rows=rows, kept=name)
 
     def _renames(self, ctx: _Ctx, live: dict[str, _Live], defs: dict[str, fm.FieldBase]
@@ -524,10 +525,10 @@ class _Planner:
                        new_entry: dict[str, Any]) -> None:
         entry = live.entry
         if entry["storage"] == "join_table":
-            rows = _count_rows(self.conn, live.read_table or entry["table"])
+            rows = ddl.count_rows(self.conn, live.read_table or entry["table"])
             params = {"storage": "join_table", "table": entry["table"]}
         else:
-            rows = _count_values(self.conn, ctx.read_table, live.read_key)
+            rows = ddl.count_values(self.conn, ctx.read_table, live.read_key)
             params = {"storage": "column", "table": ctx.table, "key": f.key}
         old = entry.get("target") or entry["type"]
         new = new_entry.get("target") or new_entry["type"]
@@ -568,11 +569,11 @@ class _Planner:
         entry = live.entry
         if (entry["unique"], entry["indexed"]) == (new_entry["unique"], new_entry["indexed"]):
             return
-        for old_kind, on in (("unique", entry["unique"]), ("plain", entry["indexed"])):
-            if on:
-                self._step("drop_index", f.key, table=ctx.table, key=f.key, index=old_kind,
-                           index_zh=_INDEX_ZH[old_kind],
-                           params={"table": ctx.table, "drop": _index_names(ctx.table, entry)})
+        if entry["unique"] or entry["indexed"]:
+            kind = "unique" if entry["unique"] else "plain"
+            self._step("drop_index", f.key, table=ctx.table, key=f.key, index=kind,
+                       index_zh=_INDEX_ZH[kind],
+                       params={"table": ctx.table, "drop": _index_names(ctx.table, entry)})
         if new_entry["unique"]:
             _refuse_duplicates(f.key, _duplicates(self.conn, ctx, ctx.read_table, live.read_key,
                                                   entry["column_sig"]))
@@ -589,12 +590,13 @@ class _Planner:
         """``required`` turned on (or a new required field): count live records
         without a value. A warning only; the rule applies to new writes."""
         if live is None:
-            rows = _count_rows(self.conn, ctx.read_table, live_only=ctx.soft_delete)
+            rows = ddl.count_rows(self.conn, ctx.read_table, live_only=ctx.soft_delete)
         elif entry["storage"] == "column":
-            rows = _count_empty(self.conn, ctx, column=live.read_key,
-                                sig=live.entry["column_sig"])
+            rows = ddl.count_empty(self.conn, ctx.read_table, live.read_key,
+                                   ddl.type_from_sig(live.entry["column_sig"]),
+                                   soft_delete=ctx.soft_delete)
         else:
-            rows = _count_without_rows(self.conn, ctx.read_table,
+            rows = ddl.count_without_rows(self.conn, ctx.read_table,
                                        live.read_table or entry["table"], entry["storage"])
         if rows:
             self._step("check_required", f.key, table=ctx.table, affected_rows=rows,
@@ -852,6 +854,14 @@ def _scan(connection: sa.Connection, *, ctx: _Ctx, table: str, column: str, sig:
     return result
 
 
+def _duplicates(connection: sa.Connection, ctx: _Ctx, table: str, column: str, sig: str
+                ) -> list[dict[str, Any]]:
+    found = ddl.duplicate_values(connection, table, column, ddl.type_from_sig(sig),
+                                 soft_delete=ctx.soft_delete, limit=MAX_LISTED)
+    return [{"value": _jsonable(value), "count": count, "record_ids": [str(i) for i in ids]}
+            for value, count, ids in found]
+
+
 def _refuse_duplicates(key: str, duplicates: list[dict[str, Any]]) -> None:
     if not duplicates:
         return
@@ -956,10 +966,10 @@ def _apply_remove_options(a: _Applier, step: Step) -> None:
 def _apply_change_target(a: _Applier, step: Step) -> None:
     p = step.params
     if p["storage"] == "join_table":
-        a.require_confirmation(step, _count_rows(a.conn, p["table"]) > 0)
+        a.require_confirmation(step, ddl.count_rows(a.conn, p["table"]) > 0)
         a.conn.execute(sa.delete(sa.table(p["table"])))
         return
-    a.require_confirmation(step, _count_values(a.conn, p["table"], p["key"]) > 0)
+    a.require_confirmation(step, ddl.count_values(a.conn, p["table"], p["key"]) > 0)
     t = sa.table(p["table"], sa.column(p["key"]))
     a.conn.execute(sa.update(t).where(t.c[p["key"]].is_not(None)).values({p["key"]: None}))
 

@@ -9,6 +9,7 @@ one entry here (and its model in ``tangram.metamodel.fields``).
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections.abc import Callable
@@ -84,7 +85,7 @@ class FieldKind:
 
     def compile(self, f: fm.FieldBase) -> CompiledField:
         return CompiledField(definition=f, kind=self, checks=self.checks(f),
-                             convert=lambda v, _f=f: self.convert(_f, v))
+                             convert=functools.partial(self.convert, f))
 
     def to_json(self, value: Any) -> Any:
         return value

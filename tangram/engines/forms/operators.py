@@ -29,7 +29,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.visitors import InternalTraversal
 
-from tangram.engines.forms.date_ranges import DayRange, resolve_date_range
+from tangram.engines.forms.date_ranges import DayRange, date_range_catalog, resolve_date_range
 from tangram.engines.forms.fieldtypes import FIELD_KINDS, FieldKind, FieldProblem
 from tangram.engines.forms.tables import FormTables
 from tangram.metamodel import fields as fm
@@ -107,13 +107,14 @@ class Operand:
     def python_type(self) -> type | None:
         return python_type_of(self.column.type)
 
-    def convert(self, raw: Any) -> Any:
+    def convert(self, raw: Any, *, shown_as: Any = None) -> Any:
         """JSON value -> Python value with the field kind's ``convert()``."""
         try:
             value = self.kind.convert(self.field, raw)
         except FieldProblem as exc:
             expected = exc.params.get("expected")
-            shown = repr(raw) if len(repr(raw)) <= 60 else repr(raw)[:57] + "..."
+            shown = repr(raw if shown_as is None else shown_as)
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
             reason = f"expected {expected}" if expected else f"breaks rule {exc.code!r}"
             raise ValueProblem.one(f"{shown} is not a valid value: {reason}") from None
         adapter = FILTER_ADAPTERS.get(self.kind.name)
@@ -187,7 +188,7 @@ def _convert_items(o: Operand, raw: Any, env: ValueEnv) -> list[Any]:
     kind converts lists, so each item is converted as a one-item list."""
     if isinstance(raw, str):
         raw = [raw]
-    converted = _each(_checked_list(raw), lambda v: o.convert([v]))
+    converted = _each(_checked_list(raw), lambda v: o.convert([v], shown_as=v))
     items = list(dict.fromkeys(x for part in converted for x in part))
     if not items:
         raise ValueProblem.one("value must name at least one non-empty item")
@@ -410,11 +411,18 @@ def allowed_operators(kind: FieldKind, field: fm.FieldBase) -> tuple[str, ...]:
 
 
 def operator_catalog() -> list[dict[str, Any]]:
-    """JSON-able entries for the metadata endpoint and the filter builder UI."""
-    return [{"key": op.key, "label": op.label, "value_shape": op.value_shape,
-             "description": op.description,
-             "field_types": [k.name for k in FIELD_KINDS.values() if op.key in k.filter_ops]}
-            for op in OPERATORS.values()]
+    """JSON-able entries for the metadata endpoint and the filter builder UI;
+    the ``range_spec`` operator lists its date ranges."""
+    out: list[dict[str, Any]] = []
+    for op in OPERATORS.values():
+        entry: dict[str, Any] = {
+            "key": op.key, "label": op.label, "value_shape": op.value_shape,
+            "description": op.description,
+            "field_types": [k.name for k in FIELD_KINDS.values() if op.key in k.filter_ops]}
+        if op.value_shape == "range_spec":
+            entry["ranges"] = date_range_catalog()
+        out.append(entry)
+    return out
 
 
 # --------------------------------------------------------------------------- dialect constructs

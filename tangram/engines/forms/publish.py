@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from tangram.engines.context import EngineContext
 from tangram.engines.forms import evolution
-from tangram.engines.forms.registry import get_runtime
+from tangram.engines.forms.registry import forget_session_runtimes, get_runtime
 from tangram.engines.forms.validation import compile_validator
 from tangram.errors import DefinitionInvalid, ErrorItem
 from tangram.metamodel import fields as fm
@@ -179,6 +179,7 @@ def publish_form(ctx: EngineContext, *, app: str, key: str, confirm_destructive:
     if dry_run:
         return {"dry_run": True, "version": definition.latest_version, "plan": plan.as_dict()}
     version = definition.latest_version + 1
+    forget_session_runtimes(ctx.session)
     evolution.apply_evolution(conn, plan, confirm_destructive=confirm_destructive,
                               version=version)
     storage.record_version(ctx.session, definition=definition,

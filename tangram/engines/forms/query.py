@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import binascii
 import difflib
+import functools
 import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -40,6 +41,7 @@ import sqlalchemy as sa
 
 from tangram.engines.forms.fieldtypes import FIELD_KINDS, FieldKind
 from tangram.engines.forms.operators import (
+    MAX_LIST_ITEMS,
     OPERATORS,
     Condition,
     Operand,
@@ -113,6 +115,7 @@ SYSTEM_COLUMNS = ("id", "created_at", "created_by", "updated_at", "updated_by", 
                   "version", "deleted_at")
 
 
+@functools.lru_cache(maxsize=1024)
 def _system_fields(form_key: str) -> dict[str, fm.FieldBase]:
     """Filterable/sortable system columns, described like fields: timestamps
     as datetime fields, people as user fields, the id as a link to this form."""
@@ -190,9 +193,9 @@ class _Forms:
                 kind = FIELD_KINDS[f.type]  # type: ignore[attr-defined]
                 return _Path(path, tuple(hops), f, kind, current)
             if not isinstance(f, fm.RelationField) or part in _SYSTEM_LABELS:
-                kind = f.type  # type: ignore[attr-defined]
+                what = "system" if part in _SYSTEM_LABELS else f.type  # type: ignore[attr-defined]
                 raise _PathProblem("not_a_relation", f"cannot follow {'.'.join(parts[:i + 1])!r}"
-                                   f" into {parts[i + 1]!r}: it is a {kind} field, and only "
+                                   f" into {parts[i + 1]!r}: it is a {what} field, and only "
                                    "relation fields lead to another form")
             current = self.target(f.target)
             hops.append(_Hop(part, current))
@@ -315,8 +318,10 @@ class _FilterCompiler:
 
         Each hop becomes ``link IN (SELECT id FROM target WHERE live AND cond)``.
         When an empty value satisfies the condition (``ne``…), a broken link
-        must match too: ``link IS NULL OR link NOT IN (SELECT id … WHERE live
-        AND NOT cond)``. Targets are aliased so self-relations never correlate.
+        must match too: ``NOT EXISTS (SELECT … FROM target WHERE id = link AND
+        live AND NOT cond)`` — true for an empty link as well, and planned as
+        an anti-join (``NOT IN (subquery)`` is not). Targets are aliased, so a
+        self-relation's subquery never correlates to the outer table by mistake.
         """
         if i == len(target.hops):
             return leaf(Operand(path=target.path, field=target.field, kind=target.kind,
@@ -327,8 +332,7 @@ class _FilterCompiler:
         link = source.c[hop.link]
         live = alias.c.deleted_at.is_(None)
         if matches_empty:
-            excluded = sa.select(alias.c.id).where(live, complement(inner))
-            return sa.or_(link.is_(None), link.not_in(excluded))
+            return ~sa.exists().where(alias.c.id == link, live, complement(inner))
         return link.in_(sa.select(alias.c.id).where(live, inner))
 
 
@@ -341,9 +345,9 @@ def _value_limits(raw: Any, path: str) -> list[ErrorItem]:
             out.append(_error("value_too_long", f"text of {len(value)} characters; at most "
                               f"{MAX_STRING} allowed", at))
         elif isinstance(value, list):
-            if len(value) > 1000:
-                out.append(_error("too_many_values", f"{len(value)} values; at most 1000 "
-                                  "allowed", at))
+            if len(value) > MAX_LIST_ITEMS:
+                out.append(_error("too_many_values", f"{len(value)} values; at most "
+                                  f"{MAX_LIST_ITEMS} allowed", at))
                 return
             for i, item in enumerate(value):
                 walk(item, f"{at}[{i}]")
@@ -482,9 +486,10 @@ class _Builder:
         specs = self.q.sort or self.tables.form.default_sort or ["-id"]
         keys: list[_SortKey] = []
         seen: set[str] = set()
-        if len(specs) > MAX_SORT_KEYS:
+        if not isinstance(specs, list) or len(specs) > MAX_SORT_KEYS:
             self.errors.append(ErrorItem(code="invalid_sort", field="sort", message=(
-                f"at most {MAX_SORT_KEYS} sort keys allowed")))
+                f"sort is a list of at most {MAX_SORT_KEYS} keys, e.g. [\"-amount\", "
+                "\"name\"]")))
             return []
         for i, spec in enumerate(specs):
             key = self._sort_key(spec, i, seen)

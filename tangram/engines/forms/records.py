@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -470,10 +470,10 @@ def _column_params(rt: FormRuntime, values: Mapping[str, Any]) -> dict[str, Any]
 
 def _audit(ctx: EngineContext, rt: FormRuntime, record_id: uuid.UUID, action: str,
            changes: dict[str, Any], source: str) -> None:
-    ctx.session.execute(audit_log_table.insert().values(
-        id=new_id(), app=rt.app, form=rt.key, record_id=record_id, action=action,
-        changes=changes, actor_id=ctx.actor.id, at=ctx.now(), source=source,
-        form_version=rt.version))
+    ctx.session.execute(audit_log_table.insert(), {
+        "id": new_id(), "app": rt.app, "form": rt.key, "record_id": record_id,
+        "action": action, "changes": changes, "actor_id": ctx.actor.id, "at": ctx.now(),
+        "source": source, "form_version": rt.version})
 
 
 def _json_value(rt: FormRuntime, key: str, value: Any) -> Any:
@@ -486,6 +486,29 @@ def _json_value(rt: FormRuntime, key: str, value: Any) -> Any:
                  **{k: p.compiled.to_json(r.get(k)) for k, p in plans.items()}}
                 for r in (value or [])]
     return compiled.to_json(value)
+
+
+class LazyRecordJson(Mapping[str, Any]):
+    """A record's JSON, built on first access: events carry one per change, and
+    most changes (bulk imports) have nobody reading it."""
+
+    def __init__(self, rt: FormRuntime, rec: Mapping[str, Any]) -> None:
+        self._rt, self._rec = rt, rec
+        self._json: dict[str, Any] | None = None
+
+    def _data(self) -> dict[str, Any]:
+        if self._json is None:
+            self._json = _record_json(self._rt, self._rec)
+        return self._json
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data())
+
+    def __len__(self) -> int:
+        return len(self._data())
 
 
 def _record_json(rt: FormRuntime, rec: Mapping[str, Any]) -> dict[str, Any]:
@@ -522,15 +545,15 @@ def _insert(ctx: EngineContext, rt: FormRuntime, data: Mapping[str, Any], *,
     system = {"id": record_id, "created_at": now, "created_by": ctx.actor.id,
               "updated_at": now, "updated_by": ctx.actor.id,
               "owner": owner if owner is not None else ctx.actor.id, "version": 1}
-    ctx.session.execute(rt.table.insert().values(**system, **_column_params(rt, prepared.values)))
+    ctx.session.execute(rt.table.insert(), {**system, **_column_params(rt, prepared.values)})
     _write_children(ctx, rt, record_id, prepared, replace=False)
     rec = {**system, **prepared.values, **prepared.sub_rows, **prepared.multi}
     for key, compiled in rt.fields.items():
         rec.setdefault(key, [] if compiled.kind.storage != "column" else None)
-    rec_json = _record_json(rt, rec)
-    _audit(ctx, rt, record_id, "create",
-           {k: {"new": v} for k, v in rec_json.items()
-            if k not in SYSTEM_COLUMNS and v not in (None, [])}, source)
+    rec_json = LazyRecordJson(rt, rec)
+    # No audit row for a create: who and when are the record's own immutable
+    # created_at/created_by, its values the record itself (every later update
+    # entry keeps the old value). record_history() shows the creation entry.
     events.emit(ctx, app=rt.app, form=rt.key, record_id=record_id, event="created",
                 changed_fields=[k for k in rt.fields if rec.get(k) not in (None, [])],
                 record=rec_json, old=None, source=source)
@@ -592,7 +615,7 @@ def _update(ctx: EngineContext, rt: FormRuntime, record_id: uuid.UUID,
                                                  multi=changed_multi), replace=True)
     new = {**old, **changed_cols, **changed_subs, **changed_multi, "updated_at": now,
            "updated_by": ctx.actor.id, "version": old["version"] + 1}
-    old_json, new_json = _record_json(rt, old), _record_json(rt, new)
+    old_json, new_json = LazyRecordJson(rt, old), LazyRecordJson(rt, new)
     changed = [*changed_cols, *changed_subs, *changed_multi]
     _audit(ctx, rt, record_id, "update",
            {k: {"old": old_json.get(k), "new": new_json.get(k)} for k in changed}, source)
@@ -665,10 +688,11 @@ def _delete(ctx: EngineContext, rt: FormRuntime, record_id: uuid.UUID, *,
     t = rt.table
     ctx.session.execute(t.update().where(t.c.id == record_id).values(
         deleted_at=now, updated_at=now, updated_by=ctx.actor.id, version=old["version"] + 1))
-    old_json = _record_json(rt, old)
+    old_json = LazyRecordJson(rt, old)
     _audit(ctx, rt, record_id, "delete", {}, source)
     events.emit(ctx, app=rt.app, form=rt.key, record_id=record_id, event="deleted",
-                changed_fields=[], record={**old_json, "deleted_at": _iso(now)}, old=old_json,
+                changed_fields=[], record=LazyRecordJson(rt, {**old, "deleted_at": now}),
+                old=old_json,
                 source=source)
     _bump_data_version(ctx, rt)
     _refresh_dependents(ctx, rt, old, None, depth=depth)
@@ -695,7 +719,7 @@ def restore_record(ctx: EngineContext, *, app: str, form: str, record_id: Any,
            "version": old["version"] + 1}
     _audit(ctx, rt, rid, "restore", {}, source)
     events.emit(ctx, app=rt.app, form=rt.key, record_id=rid, event="restored",
-                changed_fields=[], record=_record_json(rt, new), old=None, source=source)
+                changed_fields=[], record=LazyRecordJson(rt, new), old=None, source=source)
     _bump_data_version(ctx, rt)
     _refresh_dependents(ctx, rt, None, new, depth=0)
     return to_json(ctx, rt, [new])[0]
@@ -703,21 +727,34 @@ def restore_record(ctx: EngineContext, *, app: str, form: str, record_id: Any,
 
 # --------------------------------------------------------------------------- rollups
 
+def _rollup_dependents(ctx: EngineContext, rt: FormRuntime
+                       ) -> list[tuple[FormRuntime, fm.RollupField]]:
+    """Rollup fields (of any form of the app) that aggregate records of ``rt``."""
+    out = []
+    for parent in app_runtimes(ctx.session, rt.app).values():
+        for f in parent.form.fields:
+            if isinstance(f, fm.RollupField) and f.source.form == rt.key:
+                out.append((parent, f))
+    return out
+
+
 def _refresh_dependents(ctx: EngineContext, rt: FormRuntime, old: Mapping[str, Any] | None,
                         new: Mapping[str, Any] | None, *, depth: int) -> None:
     """Recompute rollups of other forms that aggregate ``rt`` through a
     relation, for the parent(s) before and after this change."""
+    _refresh_parents(ctx, rt, [r for r in (old, new) if r is not None], depth=depth)
+
+
+def _refresh_parents(ctx: EngineContext, rt: FormRuntime, recs: list[Mapping[str, Any]], *,
+                     depth: int) -> None:
     if depth > MAX_CASCADE_DEPTH:
         return
-    for parent in app_runtimes(ctx.session, rt.app).values():
-        for f in parent.form.fields:
-            if not (isinstance(f, fm.RollupField) and f.source.form == rt.key):
-                continue
-            via = f.source.via
-            assert via is not None
-            parent_ids = {v.get(via) for v in (old, new) if v is not None} - {None}
-            for pid in parent_ids:
-                _recompute_rollup(ctx, parent, f, rt, pid, depth=depth + 1)
+    for parent, f in _rollup_dependents(ctx, rt):
+        via = f.source.via
+        assert via is not None
+        parent_ids = {r.get(via) for r in recs} - {None}
+        for pid in sorted(parent_ids):
+            _recompute_rollup(ctx, parent, f, rt, pid, depth=depth + 1)
 
 
 def rollup_expression(ctx: EngineContext, parent: FormRuntime, f: fm.RollupField,
@@ -838,11 +875,17 @@ def record_history(ctx: EngineContext, *, app: str, form: str, record_id: Any
         .outerjoin(users_table, users_table.c.id == a.c.actor_id)
         .where(a.c.app == app, a.c.form == form, a.c.record_id == rid)
         .order_by(a.c.at.desc(), a.c.id.desc())).mappings()
-    return [{"id": str(r["id"]), "action": r["action"], "at": _iso(r["at"]),
-             "actor_id": _str(r["actor_id"]), "actor_name": r["display_name"],
-             "source": r["source"], "form_version": r["form_version"],
-             "changes": {k: v for k, v in (r["changes"] or {}).items() if k not in hidden}}
-            for r in rows]
+    entries = [{"id": str(r["id"]), "action": r["action"], "at": _iso(r["at"]),
+                "actor_id": _str(r["actor_id"]), "actor_name": r["display_name"],
+                "source": r["source"], "form_version": r["form_version"],
+                "changes": {k: v for k, v in (r["changes"] or {}).items() if k not in hidden}}
+               for r in rows]
+    creator = rec.get("created_by")
+    names = _display(ctx, rt, [{"owner": creator}]) if creator else {}
+    entries.append({"id": None, "action": "create", "at": _iso(rec["created_at"]),
+                    "actor_id": _str(creator), "actor_name": names.get(("user", creator)),
+                    "source": None, "form_version": None, "changes": {}})
+    return entries
 
 
 # --------------------------------------------------------------------------- bulk
@@ -868,8 +911,9 @@ def _prepare_bulk(ctx: EngineContext, rt: FormRuntime, rows: list[Mapping[str, A
     seen_unique: dict[str, dict[Any, int]] = defaultdict(dict)
     unique_keys = [f.key for f in rt.form.fields if f.unique
                    and rt.fields[f.key].kind.storage == "column"]
+    _check_writable_fields(ctx, rt, {k for data in rows if isinstance(data, Mapping)
+                                     for k in data})
     for i, data in enumerate(rows):
-        _check_writable_fields(ctx, rt, data.keys() if isinstance(data, Mapping) else [])
         prepared, outcome = _prepare(ctx, rt, data, old=None, allow_read_only=allow_read_only)
         for e in outcome.errors:
             errors.append(_prefixed(e, i))
@@ -921,45 +965,40 @@ def _insert_many(ctx: EngineContext, rt: FormRuntime, prepared_rows: list[Prepar
         if prepared_rows else {}
     records: list[dict[str, Any]] = []
     params: list[dict[str, Any]] = []
-    column_keys = [k for k, c in rt.fields.items() if c.kind.storage == "column"]
+    column_keys, converters = rt.column_keys, rt.db_converters
+    has_sub_rollups = any(isinstance(f, fm.RollupField) and f.source.sub_table
+                          for f in rt.form.fields)
+    actor_id = ctx.actor.id
     for i, prepared in enumerate(prepared_rows):
         for key, values in numbers.items():
             prepared.values[key] = values[i]
-        _subtable_rollups(rt, prepared, {})
-        record_id = new_id()
-        system = {"id": record_id, "created_at": now, "created_by": ctx.actor.id,
-                  "updated_at": now, "updated_by": ctx.actor.id, "owner": ctx.actor.id,
-                  "version": 1}
-        row = dict(system)
-        for key in column_keys:
-            row[key] = rt.fields[key].kind.to_db(prepared.values.get(key))
+        if has_sub_rollups:
+            _subtable_rollups(rt, prepared, {})
+        values = prepared.values
+        rec = {"id": new_id(), "created_at": now, "created_by": actor_id, "updated_at": now,
+               "updated_by": actor_id, "owner": actor_id, "version": 1}
+        rec.update({k: values.get(k) for k in column_keys})
+        row = dict(rec)
+        for key, convert in converters.items():
+            row[key] = convert(row[key])
         params.append(row)
-        records.append({**system, **{k: prepared.values.get(k) for k in column_keys},
-                        **prepared.sub_rows, **prepared.multi})
+        if prepared.sub_rows or prepared.multi:
+            rec.update(prepared.sub_rows)
+            rec.update(prepared.multi)
+        records.append(rec)
     if params:
         ctx.session.execute(rt.table.insert(), params)
     for rec, prepared in zip(records, prepared_rows, strict=True):
         if prepared.sub_rows or prepared.multi:
             _write_children(ctx, rt, rec["id"], prepared, replace=False)
-    audit_rows, jsons = [], []
-    for rec in records:
-        rec_json = _record_json(rt, rec)
-        jsons.append(rec_json)
-        audit_rows.append({"id": new_id(), "app": rt.app, "form": rt.key,
-                           "record_id": rec["id"], "action": "create",
-                           "changes": {k: {"new": v} for k, v in rec_json.items()
-                                       if k not in SYSTEM_COLUMNS and v not in (None, [])},
-                           "actor_id": ctx.actor.id, "at": now, "source": source,
-                           "form_version": rt.version})
-    if audit_rows:
-        ctx.session.execute(audit_log_table.insert(), audit_rows)
-    for rec, rec_json in zip(records, jsons, strict=True):
-        events.emit(ctx, app=rt.app, form=rt.key, record_id=rec["id"], event="created",
-                    changed_fields=[k for k in rt.fields if rec.get(k) not in (None, [])],
-                    record=rec_json, old=None, source=source)
-        _refresh_dependents(ctx, rt, None, rec, depth=0)
+    events.emit_many(ctx, app=rt.app, form=rt.key, event="created", source=source, items=[
+        (rec["id"], [k for k, v in prepared.values.items() if v is not None]
+         + [k for k in (*prepared.sub_rows, *prepared.multi) if rec.get(k)],
+         LazyRecordJson(rt, rec), None)
+        for rec, prepared in zip(records, prepared_rows, strict=True)])
+    _refresh_parents(ctx, rt, records, depth=0)
     _bump_data_version(ctx, rt)
-    return to_json(ctx, rt, records)
+    return [{"id": str(rec["id"]), "version": 1} for rec in records]
 
 
 def bulk_update(ctx: EngineContext, *, app: str, form: str, items: list[Mapping[str, Any]],

@@ -38,6 +38,16 @@ class FormRuntime:
     validator: RecordValidator
     fields: dict[str, CompiledField] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        kinds = {k: c.kind for k, c in self.fields.items()}
+        self.column_keys: tuple[str, ...] = tuple(
+            k for k, kind in kinds.items() if kind.storage == "column")
+        # Only kinds whose stored form differs from the Python value.
+        from tangram.engines.forms.fieldtypes import FieldKind
+
+        self.db_converters = {k: kinds[k].to_db for k in self.column_keys
+                              if type(kinds[k]).to_db is not FieldKind.to_db}
+
     @property
     def table(self) -> sa.Table:
         return self.tables.table
@@ -101,10 +111,24 @@ def get_runtime(session: Session, app: str, form: str) -> FormRuntime:
     return _runtime_for(session, app, rows[0])
 
 
+_SESSION_KEY = "tangram.app_runtimes"
+
+
 def app_runtimes(session: Session, app: str) -> dict[str, FormRuntime]:
-    """Runtimes of every published form of ``app`` (for relations and rollups)."""
-    return {row.form: _runtime_for(session, app, row) for row in _published_rows(session, app,
-                                                                                  None)}
+    """Runtimes of every published form of ``app`` (for relations and rollups).
+
+    Remembered for the rest of the session (one request or job), so a bulk
+    write does not look them up per record; publishing forgets them."""
+    per_session = session.info.setdefault(_SESSION_KEY, {})
+    if app not in per_session:
+        per_session[app] = {row.form: _runtime_for(session, app, row)
+                            for row in _published_rows(session, app, None)}
+    result: dict[str, FormRuntime] = per_session[app]
+    return result
+
+
+def forget_session_runtimes(session: Session) -> None:
+    session.info.pop(_SESSION_KEY, None)
 
 
 def runtime_at_version(session: Session, app: str, form: str, version: int) -> Form:

@@ -40,12 +40,15 @@ audit_log_table = sa.Table(
 
 # Outbox of record events, written in the transaction of the change. The flow
 # engine (and webhooks) consume it; a crash can neither lose nor invent one.
+# One row per event; a bulk create writes one row naming all its records
+# (``record_ids``), so an import does not double its writes.
 record_events_table = sa.Table(
     "record_events", metadata,
     sa.Column("id", GUID, primary_key=True),
     sa.Column("app", sa.String(63), nullable=False),
     sa.Column("form", sa.String(63), nullable=False),
-    sa.Column("record_id", GUID, nullable=False),
+    sa.Column("record_id", GUID, nullable=True),
+    sa.Column("record_ids", JSONValue, nullable=True),
     sa.Column("event", sa.String(20), nullable=False),  # created updated deleted restored
     sa.Column("changed_fields", JSONValue, nullable=False),
     sa.Column("payload", JSONValue, nullable=False),  # {"record": .., "old": ..}

@@ -48,6 +48,12 @@ class FieldPlan:
     default: Any
     formula: CompiledExpression | None = None
 
+    def __post_init__(self) -> None:
+        # Flattened for the per-record hot loops.
+        self.convert = self.compiled.convert
+        self.checks = tuple(self.compiled.checks)
+        self.reference = self.compiled.reference
+
 
 @dataclass
 class RulePlan:
@@ -170,6 +176,14 @@ class RecordValidator:
                     rules=_plan_rules(f.rules, f"{where}.rules", errors),
                     formulas=_formula_order(sub_plans, where, errors))
         self.formulas = _formula_order(self.fields, "$.fields", errors)
+        # Only fields with a condition or a required flag need the conditions
+        # pass; most fields of a typical form have neither (hot path).
+        self._conditional = {k: p for k, p in self.fields.items()
+                             if p.visible_when or p.required_when or p.required}
+        self._sub_keys = frozenset(self.sub_tables)
+        self._defaulted = [(k, p) for k, p in self.fields.items()
+                           if p.formula is None and k not in self._sub_keys
+                           and (p.default is not None or p.default_expr is not None)]
         self.rules = _plan_rules(form.rules, "$.rules", errors)
         self._check_rule_fields(errors)
         if errors:
@@ -197,34 +211,42 @@ class RecordValidator:
         errors: list[ErrorItem] = []
         out = Outcome(values={}, errors=errors)
         creating = old is None
-        merged: dict[str, Any] = dict(old or {})
+        merged: dict[str, Any] = dict(old) if old else {}
         given: set[str] = set()
+        fields, sub_keys = self.fields, self._sub_keys
 
+        # This loop and the checks loop below run for every field of every
+        # record written (imports: millions); keep them free of calls that are
+        # not needed.
         for key, raw in data.items():
-            plan = self.fields.get(key)
+            plan = fields.get(key)
             if plan is None:
                 errors.append(self._error(key, "unknown_field", language, field=key))
                 continue
             if plan.read_only and not allow_read_only:
                 errors.append(self._error(key, "read_only", language, label=plan.label))
                 continue
-            if plan.compiled.definition.type == "sub_table":  # type: ignore[attr-defined]
+            given.add(key)
+            if key in sub_keys:
                 rows = self._validate_rows(key, raw, merged, old, user, eval_context,
                                            language, out)
-                merged[key] = rows
-                out.sub_rows[key] = rows
-                given.add(key)
+                merged[key] = out.sub_rows[key] = rows
                 continue
-            value = self._convert(key, key, plan, raw, language, errors)
-            merged[key] = value
-            given.add(key)
+            if raw is None or raw == "" or (raw.__class__ in (list, dict) and not raw):
+                merged[key] = None
+                continue
+            try:
+                merged[key] = plan.convert(raw)
+            except FieldProblem as exc:
+                merged[key] = None
+                params = {"expected": plan.compiled.kind.expected, **exc.params}
+                errors.append(self._error(key, exc.code, language, label=plan.label, **params))
 
         if creating:
-            for key, plan in self.fields.items():
-                if key in given or plan.formula is not None:
-                    continue
-                if plan.compiled.definition.type == "sub_table":  # type: ignore[attr-defined]
-                    merged.setdefault(key, [])
+            for key in self._sub_keys:
+                merged.setdefault(key, [])
+            for key, plan in self._defaulted:
+                if key in given:
                     continue
                 value = self._default(key, plan, merged, old, user, eval_context, language,
                                       errors)
@@ -233,22 +255,30 @@ class RecordValidator:
                     given.add(key)
 
         variables = {"record": merged, "old": old, "user": user}
-        self._conditions(self.fields, merged, given, variables, "", eval_context, language,
-                         errors, creating)
+        if self._conditional:
+            self._conditions(self._conditional, merged, given, variables, "", eval_context,
+                             language, errors, creating)
         for key in self.formulas:
-            value = self._formula(key, self.fields[key], variables, eval_context, language,
-                                  errors)
+            value = self._formula(key, fields[key], variables, eval_context, language, errors)
             if creating or merged.get(key) != value:
                 merged[key] = value
                 given.add(key)
         for key in given:
-            plan = self.fields[key]
             value = merged.get(key)
-            if plan.compiled.definition.type == "sub_table":  # type: ignore[attr-defined]
+            if value is None or key in sub_keys:
                 continue
-            if value is not None and not plan.compiled.kind.is_empty(value):
-                self._run_checks(key, plan, value, language, errors, out)
-        self._rules(self.rules, variables, "", eval_context, language, errors)
+            plan = fields[key]
+            for check in plan.checks:
+                problem = check(value)
+                if problem is not None:
+                    errors.append(self._error(key, problem[0], language, label=plan.label,
+                                              **problem[1]))
+                    break
+            else:
+                if plan.reference is not None:
+                    self._collect_reference(key, plan, value, out)
+        if self.rules:
+            self._rules(self.rules, variables, "", eval_context, language, errors)
         out.values = {k: merged.get(k) for k in given}
         return out
 
@@ -259,30 +289,33 @@ class RecordValidator:
 
     def _convert(self, path: str, key: str, plan: FieldPlan, raw: Any, language: str,
                  errors: list[ErrorItem]) -> Any:
-        kind = plan.compiled.kind
-        if raw is None or raw == "" or (isinstance(raw, (list, dict)) and not raw):
+        if raw is None or raw == "" or raw == [] or raw == {}:
             return None
         try:
             return plan.compiled.convert(raw)
         except FieldProblem as exc:
+            kind = plan.compiled.kind
             params = {"expected": kind.expected, **exc.params}
             errors.append(self._error(path, exc.code, language, label=plan.label, **params))
             return None
 
     def _run_checks(self, path: str, plan: FieldPlan, value: Any, language: str,
                     errors: list[ErrorItem], out: Outcome) -> None:
-        for check in plan.compiled.checks:
+        for check in plan.checks:
             problem = check(value)
             if problem is not None:
                 code, params = problem
                 errors.append(self._error(path, code, language, label=plan.label, **params))
                 return
-        ref = plan.compiled.reference
-        if ref is not None:
-            ids = value if isinstance(value, list) else [value]
-            bucket = out.references.setdefault(ref, {})
-            for ident in ids:
-                bucket.setdefault(ident, []).append(path)
+        if plan.reference is not None:
+            self._collect_reference(path, plan, value, out)
+
+    @staticmethod
+    def _collect_reference(path: str, plan: FieldPlan, value: Any, out: Outcome) -> None:
+        ids = value if isinstance(value, list) else [value]
+        bucket = out.references.setdefault(plan.reference, {})
+        for ident in ids:
+            bucket.setdefault(ident, []).append(path)
 
     def _eval(self, expr: CompiledExpression, variables: Mapping[str, Any], path: str,
               label: dict[str, str], ctx: EvalContext, language: str,

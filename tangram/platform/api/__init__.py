@@ -2,7 +2,20 @@
 
 from fastapi import APIRouter
 
-from tangram.platform.api import apps, auth, catalog, docs, files, health, meta, records
+from tangram.platform.api import (
+    apps,
+    auth,
+    catalog,
+    docs,
+    files,
+    health,
+    meta,
+    org,
+    records,
+    roles,
+    sharing,
+    tokens,
+)
 
 ROUTERS: list[APIRouter] = [
     health.router,
@@ -10,7 +23,11 @@ ROUTERS: list[APIRouter] = [
     meta.router,
     catalog.router,
     apps.router,
+    sharing.router,
     records.router,
+    roles.router,
+    org.router,
+    tokens.router,
     files.router,
     docs.router,
 ]

@@ -9,10 +9,10 @@ from pydantic import BaseModel, Field
 
 from tangram.engines.forms import publish
 from tangram.engines.forms.registry import get_runtime
-from tangram.errors import NotFound
+from tangram.errors import NotFound, PermissionDenied
 from tangram.metamodel import storage
 from tangram.metamodel.forms import App
-from tangram.platform.deps import AdminActor, ContextDep
+from tangram.platform.deps import AdminActor, BuilderActor, ContextDep
 
 router = APIRouter(prefix="/api/apps", tags=["apps"])
 
@@ -34,7 +34,7 @@ def get_app(app: str, ctx: ContextDep) -> dict[str, Any]:
 
 
 @router.put("/{app}")
-def update_app(app: str, body: App, ctx: ContextDep, _admin: AdminActor) -> dict[str, Any]:
+def update_app(app: str, body: App, ctx: ContextDep, _builder: BuilderActor) -> dict[str, Any]:
     if body.key != app:
         raise NotFound(f"body key {body.key!r} does not match app {app!r}")
     storage.update_app(ctx.session, app=body, now=ctx.now())
@@ -63,7 +63,7 @@ def get_form(app: str, form: str, ctx: ContextDep) -> dict[str, Any]:
         try:
             ctx.policy.check_form_action(ctx.actor, app, form, action)  # type: ignore[arg-type]
             actions.append(action)
-        except Exception:  # noqa: BLE001 - any refusal means "not allowed"
+        except PermissionDenied:
             continue
     return {"app": app, "key": form, "version": rt.version, "definition": definition,
             "field_access": {f["key"]: access.get(f["key"], "editable")
@@ -76,14 +76,14 @@ class DraftBody(BaseModel):
 
 
 @router.get("/{app}/forms/{form}/draft")
-def get_draft(app: str, form: str, ctx: ContextDep, _admin: AdminActor) -> dict[str, Any]:
+def get_draft(app: str, form: str, ctx: ContextDep, _builder: BuilderActor) -> dict[str, Any]:
     d = storage.get_definition(ctx.session, app=app, kind="form", key=form)
     return {"key": form, "draft": d.draft, "latest_version": d.latest_version}
 
 
 @router.put("/{app}/forms/{form}/draft")
 def save_draft(app: str, form: str, body: DraftBody, ctx: ContextDep,
-               _admin: AdminActor) -> dict[str, Any]:
+               _builder: BuilderActor) -> dict[str, Any]:
     return publish.save_form_draft(ctx, app=app, key=form, body=body.definition)
 
 
@@ -96,7 +96,7 @@ class PublishBody(BaseModel):
 
 @router.post("/{app}/forms/{form}/publish")
 def publish_form(app: str, form: str, body: PublishBody, ctx: ContextDep,
-                 _admin: AdminActor) -> dict[str, Any]:
+                 _builder: BuilderActor) -> dict[str, Any]:
     return publish.publish_form(ctx, app=app, key=form, dry_run=body.dry_run,
                                 confirm_destructive=body.confirm_destructive, note=body.note)
 
@@ -115,7 +115,7 @@ def get_version(app: str, form: str, version: int, ctx: ContextDep) -> dict[str,
 
 @router.post("/{app}/forms/{form}/fields/{field_id}/purge")
 def purge_field(app: str, form: str, field_id: str, ctx: ContextDep,
-                _admin: AdminActor) -> dict[str, Any]:
+                _builder: BuilderActor) -> dict[str, Any]:
     """Drop the kept data of a removed field for good."""
     rows = publish.purge_field(ctx, app=app, form=form, field_id=field_id)
     return {"purged": field_id, "rows_with_data": rows}

@@ -17,10 +17,12 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 
 from tangram.platform.auth.service import (
+    InvalidCredentials,
     SessionKind,
     UserAccount,
     authenticate,
     issue_session,
+    normalize_username,
     revoke_session,
 )
 from tangram.platform.deps import (
@@ -31,7 +33,14 @@ from tangram.platform.deps import (
     SettingsDep,
     request_language,
 )
+from tangram.platform.permissions import lockout
 from tangram.settings import Settings
+
+
+def lockout_rules(settings: Settings) -> lockout.LockoutRules:
+    return lockout.LockoutRules(max_failures=settings.login_max_failures,
+                                window=timedelta(minutes=settings.login_lockout_minutes),
+                                lock_for=timedelta(minutes=settings.login_lockout_minutes))
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
@@ -121,7 +130,9 @@ async def read_login(request: Request) -> _Login:
 @router.post(
     "/login", response_model=LoginResult,
     responses={401: {"description": "Wrong username or password (code invalid_credentials)"
-                     " or a disabled account (code account_disabled)."}},
+                     " or a disabled account (code account_disabled)."},
+               429: {"description": "Too many failed sign-ins for this username (code "
+                     "rate_limited, Retry-After header)."}},
     openapi_extra={"requestBody": {"required": True, "content": {
         "application/x-www-form-urlencoded": {"schema": _LOGIN_BODY_SCHEMA},
         "application/json": {"schema": _LOGIN_BODY_SCHEMA},
@@ -129,9 +140,19 @@ async def read_login(request: Request) -> _Login:
 )
 def login(login: Annotated[_Login, Depends(read_login)], request: Request, response: Response,
           session: SessionDep, settings: SettingsDep, clock: ClockDep) -> LoginResult:
-    user = authenticate(session, username=login.credentials.username,
-                        password=login.credentials.password, clock=clock,
-                        language=request_language(request, settings))
+    username, now = normalize_username(login.credentials.username), clock.now()
+    lockout.check_not_locked(session, username=username, now=now)
+    try:
+        user = authenticate(session, username=login.credentials.username,
+                            password=login.credentials.password, clock=clock,
+                            language=request_language(request, settings))
+    except InvalidCredentials:
+        lockout.record_failure(session, username=username, now=now,
+                               rules=lockout_rules(settings))
+        # The count must outlive this failing request (whose session rolls back).
+        session.commit()
+        raise
+    lockout.record_success(session, username=username)
     issued = issue_session(session, user_id=user.id, kind=login.kind,
                            lifetime=timedelta(hours=settings.session_hours), clock=clock,
                            user_agent=request.headers.get("user-agent"))

@@ -28,7 +28,7 @@ from tangram.db import new_id
 from tangram.engines.context import Actor
 from tangram.engines.directory import departments_table, user_departments_table, users_table
 from tangram.errors import Conflict, ErrorItem, NotAuthenticated, NotFound, ValidationFailed
-from tangram.platform.auth import passwords
+from tangram.platform.auth import password_policy, passwords
 from tangram.platform.auth.messages import text
 from tangram.platform.auth.tables import auth_sessions_table
 
@@ -36,8 +36,8 @@ SessionKind = Literal["browser", "bearer"]
 
 LANGUAGES = ("zh", "en")
 USERNAME_PATTERN = re.compile(r"^[\w.@+-]{1,100}$")
-MIN_PASSWORD_LENGTH = 8
-MAX_PASSWORD_LENGTH = 1024
+MIN_PASSWORD_LENGTH = password_policy.MIN_LENGTH
+MAX_PASSWORD_LENGTH = password_policy.MAX_LENGTH
 # A session's last_seen_at is refreshed at most this often, so that ordinary
 # requests do not each write a row.
 LAST_SEEN_RESOLUTION = timedelta(minutes=1)
@@ -145,10 +145,9 @@ def _check_new_user(*, username: str, password: str, language: str, timezone: st
         errors.append(ErrorItem(
             code="pattern", field="username",
             message="use 1 to 100 letters, digits or the characters . _ @ + -"))
-    if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
-        errors.append(ErrorItem(
-            code="length", field="password",
-            message=f"use {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters"))
+    for code, problem in password_policy.problems(username, password):
+        errors.append(ErrorItem(code=f"password_{code}" if code != "length" else code,
+                                field="password", message=problem))
     if language not in LANGUAGES:
         errors.append(ErrorItem(code="options", field="language",
                                 message=f"use one of: {', '.join(LANGUAGES)}"))

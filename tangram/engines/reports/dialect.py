@@ -1,0 +1,261 @@
+"""The only dialect-specific SQL of the report engine.
+
+Each construct here has one PostgreSQL and one SQLite rendering; the compiler
+builds them and never asks which database it talks to. Tests assert both
+renderings without a database (``tests/unit/test_report_compile.py``).
+
+- :class:`DateBucket` — first day of the day / ISO week / month / quarter /
+  year of a date or of a UTC date-time seen in the organization's time zone.
+- :class:`ShiftPeriod` — a bucket's first day moved by whole periods.
+- :class:`BinIndex` — ``floor((value - origin) / width)``, exact (no floats).
+- :class:`AsFloat` — a number as a binary float, for ratios and shares.
+- :class:`Median` — ``percentile_cont(0.5)``; PostgreSQL only (see
+  :data:`CAPABILITIES`).
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+
+# Features a dialect may lack; the compiler refuses a report needing one.
+CAPABILITIES: dict[str, frozenset[str]] = {
+    "postgresql": frozenset({"median"}),
+    "sqlite": frozenset(),
+}
+
+
+def supports(dialect_name: str, feature: str) -> bool:
+    return feature in CAPABILITIES.get(dialect_name, frozenset())
+
+
+class _Construct(sa.ColumnElement[Any]):
+    inherit_cache = False  # rendered with bound parameters made at compile time
+
+    def __init__(self, expr: sa.ColumnElement[Any]) -> None:
+        self.expr = expr
+
+    @property
+    def _from_objects(self) -> list[Any]:  # type: ignore[override]
+        return self.expr._from_objects
+
+    def get_children(self, **kw: Any) -> list[Any]:  # type: ignore[override]
+        return [self.expr]
+
+    def _copy_internals(self, clone: Any = None, **kw: Any) -> None:  # type: ignore[override]
+        if clone is not None:
+            self.expr = clone(self.expr, **kw)
+
+
+# --------------------------------------------------------------------------- date buckets
+
+class DateBucket(_Construct):
+    """First local day of the period holding ``expr``. ``timezone`` is given for
+    UTC date-times (converted to local time first), None for plain dates."""
+
+    type = sa.Date()
+
+    def __init__(self, expr: sa.ColumnElement[Any], unit: str, timezone: str | None) -> None:
+        super().__init__(expr)
+        self.unit = unit
+        self.timezone = timezone
+
+
+@compiles(DateBucket, "postgresql")
+def _bucket_pg(element: DateBucket, compiler: SQLCompiler, **kw: Any) -> str:
+    value: sa.ColumnElement[Any] = element.expr
+    if element.timezone is not None:
+        # timezone(zone, timestamptz) is the local wall-clock time (DST-aware).
+        value = sa.func.timezone(sa.literal(element.timezone, sa.Text), value)
+    truncated = sa.func.date_trunc(sa.literal(element.unit, sa.Text), value)
+    return compiler.process(sa.cast(truncated, sa.Date), **kw)
+
+
+@compiles(DateBucket, "sqlite")
+@compiles(DateBucket)
+def _bucket_sqlite(element: DateBucket, compiler: SQLCompiler, **kw: Any) -> str:
+    local: sa.ColumnElement[Any] = element.expr
+    if element.timezone is not None:
+        local = sa.func.datetime(element.expr, _sqlite_offset(element.expr, element.timezone))
+    modifiers: list[Any] = {
+        "day": [],
+        "week": ["-6 days", "weekday 1"],  # the Monday on or before the day (ISO)
+        "month": ["start of month"],
+        "year": ["start of year"],
+    }.get(element.unit, ["start of month"])
+    args: list[Any] = [sa.literal(m, sa.Text) for m in modifiers]
+    if element.unit == "quarter":
+        month = sa.cast(sa.func.strftime("%m", local), sa.Integer)
+        args.append(sa.func.printf("-%d months", (month - 1) % 3))
+    return compiler.process(sa.func.date(local, *args), **kw)
+
+
+def _sqlite_offset(expr: sa.ColumnElement[Any], timezone: str) -> sa.ColumnElement[Any]:
+    """SQLite modifier text ('+480 minutes') of the zone's offset at ``expr``
+    (a naive UTC text); a CASE over the zone's transitions when it has DST."""
+    periods = utc_offsets(timezone)
+    if len(periods) == 1:
+        return sa.literal(_modifier(periods[0][1]), sa.Text)
+    whens = [(expr < sa.literal(start.strftime("%Y-%m-%d %H:%M:%S"), sa.Text),
+              sa.literal(_modifier(before), sa.Text))
+             for (start, _), (_, before) in zip(periods[1:], periods, strict=False)]
+    return sa.case(*whens, else_=sa.literal(_modifier(periods[-1][1]), sa.Text))
+
+
+def _modifier(minutes: int) -> str:
+    return f"{minutes:+d} minutes"
+
+
+@functools.lru_cache(maxsize=64)
+def utc_offsets(timezone: str) -> tuple[tuple[datetime, int], ...]:
+    """(UTC start, offset in minutes) of each period of constant offset from
+    1970 to 2100, found day by day then hour by hour (cached per zone)."""
+    zone = ZoneInfo(timezone)
+
+    def offset(at: datetime) -> int:
+        delta = at.astimezone(zone).utcoffset() or timedelta(0)
+        return int(delta.total_seconds() // 60)
+
+    start = datetime(1970, 1, 1, tzinfo=UTC)
+    periods = [(start.replace(tzinfo=None), offset(start))]
+    day = start
+    end = datetime(2100, 1, 1, tzinfo=UTC)
+    while day < end:
+        nxt = day + timedelta(days=1)
+        if offset(nxt) != periods[-1][1]:
+            at = day
+            while offset(at) == periods[-1][1]:
+                at += timedelta(minutes=15)
+            periods.append((at.replace(tzinfo=None), offset(at)))
+        day = nxt
+    # Zones without a change since 2000 (Asia/Shanghai: since 1991) render
+    # as one fixed offset; older data there is shifted by the current offset.
+    if not any(p[0] >= datetime(2000, 1, 1) for p in periods[1:]):
+        return (periods[-1],)
+    return tuple(periods)
+
+
+# --------------------------------------------------------------------------- period shift
+
+_SHIFT_PG = {"day": "1 day", "week": "7 days", "month": "1 month", "quarter": "3 months",
+             "year": "1 year"}
+_SHIFT_SQLITE = {"day": (1, "days"), "week": (7, "days"), "month": (1, "months"),
+                 "quarter": (3, "months"), "year": (1, "years")}
+
+
+class ShiftPeriod(_Construct):
+    """``expr`` (a bucket's first day) moved by ``periods`` whole periods."""
+
+    type = sa.Date()
+
+    def __init__(self, expr: sa.ColumnElement[Any], unit: str, periods: int) -> None:
+        super().__init__(expr)
+        self.unit = unit
+        self.periods = periods
+
+
+@compiles(ShiftPeriod, "postgresql")
+def _shift_pg(element: ShiftPeriod, compiler: SQLCompiler, **kw: Any) -> str:
+    interval = sa.cast(sa.literal(_SHIFT_PG[element.unit], sa.Text), sa.Interval)
+    moved = element.expr + interval * element.periods
+    return compiler.process(sa.cast(moved, sa.Date), **kw)
+
+
+@compiles(ShiftPeriod, "sqlite")
+@compiles(ShiftPeriod)
+def _shift_sqlite(element: ShiftPeriod, compiler: SQLCompiler, **kw: Any) -> str:
+    n, unit = _SHIFT_SQLITE[element.unit]
+    modifier = sa.literal(f"{n * element.periods:+d} {unit}", sa.Text)
+    return compiler.process(sa.func.date(element.expr, modifier), **kw)
+
+
+# --------------------------------------------------------------------------- numbers
+
+class BinIndex(_Construct):
+    """``floor((value - origin) / width)`` as an integer, computed exactly.
+
+    ``scale`` is the number of decimals of the column's exact-decimal type (0
+    for integers): on SQLite such columns hold scaled integers (see
+    ``tangram.db.types.ExactDecimal``), so the bin is integer arithmetic there."""
+
+    type = sa.BigInteger()
+
+    def __init__(self, expr: sa.ColumnElement[Any], *, origin: Decimal, width: Decimal,
+                 scale: int) -> None:
+        super().__init__(expr)
+        self.origin = origin
+        self.width = width
+        self.scale = scale
+
+
+@compiles(BinIndex, "postgresql")
+def _bin_pg(element: BinIndex, compiler: SQLCompiler, **kw: Any) -> str:
+    origin = sa.literal(element.origin, sa.Numeric())
+    width = sa.literal(element.width, sa.Numeric())
+    value = sa.cast(element.expr, sa.Numeric())
+    return compiler.process(sa.cast(sa.func.floor((value - origin) / width), sa.BigInteger),
+                            **kw)
+
+
+@compiles(BinIndex, "sqlite")
+@compiles(BinIndex)
+def _bin_sqlite(element: BinIndex, compiler: SQLCompiler, **kw: Any) -> str:
+    factor = Decimal(10) ** element.scale
+    a = element.expr - sa.literal(int(element.origin * factor), sa.BigInteger)
+    b = sa.literal(int(element.width * factor), sa.BigInteger)
+    # SQLite's integer division truncates toward zero; floor for negatives.
+    floor = sa.case((a >= 0, a / b), else_=-((-a + b - 1) / b))
+    return compiler.process(floor, **kw)
+
+
+class AsFloat(_Construct):
+    """A number as a binary float (``scale`` as for :class:`BinIndex`)."""
+
+    type = sa.Float()
+
+    def __init__(self, expr: sa.ColumnElement[Any], scale: int) -> None:
+        super().__init__(expr)
+        self.scale = scale
+
+
+@compiles(AsFloat, "postgresql")
+def _float_pg(element: AsFloat, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(sa.cast(element.expr, sa.Double()), **kw)
+
+
+@compiles(AsFloat, "sqlite")
+@compiles(AsFloat)
+def _float_sqlite(element: AsFloat, compiler: SQLCompiler, **kw: Any) -> str:
+    value = sa.cast(element.expr, sa.Float())
+    if element.scale:
+        value = value / sa.literal(float(10 ** element.scale), sa.Float())
+    return compiler.process(value, **kw)
+
+
+class Median(_Construct):
+    """The continuous median (interpolated between the two middle values)."""
+
+    type = sa.Float()
+
+    def __init__(self, expr: sa.ColumnElement[Any], scale: int) -> None:
+        super().__init__(expr)
+        self.scale = scale
+
+
+@compiles(Median, "postgresql")
+def _median_pg(element: Median, compiler: SQLCompiler, **kw: Any) -> str:
+    value = sa.cast(element.expr, sa.Double())
+    return compiler.process(sa.func.percentile_cont(0.5).within_group(value), **kw)
+
+
+@compiles(Median)
+def _median_other(element: Median, compiler: SQLCompiler, **kw: Any) -> str:
+    # The compiler refuses median where CAPABILITIES lacks it, before this.
+    raise sa.exc.CompileError("median needs PostgreSQL (percentile_cont)")

@@ -1,0 +1,143 @@
+"""Report parameters: values the viewer changes, substituted into the filter.
+
+A filter value ``{"$param": "owner"}`` is replaced by the parameter's value
+(the viewer's, else the declared default). A condition whose parameter has
+no value is left out — an empty "owner" parameter means every owner. The
+filter compiler then checks the value against the field like any other.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from tangram.engines.context import Actor
+from tangram.engines.forms.date_ranges import resolve_date_range
+from tangram.errors import ErrorItem, ValidationFailed
+from tangram.metamodel.reports import Parameter
+
+MAX_TEXT = 1000
+
+
+class ParameterInvalid(ValidationFailed):
+    """A report parameter value is not valid; ``errors`` name the parameter."""
+
+    code = "parameter_invalid"
+
+
+def _check(p: Parameter, value: Any, actor: Actor, today: date) -> Any:
+    """A problem message, or the value to substitute."""
+    if p.type == "date_range":
+        if isinstance(value, list):
+            if len(value) != 2 or not all(isinstance(v, str) for v in value):
+                raise ValueError("a date range is [from, to] as YYYY-MM-DD texts or a relative "
+                                 "range such as \"this_month\"")
+            for v in value:
+                date.fromisoformat(v)
+            return value
+        resolve_date_range(value, today=today)
+        return value
+    if p.type == "user" and value == "me":
+        if actor.id is None:
+            raise ValueError("\"me\" needs a signed-in viewer")
+        return str(actor.id)
+    if p.type in ("user", "department"):
+        return str(uuid.UUID(str(value)))
+    if p.type == "number":
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ValueError("a number is given as a string such as \"100000\"")
+        Decimal(str(value))
+        return str(value)
+    if p.type == "date":
+        date.fromisoformat(str(value))
+        return str(value)
+    if not isinstance(value, str) or len(value) > MAX_TEXT:
+        raise ValueError(f"a text of at most {MAX_TEXT} characters is expected")
+    return value
+
+
+def resolve_parameters(declared: list[Parameter], given: Mapping[str, Any] | None, *,
+                       actor: Actor, today: date) -> dict[str, Any]:
+    """Effective values by key (None: no value). Unknown keys and bad values are
+    refused, each error naming the parameter."""
+    given = dict(given or {})
+    by_key = {p.key: p for p in declared}
+    errors: list[ErrorItem] = []
+    for key in given:
+        if key not in by_key:
+            errors.append(ErrorItem(code="unknown_parameter", field=f"parameters.{key}",
+                                    message=f"the report has no parameter {key!r}; "
+                                    f"parameters: {', '.join(by_key) or 'none'}"))
+    values: dict[str, Any] = {}
+    for p in declared:
+        raw = given.get(p.key, p.default)
+        if raw is None or raw == [] or raw == "":
+            if p.required:
+                errors.append(ErrorItem(code="required", field=f"parameters.{p.key}",
+                                        message=f"parameter {p.key!r} needs a value"))
+            values[p.key] = None
+            continue
+        try:
+            if p.multiple and p.type != "date_range":
+                if not isinstance(raw, list) or len(raw) > 1000:
+                    raise ValueError("a list of at most 1000 values is expected")
+                values[p.key] = [_check(p, v, actor, today) for v in raw]
+            else:
+                values[p.key] = _check(p, raw, actor, today)
+        except (ValueError, TypeError, InvalidOperation) as exc:
+            errors.append(ErrorItem(code="invalid_value", field=f"parameters.{p.key}",
+                                    message=f"parameter {p.key!r} ({p.type}): {exc}"))
+    if errors:
+        raise ParameterInvalid(errors, f"invalid parameters: {errors[0].message}")
+    return values
+
+
+def substitute(spec: Any, values: Mapping[str, Any]) -> Any:
+    """The filter with parameter references replaced; conditions whose parameter
+    has no value become ``{}`` (no condition)."""
+    if isinstance(spec, list):
+        return [substitute(s, values) for s in spec]
+    if not isinstance(spec, dict):
+        return spec
+    value = spec.get("value")
+    if "field" in spec and isinstance(value, dict) and set(value) == {"$param"}:
+        key = value["$param"]
+        if not isinstance(key, str) or key not in values:
+            return spec  # left for validation to report (see referenced_parameters)
+        if values[key] is None:
+            return {}
+        return {**spec, "value": values[key]}
+    return {k: substitute(v, values) for k, v in spec.items()}
+
+
+def referenced_parameters(spec: Any, at: str = "$") -> list[tuple[str, Any]]:
+    """(JSON path, referenced key) of every ``{"$param": …}`` in a filter."""
+    out: list[tuple[str, Any]] = []
+    if isinstance(spec, list):
+        for i, s in enumerate(spec):
+            out.extend(referenced_parameters(s, f"{at}[{i}]"))
+    elif isinstance(spec, dict):
+        if set(spec) == {"$param"}:
+            out.append((at, spec["$param"]))
+        else:
+            for k, v in spec.items():
+                out.extend(referenced_parameters(v, f"{at}.{k}"))
+    return out
+
+
+def filter_fields(spec: Any) -> list[str]:
+    """Every field path a filter names (for permission checks)."""
+    out: list[str] = []
+    if isinstance(spec, list):
+        for s in spec:
+            out.extend(filter_fields(s))
+    elif isinstance(spec, dict):
+        if isinstance(spec.get("field"), str):
+            out.append(spec["field"])
+        for k, v in spec.items():
+            if k != "field":
+                out.extend(filter_fields(v))
+    return out

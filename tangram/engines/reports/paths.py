@@ -1,0 +1,158 @@
+"""Field paths of reports: ``amount``, ``account.industry``, ``lines.amount``,
+``contacts.age`` — resolved against the published forms of the app.
+
+A path follows relation fields (to-one: joined, never duplicating rows) and at
+most one to-many link: a sub-table or a multi-relation field. A to-many path
+is only allowed inside a measure, where the engine pre-aggregates it per
+record. A path is refused when it is too long or cyclic (follows the same
+relation field twice).
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import sqlalchemy as sa
+
+from tangram.engines.forms.fieldtypes import FIELD_KINDS, FieldKind
+from tangram.engines.forms.tables import FormTables
+from tangram.engines.reports.registry import value_class
+from tangram.metamodel import fields as fm
+
+MAX_HOPS = 4  # links in one path
+
+_SYSTEM_LABELS = {
+    "id": {"zh": "记录ID", "en": "Record id"},
+    "created_at": {"zh": "创建时间", "en": "Created at"},
+    "updated_at": {"zh": "更新时间", "en": "Updated at"},
+    "created_by": {"zh": "创建人", "en": "Created by"},
+    "updated_by": {"zh": "更新人", "en": "Updated by"},
+    "owner": {"zh": "负责人", "en": "Owner"},
+}
+
+
+@functools.lru_cache(maxsize=256)
+def system_fields(form_key: str) -> dict[str, fm.FieldBase]:
+    """The system columns of a record table, described as fields."""
+    models: dict[str, type[fm.FieldBase]] = {
+        "id": fm.RelationField, "created_at": fm.DateTimeField, "updated_at": fm.DateTimeField,
+        "created_by": fm.UserField, "updated_by": fm.UserField, "owner": fm.UserField}
+    return {key: model.model_validate({"key": key, "label": _SYSTEM_LABELS[key],
+                                       **({"target": form_key} if key == "id" else {})})
+            for key, model in models.items()}
+
+
+class PathProblem(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Step:
+    """One link of a path."""
+
+    kind: Literal["one", "child", "join"]
+    link: str  # the column (field key) followed on the previous table
+    access: tuple[str, str]  # (form, field key) field permissions name for the link
+    table: sa.Table  # what the link reaches: a form table or a child table
+    tables: FormTables  # the form reached (for "child": the parent form)
+
+
+@dataclass(frozen=True)
+class FieldRef:
+    path: str
+    steps: tuple[Step, ...]
+    field: fm.FieldBase
+    kind: FieldKind
+    value_class: str
+    owner_form: str  # form holding the field (a sub-table's fields: the parent form)
+    access_key: str  # the key field permissions name (a sub-table field: the sub-table)
+
+    @property
+    def to_many_at(self) -> int | None:
+        for i, step in enumerate(self.steps):
+            if step.kind != "one":
+                return i
+        return None
+
+    def fields_touched(self) -> list[tuple[str, str]]:
+        """(form, field key) of every link and of the field: all must be readable."""
+        return [s.access for s in self.steps] + [(self.owner_form, self.access_key)]
+
+
+class PathResolver:
+    def __init__(self, root: FormTables, resolve: Callable[[str], FormTables]) -> None:
+        self.root = root
+        self._resolve = resolve
+
+    def _target(self, key: str) -> FormTables:
+        try:
+            return self._resolve(key)
+        except (LookupError, Exception) as exc:  # noqa: BLE001 - any lookup failure
+            raise PathProblem("form_not_found", f"the related form {key!r} is not available "
+                              f"(not published?): {exc}") from None
+
+    def resolve(self, path: str) -> FieldRef:
+        parts = path.split(".")
+        if len(parts) > MAX_HOPS + 1:
+            raise PathProblem("too_deep", f"path {path!r} follows {len(parts) - 1} links; at "
+                              f"most {MAX_HOPS} allowed")
+        steps: list[Step] = []
+        current = self.root
+        fields = _form_fields(current)
+        owner, sub_key = current.form.key, None
+        seen: set[tuple[str, str | None, str]] = set()
+        for i, part in enumerate(parts):
+            f = fields.get(part)
+            if f is None:
+                where = (f"sub-table {sub_key!r} of form {owner!r}" if sub_key
+                         else f"form {owner!r}")
+                raise PathProblem("unknown_field", _unknown(part, where, list(fields)))
+            access = (owner, sub_key or part)
+            if i == len(parts) - 1:
+                kind = FIELD_KINDS[f.type]  # type: ignore[attr-defined]
+                return FieldRef(path=path, steps=tuple(steps), field=f, kind=kind,
+                                value_class=value_class(kind.name, f), owner_form=owner,
+                                access_key=access[1])
+            if (owner, sub_key, part) in seen:
+                raise PathProblem("cyclic_path", f"path {path!r} follows "
+                                  f"{owner}.{part} twice")
+            seen.add((owner, sub_key, part))
+            if isinstance(f, fm.SubTableField) and sub_key is None:
+                steps.append(Step("child", part, access, current.children[part], current))
+                fields = {g.key: g for g in f.fields}
+                sub_key = part
+            elif isinstance(f, (fm.MultiRelationField, fm.RelationField)) and part != "id":
+                target = self._target(f.target)
+                kind_of = "join" if isinstance(f, fm.MultiRelationField) else "one"
+                steps.append(Step(kind_of, part, access, target.table, target))
+                current, owner, sub_key = target, target.form.key, None
+                fields = _form_fields(current)
+            else:
+                raise PathProblem("not_a_relation", f"cannot follow {'.'.join(parts[:i + 1])!r}"
+                                  f" into {parts[i + 1]!r}: it is a "
+                                  f"{getattr(f, 'type', '?')} field, and only relation, "
+                                  "multi-relation and sub-table fields lead on")
+            if sum(1 for s in steps if s.kind != "one") > 1:
+                raise PathProblem("nested_to_many", f"path {path!r} follows two to-many links "
+                                  "(sub-tables or multi-relations); at most one is allowed")
+        raise AssertionError("unreachable")
+
+
+def _form_fields(tables: FormTables) -> dict[str, fm.FieldBase]:
+    found: dict[str, fm.FieldBase] = {f.key: f for f in tables.form.fields}
+    found.update(system_fields(tables.form.key))
+    return found
+
+
+def _unknown(key: str, where: str, keys: list[str]) -> str:
+    close = difflib.get_close_matches(key, keys, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    shown = ", ".join(keys[:12]) + (", …" if len(keys) > 12 else "")
+    return f"unknown field {key!r} in {where}{hint}; fields: {shown}"

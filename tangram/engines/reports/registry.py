@@ -1,0 +1,246 @@
+"""The report engine's registries: measures, date buckets, parameter types.
+
+Each is one table of entries read by validation and compilation
+(``compiler.py``), the metadata endpoint (:func:`catalog`) and the docs
+(``docs/reports.md``; a test fails when an entry is missing there). Chart
+types live in ``charts.py`` with their builders.
+
+A field measure is defined by an algebra of *parts* so that it can be
+computed over raw rows, pre-aggregated below a to-many path (sub-table rows,
+multi-relation targets) and re-aggregated from groups (the "others" row and
+totals) with one definition: ``parts(v)`` are partial aggregates over rows,
+``merge`` says how partials combine, ``final`` turns merged partials into the
+value. ``count_distinct`` and ``median`` have no parts: they cannot be
+pre-aggregated or re-aggregated, so the engine refuses them below to-many
+paths and with ``others``, and computes their totals from the rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from tangram.engines.reports.dialect import AsFloat, Median
+from tangram.metamodel import reports as rm
+
+Expr = sa.ColumnElement[Any]
+
+# Value classes of fields, as measures and dimensions see them.
+NUMBER, DATE, DATETIME, TEXT, BOOL, TIME, REFERENCE, REGION, LIST = (
+    "number", "date", "datetime", "text", "boolean", "time", "reference", "region", "list")
+
+_CLASS_OF_KIND = {
+    "integer": NUMBER, "decimal": NUMBER, "currency": NUMBER, "percent": NUMBER,
+    "rollup": NUMBER, "date": DATE, "datetime": DATETIME, "time": TIME, "boolean": BOOL,
+    "text": TEXT, "long_text": TEXT, "rich_text": TEXT, "email": TEXT, "phone": TEXT,
+    "url": TEXT, "select": TEXT, "tree_select": TEXT, "autonumber": TEXT,
+    "relation": REFERENCE, "user": REFERENCE, "department": REFERENCE, "region": REGION,
+    "multi_select": LIST, "tags": LIST, "attachment": LIST, "multi_relation": LIST,
+    "sub_table": LIST,
+}
+_CLASS_OF_FORMULA = {"integer": NUMBER, "decimal": NUMBER, "text": TEXT, "boolean": BOOL,
+                     "date": DATE, "datetime": DATETIME}
+
+
+def value_class(kind_name: str, field_def: Any) -> str:
+    if kind_name == "formula":
+        return _CLASS_OF_FORMULA[field_def.result_type]
+    return _CLASS_OF_KIND.get(kind_name, LIST)
+
+
+# --------------------------------------------------------------------------- measures
+
+def _sum(e: Expr) -> Expr:
+    return sa.func.sum(e)
+
+
+def _count_total(e: Expr) -> Expr:
+    return sa.cast(sa.func.coalesce(sa.func.sum(e), 0), sa.BigInteger)
+
+
+MERGE: dict[str, Callable[[Expr], Expr]] = {
+    "c": _count_total, "s": _sum, "mn": sa.func.min, "mx": sa.func.max}
+
+
+def _avg_final(parts: dict[str, Expr], scale: int) -> Expr:
+    return AsFloat(parts["s"], scale) / sa.func.nullif(parts["c"], 0)
+
+
+def _avg(v: Expr | None, scale: int) -> Expr:
+    # A float, unscaled (AsFloat), like the re-aggregated average of parts:
+    # both may meet in one UNION column. Results round it to the field's scale.
+    return AsFloat(sa.func.avg(v), scale)
+
+
+def _count_parts(v: Expr | None) -> dict[str, Expr]:
+    return {"c": sa.func.count() if v is None else sa.func.count(v)}
+
+
+@dataclass(frozen=True)
+class MeasureKind:
+    key: str
+    label: dict[str, str]
+    description: str
+    accepts: frozenset[str]  # value classes of the field; empty: any field
+    direct: Callable[[Expr | None, int], Expr]  # over raw rows (value, scale)
+    result: str  # "count" (integer) | "same" (the field's type) | "float"
+    parts: Callable[[Expr | None], dict[str, Expr]] | None = None
+    final: Callable[[dict[str, Expr], int], Expr] | None = None
+    capability: str | None = None  # dialect feature needed (dialect.CAPABILITIES)
+    field_optional: bool = False
+
+
+_MEASURES = [
+    MeasureKind(
+        "count", {"zh": "计数", "en": "Count"},
+        "Number of records; with a field, of records where the field has a value.",
+        frozenset(), lambda v, s: sa.func.count() if v is None else sa.func.count(v),
+        "count", parts=_count_parts, final=lambda p, s: p["c"], field_optional=True),
+    MeasureKind(
+        "count_distinct", {"zh": "去重计数", "en": "Count distinct"},
+        "Number of different values of the field.",
+        frozenset({NUMBER, DATE, DATETIME, TEXT, BOOL, TIME, REFERENCE}),
+        lambda v, s: sa.func.count(sa.distinct(v)), "count"),
+    MeasureKind(
+        "sum", {"zh": "求和", "en": "Sum"}, "Sum of a number field (exact for decimals).",
+        frozenset({NUMBER}), lambda v, s: sa.func.sum(v), "same",
+        parts=lambda v: {"s": sa.func.sum(v)}, final=lambda p, s: p["s"]),
+    MeasureKind(
+        "avg", {"zh": "平均值", "en": "Average"},
+        "Average of a number field over records where it has a value.",
+        frozenset({NUMBER}), lambda v, s: _avg(v, s), "float",
+        parts=lambda v: {"s": sa.func.sum(v), "c": sa.func.count(v)}, final=_avg_final),
+    MeasureKind(
+        "min", {"zh": "最小值", "en": "Minimum"}, "Smallest value (numbers, dates, times).",
+        frozenset({NUMBER, DATE, DATETIME, TIME}), lambda v, s: sa.func.min(v), "same",
+        parts=lambda v: {"mn": sa.func.min(v)}, final=lambda p, s: p["mn"]),
+    MeasureKind(
+        "max", {"zh": "最大值", "en": "Maximum"}, "Largest value (numbers, dates, times).",
+        frozenset({NUMBER, DATE, DATETIME, TIME}), lambda v, s: sa.func.max(v), "same",
+        parts=lambda v: {"mx": sa.func.max(v)}, final=lambda p, s: p["mx"]),
+    MeasureKind(
+        "median", {"zh": "中位数", "en": "Median"},
+        "Middle value of a number field (the mean of the two middle values for an even "
+        "count). PostgreSQL only: on SQLite the report is refused.",
+        frozenset({NUMBER}), lambda v, s: Median(v, s) if v is not None else sa.null(),
+        "float", capability="median"),
+]
+
+MEASURES: dict[str, MeasureKind] = {m.key: m for m in _MEASURES}
+
+
+@dataclass(frozen=True)
+class DerivedKind:
+    """A measure computed from other measures of the same result."""
+
+    key: str
+    label: dict[str, str]
+    description: str
+    references: tuple[str, ...]  # attributes naming other measures
+
+
+_DERIVED = [
+    DerivedKind("ratio", {"zh": "比率", "en": "Ratio"},
+                "numerator / denominator of two measures; empty where the denominator is 0.",
+                ("numerator", "denominator")),
+    DerivedKind("share", {"zh": "占比", "en": "Share of total"},
+                "A measure divided by its sum over all groups (before limit; 0…1).", ("of",)),
+    DerivedKind("running_total", {"zh": "累计", "en": "Running total"},
+                "Cumulative sum of a measure along a dimension, restarting for each "
+                "combination of the other dimensions.", ("of",)),
+    DerivedKind("change", {"zh": "环比", "en": "Period-over-period change"},
+                "Change of a measure from the previous period of a date dimension "
+                "(percent: (this - previous) / previous; absolute: this - previous); empty "
+                "when the previous period has no value.", ("of",)),
+]
+
+DERIVED: dict[str, DerivedKind] = {d.key: d for d in _DERIVED}
+
+assert set(MEASURES) == set(rm.FIELD_AGGREGATES), "metamodel and registry disagree"
+assert set(DERIVED) == set(rm.DERIVED_AGGREGATES), "metamodel and registry disagree"
+
+
+# --------------------------------------------------------------------------- buckets
+
+@dataclass(frozen=True)
+class BucketKind:
+    key: str
+    label: dict[str, str]
+    description: str
+    format: Callable[[Any], str]  # the period's first day -> its label
+
+
+def _quarter_label(d: Any) -> str:
+    return f"{d.year}-Q{(d.month - 1) // 3 + 1}"
+
+
+def _week_label(d: Any) -> str:
+    year, week, _ = d.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+_BUCKETS = [
+    BucketKind("day", {"zh": "日", "en": "Day"}, "The calendar day.", lambda d: d.isoformat()),
+    BucketKind("week", {"zh": "周", "en": "Week"},
+               "The ISO week, Monday to Sunday; labelled with its ISO year and number "
+               "(29 Dec 2025 is in 2026-W01).", _week_label),
+    BucketKind("month", {"zh": "月", "en": "Month"}, "The calendar month.",
+               lambda d: f"{d.year}-{d.month:02d}"),
+    BucketKind("quarter", {"zh": "季度", "en": "Quarter"},
+               "Calendar quarters starting January, April, July, October.", _quarter_label),
+    BucketKind("year", {"zh": "年", "en": "Year"}, "The calendar year.",
+               lambda d: str(d.year)),
+]
+
+BUCKETS: dict[str, BucketKind] = {b.key: b for b in _BUCKETS}
+assert set(BUCKETS) == set(rm.BUCKETS)
+
+
+# --------------------------------------------------------------------------- parameters
+
+@dataclass(frozen=True)
+class ParameterType:
+    key: str
+    label: dict[str, str]
+    description: str
+    examples: list[Any] = field(default_factory=list)
+
+
+_PARAMETER_TYPES = [
+    ParameterType("date_range", {"zh": "日期范围", "en": "Date range"},
+                  "A relative range for the date_range operator, or [from, to] dates for "
+                  "between.", ["this_month", {"last_n_days": 30}, ["2026-01-01", "2026-03-31"]]),
+    ParameterType("user", {"zh": "用户", "en": "User"},
+                  "A user id; \"me\" is the viewer.", ["me"]),
+    ParameterType("department", {"zh": "部门", "en": "Department"}, "A department id.", []),
+    ParameterType("text", {"zh": "文本", "en": "Text"},
+                  "A text (an option value, a province …).", ["华东"]),
+    ParameterType("number", {"zh": "数值", "en": "Number"}, "A number (as a string).",
+                  ["100000"]),
+    ParameterType("date", {"zh": "日期", "en": "Date"}, "A date, YYYY-MM-DD.", ["2026-01-01"]),
+]
+
+PARAMETER_TYPES: dict[str, ParameterType] = {p.key: p for p in _PARAMETER_TYPES}
+assert set(PARAMETER_TYPES) == set(rm.PARAMETER_TYPES)
+
+
+def catalog() -> dict[str, Any]:
+    """JSON-able registries for the metadata endpoint and the designer palette."""
+    from tangram.engines.reports.charts import CHART_TYPES
+
+    return {
+        "measures": [{"key": m.key, "label": m.label, "description": m.description,
+                      "field_classes": sorted(m.accepts), "field_optional": m.field_optional,
+                      "needs": m.capability} for m in MEASURES.values()],
+        "derived_measures": [{"key": d.key, "label": d.label, "description": d.description,
+                              "references": list(d.references)} for d in DERIVED.values()],
+        "buckets": [{"key": b.key, "label": b.label, "description": b.description}
+                    for b in BUCKETS.values()],
+        "parameter_types": [{"key": p.key, "label": p.label, "description": p.description,
+                             "examples": p.examples} for p in PARAMETER_TYPES.values()],
+        "chart_types": [{"key": c.key, "label": c.label, "description": c.description,
+                         "roles": c.roles} for c in CHART_TYPES.values()],
+    }

@@ -1,0 +1,189 @@
+"""Run a compiled report: rows into a pandas DataFrame, display labels, JSON.
+
+The database did all aggregation; here values only get their Python types
+(decimals quantized to the field's scale, bin numbers to their lower bound)
+and dimensions get display labels in the viewer's language. Pivoting is a
+reshape of the result rows (no aggregation).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any
+
+import pandas as pd
+from sqlalchemy.orm import Session
+
+from tangram.engines.reports import registry as reg
+from tangram.engines.reports.compiler import CompiledReport, OutputColumn
+from tangram.metamodel import fields as fm
+from tangram.metamodel import reports as rm
+from tangram.metamodel.common import localize
+
+OTHERS = {"zh": "其他", "en": "Others"}
+EMPTY = {"zh": "(空)", "en": "(empty)"}
+TOTAL = {"zh": "合计", "en": "Total"}
+YES_NO = {True: {"zh": "是", "en": "Yes"}, False: {"zh": "否", "en": "No"}}
+
+
+@dataclass
+class ReportResult:
+    """Rows of a report. ``frame`` has one column per dimension and measure key
+    (plain values), ``<key>__label`` per dimension (display text) and
+    ``_others`` (the row aggregating what top-N left out)."""
+
+    compiled: CompiledReport
+    frame: pd.DataFrame
+    totals: dict[str, Any] | None
+    language: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def report(self) -> rm.Report:
+        return self.compiled.report
+
+    def column(self, key: str) -> OutputColumn:
+        return next(c for c in self.compiled.columns if c.key == key)
+
+    def title(self, key: str) -> str:
+        return localize(self.column(key).label, self.language)
+
+    def pivot(self) -> pd.DataFrame | None:
+        """Rows × columns of the pivot; one column per (measure, column value)."""
+        p = self.report.pivot
+        if p is None:
+            return None
+        frame = self.frame[self.frame["_others"] == 0] if "_others" in self.frame else self.frame
+        measures = [c.key for c in self.compiled.measures]
+        wide = frame.pivot(index=[f"{k}__label" for k in p.rows],
+                           columns=[f"{k}__label" for k in p.columns], values=measures)
+        return wide
+
+
+def execute(session: Session, compiled: CompiledReport, *, language: str) -> ReportResult:
+    """Run the one statement and shape its rows.
+
+    >>> result = execute(ctx.session, compile_report(ctx, app="crm", report=r), language="en")
+    >>> result.frame.head()
+    """
+    rows = session.execute(compiled.statement).mappings().all()
+    cols = compiled.columns
+    data: dict[str, list[Any]] = {c.key: [] for c in cols}
+    labels: dict[str, list[str]] = {c.key: [] for c in cols if c.role == "dimension"}
+    others: list[int] = []
+    totals: dict[str, Any] | None = None
+    for row in rows:
+        if row["_grand"] == 1:
+            totals = {c.key: _value(c, row[c.column]) for c in cols if c.role == "measure"}
+            continue
+        is_other = bool(row["_others"])
+        others.append(int(is_other))
+        for c in cols:
+            value = _value(c, row[c.column])
+            data[c.key].append(value)
+            if c.role == "dimension":
+                raw_label = row[c.column + "__label"] if c.label_column else None
+                labels[c.key].append(dimension_label(c, value, raw_label, is_other, language))
+    frame = pd.DataFrame({**{k: pd.Series(v, dtype=object) for k, v in data.items()},
+                          **{f"{k}__label": pd.Series(v, dtype=object)
+                             for k, v in labels.items()},
+                          "_others": pd.Series(others, dtype="int64")})
+    return ReportResult(compiled=compiled, frame=frame, totals=totals, language=language)
+
+
+def _value(c: OutputColumn, value: Any) -> Any:
+    if value is None:
+        return None
+    d = c.definition
+    if isinstance(d, rm.BinDimension):
+        return d.origin + int(value) * d.width
+    if c.role == "measure":
+        if c.value_class == "count":
+            return int(value)
+        if c.scale is not None and c.value_class in (reg.NUMBER, "float") and not (
+                isinstance(d, rm.RatioMeasure | rm.ShareMeasure)
+                or (isinstance(d, rm.ChangeMeasure) and d.mode == "percent")):
+            dec = value if isinstance(value, Decimal) else Decimal(repr(float(value)))
+            return dec.quantize(Decimal(1).scaleb(-c.scale))
+        if c.value_class == "float":
+            return float(value)
+    return value
+
+
+def dimension_label(c: OutputColumn, value: Any, raw_label: Any, is_other: bool,
+                    language: str) -> str:
+    if is_other:
+        return localize(OTHERS, language)
+    if value is None:
+        return localize(EMPTY, language)
+    d = c.definition
+    if isinstance(d, rm.DateDimension):
+        return reg.BUCKETS[d.bucket].format(value)
+    if isinstance(d, rm.BinDimension):
+        return f"{value} – {value + d.width}"
+    if raw_label is not None:
+        return str(raw_label)
+    f = c.ref.field if c.ref is not None else None
+    if isinstance(f, fm.SelectField | fm.TreeSelectField):
+        options = _options(f.options)
+        if value in options:
+            return localize(options[value], language)
+    if isinstance(value, bool):
+        return localize(YES_NO[value], language)
+    return str(to_json(value))
+
+
+def _options(options: list[Any]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for o in options:
+        out[o.value] = o.label
+        out.update(_options(getattr(o, "children", []) or []))
+    return out
+
+
+def to_json(value: Any) -> Any:
+    """Decimals as strings (exact), dates ISO, ids as text."""
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, (date, datetime, time)):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, float) and value != value:  # NaN
+        return None
+    return value
+
+
+def result_json(result: ReportResult, *, chart: dict[str, Any] | None) -> dict[str, Any]:
+    """Rows, columns, totals and the chart spec, as the API returns them."""
+    cols = result.compiled.columns
+    rows = []
+    for rec in result.frame.to_dict(orient="records"):
+        row = {k: to_json(rec[k]) for k in (c.key for c in cols)}
+        row.update({f"{c.key}__label": rec[f"{c.key}__label"] for c in cols
+                    if c.role == "dimension"})
+        if rec["_others"]:
+            row["_others"] = True
+        for key, values in result.extra.items():
+            row[key] = to_json(values[len(rows)]) if len(values) > len(rows) else None
+        rows.append(row)
+    out: dict[str, Any] = {
+        "report": result.report.key,
+        "columns": [{"key": c.key, "role": c.role, "label": localize(c.label, result.language),
+                     "type": c.value_class} for c in cols],
+        "rows": rows,
+        "totals": ({k: to_json(v) for k, v in result.totals.items()}
+                   if result.totals is not None else None),
+        "parameters": result.compiled.parameters,
+        "chart": chart,
+    }
+    pivot = result.pivot()
+    if pivot is not None:
+        out["pivot"] = {
+            "rows": [list(i) if isinstance(i, tuple) else [i] for i in pivot.index],
+            "columns": [list(c) for c in pivot.columns],
+            "values": [[to_json(v) if v == v else None for v in r] for r in pivot.to_numpy()]}
+    return out

@@ -1,0 +1,300 @@
+"""Report and Dashboard definitions.
+
+A report aggregates the records of one form: dimensions group them (with date
+buckets or numeric bins), measures aggregate them, a chart shows the result.
+This module only describes the JSON; the report engine
+(``tangram.engines.reports``) checks every field path against the published
+forms and compiles the report to SQL. The names of measures, buckets, chart
+types and parameter types here are the keys of the engine's registries (a test
+keeps them equal).
+
+    {"key": "won_by_month", "label": {"en": "Won by month"}, "form": "opportunity",
+     "filter": {"field": "stage", "op": "eq", "value": "won"},
+     "dimensions": [{"type": "date", "key": "month", "field": "close_date",
+                     "bucket": "month"}],
+     "measures": [{"agg": "sum", "key": "won", "field": "amount"}],
+     "chart": {"type": "line", "x": "month", "y": ["won"]}}
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, model_validator
+
+from tangram.metamodel.common import Definition, Key, Label
+
+FIELD_AGGREGATES = ("count", "count_distinct", "sum", "avg", "min", "max", "median")
+DERIVED_AGGREGATES = ("ratio", "share", "running_total", "change")
+BUCKETS = ("day", "week", "month", "quarter", "year")
+PARAMETER_TYPES = ("date_range", "user", "department", "text", "number", "date")
+MAX_ITEMS = 20  # dimensions, measures, parameters each
+MAX_LIMIT = 10000
+
+FieldPath = Annotated[str, Field(
+    min_length=1, max_length=400, pattern=r"^[a-z][a-z0-9_]{0,62}(\.[a-z][a-z0-9_]{0,62})*$",
+    description="A field key or a dotted path through relations and sub-tables, e.g. "
+                "\"account.industry\" or \"lines.amount\".")]
+SortSpec = Annotated[str, Field(pattern=r"^-?[a-z][a-z0-9_]{0,62}$", description=(
+    "A dimension or measure key; \"-\" in front sorts descending."))]
+
+
+# --------------------------------------------------------------------------- parameters
+
+class Parameter(Definition):
+    """A value the viewer can change; filters use it as ``{"$param": "<key>"}``.
+
+    A condition whose parameter has no value (and no default) is left out, so an
+    empty "owner" parameter means "every owner"."""
+
+    key: Key
+    label: Label
+    type: Literal["date_range", "user", "department", "text", "number", "date"]
+    multiple: bool = Field(False, description="The value is a list (for \"in\" filters).")
+    default: Any = Field(None, description="Used when the viewer gives no value.")
+    required: bool = False
+
+
+# --------------------------------------------------------------------------- dimensions
+
+class _DimensionBase(Definition):
+    key: Key
+    label: Label | None = None
+    field: FieldPath
+
+
+class ValueDimension(_DimensionBase):
+    """Group by the field's value (select, text, user, boolean, relation path…)."""
+
+    type: Literal["value"]
+
+
+class DateDimension(_DimensionBase):
+    """Group a date or date-time by calendar period in the organization's time zone.
+    ``week`` is the ISO week (Monday first); values are the period's first day."""
+
+    type: Literal["date"]
+    bucket: Literal["day", "week", "month", "quarter", "year"]
+
+
+class BinDimension(_DimensionBase):
+    """Group a number into bins ``[origin + i*width, origin + (i+1)*width)``."""
+
+    type: Literal["bin"]
+    width: Decimal = Field(gt=0, max_digits=20)
+    origin: Decimal = Field(Decimal(0), max_digits=20)
+
+
+Dimension = Annotated[ValueDimension | DateDimension | BinDimension,
+                      Field(discriminator="type")]
+
+
+# --------------------------------------------------------------------------- measures
+
+class _MeasureBase(Definition):
+    key: Key
+    label: Label | None = None
+
+
+class FieldMeasure(_MeasureBase):
+    """An aggregate over the rows of a group; ``count`` without a field counts rows."""
+
+    agg: Literal["count", "count_distinct", "sum", "avg", "min", "max", "median"]
+    field: FieldPath | None = None
+
+    @model_validator(mode="after")
+    def _field_needed(self) -> FieldMeasure:
+        if self.field is None and self.agg != "count":
+            raise ValueError(f"{self.agg} needs a field")
+        return self
+
+
+class RatioMeasure(_MeasureBase):
+    """``numerator / denominator`` of two measures (empty when the denominator is 0)."""
+
+    agg: Literal["ratio"]
+    numerator: Key
+    denominator: Key
+
+
+class ShareMeasure(_MeasureBase):
+    """A measure's share of its total over all groups (0…1)."""
+
+    agg: Literal["share"]
+    of: Key
+
+
+class RunningTotalMeasure(_MeasureBase):
+    """Cumulative sum of a measure along a dimension (default: the first date one),
+    restarting for each combination of the other dimensions."""
+
+    agg: Literal["running_total"]
+    of: Key
+    along: Key | None = None
+
+
+class ChangeMeasure(_MeasureBase):
+    """Change of a measure from the previous period of a date dimension."""
+
+    agg: Literal["change"]
+    of: Key
+    along: Key | None = None
+    mode: Literal["percent", "absolute"] = "percent"
+
+
+Measure = Annotated[FieldMeasure | RatioMeasure | ShareMeasure | RunningTotalMeasure
+                    | ChangeMeasure, Field(discriminator="agg")]
+
+
+# --------------------------------------------------------------------------- charts
+
+class TableChart(Definition):
+    type: Literal["table"]
+
+
+class BarChart(Definition):
+    type: Literal["bar"]
+    x: Key
+    y: list[Key] = Field(min_length=1, max_length=10)
+    color: Key | None = None
+    mode: Literal["grouped", "stacked"] = "grouped"
+    horizontal: bool = False
+
+
+class LineChart(Definition):
+    type: Literal["line", "area"]
+    x: Key
+    y: list[Key] = Field(min_length=1, max_length=10)
+    color: Key | None = None
+
+
+class PieChart(Definition):
+    type: Literal["pie"]
+    category: Key
+    value: Key
+    donut: bool = False
+
+
+class FunnelChart(Definition):
+    """Ordered stages; each bar shows the conversion from the previous stage."""
+
+    type: Literal["funnel"]
+    stage: Key
+    value: Key
+    stages: list[str] | None = Field(None, max_length=50, description=(
+        "Stage values in order (default: the select field's option order)."))
+    cumulative: bool = Field(False, description="Count a record in its stage and every "
+                             "earlier stage (it passed them).")
+
+
+class KpiChart(Definition):
+    type: Literal["kpi"]
+    value: Key
+    comparison: Key | None = Field(None, description="A change measure shown beside it.")
+    target: Decimal | None = None
+
+
+class HeatmapChart(Definition):
+    type: Literal["heatmap"]
+    x: Key
+    y: Key
+    value: Key
+
+
+class ScatterChart(Definition):
+    type: Literal["scatter"]
+    x: Key
+    y: Key
+    color: Key | None = None
+    size: Key | None = None
+
+
+class LeaderboardChart(Definition):
+    type: Literal["leaderboard"]
+    name: Key
+    value: Key
+
+
+Chart = Annotated[TableChart | BarChart | LineChart | PieChart | FunnelChart | KpiChart
+                  | HeatmapChart | ScatterChart | LeaderboardChart,
+                  Field(discriminator="type")]
+
+
+class Pivot(Definition):
+    rows: list[Key] = Field(min_length=1, max_length=5)
+    columns: list[Key] = Field(min_length=1, max_length=5)
+
+
+# --------------------------------------------------------------------------- report
+
+class Report(Definition):
+    """A report definition (see ``docs/reports.md``)."""
+
+    key: Key
+    label: Label
+    description: Label | None = None
+    form: Key = Field(description="The source form: one result row aggregates its records.")
+    parameters: list[Parameter] = Field(default_factory=list, max_length=MAX_ITEMS)
+    filter: dict[str, Any] | None = Field(None, description="The records filter language "
+                                          "(docs/filters.md); values may be {\"$param\": key}.")
+    dimensions: list[Dimension] = Field(default_factory=list, max_length=MAX_ITEMS)
+    measures: list[Measure] = Field(min_length=1, max_length=MAX_ITEMS)
+    sort: list[SortSpec] = Field(default_factory=list, max_length=MAX_ITEMS)
+    limit: int | None = Field(None, ge=1, le=MAX_LIMIT)
+    others: bool = Field(False, description="With limit: add one row aggregating the rest.")
+    pivot: Pivot | None = None
+    totals: bool = Field(True, description="Also compute the measures over all rows.")
+    chart: Chart = Field(default_factory=lambda: TableChart(type="table"))
+
+
+# --------------------------------------------------------------------------- dashboard
+
+class DashboardFilter(Definition):
+    """A dashboard-level value passed to every widget's report parameter of the same key."""
+
+    key: Key
+    label: Label
+    type: Literal["date_range", "user", "department", "text", "number", "date"]
+    multiple: bool = False
+    default: Any = None
+
+
+class Widget(Definition):
+    key: Key
+    report: Key
+    title: Label | None = None
+    x: int = Field(0, ge=0, le=11)
+    y: int = Field(0, ge=0, le=1000)
+    w: int = Field(6, ge=1, le=12)
+    h: int = Field(4, ge=1, le=50)
+    parameters: dict[str, Any] = Field(default_factory=dict, description=(
+        "Fixed values for this widget's report parameters."))
+
+
+class Dashboard(Definition):
+    key: Key
+    label: Label
+    description: Label | None = None
+    filters: list[DashboardFilter] = Field(default_factory=list, max_length=MAX_ITEMS)
+    widgets: list[Widget] = Field(min_length=1, max_length=50)
+
+    @model_validator(mode="after")
+    def _fits_grid(self) -> Dashboard:
+        keys = [w.key for w in self.widgets]
+        if len(keys) != len(set(keys)):
+            raise ValueError("two widgets share one key")
+        for w in self.widgets:
+            if w.x + w.w > 12:
+                raise ValueError(f"widget {w.key!r} is wider than the 12-column grid")
+        return self
+
+
+def _register() -> None:
+    from tangram.metamodel import storage
+
+    storage.register_kind("report", Report)
+    storage.register_kind("dashboard", Dashboard)
+
+
+_register()

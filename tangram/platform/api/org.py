@@ -1,0 +1,109 @@
+"""The organization: departments (a tree with heads), users' departments and
+status, the org-chart import and the security audit log. Administrators only."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, status
+from pydantic import BaseModel, Field
+
+from tangram.platform.auth.service import list_users
+from tangram.platform.deps import AdminActor, ClockDep, SessionDep
+from tangram.platform.permissions import audit, organization
+from tangram.platform.permissions.org_import import import_org, normalize
+
+router = APIRouter(prefix="/api/org", tags=["organization"])
+
+
+class DepartmentBody(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    parent_id: uuid.UUID | None = None
+
+
+class DepartmentPatch(BaseModel):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    parent_id: uuid.UUID | None = Field(None, description="Moves the department when "
+                                        "present (null: to the top level).")
+
+
+class Membership(BaseModel):
+    department_id: uuid.UUID
+    is_head: bool = False
+
+
+class MembershipsBody(BaseModel):
+    departments: list[Membership]
+    primary_department_id: uuid.UUID | None = None
+
+
+@router.get("/departments")
+def department_tree(session: SessionDep, _admin: AdminActor) -> list[dict[str, Any]]:
+    return organization.department_tree(session)
+
+
+@router.post("/departments", status_code=status.HTTP_201_CREATED)
+def create_department(body: DepartmentBody, session: SessionDep, admin: AdminActor,
+                      clock: ClockDep) -> dict[str, str]:
+    dept_id = organization.create_department(session, name=body.name,
+                                             parent_id=body.parent_id, actor_id=admin.id,
+                                             now=clock.now())
+    return {"id": str(dept_id)}
+
+
+@router.patch("/departments/{dept_id}", status_code=status.HTTP_204_NO_CONTENT)
+def update_department(dept_id: uuid.UUID, body: DepartmentPatch, session: SessionDep,
+                      admin: AdminActor, clock: ClockDep) -> None:
+    organization.update_department(session, dept_id=dept_id, name=body.name,
+                                   parent_id=body.parent_id,
+                                   move="parent_id" in body.model_fields_set,
+                                   actor_id=admin.id, now=clock.now())
+
+
+@router.get("/users")
+def users(session: SessionDep, _admin: AdminActor) -> list[dict[str, Any]]:
+    return [{"id": str(u.id), "username": u.username, "display_name": u.display_name,
+             "status": u.status, "is_admin": u.is_admin,
+             "primary_department_id": str(u.primary_department_id)
+             if u.primary_department_id else None,
+             "departments": [{"id": str(d.id), "name": d.name, "is_head": d.is_head}
+                             for d in u.departments]} for u in list_users(session)]
+
+
+@router.put("/users/{user_id}/departments", status_code=status.HTTP_204_NO_CONTENT)
+def set_departments(user_id: uuid.UUID, body: MembershipsBody, session: SessionDep,
+                    admin: AdminActor, clock: ClockDep) -> None:
+    organization.set_memberships(
+        session, user_id=user_id,
+        departments=[(m.department_id, m.is_head) for m in body.departments],
+        primary=body.primary_department_id, actor_id=admin.id, now=clock.now())
+
+
+@router.post("/users/{user_id}/disable", status_code=status.HTTP_204_NO_CONTENT)
+def disable_user(user_id: uuid.UUID, session: SessionDep, admin: AdminActor,
+                 clock: ClockDep) -> None:
+    """Sessions and API tokens of the user stop working at once."""
+    organization.set_status(session, user_id=user_id, active=False, actor_id=admin.id,
+                            now=clock.now())
+
+
+@router.post("/users/{user_id}/enable", status_code=status.HTTP_204_NO_CONTENT)
+def enable_user(user_id: uuid.UUID, session: SessionDep, admin: AdminActor,
+                clock: ClockDep) -> None:
+    organization.set_status(session, user_id=user_id, active=True, actor_id=admin.id,
+                            now=clock.now())
+
+
+@router.post("/import")
+def import_chart(body: dict[str, Any], session: SessionDep, admin: AdminActor,
+                 clock: ClockDep) -> dict[str, Any]:
+    """Import a DingTalk/WeCom-shaped org chart (docs/permissions.md); idempotent."""
+    return import_org(session, normalize(body), actor_id=admin.id, now=clock.now()).as_dict()
+
+
+@router.get("/audit")
+def security_audit(session: SessionDep, _admin: AdminActor, action: str | None = None,
+                   limit: int = 100) -> dict[str, Any]:
+    """Changes of rights: roles, assignments, shares, tokens, users, org imports."""
+    return {"items": audit.entries(session, action=action, limit=min(max(limit, 1), 500))}

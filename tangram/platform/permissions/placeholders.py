@@ -1,0 +1,87 @@
+"""User placeholders in expression scopes: ``{"$user": "<name>"}`` stands for a
+value of the user the scope is evaluated for.
+
+    {"field": "owner", "op": "eq", "value": {"$user": "id"}}
+    {"field": "region_dept", "op": "in", "value": {"$user": "department_tree"}}
+
+Each entry is declared once here and read by substitution, validation and the
+docs (docs/permissions.md lists every name; a test checks it).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tangram.platform.permissions.org import OrgView
+
+PLACEHOLDER_KEY = "$user"
+
+
+@dataclass(frozen=True)
+class UserFacts:
+    """What placeholders may refer to, for one user."""
+
+    id: uuid.UUID | None
+    username: str
+    departments: frozenset[uuid.UUID]
+    primary_department: uuid.UUID | None
+    org: OrgView
+
+
+@dataclass(frozen=True)
+class Placeholder:
+    name: str
+    description: str
+    value: Callable[[UserFacts], Any]
+
+
+def _ids(values: frozenset[uuid.UUID]) -> list[str]:
+    return sorted(str(v) for v in values)
+
+
+PLACEHOLDERS: dict[str, Placeholder] = {p.name: p for p in (
+    Placeholder("id", "the user's id (compare with owner, created_by or a user field)",
+                lambda u: str(u.id) if u.id else None),
+    Placeholder("username", "the user's login name", lambda u: u.username),
+    Placeholder("department", "the user's primary department id",
+                lambda u: str(u.primary_department) if u.primary_department else None),
+    Placeholder("departments", "ids of every department the user is a member of (a list)",
+                lambda u: _ids(u.departments)),
+    Placeholder("department_tree", "ids of the user's departments and all departments "
+                "below them (a list)", lambda u: _ids(u.org.subtree(u.departments))),
+)}
+
+
+class PlaceholderUnknown(ValueError):
+    pass
+
+
+def substitute(spec: Any, facts: UserFacts) -> Any:
+    """``spec`` with every ``{"$user": name}`` replaced by the user's value."""
+    if isinstance(spec, dict):
+        if set(spec) == {PLACEHOLDER_KEY}:
+            name = spec[PLACEHOLDER_KEY]
+            entry = PLACEHOLDERS.get(name) if isinstance(name, str) else None
+            if entry is None:
+                raise PlaceholderUnknown(
+                    f"unknown placeholder {{\"$user\": {name!r}}}; known: "
+                    f"{', '.join(PLACEHOLDERS)}")
+            return entry.value(facts)
+        return {k: substitute(v, facts) for k, v in spec.items()}
+    if isinstance(spec, list):
+        return [substitute(v, facts) for v in spec]
+    return spec
+
+
+def names_used(spec: Any) -> set[str]:
+    """Placeholder names a filter uses (for validation)."""
+    if isinstance(spec, dict):
+        if set(spec) == {PLACEHOLDER_KEY}:
+            return {str(spec[PLACEHOLDER_KEY])}
+        return set().union(*(names_used(v) for v in spec.values())) if spec else set()
+    if isinstance(spec, list):
+        return set().union(*(names_used(v) for v in spec)) if spec else set()
+    return set()

@@ -1,0 +1,208 @@
+"""``RolePolicy``: the platform's AccessPolicy, built from roles as data.
+
+One instance serves one database session (one request or job) and reads the
+organization, role assignments, role definitions and shares at most once per
+user and app — so a change made by an administrator counts from the next
+request on.
+
+Rules of combination (docs/permissions.md):
+
+- administrators may do everything (no predicate, no field rules);
+- an action is allowed on a form when at least one of the user's roles grants
+  it; the rows it applies to are the union of the scopes of those roles,
+  widened by records shared with the user (``grants.SHARE_ACCESS``);
+- a field's access is the most permissive any of the user's roles on the form
+  gives (fields a role does not name are editable through that role).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from tangram.clock import SYSTEM_CLOCK, Clock
+from tangram.engines.access import FieldAccess, FormAction
+from tangram.engines.context import Actor
+from tangram.engines.forms.query import FilterInvalid, QueryContext, compile_filter
+from tangram.engines.forms.registry import get_runtime
+from tangram.errors import NotFound, PermissionDenied
+from tangram.metamodel.roles import FormGrant, Role
+from tangram.platform.permissions import grants
+from tangram.platform.permissions.org import OrgView
+from tangram.platform.permissions.placeholders import PlaceholderUnknown, UserFacts, substitute
+from tangram.platform.permissions.scopes import SCOPES, Condition, Viewer
+from tangram.platform.permissions.tables import record_shares_table
+
+log = logging.getLogger(__name__)
+
+_LEVEL = {"hidden": 0, "read_only": 1, "editable": 2}
+# Beyond this many shared records a scope uses a subquery instead of a list.
+MAX_INLINE_SHARES = 500
+
+
+class RolePolicy:
+    def __init__(self, session: Session, *, clock: Clock = SYSTEM_CLOCK,
+                 timezone: str = "Asia/Shanghai") -> None:
+        self.session = session
+        self.clock = clock
+        self.timezone = timezone
+        self.org = OrgView(session)
+        self._facts: dict[uuid.UUID | None, UserFacts] = {}
+        self._roles: dict[tuple[uuid.UUID | None, str], list[Role]] = {}
+        self._shares: dict[tuple[uuid.UUID | None, str, str, str], frozenset[uuid.UUID]] = {}
+
+    # --- what the user holds --------------------------------------------------------
+
+    def facts(self, actor: Actor) -> UserFacts:
+        if actor.id not in self._facts:
+            departments = self.org.departments_of(actor.id)
+            primary = actor.primary_department_id
+            if primary not in departments:
+                primary = min(departments) if departments else None
+            self._facts[actor.id] = UserFacts(id=actor.id, username=actor.username,
+                                              departments=departments,
+                                              primary_department=primary, org=self.org)
+        return self._facts[actor.id]
+
+    def roles(self, actor: Actor, app: str) -> list[Role]:
+        key = (actor.id, app)
+        if key not in self._roles:
+            keys = grants.role_keys(self.session, app=app, user_id=actor.id,
+                                    departments=self.facts(actor).departments)
+            self._roles[key] = grants.published_roles(self.session, app=app, keys=keys)
+        return self._roles[key]
+
+    def grants_for(self, actor: Actor, app: str, form: str, action: str) -> list[FormGrant]:
+        """The grants of the user's roles that allow ``action`` on the form."""
+        out = []
+        for role in self.roles(actor, app):
+            grant = role.forms.get(form)
+            if grant is not None and action in grant.actions:
+                out.append(grant)
+        return out
+
+    def allows(self, actor: Actor, app: str, form: str, action: str) -> bool:
+        """Whether ``action`` (any role action, also submit/approve) is allowed."""
+        return actor.is_admin or bool(self.grants_for(actor, app, form, action))
+
+    def _shared(self, actor: Actor, app: str, form: str, action: str) -> frozenset[uuid.UUID]:
+        key = (actor.id, app, form, action)
+        if key not in self._shares:
+            self._shares[key] = grants.shared_record_ids(
+                self.session, app=app, form=form, user_id=actor.id,
+                departments=self.facts(actor).departments,
+                accesses=grants.SHARE_ACCESS.get(action, ()))
+        return self._shares[key]
+
+    # --- AccessPolicy ---------------------------------------------------------------
+
+    def check_form_action(self, actor: Actor, app: str, form: str, action: FormAction) -> None:
+        if not self.allows(actor, app, form, action):
+            raise PermissionDenied(
+                f"you may not {action} records of form {form!r} in app {app!r}: none of "
+                "your roles allows it", details={"app": app, "form": form, "action": action})
+
+    def row_predicate(self, actor: Actor, app: str, form: str, table: sa.Table,
+                      action: FormAction) -> sa.ColumnElement[bool] | None:
+        if actor.is_admin:
+            return None
+        found = self.grants_for(actor, app, form, action)
+        if any(g.scope == "all" for g in found):
+            return None
+        viewer = self._viewer(actor, app, form)
+        conditions: list[Condition] = []
+        seen: set[str] = set()
+        for g in found:
+            if g.scope != "expression" and g.scope in seen:
+                continue
+            seen.add(g.scope)
+            conditions.append(SCOPES[g.scope].sql(viewer, g, table))
+        shared = self._shared(actor, app, form, action)
+        if shared:
+            conditions.append(self._shares_sql(actor, app, form, action, shared, table))
+        if not conditions:
+            return sa.false()
+        return conditions[0] if len(conditions) == 1 else sa.or_(*conditions)
+
+    def in_scope(self, actor: Actor, app: str, form: str, row: Mapping[str, Any],
+                 action: str) -> bool:
+        """The per-record form of :meth:`row_predicate`."""
+        if actor.is_admin:
+            return True
+        if row.get("id") in self._shared(actor, app, form, action):
+            return True
+        viewer = self._viewer(actor, app, form)
+        return any(SCOPES[g.scope].check(viewer, g, row)
+                   for g in self.grants_for(actor, app, form, action))
+
+    def check_row(self, actor: Actor, app: str, form: str, row: dict[str, Any],
+                  action: FormAction) -> None:
+        if self.in_scope(actor, app, form, row, action):
+            return
+        if action != "read" and self.in_scope(actor, app, form, row, "read"):
+            raise PermissionDenied(
+                f"you may see record {row.get('id')} of form {form!r} but not {action} it",
+                details={"app": app, "form": form, "action": action})
+        # Out of sight: say "not found", as for a record that does not exist.
+        raise NotFound(f"record {row.get('id')} of form {form!r} does not exist")
+
+    def field_access(self, actor: Actor, app: str, form: str) -> dict[str, FieldAccess]:
+        if actor.is_admin:
+            return {}
+        form_grants = [r.forms[form] for r in self.roles(actor, app) if form in r.forms
+                       and r.forms[form].actions]
+        named = {key for g in form_grants for key in g.fields}
+        out: dict[str, FieldAccess] = {}
+        for key in sorted(named):
+            best = max((g.fields.get(key, "editable") for g in form_grants),
+                       key=_LEVEL.__getitem__)
+            if best != "editable":
+                out[key] = best
+        return out
+
+    # --- helpers --------------------------------------------------------------------
+
+    def _viewer(self, actor: Actor, app: str, form: str) -> Viewer:
+        facts = self.facts(actor)
+
+        def expression(g: FormGrant, table: sa.FromClause) -> Condition | None:
+            return self._expression(facts, app, form, g, table)
+
+        return Viewer(session=self.session, facts=facts, expression=expression,
+                      record_table=lambda: get_runtime(self.session, app, form).table)
+
+    def _expression(self, facts: UserFacts, app: str, form: str, g: FormGrant,
+                    table: sa.FromClause) -> Condition | None:
+        rt = get_runtime(self.session, app, form)
+        tables = rt.tables if table is rt.table else replace(rt.tables,
+                                                             table=cast(sa.Table, table))
+        qctx = QueryContext(resolve=lambda key: get_runtime(self.session, app, key).tables,
+                            today=self.clock.today(self.timezone), timezone=self.timezone,
+                            now=self.clock.now())
+        try:
+            cond = compile_filter(substitute(g.filter, facts), tables=tables, qctx=qctx)
+        except (FilterInvalid, PlaceholderUnknown, NotFound) as exc:
+            # Fail closed: a scope that no longer compiles (a field was removed)
+            # grants nothing until the role is fixed.
+            log.warning("expression scope on %s.%s does not compile: %s", app, form, exc)
+            return None
+        return sa.true() if cond is None else cond
+
+    def _shares_sql(self, actor: Actor, app: str, form: str, action: str,
+                    shared: frozenset[uuid.UUID], table: sa.FromClause) -> Condition:
+        if len(shared) <= MAX_INLINE_SHARES:
+            return table.c.id.in_(sorted(shared))
+        s = record_shares_table
+        facts = self.facts(actor)
+        holder = s.c.user_id == actor.id
+        if facts.departments:
+            holder = sa.or_(holder, s.c.department_id.in_(sorted(facts.departments)))
+        return table.c.id.in_(sa.select(s.c.record_id).where(
+            s.c.app == app, s.c.form == form,
+            s.c.access.in_(grants.SHARE_ACCESS.get(action, ())), holder))
