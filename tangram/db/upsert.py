@@ -20,9 +20,8 @@ def increment_counter(session: Session, table: sa.Table, keys: dict[str, Any], *
     """
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(table).values(**keys, **{column: by})
-    stmt = stmt.on_conflict_do_update(
+    upsert = insert(table).values(**keys, **{column: by}).on_conflict_do_update(
         index_elements=list(keys),
         set_={column: table.c[column] + by},
-    ).returning(table.c[column])
-    return int(session.execute(stmt).scalar_one())
+    )
+    return int(session.execute(upsert.returning(table.c[column])).scalar_one())

@@ -29,6 +29,7 @@ PHONE_PRESETS: dict[str, str] = {
 class FieldBase(Definition):
     """Options every field type has."""
 
+    type: str = Field(description="The field type (a key of the field-type registry).")
     id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,40}$", description=(
         "Stable internal id, assigned when the draft is first saved. References "
         "(and renames) follow the id, so renaming a key never breaks them."))

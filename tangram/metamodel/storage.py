@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -147,7 +147,7 @@ def create_app(session: Session, *, app: App, user_id: uuid.UUID | None, now: da
 def update_app(session: Session, *, app: App, now: datetime) -> App:
     result = session.execute(apps_table.update().where(apps_table.c.key == app.key)
                              .values(body=dump(app), updated_at=now))
-    if result.rowcount == 0:
+    if cast(sa.CursorResult[Any], result).rowcount == 0:
         raise NotFound(f"app {app.key!r} does not exist")
     return app
 

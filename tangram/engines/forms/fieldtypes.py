@@ -453,7 +453,7 @@ class MultiSelectKind(FieldKind):
             bad = [x for x in v if x not in allowed_set]
             return ("option", {"value": bad[0], "allowed": shown}) if bad else None
 
-        out = [options]
+        out: list[Callable[[Any], Problem | None]] = [options]
         if f.min_items:
             lo = f.min_items
             out.append(lambda v: ("min_items", {"limit": lo}) if len(v) < lo else None)

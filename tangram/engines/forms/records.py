@@ -18,9 +18,9 @@ from __future__ import annotations
 import re
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -86,15 +86,15 @@ def _check_writable_fields(ctx: EngineContext, rt: FormRuntime, keys: Iterable[s
     hidden, read_only = _hidden_and_readonly(ctx, rt)
     for key in keys:
         if key in hidden or key in read_only:
-            label = localize(rt.field(key).label if rt.field(key) else {"en": key},
-                             ctx.language)
+            f = rt.field(key)
+            label = localize(f.label if f else {"en": key}, ctx.language)
             raise PermissionDenied(
                 f"you may not set field {key!r} ({label}): it is "
                 f"{'hidden from' if key in hidden else 'read-only for'} you",
                 details={"field": key})
 
 
-def _row_to_values(rt: FormRuntime, row: Mapping[str, Any]) -> dict[str, Any]:
+def _row_to_values(rt: FormRuntime, row: Mapping[str, Any] | sa.RowMapping) -> dict[str, Any]:
     """A database row -> Python values keyed by field key (+ system fields)."""
     out: dict[str, Any] = {k: row[k] for k in SYSTEM_COLUMNS if k in row}
     for key, compiled in rt.fields.items():
@@ -132,11 +132,11 @@ def _load_children(ctx: EngineContext, rt: FormRuntime, ids: list[uuid.UUID],
             continue
         for i in ids:
             out[i][key] = []
-        rows = ctx.session.execute(sa.select(table.c.source_id, table.c.target_id)
+        links = ctx.session.execute(sa.select(table.c.source_id, table.c.target_id)
                                    .where(table.c.source_id.in_(ids))
-                                   .order_by(table.c.source_id, table.c.position))
-        for r in rows:
-            out[r.source_id][key].append(r.target_id)
+                                    .order_by(table.c.source_id, table.c.position))
+        for link in links:
+            out[link.source_id][key].append(link.target_id)
     return out
 
 
@@ -281,19 +281,21 @@ def _str(value: Any) -> str | None:
 # --------------------------------------------------------------------------- validation
 
 def _prepare(ctx: EngineContext, rt: FormRuntime, data: Mapping[str, Any], *,
-             old: dict[str, Any] | None, allow_read_only: bool) -> tuple[Prepared, Outcome]:
+             old: dict[str, Any] | None, allow_read_only: bool,
+             user: Mapping[str, Any] | None = None,
+             eval_context: EvalContext | None = None) -> tuple[Prepared, Outcome]:
     if not isinstance(data, Mapping):
         raise ValidationFailed([ErrorItem(code="type", message="the record must be a JSON object")])
-    outcome = rt.validator.validate(data, old=old, user=ctx.actor.as_variables(),
-                                    eval_context=_eval_context(ctx), language=ctx.language,
-                                    allow_read_only=allow_read_only)
-    prepared = Prepared(values={}, sub_rows=outcome.sub_rows)
-    for key, value in outcome.values.items():
-        kind = rt.fields[key].kind
-        if kind.storage == "join_table":
-            prepared.multi[key] = value or []
-        elif kind.storage == "column":
-            prepared.values[key] = value
+    outcome = rt.validator.validate(
+        data, old=old, user=user if user is not None else ctx.actor.as_variables(),
+        eval_context=eval_context or _eval_context(ctx), language=ctx.language,
+        allow_read_only=allow_read_only)
+    columns = rt.column_key_set
+    prepared = Prepared(values={k: v for k, v in outcome.values.items() if k in columns},
+                        sub_rows=outcome.sub_rows)
+    if rt.tables.joins:
+        prepared.multi = {k: outcome.values[k] or [] for k in rt.tables.joins
+                          if k in outcome.values}
     return prepared, outcome
 
 
@@ -609,7 +611,7 @@ def _update(ctx: EngineContext, rt: FormRuntime, record_id: uuid.UUID,
         t.update().where(t.c.id == record_id, t.c.version == old["version"])
         .values(**_column_params(rt, changed_cols), updated_at=now, updated_by=ctx.actor.id,
                 version=old["version"] + 1))
-    if result.rowcount != 1:  # lost a race with a concurrent writer
+    if cast(sa.CursorResult[Any], result).rowcount != 1:  # lost a race with a concurrent writer
         raise Conflict(f"record {record_id} was changed by someone else; reload and retry")
     _write_children(ctx, rt, record_id, Prepared(values={}, sub_rows=changed_subs,
                                                  multi=changed_multi), replace=True)
@@ -745,14 +747,14 @@ def _refresh_dependents(ctx: EngineContext, rt: FormRuntime, old: Mapping[str, A
     _refresh_parents(ctx, rt, [r for r in (old, new) if r is not None], depth=depth)
 
 
-def _refresh_parents(ctx: EngineContext, rt: FormRuntime, recs: list[Mapping[str, Any]], *,
+def _refresh_parents(ctx: EngineContext, rt: FormRuntime, recs: Sequence[Mapping[str, Any]], *,
                      depth: int) -> None:
     if depth > MAX_CASCADE_DEPTH:
         return
     for parent, f in _rollup_dependents(ctx, rt):
         via = f.source.via
         assert via is not None
-        parent_ids = {r.get(via) for r in recs} - {None}
+        parent_ids: set[uuid.UUID] = {r[via] for r in recs if r.get(via) is not None}
         for pid in sorted(parent_ids):
             _recompute_rollup(ctx, parent, f, rt, pid, depth=depth + 1)
 
@@ -763,8 +765,10 @@ def rollup_expression(ctx: EngineContext, parent: FormRuntime, f: fm.RollupField
     ct = child.table
     via = f.source.via
     assert via is not None
-    agg = {"count": sa.func.count, "sum": sa.func.sum, "avg": sa.func.avg,
-           "min": sa.func.min, "max": sa.func.max}[f.aggregate]
+    aggregates: dict[str, Callable[..., Any]] = {
+        "count": sa.func.count, "sum": sa.func.sum, "avg": sa.func.avg, "min": sa.func.min,
+        "max": sa.func.max}
+    agg = aggregates[f.aggregate]
     column = ct.c.id if f.aggregate == "count" else ct.c[f.field]  # type: ignore[index]
     stmt = sa.select(agg(column)).where(ct.c[via] == parent.table.c.id,
                                         ct.c.deleted_at.is_(None))
@@ -807,7 +811,7 @@ def recompute_all_rollups(ctx: EngineContext, *, app: str, form: str) -> int:
         expr = rollup_expression(ctx, rt, f, child)
         result = ctx.session.execute(rt.table.update().where(rt.table.c.deleted_at.is_(None))
                                      .values({f.key: expr}))
-        count += result.rowcount or 0
+        count += cast(sa.CursorResult[Any], result).rowcount or 0
     return count
 
 
@@ -881,16 +885,17 @@ def record_history(ctx: EngineContext, *, app: str, form: str, record_id: Any
                 "changes": {k: v for k, v in (r["changes"] or {}).items() if k not in hidden}}
                for r in rows]
     creator = rec.get("created_by")
-    names = _display(ctx, rt, [{"owner": creator}]) if creator else {}
+    creator_name = (_display(ctx, rt, [{"owner": creator}]).get(("user", creator))
+                    if creator else None)
     entries.append({"id": None, "action": "create", "at": _iso(rec["created_at"]),
-                    "actor_id": _str(creator), "actor_name": names.get(("user", creator)),
+                    "actor_id": _str(creator), "actor_name": creator_name,
                     "source": None, "form_version": None, "changes": {}})
     return entries
 
 
 # --------------------------------------------------------------------------- bulk
 
-def bulk_create(ctx: EngineContext, *, app: str, form: str, rows: list[Mapping[str, Any]],
+def bulk_create(ctx: EngineContext, *, app: str, form: str, rows: Sequence[Mapping[str, Any]],
                 source: str = "api", allow_read_only: bool = False) -> list[dict[str, Any]]:
     """Create many records in one transaction: all or nothing. Every row is
     validated; errors carry the row index (``rows[3].phone``)."""
@@ -903,7 +908,7 @@ def bulk_create(ctx: EngineContext, *, app: str, form: str, rows: list[Mapping[s
     return _insert_many(ctx, rt, prepared_rows, source=source)
 
 
-def _prepare_bulk(ctx: EngineContext, rt: FormRuntime, rows: list[Mapping[str, Any]], *,
+def _prepare_bulk(ctx: EngineContext, rt: FormRuntime, rows: Sequence[Mapping[str, Any]], *,
                   allow_read_only: bool) -> list[Prepared]:
     errors: list[ErrorItem] = []
     prepared_rows: list[Prepared] = []
@@ -913,8 +918,10 @@ def _prepare_bulk(ctx: EngineContext, rt: FormRuntime, rows: list[Mapping[str, A
                    and rt.fields[f.key].kind.storage == "column"]
     _check_writable_fields(ctx, rt, {k for data in rows if isinstance(data, Mapping)
                                      for k in data})
+    user, eval_context = ctx.actor.as_variables(), _eval_context(ctx)
     for i, data in enumerate(rows):
-        prepared, outcome = _prepare(ctx, rt, data, old=None, allow_read_only=allow_read_only)
+        prepared, outcome = _prepare(ctx, rt, data, old=None, allow_read_only=allow_read_only,
+                                     user=user, eval_context=eval_context)
         for e in outcome.errors:
             errors.append(_prefixed(e, i))
         for ref, by_id in outcome.references.items():
@@ -970,12 +977,13 @@ def _insert_many(ctx: EngineContext, rt: FormRuntime, prepared_rows: list[Prepar
                           for f in rt.form.fields)
     actor_id = ctx.actor.id
     for i, prepared in enumerate(prepared_rows):
-        for key, values in numbers.items():
-            prepared.values[key] = values[i]
+        for key, nums in numbers.items():
+            prepared.values[key] = nums[i]
         if has_sub_rollups:
             _subtable_rollups(rt, prepared, {})
         values = prepared.values
-        rec = {"id": new_id(), "created_at": now, "created_by": actor_id, "updated_at": now,
+        rec: dict[str, Any] = {
+            "id": new_id(), "created_at": now, "created_by": actor_id, "updated_at": now,
                "updated_by": actor_id, "owner": actor_id, "version": 1}
         rec.update({k: values.get(k) for k in column_keys})
         row = dict(rec)
@@ -1001,7 +1009,7 @@ def _insert_many(ctx: EngineContext, rt: FormRuntime, prepared_rows: list[Prepar
     return [{"id": str(rec["id"]), "version": 1} for rec in records]
 
 
-def bulk_update(ctx: EngineContext, *, app: str, form: str, items: list[Mapping[str, Any]],
+def bulk_update(ctx: EngineContext, *, app: str, form: str, items: Sequence[Mapping[str, Any]],
                 source: str = "api") -> list[dict[str, Any]]:
     """Update many records (each ``{"id", "version", "changes"}``), all or nothing."""
     rt = get_runtime(ctx.session, app, form)

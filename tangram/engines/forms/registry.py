@@ -42,6 +42,7 @@ class FormRuntime:
         kinds = {k: c.kind for k, c in self.fields.items()}
         self.column_keys: tuple[str, ...] = tuple(
             k for k, kind in kinds.items() if kind.storage == "column")
+        self.column_key_set = frozenset(self.column_keys)
         # Only kinds whose stored form differs from the Python value.
         from tangram.engines.forms.fieldtypes import FieldKind
 

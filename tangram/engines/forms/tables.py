@@ -29,7 +29,7 @@ def bounded_name(*parts: str, prefix: str = "r_") -> str:
     name = prefix + "__".join(parts)
     if len(name) <= MAX_IDENTIFIER:
         return name
-    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+    digest = hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()[:8]
     return f"{name[:MAX_IDENTIFIER - 9]}_{digest}"
 
 
@@ -78,7 +78,8 @@ def index_name(table_name: str, column: str, kind: str) -> str:
     name = f"{kind}_{table_name}_{column}"
     if len(name) <= 63:
         return name
-    return f"{kind}_{hashlib.sha1(name.encode()).hexdigest()[:16]}_{column[:30]}"
+    digest = hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()[:16]
+    return f"{kind}_{digest}_{column[:30]}"
 
 
 @dataclass
@@ -99,7 +100,8 @@ def child_table_name(table_name: str, field_key: str) -> str:
     name = f"{table_name}__{field_key}"
     if len(name) <= MAX_IDENTIFIER:
         return name
-    return f"{name[:MAX_IDENTIFIER - 9]}_{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+    digest = hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()[:8]
+    return f"{name[:MAX_IDENTIFIER - 9]}_{digest}"
 
 
 def build_child_table(md: sa.MetaData, table_name: str, sub: fm.SubTableField) -> sa.Table:

@@ -232,15 +232,29 @@ class RecordValidator:
                                            language, out)
                 merged[key] = out.sub_rows[key] = rows
                 continue
-            if raw is None or raw == "" or (raw.__class__ in (list, dict) and not raw):
+            cls = raw.__class__
+            if raw is None or ((cls is str or cls is list or cls is dict) and not raw):
                 merged[key] = None
                 continue
             try:
-                merged[key] = plan.convert(raw)
+                value = merged[key] = plan.convert(raw)
             except FieldProblem as exc:
                 merged[key] = None
                 params = {"expected": plan.compiled.kind.expected, **exc.params}
                 errors.append(self._error(key, exc.code, language, label=plan.label, **params))
+                continue
+            # Checks run right away on given values (a later condition may
+            # only clear them); defaults and formulas are checked below.
+            for check in plan.checks:
+                problem = check(value)
+                if problem is not None:
+                    errors.append(self._error(key, problem[0], language, label=plan.label,
+                                              **problem[1]))
+                    break
+            else:
+                if plan.reference is not None:
+                    self._collect_reference(key, plan, value, out)
+        checked = set(given)
 
         if creating:
             for key in self._sub_keys:
@@ -263,7 +277,7 @@ class RecordValidator:
             if creating or merged.get(key) != value:
                 merged[key] = value
                 given.add(key)
-        for key in given:
+        for key in given - checked:
             value = merged.get(key)
             if value is None or key in sub_keys:
                 continue
@@ -368,11 +382,11 @@ class RecordValidator:
             if not required and plan.required_when is not None:
                 required = bool(self._eval(plan.required_when, variables, path, plan.label, ctx,
                                            language, errors))
-            if required and not plan.computed and plan.compiled.kind.is_empty(merged.get(key)):
-                # On update only complain about fields this write touches or that
-                # a condition just made required — not about old data.
-                if creating or key in given or plan.required_when is not None:
-                    errors.append(self._error(path, "required", language, label=plan.label))
+            # On update only complain about fields this write touches or that a
+            # condition just made required — not about old data.
+            if (required and not plan.computed and plan.compiled.kind.is_empty(merged.get(key))
+                    and (creating or key in given or plan.required_when is not None)):
+                errors.append(self._error(path, "required", language, label=plan.label))
 
     def _rules(self, rules: list[RulePlan], variables: Mapping[str, Any], prefix: str,
                ctx: EvalContext, language: str, errors: list[ErrorItem]) -> None:
@@ -385,7 +399,7 @@ class RecordValidator:
             if ok is None or ok:
                 continue
             text = localize(rule.message, language)
-            targets = rule.fields or [None]
+            targets: list[str | None] = list(rule.fields) or [None]
             for target in targets:
                 errors.append(ErrorItem(code="rule", message=text,
                                         field=(prefix + target) if target else
