@@ -264,3 +264,15 @@ def test_decimal_values_exact(world):
                      query=ListQuery(sort=["amount"]))
     assert [r["amount"] for r in page["items"]] == ["0.10", "0.20", "123456789012.34"]
     assert sum(Decimal(r["amount"]) for r in page["items"]) == Decimal("123456789012.64")
+
+
+def test_list_uses_the_forms_default_sort(world):
+    world.publish(form_body("task", field("title"), field("due", "date"),
+                            default_sort=["due"]))
+    for day in ("2026-03-05", "2026-03-01", "2026-03-09"):
+        create(world, "task", title=day, due=day)
+    page = world.run(records.list_records, app="demo", form="task", query=ListQuery())
+    assert [r["title"] for r in page["items"]] == ["2026-03-01", "2026-03-05", "2026-03-09"]
+    newest = world.run(records.list_records, app="demo", form="task",
+                       query=ListQuery(sort=["-created_at"]))
+    assert [r["title"] for r in newest["items"]][0] == "2026-03-09"

@@ -175,7 +175,8 @@ def publish_form(ctx: EngineContext, *, app: str, key: str, confirm_destructive:
     old = Form.model_validate(old_body) if old_body else None
     conn = ctx.session.connection()
     state = evolution.load_state(conn, app=app, form=key)
-    plan = evolution.plan_evolution(conn, app=app, old=old, new=form, state=state)
+    plan = evolution.plan_evolution(conn, app=app, old=old, new=form, state=state,
+                                    time_zone=ctx.timezone)
     if dry_run:
         return {"dry_run": True, "version": definition.latest_version, "plan": plan.as_dict()}
     version = definition.latest_version + 1

@@ -398,7 +398,8 @@ def _summary(what: str, errors: list[ErrorItem]) -> str:
 @dataclass
 class ListQuery:
     filter: dict[str, Any] | None = None
-    sort: list[str] = field(default_factory=lambda: ["-id"])  # "-" = descending
+    # "-" = descending; empty: the form's default_sort, else newest first
+    sort: list[str] = field(default_factory=list)
     search: str | None = None  # words, all must match (each in any search field)
     fields: list[str] | None = None  # None: every column field
     limit: int = 50  # 1 … 500

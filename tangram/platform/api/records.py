@@ -51,10 +51,7 @@ class QueryBody(BaseModel):
 
 
 def _list_query(body: QueryBody) -> ListQuery:
-    kwargs: dict[str, Any] = body.model_dump()
-    if not kwargs["sort"]:
-        kwargs.pop("sort")
-    return ListQuery(**kwargs)
+    return ListQuery(**body.model_dump())
 
 
 @router.get("")
