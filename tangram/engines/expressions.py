@@ -527,6 +527,7 @@ class _Evaluator(EvalWithCompoundTypes):  # type: ignore[misc]
         return spec.implementation(self, *[self._eval(arg) for arg in node.args])
 
 
+_WHOLE = "*"  # marker in CompiledExpression._fields: the variable is used as a whole
 _local = threading.local()
 _NO_VARIABLES: Mapping[str, Any] = {}
 
@@ -588,10 +589,16 @@ class CompiledExpression:
     def referenced_fields(self) -> dict[str, set[str]]:
         """Field names read on each variable, e.g. ``{"record": {"amount"}, "old": {"stage"}}``.
 
-        ``"*"`` in a set means the variable is used as a whole (passed to a
-        function, or indexed with a computed key): depend on all its fields.
+        Every variable the expression mentions is a key, with an empty set when
+        no field is named (``is_empty(old)``); see :attr:`whole_variables`.
         """
-        return {name: set(names) for name, names in self._fields.items()}
+        return {name: set(names - {_WHOLE}) for name, names in self._fields.items()}
+
+    @property
+    def whole_variables(self) -> set[str]:
+        """Variables used as a whole (passed to a function, or indexed with a
+        computed key): the expression may depend on any of their fields."""
+        return {name for name, names in self._fields.items() if _WHOLE in names}
 
     def __repr__(self) -> str:
         return f"CompiledExpression({self.source!r})"
@@ -818,7 +825,7 @@ class _Checker:
         if node.id.startswith("_"):
             raise self.fail(node, "forbidden", f"names starting with _ are not allowed ({node.id})")
         if node.id in self.names:
-            self.fields.setdefault(node.id, set()).add("*")
+            self.fields.setdefault(node.id, set()).add(_WHOLE)
             return node
         if node.id in FUNCTIONS:
             raise self.fail(node, "syntax", f"{node.id} is a function; call it: "

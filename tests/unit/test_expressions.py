@@ -315,10 +315,14 @@ def test_referenced_fields_lists_first_level_fields_per_variable() -> None:
         "record": {"amount", "stage", "account"}, "old": {"stage"}, "user": {"department"}}
 
 
-def test_referenced_fields_marks_whole_variable_use() -> None:
-    assert compile_expression("is_empty(old)").referenced_fields == {"old": {"*"}}
-    assert compile_expression("record[record.key] + 1").referenced_fields == {
-        "record": {"*", "key"}}
+def test_whole_variable_use_is_reported_separately() -> None:
+    whole = compile_expression("is_empty(old)")
+    assert (whole.referenced_fields, whole.whole_variables) == ({"old": set()}, {"old"})
+    computed = compile_expression("record[record.key] + 1")
+    assert (computed.referenced_fields, computed.whole_variables) == (
+        {"record": {"key"}}, {"record"})
+    plain = compile_expression("record.a + old.b")
+    assert plain.whole_variables == set()
     assert compile_expression("today()").referenced_fields == {}
     assert compile_expression("row.qty", allowed_names=["row"]).referenced_fields == {
         "row": {"qty"}}
