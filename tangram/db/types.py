@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Numeric, Uuid
@@ -66,7 +66,7 @@ class ExactDecimal(TypeDecorator[Decimal]):
             return None
         dec = value if isinstance(value, Decimal) else Decimal(str(value))
         if dialect.name == "sqlite":
-            return int((dec * self._factor).to_integral_value())
+            return int((dec * self._factor).to_integral_value(rounding=ROUND_HALF_UP))
         return dec
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:

@@ -344,6 +344,9 @@ class RollupField(FieldBase):
     def _field_needed(self) -> RollupField:
         if self.aggregate != "count" and not self.field:
             raise ValueError(f"aggregate {self.aggregate!r} needs a 'field'")
+        if self.filter and self.source.sub_table:
+            raise ValueError("a rollup over a sub-table cannot have a filter; use a formula "
+                             "such as count_if(record.lines, \"gift\", true) or sum_of(...)")
         return self
 
 
@@ -367,6 +370,13 @@ class SubTableField(FieldBase):
     @model_validator(mode="after")
     def _distinct(self) -> SubTableField:
         _unique_values([f.key for f in self.fields], "sub-table field key")
+        for f in self.fields:
+            if f.type in ("multi_relation", "rollup"):
+                raise ValueError(f"sub-table field {f.key!r}: a {f.type} field cannot be "
+                                 "inside a sub-table")
+            if f.unique:
+                raise ValueError(f"sub-table field {f.key!r} cannot be unique (rows of all "
+                                 "records share one table); use a rule over the rows instead")
         return self
 
 

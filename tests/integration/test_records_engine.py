@@ -276,3 +276,74 @@ def test_list_uses_the_forms_default_sort(world):
     newest = world.run(records.list_records, app="demo", form="task",
                        query=ListQuery(sort=["-created_at"]))
     assert [r["title"] for r in newest["items"]][0] == "2026-03-09"
+
+
+def test_formula_reads_the_fresh_sub_table_rollup_and_decimals_take_their_scale(world):
+    world.publish(form_body(
+        "order", field("lines", "sub_table", fields=[field("price", "decimal", scale=2)]),
+        field("total", "rollup", source={"sub_table": "lines"}, aggregate="sum", field="price"),
+        field("with_tax", "formula", result_type="decimal", scale=2,
+              expression="record.total * 1.005"),
+        field("fee", "decimal", scale=2)))
+    rec = create(world, "order", lines=[{"price": "5"}, {"price": "1.2"}], fee=3)
+    assert rec["total"] == "6.20"
+    assert rec["with_tax"] == "6.23"  # 6.231 rounded half up, from this save's total
+    assert rec["fee"] == "3.00" and rec["lines"][0]["price"] == "5.00"
+    rec = update(world, "order", rec, lines=[{"price": "2.69"}])
+    assert rec["total"] == "2.69" and rec["with_tax"] == "2.70"  # 2.70345 → 2.70
+    half = update(world, "order", rec, lines=[{"price": "2.69"}, {"price": "-0.02"}])
+    assert half["with_tax"] == "2.68"  # 2.6767 → 2.68
+
+
+def test_rollups_over_forms_start_at_zero_and_change_in_one_update(world):
+    world.publish(form_body("account", field("name")))
+    world.publish(form_body("deal", field("account", "relation", target="account"),
+                            field("amount", "currency")))
+    world.publish(form_body(
+        "account", field("name"),
+        field("deals", "rollup", source={"form": "deal", "via": "account"}),
+        field("total", "rollup", source={"form": "deal", "via": "account"}, aggregate="sum",
+              field="amount"),
+        field("biggest", "rollup", source={"form": "deal", "via": "account"}, aggregate="max",
+              field="amount")))
+    acc = create(world, "account", name="A")
+    assert (acc["deals"], acc["total"], acc["biggest"]) == (0, "0.00", None)
+    create(world, "deal", account=acc["id"], amount="10")
+    after = get(world, "account", acc)
+    assert (after["deals"], after["total"], after["biggest"]) == (2 - 1, "10.00", "10.00")
+    assert after["version"] == acc["version"] + 1  # three rollups, one new version
+
+
+def test_publishing_new_computed_fields_fills_existing_records(world):
+    world.publish(form_body("order", field("title"),
+                            field("lines", "sub_table", fields=[field("qty", "integer")])))
+    first = create(world, "order", title="a", lines=[{"qty": 2}, {"qty": 3}])
+    world.clock.advance(days=1)
+    second = create(world, "order", title="b", lines=[])
+    world.publish(form_body(
+        "order", field("title"), field("lines", "sub_table", fields=[field("qty", "integer")]),
+        field("qty", "rollup", source={"sub_table": "lines"}, aggregate="sum", field="qty",
+              scale=0),
+        field("no", "autonumber", pattern="O{seq:3}"),
+        field("shout", "formula", result_type="text", expression="upper(record.title)")))
+    a, b = get(world, "order", first), get(world, "order", second)
+    assert (a["qty"], a["no"], a["shout"]) == ("5", "O001", "A")
+    assert (b["qty"], b["no"], b["shout"]) == ("0", "O002", "B")
+    assert create(world, "order", title="c")["no"] == "O003"
+
+
+@pytest.mark.parametrize("bad,message", [
+    (field("lines", "sub_table", fields=[field("tags", "multi_relation", target="x")]),
+     "cannot be inside a sub-table"),
+    (field("lines", "sub_table", fields=[field("sku", unique=True)]), "cannot be unique"),
+    (field("n", "rollup", source={"sub_table": "lines"}, filter={"field": "a", "op": "eq",
+                                                                 "value": 1}),
+     "cannot have a filter"),
+])
+def test_definitions_the_engine_cannot_honour_are_refused(world, bad, message):
+    from tangram.errors import DefinitionInvalid
+
+    with pytest.raises(DefinitionInvalid) as info:
+        world.publish(form_body("t", field("lines", "sub_table", fields=[field("a")]), bad)
+                      if bad["key"] != "lines" else form_body("t", bad))
+    assert message in str(info.value.errors)

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
@@ -89,6 +89,11 @@ class FieldKind:
 
     def to_json(self, value: Any) -> Any:
         return value
+
+    def normalizer(self, f: fm.FieldBase) -> Callable[[Any], Any] | None:
+        """A last step for a value that passed its checks (decimals take their
+        field's scale), or None when values are stored as converted."""
+        return None
 
     def to_db(self, value: Any) -> Any:
         """Python value -> what the column stores (JSON columns need JSON types)."""
@@ -282,6 +287,12 @@ class DecimalKind(FieldKind):
             return None
 
         return [digits, *_bound_checks(f)]
+
+    def normalizer(self, f: fm.FieldBase) -> Callable[[Any], Any] | None:
+        assert isinstance(f, fm.DecimalField)
+        quantum = Decimal(1).scaleb(-f.scale)
+        # Exact here: the scale check has passed, so no digit is lost.
+        return lambda v: v.quantize(quantum, rounding=ROUND_HALF_UP)
 
     def to_json(self, value: Any) -> Any:
         return None if value is None else str(value)
@@ -714,7 +725,7 @@ class FormulaKind(FieldKind):
         kind = self.result_kind(f)
         if f.result_type == "decimal":
             dec = kind.convert(f, value)
-            return dec.quantize(Decimal(1).scaleb(-f.scale))
+            return dec.quantize(Decimal(1).scaleb(-f.scale), rounding=ROUND_HALF_UP)
         if f.result_type == "text" and not isinstance(value, str):
             return str(value)
         return kind.convert(f, value)

@@ -191,21 +191,32 @@ def publish_form(ctx: EngineContext, *, app: str, key: str, confirm_destructive:
 
 
 def _backfill(ctx: EngineContext, *, app: str, form: Form, old: Form | None) -> None:
-    """New or changed formulas and rollups get values for existing records."""
-    from tangram.engines.forms.records import recompute_all_rollups, recompute_formulas
+    """New or changed computed fields get values for existing records."""
+    from tangram.engines.forms.records import (
+        backfill_autonumbers,
+        recompute_all_rollups,
+        recompute_formulas,
+    )
 
-    old_fields = {f.id: f for f in old.fields} if old else {}
+    if old is None:
+        return
+    old_fields = {f.id: f for f in old.fields}
     changed = [f for f in form.fields
-               if isinstance(f, (fm.FormulaField, fm.RollupField))
+               if isinstance(f, (fm.FormulaField, fm.RollupField, fm.AutonumberField))
                and (f.id not in old_fields
                     or old_fields[f.id].model_dump() != f.model_dump())]
-    if not changed or old is None:
+    if not changed:
         return
     runtime = get_runtime(ctx.session, app, form.key)
-    if any(isinstance(f, fm.RollupField) for f in changed):
+    if any(isinstance(f, fm.RollupField) and f.source.form for f in changed):
         recompute_all_rollups(ctx, app=app, form=form.key)
-    if any(isinstance(f, fm.FormulaField) for f in changed):
+    if any(isinstance(f, fm.FormulaField) or (isinstance(f, fm.RollupField)
+                                                and f.source.sub_table) for f in changed):
         recompute_formulas(ctx, runtime)
+    new_numbers = [f.key for f in changed
+                   if isinstance(f, fm.AutonumberField) and f.id not in old_fields]
+    if new_numbers:
+        backfill_autonumbers(ctx, runtime, new_numbers)
 
 
 def purge_field(ctx: EngineContext, *, app: str, form: str, field_id: str) -> int:

@@ -20,6 +20,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
@@ -396,8 +397,8 @@ def _db_checks(ctx: EngineContext, rt: FormRuntime, prepared: Prepared, outcome:
 # --------------------------------------------------------------------------- computed
 
 def _autonumber(ctx: EngineContext, rt: FormRuntime, f: fm.AutonumberField, *,
-                count: int = 1) -> list[str]:
-    local = ctx.now().astimezone(ZoneInfo(ctx.timezone))
+                count: int = 1, at: datetime | None = None) -> list[str]:
+    local = (at or ctx.now()).astimezone(ZoneInfo(ctx.timezone))
     parts = {"YYYY": f"{local.year:04d}", "YY": f"{local.year % 100:02d}",
              "MM": f"{local.month:02d}", "DD": f"{local.day:02d}"}
     used = re.findall(r"\{(YYYY|YY|MM|DD)\}", f.pattern)
@@ -417,18 +418,11 @@ def _autonumber(ctx: EngineContext, rt: FormRuntime, f: fm.AutonumberField, *,
     return out
 
 
-def _subtable_rollups(rt: FormRuntime, prepared: Prepared, current: Mapping[str, Any]) -> None:
+def _empty_rollups(rt: FormRuntime, prepared: Prepared) -> None:
+    """A new record has no related records yet: counts and sums start at 0."""
     for f in rt.form.fields:
-        if not isinstance(f, fm.RollupField) or not f.source.sub_table:
-            continue
-        sub_key = f.source.sub_table
-        rows = prepared.sub_rows.get(sub_key)
-        if rows is None:
-            if current.get("id") is not None:
-                continue  # sub-table unchanged in this write
-            rows = []
-        values = [r.get(f.field) if f.field else 1 for r in rows]
-        prepared.values[f.key] = rollup_value(f.aggregate, values, f.scale)
+        if isinstance(f, fm.RollupField) and f.source.form and f.aggregate in ("count", "sum"):
+            prepared.values[f.key] = rollup_value(f.aggregate, [], f.scale)
 
 
 def _bump_data_version(ctx: EngineContext, rt: FormRuntime) -> None:
@@ -543,7 +537,7 @@ def _insert(ctx: EngineContext, rt: FormRuntime, data: Mapping[str, Any], *,
     for f in rt.form.fields:
         if isinstance(f, fm.AutonumberField):
             prepared.values[f.key] = _autonumber(ctx, rt, f)[0]
-    _subtable_rollups(rt, prepared, {})
+    _empty_rollups(rt, prepared)
     system = {"id": record_id, "created_at": now, "created_by": ctx.actor.id,
               "updated_at": now, "updated_by": ctx.actor.id,
               "owner": owner if owner is not None else ctx.actor.id, "version": 1}
@@ -598,7 +592,6 @@ def _update(ctx: EngineContext, rt: FormRuntime, record_id: uuid.UUID,
             details={"current_version": old["version"]})
     prepared, outcome = _prepare(ctx, rt, changes, old=old, allow_read_only=allow_read_only)
     _db_checks(ctx, rt, prepared, outcome, record_id)
-    _subtable_rollups(rt, prepared, old)
     changed_cols = {k: v for k, v in prepared.values.items() if old.get(k) != v}
     changed_subs = {k: rows for k, rows in prepared.sub_rows.items()
                     if _rows_changed(old.get(k) or [], rows)}
@@ -751,12 +744,16 @@ def _refresh_parents(ctx: EngineContext, rt: FormRuntime, recs: Sequence[Mapping
                      depth: int) -> None:
     if depth > MAX_CASCADE_DEPTH:
         return
+    by_parent: dict[str, tuple[FormRuntime, list[fm.RollupField]]] = {}
     for parent, f in _rollup_dependents(ctx, rt):
-        via = f.source.via
-        assert via is not None
-        parent_ids: set[uuid.UUID] = {r[via] for r in recs if r.get(via) is not None}
+        by_parent.setdefault(parent.key, (parent, []))[1].append(f)
+    for parent, rollups in by_parent.values():
+        # All of a parent's rollups over this form change in one update (one
+        # version, one history entry), whichever relation they go through.
+        parent_ids: set[uuid.UUID] = {r[f.source.via] for f in rollups for r in recs
+                                      if f.source.via and r.get(f.source.via) is not None}
         for pid in sorted(parent_ids):
-            _recompute_rollup(ctx, parent, f, rt, pid, depth=depth + 1)
+            _recompute_rollups(ctx, parent, rollups, rt, pid, depth=depth + 1)
 
 
 def rollup_expression(ctx: EngineContext, parent: FormRuntime, f: fm.RollupField,
@@ -781,23 +778,27 @@ def rollup_expression(ctx: EngineContext, parent: FormRuntime, f: fm.RollupField
     return stmt.scalar_subquery()
 
 
-def _recompute_rollup(ctx: EngineContext, parent: FormRuntime, f: fm.RollupField,
-                      child: FormRuntime, parent_id: uuid.UUID, *, depth: int) -> None:
+def _recompute_rollups(ctx: EngineContext, parent: FormRuntime, rollups: list[fm.RollupField],
+                       child: FormRuntime, parent_id: uuid.UUID, *, depth: int) -> None:
     pt = parent.table
     row = ctx.session.execute(
-        sa.select(pt.c[f.key], rollup_expression(ctx, parent, f, child).label("fresh"))
+        sa.select(*(pt.c[f.key] for f in rollups),
+                  *(rollup_expression(ctx, parent, f, child).label(f"fresh_{i}")
+                    for i, f in enumerate(rollups)))
         .where(pt.c.id == parent_id, pt.c.deleted_at.is_(None))).first()
     if row is None:
         return
-    fresh = row.fresh
-    if fresh is not None and f.aggregate != "count":
-        fresh = rollup_value("sum", [fresh], f.scale)
-    if f.aggregate == "sum" and fresh is None:
-        fresh = rollup_value("sum", [], f.scale)
-    if fresh == row[0]:
-        return
-    _update(ctx, parent, parent_id, {f.key: fresh}, expected_version=None, source="rollup",
-            allow_read_only=True, depth=depth)
+    changes: dict[str, Any] = {}
+    for i, f in enumerate(rollups):
+        fresh = row[len(rollups) + i]
+        if f.aggregate != "count":
+            fresh = rollup_value("sum", [] if fresh is None else [fresh], f.scale) \
+                if f.aggregate == "sum" or fresh is not None else None
+        if fresh != row[i]:
+            changes[f.key] = fresh
+    if changes:
+        _update(ctx, parent, parent_id, changes, expected_version=None, source="rollup",
+                allow_read_only=True, depth=depth)
 
 
 def recompute_all_rollups(ctx: EngineContext, *, app: str, form: str) -> int:
@@ -910,20 +911,46 @@ def bulk_create(ctx: EngineContext, *, app: str, form: str, rows: Sequence[Mappi
 
 def _prepare_bulk(ctx: EngineContext, rt: FormRuntime, rows: Sequence[Mapping[str, Any]], *,
                   allow_read_only: bool) -> list[Prepared]:
-    errors: list[ErrorItem] = []
-    prepared_rows: list[Prepared] = []
+    _check_writable_fields(ctx, rt, {k for data in rows if isinstance(data, Mapping)
+                                     for k in data})
+    prepared_rows, row_errors = check_new_rows(ctx, rt, rows, allow_read_only=allow_read_only)
+    errors = [_prefixed(e, i) for i, errs in sorted(row_errors.items()) for e in errs]
+    if errors:
+        raise ValidationFailed(errors, message=f"{len(errors)} error(s) in "
+                               f"{len(row_errors)} row(s); nothing was saved")
+    return [p for p in prepared_rows if p is not None]
+
+
+def check_new_rows(ctx: EngineContext, rt: FormRuntime, rows: Sequence[Mapping[str, Any]], *,
+                   allow_read_only: bool = False
+                   ) -> tuple[list[Prepared | None], dict[int, list[ErrorItem]]]:
+    """Validate rows to create, each on its own: ``(prepared, errors by row index)``.
+
+    Every rule of :func:`create_record` applies — linked records exist (in the
+    actor's read scope), unique values are free in the table and among the
+    rows — with one query per kind for all rows. A row with errors has
+    ``None`` in ``prepared``; its errors carry plain field paths (``phone``).
+    Nothing is written (imports write the good rows with :func:`insert_rows`).
+
+    >>> prepared, errors = check_new_rows(ctx, rt, [{"name": "a"}, {"phone": "x"}])
+    >>> sorted(errors)
+    [1]
+    """
+    errors: dict[int, list[ErrorItem]] = defaultdict(list)
+    prepared_rows: list[Prepared | None] = []
     merged = Outcome(values={}, errors=[])
     seen_unique: dict[str, dict[Any, int]] = defaultdict(dict)
     unique_keys = [f.key for f in rt.form.fields if f.unique
                    and rt.fields[f.key].kind.storage == "column"]
-    _check_writable_fields(ctx, rt, {k for data in rows if isinstance(data, Mapping)
-                                     for k in data})
     user, eval_context = ctx.actor.as_variables(), _eval_context(ctx)
     for i, data in enumerate(rows):
         prepared, outcome = _prepare(ctx, rt, data, old=None, allow_read_only=allow_read_only,
                                      user=user, eval_context=eval_context)
-        for e in outcome.errors:
-            errors.append(_prefixed(e, i))
+        if outcome.errors:
+            errors[i].extend(outcome.errors)
+            prepared_rows.append(None)
+            continue
+        prepared_rows.append(prepared)
         for ref, by_id in outcome.references.items():
             bucket = merged.references.setdefault(ref, {})
             for ident, paths in by_id.items():
@@ -933,29 +960,71 @@ def _prepare_bulk(ctx: EngineContext, rt: FormRuntime, rows: Sequence[Mapping[st
             if value is None:
                 continue
             if value in seen_unique[key]:
-                errors.append(_prefixed(_field_error(ctx, rt, key, "unique",
-                                                     value=rt.fields[key].to_json(value)), i))
-            seen_unique[key][value] = i
-        prepared_rows.append(prepared)
+                errors[i].append(_field_error(ctx, rt, key, "unique",
+                                              value=rt.fields[key].to_json(value)))
+            else:
+                seen_unique[key][value] = i
+    ref_errors: list[ErrorItem] = []
+    _check_references(ctx, rt, merged, ref_errors)
+    for e in ref_errors:
+        match = re.match(r"rows\[(\d+)\]\.(.*)", e.field or "")
+        assert match is not None
+        e.field = match.group(2)
+        errors[int(match.group(1))].append(e)
+    t = rt.table
+    for key in unique_keys:
+        values = list(seen_unique[key])
+        for start in range(0, len(values), 500):
+            chunk = values[start:start + 500]
+            for r in ctx.session.execute(sa.select(t.c[key]).where(
+                    t.c[key].in_(chunk), t.c.deleted_at.is_(None))):
+                errors[seen_unique[key][r[0]]].append(_field_error(
+                    ctx, rt, key, "unique", value=rt.fields[key].to_json(r[0])))
+    for i in errors:
+        prepared_rows[i] = None
+    return prepared_rows, dict(errors)
+
+
+def insert_rows(ctx: EngineContext, rt: FormRuntime, prepared_rows: list[Prepared], *,
+                source: str) -> list[uuid.UUID]:
+    """Insert rows checked by :func:`check_new_rows` (events, rollups and data
+    version as :func:`bulk_create`); returns their ids in order."""
+    return [uuid.UUID(r["id"]) for r in _insert_many(ctx, rt, prepared_rows, source=source)]
+
+
+def check_changes(ctx: EngineContext, rt: FormRuntime, old: Mapping[str, Any],
+                  changes: Mapping[str, Any]) -> list[ErrorItem]:
+    """Every error :func:`update_record` would raise for ``changes`` to the
+    record ``old`` (a value dict as :func:`find_records` returns), without writing."""
+    prepared, outcome = _prepare(ctx, rt, changes, old=dict(old), allow_read_only=False)
+    errors = list(outcome.errors)
     if not errors:
-        ref_errors: list[ErrorItem] = []
-        _check_references(ctx, rt, merged, ref_errors)
-        errors.extend(ref_errors)
-        t = rt.table
-        for key in unique_keys:
-            values = list(seen_unique[key])
-            for start in range(0, len(values), 500):
-                chunk = values[start:start + 500]
-                for r in ctx.session.execute(sa.select(t.c[key]).where(
-                        t.c[key].in_(chunk), t.c.deleted_at.is_(None))):
-                    i = seen_unique[key][r[0]]
-                    errors.append(_prefixed(_field_error(
-                        ctx, rt, key, "unique", value=rt.fields[key].to_json(r[0])), i))
-    if errors:
-        raise ValidationFailed(errors, message=f"{len(errors)} error(s) in "
-                               f"{len({e.field.split(']')[0] for e in errors if e.field})} row(s);"
-                               " nothing was saved")
-    return prepared_rows
+        _check_references(ctx, rt, outcome, errors)
+        _check_unique(ctx, rt, prepared.values, old["id"], errors)
+    return errors
+
+
+def apply_changes(ctx: EngineContext, rt: FormRuntime, record_id: uuid.UUID,
+                  changes: Mapping[str, Any], *, source: str) -> None:
+    """Update one record as :func:`update_record` does (row scope, validation,
+    audit, events), without reading it back as JSON. Raises like it."""
+    _update(ctx, rt, record_id, changes, expected_version=None, source=source,
+            allow_read_only=False, depth=0)
+
+
+def find_records(ctx: EngineContext, rt: FormRuntime, key: str, values: Iterable[Any]
+                 ) -> list[dict[str, Any]]:
+    """Live records whose column ``key`` is one of ``values`` (any scope), as
+    value dicts with system fields; one query per 500 values."""
+    t = rt.table
+    wanted = list(dict.fromkeys(values))
+    out: list[dict[str, Any]] = []
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start:start + 500]
+        rows = ctx.session.execute(sa.select(t).where(t.c[key].in_(chunk),
+                                                      t.c.deleted_at.is_(None)))
+        out.extend(_row_to_values(rt, r) for r in rows.mappings())
+    return out
 
 
 def _prefixed(e: ErrorItem, i: int) -> ErrorItem:
@@ -973,14 +1042,14 @@ def _insert_many(ctx: EngineContext, rt: FormRuntime, prepared_rows: list[Prepar
     records: list[dict[str, Any]] = []
     params: list[dict[str, Any]] = []
     column_keys, converters = rt.column_keys, rt.db_converters
-    has_sub_rollups = any(isinstance(f, fm.RollupField) and f.source.sub_table
-                          for f in rt.form.fields)
+    has_form_rollups = any(isinstance(f, fm.RollupField) and f.source.form
+                           for f in rt.form.fields)
     actor_id = ctx.actor.id
     for i, prepared in enumerate(prepared_rows):
         for key, nums in numbers.items():
             prepared.values[key] = nums[i]
-        if has_sub_rollups:
-            _subtable_rollups(rt, prepared, {})
+        if has_form_rollups:
+            _empty_rollups(rt, prepared)
         values = prepared.values
         rec: dict[str, Any] = {
             "id": new_id(), "created_at": now, "created_by": actor_id, "updated_at": now,
@@ -1035,9 +1104,9 @@ def bulk_update(ctx: EngineContext, *, app: str, form: str, items: Sequence[Mapp
 
 
 def recompute_formulas(ctx: EngineContext, rt: FormRuntime, *, batch: int = 500) -> int:
-    """Recompute stored formula values of every live record (after a formula
-    field was added or changed). Values only; no audit noise per record."""
-    formulas = [k for k in rt.validator.formulas]
+    """Recompute stored formulas and sub-table rollups of every live record
+    (after such a field was added or changed). Values only; no audit noise."""
+    formulas = rt.validator.stored_computed
     if not formulas:
         return 0
     t = rt.table
@@ -1058,7 +1127,7 @@ def recompute_formulas(ctx: EngineContext, rt: FormRuntime, *, batch: int = 500)
         for rec in records:
             rec.update(children[rec["id"]])
             outcome = rt.validator.validate({}, old=rec, user=user, eval_context=eval_ctx,
-                                            language=ctx.language)
+                                            language=ctx.language, recompute=True)
             fresh = {k: outcome.values.get(k, rec.get(k)) for k in formulas}
             if any(fresh[k] != rec.get(k) for k in formulas):
                 params.append({"_id": rec["id"], **_column_params(rt, fresh)})
@@ -1068,3 +1137,20 @@ def recompute_formulas(ctx: EngineContext, rt: FormRuntime, *, batch: int = 500)
                 params)
             updated += len(params)
         last = rows[-1]["id"]
+
+
+def backfill_autonumbers(ctx: EngineContext, rt: FormRuntime, field_keys: Iterable[str]) -> int:
+    """Number existing records for newly added autonumber fields, in creation
+    order, with the period of each record's creation date."""
+    t = rt.table
+    count = 0
+    for key in field_keys:
+        f = rt.form.field(key)
+        assert isinstance(f, fm.AutonumberField)
+        rows = ctx.session.execute(sa.select(t.c.id, t.c.created_at)
+                                   .where(t.c[key].is_(None)).order_by(t.c.id)).all()
+        params = [{"_id": r.id, key: _autonumber(ctx, rt, f, at=r.created_at)[0]} for r in rows]
+        if params:
+            ctx.session.execute(t.update().where(t.c.id == sa.bindparam("_id")), params)
+        count += len(params)
+    return count

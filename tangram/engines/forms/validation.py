@@ -16,7 +16,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from tangram.engines.expressions import (
@@ -53,6 +53,7 @@ class FieldPlan:
         self.convert = self.compiled.convert
         self.checks = tuple(self.compiled.checks)
         self.reference = self.compiled.reference
+        self.normalize = self.compiled.kind.normalizer(self.compiled.definition)
 
 
 @dataclass
@@ -181,6 +182,8 @@ class RecordValidator:
         self._conditional = {k: p for k, p in self.fields.items()
                              if p.visible_when or p.required_when or p.required}
         self._sub_keys = frozenset(self.sub_tables)
+        self._sub_rollups = [(f.key, f) for f in form.fields if isinstance(f, fm.RollupField)
+                             and f.source.sub_table]
         self._defaulted = [(k, p) for k, p in self.fields.items()
                            if p.formula is None and k not in self._sub_keys
                            and (p.default is not None or p.default_expr is not None)]
@@ -189,6 +192,11 @@ class RecordValidator:
         if errors:
             raise DefinitionInvalid(f"form {form.key!r} has invalid expressions or rules",
                                     errors=errors)
+
+    @property
+    def stored_computed(self) -> list[str]:
+        """Computed fields the validator fills in: formulas, sub-table rollups."""
+        return [*self.formulas, *(k for k, _ in self._sub_rollups)]
 
     def _check_rule_fields(self, errors: list[ErrorItem]) -> None:
         for i, rule in enumerate(self.form.rules):
@@ -201,8 +209,9 @@ class RecordValidator:
 
     def validate(self, data: Mapping[str, Any], *, old: Mapping[str, Any] | None,
                  user: Mapping[str, Any], eval_context: EvalContext, language: str = "zh",
-                 allow_read_only: bool = False) -> Outcome:
-        """Validate ``data`` (a create when ``old`` is None, else a partial update).
+                 allow_read_only: bool = False, recompute: bool = False) -> Outcome:
+        """Validate ``data`` (a create when ``old`` is None, else a partial update;
+        ``recompute`` refreshes every computed value, for backfills).
 
         >>> v = compile_validator(form)                              # doctest: +SKIP
         >>> v.validate({"amount": "12.5"}, old=None, user={}, eval_context=ctx).errors
@@ -252,6 +261,8 @@ class RecordValidator:
                                               **problem[1]))
                     break
             else:
+                if plan.normalize is not None:
+                    merged[key] = plan.normalize(value)
                 if plan.reference is not None:
                     self._collect_reference(key, plan, value, out)
         checked = set(given)
@@ -268,6 +279,18 @@ class RecordValidator:
                 if value is not None:
                     given.add(key)
 
+        for key, rollup in self._sub_rollups:
+            # Sub-table rollups are part of this write (formulas may read them).
+            sub_key = rollup.source.sub_table
+            if creating or sub_key in given or recompute:
+                rows = merged.get(sub_key) or []
+                value = rollup_value(rollup.aggregate,
+                                     [r.get(rollup.field) if rollup.field else 1 for r in rows],
+                                     rollup.scale)
+                if creating or merged.get(key) != value:
+                    merged[key] = value
+                    given.add(key)
+                    checked.add(key)
         variables = {"record": merged, "old": old, "user": user}
         if self._conditional:
             self._conditions(self._conditional, merged, given, variables, "", eval_context,
@@ -281,16 +304,7 @@ class RecordValidator:
             value = merged.get(key)
             if value is None or key in sub_keys:
                 continue
-            plan = fields[key]
-            for check in plan.checks:
-                problem = check(value)
-                if problem is not None:
-                    errors.append(self._error(key, problem[0], language, label=plan.label,
-                                              **problem[1]))
-                    break
-            else:
-                if plan.reference is not None:
-                    self._collect_reference(key, plan, value, out)
+            merged[key] = self._run_checks(key, fields[key], value, language, errors, out)
         if self.rules:
             self._rules(self.rules, variables, "", eval_context, language, errors)
         out.values = {k: merged.get(k) for k in given}
@@ -314,15 +328,17 @@ class RecordValidator:
             return None
 
     def _run_checks(self, path: str, plan: FieldPlan, value: Any, language: str,
-                    errors: list[ErrorItem], out: Outcome) -> None:
+                    errors: list[ErrorItem], out: Outcome) -> Any:
+        """Check one value; returns it as stored (normalized) if it passed."""
         for check in plan.checks:
             problem = check(value)
             if problem is not None:
                 code, params = problem
                 errors.append(self._error(path, code, language, label=plan.label, **params))
-                return
+                return value
         if plan.reference is not None:
             self._collect_reference(path, plan, value, out)
+        return value if plan.normalize is None else plan.normalize(value)
 
     @staticmethod
     def _collect_reference(path: str, plan: FieldPlan, value: Any, out: Outcome) -> None:
@@ -470,7 +486,8 @@ class RecordValidator:
             for fkey, fplan in plan.fields.items():
                 value = row.get(fkey)
                 if value is not None and not fplan.compiled.kind.is_empty(value):
-                    self._run_checks(prefix + fkey, fplan, value, language, errors, out)
+                    row[fkey] = self._run_checks(prefix + fkey, fplan, value, language,
+                                                 errors, out)
             self._rules(plan.rules, variables, prefix, ctx, language, errors)
             rows.append(row)
         return rows
@@ -485,10 +502,10 @@ def rollup_value(aggregate: str, values: list[Any], scale: int) -> Any:
     present = [v for v in values if v is not None]
     if aggregate == "count":
         return len(values)
-    if not present:
-        return None if aggregate != "sum" else Decimal(0)
-    nums = [v if isinstance(v, Decimal) else Decimal(v) for v in present]
     quantum = Decimal(1).scaleb(-scale)
+    if not present:
+        return None if aggregate != "sum" else Decimal(0).quantize(quantum)
+    nums = [v if isinstance(v, Decimal) else Decimal(v) for v in present]
     result: Decimal
     if aggregate == "sum":
         result = sum(nums, Decimal(0))
@@ -498,7 +515,7 @@ def rollup_value(aggregate: str, values: list[Any], scale: int) -> Any:
         result = min(nums)
     else:
         result = max(nums)
-    return result.quantize(quantum)
+    return result.quantize(quantum, rounding=ROUND_HALF_UP)
 
 
 FieldCheck = Callable[[Any], Any]
