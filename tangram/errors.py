@@ -15,16 +15,20 @@ from typing import Any
 @dataclass
 class ErrorItem:
     """One problem, located by ``field`` (a record field path such as
-    ``lines[2].qty``) or by ``path`` (a JSON path inside a definition)."""
+    ``lines[2].qty``) or by ``path`` (a JSON path inside a definition), and by
+    ``file`` when the definition came from a file of an app package."""
 
     code: str
     message: str
     field: str | None = None
     path: str | None = None
     details: dict[str, Any] = dataclasses.field(default_factory=dict)
+    file: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.file is not None:
+            out["file"] = self.file
         if self.field is not None:
             out["field"] = self.field
         if self.path is not None:

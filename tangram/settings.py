@@ -10,7 +10,7 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -18,8 +18,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TANGRAM_", extra="ignore")
 
     database_url: str = Field(
-        "sqlite:///./var/tangram.db",
-        description="SQLAlchemy URL; postgresql://… URLs use the psycopg 3 driver.",
+        "", description="SQLAlchemy URL; postgresql://… URLs use the psycopg 3 driver. "
+        "Default: an SQLite file tangram.db in the var folder.",
     )
     environment: str = Field("development", description="development | production")
     secret_key: str = Field(
@@ -51,6 +51,12 @@ class Settings(BaseSettings):
         if value not in {"development", "production", "test"}:
             raise ValueError("environment must be development, production or test")
         return value
+
+    @model_validator(mode="after")
+    def _default_database(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.var_dir / 'tangram.db'}"
+        return self
 
     @property
     def files_path(self) -> Path:

@@ -52,7 +52,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stop = _start_worker(app) if settings.in_process_worker and \
+            settings.environment != "test" else None
         yield
+        if stop is not None:
+            stop()
         app.state.engine.dispose()
 
     app = FastAPI(
@@ -61,6 +65,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
         openapi_url="/api/openapi.json", docs_url=None, redoc_url=None,
         swagger_ui_oauth2_redirect_url=None, lifespan=lifespan,
     )
+    # Refuses to start a production installation without its own secret.
+    app.state.secret_key = settings.resolved_secret_key()
     engine = create_engine_from_url(settings.database_url)
     app.state.settings = settings
     app.state.engine = engine
@@ -80,6 +86,26 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
 
 
 PolicyFactory = Callable[[Session, Clock, str], AccessPolicy]
+
+
+def _start_worker(app: FastAPI) -> Callable[[], None]:
+    """The flow worker on a thread of this process (``tangram serve`` without
+    --no-worker), so a demo needs one command. Returns a function that stops it."""
+    import threading
+
+    from tangram.engines.flows.worker import run_worker
+
+    stop_event = threading.Event()
+    thread = threading.Thread(
+        target=run_worker, name="tangram-flow-worker", daemon=True,
+        args=(app.state.engine, app.state.clock, stop_event),
+        kwargs={"timezone": app.state.settings.timezone})
+    thread.start()
+
+    def stop() -> None:
+        stop_event.set()
+        thread.join(timeout=10)
+    return stop
 
 
 def _policy_factory(policy: AccessPolicy | None) -> PolicyFactory:

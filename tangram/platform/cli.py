@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -22,6 +23,8 @@ from tangram.db import create_engine_from_url, session_factory
 from tangram.errors import TangramError
 from tangram.platform import migrate
 from tangram.platform.auth import service
+from tangram.platform.cli_data import data_app
+from tangram.platform.packages.cli import apps_app, package_app
 from tangram.settings import Settings
 
 app = typer.Typer(help="Tangram: a no-code app builder (forms, flows, reports).",
@@ -29,8 +32,13 @@ app = typer.Typer(help="Tangram: a no-code app builder (forms, flows, reports)."
 db_app = typer.Typer(help="Database migrations of the platform's own tables.",
                      no_args_is_help=True)
 user_app = typer.Typer(help="User accounts.", no_args_is_help=True)
+org_app = typer.Typer(help="The organization: departments and users.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
+app.add_typer(data_app, name="data")
+app.add_typer(org_app, name="org")
+app.add_typer(package_app, name="package")
+app.add_typer(apps_app, name="app")
 
 
 def _settings() -> Settings:
@@ -66,8 +74,9 @@ def serve(
                     ] = None,
     reload: Annotated[bool, typer.Option(help="Restart when code changes (development).")
                       ] = False,
-    worker: Annotated[bool, typer.Option(help="Also run the background worker in this "
-                                         "process.")] = True,
+    worker: Annotated[bool, typer.Option(help="Also run the flow worker in this "
+                                         "process (--no-worker: run `tangram worker` "
+                                         "separately).")] = True,
 ) -> None:
     """Upgrade the database, then serve the API and web app."""
     import uvicorn
@@ -82,6 +91,42 @@ def serve(
                f"(API docs: http://{bind_host}:{bind_port}/api/docs)")
     uvicorn.run("tangram.platform.app:create_app", factory=True, host=bind_host,
                 port=bind_port, reload=reload)
+
+
+# --- worker -------------------------------------------------------------------------
+
+@app.command()
+def worker(
+    once: Annotated[bool, typer.Option("--once", help="Run what is due now, then exit.")
+                    ] = False,
+    poll: Annotated[float, typer.Option(help="Seconds to wait when nothing is due.")] = 1.0,
+    lease: Annotated[int, typer.Option(help="Seconds a claimed timer or job stays "
+                                       "reserved for this worker.")] = 120,
+) -> None:
+    """Run flow timers, scheduled triggers and queued jobs (any number of workers)."""
+    import signal
+    import threading
+    from datetime import timedelta
+
+    from tangram.clock import SYSTEM_CLOCK
+    from tangram.engines.flows.worker import run_due, run_worker
+
+    settings = _settings()
+    engine = create_engine_from_url(settings.database_url)
+    try:
+        if once:
+            done = run_due(engine, SYSTEM_CLOCK, worker_id="cli-once",
+                           timezone=settings.timezone)
+            typer.echo(f"worker: {done} item(s) processed")
+            return
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        typer.echo("worker: running (Ctrl+C stops)")
+        run_worker(engine, SYSTEM_CLOCK, stop, poll_seconds=poll,
+                   timezone=settings.timezone, lease=timedelta(seconds=lease))
+    finally:
+        engine.dispose()
 
 
 # --- db ---------------------------------------------------------------------------
@@ -155,3 +200,24 @@ def user_list() -> None:
         flags = ", ".join(f for f in ("admin" if u.is_admin else "", u.status
                                       if not u.is_active else "") if f)
         typer.echo(f"{u.username:<{width}}  {u.display_name}" + (f"  [{flags}]" if flags else ""))
+
+
+# --- org --------------------------------------------------------------------------
+
+@org_app.command("import")
+def org_import(
+    files: Annotated[list[Path], typer.Argument(
+        help="org.json, or departments.csv and users.csv (DingTalk/WeCom shape; see "
+             "docs/permissions.md).", exists=True, dir_okay=False)],
+) -> None:
+    """Import the org chart; running it again with the same files changes nothing."""
+    from tangram.clock import SYSTEM_CLOCK
+    from tangram.platform.permissions.org_import import import_org, parse_files
+
+    try:
+        chart = parse_files(files)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _fail(f"cannot read the org chart: {exc}") from exc
+    with _transaction() as session:
+        result = import_org(session, chart, actor_id=None, now=SYSTEM_CLOCK.now())
+    typer.echo(", ".join(f"{k}={v}" for k, v in result.as_dict().items()))

@@ -11,9 +11,13 @@ from tangram.db import metadata
 def load_all_tables() -> None:
     # Importing the modules registers their tables on the shared MetaData.
     import tangram.engines.directory  # noqa: F401
+    import tangram.engines.flows.tables  # noqa: F401
     import tangram.engines.forms.systables  # noqa: F401
+    import tangram.engines.imports.tables  # noqa: F401
+    import tangram.metamodel.flows  # noqa: F401
     import tangram.metamodel.storage  # noqa: F401
     import tangram.platform.auth.tables  # noqa: F401
+    import tangram.platform.packages.store  # noqa: F401
     import tangram.platform.permissions.tables  # noqa: F401
 
 

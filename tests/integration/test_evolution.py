@@ -458,14 +458,14 @@ def test_sub_table_fields_add_rename_remove(engine: Engine) -> None:
     rows = insert_children(engine, v1, "lines", parent, {"product": "p1", "qty": 2},
                            {"product": "p2", "qty": 3})
 
-    v2 = form(fld("name"), lines(fld("item", id="id_product", unique=True),
+    v2 = form(fld("name"), lines(fld("item", id="id_product", indexed=True),
                                  fld("qty", "integer"), fld("price", "decimal")))
     plan = publish(engine, v1, v2)
     assert [s.op for s in plan.steps] == ["rename_field", "add_index", "add_field"]
     assert values(engine, v2, "item", sub="lines") == {rows[0]: "p1", rows[1]: "p2"}
-    assert "uq_r_crm__deal__lines_item" in index_names(engine, child)
+    assert "ix_r_crm__deal__lines_item" in index_names(engine, child)
 
-    v3 = form(fld("name"), lines(fld("item", id="id_product", unique=True),
+    v3 = form(fld("name"), lines(fld("item", id="id_product", indexed=True),
                                  fld("price", "decimal")))
     remove = step(dry_run(engine, v2, v3), "remove_field")
     assert remove.destructive and remove.affected_rows == 2
@@ -473,12 +473,12 @@ def test_sub_table_fields_add_rename_remove(engine: Engine) -> None:
     assert "x_id_qty" in columns(engine, child) and "qty" not in columns(engine, child)
 
     # rename the sub-table itself: the child table follows, data and kept columns too
-    v4 = form(fld("name"), lines(fld("item", id="id_product", unique=True),
+    v4 = form(fld("name"), lines(fld("item", id="id_product", indexed=True),
                                  fld("price", "decimal"), key="items"))
     publish(engine, v3, v4)
     assert child not in sa.inspect(engine).get_table_names()
     assert values(engine, v4, "item", sub="items") == {rows[0]: "p1", rows[1]: "p2"}
-    assert "uq_r_crm__deal__items_item" in index_names(engine, "r_crm__deal__items")
+    assert "ix_r_crm__deal__items_item" in index_names(engine, "r_crm__deal__items")
     with engine.connect() as conn:
         state = load_state(conn, app=APP, form="deal")
     assert state is not None
@@ -602,11 +602,11 @@ def test_rename_and_type_change_in_one_publish(engine: Engine) -> None:
 
 
 def test_re_adding_a_removed_sub_table_restores_its_rows(engine: Engine) -> None:
-    v1 = form(fld("name"), lines(fld("product", unique=True), fld("qty", "integer")))
+    v1 = form(fld("name"), lines(fld("product", indexed=True), fld("qty", "integer")))
     publish(engine, None, v1)
     (parent,) = insert(engine, v1, {"name": "a"})
     rows = insert_children(engine, v1, "lines", parent, {"product": "p1", "qty": 1})
-    v2 = form(fld("name"), lines(fld("product", unique=True)))
+    v2 = form(fld("name"), lines(fld("product", indexed=True)))
     publish(engine, v1, v2, confirm=True)  # qty kept inside the child table
     v3 = form(fld("name"))
     publish(engine, v2, v3, confirm=True)  # the whole sub-table kept
@@ -615,12 +615,12 @@ def test_re_adding_a_removed_sub_table_restores_its_rows(engine: Engine) -> None
     assert state is not None and len(state.retired) == 2
     assert "r_crm__deal__lines" not in sa.inspect(engine).get_table_names()
 
-    v4 = form(fld("name"), lines(fld("product", unique=True), fld("qty", "integer")))
+    v4 = form(fld("name"), lines(fld("product", indexed=True), fld("qty", "integer")))
     plan = publish(engine, v3, v4)
     assert [s.op for s in plan.steps] == ["restore_field", "restore_field", "add_index"]
     assert values(engine, v4, "product", sub="lines") == {rows[0]: "p1"}
     assert values(engine, v4, "qty", sub="lines") == {rows[0]: 1}
-    assert "uq_r_crm__deal__lines_product" in index_names(engine, "r_crm__deal__lines")
+    assert "ix_r_crm__deal__lines_product" in index_names(engine, "r_crm__deal__lines")
     with engine.connect() as conn:
         state = load_state(conn, app=APP, form="deal")
     assert state is not None and state.retired == []

@@ -29,6 +29,7 @@ PUBLIC_ROUTES = {
     ("GET", "/api/docs"),
     ("GET", "/api/redoc"),
     ("GET", "/api/docs/assets/{name}"),
+    ("POST", "/api/hooks/flows/{app}/{flow}"),  # authenticated by the flow's webhook token
 }
 
 

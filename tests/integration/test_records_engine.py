@@ -347,3 +347,58 @@ def test_definitions_the_engine_cannot_honour_are_refused(world, bad, message):
         world.publish(form_body("t", field("lines", "sub_table", fields=[field("a")]), bad)
                       if bad["key"] != "lines" else form_body("t", bad))
     assert message in str(info.value.errors)
+
+
+class _OwnAccountsOnly:
+    """A policy: accounts are visible to their owner only, their 'limit' is hidden."""
+
+    def check_form_action(self, actor, app, form, action):
+        return None
+
+    def row_predicate(self, actor, app, form, table, action):
+        return table.c.owner == actor.id if form == "account" else None
+
+    def check_row(self, actor, app, form, row, action):
+        return None
+
+    def field_access(self, actor, app, form):
+        return {"limit": "hidden"} if form == "account" else {}
+
+
+def test_relation_paths_respect_the_targets_scope_and_hidden_fields(world, engine):
+    import uuid
+
+    from tangram.engines.context import Actor
+    from tangram.engines.directory import users_table
+    from tangram.errors import PermissionDenied
+
+    rep_a, rep_b = Actor(id=uuid.uuid4(), username="a"), Actor(id=uuid.uuid4(), username="b")
+    with engine.begin() as conn:
+        for rep in (rep_a, rep_b):
+            conn.execute(users_table.insert().values(
+                id=rep.id, username=rep.username, display_name=rep.username,
+                created_at=world.clock.now(), updated_at=world.clock.now()))
+    world.publish(form_body("account", field("industry"), field("limit", "integer")))
+    world.publish(form_body("lead", field("name"), field("account", "relation",
+                                                          target="account")))
+    mine = world.run(records.create_record, app="demo", form="account",
+                     data={"industry": "auto"}, actor=rep_a)
+    theirs = world.run(records.create_record, app="demo", form="account",
+                       data={"industry": "auto"}, actor=rep_b)
+    for acc in (mine, theirs):
+        world.run(records.create_record, app="demo", form="lead",
+                  data={"name": acc["id"][:4], "account": acc["id"]})
+
+    def names(actor, flt):
+        with world.sessions.begin() as s:
+            ctx = world.ctx(s, actor)
+            ctx.policy = _OwnAccountsOnly()
+            page = records.list_records(ctx, app="demo", form="lead",
+                                        query=ListQuery(filter=flt, sort=["name"]))
+        return [r["name"] for r in page["items"]]
+
+    by_industry = {"field": "account.industry", "op": "eq", "value": "auto"}
+    assert names(rep_a, by_industry) == [mine["id"][:4]]  # rep b's account is invisible
+    assert names(rep_b, by_industry) == [theirs["id"][:4]]
+    with pytest.raises(PermissionDenied):
+        names(rep_a, {"field": "account.limit", "op": "gt", "value": 1})

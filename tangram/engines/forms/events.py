@@ -33,19 +33,27 @@ class RecordEvent:
 
 
 Subscriber = Callable[[EngineContext, RecordEvent], None]
-_subscribers: list[Subscriber] = []
+# Whether a subscriber cares about events of (app, form, event kind); asked
+# once per write, so a bulk import nobody listens to builds no event objects.
+Interest = Callable[[EngineContext, str, str, str], bool]
+_subscribers: list[tuple[Subscriber, Interest | None]] = []
 
 
-def subscribe(fn: Subscriber) -> Subscriber:
-    """Register ``fn`` to run inside the transaction of every record change."""
-    if fn not in _subscribers:
-        _subscribers.append(fn)
+def subscribe(fn: Subscriber, *, interested: Interest | None = None) -> Subscriber:
+    """Register ``fn`` to run inside the transaction of every record change
+    (of the forms and events ``interested`` accepts, when given)."""
+    if all(existing is not fn for existing, _ in _subscribers):
+        _subscribers.append((fn, interested))
     return fn
 
 
 def unsubscribe(fn: Subscriber) -> None:
-    if fn in _subscribers:
-        _subscribers.remove(fn)
+    _subscribers[:] = [(f, i) for f, i in _subscribers if f is not fn]
+
+
+def _listeners(ctx: EngineContext, app: str, form: str, event: str) -> list[Subscriber]:
+    return [fn for fn, interested in _subscribers
+            if interested is None or interested(ctx, app, form, event)]
 
 
 def emit(ctx: EngineContext, *, app: str, form: str, record_id: uuid.UUID, event: str,
@@ -67,7 +75,8 @@ def emit_many(ctx: EngineContext, *, app: str, form: str, event: str, source: st
     record itself is read from its table (it is written in this transaction)."""
     assert event in EVENT_KINDS
     at = ctx.now()
-    if len(items) > 1 and not _subscribers:
+    listeners = _listeners(ctx, app, form, event)
+    if len(items) > 1 and not listeners:
         # Bulk writes nobody listens to in-process: the outbox row is all.
         ctx.session.execute(record_events_table.insert(), {
             "id": new_id(), "app": app, "form": form, "record_id": None,
@@ -98,6 +107,6 @@ def emit_many(ctx: EngineContext, *, app: str, form: str, event: str, source: st
             "changed_fields": [], "payload": {"source": source, "changes": {}},
             "actor_id": ctx.actor.id, "at": at})
     for evt in evts:
-        for fn in list(_subscribers):
+        for fn in listeners:
             fn(ctx, evt)
     return evts

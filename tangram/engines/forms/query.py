@@ -74,12 +74,26 @@ MAX_SORT_KEYS = 10
 MAX_SEARCH_WORDS = 20
 
 
+# The viewer's row scope of a form reached through a relation: given the
+# target's tables and the alias the query uses for it, an SQL condition (None
+# = every row). A linked record outside the scope behaves as an empty link, so
+# filtering or sorting through a relation reveals nothing of it.
+RelationScope = Callable[[FormTables, sa.FromClause], "sa.ColumnElement[bool] | None"]
+
+
 @dataclass
 class QueryContext:
     resolve: Resolver
     today: date  # in the organization's time zone
     timezone: str  # the organization's, e.g. "Asia/Shanghai"
     now: datetime  # aware
+    scope: RelationScope | None = None
+
+    def visible(self, tables: FormTables, alias: sa.FromClause) -> sa.ColumnElement[bool]:
+        """Live rows of ``alias`` the viewer may see."""
+        live = alias.c.deleted_at.is_(None)
+        extra = self.scope(tables, alias) if self.scope is not None else None
+        return live if extra is None else sa.and_(live, extra)
 
 
 class QueryInvalid(ValidationFailed):
@@ -224,6 +238,7 @@ class _FilterCompiler:
         self.tables = tables
         self.forms = forms or _Forms(qctx)
         self.env = ValueEnv(today=qctx.today, timezone=qctx.timezone)
+        self.qctx = qctx
         self.errors: list[ErrorItem] = []
         self.conditions = 0
 
@@ -330,7 +345,7 @@ class _FilterCompiler:
         alias = hop.tables.table.alias()
         inner = self._through(hop.tables, alias, target, i + 1, leaf, matches_empty)
         link = source.c[hop.link]
-        live = alias.c.deleted_at.is_(None)
+        live = self.qctx.visible(hop.tables, alias)
         if matches_empty:
             return ~sa.exists().where(alias.c.id == link, live, complement(inner))
         return link.in_(sa.select(alias.c.id).where(live, inner))
@@ -430,6 +445,7 @@ class _Builder:
     def __init__(self, q: ListQuery, tables: FormTables, qctx: QueryContext, *,
                  with_sort: bool) -> None:
         self.q, self.tables, self.table = q, tables, tables.table
+        self.qctx = qctx
         self.forms = _Forms(qctx)
         self.errors: list[ErrorItem] = []
         self.filter_failed = False
@@ -545,7 +561,7 @@ class _Builder:
         alias = hop.tables.table.alias()
         inner = self._path_value(hop.tables, alias, target, i + 1)
         return (sa.select(inner)
-                .where(alias.c.id == source.c[hop.link], alias.c.deleted_at.is_(None))
+                .where(alias.c.id == source.c[hop.link], self.qctx.visible(hop.tables, alias))
                 .correlate(source).scalar_subquery())
 
     def columns(self) -> list[sa.ColumnElement[Any]]:

@@ -45,6 +45,7 @@ from tangram.engines.forms.systables import (
     autonumber_counters_table,
     form_tables_table,
 )
+from tangram.engines.forms.tables import FormTables
 from tangram.engines.forms.validation import Outcome, rollup_value
 from tangram.errors import Conflict, ErrorItem, NotFound, PermissionDenied, ValidationFailed
 from tangram.i18n import message
@@ -71,9 +72,16 @@ def _eval_context(ctx: EngineContext) -> EvalContext:
     return EvalContext(now=ctx.now(), timezone=ctx.timezone)
 
 
-def query_context(ctx: EngineContext, app: str) -> QueryContext:
+def query_context(ctx: EngineContext, app: str, *, scoped: bool = True) -> QueryContext:
+    """Query context of the actor: relation paths only see records in the
+    actor's scope (``scoped=False`` for system computations such as rollups)."""
+    def scope(tables: FormTables, alias: sa.FromClause) -> sa.ColumnElement[bool] | None:
+        return ctx.policy.row_predicate(ctx.actor, app, tables.form.key,
+                                        alias, "read")  # type: ignore[arg-type]
+
     return QueryContext(resolve=lambda key: get_runtime(ctx.session, app, key).tables,
-                        today=ctx.today(), timezone=ctx.timezone, now=ctx.now())
+                        today=ctx.today(), timezone=ctx.timezone, now=ctx.now(),
+                        scope=scope if scoped else None)
 
 
 def _hidden_and_readonly(ctx: EngineContext, rt: FormRuntime) -> tuple[set[str], set[str]]:
@@ -772,7 +780,8 @@ def rollup_expression(ctx: EngineContext, parent: FormRuntime, f: fm.RollupField
     if f.filter:
         from tangram.engines.forms.query import compile_filter
 
-        cond = compile_filter(f.filter, tables=child.tables, qctx=query_context(ctx, parent.app))
+        cond = compile_filter(f.filter, tables=child.tables,
+                              qctx=query_context(ctx, parent.app, scoped=False))
         if cond is not None:
             stmt = stmt.where(cond)
     return stmt.scalar_subquery()
@@ -818,18 +827,40 @@ def recompute_all_rollups(ctx: EngineContext, *, app: str, form: str) -> int:
 
 # --------------------------------------------------------------------------- reads
 
-def filter_fields(spec: Any) -> set[str]:
-    """Top-level field keys a filter reads (to refuse filters on hidden fields)."""
+def filter_paths(spec: Any) -> set[str]:
+    """Field paths a filter reads (``amount``, ``account.industry``)."""
     out: set[str] = set()
     if isinstance(spec, dict):
         if "field" in spec and isinstance(spec["field"], str):
-            out.add(spec["field"].split(".")[0])
+            out.add(spec["field"])
         for key in ("and", "or"):
-            for part in spec.get(key) or []:
-                out |= filter_fields(part)
+            parts = spec.get(key)
+            for part in parts if isinstance(parts, list) else []:
+                out |= filter_paths(part)
         if "not" in spec:
-            out |= filter_fields(spec["not"])
+            out |= filter_paths(spec["not"])
     return out
+
+
+def filter_fields(spec: Any) -> set[str]:
+    """Top-level field keys a filter reads."""
+    return {path.split(".")[0] for path in filter_paths(spec)}
+
+
+def _check_path_visible(ctx: EngineContext, rt: FormRuntime, path: str) -> None:
+    """Refuse filtering or sorting on a field hidden from the actor, at any step
+    of a relation path (``account.credit_limit`` when credit_limit is hidden)."""
+    current: FormRuntime | None = rt
+    for step in path.split("."):
+        if current is None:
+            return  # not a relation: the query compiler reports the bad path
+        hidden, _ = _hidden_and_readonly(ctx, current)
+        if step in hidden:
+            raise PermissionDenied(f"you may not filter or sort on field {path!r}",
+                                   details={"field": path})
+        f = current.form.field(step)
+        current = (_target_runtime(ctx, current, f.target)
+                   if isinstance(f, fm.RelationField) else None)
 
 
 def list_records(ctx: EngineContext, *, app: str, form: str, query: ListQuery
@@ -837,11 +868,8 @@ def list_records(ctx: EngineContext, *, app: str, form: str, query: ListQuery
     """One page of records the actor may see; ``next_cursor`` for the next page."""
     rt = get_runtime(ctx.session, app, form)
     ctx.policy.check_form_action(ctx.actor, app, form, "restore" if query.deleted else "read")
-    hidden, _ = _hidden_and_readonly(ctx, rt)
-    touched = filter_fields(query.filter) | {s.lstrip("-").split(".")[0] for s in query.sort}
-    for key in touched & hidden:
-        raise PermissionDenied(f"you may not filter or sort on field {key!r}",
-                               details={"field": key})
+    for path in filter_paths(query.filter) | {s.lstrip("-") for s in query.sort}:
+        _check_path_visible(ctx, rt, path)
     qctx = query_context(ctx, app)
     scope = ctx.policy.row_predicate(ctx.actor, app, form, rt.table, "read")
     stmt, cursor_of = build_select(query, tables=rt.tables, qctx=qctx, scope=scope)
@@ -922,7 +950,7 @@ def _prepare_bulk(ctx: EngineContext, rt: FormRuntime, rows: Sequence[Mapping[st
 
 
 def check_new_rows(ctx: EngineContext, rt: FormRuntime, rows: Sequence[Mapping[str, Any]], *,
-                   allow_read_only: bool = False
+                   allow_read_only: bool = False, known_free: Iterable[str] = ()
                    ) -> tuple[list[Prepared | None], dict[int, list[ErrorItem]]]:
     """Validate rows to create, each on its own: ``(prepared, errors by row index)``.
 
@@ -931,6 +959,8 @@ def check_new_rows(ctx: EngineContext, rt: FormRuntime, rows: Sequence[Mapping[s
     rows — with one query per kind for all rows. A row with errors has
     ``None`` in ``prepared``; its errors carry plain field paths (``phone``).
     Nothing is written (imports write the good rows with :func:`insert_rows`).
+    ``known_free`` names unique fields the caller has just looked up (an
+    import's duplicate rule): their values are not looked up again.
 
     >>> prepared, errors = check_new_rows(ctx, rt, [{"name": "a"}, {"phone": "x"}])
     >>> sorted(errors)
@@ -972,7 +1002,10 @@ def check_new_rows(ctx: EngineContext, rt: FormRuntime, rows: Sequence[Mapping[s
         e.field = match.group(2)
         errors[int(match.group(1))].append(e)
     t = rt.table
+    skip = set(known_free)
     for key in unique_keys:
+        if key in skip:
+            continue
         values = list(seen_unique[key])
         for start in range(0, len(values), 500):
             chunk = values[start:start + 500]
@@ -1012,17 +1045,19 @@ def apply_changes(ctx: EngineContext, rt: FormRuntime, record_id: uuid.UUID,
             allow_read_only=False, depth=0)
 
 
-def find_records(ctx: EngineContext, rt: FormRuntime, key: str, values: Iterable[Any]
-                 ) -> list[dict[str, Any]]:
+def find_records(ctx: EngineContext, rt: FormRuntime, key: str, values: Iterable[Any], *,
+                 columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Live records whose column ``key`` is one of ``values`` (any scope), as
-    value dicts with system fields; one query per 500 values."""
+    value dicts with system fields — or only ``id`` and ``columns`` when
+    given; one query per 500 values."""
     t = rt.table
     wanted = list(dict.fromkeys(values))
+    selected: Any = [t] if columns is None else [t.c.id, *(t.c[c] for c in columns)]
     out: list[dict[str, Any]] = []
     for start in range(0, len(wanted), 500):
         chunk = wanted[start:start + 500]
-        rows = ctx.session.execute(sa.select(t).where(t.c[key].in_(chunk),
-                                                      t.c.deleted_at.is_(None)))
+        rows = ctx.session.execute(sa.select(*selected).where(t.c[key].in_(chunk),
+                                                             t.c.deleted_at.is_(None)))
         out.extend(_row_to_values(rt, r) for r in rows.mappings())
     return out
 

@@ -281,7 +281,7 @@ class RecordValidator:
 
         for key, rollup in self._sub_rollups:
             # Sub-table rollups are part of this write (formulas may read them).
-            sub_key = rollup.source.sub_table
+            sub_key = rollup.source.sub_table or ""
             if creating or sub_key in given or recompute:
                 rows = merged.get(sub_key) or []
                 value = rollup_value(rollup.aggregate,

@@ -111,7 +111,7 @@ class _Checker:
         self.errors: list[ErrorItem] = []
         self.hidden: list[ErrorItem] = []
         self.refs: dict[str, FieldRef] = {}  # JSON path of the field -> resolved
-        self._access: dict[str, dict[str, str]] = {}
+        self._access: dict[str, Mapping[str, str]] = {}
         root = runtimes.get(report.form)
         self.root: FormTables | None = root.tables if root else None
         self.resolver = PathResolver(self.root, self._resolve) if self.root else None
@@ -400,9 +400,9 @@ class _Builder:
             cols.extend(self._dimension(d, ref, out))
             self.columns.append(out)
         for i, m in enumerate(self.report.measures):
-            ref = self.checker.refs.get(f"$.measures[{i}].field")
-            cols.extend(self._measure_input(m, ref))
-            self.columns.append(self._measure_column(m, ref))
+            mref = self.checker.refs.get(f"$.measures[{i}].field")
+            cols.extend(self._measure_input(m, mref))
+            self.columns.append(self._measure_column(m, mref))
         where: list[Expr] = [self.table.c.deleted_at.is_(None)]
         scope = self.ctx.policy.row_predicate(self.ctx.actor, self.app, self.root.form.key,
                                               self.table, "read")
@@ -426,7 +426,7 @@ class _Builder:
         if isinstance(d, rm.BinDimension):
             return [BinIndex(value, origin=d.origin, width=d.width, scale=out.scale or 0)
                     .label(name)]
-        cols = [value.label(name)]
+        cols: list[Expr] = [value.label(name)]
         lookup = {"user": (users_table, "display_name"), "department": (departments_table,
                                                                         "name")}
         kind = "user" if ref.kind.name == "user" else ref.kind.name
@@ -481,7 +481,9 @@ class _Builder:
             result = reg.MEASURES[m.agg].result
             cls = ("count" if result == "count" else
                    ref.value_class if result == "same" and ref is not None else "float")
-            scale = _scale(ref) if cls in (reg.NUMBER, "float") else None
+            exact = ref is not None and isinstance(ref.kind.column_type(ref.field),
+                                                   ExactDecimal)
+            scale = _scale(ref) if exact and cls in (reg.NUMBER, "float") else None
             return OutputColumn(m.key, "measure", label, cls, m, ref=ref, scale=scale)
         if isinstance(m, rm.RunningTotalMeasure) or (isinstance(m, rm.ChangeMeasure)
                                                     and m.mode == "absolute"):
@@ -552,6 +554,7 @@ class _Builder:
             if isinstance(m, rm.FieldMeasure):
                 cols.append(source.c[name])
                 continue
+            expr: Expr
             if isinstance(m, rm.RatioMeasure):
                 expr = (self._float(source, m.numerator)
                         / sa.func.nullif(self._float(source, m.denominator), 0))

@@ -60,6 +60,8 @@ class DateBucket(_Construct):
     """First local day of the period holding ``expr``. ``timezone`` is given for
     UTC date-times (converted to local time first), None for plain dates."""
 
+    inherit_cache = False
+
     type = sa.Date()
 
     def __init__(self, expr: sa.ColumnElement[Any], unit: str, timezone: str | None) -> None:
@@ -153,6 +155,8 @@ _SHIFT_SQLITE = {"day": (1, "days"), "week": (7, "days"), "month": (1, "months")
 class ShiftPeriod(_Construct):
     """``expr`` (a bucket's first day) moved by ``periods`` whole periods."""
 
+    inherit_cache = False
+
     type = sa.Date()
 
     def __init__(self, expr: sa.ColumnElement[Any], unit: str, periods: int) -> None:
@@ -185,6 +189,8 @@ class BinIndex(_Construct):
     for integers): on SQLite such columns hold scaled integers (see
     ``tangram.db.types.ExactDecimal``), so the bin is integer arithmetic there."""
 
+    inherit_cache = False
+
     type = sa.BigInteger()
 
     def __init__(self, expr: sa.ColumnElement[Any], *, origin: Decimal, width: Decimal,
@@ -208,15 +214,24 @@ def _bin_pg(element: BinIndex, compiler: SQLCompiler, **kw: Any) -> str:
 @compiles(BinIndex)
 def _bin_sqlite(element: BinIndex, compiler: SQLCompiler, **kw: Any) -> str:
     factor = Decimal(10) ** element.scale
-    a = element.expr - sa.literal(int(element.origin * factor), sa.BigInteger)
+    # The stored (scaled) integers, with literals typed as plain integers so
+    # that no decimal scaling applies to them.
+    stored = sa.type_coerce(element.expr, sa.BigInteger)
+    a = (stored - sa.literal(int(element.origin * factor), sa.BigInteger)).self_group()
     b = sa.literal(int(element.width * factor), sa.BigInteger)
-    # SQLite's integer division truncates toward zero; floor for negatives.
-    floor = sa.case((a >= 0, a / b), else_=-((-a + b - 1) / b))
+    one = sa.literal(1, sa.BigInteger)
+    # The raw "/" of two integers is integer division in SQLite, truncating
+    # toward zero: floor for negatives. (SQLAlchemy's "/" would be true
+    # division, its "//" a Python function.)
+    floor = sa.case((a >= 0, a.op("/")(b)),
+                    else_=-((-a + b - one).self_group().op("/")(b)).self_group())
     return compiler.process(floor, **kw)
 
 
 class AsFloat(_Construct):
     """A number as a binary float (``scale`` as for :class:`BinIndex`)."""
+
+    inherit_cache = False
 
     type = sa.Float()
 
@@ -233,7 +248,7 @@ def _float_pg(element: AsFloat, compiler: SQLCompiler, **kw: Any) -> str:
 @compiles(AsFloat, "sqlite")
 @compiles(AsFloat)
 def _float_sqlite(element: AsFloat, compiler: SQLCompiler, **kw: Any) -> str:
-    value = sa.cast(element.expr, sa.Float())
+    value: sa.ColumnElement[Any] = sa.cast(element.expr, sa.Float())
     if element.scale:
         value = value / sa.literal(float(10 ** element.scale), sa.Float())
     return compiler.process(value, **kw)
@@ -241,6 +256,8 @@ def _float_sqlite(element: AsFloat, compiler: SQLCompiler, **kw: Any) -> str:
 
 class Median(_Construct):
     """The continuous median (interpolated between the two middle values)."""
+
+    inherit_cache = False
 
     type = sa.Float()
 
@@ -251,7 +268,7 @@ class Median(_Construct):
 
 @compiles(Median, "postgresql")
 def _median_pg(element: Median, compiler: SQLCompiler, **kw: Any) -> str:
-    value = sa.cast(element.expr, sa.Double())
+    value: sa.ColumnElement[Any] = sa.cast(element.expr, sa.Double())
     return compiler.process(sa.func.percentile_cont(0.5).within_group(value), **kw)
 
 

@@ -130,7 +130,8 @@ class PathResolver:
                 sub_key = part
             elif isinstance(f, (fm.MultiRelationField, fm.RelationField)) and part != "id":
                 target = self._target(f.target)
-                kind_of = "join" if isinstance(f, fm.MultiRelationField) else "one"
+                kind_of: Literal["one", "join"] = (
+                    "join" if isinstance(f, fm.MultiRelationField) else "one")
                 steps.append(Step(kind_of, part, access, target.table, target))
                 current, owner, sub_key = target, target.form.key, None
                 fields = _form_fields(current)

@@ -103,7 +103,8 @@ _MEASURES = [
         "count_distinct", {"zh": "去重计数", "en": "Count distinct"},
         "Number of different values of the field.",
         frozenset({NUMBER, DATE, DATETIME, TEXT, BOOL, TIME, REFERENCE}),
-        lambda v, s: sa.func.count(sa.distinct(v)), "count"),
+        lambda v, s: sa.func.count(sa.distinct(v)) if v is not None else sa.func.count(),
+        "count"),
     MeasureKind(
         "sum", {"zh": "求和", "en": "Sum"}, "Sum of a number field (exact for decimals).",
         frozenset({NUMBER}), lambda v, s: sa.func.sum(v), "same",

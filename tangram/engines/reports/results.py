@@ -39,7 +39,7 @@ class ReportResult:
     frame: pd.DataFrame
     totals: dict[str, Any] | None
     language: str
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra_columns: list[str] = field(default_factory=list)  # added by the chart (funnel)
 
     @property
     def report(self) -> rm.Report:
@@ -101,7 +101,7 @@ def _value(c: OutputColumn, value: Any) -> Any:
     if isinstance(d, rm.BinDimension):
         return d.origin + int(value) * d.width
     if c.role == "measure":
-        if c.value_class == "count":
+        if c.value_class == "count" or (c.value_class == reg.NUMBER and c.scale is None):
             return int(value)
         if c.scale is not None and c.value_class in (reg.NUMBER, "float") and not (
                 isinstance(d, rm.RatioMeasure | rm.ShareMeasure)
@@ -167,8 +167,8 @@ def result_json(result: ReportResult, *, chart: dict[str, Any] | None) -> dict[s
                     if c.role == "dimension"})
         if rec["_others"]:
             row["_others"] = True
-        for key, values in result.extra.items():
-            row[key] = to_json(values[len(rows)]) if len(values) > len(rows) else None
+        for key in result.extra_columns:
+            row[key] = to_json(rec[key]) if rec[key] == rec[key] else None
         rows.append(row)
     out: dict[str, Any] = {
         "report": result.report.key,

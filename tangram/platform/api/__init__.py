@@ -7,15 +7,20 @@ from tangram.platform.api import (
     auth,
     catalog,
     docs,
+    exports,
     files,
+    flows,
     health,
+    imports,
     meta,
     org,
     records,
+    reports,
     roles,
     sharing,
     tokens,
 )
+from tangram.platform.packages import api as packages
 
 ROUTERS: list[APIRouter] = [
     health.router,
@@ -23,11 +28,16 @@ ROUTERS: list[APIRouter] = [
     meta.router,
     catalog.router,
     apps.router,
+    packages.router,
     sharing.router,
     records.router,
+    imports.router,
+    exports.router,
+    reports.router,
     roles.router,
     org.router,
     tokens.router,
     files.router,
+    flows.router,
     docs.router,
 ]

@@ -102,13 +102,17 @@ def publish_form(app: str, form: str, body: PublishBody, ctx: ContextDep,
 
 
 @router.get("/{app}/forms/{form}/versions")
-def list_versions(app: str, form: str, ctx: ContextDep) -> list[dict[str, Any]]:
+def list_versions(app: str, form: str, ctx: ContextDep,
+                  _builder: BuilderActor) -> list[dict[str, Any]]:
+    """Published versions with their diffs (for the app's builders: a version
+    holds every field, including those some roles may not see)."""
     d = storage.get_definition(ctx.session, app=app, kind="form", key=form)
     return storage.list_versions(ctx.session, d)
 
 
 @router.get("/{app}/forms/{form}/versions/{version}")
-def get_version(app: str, form: str, version: int, ctx: ContextDep) -> dict[str, Any]:
+def get_version(app: str, form: str, version: int, ctx: ContextDep,
+                _builder: BuilderActor) -> dict[str, Any]:
     d = storage.get_definition(ctx.session, app=app, kind="form", key=form)
     return storage.get_version(ctx.session, d, version)
 

@@ -113,7 +113,7 @@ def _heads(value: Any, departments: list[str]) -> set[str]:
         return set(departments)
     if isinstance(value, str) and value.strip().lower() in {"", "false", "no", "0", "否"}:
         return set()
-    items = value if isinstance(value, list) else _id_list(value)
+    items: list[Any] = value if isinstance(value, list) else _id_list(value)
     if items and all(isinstance(i, dict) for i in items):
         return {str(i.get("dept_id")) for i in items if i.get("leader")}
     if items and all(isinstance(i, int) and i in (0, 1) for i in items) \

@@ -93,10 +93,10 @@ def department_tree(session: Session) -> list[dict[str, Any]]:
     d, ud = departments_table, user_departments_table
     members: dict[uuid.UUID, int] = defaultdict(int)
     heads: dict[uuid.UUID, list[str]] = defaultdict(list)
-    for r in session.execute(sa.select(ud.c.department_id, ud.c.user_id, ud.c.is_head)):
-        members[r.department_id] += 1
-        if r.is_head:
-            heads[r.department_id].append(str(r.user_id))
+    for m in session.execute(sa.select(ud.c.department_id, ud.c.user_id, ud.c.is_head)):
+        members[m.department_id] += 1
+        if m.is_head:
+            heads[m.department_id].append(str(m.user_id))
     nodes: dict[uuid.UUID, dict[str, Any]] = {}
     order = session.execute(sa.select(d.c.id, d.c.parent_id, d.c.name, d.c.external_id)
                             .order_by(d.c.name, d.c.id)).all()
@@ -104,7 +104,7 @@ def department_tree(session: Session) -> list[dict[str, Any]]:
         nodes[r.id] = {"id": str(r.id), "name": r.name, "external_id": r.external_id,
                        "heads": sorted(heads[r.id]), "member_count": members[r.id],
                        "children": []}
-    roots = []
+    roots: list[dict[str, Any]] = []
     for r in order:
         parent = nodes.get(r.parent_id) if r.parent_id else None
         (parent["children"] if parent else roots).append(nodes[r.id])

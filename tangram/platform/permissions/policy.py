@@ -73,9 +73,7 @@ class RolePolicy:
     def roles(self, actor: Actor, app: str) -> list[Role]:
         key = (actor.id, app)
         if key not in self._roles:
-            keys = grants.role_keys(self.session, app=app, user_id=actor.id,
-                                    departments=self.facts(actor).departments)
-            self._roles[key] = grants.published_roles(self.session, app=app, keys=keys)
+            self._roles[key] = grants.held_roles(self.session, app=app, user_id=actor.id)
         return self._roles[key]
 
     def grants_for(self, actor: Actor, app: str, form: str, action: str) -> list[FormGrant]:
@@ -96,7 +94,6 @@ class RolePolicy:
         if key not in self._shares:
             self._shares[key] = grants.shared_record_ids(
                 self.session, app=app, form=form, user_id=actor.id,
-                departments=self.facts(actor).departments,
                 accesses=grants.SHARE_ACCESS.get(action, ()))
         return self._shares[key]
 
@@ -169,12 +166,11 @@ class RolePolicy:
     # --- helpers --------------------------------------------------------------------
 
     def _viewer(self, actor: Actor, app: str, form: str) -> Viewer:
-        facts = self.facts(actor)
-
         def expression(g: FormGrant, table: sa.FromClause) -> Condition | None:
-            return self._expression(facts, app, form, g, table)
+            return self._expression(self.facts(actor), app, form, g, table)
 
-        return Viewer(session=self.session, facts=facts, expression=expression,
+        return Viewer(session=self.session, actor_id=actor.id,
+                      facts_of=lambda: self.facts(actor), expression=expression,
                       record_table=lambda: get_runtime(self.session, app, form).table)
 
     def _expression(self, facts: UserFacts, app: str, form: str, g: FormGrant,
@@ -188,9 +184,9 @@ class RolePolicy:
         try:
             cond = compile_filter(substitute(g.filter, facts), tables=tables, qctx=qctx)
         except (FilterInvalid, PlaceholderUnknown, NotFound) as exc:
-            # Fail closed: a scope that no longer compiles (a field was removed)
-            # grants nothing until the role is fixed.
-            log.warning("expression scope on %s.%s does not compile: %s", app, form, exc)
+            # Fail closed: a scope that does not compile for this user (no
+            # department for an "in" list, a field removed since) grants nothing.
+            log.info("expression scope on %s.%s does not compile: %s", app, form, exc)
             return None
         return sa.true() if cond is None else cond
 
@@ -199,10 +195,7 @@ class RolePolicy:
         if len(shared) <= MAX_INLINE_SHARES:
             return table.c.id.in_(sorted(shared))
         s = record_shares_table
-        facts = self.facts(actor)
-        holder = s.c.user_id == actor.id
-        if facts.departments:
-            holder = sa.or_(holder, s.c.department_id.in_(sorted(facts.departments)))
+        assert actor.id is not None  # only users have shares
         return table.c.id.in_(sa.select(s.c.record_id).where(
             s.c.app == app, s.c.form == form,
-            s.c.access.in_(grants.SHARE_ACCESS.get(action, ())), holder))
+            s.c.access.in_(grants.SHARE_ACCESS.get(action, ())), grants.share_holder(actor.id)))

@@ -38,8 +38,9 @@ def check_role(session: Session, app: str, role: Role) -> None:
     """Cross-checks pydantic cannot do: named forms and fields exist (for
     published forms) and expression filters compile with every placeholder."""
     errors: list[ErrorItem] = []
-    sample = UserFacts(id=uuid.UUID(int=1), username="sample", departments=frozenset(),
-                       primary_department=None, org=OrgView(session))
+    sample = UserFacts(id=uuid.UUID(int=1), username="sample",
+                       departments=frozenset({uuid.UUID(int=2)}),
+                       primary_department=uuid.UUID(int=2), org=OrgView(session))
     for form, grant in role.forms.items():
         at = f"$.forms.{form}"
         try:

@@ -37,13 +37,20 @@ class Viewer:
     """The user a scope is evaluated for, with what scopes need to know."""
 
     session: Session
-    facts: UserFacts
+    actor_id: uuid.UUID | None
+    # The user's departments etc., read only when a scope needs them ("own"
+    # does not), so the common case costs no membership query.
+    facts_of: Callable[[], UserFacts]
     # Compiles an expression grant's filter for this user on ``table`` (None:
     # the filter cannot be compiled any more — the scope then matches nothing).
     expression: Callable[[FormGrant, sa.FromClause], Condition | None]
     # The form's own table (record checks of expressions run on it), looked up
     # only when needed.
     record_table: Callable[[], sa.Table]
+
+    @property
+    def facts(self) -> UserFacts:
+        return self.facts_of()
 
     @property
     def org(self) -> OrgView:
@@ -93,8 +100,8 @@ def _expression_check(v: Viewer, g: FormGrant, row: Mapping[str, Any]) -> bool:
 SCOPES: dict[str, Scope] = {s.key: s for s in (
     Scope("own", {"zh": "本人", "en": "Own records"},
           "records the user owns",
-          sql=lambda v, g, t: t.c.owner == v.facts.id if v.facts.id else sa.false(),
-          check=lambda v, g, row: v.facts.id is not None and row.get("owner") == v.facts.id),
+          sql=lambda v, g, t: t.c.owner == v.actor_id if v.actor_id else sa.false(),
+          check=lambda v, g, row: v.actor_id is not None and row.get("owner") == v.actor_id),
     Scope("department", {"zh": "本部门", "en": "Own department"},
           "records whose owner is now in one of the user's departments",
           sql=lambda v, g, t: _owner_in(v.facts.departments, t),

@@ -1,0 +1,165 @@
+"""Flow benchmark: the same approval flow through our engine and through
+SpiffWorkflow, side by side.
+
+Run: ``uv run --group bench python -m bench.flows`` (PostgreSQL too when
+TANGRAM_TEST_POSTGRES_URL is set). The flow is start → manager → branch on
+amount > 500000 → risk → finance → end; N instances each, half of them over
+the threshold. Both engines persist state to the same database after every
+step: ours writes its state tables in one transaction per step (start, each
+approval); SpiffWorkflow's workflow is serialized (its own JSON serializer)
+into a table row in one transaction per step. Ends with the line
+``bench.flows: ratio=<ours instances/s ÷ spiff instances/s>`` (first database).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+
+from bench.common import databases
+from tangram.engines.flows import service, tasks, triggers
+from tangram.engines.flows.tables import tasks_table
+from tests.flow_factories import FlowWorld, approval, end, flow_body, start
+
+N = int(__import__("os").environ.get("BENCH_FLOWS_N", "1000"))
+
+BPMN = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+  id="d" targetNamespace="http://bpmn.io/schema/bpmn">
+  <bpmn:process id="approval" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:userTask id="manager"><bpmn:incoming>f1</bpmn:incoming>
+      <bpmn:outgoing>f2</bpmn:outgoing></bpmn:userTask>
+    <bpmn:exclusiveGateway id="amount" default="small"><bpmn:incoming>f2</bpmn:incoming>
+      <bpmn:outgoing>big</bpmn:outgoing><bpmn:outgoing>small</bpmn:outgoing>
+    </bpmn:exclusiveGateway>
+    <bpmn:userTask id="risk"><bpmn:incoming>big</bpmn:incoming>
+      <bpmn:outgoing>f3</bpmn:outgoing></bpmn:userTask>
+    <bpmn:userTask id="finance"><bpmn:incoming>small</bpmn:incoming>
+      <bpmn:incoming>f3</bpmn:incoming><bpmn:outgoing>f4</bpmn:outgoing></bpmn:userTask>
+    <bpmn:endEvent id="end"><bpmn:incoming>f4</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="manager"/>
+    <bpmn:sequenceFlow id="f2" sourceRef="manager" targetRef="amount"/>
+    <bpmn:sequenceFlow id="big" sourceRef="amount" targetRef="risk">
+      <bpmn:conditionExpression>amount &gt; 500000</bpmn:conditionExpression>
+    </bpmn:sequenceFlow>
+    <bpmn:sequenceFlow id="small" sourceRef="amount" targetRef="finance"/>
+    <bpmn:sequenceFlow id="f3" sourceRef="risk" targetRef="finance"/>
+    <bpmn:sequenceFlow id="f4" sourceRef="finance" targetRef="end"/>
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+def amounts(n: int) -> list[int]:
+    return [800_000 if i % 2 else 100_000 for i in range(n)]
+
+
+# --- ours ------------------------------------------------------------------------
+
+def run_ours(engine: sa.Engine, n: int) -> tuple[float, int]:
+    world = FlowWorld(engine)
+    for name in ("rep", "manager", "risk", "finance"):
+        world.user(name)
+    world.publish_flow(flow_body(
+        "approval", start("manual", next="manager"),
+        approval("manager", "manager", next="amount"),
+        {"type": "branch", "key": "amount", "conditions": [
+            {"when": "vars.amount > 500000", "next": "risk"}], "default": "finance"},
+        approval("risk", "risk", next="finance"), approval("finance", "finance"), end(),
+        form=None))
+    actors = {name: world.actor_of(name) for name in world.users}
+    t0 = time.perf_counter()
+    steps = 0
+    for amount in amounts(n):
+        iid = world.run(lambda ctx, a=amount: triggers.start_by_user(
+            ctx, app=world.app, flow="approval", variables={"amount": a}),
+            actor=actors["rep"])
+        steps += 1
+        for who in ("manager", "risk", "finance"):
+            if who == "risk" and amount <= 500_000:
+                continue
+            with world.sessions.begin() as s:
+                task_id = s.execute(sa.select(tasks_table.c.id).where(
+                    tasks_table.c.instance_id == iid, tasks_table.c.status == "open")
+                ).scalar_one()
+                tasks.act_on_task(world.ctx(s, actors[who]), task_id=task_id,
+                                  action="approve", params=tasks.ActionParams())
+            steps += 1
+        assert world.instance(iid)["outcome"] == "approved"
+    elapsed = time.perf_counter() - t0
+    _ = service
+    return elapsed, steps
+
+
+# --- SpiffWorkflow -----------------------------------------------------------------
+
+def run_spiff(engine: sa.Engine, n: int) -> tuple[float, int]:
+    from SpiffWorkflow.bpmn import BpmnWorkflow
+    from SpiffWorkflow.bpmn.parser import BpmnParser
+    from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
+    from SpiffWorkflow.util.task import TaskState
+
+    parser = BpmnParser()
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "approval.bpmn"
+        path.write_text(BPMN)
+        parser.add_bpmn_file(str(path))
+    spec = parser.get_spec("approval")
+    serializer = BpmnWorkflowSerializer()
+    meta = sa.MetaData()
+    table = sa.Table("spiff_workflows", meta, sa.Column("id", sa.String(36), primary_key=True),
+                     sa.Column("state", sa.Text, nullable=False))
+    meta.create_all(engine)
+    t0 = time.perf_counter()
+    steps = 0
+    for amount in amounts(n):
+        wid = str(uuid.uuid4())
+        wf = BpmnWorkflow(spec)
+        wf.get_tasks(state=TaskState.READY)[0].data["amount"] = amount
+        wf.do_engine_steps()
+        with engine.begin() as conn:
+            conn.execute(table.insert(), {"id": wid, "state": serializer.serialize_json(wf)})
+        steps += 1
+        while not wf.completed:
+            with engine.begin() as conn:
+                state = conn.execute(sa.select(table.c.state).where(table.c.id == wid)
+                                     ).scalar_one()
+                wf = serializer.deserialize_json(state)
+                ready = wf.get_tasks(state=TaskState.READY, manual=True)
+                ready[0].run()
+                wf.do_engine_steps()
+                conn.execute(table.update().where(table.c.id == wid),
+                             {"state": serializer.serialize_json(wf)})
+            steps += 1
+    elapsed = time.perf_counter() - t0
+    return elapsed, steps
+
+
+def main() -> None:
+    results: list[dict[str, Any]] = []
+    with databases() as dbs:
+        for name, engine in dbs:
+            ours, ours_steps = run_ours(engine, N)
+            spiff, spiff_steps = run_spiff(engine, N)
+            row = {"database": name, "n": N, "ours_per_s": N / ours,
+                   "spiff_per_s": N / spiff, "ours_steps": ours_steps,
+                   "spiff_steps": spiff_steps}
+            results.append(row)
+            print(f"{name:10}  ours {N / ours:8.1f} instances/s ({ours:.2f} s, "
+                  f"{ours_steps} steps)   spiffworkflow {N / spiff:8.1f} instances/s "
+                  f"({spiff:.2f} s, {spiff_steps} steps)   ratio {spiff / ours:.2f}")
+    print(json.dumps(results))
+    first = results[0]
+    print(f"bench.flows: ratio={first['ours_per_s'] / first['spiff_per_s']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

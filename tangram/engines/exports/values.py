@@ -1,0 +1,168 @@
+"""Record values as people read them in a spreadsheet, one entry per field kind.
+
+Options show their label, links the linked record's title, people their
+names, booleans 是/否 (Yes/No), date-times the organization's wall-clock time;
+decimals stay ``Decimal`` (exact in CSV and XLSX alike). Titles of linked
+records, users, departments and files are fetched per page, one query per kind.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+
+from tangram.engines.context import EngineContext
+from tangram.engines.directory import departments_table, users_table
+from tangram.engines.forms.registry import FormRuntime, get_runtime
+from tangram.engines.forms.systables import files_table
+from tangram.metamodel import fields as fm
+from tangram.metamodel.common import localize
+
+Titles = dict[tuple[str, uuid.UUID], str]  # (reference, id) -> title
+Formatter = Callable[[Any, Titles], Any]
+LIST_JOIN = ", "  # what the importer splits lists on
+
+
+@dataclass(frozen=True)
+class Env:
+    language: str
+    zone: ZoneInfo
+
+
+def _options(f: fm.FieldBase, env: Env) -> dict[str, str]:
+    out: dict[str, str] = {}
+
+    def walk(items: list[Any]) -> None:
+        for o in items:
+            out[o.value] = localize(o.label, env.language) or o.value
+            walk(getattr(o, "children", []))
+
+    walk(getattr(f, "options", []))
+    return out
+
+
+def _plain(f: fm.FieldBase, env: Env) -> Formatter:
+    return lambda v, titles: str(v) if isinstance(v, uuid.UUID) else v
+
+
+def _select(f: fm.FieldBase, env: Env) -> Formatter:
+    labels = _options(f, env)
+    return lambda v, titles: None if v is None else labels.get(v, v)
+
+
+def _multi_select(f: fm.FieldBase, env: Env) -> Formatter:
+    labels = _options(f, env)
+    return lambda v, titles: None if not v else LIST_JOIN.join(labels.get(x, x) for x in v)
+
+
+def _tags(f: fm.FieldBase, env: Env) -> Formatter:
+    return lambda v, titles: None if not v else LIST_JOIN.join(v)
+
+
+def _boolean(f: fm.FieldBase, env: Env) -> Formatter:
+    yes, no = ("是", "否") if env.language.startswith("zh") else ("Yes", "No")
+    return lambda v, titles: None if v is None else (yes if v else no)
+
+
+def _datetime(f: fm.FieldBase, env: Env) -> Formatter:
+    zone = env.zone
+
+    def fmt(v: Any, titles: Titles) -> Any:
+        # Spreadsheets have no time zones: the organization's wall clock.
+        if not isinstance(v, datetime):
+            return v
+        return v.astimezone(zone).replace(tzinfo=None, microsecond=0)
+
+    return fmt
+
+
+def _reference(kind: str) -> Callable[[fm.FieldBase, Env], Formatter]:
+    def factory(f: fm.FieldBase, env: Env) -> Formatter:
+        ref = reference_of(f) or kind
+
+        def fmt(v: Any, titles: Titles) -> Any:
+            if v is None or v == []:
+                return None
+            if isinstance(v, list):
+                return LIST_JOIN.join(titles.get((ref, x), str(x)) for x in v)
+            return titles.get((ref, v), str(v))
+
+        return fmt
+
+    return factory
+
+
+def _region(f: fm.FieldBase, env: Env) -> Formatter:
+    return lambda v, titles: None if not v else "/".join(
+        v[k] for k in ("province", "city", "district") if v.get(k))
+
+
+DISPLAY: dict[str, Callable[[fm.FieldBase, Env], Formatter]] = {
+    "select": _select, "tree_select": _select, "multi_select": _multi_select, "tags": _tags,
+    "boolean": _boolean, "datetime": _datetime, "relation": _reference("relation"),
+    "multi_relation": _reference("relation"), "user": _reference("user"),
+    "department": _reference("department"), "attachment": _reference("file"),
+    "region": _region,
+}
+
+
+def formatter_for(f: fm.FieldBase, env: Env) -> Formatter:
+    return DISPLAY.get(f.type, _plain)(f, env)  # type: ignore[attr-defined]
+
+
+def reference_of(f: fm.FieldBase) -> str | None:
+    """Which titles a field's values need: a target form key, or user/department/file."""
+    kind = f.type  # type: ignore[attr-defined]
+    if kind in ("relation", "multi_relation"):
+        return f"form:{f.target}"  # type: ignore[attr-defined]
+    return {"user": "user", "department": "department", "attachment": "file"}.get(kind)
+
+
+def load_titles(ctx: EngineContext, rt: FormRuntime, wanted: dict[str, set[uuid.UUID]]
+                ) -> Titles:
+    """Titles of the ids each reference needs (one query per reference)."""
+    titles: Titles = {}
+    for ref, ids in wanted.items():
+        if not ids:
+            continue
+        rows: Iterable[Any]
+        if ref == "user":
+            rows = ctx.session.execute(sa.select(users_table.c.id, users_table.c.display_name)
+                                       .where(users_table.c.id.in_(ids)))
+        elif ref == "department":
+            rows = ctx.session.execute(sa.select(departments_table.c.id,
+                                                 departments_table.c.name)
+                                       .where(departments_table.c.id.in_(ids)))
+        elif ref == "file":
+            rows = ctx.session.execute(sa.select(files_table.c.id, files_table.c.name)
+                                       .where(files_table.c.id.in_(ids)))
+        else:
+            target = get_runtime(ctx.session, rt.app, ref.removeprefix("form:"))
+            title = target.title_field
+            if title is None:
+                continue
+            tt = target.table
+            rows = ctx.session.execute(sa.select(tt.c.id, tt.c[title]).where(tt.c.id.in_(ids)))
+        for ident, text in rows:
+            titles[(ref, ident)] = "" if text is None else str(text)
+    return titles
+
+
+def wanted_ids(refs: dict[str, str], records: list[dict[str, Any]]
+               ) -> dict[str, set[uuid.UUID]]:
+    """``refs``: field key -> reference; the ids a page of records links to."""
+    out: dict[str, set[uuid.UUID]] = defaultdict(set)
+    for key, ref in refs.items():
+        for rec in records:
+            value = rec.get(key)
+            if value is None:
+                continue
+            out[ref].update(value if isinstance(value, list) else [value])
+    return out

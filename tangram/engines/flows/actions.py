@@ -1,0 +1,249 @@
+"""Action nodes: one entry per action kind in :data:`ACTION_KINDS`.
+
+Actions that only touch the database (update or create a record, notify,
+start a flow, assign an owner) run inside the step, in a savepoint: if one
+fails, the savepoint is rolled back and the action becomes a queued job that
+the worker retries with backoff. Actions that call out (HTTP) always run as
+jobs, outside any transaction, with an ``Idempotency-Key`` derived from the
+instance and the step; after the last attempt the instance is marked failed
+with the error, for an administrator to retry.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from jinja2.sandbox import SandboxedEnvironment
+
+from tangram.db import new_id
+from tangram.db.upsert import increment_counter
+from tangram.engines.flows.registry import NodeTypeSpec, register_node
+from tangram.engines.flows.runtime import Execution, FlowError, Run, start_instance
+from tangram.engines.flows.tables import counters_table, jobs_table
+from tangram.errors import TangramError
+from tangram.metamodel import flows as fl
+
+_env = SandboxedEnvironment(autoescape=False)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+_env.filters["tojson"] = lambda v: json.dumps(v, default=_json_default, ensure_ascii=False)
+
+
+def render(template: str, run: Run) -> str:
+    variables = run.variables()
+    return _env.from_string(template).render(
+        record=variables["record"], vars=variables["vars"], user=variables["user"],
+        instance={"id": str(run.id), "flow": run.inst["flow"], "app": run.inst["app"]})
+
+
+def idempotency_key(run: Run, execution: Execution) -> str:
+    return f"tangram-flow-{run.id}-{execution['id']}"
+
+
+@dataclass(frozen=True)
+class ActionKindSpec:
+    kind: str
+    label: dict[str, str]
+    model: type[Any]
+    # Runs in the step's transaction. Returns nothing; raises on failure.
+    run: Callable[[Run, Execution, Any], None] | None = None
+    # Runs outside any transaction (the worker); returns a result for the history.
+    call: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
+    # Builds the call's request inside the step (templates need the record).
+    prepare: Callable[[Run, Execution, Any], dict[str, Any]] | None = None
+
+
+def _values(run: Run, values: Mapping[str, Any], expressions: Mapping[str, str]
+            ) -> dict[str, Any]:
+    out = dict(values)
+    for key, source in expressions.items():
+        value = run.evaluate(source)
+        out[key] = str(value) if isinstance(value, Decimal) else value
+    return out
+
+
+def _update_record(run: Run, execution: Execution, action: fl.UpdateRecordAction) -> None:
+    from tangram.engines.forms.records import update_record
+
+    if run.inst["record_id"] is None:
+        raise FlowError("update_record needs a record, and this instance has none")
+    update_record(run.sys, app=run.inst["app"], form=run.inst["form"],
+                  record_id=run.inst["record_id"],
+                  changes=_values(run, action.values, action.expressions),
+                  expected_version=None, source="flow", allow_read_only=True)
+    run.forget_record()
+
+
+def _create_record(run: Run, execution: Execution, action: fl.CreateRecordAction) -> None:
+    from tangram.engines.forms.records import create_record
+
+    rec = create_record(run.sys, app=run.inst["app"], form=action.form,
+                        data=_values(run, action.values, action.expressions),
+                        owner=run.inst["started_by"], source="flow", allow_read_only=True)
+    run.history("record_created", node=execution["node"], form=action.form, record=rec["id"])
+
+
+def _notify(run: Run, execution: Execution, action: fl.NotifyAction) -> None:
+    users = run.resolve(action.to)
+    run.notify(users, kind="notify", title=render(action.title, run),
+               body=render(action.body, run))
+    run.history("notified", node=execution["node"], users=users)
+
+
+def _start_flow(run: Run, execution: Execution, action: fl.StartFlowAction) -> None:
+    child = start_instance(run.ctx, app=run.inst["app"], flow=action.flow,
+                           record_id=run.inst["record_id"] if action.same_record else None,
+                           variables={"parent": str(run.id)}, started_by=run.inst["started_by"],
+                           trigger="start_flow")
+    run.history("flow_started", node=execution["node"], child=child)
+
+
+def _assign_owner(run: Run, execution: Execution, action: fl.AssignOwnerAction) -> None:
+
+    users = run.resolve(action.users)
+    if not users:
+        raise FlowError("assign_owner found no user to assign")
+    if run.inst["record_id"] is None:
+        raise FlowError("assign_owner needs a record, and this instance has none")
+    if action.strategy == "round_robin":
+        name = f"{run.inst['app']}:{run.inst['flow']}:{execution['node']}"
+        n = increment_counter(run.ctx.session, counters_table, {"name": name})
+        chosen = users[(n - 1) % len(users)]
+    else:
+        chosen = _least_loaded(run, users)
+    _set_owner(run, chosen)
+    if action.notify:
+        run.notify([chosen], kind="assigned", title=f"{run.title()}: assigned to you")
+    run.history("owner_assigned", node=execution["node"], owner=chosen,
+                strategy=action.strategy)
+
+
+def _least_loaded(run: Run, users: list[uuid.UUID]) -> uuid.UUID:
+    """The user owning the fewest live records of the form (ties: list order)."""
+    from tangram.engines.forms.registry import get_runtime
+
+    table = get_runtime(run.ctx.session, run.inst["app"], run.inst["form"]).table
+    counts: dict[Any, int] = dict(run.ctx.session.execute(
+        sa.select(table.c.owner, sa.func.count()).where(table.c.owner.in_(users),
+                                                       table.c.deleted_at.is_(None))
+        .group_by(table.c.owner)).all())
+    return min(users, key=lambda u: (counts.get(u, 0), users.index(u)))
+
+
+def _set_owner(run: Run, owner: uuid.UUID) -> None:
+    # ``owner`` is a system column, which update_record does not take as a
+    # change; the form engine's ownership entry point records the transfer.
+    from tangram.engines.forms.ownership import transfer_owner
+
+    transfer_owner(run.sys, app=run.inst["app"], form=run.inst["form"],
+                   record_ids=[run.inst["record_id"]], new_owner=owner, source="flow")
+    run.forget_record()
+
+
+def _prepare_http(run: Run, execution: Execution, action: fl.HttpAction) -> dict[str, Any]:
+    return {"method": action.method, "url": render(action.url, run),
+            "headers": {k: render(v, run) for k, v in action.headers.items()},
+            "body": render(action.body, run) if action.body is not None else None,
+            "timeout": action.timeout_seconds,
+            "idempotency_key": idempotency_key(run, execution)}
+
+
+def _call_http(request: Mapping[str, Any]) -> dict[str, Any]:
+    headers = {"Content-Type": "application/json", **request["headers"],
+               "Idempotency-Key": request["idempotency_key"]}
+    body = request["body"].encode() if request["body"] is not None else None
+    if not str(request["url"]).startswith(("http://", "https://")):
+        raise FlowError(f"HTTP action URL {request['url']!r} is not http(s)")
+    req = urllib.request.Request(request["url"], data=body, headers=headers,  # noqa: S310
+                                 method=request["method"])
+    try:
+        with urllib.request.urlopen(req, timeout=request["timeout"]) as res:  # noqa: S310
+            return {"status": res.status}
+    except urllib.error.HTTPError as exc:
+        raise FlowError(f"{request['method']} {request['url']} answered {exc.code}") from exc
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        raise FlowError(f"{request['method']} {request['url']} failed: {exc}") from exc
+
+
+ACTION_KINDS: dict[str, ActionKindSpec] = {spec.kind: spec for spec in (
+    ActionKindSpec("update_record", {"zh": "更新记录", "en": "Update the record"},
+                   fl.UpdateRecordAction, run=_update_record),
+    ActionKindSpec("create_record", {"zh": "新建记录", "en": "Create a record"},
+                   fl.CreateRecordAction, run=_create_record),
+    ActionKindSpec("notify", {"zh": "发送通知", "en": "Notify"}, fl.NotifyAction, run=_notify),
+    ActionKindSpec("http", {"zh": "调用接口", "en": "HTTP call"}, fl.HttpAction,
+                   call=_call_http, prepare=_prepare_http),
+    ActionKindSpec("start_flow", {"zh": "发起流程", "en": "Start a flow"}, fl.StartFlowAction,
+                   run=_start_flow),
+    ActionKindSpec("assign_owner", {"zh": "分配负责人", "en": "Assign owner"},
+                   fl.AssignOwnerAction, run=_assign_owner),
+)}
+
+
+# --- the node ------------------------------------------------------------------------
+
+def _enter_action(run: Run, node: fl.ActionNode, execution: Execution) -> None:
+    spec = ACTION_KINDS[node.action.kind]
+    if spec.run is None:
+        enqueue(run, execution, node.action, attempts=0)
+        return
+    savepoint = run.ctx.session.begin_nested()
+    try:
+        spec.run(run, execution, node.action)
+    except TangramError as exc:
+        savepoint.rollback()
+        run.forget_record()
+        run.history("action_failed", node=node.key, error=exc.message, attempt=1)
+        enqueue(run, execution, node.action, attempts=1, error=exc.message)
+        return
+    savepoint.commit()
+    run.leave(execution, [node.next], decision="done")
+
+
+def retries_of(action: Any) -> int:
+    return int(getattr(action, "retries", 3))
+
+
+def backoff(action: Any, attempt: int) -> timedelta:
+    base = int(getattr(action, "backoff_seconds", 30))
+    return timedelta(seconds=min(base * 2 ** max(attempt - 1, 0), 6 * 3600))
+
+
+def enqueue(run: Run, execution: Execution, action: Any, *, attempts: int,
+            error: str | None = None) -> None:
+    spec = ACTION_KINDS[action.kind]
+    payload: dict[str, Any] = {"node": execution["node"], "kind": action.kind}
+    if spec.prepare is not None:
+        payload["request"] = spec.prepare(run, execution, action)
+    run_at = run.ctx.now() + (backoff(action, attempts) if attempts else timedelta(0))
+    run.ctx.session.execute(jobs_table.insert(), {
+        "id": new_id(), "instance_id": run.id, "execution_id": execution["id"],
+        "kind": "action", "payload": payload, "run_at": run_at, "status": "queued",
+        "attempts": attempts, "max_attempts": retries_of(action) + 1, "last_error": error,
+        "claimed_by": None, "lease_until": None, "finished_at": None})
+
+
+register_node(NodeTypeSpec(
+    "action", {"zh": "自动操作", "en": "Action"}, fl.ActionNode, lambda n: [n.next],
+    _enter_action, holds=("jobs",),
+    doc="Updates or creates a record, notifies, calls a URL, starts a flow or assigns an "
+    "owner; failures retry with backoff."))

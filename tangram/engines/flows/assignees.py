@@ -1,0 +1,229 @@
+"""Assignee rules: who gets a task, a notification or a record.
+
+One entry per rule kind in :data:`ASSIGNEE_RULES` (read by execution,
+validation, the metadata endpoint and the docs). Role membership lives in the
+platform's permissions package; the platform installs a resolver with
+:func:`set_role_resolver` (engines do not import the platform).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from tangram.engines.context import Actor
+from tangram.engines.directory import departments_table, user_departments_table, users_table
+from tangram.engines.expressions import compile_expression
+from tangram.metamodel import flows as fl
+
+RoleResolver = Callable[[Session, str, str], list[uuid.UUID]]
+
+
+def _no_roles(session: Session, app: str, role: str) -> list[uuid.UUID]:
+    return []
+
+
+_role_resolver: list[RoleResolver] = [_no_roles]
+
+
+def set_role_resolver(fn: RoleResolver) -> None:
+    """The platform tells the engine how to list the holders of an app role."""
+    _role_resolver[0] = fn
+
+
+@dataclass
+class Scope:
+    """What a rule may look at: the instance's app, record, submitter, variables."""
+
+    session: Session
+    app: str
+    submitter_id: uuid.UUID | None
+    record: Mapping[str, Any] | None
+    variables: Mapping[str, Any]  # expression variables (record, old, user, vars)
+    eval_context: Any
+
+
+def as_user_id(value: Any) -> uuid.UUID | str | None:
+    """A user field value, an id string or a username → id (or username to look up)."""
+    if isinstance(value, Mapping):
+        value = value.get("id")
+    if isinstance(value, uuid.UUID):
+        return value
+    if isinstance(value, str) and value:
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            return value
+    return None
+
+
+def lookup_users(session: Session, refs: Iterable[Any]) -> list[uuid.UUID]:
+    """Ids of the active users named by id or username, in the order given."""
+    parsed = [r for r in (as_user_id(v) for v in refs) if r is not None]
+    ids = {r for r in parsed if isinstance(r, uuid.UUID)}
+    names = {r for r in parsed if isinstance(r, str)}
+    u = users_table
+    cond = []
+    if ids:
+        cond.append(u.c.id.in_(ids))
+    if names:
+        cond.append(u.c.username.in_({n.lower() for n in names}))
+    if not cond:
+        return []
+    rows = session.execute(sa.select(u.c.id, u.c.username)
+                           .where(sa.or_(*cond), u.c.status == "active")).all()
+    by_ref: dict[Any, uuid.UUID] = {}
+    for r in rows:
+        by_ref[r.id] = r.id
+        by_ref[r.username] = r.id
+    out: list[uuid.UUID] = []
+    for ref in parsed:
+        found = by_ref.get(ref.lower() if isinstance(ref, str) else ref)
+        if found is not None and found not in out:
+            out.append(found)
+    return out
+
+
+def actor_for(session: Session, user_id: uuid.UUID | None) -> Actor | None:
+    if user_id is None:
+        return None
+    u = users_table
+    row = session.execute(sa.select(u).where(u.c.id == user_id)).first()
+    if row is None:
+        return None
+    depts = tuple(session.execute(sa.select(user_departments_table.c.department_id)
+                                  .where(user_departments_table.c.user_id == user_id))
+                  .scalars())
+    return Actor(id=row.id, username=row.username, display_name=row.display_name,
+                 is_admin=row.is_admin, department_ids=depts,
+                 primary_department_id=row.primary_department_id or (depts[0] if depts
+                                                                      else None),
+                 language=row.language, timezone=row.timezone)
+
+
+def admins(session: Session) -> list[uuid.UUID]:
+    u = users_table
+    return list(session.execute(sa.select(u.c.id).where(u.c.is_admin.is_(True),
+                                                        u.c.status == "active")
+                                .order_by(u.c.username)).scalars())
+
+
+def _primary_department(session: Session, user_id: uuid.UUID) -> uuid.UUID | None:
+    actor = actor_for(session, user_id)
+    return actor.primary_department_id if actor else None
+
+
+def _heads(session: Session, department_id: uuid.UUID) -> list[uuid.UUID]:
+    ud = user_departments_table
+    return list(session.execute(sa.select(ud.c.user_id).where(ud.c.department_id == department_id,
+                                                              ud.c.is_head.is_(True))
+                                .order_by(ud.c.user_id)).scalars())
+
+
+def _parent(session: Session, department_id: uuid.UUID) -> uuid.UUID | None:
+    return session.execute(sa.select(departments_table.c.parent_id)
+                           .where(departments_table.c.id == department_id)).scalar_one_or_none()
+
+
+def department_head(session: Session, *, department_id: uuid.UUID | None,
+                    levels: int, exclude: uuid.UUID | None) -> list[uuid.UUID]:
+    """Heads ``levels`` up from a department. Level 1 is the department's own
+    head — unless that is the person themselves (a manager's manager is the
+    parent's head), in which case the search moves up one more."""
+    dept = department_id
+    level = 0
+    while dept is not None:
+        heads = [h for h in _heads(session, dept) if h != exclude]
+        if heads:
+            level += 1
+            if level == levels:
+                return heads
+        dept = _parent(session, dept)
+    return []
+
+
+# --- the rules ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AssigneeRuleSpec:
+    kind: str
+    label: dict[str, str]
+    model: type[Any]
+    resolve: Callable[[Any, Scope], list[uuid.UUID]]
+
+
+def _resolve_user(rule: fl.UserAssignee, scope: Scope) -> list[uuid.UUID]:
+    return lookup_users(scope.session, rule.users)
+
+
+def _resolve_role(rule: fl.RoleAssignee, scope: Scope) -> list[uuid.UUID]:
+    return _role_resolver[0](scope.session, scope.app, rule.role)
+
+
+def _resolve_department_head(rule: fl.DepartmentHeadAssignee, scope: Scope) -> list[uuid.UUID]:
+    start: uuid.UUID | None = None
+    person = scope.submitter_id
+    if rule.of:
+        value = as_user_id((scope.record or {}).get(rule.of))
+        if isinstance(value, uuid.UUID):
+            # a department field holds a department id; a user field a user id
+            is_dept = scope.session.execute(sa.select(departments_table.c.id)
+                                            .where(departments_table.c.id == value)).first()
+            if is_dept:
+                start, person = value, None
+            else:
+                person = value
+    if start is None and person is not None:
+        start = _primary_department(scope.session, person)
+    return department_head(scope.session, department_id=start, levels=rule.levels,
+                           exclude=person)
+
+
+def _resolve_field(rule: fl.FieldAssignee, scope: Scope) -> list[uuid.UUID]:
+    value = (scope.record or {}).get(rule.field)
+    values = value if isinstance(value, list) else [value]
+    return lookup_users(scope.session, values)
+
+
+def _resolve_submitter(rule: fl.SubmitterAssignee, scope: Scope) -> list[uuid.UUID]:
+    return [scope.submitter_id] if scope.submitter_id else []
+
+
+def _resolve_expression(rule: fl.ExpressionAssignee, scope: Scope) -> list[uuid.UUID]:
+    value = compile_expression(rule.expression, allowed_names=EXPRESSION_NAMES).evaluate(
+        scope.variables, context=scope.eval_context)
+    values = value if isinstance(value, list | tuple) else [value]
+    return lookup_users(scope.session, values)
+
+
+EXPRESSION_NAMES = ("record", "old", "user", "vars")
+
+ASSIGNEE_RULES: dict[str, AssigneeRuleSpec] = {spec.kind: spec for spec in (
+    AssigneeRuleSpec("user", {"zh": "指定成员", "en": "Named users"}, fl.UserAssignee,
+                     _resolve_user),
+    AssigneeRuleSpec("role", {"zh": "角色", "en": "Role holders"}, fl.RoleAssignee,
+                     _resolve_role),
+    AssigneeRuleSpec("department_head", {"zh": "部门负责人", "en": "Department head"},
+                     fl.DepartmentHeadAssignee, _resolve_department_head),
+    AssigneeRuleSpec("field", {"zh": "表单中的成员字段", "en": "User field of the record"},
+                     fl.FieldAssignee, _resolve_field),
+    AssigneeRuleSpec("submitter", {"zh": "发起人", "en": "Submitter"}, fl.SubmitterAssignee,
+                     _resolve_submitter),
+    AssigneeRuleSpec("expression", {"zh": "表达式", "en": "Expression"},
+                     fl.ExpressionAssignee, _resolve_expression),
+)}
+
+
+def resolve(rules: Iterable[Any], scope: Scope) -> list[uuid.UUID]:
+    """Every user the rules name, each once, in rule order."""
+    out: list[uuid.UUID] = []
+    for rule in rules:
+        for user_id in ASSIGNEE_RULES[rule.kind].resolve(rule, scope):
+            if user_id not in out:
+                out.append(user_id)
+    return out

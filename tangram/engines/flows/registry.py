@@ -1,0 +1,66 @@
+"""Node types: one entry per kind, read by validation (successors, which
+nodes wait), execution (``enter``), the metadata endpoint and the docs.
+
+Built-in node types register themselves in the modules that implement them
+(``runtime`` for start/branch/parallel/delay/end, ``approvals``, ``actions``)
+through :func:`register_node`, the same way a plugin would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tangram.engines.flows.runtime import Execution, Run
+
+
+@dataclass(frozen=True)
+class NodeTypeSpec:
+    type: str
+    label: dict[str, str]
+    model: Any
+    successors: Callable[[Any], list[str]]
+    enter: Callable[[Run, Any, Execution], None]
+    waits: bool = False  # may stay active across transactions (a timeout may apply)
+    holds: tuple[str, ...] = ()  # what a token here may own: tasks, timers, jobs
+    doc: str = ""
+
+
+NODE_TYPES: dict[str, NodeTypeSpec] = {}
+
+
+def register_node(spec: NodeTypeSpec) -> NodeTypeSpec:
+    NODE_TYPES[spec.type] = spec
+    return spec
+
+
+def successors(node: Any) -> list[str]:
+    return NODE_TYPES[node.type].successors(node)
+
+
+def describe() -> dict[str, Any]:
+    """Every registry of the flow engine, for ``GET /api/meta/flows`` and the docs."""
+    from tangram.engines.flows.actions import ACTION_KINDS
+    from tangram.engines.flows.approvals import TIMEOUT_ACTIONS
+    from tangram.engines.flows.assignees import ASSIGNEE_RULES
+    from tangram.engines.flows.tasks import TASK_ACTIONS
+    from tangram.engines.flows.triggers import TRIGGER_KINDS
+
+    def entries(reg: dict[str, Any], attr: str) -> list[dict[str, Any]]:
+        return [{"kind": k, "label": s.label, "doc": getattr(s, "doc", "") or
+                 (s.model.__doc__ or "").strip() if hasattr(s, "model") else getattr(s, "doc", ""),
+                 **({"options_schema": s.model.model_json_schema(by_alias=True)}
+                    if getattr(s, "model", None) is not None else {})}
+                for k, s in reg.items()]
+
+    return {
+        "node_types": entries(NODE_TYPES, "type"),
+        "trigger_kinds": entries(TRIGGER_KINDS, "kind"),
+        "assignee_rules": entries(ASSIGNEE_RULES, "kind"),
+        "action_kinds": entries(ACTION_KINDS, "kind"),
+        "timeout_actions": entries(TIMEOUT_ACTIONS, "kind"),
+        "task_actions": [{"kind": k, "label": s.label, "doc": s.doc, "by": s.by}
+                         for k, s in TASK_ACTIONS.items()],
+    }

@@ -1,0 +1,287 @@
+"""Flow definitions (drafts, validation, publishing) and the read side of
+running flows: inboxes, a task's record view, an instance's graph and
+history, and the administrator's failed/stuck lists with retry and cancel.
+
+    publish_flow(ctx, app="crm", key="contract_approval")
+    inbox(ctx, box="todo")
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from tangram.engines.context import EngineContext
+from tangram.engines.flows.registry import successors
+from tangram.engines.flows.runtime import load_version, open_run, system_context
+from tangram.engines.flows.tables import (
+    executions_table,
+    history_table,
+    instances_table,
+    jobs_table,
+    notifications_table,
+    tasks_table,
+    timers_table,
+)
+from tangram.engines.flows.triggers import sync_trigger
+from tangram.engines.flows.validate import check_flow, require_valid
+from tangram.errors import Conflict, ErrorItem, NotFound, PermissionDenied
+from tangram.metamodel import storage
+from tangram.metamodel.common import localize
+from tangram.metamodel.flows import Flow
+
+# --- definitions -------------------------------------------------------------------------
+
+
+def save_flow_draft(ctx: EngineContext, *, app: str, key: str,
+                    body: dict[str, Any]) -> dict[str, Any]:
+    row = storage.save_draft(ctx.session, app=app, kind="flow", key=key, body=body,
+                             user_id=ctx.actor.id, now=ctx.now())
+    return {"key": key, "draft": row.draft, "latest_version": row.latest_version}
+
+
+def validate_flow(ctx: EngineContext, *, app: str, key: str,
+                  body: dict[str, Any] | None = None) -> list[ErrorItem]:
+    """Every problem of the given body (default: the stored draft)."""
+    if body is None:
+        body = storage.get_definition(ctx.session, app=app, kind="flow", key=key).draft or {}
+    flow = storage.parse_definition("flow", {**body, "key": key})
+    assert isinstance(flow, Flow)
+    return check_flow(ctx.session, app, flow)
+
+
+def publish_flow(ctx: EngineContext, *, app: str, key: str,
+                 note: str | None = None) -> dict[str, Any]:
+    """Validate the draft and store it as the next version. Running instances
+    keep their version; new starts use this one."""
+    d = storage.get_definition(ctx.session, app=app, kind="flow", key=key, lock=True)
+    if d.draft is None:
+        raise NotFound(f"flow {key!r} has no draft to publish")
+    flow = storage.parse_definition("flow", d.draft)
+    assert isinstance(flow, Flow)
+    require_valid(ctx.session, app, flow)
+    body = storage.dump(flow)
+    version = storage.record_version(ctx.session, definition=d, body=body,
+                                     user_id=ctx.actor.id, now=ctx.now(), note=note)
+    loaded = load_version(ctx.session, app=app, flow=key, version=version)
+    token = sync_trigger(ctx, loaded)
+    out: dict[str, Any] = {"key": key, "version": version}
+    if token:
+        out["webhook_token"] = token
+    return out
+
+
+def publish_calendar(ctx: EngineContext, *, app: str, body: dict[str, Any]) -> int:
+    key = body.get("key", "")
+    storage.save_draft(ctx.session, app=app, kind="calendar", key=key, body=body,
+                       user_id=ctx.actor.id, now=ctx.now())
+    d = storage.get_definition(ctx.session, app=app, kind="calendar", key=key, lock=True)
+    assert d.draft is not None
+    return storage.record_version(ctx.session, definition=d, body=d.draft,
+                                  user_id=ctx.actor.id, now=ctx.now())
+
+
+# --- reading -------------------------------------------------------------------------------
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+def _row(row: Any) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, uuid.UUID) else _iso(v))
+            for k, v in dict(row).items()}
+
+
+def _task_json(ctx: EngineContext, row: Any) -> dict[str, Any]:
+    out = _row(row)
+    if "flow" in out:
+        try:
+            loaded = load_version(ctx.session, app=row["app"], flow=row["flow"],
+                                  version=row["flow_version"])
+            node = loaded.nodes.get(row["node"])
+            out["flow_label"] = localize(loaded.flow.label, ctx.language)
+            out["node_label"] = localize(node.label, ctx.language) if node and node.label \
+                else row["node"]
+        except NotFound:
+            pass
+    return out
+
+
+INBOXES = ("todo", "done", "cc", "submitted")
+
+
+def inbox(ctx: EngineContext, *, box: str, limit: int = 100) -> list[dict[str, Any]]:
+    """The calling user's tasks: to do, done, CC'd, or requests they submitted."""
+    t, i = tasks_table, instances_table
+    me = ctx.actor.id
+    if box == "submitted":
+        rows = ctx.session.execute(
+            sa.select(i).where(i.c.started_by == me).order_by(i.c.started_at.desc())
+            .limit(limit)).mappings().all()
+        return [_row(r) for r in rows]
+    cols: list[Any] = [t, i.c.app, i.c.flow, i.c.version.label("flow_version"),
+                       i.c.record_id, i.c.form, i.c.status.label("instance_status"),
+                       i.c.started_by]
+    stmt = sa.select(*cols).join(i, i.c.id == t.c.instance_id).where(t.c.assignee_id == me)
+    if box == "todo":
+        stmt = stmt.where(t.c.status == "open", t.c.kind == "approve",
+                          i.c.status == "running").order_by(t.c.created_at)
+    elif box == "done":
+        stmt = stmt.where(t.c.kind == "approve", t.c.acted_by == me).order_by(
+            t.c.acted_at.desc())
+    elif box == "cc":
+        stmt = stmt.where(t.c.kind == "cc").order_by(t.c.created_at.desc())
+    else:
+        raise NotFound(f"no inbox {box!r}; inboxes: {', '.join(INBOXES)}")
+    return [_task_json(ctx, r) for r in ctx.session.execute(stmt.limit(limit)).mappings()]
+
+
+def task_view(ctx: EngineContext, *, task_id: uuid.UUID) -> dict[str, Any]:
+    """A task with its record as the node shows it: visible fields only,
+    and which of them the approver may edit here."""
+    t, i = tasks_table, instances_table
+    row = ctx.session.execute(
+        sa.select(t, i.c.app, i.c.flow, i.c.version.label("flow_version"), i.c.record_id,
+                  i.c.form, i.c.started_by, i.c.status.label("instance_status"))
+        .join(i, i.c.id == t.c.instance_id).where(t.c.id == task_id)).mappings().first()
+    if row is None:
+        raise NotFound(f"task {task_id} does not exist")
+    if row["assignee_id"] != ctx.actor.id and not ctx.actor.is_admin:
+        raise PermissionDenied("this task is assigned to someone else")
+    loaded = load_version(ctx.session, app=row["app"], flow=row["flow"],
+                          version=row["flow_version"])
+    node = loaded.nodes[row["node"]]
+    out = _task_json(ctx, row)
+    out["actions"] = list(getattr(node, "actions", [])) if row["status"] == "open" and \
+        row["kind"] == "approve" else []
+    record = None
+    if row["record_id"] is not None and row["form"]:
+        from tangram.engines.forms.records import get_record
+
+        # The task grants reading the record (the node's visible fields only);
+        # hidden fields of the approver's own form rights stay hidden.
+        full = get_record(system_context(ctx), app=row["app"], form=row["form"],
+                          record_id=row["record_id"])
+        hidden = {k for k, v in ctx.policy.field_access(ctx.actor, row["app"],
+                                                        row["form"]).items() if v == "hidden"}
+        visible = getattr(node, "visible_fields", None)
+        record = {k: v for k, v in full.items()
+                  if k not in hidden and (visible is None or k in visible
+                                          or k in ("id", "version"))}
+    out["record"] = record
+    out["editable_fields"] = list(getattr(node, "editable_fields", []))
+    if ctx.actor.id == row["assignee_id"] and row["read_at"] is None:
+        ctx.session.execute(t.update().where(t.c.id == task_id).values(read_at=ctx.now()))
+    return out
+
+
+def instance_view(ctx: EngineContext, *, instance_id: uuid.UUID) -> dict[str, Any]:
+    """The flow's graph, where the instance is now, and its whole history."""
+    inst = ctx.session.execute(sa.select(instances_table)
+                               .where(instances_table.c.id == instance_id)).mappings().first()
+    if inst is None:
+        raise NotFound(f"flow instance {instance_id} does not exist")
+    t = tasks_table
+    involved = ctx.session.execute(sa.select(t.c.id).where(
+        t.c.instance_id == instance_id, t.c.assignee_id == ctx.actor.id)).first()
+    if not (ctx.actor.is_admin or inst["started_by"] == ctx.actor.id or involved):
+        raise PermissionDenied("only people involved in this request may see it")
+    loaded = load_version(ctx.session, app=inst["app"], flow=inst["flow"],
+                          version=inst["version"])
+    e = executions_table
+    executions = ctx.session.execute(sa.select(e).where(e.c.instance_id == instance_id)
+                                     .order_by(e.c.entered_at)).mappings().all()
+    tasks = ctx.session.execute(sa.select(t).where(t.c.instance_id == instance_id)
+                                .order_by(t.c.created_at)).mappings().all()
+    h = history_table
+    history = ctx.session.execute(sa.select(h).where(h.c.instance_id == instance_id)
+                                  .order_by(h.c.at, h.c.id)).mappings().all()
+    visited = {x["node"] for x in executions}
+    return {
+        "instance": _row(inst),
+        "graph": {
+            "nodes": [{"key": n.key, "type": n.type,
+                       "label": localize(n.label, ctx.language) if n.label else n.key,
+                       "state": ("active" if any(x["node"] == n.key and x["status"] == "active"
+                                                 for x in executions)
+                                 else "visited" if n.key in visited else "pending")}
+                      for n in loaded.flow.nodes],
+            "edges": [{"from": n.key, "to": s} for n in loaded.flow.nodes for s in successors(n)],
+        },
+        "current": sorted({x["node"] for x in executions if x["status"] == "active"}),
+        "executions": [_row(x) for x in executions],
+        "tasks": [_row(x) for x in tasks],
+        "history": [_row(x) for x in history],
+    }
+
+
+def admin_instances(ctx: EngineContext, *, status: str, stuck_after: timedelta = timedelta(
+        days=7), limit: int = 200) -> list[dict[str, Any]]:
+    """Failed instances, or running ones with no activity for ``stuck_after``."""
+    if not ctx.actor.is_admin:
+        raise PermissionDenied("only administrators see all instances")
+    i = instances_table
+    if status == "failed":
+        stmt = sa.select(i).where(i.c.status == "failed")
+    elif status == "stuck":
+        h = history_table
+        last = sa.select(sa.func.max(h.c.at)).where(h.c.instance_id == i.c.id).scalar_subquery()
+        stmt = sa.select(i).where(i.c.status == "running", last < ctx.now() - stuck_after)
+    else:
+        raise NotFound("status is failed or stuck")
+    return [_row(r) for r in ctx.session.execute(stmt.order_by(i.c.started_at).limit(limit))
+            .mappings()]
+
+
+def retry_instance(ctx: EngineContext, *, instance_id: uuid.UUID) -> dict[str, Any]:
+    """Resume a failed instance: each failed step runs again."""
+    if not ctx.actor.is_admin:
+        raise PermissionDenied("only administrators retry instances")
+    run = open_run(ctx, instance_id, require_running=False)
+    if run.inst["status"] != "failed":
+        raise Conflict(f"instance {instance_id} is {run.inst['status']}, not failed")
+    run._set_instance(status="running", error=None)
+    run.history("retried")
+    for execution in run.active_executions():
+        if execution["data"].get("failed"):
+            run.cancel_execution(execution, decision="retried")
+            run.enter(execution["node"], execution["scope_id"])
+    run.drain()
+    run.bump()
+    return {"id": str(instance_id), "status": run.inst["status"], "error": run.inst["error"]}
+
+
+def cancel_instance(ctx: EngineContext, *, instance_id: uuid.UUID,
+                    comment: str | None = None) -> dict[str, Any]:
+    if not ctx.actor.is_admin:
+        raise PermissionDenied("only administrators cancel instances")
+    run = open_run(ctx, instance_id, require_running=False)
+    if run.inst["status"] not in ("running", "failed"):
+        raise Conflict(f"instance {instance_id} is already {run.inst['status']}")
+    run.finish("cancelled", status="cancelled", comment=comment)
+    run.bump()
+    return {"id": str(instance_id), "status": "cancelled"}
+
+
+def notifications(ctx: EngineContext, *, unread_only: bool = False,
+                  limit: int = 100) -> list[dict[str, Any]]:
+    n = notifications_table
+    stmt = sa.select(n).where(n.c.user_id == ctx.actor.id)
+    if unread_only:
+        stmt = stmt.where(n.c.read_at.is_(None))
+    return [_row(r) for r in ctx.session.execute(stmt.order_by(n.c.created_at.desc())
+                                                 .limit(limit)).mappings()]
+
+
+def pending_work(ctx: EngineContext) -> dict[str, int]:
+    """Counts for health views: pending timers and queued jobs."""
+    s = ctx.session
+    return {
+        "timers": s.execute(sa.select(sa.func.count()).select_from(timers_table)
+                            .where(timers_table.c.status == "pending")).scalar_one(),
+        "jobs": s.execute(sa.select(sa.func.count()).select_from(jobs_table)
+                          .where(jobs_table.c.status.in_(("queued", "running")))).scalar_one(),
+    }

@@ -1,0 +1,332 @@
+"""What people do to tasks and instances: one entry per action in
+:data:`TASK_ACTIONS` (who may use it, what it does).
+
+Two people acting on one task at once: the step locks the instance row,
+then changes the task with ``UPDATE … WHERE status = 'open' AND version =
+:v``; the loser finds the task no longer open (or at another version) and
+gets :class:`~tangram.errors.Conflict` (409) naming what happened.
+
+    act_on_task(ctx, task_id=t, action="approve", params=ActionParams(comment="ok"))
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import sqlalchemy as sa
+
+from tangram.engines.access import AllowAll
+from tangram.engines.context import EngineContext
+from tangram.engines.flows import approvals
+from tangram.engines.flows.assignees import lookup_users
+from tangram.engines.flows.runtime import Execution, Run, get_execution, open_run
+from tangram.engines.flows.tables import tasks_table
+from tangram.errors import Conflict, ErrorItem, NotFound, PermissionDenied, ValidationFailed
+from tangram.metamodel import flows as fl
+
+
+@dataclass
+class ActionParams:
+    comment: str | None = None
+    version: int | None = None  # the task version the client read; stale → 409
+    users: list[str] = field(default_factory=list)  # transfer / add_signer / cc targets
+    node: str | None = None  # return target
+    position: str = "after"  # add_signer: before | after
+    values: dict[str, Any] = field(default_factory=dict)  # record edits at the node
+
+
+@dataclass(frozen=True)
+class TaskActionSpec:
+    kind: str
+    label: dict[str, str]
+    doc: str
+    by: str  # assignee (of an open task) | submitter | involved
+    apply: Callable[[Run, Execution | None, dict[str, Any] | None, ActionParams], None]
+    closes: str | None = None  # the status the acted task ends in (conditional update)
+
+
+def _close(run: Run, task: dict[str, Any], status: str, params: ActionParams,
+           decision: str | None = None) -> None:
+    t = tasks_table
+    result = run.ctx.session.execute(
+        t.update().where(t.c.id == task["id"], t.c.status == "open",
+                         t.c.version == task["version"])
+        .values(status=status, decision=decision or status, comment=params.comment,
+                acted_by=run.ctx.actor.id, acted_at=run.ctx.now(), version=t.c.version + 1))
+    if cast(sa.CursorResult[Any], result).rowcount != 1:
+        raise Conflict("someone else acted on this task at the same moment; reload it")
+
+
+def _targets(run: Run, params: ActionParams, what: str, *, one: bool = False
+             ) -> list[uuid.UUID]:
+    users = lookup_users(run.ctx.session, params.users)
+    if not users or (one and len(users) != 1):
+        raise ValidationFailed([ErrorItem(code="users", field="users", message=(
+            f"{what} needs {'one active user' if one else 'active users'} "
+            f"(usernames or ids); got {params.users!r}"))])
+    return users
+
+
+def _edit_record(run: Run, execution: Execution, params: ActionParams) -> None:
+    if not params.values:
+        return
+    node: fl.ApprovalNode = run.node(execution["node"])
+    refused = sorted(set(params.values) - set(node.editable_fields))
+    if refused:
+        raise PermissionDenied(f"fields {', '.join(refused)} cannot be edited at node "
+                               f"{node.key!r}; editable here: "
+                               f"{', '.join(node.editable_fields) or 'none'}")
+    from tangram.engines.forms.records import update_record
+
+    # The node grants these edits, whatever the approver's own form rights.
+    ctx = EngineContext(session=run.ctx.session, actor=run.ctx.actor, clock=run.ctx.clock,
+                        language=run.ctx.language, timezone=run.ctx.timezone,
+                        policy=AllowAll())
+    update_record(ctx, app=run.inst["app"], form=run.inst["form"],
+                  record_id=run.inst["record_id"], changes=params.values,
+                  expected_version=None, source="flow", allow_read_only=True)
+    run.forget_record()
+
+
+def _approve(run: Run, execution: Execution | None, task: dict[str, Any] | None,
+             params: ActionParams) -> None:
+    assert execution is not None and task is not None
+    _edit_record(run, execution, params)
+    _close(run, task, "approved", params, "approve")
+    run.history("approve", node=task["node"], comment=params.comment)
+    approvals.after_approve(run, execution, task)
+
+
+def _reject(run: Run, execution: Execution | None, task: dict[str, Any] | None,
+            params: ActionParams) -> None:
+    assert execution is not None and task is not None
+    _close(run, task, "rejected", params, "reject")
+    run.history("reject", node=task["node"], comment=params.comment)
+    approvals.complete(run, execution, "rejected")
+
+
+def _return(run: Run, execution: Execution | None, task: dict[str, Any] | None,
+            params: ActionParams) -> None:
+    assert execution is not None and task is not None
+    target = params.node
+    allowed = returnable_nodes(run, execution["node"])
+    if target not in allowed:
+        raise ValidationFailed([ErrorItem(code="node", field="node", message=(
+            f"node {target!r} is not an earlier approval of this flow; return to one of: "
+            f"{', '.join(allowed) or 'none'}"))])
+    _close(run, task, "returned", params, "return")
+    run.history("return", node=task["node"], comment=params.comment, to=target)
+    approvals.return_to(run, execution, cast(str, target))
+
+
+def returnable_nodes(run: Run, node_key: str) -> list[str]:
+    """Approval nodes from which ``node_key`` can be reached (earlier steps)."""
+    from tangram.engines.flows.registry import successors
+
+    preds: dict[str, set[str]] = {}
+    for n in run.flow.nodes:
+        for s in successors(n):
+            preds.setdefault(s, set()).add(n.key)
+    seen: set[str] = set()
+    stack = [node_key]
+    while stack:
+        for p in preds.get(stack.pop(), ()):
+            if p not in seen:
+                seen.add(p)
+                stack.append(p)
+    return [n.key for n in run.flow.nodes
+            if n.key in seen and n.key != node_key and n.type == "approval"]
+
+
+def _transfer(run: Run, execution: Execution | None, task: dict[str, Any] | None,
+              params: ActionParams) -> None:
+    assert execution is not None and task is not None
+    to = _targets(run, params, "transfer", one=True)
+    _close(run, task, "transferred", params, "transfer")
+    new = approvals.add_tasks(run, execution, to, start_position=task["position"],
+                              waits_for=task["waits_for"])
+    # Whatever waited for the old task now waits for the new one.
+    t = tasks_table
+    run.ctx.session.execute(t.update().where(t.c.waits_for == task["id"],
+                                             t.c.status == "queued")
+                            .values(waits_for=new[0]))
+    run.history("transfer", node=task["node"], comment=params.comment, to=to)
+
+
+def _add_signer(run: Run, execution: Execution | None, task: dict[str, Any] | None,
+                params: ActionParams) -> None:
+    assert execution is not None and task is not None
+    users = _targets(run, params, "add_signer")
+    t = tasks_table
+    if params.position == "before":
+        # The new signers decide first; this task waits for the last of them.
+        ids = approvals.add_tasks(run, execution, users, start_position=task["position"])
+        res = run.ctx.session.execute(
+            t.update().where(t.c.id == task["id"], t.c.status == "open",
+                             t.c.version == task["version"])
+            .values(status="queued", waits_for=ids[-1], version=t.c.version + 1))
+        if cast(sa.CursorResult[Any], res).rowcount != 1:
+            raise Conflict("someone else acted on this task at the same moment; reload it")
+        for earlier, later in zip(ids, ids[1:], strict=False):
+            run.ctx.session.execute(t.update().where(t.c.id == later)
+                                    .values(status="queued", waits_for=earlier))
+    elif params.position == "after":
+        previous = task["id"]
+        for u in users:
+            previous = approvals.add_tasks(run, execution, [u], status="queued",
+                                           start_position=task["position"] + 1,
+                                           waits_for=previous)[0]
+    else:
+        raise ValidationFailed([ErrorItem(code="position", field="position",
+                                          message="position is before or after")])
+    run.history("add_signer", node=task["node"], comment=params.comment, users=users,
+                position=params.position)
+
+
+def _cc(run: Run, execution: Execution | None, task: dict[str, Any] | None,
+        params: ActionParams) -> None:
+    assert execution is not None and task is not None
+    users = _targets(run, params, "cc")
+    approvals.add_tasks(run, execution, users, kind="cc")
+    run.history("cc", node=task["node"], comment=params.comment, users=users)
+
+
+def _comment(run: Run, execution: Execution | None, task: dict[str, Any] | None,
+             params: ActionParams) -> None:
+    if not params.comment:
+        raise ValidationFailed([ErrorItem(code="required", field="comment",
+                                          message="a comment needs text")])
+    run.history("comment", node=task["node"] if task else None, comment=params.comment)
+
+
+def _withdraw(run: Run, execution: Execution | None, task: dict[str, Any] | None,
+              params: ActionParams) -> None:
+    if not run.flow.allow_withdraw_after_action:
+        t = tasks_table
+        acted = run.ctx.session.execute(
+            sa.select(t.c.node, t.c.acted_by).where(
+                t.c.instance_id == run.id, t.c.kind == "approve", t.c.acted_by.is_not(None),
+                t.c.acted_by != run.inst["started_by"])).first()
+        if acted is not None:
+            raise Conflict(f"this request cannot be withdrawn: an approver already acted at "
+                           f"node {acted.node!r}")
+    run.finish("withdrawn", status="withdrawn", comment=params.comment)
+
+
+def _urge(run: Run, execution: Execution | None, task: dict[str, Any] | None,
+          params: ActionParams) -> None:
+    t = tasks_table
+    users = list(run.ctx.session.execute(
+        sa.select(t.c.assignee_id).where(t.c.instance_id == run.id, t.c.status == "open",
+                                         t.c.kind == "approve")).scalars())
+    run.notify(users, kind="urge", title=f"{run.title()}: please decide",
+               body=params.comment or "The submitter asks you to decide.")
+    run.history("urge", comment=params.comment, users=users)
+
+
+TASK_ACTIONS: dict[str, TaskActionSpec] = {spec.kind: spec for spec in (
+    TaskActionSpec("approve", {"zh": "同意", "en": "Approve"},
+                   "Approve (with edits to the node's editable fields).", "assignee",
+                   _approve, closes="approved"),
+    TaskActionSpec("reject", {"zh": "拒绝", "en": "Reject"},
+                   "Reject: the node takes its rejection path.", "assignee", _reject,
+                   closes="rejected"),
+    TaskActionSpec("return", {"zh": "退回", "en": "Return"},
+                   "Send the request back to an earlier approval node.", "assignee", _return,
+                   closes="returned"),
+    TaskActionSpec("transfer", {"zh": "转交", "en": "Transfer"},
+                   "Give this task to another user.", "assignee", _transfer,
+                   closes="transferred"),
+    TaskActionSpec("add_signer", {"zh": "加签", "en": "Add signer"},
+                   "Ask others to decide before or after you.", "assignee", _add_signer),
+    TaskActionSpec("cc", {"zh": "抄送", "en": "CC"}, "Copy other users.", "assignee", _cc),
+    TaskActionSpec("comment", {"zh": "评论", "en": "Comment"}, "Add a comment to the history.",
+                   "involved", _comment),
+    TaskActionSpec("withdraw", {"zh": "撤回", "en": "Withdraw"},
+                   "The submitter takes the request back (before any approver acted).",
+                   "submitter", _withdraw),
+    TaskActionSpec("urge", {"zh": "催办", "en": "Urge"},
+                   "The submitter reminds the current approvers.", "submitter", _urge),
+)}
+INSTANCE_ACTIONS = ("withdraw", "urge", "comment")
+
+
+def _task(ctx: EngineContext, task_id: uuid.UUID) -> dict[str, Any]:
+    row = ctx.session.execute(sa.select(tasks_table).where(tasks_table.c.id == task_id)
+                              ).mappings().first()
+    if row is None:
+        raise NotFound(f"task {task_id} does not exist")
+    return dict(row)
+
+
+def act_on_task(ctx: EngineContext, *, task_id: uuid.UUID, action: str,
+                params: ActionParams) -> dict[str, Any]:
+    """Apply ``action`` to an open task of the calling user, as one step."""
+    spec = TASK_ACTIONS.get(action)
+    if spec is None or spec.by == "submitter":
+        raise NotFound(f"no task action {action!r}; task actions: "
+                       f"{', '.join(k for k, s in TASK_ACTIONS.items() if s.by != 'submitter')}")
+    instance_id = _task(ctx, task_id)["instance_id"]
+    run = open_run(ctx, instance_id, require_running=False)
+    task = _task(ctx, task_id)  # read again under the instance lock
+    if task["assignee_id"] != ctx.actor.id:
+        raise PermissionDenied("this task is assigned to someone else")
+    if task["kind"] != "approve":
+        raise Conflict("a CC is for information; it has no actions")
+    if params.version is not None and params.version != task["version"]:
+        raise Conflict(f"the task changed since you read it (version {task['version']}, "
+                       f"yours {params.version}); reload it",
+                       details={"current_version": task["version"]})
+    if task["status"] != "open":
+        raise Conflict(_closed_message(task))
+    if not run.running:
+        raise Conflict(f"the request is already {run.inst['status']}")
+    node = run.node(task["node"])
+    if action not in node.actions:
+        raise PermissionDenied(f"action {action!r} is not allowed at node {node.key!r}; "
+                               f"allowed: {', '.join(node.actions)}")
+    execution = get_execution(run, task["execution_id"])
+    spec.apply(run, execution, task, params)
+    run.drain()
+    run.bump()
+    return _task(ctx, task_id)
+
+
+def _closed_message(task: dict[str, Any]) -> str:
+    status = task["status"]
+    if status == "cancelled":
+        return "this task is closed: the step was completed by another decision"
+    if status == "queued":
+        return "this task is not yet yours to decide: it waits for an earlier signer"
+    return f"this task was already decided ({status})"
+
+
+def act_on_instance(ctx: EngineContext, *, instance_id: uuid.UUID, action: str,
+                    params: ActionParams) -> dict[str, Any]:
+    """Withdraw, urge (the submitter) or comment (anyone involved) as one step."""
+    if action not in INSTANCE_ACTIONS:
+        raise NotFound(f"no instance action {action!r}; use {', '.join(INSTANCE_ACTIONS)}")
+    run = open_run(ctx, instance_id, require_running=False)
+    spec = TASK_ACTIONS[action]
+    is_submitter = run.inst["started_by"] == ctx.actor.id
+    if spec.by == "submitter" and not (is_submitter or ctx.actor.is_admin):
+        raise PermissionDenied(f"only the submitter may {action} this request")
+    if spec.by == "involved" and not (is_submitter or ctx.actor.is_admin
+                                      or _involved(run, ctx.actor.id)):
+        raise PermissionDenied("only people involved in this request may comment")
+    if action != "comment" and not run.running:
+        raise Conflict(f"the request is already {run.inst['status']}")
+    spec.apply(run, None, None, params)
+    run.drain()
+    run.bump()
+    return {"id": str(run.id), "status": run.inst["status"], "outcome": run.inst["outcome"]}
+
+
+def _involved(run: Run, user_id: uuid.UUID | None) -> bool:
+    t = tasks_table
+    return run.ctx.session.execute(sa.select(t.c.id).where(t.c.instance_id == run.id,
+                                                           t.c.assignee_id == user_id)
+                                   ).first() is not None

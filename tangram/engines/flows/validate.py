@@ -1,0 +1,295 @@
+"""Publishing checks of a flow graph. Every problem is reported at once,
+each naming the node (``$.nodes[3]`` and its key) and what is wrong.
+
+Checks: one start; keys unique; every target exists; every node reachable
+from the start; every node can reach an end; a branch has a default (or says
+``require_match``); each join closes a split whose branches all reach it;
+expressions compile; the form, fields, roles, calendars and flows named
+exist.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from tangram.engines.expressions import ExpressionError, compile_expression
+from tangram.engines.flows.assignees import EXPRESSION_NAMES
+from tangram.engines.flows.registry import successors
+from tangram.errors import DefinitionInvalid, ErrorItem
+from tangram.metamodel import flows as fl
+from tangram.metamodel import storage
+
+_SYSTEM_USER_FIELDS = {"owner", "created_by", "updated_by"}
+
+
+class _Checker:
+    def __init__(self, session: Session, app: str, flow: fl.Flow) -> None:
+        self.session = session
+        self.app = app
+        self.flow = flow
+        self.errors: list[ErrorItem] = []
+        self.index = {n.key: i for i, n in enumerate(flow.nodes)}
+        self.form_fields: dict[str, str] | None = None
+
+    def error(self, node: Any, code: str, message: str, suffix: str = "") -> None:
+        where = f"$.nodes[{self.index.get(node.key, 0)}]" if node is not None else "$"
+        prefix = f"node {node.key!r}: " if node is not None else ""
+        self.errors.append(ErrorItem(code=code, message=prefix + message, path=where + suffix,
+                                     details={"node": node.key} if node is not None else {}))
+
+    # structure
+    def structure(self) -> None:
+        flow = self.flow
+        seen: set[str] = set()
+        for n in flow.nodes:
+            if n.key in seen:
+                self.error(n, "duplicate_node", "another node has the same key")
+            seen.add(n.key)
+        starts = [n for n in flow.nodes if isinstance(n, fl.StartNode)]
+        if len(starts) != 1:
+            self.error(None, "start_count", f"a flow has exactly one start node; found "
+                       f"{len(starts)}")
+        for n in flow.nodes:
+            for target in successors(n):
+                if target not in self.index:
+                    self.error(n, "unknown_target", f"points to {target!r}, which is not a node")
+                elif isinstance(flow.node(target), fl.StartNode):
+                    self.error(n, "start_target", "no path may lead back to the start node")
+        if self.errors or not starts:
+            return
+        reachable = self._walk([starts[0].key], forward=True)
+        for n in flow.nodes:
+            if n.key not in reachable:
+                self.error(n, "unreachable", "no path from the start reaches this node")
+        ends = [n.key for n in flow.nodes if isinstance(n, fl.EndNode)]
+        if not ends:
+            self.error(None, "no_end", "a flow needs at least one end node")
+        finishing = self._walk(ends, forward=False)
+        for n in flow.nodes:
+            if n.key in reachable and n.key not in finishing:
+                self.error(n, "no_end_path", "no path from this node reaches an end node")
+        for n in flow.nodes:
+            if isinstance(n, fl.BranchNode) and n.default is None and not n.require_match:
+                self.error(n, "branch_default", "a branch needs a default path (or "
+                           "require_match: true to fail instances no condition matches)",
+                           ".default")
+        self.joins()
+
+    def _walk(self, roots: list[str], *, forward: bool) -> set[str]:
+        edges: dict[str, list[str]] = {}
+        for n in self.flow.nodes:
+            for s in successors(n):
+                if forward:
+                    edges.setdefault(n.key, []).append(s)
+                else:
+                    edges.setdefault(s, []).append(n.key)
+        seen = set(roots)
+        stack = list(roots)
+        while stack:
+            for nxt in edges.get(stack.pop(), []):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append(nxt)
+        return seen
+
+    def joins(self) -> None:
+        flow = self.flow
+        splits = {n.key: n for n in flow.nodes if isinstance(n, fl.ParallelSplitNode)}
+        joined: dict[str, str] = {}
+        for n in flow.nodes:
+            if not isinstance(n, fl.ParallelJoinNode):
+                continue
+            split = splits.get(n.split)
+            if split is None:
+                self.error(n, "join_split", f"closes {n.split!r}, which is not a parallel "
+                           "split", ".split")
+                continue
+            if n.split in joined:
+                self.error(n, "join_split", f"split {n.split!r} is already closed by join "
+                           f"{joined[n.split]!r}", ".split")
+            joined[n.split] = n.key
+            if n.mode == "first_n" and n.n > len(split.branches):
+                self.error(n, "join_n", f"waits for {n.n} branches but {n.split!r} has "
+                           f"{len(split.branches)}", ".n")
+            for branch in split.branches:
+                if n.key not in self._walk([branch], forward=True):
+                    self.error(n, "join_branch", f"branch {branch!r} of split {n.split!r} "
+                               "never reaches this join")
+        for key, split in splits.items():
+            if key not in joined:
+                self.error(split, "split_unjoined", "no parallel_join closes this split")
+
+    # references
+    def fields(self) -> dict[str, str]:
+        if self.form_fields is None:
+            self.form_fields = {}
+            if self.flow.form:
+                body = storage.latest_body(self.session, app=self.app, kind="form",
+                                           key=self.flow.form)
+                if body is None:
+                    self.error(None, "unknown_form", f"form {self.flow.form!r} is not "
+                               "published in this app")
+                else:
+                    self.form_fields = {f["key"]: f["type"] for f in body.get("fields", [])}
+        return self.form_fields
+
+    def field(self, node: Any, key: str, suffix: str, *, user: bool = False) -> None:
+        fields = self.fields()
+        if not self.flow.form:
+            self.error(node, "no_form", f"names field {key!r} but the flow has no form",
+                       suffix)
+            return
+        if user and key in _SYSTEM_USER_FIELDS:
+            return
+        if fields and key not in fields:
+            self.error(node, "unknown_field", f"form {self.flow.form!r} has no field "
+                       f"{key!r}", suffix)
+        elif user and fields.get(key) not in ("user", "department"):
+            self.error(node, "field_type", f"field {key!r} is a {fields.get(key)} field, "
+                       "not a user or department field", suffix)
+
+    def expression(self, node: Any, source: str | None, suffix: str) -> None:
+        if source is None:
+            return
+        try:
+            compiled = compile_expression(source, allowed_names=EXPRESSION_NAMES)
+        except ExpressionError as exc:
+            self.error(node, "expression_invalid", exc.message, suffix)
+            return
+        fields = self.fields()
+        if fields:
+            for name in ("record", "old"):
+                for f in compiled.referenced_fields.get(name, set()):
+                    if f not in fields and f not in {"id", "owner", "created_by",
+                                                     "created_at", "updated_at", "version"}:
+                        self.error(node, "unknown_field", f"expression reads {name}.{f}, "
+                                   f"which form {self.flow.form!r} lacks", suffix)
+
+    def assignees(self, node: Any, rules: list[Any], suffix: str) -> None:
+        for i, rule in enumerate(rules):
+            at = f"{suffix}[{i}]"
+            if isinstance(rule, fl.RoleAssignee):
+                if storage.find_definition(self.session, app=self.app, kind="role",
+                                           key=rule.role) is None:
+                    self.error(node, "unknown_role", f"role {rule.role!r} does not exist in "
+                               "this app", at + ".role")
+            elif isinstance(rule, fl.FieldAssignee):
+                self.field(node, rule.field, at + ".field", user=True)
+            elif isinstance(rule, fl.DepartmentHeadAssignee) and rule.of:
+                self.field(node, rule.of, at + ".of", user=True)
+            elif isinstance(rule, fl.ExpressionAssignee):
+                self.expression(node, rule.expression, at + ".expression")
+
+    def calendar(self, node: Any, key: str | None, suffix: str) -> None:
+        if key and storage.latest_body(self.session, app=self.app, kind="calendar",
+                                       key=key) is None:
+            self.error(node, "unknown_calendar", f"business calendar {key!r} is not published",
+                       suffix)
+
+    def references(self) -> None:
+        self.fields()
+        for n in self.flow.nodes:
+            if isinstance(n, fl.StartNode):
+                self.trigger(n)
+            elif isinstance(n, fl.ApprovalNode):
+                self.assignees(n, n.assignees, ".assignees")
+                self.assignees(n, n.cc, ".cc")
+                for key in [*(n.visible_fields or []), *n.editable_fields]:
+                    self.field(n, key, ".editable_fields")
+                for i, stage in enumerate(n.timeouts):
+                    self.calendar(n, stage.calendar, f".timeouts[{i}].calendar")
+                    for j, a in enumerate(stage.actions):
+                        if isinstance(a, fl.EscalateAction):
+                            self.assignees(n, a.to, f".timeouts[{i}].actions[{j}].to")
+            elif isinstance(n, fl.BranchNode):
+                for i, c in enumerate(n.conditions):
+                    self.expression(n, c.when, f".conditions[{i}].when")
+            elif isinstance(n, fl.DelayNode):
+                self.expression(n, n.until, ".until")
+                self.calendar(n, n.calendar, ".calendar")
+            elif isinstance(n, fl.ActionNode):
+                self.action(n, n.action)
+
+    def trigger(self, n: fl.StartNode) -> None:
+        trig = n.trigger
+        self.expression(n, getattr(trig, "condition", None), ".trigger.condition")
+        spec_needs_form = trig.kind in ("record_created", "record_updated", "record_deleted",
+                                        "submitted", "date_relative")
+        if spec_needs_form and not self.flow.form:
+            self.error(n, "no_form", f"a {trig.kind} trigger needs the flow's form",
+                       ".trigger")
+        if isinstance(trig, fl.RecordUpdatedTrigger):
+            for key in trig.fields:
+                self.field(n, key, ".trigger.fields")
+        if isinstance(trig, fl.DateRelativeTrigger):
+            self.field(n, trig.field, ".trigger.field")
+            if self.fields().get(trig.field) not in (None, "date", "datetime"):
+                self.error(n, "field_type", f"field {trig.field!r} is not a date field",
+                           ".trigger.field")
+        if isinstance(trig, fl.ScheduleTrigger):
+            from croniter import croniter
+
+            if not croniter.is_valid(trig.cron):
+                self.error(n, "cron_invalid", f"{trig.cron!r} is not a cron expression "
+                           "(minute hour day month weekday)", ".trigger.cron")
+
+    def action(self, n: fl.ActionNode, a: Any) -> None:
+        if isinstance(a, fl.UpdateRecordAction | fl.AssignOwnerAction) and not self.flow.form:
+            self.error(n, "no_form", f"{a.kind} needs the flow's form", ".action")
+        if isinstance(a, fl.UpdateRecordAction):
+            for key in [*a.values, *a.expressions]:
+                self.field(n, key, ".action.values")
+        if isinstance(a, fl.UpdateRecordAction | fl.CreateRecordAction):
+            for key, source in a.expressions.items():
+                self.expression(n, source, f".action.expressions.{key}")
+        if isinstance(a, fl.CreateRecordAction):
+            body = storage.latest_body(self.session, app=self.app, kind="form", key=a.form)
+            if body is None:
+                self.error(n, "unknown_form", f"form {a.form!r} is not published", ".action.form")
+            else:
+                keys = {f["key"] for f in body.get("fields", [])}
+                for key in [*a.values, *a.expressions]:
+                    if key not in keys:
+                        self.error(n, "unknown_field", f"form {a.form!r} has no field {key!r}",
+                                   ".action.values")
+        if isinstance(a, fl.NotifyAction):
+            self.assignees(n, a.to, ".action.to")
+            self.template(n, a.title, ".action.title")
+            self.template(n, a.body, ".action.body")
+        if isinstance(a, fl.AssignOwnerAction):
+            self.assignees(n, a.users, ".action.users")
+        if isinstance(a, fl.HttpAction):
+            self.template(n, a.url, ".action.url")
+            if a.body:
+                self.template(n, a.body, ".action.body")
+        if isinstance(a, fl.StartFlowAction) and a.flow != self.flow.key and \
+                storage.find_definition(self.session, app=self.app, kind="flow",
+                                        key=a.flow) is None:
+            self.error(n, "unknown_flow", f"flow {a.flow!r} does not exist", ".action.flow")
+
+    def template(self, n: Any, source: str, suffix: str) -> None:
+        from jinja2 import TemplateSyntaxError
+
+        from tangram.engines.flows.actions import _env
+
+        try:
+            _env.parse(source)
+        except TemplateSyntaxError as exc:
+            self.error(n, "template_invalid", f"template error: {exc.message}", suffix)
+
+
+def check_flow(session: Session, app: str, flow: fl.Flow) -> list[ErrorItem]:
+    """Every problem of ``flow`` (empty when it may be published)."""
+    checker = _Checker(session, app, flow)
+    checker.structure()
+    checker.references()
+    return checker.errors
+
+
+def require_valid(session: Session, app: str, flow: fl.Flow) -> None:
+    errors = check_flow(session, app, flow)
+    if errors:
+        raise DefinitionInvalid(f"flow {flow.key!r} cannot be published: {len(errors)} "
+                                f"problem(s); first: {errors[0].message}", errors=errors)

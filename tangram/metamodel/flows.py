@@ -1,0 +1,417 @@
+"""Flow definitions: a graph of nodes (start, approval, branch, parallel
+split/join, delay, action, end) stored as JSON and versioned like every
+definition.
+
+Each node kind, trigger kind, assignee rule, action kind and timeout action is
+one pydantic model in a discriminated union; the engine keeps one registry
+entry per kind (``tangram.engines.flows.registry``) read by validation,
+execution, the metadata endpoint and ``docs/flows.md``.
+
+    {"key": "contract_approval", "label": {"zh": "合同审批"}, "form": "contract",
+     "nodes": [
+       {"type": "start", "key": "start", "trigger": {"kind": "submitted"}, "next": "manager"},
+       {"type": "approval", "key": "manager", "label": {"zh": "经理审批"},
+        "assignees": [{"kind": "department_head", "levels": 1}], "next": "done"},
+       {"type": "end", "key": "done", "outcome": "approved"}]}
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import Field, model_validator
+
+from tangram.metamodel.common import Definition, Expression, Key, Label
+from tangram.metamodel.storage import register_kind
+
+# --- shared pieces -------------------------------------------------------------
+
+
+class Duration(Definition):
+    """A length of time; in working time, ``days`` are working days and hours
+    and minutes count only working hours."""
+
+    days: int = Field(0, ge=0, le=3650)
+    hours: int = Field(0, ge=0, le=100_000)
+    minutes: int = Field(0, ge=0, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _positive(self) -> Duration:
+        if not (self.days or self.hours or self.minutes):
+            raise ValueError("a duration needs days, hours or minutes, e.g. {\"hours\": 24}")
+        return self
+
+    def as_timedelta(self) -> timedelta:
+        return timedelta(days=self.days, hours=self.hours, minutes=self.minutes)
+
+
+# --- assignee rules --------------------------------------------------------------
+
+
+class UserAssignee(Definition):
+    """Named users (usernames or user ids)."""
+
+    kind: Literal["user"] = "user"
+    users: list[str] = Field(min_length=1, max_length=200)
+
+
+class RoleAssignee(Definition):
+    """Every holder of an app role (directly or through their department)."""
+
+    kind: Literal["role"] = "role"
+    role: Key
+
+
+class DepartmentHeadAssignee(Definition):
+    """The head of the submitter's department (``levels`` 1), of its parent
+    (2), …; or of the department of a user/department field (``of``)."""
+
+    kind: Literal["department_head"] = "department_head"
+    levels: int = Field(1, ge=1, le=10)
+    of: Key | None = Field(None, description="A user or department field of the record; "
+                           "default: the submitter.")
+
+
+class FieldAssignee(Definition):
+    """The user(s) in a user field of the record (or ``owner`` / ``created_by``)."""
+
+    kind: Literal["field"] = "field"
+    field: Key
+
+
+class SubmitterAssignee(Definition):
+    """Whoever started the instance."""
+
+    kind: Literal["submitter"] = "submitter"
+
+
+class ExpressionAssignee(Definition):
+    """An expression giving a username, user id or a list of them."""
+
+    kind: Literal["expression"] = "expression"
+    expression: Expression
+
+
+AssigneeRule = Annotated[
+    UserAssignee | RoleAssignee | DepartmentHeadAssignee | FieldAssignee | SubmitterAssignee
+    | ExpressionAssignee,
+    Field(discriminator="kind"),
+]
+
+
+# --- triggers ---------------------------------------------------------------------
+
+
+class RecordCreatedTrigger(Definition):
+    kind: Literal["record_created"] = "record_created"
+    condition: Expression | None = None
+
+
+class RecordUpdatedTrigger(Definition):
+    kind: Literal["record_updated"] = "record_updated"
+    fields: list[Key] = Field(default_factory=list, description="Only when one of these "
+                              "fields changed (default: any change).")
+    condition: Expression | None = None
+
+
+class RecordDeletedTrigger(Definition):
+    kind: Literal["record_deleted"] = "record_deleted"
+    condition: Expression | None = None
+
+
+class SubmittedTrigger(Definition):
+    """A user submits a record for approval (``POST …/flows/{flow}/start``)."""
+
+    kind: Literal["submitted"] = "submitted"
+    condition: Expression | None = None
+
+
+class ScheduleTrigger(Definition):
+    kind: Literal["schedule"] = "schedule"
+    cron: str = Field(min_length=9, max_length=100, description="Five-field cron, e.g. "
+                      "\"0 9 * * 1-5\" (09:00 on weekdays).")
+    timezone: str | None = Field(None, description="Default: the organization's zone.")
+    missed: Literal["run_once", "skip"] = Field(
+        "run_once", description="Ticks missed while no worker ran: run once on recovery, or "
+        "skip them. Never a burst.")
+
+
+class DateRelativeTrigger(Definition):
+    """Starts one instance per record whose date field (plus ``offset_days``)
+    is today, at ``at`` o'clock; ``yearly`` matches month and day (birthdays)."""
+
+    kind: Literal["date_relative"] = "date_relative"
+    field: Key
+    offset_days: int = Field(0, ge=-366, le=366, description="-3 = three days before.")
+    yearly: bool = False
+    at: str = Field("09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    condition: Expression | None = None
+
+
+class ManualTrigger(Definition):
+    kind: Literal["manual"] = "manual"
+
+
+class WebhookTrigger(Definition):
+    """``POST /api/hooks/flows/{app}/{flow}`` with the token shown at publish."""
+
+    kind: Literal["webhook"] = "webhook"
+
+
+AnyTrigger = Annotated[
+    RecordCreatedTrigger | RecordUpdatedTrigger | RecordDeletedTrigger | SubmittedTrigger
+    | ScheduleTrigger | DateRelativeTrigger | ManualTrigger | WebhookTrigger,
+    Field(discriminator="kind"),
+]
+
+
+# --- timeouts ----------------------------------------------------------------------
+
+
+class RemindAction(Definition):
+    kind: Literal["remind"] = "remind"
+    message: str | None = Field(None, max_length=500)
+
+
+class EscalateAction(Definition):
+    """Give the open task(s) to someone else too (or instead, ``replace``)."""
+
+    kind: Literal["escalate"] = "escalate"
+    to: list[AssigneeRule] = Field(min_length=1)
+    replace: bool = False
+
+
+class AutoDecideAction(Definition):
+    kind: Literal["auto_decide"] = "auto_decide"
+    decision: Literal["approve", "reject"]
+
+
+class TakePathAction(Definition):
+    kind: Literal["take_path"] = "take_path"
+    next: Key
+
+
+TimeoutAction = Annotated[
+    RemindAction | EscalateAction | AutoDecideAction | TakePathAction,
+    Field(discriminator="kind"),
+]
+
+
+class TimeoutStage(Definition):
+    after: Duration
+    time: Literal["calendar", "working"] = "calendar"
+    calendar: Key | None = Field(None, description="A business calendar of the app (kind "
+                                 "\"calendar\"); default: Mon–Fri 09:00–12:00, 13:00–18:00.")
+    actions: list[TimeoutAction] = Field(min_length=1)
+
+
+# --- actions -----------------------------------------------------------------------
+
+
+class UpdateRecordAction(Definition):
+    kind: Literal["update_record"] = "update_record"
+    values: dict[Key, Any] = Field(default_factory=dict, description="Literal values.")
+    expressions: dict[Key, Expression] = Field(default_factory=dict,
+                                               description="Computed values.")
+
+
+class CreateRecordAction(Definition):
+    kind: Literal["create_record"] = "create_record"
+    form: Key
+    values: dict[Key, Any] = Field(default_factory=dict)
+    expressions: dict[Key, Expression] = Field(default_factory=dict)
+
+
+class NotifyAction(Definition):
+    kind: Literal["notify"] = "notify"
+    to: list[AssigneeRule] = Field(min_length=1)
+    title: str = Field(min_length=1, max_length=300, description="A template (jinja).")
+    body: str = Field("", max_length=4000)
+
+
+class HttpAction(Definition):
+    """An HTTP call run by the worker, with an ``Idempotency-Key`` header
+    derived from the instance and step, retried with backoff."""
+
+    kind: Literal["http"] = "http"
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    url: str = Field(min_length=1, max_length=2000, description="A template (jinja).")
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: str | None = Field(None, max_length=20_000, description="A template (jinja).")
+    retries: int = Field(3, ge=0, le=20)
+    backoff_seconds: int = Field(30, ge=1, le=86_400)
+    timeout_seconds: int = Field(10, ge=1, le=120)
+
+
+class StartFlowAction(Definition):
+    kind: Literal["start_flow"] = "start_flow"
+    flow: Key
+    same_record: bool = True
+
+
+class AssignOwnerAction(Definition):
+    kind: Literal["assign_owner"] = "assign_owner"
+    users: list[AssigneeRule] = Field(min_length=1)
+    strategy: Literal["round_robin", "load_balanced"] = "round_robin"
+    notify: bool = True
+
+
+AnyAction = Annotated[
+    UpdateRecordAction | CreateRecordAction | NotifyAction | HttpAction | StartFlowAction
+    | AssignOwnerAction,
+    Field(discriminator="kind"),
+]
+
+
+# --- nodes -------------------------------------------------------------------------
+
+
+class NodeBase(Definition):
+    key: Key
+    label: Label | None = None
+
+
+class StartNode(NodeBase):
+    type: Literal["start"] = "start"
+    trigger: AnyTrigger
+    next: Key
+
+
+ApprovalActionName = Literal["approve", "reject", "return", "transfer", "add_signer", "cc",
+                             "comment"]
+APPROVAL_ACTIONS: tuple[ApprovalActionName, ...] = get_args(ApprovalActionName)
+
+
+class ApprovalNode(NodeBase):
+    type: Literal["approval"] = "approval"
+    assignees: list[AssigneeRule] = Field(min_length=1)
+    mode: Literal["any", "all", "sequence"] = Field(
+        "any", description="any-one (或签), all (会签) or one after another.")
+    next: Key
+    on_reject: Key | None = Field(None, description="Where a rejection goes; default: the "
+                                  "instance ends with outcome \"rejected\".")
+    on_empty: Literal["auto_approve", "admin", "fail"] = Field(
+        "admin", description="No assignee found: approve automatically, give the task to "
+        "the administrators, or fail the instance.")
+    actions: list[ApprovalActionName] = Field(
+        default_factory=lambda: list(APPROVAL_ACTIONS),
+        description="The actions an assignee may take at this node.")
+    cc: list[AssigneeRule] = Field(default_factory=list, description="Copied on entry.")
+    visible_fields: list[Key] | None = Field(None, description="Default: all fields.")
+    editable_fields: list[Key] = Field(default_factory=list)
+    timeouts: list[TimeoutStage] = Field(default_factory=list)
+
+
+class BranchCondition(Definition):
+    when: Expression
+    next: Key
+    label: Label | None = None
+
+
+class BranchNode(NodeBase):
+    type: Literal["branch"] = "branch"
+    conditions: list[BranchCondition] = Field(min_length=1)
+    default: Key | None = None
+    require_match: bool = Field(False, description="Publish without a default; a record "
+                                "no condition matches fails its instance (visibly).")
+
+
+class ParallelSplitNode(NodeBase):
+    type: Literal["parallel_split"] = "parallel_split"
+    branches: list[Key] = Field(min_length=2)
+
+
+class ParallelJoinNode(NodeBase):
+    type: Literal["parallel_join"] = "parallel_join"
+    split: Key = Field(description="The parallel_split this join closes.")
+    mode: Literal["all", "first_n"] = "all"
+    n: int = Field(1, ge=1)
+    next: Key
+
+
+class DelayNode(NodeBase):
+    type: Literal["delay"] = "delay"
+    duration: Duration | None = None
+    until: Expression | None = Field(None, description="A date or datetime expression.")
+    time: Literal["calendar", "working"] = "calendar"
+    calendar: Key | None = None
+    next: Key
+
+    @model_validator(mode="after")
+    def _one_of(self) -> DelayNode:
+        if (self.duration is None) == (self.until is None):
+            raise ValueError("a delay needs exactly one of duration or until")
+        return self
+
+
+class ActionNode(NodeBase):
+    type: Literal["action"] = "action"
+    action: AnyAction
+    next: Key
+
+
+class EndNode(NodeBase):
+    type: Literal["end"] = "end"
+    outcome: str = Field("completed", pattern=r"^[a-z][a-z0-9_]{0,39}$")
+
+
+AnyNode = Annotated[
+    StartNode | ApprovalNode | BranchNode | ParallelSplitNode | ParallelJoinNode | DelayNode
+    | ActionNode | EndNode,
+    Field(discriminator="type"),
+]
+
+
+class Flow(Definition):
+    key: Key
+    label: Label
+    description: Label | None = None
+    form: Key | None = Field(None, description="The form whose records the flow is about.")
+    allow_withdraw_after_action: bool = False
+    nodes: list[AnyNode] = Field(min_length=2)
+
+    def node(self, key: str) -> Any:
+        for n in self.nodes:
+            if n.key == key:
+                return n
+        return None
+
+    @property
+    def start(self) -> StartNode | None:
+        starts = [n for n in self.nodes if isinstance(n, StartNode)]
+        return starts[0] if len(starts) == 1 else None
+
+
+# --- business calendars -------------------------------------------------------------
+
+
+class WorkPeriod(Definition):
+    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    end: str = Field(pattern=r"^([01]\d|2[0-4]):[0-5]\d$")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> WorkPeriod:
+        if self.end <= self.start:
+            raise ValueError(f"work period {self.start}-{self.end} ends before it starts")
+        return self
+
+
+class BusinessCalendar(Definition):
+    """Work hours, weekends, public holidays and make-up working days (调休)."""
+
+    key: Key
+    label: Label
+    timezone: str | None = None
+    work_hours: list[WorkPeriod] = Field(
+        default_factory=lambda: [WorkPeriod(start="09:00", end="12:00"),
+                                 WorkPeriod(start="13:00", end="18:00")])
+    weekend: list[int] = Field(default_factory=lambda: [5, 6],
+                               description="ISO weekday numbers minus one: 5 = Sat, 6 = Sun.")
+    holidays: list[str] = Field(default_factory=list, description="Dates YYYY-MM-DD.")
+    workdays: list[str] = Field(default_factory=list, description="Make-up working days "
+                                "that fall on a weekend, YYYY-MM-DD.")
+
+
+register_kind("flow", Flow)
+register_kind("calendar", BusinessCalendar)

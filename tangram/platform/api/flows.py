@@ -1,0 +1,223 @@
+"""Flows over HTTP: definitions (drafts, validation, publishing, versions),
+starting, the task inbox and task actions, instance views, administration
+and the inbound webhook."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Header, Query, status
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+
+from tangram.engines.directory import user_departments_table
+from tangram.engines.flows import service, tasks, triggers
+from tangram.engines.flows.assignees import set_role_resolver
+from tangram.engines.flows.registry import describe
+from tangram.errors import ErrorItem, NotAuthenticated
+from tangram.metamodel import storage
+from tangram.platform.deps import (
+    AdminActor,
+    BuilderActor,
+    ClockDep,
+    ContextDep,
+    SessionDep,
+    SettingsDep,
+    SignedInActor,
+)
+from tangram.platform.permissions.tables import role_assignments_table
+
+router = APIRouter(tags=["flows"])
+
+
+def role_members(session: Session, app: str, role: str) -> list[uuid.UUID]:
+    """Holders of an app role: users it is given to, and members of the
+    departments it is given to."""
+    ra, ud = role_assignments_table, user_departments_table
+    direct = sa.select(ra.c.user_id.label("user_id")).where(
+        ra.c.app == app, ra.c.role == role, ra.c.user_id.is_not(None))
+    via_dept = sa.select(ud.c.user_id).join(ra, ra.c.department_id == ud.c.department_id).where(
+        ra.c.app == app, ra.c.role == role)
+    rows = session.execute(sa.union(direct, via_dept)).scalars().all()
+    return sorted(set(rows), key=str)
+
+
+set_role_resolver(role_members)
+
+
+# --- definitions ------------------------------------------------------------------------
+
+class FlowDraftBody(BaseModel):
+    definition: dict[str, Any] = Field(description="The flow definition (see the flow schema).")
+
+
+class PublishFlowBody(BaseModel):
+    note: str | None = Field(None, max_length=2000)
+
+
+@router.get("/api/meta/flows")
+def flow_metadata(_user: SignedInActor) -> dict[str, Any]:
+    """Node types, triggers, assignee rules, actions: the designer's palette."""
+    return describe()
+
+
+@router.get("/api/apps/{app}/flows")
+def list_flows(app: str, ctx: ContextDep) -> list[dict[str, Any]]:
+    return [{"key": d.key, "latest_version": d.latest_version,
+             "label": (d.draft or {}).get("label")}
+            for d in storage.list_definitions(ctx.session, app=app, kind="flow")]
+
+
+@router.get("/api/apps/{app}/flows/{flow}/draft")
+def get_flow_draft(app: str, flow: str, ctx: ContextDep, _b: BuilderActor) -> dict[str, Any]:
+    d = storage.get_definition(ctx.session, app=app, kind="flow", key=flow)
+    return {"key": flow, "draft": d.draft, "latest_version": d.latest_version}
+
+
+@router.put("/api/apps/{app}/flows/{flow}/draft")
+def save_flow_draft(app: str, flow: str, body: FlowDraftBody, ctx: ContextDep,
+                    _b: BuilderActor) -> dict[str, Any]:
+    return service.save_flow_draft(ctx, app=app, key=flow, body=body.definition)
+
+
+@router.post("/api/apps/{app}/flows/{flow}/validate")
+def validate_flow(app: str, flow: str, ctx: ContextDep, _b: BuilderActor,
+                  body: FlowDraftBody | None = None) -> dict[str, Any]:
+    """Check a body (or the stored draft) as publishing would; 200 with the errors."""
+    errors: list[ErrorItem] = service.validate_flow(
+        ctx, app=app, key=flow, body=body.definition if body else None)
+    return {"valid": not errors, "errors": [e.as_dict() for e in errors]}
+
+
+@router.post("/api/apps/{app}/flows/{flow}/publish")
+def publish_flow(app: str, flow: str, body: PublishFlowBody, ctx: ContextDep,
+                 _b: BuilderActor) -> dict[str, Any]:
+    """Publish the draft as a new version; a webhook flow's token is shown once."""
+    return service.publish_flow(ctx, app=app, key=flow, note=body.note)
+
+
+@router.post("/api/apps/{app}/flows/{flow}/webhook-token")
+def rotate_webhook_token(app: str, flow: str, ctx: ContextDep,
+                         _b: BuilderActor) -> dict[str, Any]:
+    return {"webhook_token": triggers.rotate_webhook_token(ctx, app=app, flow=flow)}
+
+
+@router.get("/api/apps/{app}/flows/{flow}/versions")
+def list_flow_versions(app: str, flow: str, ctx: ContextDep) -> list[dict[str, Any]]:
+    d = storage.get_definition(ctx.session, app=app, kind="flow", key=flow)
+    return storage.list_versions(ctx.session, d)
+
+
+@router.get("/api/apps/{app}/flows/{flow}/versions/{version}")
+def get_flow_version(app: str, flow: str, version: int, ctx: ContextDep) -> dict[str, Any]:
+    d = storage.get_definition(ctx.session, app=app, kind="flow", key=flow)
+    return storage.get_version(ctx.session, d, version)
+
+
+# --- starting ---------------------------------------------------------------------------
+
+class StartBody(BaseModel):
+    record_id: str | None = None
+    variables: dict[str, Any] = Field(default_factory=dict)
+
+
+@router.post("/api/apps/{app}/flows/{flow}/start", status_code=status.HTTP_201_CREATED)
+def start_flow(app: str, flow: str, body: StartBody, ctx: ContextDep,
+               _u: SignedInActor) -> dict[str, Any]:
+    """Submit a record for approval, or start a manual flow."""
+    iid = triggers.start_by_user(ctx, app=app, flow=flow, record_id=body.record_id,
+                                 variables=body.variables)
+    return service.instance_view(ctx, instance_id=iid)["instance"]
+
+
+@router.post("/api/hooks/flows/{app}/{flow}", status_code=status.HTTP_202_ACCEPTED)
+def webhook(app: str, flow: str, session: SessionDep, clock: ClockDep, settings: SettingsDep,
+            request_body: dict[str, Any],
+            x_tangram_token: Annotated[str | None, Header()] = None) -> dict[str, Any]:
+    """Inbound webhook: starts the flow with the JSON body as ``vars.payload``.
+    Authenticated by the flow's token (header ``X-Tangram-Token``), not a user."""
+    from tangram.engines.context import EngineContext
+
+    if not x_tangram_token:
+        raise NotAuthenticated("send the flow's webhook token in the X-Tangram-Token header")
+    ctx = EngineContext(session=session, clock=clock, timezone=settings.timezone)
+    iid = triggers.start_by_webhook(ctx, app=app, flow=flow, token=x_tangram_token,
+                                    payload=request_body)
+    return {"instance_id": str(iid)}
+
+
+# --- tasks ------------------------------------------------------------------------------
+
+class TaskActionBody(BaseModel):
+    comment: str | None = Field(None, max_length=4000)
+    version: int | None = Field(None, description="The task version you read; stale → 409.")
+    users: list[str] = Field(default_factory=list, description="transfer / add_signer / cc")
+    node: str | None = Field(None, description="return: the earlier node")
+    position: Literal["before", "after"] = "after"
+    values: dict[str, Any] = Field(default_factory=dict, description="Edits of the "
+                                   "node's editable fields (approve).")
+
+
+@router.get("/api/flows/tasks")
+def my_tasks(ctx: ContextDep, _u: SignedInActor,
+             box: Annotated[Literal["todo", "done", "cc", "submitted"], Query()] = "todo"
+             ) -> dict[str, Any]:
+    return {"items": service.inbox(ctx, box=box)}
+
+
+@router.get("/api/flows/tasks/{task_id}")
+def get_task(task_id: uuid.UUID, ctx: ContextDep, _u: SignedInActor) -> dict[str, Any]:
+    return service.task_view(ctx, task_id=task_id)
+
+
+@router.post("/api/flows/tasks/{task_id}/{action}")
+def act_on_task(task_id: uuid.UUID, action: str, body: TaskActionBody, ctx: ContextDep,
+                _u: SignedInActor) -> dict[str, Any]:
+    task = tasks.act_on_task(ctx, task_id=task_id, action=action,
+                             params=tasks.ActionParams(**body.model_dump()))
+    return {k: (str(v) if isinstance(v, uuid.UUID) else v.isoformat()
+                if hasattr(v, "isoformat") else v) for k, v in task.items()}
+
+
+@router.get("/api/flows/notifications")
+def my_notifications(ctx: ContextDep, _u: SignedInActor, unread: bool = False
+                     ) -> dict[str, Any]:
+    return {"items": service.notifications(ctx, unread_only=unread)}
+
+
+# --- instances --------------------------------------------------------------------------
+
+@router.get("/api/flows/instances/{instance_id}")
+def get_instance(instance_id: uuid.UUID, ctx: ContextDep, _u: SignedInActor) -> dict[str, Any]:
+    """The graph with the current position, tasks and the full history."""
+    return service.instance_view(ctx, instance_id=instance_id)
+
+
+@router.post("/api/flows/instances/{instance_id}/{action}")
+def act_on_instance(instance_id: uuid.UUID, action: str, body: TaskActionBody,
+                    ctx: ContextDep, _u: SignedInActor) -> dict[str, Any]:
+    """withdraw / urge (the submitter), comment (anyone involved)."""
+    return tasks.act_on_instance(ctx, instance_id=instance_id, action=action,
+                                 params=tasks.ActionParams(**body.model_dump()))
+
+
+@router.get("/api/admin/flows/instances")
+def admin_instances(ctx: ContextDep, _a: AdminActor,
+                    state: Annotated[Literal["failed", "stuck"], Query(alias="status")] =
+                    "failed", stuck_days: int = 7) -> dict[str, Any]:
+    from datetime import timedelta
+
+    return {"items": service.admin_instances(ctx, status=state,
+                                             stuck_after=timedelta(days=stuck_days))}
+
+
+@router.post("/api/admin/flows/instances/{instance_id}/retry")
+def retry_instance(instance_id: uuid.UUID, ctx: ContextDep, _a: AdminActor) -> dict[str, Any]:
+    return service.retry_instance(ctx, instance_id=instance_id)
+
+
+@router.post("/api/admin/flows/instances/{instance_id}/cancel")
+def cancel_instance(instance_id: uuid.UUID, ctx: ContextDep, _a: AdminActor) -> dict[str, Any]:
+    return service.cancel_instance(ctx, instance_id=instance_id)

@@ -1,0 +1,117 @@
+"""Imports of spreadsheets into a form: upload, preview, start, progress, error file."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request, UploadFile, status
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from tangram.engines.imports import (
+    configure_job,
+    create_job,
+    get_job,
+    open_error_file,
+    preview,
+)
+from tangram.engines.imports.jobs import STALE_AFTER
+from tangram.errors import Conflict, NotFound
+from tangram.platform.dataio import import_environment, start_in_background
+from tangram.platform.deps import ContextDep, CurrentAuth, SettingsDep
+
+router = APIRouter(prefix="/api/apps/{app}/forms/{form}/imports", tags=["imports"])
+
+
+class MappingBody(BaseModel):
+    mapping: dict[str, str | None] = Field(
+        default_factory=dict, description="Overrides of the suggested mapping: column title "
+        "(or \"#3\" for the third column) -> field key, or null to ignore the column.")
+    dedup: dict[str, Any] | None = Field(
+        None, description="{\"fields\": [\"mobile\"], \"mode\": \"skip\" | \"update\" | "
+        "\"merge\"}; omit to create every row.")
+
+
+class PreviewBody(MappingBody):
+    limit: int = Field(20, ge=1, le=200)
+
+
+class StartBody(MappingBody):
+    mode: str = Field("valid_only", description="valid_only | all_or_nothing")
+
+
+def _job_id(job_id: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(job_id)
+    except ValueError:
+        raise NotFound(f"{job_id!r} is not an import id") from None
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def upload(app: str, form: str, file: UploadFile, request: Request, ctx: ContextDep,
+           settings: SettingsDep) -> dict[str, Any]:
+    """Store a CSV or XLSX file; returns its columns, the suggested mapping and a
+    preview of the first rows with their errors. Nothing is imported yet."""
+    return create_job(ctx, request.app.state.file_store, app=app, form=form,
+                      file_name=file.filename or "import.csv", source=file.file,
+                      max_bytes=settings.max_upload_mb * (1 << 20))
+
+
+@router.get("/{job_id}")
+def job(app: str, form: str, job_id: str, ctx: ContextDep) -> dict[str, Any]:
+    """The job's status and progress (poll this while it runs)."""
+    return get_job(ctx, job_id=_job_id(job_id), app=app, form=form)
+
+
+@router.post("/{job_id}/preview")
+def preview_job(app: str, form: str, job_id: str, body: PreviewBody, request: Request,
+                ctx: ContextDep) -> dict[str, Any]:
+    """The first rows as they would import with this mapping and duplicate rule."""
+    ident = _job_id(job_id)
+    get_job(ctx, job_id=ident, app=app, form=form)
+    return preview(ctx, request.app.state.file_store, job_id=ident, overrides=body.mapping,
+                   dedup=body.dedup, limit=body.limit)
+
+
+@router.post("/{job_id}/start", status_code=status.HTTP_202_ACCEPTED)
+def start(app: str, form: str, job_id: str, body: StartBody, request: Request,
+          ctx: ContextDep, auth: CurrentAuth) -> dict[str, Any]:
+    """Fix the mapping, duplicate rule and mode, and run the import in the
+    background; poll ``GET …/imports/{id}`` for progress."""
+    ident = _job_id(job_id)
+    get_job(ctx, job_id=ident, app=app, form=form)
+    result = configure_job(ctx, job_id=ident, overrides=body.mapping, dedup=body.dedup,
+                           mode=body.mode)
+    # The configuration must be committed before the runner claims the job.
+    ctx.session.commit()
+    start_in_background(import_environment(request.app, auth.token_scope), ident, ctx.actor)
+    return result
+
+
+@router.post("/{job_id}/resume", status_code=status.HTTP_202_ACCEPTED)
+def resume(app: str, form: str, job_id: str, request: Request, ctx: ContextDep,
+           auth: CurrentAuth) -> dict[str, Any]:
+    """Resume a job whose runner died (a restarted server): it continues after
+    the last committed batch."""
+    ident = _job_id(job_id)
+    current = get_job(ctx, job_id=ident, app=app, form=form)
+    if current["status"] not in ("queued", "running"):
+        raise Conflict(f"import {job_id} is {current['status']}; nothing to resume")
+    start_in_background(import_environment(request.app, auth.token_scope), ident, ctx.actor)
+    current["resume_note"] = (f"a running job is taken over once it has made no progress for "
+                              f"{int(STALE_AFTER.total_seconds() // 60)} minutes")
+    return current
+
+
+@router.get("/{job_id}/errors")
+def error_file(app: str, form: str, job_id: str, request: Request,
+               ctx: ContextDep) -> StreamingResponse:
+    """The rows that failed, in the file's format, with a reason column: fix
+    them and import the file again."""
+    ident = _job_id(job_id)
+    get_job(ctx, job_id=ident, app=app, form=form)
+    name, media_type, handle = open_error_file(ctx, request.app.state.file_store, job_id=ident)
+    return StreamingResponse(handle, media_type=media_type, headers={
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}"})

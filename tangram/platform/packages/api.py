@@ -1,0 +1,134 @@
+"""HTTP API of app packages (administrators only).
+
+    POST   /api/packages/validate          zip upload (multipart "file") or JSON {path: content}
+    POST   /api/packages/install           zip upload; ?demo=true
+    POST   /api/packages/upgrade           zip upload; ?dry_run=true&confirm_destructive=true
+    GET    /api/packages                   installed packages
+    GET    /api/packages/{app}/customizations
+    GET    /api/packages/{app}/export      ?layer=false&data=true → application/zip
+    DELETE /api/packages/{app}
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from tangram.errors import ErrorItem, LimitExceeded
+from tangram.platform.deps import AdminActor, ContextDep
+from tangram.platform.packages import store
+from tangram.platform.packages.errors import PackageInvalid
+from tangram.platform.packages.export import export_app, validate_files
+from tangram.platform.packages.install import (
+    customizations,
+    install_package,
+    uninstall_app,
+    upgrade_package,
+)
+from tangram.platform.packages.loader import Package, load_package
+from tangram.platform.packages.source import (
+    DEFAULT_LIMITS,
+    PackageFiles,
+    check_member_name,
+    read_zip,
+    write_zip,
+)
+
+router = APIRouter(prefix="/api/packages", tags=["packages"])
+
+
+async def _files(request: Request) -> PackageFiles:
+    """The package of the request: a zip (multipart field ``file``, or the raw
+    body as application/zip) or JSON ``{"files": {path: text or JSON}}``."""
+    length = int(request.headers.get("content-length") or 0)
+    if length > DEFAULT_LIMITS.max_archive_bytes:
+        raise LimitExceeded(f"the upload has {length} bytes, more than "
+                            f"{DEFAULT_LIMITS.max_archive_bytes}")
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form(max_files=1, max_fields=10)
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise PackageInvalid("send the package zip as the multipart field 'file'")
+        data = await upload.read(DEFAULT_LIMITS.max_archive_bytes + 1)
+        return read_zip(data)
+    body = await request.body()
+    if content_type.startswith("application/json"):
+        return _json_files(body)
+    return read_zip(body)
+
+
+def _json_files(body: bytes) -> PackageFiles:
+    try:
+        raw = json.loads(body)
+    except ValueError as exc:
+        raise PackageInvalid(f"the body is not JSON: {exc}") from exc
+    files = raw.get("files") if isinstance(raw, dict) else None
+    if not isinstance(files, dict):
+        raise PackageInvalid('send {"files": {"app.json": {...}, "forms/lead.json": {...}}}')
+    out: PackageFiles = {}
+    errors = []
+    for name, content in files.items():
+        problem = check_member_name(name)
+        if problem:
+            errors.append(ErrorItem(code="unsafe_path", file=name,
+                                    message=f"{name!r} is refused: {problem}"))
+            continue
+        text = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
+        out[name] = text.encode()
+    if errors:
+        raise PackageInvalid(errors[0].message, errors=errors)
+    return out
+
+
+async def _package(request: Request) -> Package:
+    return load_package(await _files(request))
+
+
+@router.post("/validate")
+async def validate(request: Request, _admin: AdminActor, deep: bool = True) -> dict[str, Any]:
+    """Every problem of the package (file, JSON path, message); installs nothing."""
+    return validate_files(await _files(request), deep=deep)
+
+
+@router.get("")
+def list_installed(ctx: ContextDep, _admin: AdminActor) -> list[dict[str, Any]]:
+    return [{"app": p.app, "version": p.version, "name": p.manifest.get("name"),
+             "installed_at": p.installed_at.isoformat(),
+             "upgraded_at": p.upgraded_at.isoformat() if p.upgraded_at else None,
+             "dependencies": p.manifest.get("dependencies", {})}
+            for p in store.list_installed(ctx.session)]
+
+
+@router.post("/install", status_code=201)
+async def install(request: Request, ctx: ContextDep, _admin: AdminActor,
+                  demo: bool = False) -> dict[str, Any]:
+    return install_package(ctx, await _package(request), demo=demo)
+
+
+@router.post("/upgrade")
+async def upgrade(request: Request, ctx: ContextDep, _admin: AdminActor, dry_run: bool = False,
+                  confirm_destructive: bool = False) -> dict[str, Any]:
+    return upgrade_package(ctx, await _package(request), dry_run=dry_run,
+                           confirm_destructive=confirm_destructive)
+
+
+@router.get("/{app}/customizations")
+def get_customizations(app: str, ctx: ContextDep, _admin: AdminActor) -> dict[str, Any]:
+    return {"app": app, "customizations": customizations(ctx, app)}
+
+
+@router.get("/{app}/export")
+def export(app: str, ctx: ContextDep, _admin: AdminActor, layer: bool = True,
+           data: bool = False) -> Response:
+    files = export_app(ctx, app, layer=layer, data=data)
+    return Response(write_zip(files), media_type="application/zip", headers={
+        "Content-Disposition": f'attachment; filename="{app}.zip"'})
+
+
+@router.delete("/{app}")
+def uninstall(app: str, ctx: ContextDep, _admin: AdminActor) -> dict[str, Any]:
+    return uninstall_app(ctx, app)

@@ -1,0 +1,438 @@
+"""Install, upgrade and uninstall app packages — each all or nothing.
+
+Everything runs in the caller's transaction (the CLI's, or the request's):
+definitions are staged and published (forms evolve their tables), seed rows
+go through the form engine's bulk path, and the base is recorded. Each piece
+runs in a savepoint so *every* problem is collected, then one error carries
+them all and the caller's rollback undoes definitions, tables and rows alike.
+
+    report = install_package(ctx, load_package(read_package(path)))
+    plan = upgrade_package(ctx, new_package, dry_run=True)   # conflicts, evolution plans
+    upgrade_package(ctx, new_package, confirm_destructive=True)
+    uninstall_app(ctx, "crm")
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from tangram.engines.context import EngineContext
+from tangram.errors import ConfirmationRequired, Conflict, ErrorItem, NotFound, TangramError
+from tangram.metamodel import storage
+from tangram.metamodel.forms import App
+from tangram.platform.packages import store
+from tangram.platform.packages.data import load_rows
+from tangram.platform.packages.errors import (
+    DependencyInUse,
+    DependencyMissing,
+    PackageInvalid,
+    UpgradeConflict,
+)
+from tangram.platform.packages.kinds import PackageKind, package_kinds
+from tangram.platform.packages.layer import (
+    MISSING as _MISSING,
+)
+from tangram.platform.packages.layer import (
+    customization_layer,
+    live_bodies,
+    merge3,
+    without_ids,
+)
+from tangram.platform.packages.loader import Package
+from tangram.platform.packages.semver import Version, satisfies
+
+Key = tuple[str, str]  # (kind, key)
+
+
+@dataclass
+class _Piece:
+    kind: PackageKind
+    key: str
+    body: dict[str, Any]
+    file: str
+    prefix: str = "$"
+    customized: bool = False
+
+
+@dataclass
+class _Outcome:
+    errors: list[ErrorItem] = field(default_factory=list)
+    destructive: list[dict[str, Any]] = field(default_factory=list)
+    published: list[Key] = field(default_factory=list)
+
+
+def _located(exc: TangramError, piece: _Piece) -> list[ErrorItem]:
+    items = exc.errors or [ErrorItem(code=exc.code, message=exc.message)]
+    return [ErrorItem(code=e.code, message=e.message, file=piece.file,
+                      path=piece.prefix + (e.path or "$")[1:],
+                      details={**e.details, "kind": piece.kind.kind, "key": piece.key,
+                               **({"customized": True} if piece.customized else {})})
+            for e in items]
+
+
+def _guarded(ctx: EngineContext, piece: _Piece, outcome: _Outcome,
+             step: Callable[[], None]) -> bool:
+    """Run one step in a savepoint; a failure is collected, not raised."""
+    try:
+        with ctx.session.begin_nested():
+            step()
+        return True
+    except ConfirmationRequired as exc:
+        outcome.destructive.append({"kind": piece.kind.kind, "key": piece.key,
+                                    "plan": exc.details})
+    except TangramError as exc:
+        outcome.errors.extend(_located(exc, piece))
+    return False
+
+
+def _apply(ctx: EngineContext, app: str, pieces: list[_Piece], *,
+           confirm_destructive: bool) -> _Outcome:
+    """Stage every piece, then publish each (in kind order)."""
+    outcome = _Outcome()
+    order = {k.kind: k.order for k in package_kinds()}
+    pieces = sorted(pieces, key=lambda p: order[p.kind.kind])
+    def stage(p: _Piece) -> Callable[[], None]:
+        return lambda: p.kind.do_stage(ctx, app, p.key, p.body)
+
+    def publish(p: _Piece) -> Callable[[], None]:
+        return lambda: p.kind.do_publish(ctx, app, p.key, p.body,
+                                         confirm_destructive=confirm_destructive)
+
+    staged = [p for p in pieces if _guarded(ctx, p, outcome, stage(p))]
+    for p in staged:
+        if _guarded(ctx, p, outcome, publish(p)):
+            outcome.published.append((p.kind.kind, p.key))
+    return outcome
+
+
+# --- dependencies ------------------------------------------------------------------------
+
+def check_dependencies(ctx: EngineContext, package: Package) -> None:
+    problems = []
+    for dep, wanted in sorted(package.manifest.dependencies.items()):
+        installed = store.find_installed(ctx.session, dep)
+        if installed is None:
+            problems.append(ErrorItem(code="dependency_missing", path=f"$.dependencies.{dep}",
+                                      file="app.json", message=(
+                f"app {package.key!r} needs app {dep!r} ({wanted}), which is not installed; "
+                "install it first")))
+        elif not satisfies(Version.parse(installed.version), wanted):
+            problems.append(ErrorItem(code="dependency_version", path=f"$.dependencies.{dep}",
+                                      file="app.json", message=(
+                f"app {package.key!r} needs app {dep!r} {wanted}, but version "
+                f"{installed.version} is installed; upgrade {dep!r} first")))
+    if problems:
+        raise DependencyMissing(problems[0].message, errors=problems)
+
+
+def dependents(ctx: EngineContext, app: str) -> list[tuple[str, str]]:
+    """Installed apps that depend on ``app``: (their key, the range they need)."""
+    return [(p.app, p.manifest.get("dependencies", {})[app])
+            for p in store.list_installed(ctx.session)
+            if app in p.manifest.get("dependencies", {})]
+
+
+# --- install ----------------------------------------------------------------------------
+
+def _app_body(package: Package) -> App:
+    m = package.manifest
+    return App(key=m.key, name=m.name, description=m.description, version=m.version,
+               icon=m.icon)
+
+
+def _pieces(package: Package, keys: Iterable[Key] | None = None,
+            bodies: dict[Key, dict[str, Any]] | None = None,
+            customized: set[Key] | None = None) -> list[_Piece]:
+    kinds = {k.kind: k for k in package_kinds()}
+    items = {(i.kind, i.key): i for i in package.items}
+    bodies = bodies if bodies is not None else package.bodies()
+    out = []
+    for kk in (keys if keys is not None else bodies):
+        item = items.get(kk)
+        out.append(_Piece(kind=kinds[kk[0]], key=kk[1], body=bodies[kk],
+                          file=item.file if item else f"(your {kk[0]} {kk[1]})",
+                          prefix=item.prefix if item else "$",
+                          customized=kk in (customized or set())))
+    return out
+
+
+def _raise_collected(package: Package, outcome: _Outcome, what: str) -> None:
+    if outcome.errors:
+        raise PackageInvalid(f"{what}: {len(outcome.errors)} problem(s), first: "
+                             f"{outcome.errors[0].file}: {outcome.errors[0].message}; "
+                             "nothing was changed", errors=outcome.errors)
+    if outcome.destructive:
+        raise ConfirmationRequired(
+            f"{what} changes existing data in {len(outcome.destructive)} form(s); review the "
+            "plans and confirm", details={"forms": outcome.destructive})
+
+
+def install_package(ctx: EngineContext, package: Package, *, demo: bool = False,
+                    confirm_destructive: bool = False) -> dict[str, Any]:
+    """Install a new app from ``package`` (refused when the app exists)."""
+    if store.find_installed(ctx.session, package.key) is not None:
+        raise Conflict(f"app {package.key!r} is already installed; upgrade it instead "
+                       "(tangram app upgrade PATH)")
+    if any(a.key == package.key for a in storage.list_apps(ctx.session)):
+        raise Conflict(f"an app with key {package.key!r} already exists (not from a package); "
+                       "remove it or choose another key")
+    check_dependencies(ctx, package)
+    storage.create_app(ctx.session, app=_app_body(package), user_id=ctx.actor.id,
+                       now=ctx.now())
+    outcome = _apply(ctx, package.key, _pieces(package),
+                     confirm_destructive=confirm_destructive)
+    _raise_collected(package, outcome, f"installing {package.key} {package.manifest.version}")
+    counts = _load_data(ctx, package, "seed")
+    if demo:
+        for form, n in load_demo(ctx, package).items():
+            counts[form] = counts.get(form, 0) + n
+    store.save_installed(ctx.session, app=package.key, version=package.manifest.version,
+                         manifest=storage.dump(package.manifest), files=kept_files(package),
+                         bodies=package.bodies(), user_id=ctx.actor.id, now=ctx.now())
+    return {"app": package.key, "version": package.manifest.version, "installed": True,
+            "definitions": _summary(package.bodies()), "rows": counts}
+
+
+def kept_files(package: Package) -> dict[str, str]:
+    """The files kept with the installed version, for export: templates and seed rows."""
+    seed = {f"data/seed/{form}.json": json.dumps(rows, ensure_ascii=False, indent=2) + "\n"
+            for form, rows in package.data["seed"].items()}
+    return {**package.templates, **seed}
+
+
+def _load_data(ctx: EngineContext, package: Package, data_set: str,
+               forms: set[str] | None = None) -> dict[str, int]:
+    rows = {form: r for form, r in package.data[data_set].items()
+            if forms is None or form in forms}
+    if not rows:
+        return {}
+    return load_rows(ctx, app=package.key, rows_by_form=rows,
+                     file_of={f: f"data/{data_set}/{f}.json" for f in rows})
+
+
+# Demo data generators by app key: bigger demo sets than a package should
+# carry as files (see tangram.platform.packages.demo).
+DEMO_GENERATORS: dict[str, Callable[[EngineContext, Package], dict[str, int]]] = {}
+
+
+def load_demo(ctx: EngineContext, package: Package) -> dict[str, int]:
+    """The package's data/demo rows, then its registered generator, if any."""
+    counts = _load_data(ctx, package, "demo")
+    from tangram.platform.packages import demo as _demo  # noqa: F401  (registers generators)
+
+    generator = DEMO_GENERATORS.get(package.key)
+    if generator is not None:
+        counts.update(generator(ctx, package))
+    return counts
+
+
+def _summary(bodies: Iterable[Key]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for kind, key in sorted(bodies):
+        out.setdefault(kind, []).append(key)
+    return out
+
+
+# --- upgrade ----------------------------------------------------------------------------
+
+def upgrade_package(ctx: EngineContext, package: Package, *, dry_run: bool = False,
+                    confirm_destructive: bool = False) -> dict[str, Any]:
+    """Apply a new version of an installed package under the tenant's layer.
+
+    First the merge (conflicts refuse the upgrade before anything is
+    applied), then — in a savepoint — the merged definitions are published,
+    every other live definition re-checked against the result, seed rows of
+    new forms loaded. ``dry_run`` rolls the savepoint back and returns the
+    report: conflicts, customizations kept, evolution plans.
+    """
+    installed = store.find_installed(ctx.session, package.key, lock=True)
+    if installed is None:
+        raise NotFound(f"app {package.key!r} is not installed; install it first")
+    check_dependencies(ctx, package)
+    new_version = package.version
+    for other, wanted in dependents(ctx, package.key):
+        if not satisfies(new_version, wanted):
+            raise DependencyInUse(f"app {other!r} needs {package.key!r} {wanted}; upgrading "
+                                  f"to {new_version} would break it — upgrade {other!r} first")
+    kinds = {k.kind: k for k in package_kinds()}
+    # Merged without the platform's field ids: saving the result gives each
+    # field back its id by key (a tenant's rename kept its id under the new key).
+    old_base = {k: without_ids(v) for k, v in store.base_bodies(ctx.session,
+                                                                package.key).items()}
+    live = {k: without_ids(v) for k, v in live_bodies(ctx.session, package.key,
+                                                      list(kinds)).items()}
+    new_base = {k: without_ids(v) for k, v in package.bodies().items()}
+    layer = customization_layer(old_base, live)
+    customized = {(c["kind"], c["key"]) for c in layer}
+    merged: dict[Key, dict[str, Any]] = {}
+    conflicts: list[ErrorItem] = []
+    removed: list[Key] = []
+    kept: list[Key] = []
+    for kk in sorted(set(old_base) | set(live) | set(new_base)):
+        body, found = merge3(old_base.get(kk, _MISSING), live.get(kk, _MISSING),
+                             new_base.get(kk, _MISSING))
+        file = package.file_of(*kk) or f"(your {kk[0]} {kk[1]})"
+        conflicts.extend(ErrorItem(code="merge_conflict", message=f"{kk[0]} {kk[1]!r}: "
+                                   f"{c.message}", path=c.path, file=file,
+                                   details={"kind": kk[0], "key": kk[1]}) for c in found)
+        if body is _MISSING:
+            if kk in live:
+                (kept if kinds[kk[0]].keep_on_remove else removed).append(kk)
+            continue
+        if kk not in live or body != live[kk]:
+            merged[kk] = body
+    report: dict[str, Any] = {
+        "app": package.key, "from_version": installed.version,
+        "to_version": package.manifest.version, "dry_run": dry_run,
+        "customizations": layer, "changed": _summary(merged),
+        "removed": _summary(removed), "kept_removed": _summary(kept),
+        "conflicts": [e.as_dict() for e in conflicts], "evolution": []}
+    if conflicts and dry_run:
+        return report
+    if conflicts:
+        raise UpgradeConflict(f"upgrading {package.key} to {package.manifest.version} "
+                              f"conflicts with your customizations in {len(conflicts)} "
+                              "place(s); nothing was changed", errors=conflicts,
+                              details=report)
+    savepoint = ctx.session.begin_nested()
+    try:
+        outcome = _apply(ctx, package.key, _pieces(package, merged, merged, customized),
+                         confirm_destructive=confirm_destructive)
+        for kk in removed:
+            _delete_definition(ctx, package.key, *kk)
+        after = live_bodies(ctx.session, package.key, list(kinds))
+        for kk in sorted(after):
+            if kk in outcome.published or kk in merged or kinds[kk[0]].check is None:
+                continue
+            check = kinds[kk[0]].check
+            assert check is not None
+            piece = _pieces(package, [kk], after, customized)[0]
+            model = storage.DEFINITION_KINDS[kk[0]].model_validate(after[kk])
+            for e in check(ctx, package.key, model):
+                outcome.errors.append(ErrorItem(
+                    code=e.code, file=piece.file, path=e.path,
+                    message=f"{kk[0]} {kk[1]!r} no longer fits version "
+                    f"{package.manifest.version}: {e.message}",
+                    details={**e.details, "kind": kk[0], "key": kk[1]}))
+        report["evolution"] = outcome.destructive
+        _raise_conflicts(package, outcome, report, customized, dry_run=dry_run)
+        if not dry_run:
+            _raise_collected(package, outcome, f"upgrading {package.key}")
+            new_forms = {k for (kind, k) in new_base if kind == "form"
+                         and (kind, k) not in live}
+            report["rows"] = _load_data(ctx, package, "seed", new_forms)
+            app = storage.get_app(ctx.session, package.key)
+            storage.update_app(ctx.session, app=app.model_copy(update={
+                "version": package.manifest.version}), now=ctx.now())
+            store.save_installed(ctx.session, app=package.key,
+                                 version=package.manifest.version,
+                                 manifest=storage.dump(package.manifest),
+                                 files=kept_files(package), bodies=package.bodies(),
+                                 user_id=ctx.actor.id, now=ctx.now())
+    except BaseException:
+        savepoint.rollback()
+        raise
+    if dry_run:
+        savepoint.rollback()
+        report["errors"] = [e.as_dict() for e in outcome.errors]
+    else:
+        savepoint.commit()
+    return report
+
+
+def _raise_conflicts(package: Package, outcome: _Outcome, report: dict[str, Any],
+                     customized: set[Key], *, dry_run: bool) -> None:
+    """Errors in the tenant's own definitions are conflicts with the new version."""
+    mine = [e for e in outcome.errors if (e.details.get("kind"), e.details.get("key"))
+            in customized or str(e.file).startswith("(your ")]
+    report["conflicts"] = [e.as_dict() for e in mine]
+    if mine and not dry_run:
+        raise UpgradeConflict(
+            f"upgrading {package.key} to {package.manifest.version} breaks your "
+            f"customizations in {len(mine)} place(s), first: {mine[0].message}; nothing was "
+            "changed", errors=mine, details=report)
+
+
+def _delete_definition(ctx: EngineContext, app: str, kind: str, key: str) -> None:
+    d = storage.find_definition(ctx.session, app=app, kind=kind, key=key, lock=True)
+    if d is None:
+        return
+    v, t = storage.definition_versions_table, storage.definitions_table
+    ctx.session.execute(sa.delete(v).where(v.c.definition_id == d.id))
+    ctx.session.execute(sa.delete(t).where(t.c.id == d.id))
+
+
+# --- uninstall --------------------------------------------------------------------------
+
+def uninstall_app(ctx: EngineContext, app: str) -> dict[str, Any]:
+    """Remove an installed app: its definitions, record tables and every
+    platform row that names it. Refused while another app depends on it."""
+    from tangram.db import metadata
+    from tangram.engines.forms import ddl
+    from tangram.engines.forms.registry import forget_session_runtimes
+    from tangram.engines.forms.systables import form_tables_table
+    from tangram.platform.schema import load_all_tables
+
+    installed = store.find_installed(ctx.session, app, lock=True)
+    if installed is None:
+        raise NotFound(f"app {app!r} is not installed from a package")
+    users = dependents(ctx, app)
+    if users:
+        raise DependencyInUse(
+            f"app {app!r} cannot be uninstalled: {', '.join(f'{a!r} ({r})' for a, r in users)} "
+            "depend(s) on it; uninstall those first")
+    conn = ctx.session.connection()
+    states = conn.execute(sa.select(form_tables_table).where(
+        form_tables_table.c.app == app)).all()
+    main = [s.table_name for s in states]
+    others: set[str] = set()
+    for s in states:
+        others.update(_tables_named(s.layout))
+        others.update(_tables_named(s.retired))
+    existing = set(sa.inspect(conn).get_table_names())
+    op = ddl.operations(conn)
+    forget_session_runtimes(ctx.session)
+    dropped = 0
+    for name in [t for t in sorted(others - set(main)) if t in existing] + \
+            [t for t in main if t in existing]:
+        ddl.drop_table(op, name)
+        dropped += 1
+    # Every platform row that belongs to the app, children before parents.
+    load_all_tables()
+    ids = sa.select(storage.definitions_table.c.id).where(storage.definitions_table.c.app == app)
+    ctx.session.execute(sa.delete(storage.definition_versions_table).where(
+        storage.definition_versions_table.c.definition_id.in_(ids)))
+    for table in reversed(metadata.sorted_tables):
+        if "app" in table.c and table.name != "apps":
+            ctx.session.execute(sa.delete(table).where(table.c.app == app))
+    ctx.session.execute(sa.delete(storage.apps_table).where(storage.apps_table.c.key == app))
+    return {"app": app, "uninstalled": True, "version": installed.version,
+            "tables_dropped": dropped}
+
+
+def _tables_named(value: Any) -> set[str]:
+    out: set[str] = set()
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k == "table" and isinstance(v, str):
+                out.add(v)
+            else:
+                out |= _tables_named(v)
+    elif isinstance(value, list):
+        for v in value:
+            out |= _tables_named(v)
+    return out
+
+
+def customizations(ctx: EngineContext, app: str) -> list[dict[str, Any]]:
+    """The tenant's layer over the installed package."""
+    if store.find_installed(ctx.session, app) is None:
+        raise NotFound(f"app {app!r} is not installed from a package")
+    kinds = [k.kind for k in package_kinds()]
+    return customization_layer(store.base_bodies(ctx.session, app),
+                               live_bodies(ctx.session, app, kinds))

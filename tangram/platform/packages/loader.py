@@ -1,0 +1,315 @@
+"""Files → a validated :class:`Package`, with every problem reported at once.
+
+Each file is checked against its model (the published JSON Schemas are those
+models' schemas), then the package as a whole: names it refers to exist,
+menus and default dashboards point at real definitions, data rows name real
+fields, templates parse in the sandbox. Nothing touches a database here; the
+installer's dry run (``validate_package(deep=True)``) adds the engines' own
+publishing checks.
+
+    package = load_package(read_package(Path("apps_catalog/crm")))
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+from jinja2 import TemplateSyntaxError
+from jinja2.sandbox import SandboxedEnvironment
+from pydantic import ValidationError
+
+from tangram.errors import DefinitionInvalid, ErrorItem
+from tangram.metamodel import storage
+from tangram.metamodel.forms import SYSTEM_FIELDS, Form
+from tangram.platform.packages.errors import PackageInvalid
+from tangram.platform.packages.kinds import PackageKind, package_kinds
+from tangram.platform.packages.manifest import AppManifest, platform_version
+from tangram.platform.packages.semver import Version, satisfies
+from tangram.platform.packages.source import PackageFiles
+
+MANIFEST = "app.json"
+DOC_FILES = {"README.md", "README.zh.md", "CHANGELOG.md", "LICENSE", "LICENSE.md",
+             "icon.png", "icon.svg"}
+TEMPLATE_SUFFIXES = {".html", ".htm", ".txt", ".md", ".j2", ".jinja"}
+DATA_SETS = ("seed", "demo")
+REF = "$ref"  # a data row's name, and a relation value pointing at a named row
+
+
+@dataclass
+class PackageItem:
+    """One definition of the package, normalized (``storage.dump`` of its model)."""
+
+    kind: str
+    key: str
+    body: dict[str, Any]
+    file: str
+    prefix: str = "$"
+
+
+@dataclass
+class Package:
+    manifest: AppManifest
+    items: list[PackageItem] = field(default_factory=list)
+    data: dict[str, dict[str, list[dict[str, Any]]]] = field(
+        default_factory=lambda: {s: {} for s in DATA_SETS})
+    templates: dict[str, str] = field(default_factory=dict)
+    docs: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return self.manifest.key
+
+    @property
+    def version(self) -> Version:
+        return Version.parse(self.manifest.version)
+
+    def bodies(self) -> dict[tuple[str, str], dict[str, Any]]:
+        return {(i.kind, i.key): i.body for i in self.items}
+
+    def forms(self) -> dict[str, Form]:
+        return {i.key: Form.model_validate(i.body) for i in self.items if i.kind == "form"}
+
+    def file_of(self, kind: str, key: str) -> str | None:
+        return next((i.file for i in self.items if i.kind == kind and i.key == key), None)
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.errors: list[ErrorItem] = []
+
+    def add(self, file: str, message: str, *, code: str = "invalid", path: str = "$") -> None:
+        self.errors.append(ErrorItem(code=code, message=message, path=path, file=file))
+
+    def extend(self, file: str, items: list[ErrorItem], prefix: str = "$") -> None:
+        for e in items:
+            path = prefix + (e.path or "$")[1:]
+            self.errors.append(ErrorItem(code=e.code, message=e.message, path=path,
+                                         file=file, details=e.details))
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"key {k!r} appears twice in one object")
+        out[k] = v
+    return out
+
+
+def _read_json(name: str, data: bytes, errors: _Collector) -> Any:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        errors.add(name, f"not UTF-8 text: {exc}", code="encoding")
+        return None
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    except json.JSONDecodeError as exc:
+        errors.add(name, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+                   code="json")
+    except (ValueError, RecursionError) as exc:
+        errors.add(name, f"not valid JSON: {exc}", code="json")
+    return None
+
+
+_SANDBOX = SandboxedEnvironment(autoescape=True)
+
+
+def check_template(name: str, text: str) -> str | None:
+    """Parse (never render) a template in the sandbox; returns the problem."""
+    try:
+        _SANDBOX.parse(text)
+    except TemplateSyntaxError as exc:
+        return f"template syntax error at line {exc.lineno}: {exc.message}"
+    return None
+
+
+def load_package(files: PackageFiles) -> Package:
+    """Validate every file; raise PackageInvalid listing every problem."""
+    errors = _Collector()
+    raw_manifest = _read_json(MANIFEST, files[MANIFEST], errors) if MANIFEST in files else None
+    if MANIFEST not in files:
+        errors.add(MANIFEST, "the package has no app.json at its root", code="missing_file")
+    manifest: AppManifest | None = None
+    if raw_manifest is not None:
+        try:
+            manifest = AppManifest.model_validate(raw_manifest)
+        except ValidationError as exc:
+            errors.extend(MANIFEST, storage.errors_from_pydantic(exc))
+    package = Package(manifest=manifest or AppManifest.model_construct(
+        key="invalid", version="0.0.0", name={"en": "invalid"}))
+    kinds = {k.folder: k for k in package_kinds()}
+    seen: dict[tuple[str, str], str] = {}
+    for name in sorted(files):
+        if name == MANIFEST:
+            continue
+        _load_file(name, files[name], kinds, package, seen, errors)
+    if manifest is not None:
+        for i, role in enumerate(manifest.roles):
+            _add_item(kinds.get("roles"), "role", role, MANIFEST,
+                      f"$.roles[{i}]", package, seen, errors)
+    # Definitions whose file failed are not reported again as "missing".
+    broken = {(kinds[PurePosixPath(e.file).parts[0]].kind, PurePosixPath(e.file).stem)
+              for e in errors.errors if e.file and len(PurePosixPath(e.file).parts) == 2
+              and PurePosixPath(e.file).parts[0] in kinds}
+    _check_package(package, errors, broken, manifest_ok=manifest is not None)
+    if errors.errors:
+        raise PackageInvalid(f"the package has {len(errors.errors)} problem(s); nothing was "
+                             "installed", errors=errors.errors)
+    return package
+
+
+def _load_file(name: str, data: bytes, kinds: dict[str, PackageKind], package: Package,
+               seen: dict[tuple[str, str], str], errors: _Collector) -> None:
+    path = PurePosixPath(name)
+    parts = path.parts
+    if len(parts) == 1 and name in DOC_FILES:
+        package.docs[name] = data
+        return
+    if len(parts) == 2 and parts[0] in kinds and path.suffix == ".json":
+        body = _read_json(name, data, errors)
+        if body is not None:
+            _add_item(kinds[parts[0]], kinds[parts[0]].kind, body, name, "$", package, seen,
+                      errors, stem=path.stem)
+        return
+    if parts[0] == "templates" and len(parts) >= 2 and path.suffix in TEMPLATE_SUFFIXES:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            errors.add(name, "a template must be UTF-8 text", code="encoding")
+            return
+        problem = check_template(name, text)
+        if problem:
+            errors.add(name, problem, code="template")
+        package.templates[name] = text
+        return
+    if len(parts) == 3 and parts[0] == "data" and parts[1] in DATA_SETS \
+            and path.suffix == ".json":
+        rows = _read_json(name, data, errors)
+        if rows is None:
+            return
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            errors.add(name, "a data file is a JSON list of row objects", code="data_shape")
+            return
+        package.data[parts[1]][path.stem] = rows
+        return
+    allowed = ", ".join([MANIFEST] + [f"{f}/*.json" for f in sorted(kinds)]
+                        + ["templates/*", "data/seed/*.json", "data/demo/*.json"])
+    errors.add(name, f"unexpected file {name!r}; a package holds {allowed} and docs "
+               f"({', '.join(sorted(DOC_FILES))})", code="unexpected_file")
+
+
+def _add_item(kind: PackageKind | None, kind_name: str, body: Any, file: str, prefix: str,
+              package: Package, seen: dict[tuple[str, str], str], errors: _Collector, *,
+              stem: str | None = None) -> None:
+    if kind is None:
+        errors.add(file, f"definition kind {kind_name!r} is not available on this platform",
+                   code="unknown_kind", path=prefix)
+        return
+    if not isinstance(body, dict):
+        errors.add(file, f"a {kind.kind} definition is a JSON object", code="type", path=prefix)
+        return
+    if stem is not None:
+        if "key" not in body:
+            body = {"key": stem, **body}
+        elif body["key"] != stem:
+            errors.add(file, f"the key {body['key']!r} differs from the file name {stem!r}; "
+                       f"name the file {body['key']}.json", code="key_mismatch",
+                       path=f"{prefix}.key")
+            return
+    try:
+        model = storage.parse_definition(kind.kind, body)
+    except DefinitionInvalid as exc:
+        errors.extend(file, exc.errors, prefix)
+        return
+    key = str(getattr(model, "key", stem))
+    if (kind.kind, key) in seen:
+        errors.add(file, f"{kind.kind} {key!r} is defined twice (also in {seen[kind.kind, key]})",
+                   code="duplicate", path=prefix)
+        return
+    seen[kind.kind, key] = file
+    package.items.append(PackageItem(kind=kind.kind, key=key, body=storage.dump(model),
+                                     file=file, prefix=prefix))
+
+
+def _check_package(package: Package, errors: _Collector, broken: set[tuple[str, str]], *,
+                   manifest_ok: bool) -> None:
+    """Cross-file checks that need no database."""
+    m = package.manifest
+    present = {(i.kind, i.key) for i in package.items} | broken
+    models = {(i.kind, i.key): i for i in package.items}
+    _check_references(package, present, errors)
+    _check_data(package, models, broken, errors)
+    if not manifest_ok:
+        return
+    if not satisfies(Version.parse(platform_version()), m.platform):
+        errors.add(MANIFEST, f"the package needs platform {m.platform}; this platform is "
+                   f"{platform_version()}", code="platform_version", path="$.platform")
+    _check_menus(m, present, errors)
+
+
+def _check_references(package: Package, present: set[tuple[str, str]],
+                      errors: _Collector) -> None:
+    kinds = {k.kind: k for k in package_kinds()}
+    for item in package.items:
+        model = storage.DEFINITION_KINDS[item.kind].model_validate(item.body)
+        for kind, key, path in kinds[item.kind].references(model):
+            if (kind, key) not in present:
+                have = sorted(k for kk, k in present if kk == kind)
+                errors.add(item.file, f"{item.kind} {item.key!r} refers to {kind} {key!r}, "
+                           f"which the package lacks ({kind}s: {', '.join(have) or 'none'})",
+                           code=f"unknown_{kind}", path=item.prefix + path[1:])
+
+
+def _check_menus(m: AppManifest, present: set[tuple[str, str]], errors: _Collector) -> None:
+    for menu, path in m.menu_items():
+        for kind in ("form", "report", "dashboard"):
+            target = getattr(menu, kind)
+            if target and (kind, target) not in present:
+                errors.add(MANIFEST, f"menu {menu.key!r} links to {kind} {target!r}, which the "
+                           "package lacks", code=f"unknown_{kind}", path=f"{path}.{kind}")
+        for role in menu.roles:
+            if ("role", role) not in present:
+                errors.add(MANIFEST, f"menu {menu.key!r} names role {role!r}, which the "
+                           "package lacks", code="unknown_role", path=f"{path}.roles")
+    for role, dashboard in m.default_dashboards.items():
+        if role != "*" and ("role", role) not in present:
+            errors.add(MANIFEST, f"default_dashboards names role {role!r}, which the package "
+                       "lacks", code="unknown_role", path=f"$.default_dashboards.{role}")
+        if ("dashboard", dashboard) not in present:
+            errors.add(MANIFEST, f"default dashboard {dashboard!r} is not in the package",
+                       code="unknown_dashboard", path=f"$.default_dashboards.{role}")
+
+
+def _check_data(package: Package, models: dict[tuple[str, str], PackageItem],
+                broken: set[tuple[str, str]], errors: _Collector) -> None:
+    forms = package.forms()
+    for data_set, by_form in package.data.items():
+        refs: set[str] = set()
+        for form_key, rows in by_form.items():
+            file = f"data/{data_set}/{form_key}.json"
+            form = forms.get(form_key)
+            if form is None and ("form", form_key) in broken:
+                continue
+            if form is None:
+                errors.add(file, f"data for form {form_key!r}, which the package lacks",
+                           code="unknown_form")
+                continue
+            known = {f.key for f in form.fields}
+            for i, row in enumerate(rows):
+                for name in row:
+                    if name == REF:
+                        if not isinstance(row[REF], str) or row[REF] in refs:
+                            errors.add(file, f"{REF} must be a name unique in data/{data_set}",
+                                       code="data_ref", path=f"$[{i}].{REF}")
+                        refs.add(str(row[REF]))
+                    elif name in SYSTEM_FIELDS:
+                        errors.add(file, f"{name!r} is a system column; data rows give fields "
+                                   "only (and $ref to name a row)", code="system_field",
+                                   path=f"$[{i}].{name}")
+                    elif name not in known:
+                        errors.add(file, f"form {form_key!r} has no field {name!r}",
+                                   code="unknown_field", path=f"$[{i}].{name}")

@@ -1,0 +1,270 @@
+"""The contract approval of the CRM (docs: ../shared/domain/crm.md) end to
+end over HTTP, as real users: manager → finance → general manager, a
+risk-control step over 500,000, reminders at 24 h and escalation at 48 h,
+rejection back to the submitter; plus definitions, inbox, webhook and admin."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tangram.clock import FrozenClock
+from tangram.engines.access import AllowAll
+from tangram.engines.flows.worker import run_due
+from tests.factories import label
+from tests.flow_factories import CONTRACT_FORM
+
+
+def approval(key: str, assignees: list, next: str, **options) -> dict:
+    return {"type": "approval", "key": key, "label": label(key), "assignees": assignees,
+            "next": next, "on_reject": "rejected_mark", "timeouts": [
+                {"after": {"hours": 24}, "actions": [{"kind": "remind"}]},
+                {"after": {"hours": 48}, "actions": [{"kind": "escalate", "to": [
+                    {"kind": "user", "users": ["director"]}]}]}], **options}
+
+
+CONTRACT_APPROVAL = {
+    "key": "contract_approval", "label": {"zh": "合同审批", "en": "Contract approval"},
+    "form": "contract",
+    "nodes": [
+        {"type": "start", "key": "start", "trigger": {"kind": "submitted"}, "next": "mark"},
+        {"type": "action", "key": "mark", "next": "manager", "action": {
+            "kind": "update_record", "values": {"status": "in_approval"}}},
+        approval("manager", [{"kind": "department_head"}], "amount_check"),
+        {"type": "branch", "key": "amount_check", "conditions": [
+            {"when": "record.amount > 500000", "next": "risk"}], "default": "finance"},
+        approval("risk", [{"kind": "user", "users": ["risk"]}], "finance"),
+        approval("finance", [{"kind": "role", "role": "finance"}], "gm"),
+        approval("gm", [{"kind": "user", "users": ["gm"]}], "approved_mark"),
+        {"type": "action", "key": "approved_mark", "next": "notify_finance", "action": {
+            "kind": "update_record", "values": {"status": "approved"}}},
+        {"type": "action", "key": "notify_finance", "next": "approved", "action": {
+            "kind": "notify", "to": [{"kind": "role", "role": "finance"}],
+            "title": "合同 {{ record.title }} 已批准"}},
+        {"type": "end", "key": "approved", "outcome": "approved"},
+        {"type": "action", "key": "rejected_mark", "next": "tell_submitter", "action": {
+            "kind": "update_record", "values": {"status": "rejected"}}},
+        {"type": "action", "key": "tell_submitter", "next": "rejected", "action": {
+            "kind": "notify", "to": [{"kind": "submitter"}],
+            "title": "合同 {{ record.title }} 被退回"}},
+        {"type": "end", "key": "rejected", "outcome": "rejected"},
+    ],
+}
+
+
+class Org:
+    def __init__(self, app, admin: TestClient, make_user) -> None:
+        self.app = app
+        self.admin = admin
+        self.clients: dict[str, TestClient] = {}
+        self.ids: dict[str, str] = {}
+        sales = admin.post("/api/org/departments", json={"name": "sales"}).json()["id"]
+        for name in ("manager", "rep", "fin", "gm", "risk", "director"):
+            uid, token = make_user(name)
+            self.ids[name] = str(uid)
+            self.clients[name] = TestClient(app, headers={"Authorization": f"Bearer {token}"})
+        for name, head in (("manager", True), ("rep", False)):
+            res = admin.put(f"/api/org/users/{self.ids[name]}/departments", json={
+                "departments": [{"department_id": sales, "is_head": head}],
+                "primary_department_id": sales})
+            assert res.status_code == 204, res.text
+
+    def __getitem__(self, name: str) -> TestClient:
+        return self.clients[name]
+
+    def todo(self, name: str) -> list[dict]:
+        res = self[name].get("/api/flows/tasks", params={"box": "todo"})
+        assert res.status_code == 200, res.text
+        return res.json()["items"]
+
+    def decide(self, name: str, action: str = "approve", **body) -> dict:
+        [task] = self.todo(name)
+        res = self[name].post(f"/api/flows/tasks/{task['id']}/{action}", json=body)
+        assert res.status_code == 200, res.text
+        return res.json()
+
+
+@pytest.fixture
+def crm(app_factory, make_user):
+    clock = FrozenClock()
+    app = app_factory(clock=clock, policy=AllowAll(), session_hours=24 * 365)
+    _, token = make_user("admin", is_admin=True, app=app)
+    admin = TestClient(app, headers={"Authorization": f"Bearer {token}"})
+    assert admin.post("/api/apps", json={"key": "crm", "name": label("crm")}).status_code == 201
+    assert admin.put("/api/apps/crm/forms/contract/draft",
+                     json={"definition": CONTRACT_FORM}).status_code == 200
+    assert admin.post("/api/apps/crm/forms/contract/publish", json={}).status_code == 200
+    org = Org(app, admin, lambda name: make_user(name, app=app))
+    res = admin.put("/api/apps/crm/roles/finance", json={"definition": {
+        "key": "finance", "label": label("finance")}})
+    assert res.status_code in (200, 201), res.text
+    res = admin.post("/api/apps/crm/role-assignments", json={"role": "finance",
+                                                             "user_id": org.ids["fin"]})
+    assert res.status_code == 201, res.text
+    assert admin.put("/api/apps/crm/flows/contract_approval/draft",
+                     json={"definition": CONTRACT_APPROVAL}).status_code == 200
+    res = admin.post("/api/apps/crm/flows/contract_approval/publish", json={})
+    assert res.status_code == 200, res.text
+    org.clock = clock  # type: ignore[attr-defined]
+    return org
+
+
+def submit(org: Org, amount: str) -> tuple[str, str]:
+    rec = org["rep"].post("/api/apps/crm/forms/contract/records", json={"values": {
+        "title": "HT-2026-0001", "amount": amount, "status": "draft"}})
+    assert rec.status_code == 201, rec.text
+    res = org["rep"].post("/api/apps/crm/flows/contract_approval/start",
+                          json={"record_id": rec.json()["id"]})
+    assert res.status_code == 201, res.text
+    return res.json()["id"], rec.json()["id"]
+
+
+def contract(org: Org, record_id: str) -> dict:
+    return org.admin.get(f"/api/apps/crm/forms/contract/records/{record_id}").json()
+
+
+def test_small_contract_goes_manager_finance_gm(crm):
+    iid, rid = submit(crm, "100000")
+    assert contract(crm, rid)["status"] == "in_approval"
+    crm.decide("manager", comment="ok")
+    assert crm.todo("risk") == []
+    crm.decide("fin")
+    crm.decide("gm")
+    assert contract(crm, rid)["status"] == "approved"
+    view = crm["rep"].get(f"/api/flows/instances/{iid}").json()
+    assert view["instance"]["outcome"] == "approved"
+    assert [h["action"] for h in view["history"]].count("approve") == 3
+    notes = crm["fin"].get("/api/flows/notifications").json()["items"]
+    assert any("已批准" in n["title"] for n in notes)
+
+
+def test_big_contract_adds_risk_control(crm):
+    iid, rid = submit(crm, "800000")
+    crm.decide("manager")
+    assert crm.todo("fin") == []
+    crm.decide("risk")
+    crm.decide("fin")
+    crm.decide("gm")
+    assert contract(crm, rid)["status"] == "approved"
+
+
+def test_reminder_at_24h_and_escalation_at_48h(crm):
+    iid, rid = submit(crm, "100000")
+    engine = crm.app.state.engine
+    crm.clock.advance(hours=24, minutes=1)
+    run_due(engine, crm.clock)
+    reminders = [n for n in crm["manager"].get("/api/flows/notifications").json()["items"]
+                 if n["kind"] == "reminder"]
+    assert len(reminders) == 1
+    assert crm.todo("director") == []
+    crm.clock.advance(hours=24)
+    run_due(engine, crm.clock)
+    assert len(crm.todo("director")) == 1
+    crm.decide("director")
+    assert crm.todo("manager") == []  # any-one: the escalation decided the step
+    assert len(crm.todo("fin")) == 1
+
+
+def test_rejection_returns_to_the_submitter_with_comments(crm):
+    iid, rid = submit(crm, "100000")
+    crm.decide("manager")
+    crm.decide("fin", "reject", comment="付款条件不清楚")
+    assert contract(crm, rid)["status"] == "rejected"
+    notes = crm["rep"].get("/api/flows/notifications").json()["items"]
+    assert any("被退回" in n["title"] for n in notes)
+    view = crm["rep"].get(f"/api/flows/instances/{iid}").json()
+    assert view["instance"]["outcome"] == "rejected"
+    assert [h["comment"] for h in view["history"] if h["action"] == "reject"] == [
+        "付款条件不清楚"]
+
+
+def test_second_action_on_a_decided_task_is_409(crm):
+    submit(crm, "100000")
+    [task] = crm.todo("manager")
+    first = crm["manager"].post(f"/api/flows/tasks/{task['id']}/approve", json={})
+    again = crm["manager"].post(f"/api/flows/tasks/{task['id']}/approve", json={})
+    assert first.status_code == 200
+    assert again.status_code == 409
+    assert "already decided" in again.json()["message"]
+    other = crm["rep"].post(f"/api/flows/tasks/{task['id']}/approve", json={})
+    assert other.status_code == 403
+
+
+def test_task_view_and_withdraw_over_http(crm):
+    iid, _ = submit(crm, "100000")
+    [task] = crm.todo("manager")
+    view = crm["manager"].get(f"/api/flows/tasks/{task['id']}").json()
+    assert view["record"]["title"] == "HT-2026-0001"
+    assert "approve" in view["actions"]
+    assert crm["gm"].get(f"/api/flows/tasks/{task['id']}").status_code == 403
+    res = crm["rep"].post(f"/api/flows/instances/{iid}/withdraw", json={})
+    assert res.status_code == 200 and res.json()["status"] == "withdrawn"
+    submitted = crm["rep"].get("/api/flows/tasks", params={"box": "submitted"}).json()
+    assert [s["status"] for s in submitted["items"]] == ["withdrawn"]
+
+
+def test_validation_errors_name_the_node(crm):
+    bad = {**CONTRACT_APPROVAL, "nodes": [n for n in CONTRACT_APPROVAL["nodes"]
+                                          if n["key"] != "risk"]}
+    res = crm.admin.post("/api/apps/crm/flows/contract_approval/validate",
+                         json={"definition": bad})
+    assert res.status_code == 200
+    errors = res.json()["errors"]
+    assert errors and errors[0]["details"]["node"] == "amount_check"
+    assert "'risk'" in errors[0]["message"]
+    crm.admin.put("/api/apps/crm/flows/contract_approval/draft", json={"definition": bad})
+    res = crm.admin.post("/api/apps/crm/flows/contract_approval/publish", json={})
+    assert res.status_code == 422
+    assert crm.admin.get("/api/apps/crm/flows/contract_approval/versions").json()[0][
+        "version"] == 1
+    assert crm["rep"].put("/api/apps/crm/flows/contract_approval/draft",
+                          json={"definition": bad}).status_code == 403
+
+
+def test_webhook_needs_the_token(crm):
+    body = {"key": "inbound", "label": label("inbound"), "nodes": [
+        {"type": "start", "key": "start", "trigger": {"kind": "webhook"}, "next": "end"},
+        {"type": "end", "key": "end"}]}
+    crm.admin.put("/api/apps/crm/flows/inbound/draft", json={"definition": body})
+    token = crm.admin.post("/api/apps/crm/flows/inbound/publish", json={}).json()[
+        "webhook_token"]
+    anonymous = TestClient(crm.app)
+    assert anonymous.post("/api/hooks/flows/crm/inbound", json={}).status_code == 401
+    assert anonymous.post("/api/hooks/flows/crm/inbound", json={},
+                          headers={"X-Tangram-Token": "wrong"}).status_code == 403
+    res = anonymous.post("/api/hooks/flows/crm/inbound", json={"order": 7},
+                         headers={"X-Tangram-Token": token})
+    assert res.status_code == 202
+    view = crm.admin.get(f"/api/flows/instances/{res.json()['instance_id']}").json()
+    assert view["instance"]["variables"] == {"payload": {"order": 7}}
+
+
+def test_metadata_lists_every_registry(crm):
+    meta = crm["rep"].get("/api/meta/flows").json()
+    assert {n["kind"] for n in meta["node_types"]} == {
+        "start", "approval", "branch", "parallel_split", "parallel_join", "delay", "action",
+        "end"}
+    assert "department_head" in {a["kind"] for a in meta["assignee_rules"]}
+
+
+def test_admin_sees_failed_instances_and_cancels(crm):
+    body = {"key": "broken", "label": label("broken"), "form": "contract", "nodes": [
+        {"type": "start", "key": "start", "trigger": {"kind": "submitted"}, "next": "a"},
+        {"type": "approval", "key": "a", "assignees": [{"kind": "field", "field": "manager"}],
+         "on_empty": "fail", "next": "end"},
+        {"type": "end", "key": "end"}]}
+    crm.admin.put("/api/apps/crm/flows/broken/draft", json={"definition": body})
+    assert crm.admin.post("/api/apps/crm/flows/broken/publish", json={}).status_code == 200
+    rec = crm["rep"].post("/api/apps/crm/forms/contract/records",
+                          json={"values": {"title": "x"}}).json()
+    iid = crm["rep"].post("/api/apps/crm/flows/broken/start",
+                          json={"record_id": rec["id"]}).json()["id"]
+    failed = crm.admin.get("/api/admin/flows/instances", params={"status": "failed"}).json()
+    assert [f["id"] for f in failed["items"]] == [iid]
+    assert "found nobody" in failed["items"][0]["error"]
+    assert crm["rep"].get("/api/admin/flows/instances").status_code == 403
+    res = crm.admin.post(f"/api/admin/flows/instances/{iid}/cancel")
+    assert res.json()["status"] == "cancelled"
+    _ = timedelta

@@ -1,0 +1,246 @@
+"""Permissions through the HTTP API as real users, on SQLite and PostgreSQL:
+field rules on write, relations, union of roles, department moves, sharing,
+API tokens, disabled users, login lockout, CSRF, the audit log, app builders."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tangram.clock import FrozenClock
+from tangram.platform.deps import SESSION_COOKIE
+from tests.integration.org_world import OrgWorld, bearer, build, records_url
+
+
+@pytest.fixture
+def org(admin_client, app, make_user) -> OrgWorld:
+    return build(admin_client, app, make_user)
+
+
+def _e1(org):
+    return org.contracts["E1"]["id"]
+
+
+# --- field rules ------------------------------------------------------------------------
+
+def test_a_hidden_field_in_a_write_is_refused_naming_the_field(org):
+    rep = org.clients["rep_east"]
+    res = rep.post(records_url(), json={"values": {"name": "X", "amount": "5.00"}})
+    assert res.status_code == 403
+    assert res.json()["details"] == {"field": "amount"} and "amount" in res.json()["message"]
+    res = rep.patch(f"{records_url()}/{_e1(org)}", json={"version": 2,
+                                                         "values": {"amount": "1.00"}})
+    assert res.status_code == 403 and res.json()["details"]["field"] == "amount"
+
+
+def test_a_read_only_field_is_shown_but_not_writable(org):
+    manager = org.clients["manager_east"]
+    rec = org.ok(manager.get(f"{records_url()}/{_e1(org)}"))
+    assert rec["amount"] == "100.00"
+    res = manager.patch(f"{records_url()}/{_e1(org)}", json={"version": rec["version"],
+                                                             "values": {"amount": "1.00"}})
+    assert res.status_code == 403 and res.json()["details"]["field"] == "amount"
+    meta = org.ok(manager.get("/api/apps/crm/forms/contract"))
+    assert meta["field_access"]["amount"] == "read_only"
+    assert meta["actions"] == ["read", "update"]
+
+
+def test_hidden_fields_are_gone_from_reads_history_metadata_and_filters(org):
+    org.ok(org.admin.patch(f"{records_url()}/{_e1(org)}", json={
+        "version": 2, "values": {"amount": "200.00", "name": "E1b"}}))
+    rep = org.clients["rep_east"]
+    assert "amount" not in org.ok(rep.get(f"{records_url()}/{_e1(org)}"))
+    history = org.ok(rep.get(f"{records_url()}/{_e1(org)}/history"))["items"]
+    assert history[0]["changes"] == {"name": {"old": "E1", "new": "E1b"}}
+    meta = org.ok(rep.get("/api/apps/crm/forms/contract"))
+    assert "amount" not in [f["key"] for f in meta["definition"]["fields"]]
+    res = rep.post(f"{records_url()}/query", json={
+        "filter": {"field": "amount", "op": "gt", "value": "1"}})
+    assert res.status_code == 403 and res.json()["details"]["field"] == "amount"
+    assert rep.get(records_url(), params={"sort": "-amount"}).status_code == 403
+
+
+# --- relations ------------------------------------------------------------------------------
+
+def test_a_record_out_of_scope_cannot_be_linked_or_seen_through_a_relation(org):
+    rep = org.clients["rep_east"]
+    foreign = org.accounts["W1"]["id"]
+    res = rep.post(records_url(), json={"values": {"name": "X", "account": foreign}})
+    assert res.status_code == 422
+    assert [(e["field"], e["code"]) for e in res.json()["errors"]] == [
+        ("account", "relation_missing")]
+    own = org.accounts["E1"]["id"]
+    assert org.ok(rep.post(records_url(), json={"values": {"name": "Y", "account": own}}),
+                  201)["account"] == own
+    # Filtering through the relation stays inside the rep's own scope.
+    by_owner = org.ok(rep.post(f"{records_url()}/query", json={"filter": {
+        "field": "account.industry", "op": "eq", "value": "ICT"}}))["items"]
+    assert {r["name"] for r in by_owner} == {"E1", "Y"}
+
+
+# --- union of roles and department moves ---------------------------------------------------
+
+def test_roles_combine_as_a_union_of_rows_and_fields(org):
+    org.ok(org.admin.put("/api/apps/crm/roles/auditor", json={"definition": {
+        "key": "auditor", "label": {"en": "Auditor"}, "forms": {"contract": {
+            "actions": ["read"], "scope": "expression",
+            "filter": {"field": "name", "op": "in", "value": ["M1"]},
+            "fields": {"amount": "read_only"}}}}}))
+    assert org.names("rep_west") == {"W1"}
+    # Given to the West department: its member rep_west gets it too.
+    org.ok(org.admin.post("/api/apps/crm/role-assignments", json={
+        "role": "auditor", "department_id": org.departments["West"]}), 201)
+    assert org.names("rep_west") == {"W1", "M1"}
+    items = org.ok(org.clients["rep_west"].get(records_url()))["items"]
+    assert all(item["amount"] == "100.00" for item in items)  # read_only beats hidden
+    res = org.clients["rep_west"].patch(f"{records_url()}/{items[0]['id']}", json={
+        "version": items[0]["version"], "values": {"amount": "1.00"}})
+    assert res.status_code == 403
+
+
+def test_department_moves_change_what_a_manager_sees_at_once(org):
+    assert org.names("manager_east") == {"E1", "M1"}
+    org.move("rep_west", "East")
+    assert org.names("manager_east") == {"E1", "M1", "W1"}
+    org.move("rep_east", "West")
+    assert org.names("manager_east") == {"M1", "W1"}
+    assert org.names("director") == {"E1", "M1", "W1"}
+
+
+def test_a_share_widens_the_scope_for_read_or_edit(org):
+    west = org.clients["rep_west"]
+    assert west.get(f"{records_url()}/{_e1(org)}").status_code == 404
+    share = org.ok(org.clients["rep_east"].post(f"{records_url()}/{_e1(org)}/shares", json={
+        "user_id": org.user_ids["rep_west"], "access": "read"}), 201)
+    assert org.names("rep_west") == {"W1", "E1"}
+    rec = org.ok(west.get(f"{records_url()}/{_e1(org)}"))
+    assert west.patch(f"{records_url()}/{_e1(org)}", json={
+        "version": rec["version"], "values": {"name": "E1!"}}).status_code == 403
+    org.ok(org.clients["rep_east"].post(f"{records_url()}/{_e1(org)}/shares", json={
+        "user_id": org.user_ids["rep_west"], "access": "edit"}), 201)
+    org.ok(west.patch(f"{records_url()}/{_e1(org)}", json={
+        "version": rec["version"], "values": {"name": "E1!"}}))
+    org.ok(org.clients["rep_east"].delete(
+        f"{records_url()}/{_e1(org)}/shares/{share['id']}"), 204)
+    assert west.get(f"{records_url()}/{_e1(org)}").status_code == 404
+
+
+def test_ownership_transfer_is_audited_and_moves_the_record(org):
+    ids = [org.contracts["E1"]["id"], org.contracts["M1"]["id"]]
+    org.ok(org.admin.post(f"{records_url()}/transfer", json={
+        "record_ids": ids, "owner": org.user_ids["rep_west"]}))
+    assert org.names("rep_west") == {"W1", "E1", "M1"}
+    assert org.names("rep_east") == set()
+    history = org.ok(org.admin.get(f"{records_url()}/{ids[0]}/history"))["items"]
+    assert history[0]["action"] == "transfer"
+    assert history[0]["changes"]["owner"]["new"] == org.user_ids["rep_west"]
+    audit = org.ok(org.admin.get("/api/org/audit", params={"action": "record.transfer"}))
+    assert sorted(audit["items"][0]["details"]["records"]) == sorted(ids)
+
+
+# --- tokens and disabled users -------------------------------------------------------------
+
+def test_api_tokens_are_scoped_shown_once_and_revocable(org):
+    rep = org.clients["rep_east"]
+    made = org.ok(rep.post("/api/tokens", json={"name": "ERP", "apps": ["crm"],
+                                                "actions": ["read"]}), 201)
+    token = made["token"]
+    assert token.startswith("tgm_")
+    listed = org.ok(rep.get("/api/tokens"))
+    assert [t["name"] for t in listed] == ["ERP"] and "token" not in listed[0]
+    assert listed[0]["last_used_at"] is None
+    with TestClient(org.app, headers=bearer(token)) as erp:
+        assert {r["name"] for r in org.ok(erp.get(records_url()))["items"]} == {"E1"}
+        res = erp.post(records_url(), json={"values": {"name": "Z"}})
+        assert res.status_code == 403 and "API token" in res.json()["message"]
+        assert erp.get("/api/tokens").status_code == 403  # tokens cannot make tokens
+        assert org.ok(rep.get("/api/tokens"))[0]["last_used_at"] is not None
+        org.ok(rep.delete(f"/api/tokens/{made['id']}"), 204)
+        assert erp.get(records_url()).status_code == 401
+    audit = org.ok(org.admin.get("/api/org/audit"))["items"]
+    assert {"token.create", "token.revoke"} <= {e["action"] for e in audit}
+
+
+def test_a_disabled_user_is_locked_out_at_once(org):
+    rep = org.clients["rep_east"]
+    token = org.ok(rep.post("/api/tokens", json={"name": "t", "apps": ["*"],
+                                                 "actions": ["read"]}), 201)["token"]
+    org.ok(org.admin.post(f"/api/org/users/{org.user_ids['rep_east']}/disable"), 204)
+    assert rep.get(records_url()).status_code == 401
+    with TestClient(org.app, headers=bearer(token)) as erp:
+        res = erp.get(records_url())
+        assert res.status_code == 401 and res.json()["code"] == "account_disabled"
+    org.ok(org.admin.post(f"/api/org/users/{org.user_ids['rep_east']}/enable"), 204)
+    assert rep.get(records_url()).status_code == 200
+
+
+def test_members_cannot_manage_roles_and_builders_edit_only_their_apps(org):
+    rep = org.clients["rep_east"]
+    assert rep.post("/api/apps/crm/role-assignments", json={
+        "role": "director", "user_id": org.user_ids["rep_east"]}).status_code == 403
+    assert rep.get("/api/org/departments").status_code == 403
+    body = {"definition": {"key": "note", "label": {"en": "Note"},
+                           "fields": [{"key": "text", "type": "text", "label": {"en": "t"}}]}}
+    assert rep.put("/api/apps/crm/forms/note/draft", json=body).status_code == 403
+    org.ok(org.admin.put(f"/api/apps/crm/builders/{org.user_ids['rep_east']}",
+                         json={"granted": True}), 204)
+    org.ok(rep.put("/api/apps/crm/forms/note/draft", json=body))
+    org.ok(org.admin.post("/api/apps", json={"key": "hr", "name": {"en": "HR"}}), 201)
+    assert rep.put("/api/apps/hr/forms/note/draft", json=body).status_code == 403
+    actions = {e["action"] for e in org.ok(org.admin.get("/api/org/audit"))["items"]}
+    assert {"role.publish", "role.assign", "app_builder.grant",
+            "user.departments"} <= actions
+
+
+def test_a_role_naming_an_unknown_field_is_refused(org):
+    res = org.admin.put("/api/apps/crm/roles/bad", json={"definition": {
+        "key": "bad", "label": {"en": "bad"}, "forms": {"contract": {
+            "actions": ["read"], "scope": "expression",
+            "filter": {"field": "amout", "op": "eq", "value": {"$user": "nope"}},
+            "fields": {"secret": "hidden"}}}}})
+    assert res.status_code == 422
+    assert {e["path"] for e in res.json()["errors"]} == {
+        "$.forms.contract.fields.secret", "$.forms.contract.filter"}
+
+
+# --- sign-in security ----------------------------------------------------------------------
+
+def test_login_locks_after_repeated_failures(app_factory, make_user, user_password):
+    clock = FrozenClock()
+    app = app_factory(clock=clock, login_max_failures=3, login_lockout_minutes=10)
+    make_user("li.lei", app=app)
+    with TestClient(app) as client:
+        def login(password):
+            return client.post("/api/auth/login", json={"username": "li.lei",
+                                                        "password": password})
+        assert [login("wrong-pass").status_code for _ in range(3)] == [401, 401, 401]
+        locked = login(user_password)
+        assert locked.status_code == 429 and locked.json()["code"] == "rate_limited"
+        assert locked.headers["retry-after"] == "600"
+        clock.advance(minutes=11)
+        assert login(user_password).status_code == 200
+
+
+def test_cookie_writes_need_the_csrf_header_and_the_same_origin(org, app, user_password):
+    with TestClient(app) as browser:
+        org.ok(browser.post("/api/auth/login", json={"username": "rep_east",
+                                                     "password": user_password}))
+        assert browser.cookies.get(SESSION_COOKIE)
+        assert browser.get(records_url()).status_code == 200  # safe method: no check
+        res = browser.post(records_url(), json={"values": {"name": "C"}})
+        assert res.status_code == 403 and res.json()["code"] == "csrf_failed"
+        forged = browser.post(records_url(), json={"values": {"name": "C"}}, headers={
+            "X-Requested-With": "fetch", "Origin": "https://evil.example"})
+        assert forged.status_code == 403 and "evil.example" in forged.json()["message"]
+        ok = browser.post(records_url(), json={"values": {"name": "C"}}, headers={
+            "X-Requested-With": "fetch", "Origin": "http://testserver"})
+        assert ok.status_code == 201
+
+
+def test_the_password_policy_is_enforced(admin_client, make_user):
+    with pytest.raises(Exception) as info:
+        make_user("weak", password="password")
+    assert "most common" in str(info.value)
+    with pytest.raises(Exception) as info:
+        make_user("digits", password="12345678987")
+    assert "mix at least two" in str(info.value)
