@@ -189,3 +189,21 @@ def test_attachment_upload_and_link(crm, tmp_path):
 
 def test_records_require_authentication(client, crm):
     assert client.get("/api/apps/crm/forms/lead/records").status_code == 401
+
+
+def test_files_are_private_to_readers_of_their_records(crm, app, make_user):
+    from fastapi.testclient import TestClient
+
+    form = form_body("doc", field("files", "attachment"))
+    crm.put("/api/apps/crm/forms/doc/draft", json={"definition": form})
+    crm.post("/api/apps/crm/forms/doc/publish", json={})
+    up = crm.post("/api/files", files={"file": ("合同.pdf", b"%PDF-1.4", "application/pdf")})
+    crm.post("/api/apps/crm/forms/doc/records", json={"values": {"files": [up.json()["id"]]}})
+    _, token = make_user("outsider")
+    with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as outsider:
+        # a member with no role on the app cannot read the record, so not the file
+        assert outsider.get(f"/api/files/{up.json()['id']}").status_code == 404
+        own = outsider.post("/api/files", files={"file": ("a.txt", b"hi", "text/plain")})
+        assert own.status_code == 201
+        assert outsider.get(f"/api/files/{own.json()['id']}").content == b"hi"
+    assert crm.get(f"/api/files/{up.json()['id']}").status_code == 200

@@ -43,6 +43,7 @@ from tangram.engines.forms.registry import FormRuntime, app_runtimes, get_runtim
 from tangram.engines.forms.systables import (
     audit_log_table,
     autonumber_counters_table,
+    file_links_table,
     form_tables_table,
 )
 from tangram.engines.forms.tables import FormTables
@@ -468,6 +469,55 @@ def _write_children(ctx: EngineContext, rt: FormRuntime, record_id: uuid.UUID,
                 for i, t in enumerate(ids)])
 
 
+def _file_fields(rt: FormRuntime) -> tuple[list[str], dict[str, list[str]]]:
+    """Attachment fields of the form, and of each sub-table."""
+    own = [k for k, c in rt.fields.items() if c.reference == "file"]
+    subs = {key: [k for k, p in plan.fields.items() if p.compiled.reference == "file"]
+            for key, plan in rt.validator.sub_tables.items()}
+    return own, {k: v for k, v in subs.items() if v}
+
+
+def _sync_file_links(ctx: EngineContext, rt: FormRuntime, record_id: uuid.UUID,
+                     rec: Mapping[str, Any], changed: Iterable[str]) -> None:
+    """Keep file_links current for the attachment fields this write changed."""
+    own, subs = _file_fields(rt)
+    keys = [k for k in changed if k in own or k in subs]
+    if not keys:
+        return
+    fl = file_links_table
+    ctx.session.execute(fl.delete().where(fl.c.app == rt.app, fl.c.form == rt.key,
+                                          fl.c.record_id == record_id, fl.c.field.in_(keys)))
+    links: set[tuple[uuid.UUID, str]] = set()
+    for key in keys:
+        if key in subs:
+            for row in rec.get(key) or []:
+                for sub_key in subs[key]:
+                    links.update((fid, key) for fid in row.get(sub_key) or [])
+        else:
+            links.update((fid, key) for fid in rec.get(key) or [])
+    if links:
+        ctx.session.execute(fl.insert(), [
+            {"file_id": fid, "app": rt.app, "form": rt.key, "record_id": record_id,
+             "field": key} for fid, key in sorted(links, key=str)])
+
+
+def file_readable(ctx: EngineContext, *, file_id: uuid.UUID, uploaded_by: uuid.UUID | None
+                  ) -> bool:
+    """Whether the actor may download a file: they uploaded it, or they may read
+    a record it is attached to and see the attachment field there."""
+    if ctx.actor.is_admin or (uploaded_by is not None and uploaded_by == ctx.actor.id):
+        return True
+    fl = file_links_table
+    for link in ctx.session.execute(sa.select(fl).where(fl.c.file_id == file_id)):
+        try:
+            rec = get_record(ctx, app=link.app, form=link.form, record_id=link.record_id)
+        except (NotFound, PermissionDenied):
+            continue
+        if link.field in rec:  # hidden fields are not in what get_record returns
+            return True
+    return False
+
+
 def _column_params(rt: FormRuntime, values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: rt.fields[k].kind.to_db(v) for k, v in values.items()}
 
@@ -552,6 +602,7 @@ def _insert(ctx: EngineContext, rt: FormRuntime, data: Mapping[str, Any], *,
     ctx.session.execute(rt.table.insert(), {**system, **_column_params(rt, prepared.values)})
     _write_children(ctx, rt, record_id, prepared, replace=False)
     rec = {**system, **prepared.values, **prepared.sub_rows, **prepared.multi}
+    _sync_file_links(ctx, rt, record_id, rec, rec.keys())
     for key, compiled in rt.fields.items():
         rec.setdefault(key, [] if compiled.kind.storage != "column" else None)
     rec_json = LazyRecordJson(rt, rec)
@@ -618,6 +669,7 @@ def _update(ctx: EngineContext, rt: FormRuntime, record_id: uuid.UUID,
                                                  multi=changed_multi), replace=True)
     new = {**old, **changed_cols, **changed_subs, **changed_multi, "updated_at": now,
            "updated_by": ctx.actor.id, "version": old["version"] + 1}
+    _sync_file_links(ctx, rt, record_id, new, [*changed_cols, *changed_subs])
     old_json, new_json = LazyRecordJson(rt, old), LazyRecordJson(rt, new)
     changed = [*changed_cols, *changed_subs, *changed_multi]
     _audit(ctx, rt, record_id, "update",
@@ -1100,9 +1152,12 @@ def _insert_many(ctx: EngineContext, rt: FormRuntime, prepared_rows: list[Prepar
         records.append(rec)
     if params:
         ctx.session.execute(rt.table.insert(), params)
+    has_files = any(_file_fields(rt))
     for rec, prepared in zip(records, prepared_rows, strict=True):
         if prepared.sub_rows or prepared.multi:
             _write_children(ctx, rt, rec["id"], prepared, replace=False)
+        if has_files:
+            _sync_file_links(ctx, rt, rec["id"], rec, rec.keys())
     events.emit_many(ctx, app=rt.app, form=rt.key, event="created", source=source, items=[
         (rec["id"], [k for k, v in prepared.values.items() if v is not None]
          + [k for k in (*prepared.sub_rows, *prepared.multi) if rec.get(k)],

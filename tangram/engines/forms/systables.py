@@ -77,3 +77,14 @@ files_table = sa.Table(
     sa.Column("uploaded_by", GUID, nullable=True),
     sa.Column("uploaded_at", UTCDateTime(), nullable=False),
 )
+
+# Which records an uploaded file is attached to: a download is allowed to
+# whoever may read one of those records (and see the attachment field).
+file_links_table = sa.Table(
+    "file_links", metadata,
+    sa.Column("file_id", GUID, primary_key=True),
+    sa.Column("app", sa.String(63), primary_key=True),
+    sa.Column("form", sa.String(63), primary_key=True),
+    sa.Column("record_id", GUID, primary_key=True),
+    sa.Column("field", sa.String(63), primary_key=True),
+)
