@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -44,6 +45,14 @@ class Settings(BaseSettings):
     in_process_worker: bool = Field(True, description="`tangram serve` also runs the worker.")
     host: str = Field("127.0.0.1", description="Address `tangram serve` binds.")
     port: int = Field(8000, description="Port `tangram serve` binds.")
+    smtp_host: str = Field("", description="Mail server for email notifications (empty: "
+                           "email is off).")
+    smtp_port: int = Field(25, description="Mail server port (587 for STARTTLS, 465 for SSL).")
+    smtp_user: str = Field("", description="Mail server user name (empty: no login).")
+    smtp_password: str = Field("", description="Mail server password.")
+    smtp_from: str = Field("tangram@localhost", description="Sender address of emails.")
+    smtp_tls: Literal["none", "starttls", "ssl"] = Field(
+        "none", description="none | starttls | ssl")
 
     @field_validator("environment")
     @classmethod

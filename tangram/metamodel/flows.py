@@ -228,6 +228,9 @@ class NotifyAction(Definition):
     to: list[AssigneeRule] = Field(min_length=1)
     title: str = Field(min_length=1, max_length=300, description="A template (jinja).")
     body: str = Field("", max_length=4000)
+    channels: list[str] = Field(default_factory=list, description=(
+        "Keys of group channels (DingTalk or WeCom robots) that also get the message; "
+        "see docs/notifications.md."))
 
 
 class HttpAction(Definition):

@@ -7,6 +7,7 @@ headers and every router, wired once.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
@@ -21,10 +22,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tangram.clock import SYSTEM_CLOCK, Clock
 from tangram.db import create_engine_from_url, session_factory
-from tangram.engines.access import AccessPolicy
+from tangram.engines.access import AccessPolicy, AllowAll
+from tangram.engines.context import Actor, EngineContext
 from tangram.engines.forms.files import LocalFileStore
-from tangram.errors import NotAuthenticated, TangramError
+from tangram.engines.notify import webhooks
+from tangram.errors import NotAuthenticated, NotFound, PermissionDenied, TangramError
 from tangram.platform.api import ROUTERS
+from tangram.platform.auth.service import get_user
 from tangram.platform.permissions.policy import RolePolicy
 from tangram.settings import Settings, get_settings
 
@@ -77,6 +81,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     app.state.policy = policy
     app.state.policy_for = _policy_factory(policy)
     app.state.file_store = LocalFileStore(settings.files_path)
+    # Webhook payloads are what the subscription's owner may read, under the
+    # same policy as their requests.
+    webhooks.set_owner_resolver(_owner_resolver(app.state.policy_for))
 
     install_error_handlers(app)
     app.add_middleware(SecurityHeadersMiddleware)
@@ -106,6 +113,25 @@ def _start_worker(app: FastAPI) -> Callable[[], None]:
         stop_event.set()
         thread.join(timeout=10)
     return stop
+
+
+def _owner_resolver(policy_for: PolicyFactory) -> webhooks.OwnerResolver:
+    def resolve(ctx: EngineContext, owner_id: uuid.UUID) -> tuple[Actor, AccessPolicy]:
+        try:
+            user = get_user(ctx.session, owner_id)
+        except NotFound:
+            return Actor(id=owner_id), DenyAll()
+        if not user.is_active:
+            return user.as_actor(), DenyAll()
+        return user.as_actor(), policy_for(ctx.session, ctx.clock, ctx.timezone)
+    return resolve
+
+
+class DenyAll(AllowAll):
+    """The policy of a deleted or disabled webhook owner: sees nothing."""
+
+    def check_form_action(self, actor: Actor, app: str, form: str, action: Any) -> None:
+        raise PermissionDenied("the webhook's owner is no longer active")
 
 
 def _policy_factory(policy: AccessPolicy | None) -> PolicyFactory:

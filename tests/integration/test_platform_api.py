@@ -30,6 +30,8 @@ PUBLIC_ROUTES = {
     ("GET", "/api/redoc"),
     ("GET", "/api/docs/assets/{name}"),
     ("POST", "/api/hooks/flows/{app}/{flow}"),  # authenticated by the flow's webhook token
+    ("GET", "/api/public/forms/{token}"),  # public forms: anonymous by design
+    ("POST", "/api/public/forms/{token}"),
 }
 
 

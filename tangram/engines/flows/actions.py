@@ -105,7 +105,7 @@ def _create_record(run: Run, execution: Execution, action: fl.CreateRecordAction
 def _notify(run: Run, execution: Execution, action: fl.NotifyAction) -> None:
     users = run.resolve(action.to)
     run.notify(users, kind="notify", title=render(action.title, run),
-               body=render(action.body, run))
+               body=render(action.body, run), group_channels=action.channels)
     run.history("notified", node=execution["node"], users=users)
 
 

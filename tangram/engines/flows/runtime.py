@@ -34,7 +34,6 @@ from tangram.engines.flows.tables import (
     history_table,
     instances_table,
     jobs_table,
-    notifications_table,
     tasks_table,
     timers_table,
 )
@@ -218,14 +217,16 @@ class Run:
             "details": _jsonable(details)})
 
     def notify(self, user_ids: list[uuid.UUID], *, kind: str, title: str, body: str = "",
-               task_id: uuid.UUID | None = None) -> None:
-        if not user_ids:
+               task_id: uuid.UUID | None = None, group_channels: list[str] | None = None
+               ) -> None:
+        # Through the notification channels: in-app, and email for users who
+        # chose it; group robots when a notify action names them.
+        from tangram.engines.notify.service import notify
+
+        if not user_ids and not group_channels:
             return
-        now = self.ctx.now()
-        self.ctx.session.execute(notifications_table.insert(), [
-            {"id": new_id(), "user_id": u, "kind": kind, "title": title[:300], "body": body,
-             "instance_id": self.id, "task_id": task_id, "created_at": now, "read_at": None}
-            for u in user_ids])
+        notify(self.ctx, user_ids=user_ids, title=title, body=body, kind=kind,
+               group_channels=group_channels or (), instance_id=self.id, task_id=task_id)
 
     def title(self) -> str:
         from tangram.metamodel.common import localize

@@ -37,6 +37,7 @@ from tangram.engines.flows import actions, approvals
 from tangram.engines.flows.runtime import Execution, FlowError, Run, get_execution, open_run
 from tangram.engines.flows.tables import jobs_table, timers_table
 from tangram.engines.flows.triggers import tick_due_triggers
+from tangram.engines.notify.deliveries import run_due_deliveries
 from tangram.errors import Conflict, TangramError
 
 log = logging.getLogger(__name__)
@@ -229,6 +230,8 @@ class Worker:
             done += self._guarded(self.fire_timer, timer_id)
         for job_id in self.claim_jobs():
             done += self._guarded(self.run_job, job_id)
+        # Outbound webhooks, emails and robot messages (tangram.engines.notify).
+        done += run_due_deliveries(self.sessions, self.clock)
         return done
 
     def _guarded(self, fn: Callable[[uuid.UUID], bool], item: uuid.UUID) -> int:

@@ -29,9 +29,9 @@ LIST_SEPARATORS = re.compile(r"[,，;；、\n]")
 
 
 def clean_text(cell: Any) -> Any:
-    if isinstance(cell, str):
-        cell = _GUARDED.sub("", cell.strip())
-        return cell
+    if cell.__class__ is str:
+        cell = cell.strip()
+        return _GUARDED.sub("", cell) if cell[:1] == "'" else cell
     if isinstance(cell, float):
         return repr(cell)
     return cell

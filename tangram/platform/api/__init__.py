@@ -13,12 +13,15 @@ from tangram.platform.api import (
     health,
     imports,
     meta,
+    notifications,
     org,
+    public_forms,
     records,
     reports,
     roles,
     sharing,
     tokens,
+    webhooks,
 )
 from tangram.platform.packages import api as packages
 
@@ -39,5 +42,8 @@ ROUTERS: list[APIRouter] = [
     tokens.router,
     files.router,
     flows.router,
+    notifications.router,
+    webhooks.router,
+    public_forms.router,
     docs.router,
 ]

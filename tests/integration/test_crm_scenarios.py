@@ -1,0 +1,333 @@
+"""The CRM package (apps_catalog/crm) as its users live it, over HTTP, with the
+package's own roles and flows (docs: ../shared/domain/crm.md): leads are
+assigned on creation and return to the public pool when nobody follows them
+up, a large contract goes through risk control (with a reminder when a step
+waits), accounts become VIP from their signed contracts, the funnel and the
+leaderboard add up, and a rep never sees another rep's accounts.
+
+Installed without demo data; time is a FrozenClock and the flow worker is run
+synchronously (``run_due``) after the clock moves."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tangram.clock import FrozenClock
+from tangram.engines.context import EngineContext
+from tangram.engines.flows.worker import run_due
+from tangram.platform.packages.install import install_package
+from tangram.platform.packages.loader import load_package
+from tangram.platform.packages.source import read_package
+
+CRM = Path(__file__).resolve().parents[2] / "apps_catalog" / "crm"
+BASE = "/api/apps/crm"
+
+# who → (department, head of it?, CRM roles)
+PEOPLE: dict[str, tuple[str | None, bool, tuple[str, ...]]] = {
+    "director": ("sales", True, ("sales_director",)),
+    "manager": ("east", True, ("sales_manager",)),
+    "rep1": ("east", False, ("sales_rep",)),
+    "rep2": ("east", False, ("sales_rep",)),
+    "fin": (None, False, ("finance",)),
+    "risk": (None, False, ("risk_control",)),
+}
+
+
+class Crm:
+    """The CRM installed for a small sales organization: a director over a
+    team (manager, two reps), plus finance and risk control."""
+
+    def __init__(self, app_factory, make_user) -> None:
+        self.clock = FrozenClock()
+        self.app = app_factory(clock=self.clock, session_hours=24 * 365)
+        with self.app.state.sessions.begin() as session:
+            install_package(EngineContext(session=session, clock=self.clock),
+                            load_package(read_package(CRM)), demo=False)
+        _, token = make_user("admin", is_admin=True, app=self.app)
+        self.admin = TestClient(self.app, headers={"Authorization": f"Bearer {token}"})
+        sales = self._department("sales", None)
+        depts = {"sales": sales, "east": self._department("east", sales)}
+        self.ids: dict[str, str] = {}
+        self.clients: dict[str, TestClient] = {}
+        for name, (dept, head, roles) in PEOPLE.items():
+            uid, tok = make_user(name, app=self.app)
+            self.ids[name] = str(uid)
+            self.clients[name] = TestClient(self.app,
+                                            headers={"Authorization": f"Bearer {tok}"})
+            if dept:
+                res = self.admin.put(f"/api/org/users/{uid}/departments", json={
+                    "departments": [{"department_id": depts[dept], "is_head": head}],
+                    "primary_department_id": depts[dept]})
+                assert res.status_code == 204, res.text
+            for role in roles:
+                res = self.admin.post(f"{BASE}/role-assignments",
+                                      json={"role": role, "user_id": str(uid)})
+                assert res.status_code == 201, res.text
+        self.names = {uid: name for name, uid in self.ids.items()}
+        self._mobiles = itertools.count(13800000001)
+
+    def _department(self, name: str, parent: str | None) -> str:
+        res = self.admin.post("/api/org/departments", json={"name": name, "parent_id": parent})
+        assert res.status_code == 201, res.text
+        return res.json()["id"]
+
+    def __getitem__(self, name: str) -> TestClient:
+        return self.clients[name]
+
+    def run_due(self, **advance: float) -> None:
+        if advance:
+            self.clock.advance(**advance)
+        run_due(self.app.state.engine, self.clock)
+
+    # records --------------------------------------------------------------------------------
+
+    def create(self, who: str, form: str, **values: Any) -> dict[str, Any]:
+        res = self[who].post(f"{BASE}/forms/{form}/records", json={"values": values})
+        assert res.status_code == 201, res.text
+        return res.json()
+
+    def update(self, who: str, form: str, rid: str, **values: Any) -> dict[str, Any]:
+        version = self.get(who, form, rid)["version"]
+        res = self[who].patch(f"{BASE}/forms/{form}/records/{rid}",
+                              json={"values": values, "version": version})
+        assert res.status_code == 200, res.text
+        return res.json()
+
+    def get(self, who: str, form: str, rid: str) -> dict[str, Any]:
+        res = self[who].get(f"{BASE}/forms/{form}/records/{rid}")
+        assert res.status_code == 200, res.text
+        return res.json()
+
+    def ids_of(self, who: str, form: str) -> set[str]:
+        res = self[who].get(f"{BASE}/forms/{form}/records", params={"limit": 500})
+        assert res.status_code == 200, res.text
+        return {r["id"] for r in res.json()["items"]}
+
+    def lead(self, who: str, name: str, **values: Any) -> dict[str, Any]:
+        return self.create(who, "lead", name=name, mobile=str(next(self._mobiles)),
+                           source=values.pop("source", "website"), **values)
+
+    def owner(self, record: dict[str, Any]) -> str:
+        return self.names[str(record["owner"])]
+
+    # flows ----------------------------------------------------------------------------------
+
+    def notes(self, who: str) -> list[dict[str, Any]]:
+        res = self[who].get("/api/flows/notifications")
+        assert res.status_code == 200, res.text
+        return res.json()["items"]
+
+    def titles(self, who: str) -> list[str]:
+        return [n["title"] for n in self.notes(who)]
+
+    def todo(self, who: str) -> list[dict[str, Any]]:
+        res = self[who].get("/api/flows/tasks", params={"box": "todo"})
+        assert res.status_code == 200, res.text
+        return res.json()["items"]
+
+    def decide(self, who: str, action: str = "approve", **body: Any) -> None:
+        [task] = self.todo(who)
+        res = self[who].post(f"/api/flows/tasks/{task['id']}/{action}", json=body)
+        assert res.status_code == 200, res.text
+
+    def report(self, who: str, key: str) -> list[dict[str, Any]]:
+        res = self[who].post(f"{BASE}/reports/{key}/run", json={})
+        assert res.status_code == 200, res.text
+        return res.json()["rows"]
+
+
+@pytest.fixture
+def crm(app_factory, make_user) -> Crm:
+    return Crm(app_factory, make_user)
+
+
+def test_new_leads_are_assigned_to_the_least_loaded_rep_who_is_told(crm: Crm):
+    first = crm.lead("manager", "王伟", company="上海华创科技有限公司")
+    second = crm.lead("manager", "李娜")
+    owners = [crm.owner(crm.get("manager", "lead", r["id"])) for r in (first, second)]
+    assert sorted(owners) == ["rep1", "rep2"]  # load-balanced: one each
+    for rep, lead in zip(owners, (first, second), strict=True):
+        assert lead["id"] in crm.ids_of(rep, "lead")
+        assert any(n["kind"] == "assigned" for n in crm.notes(rep))
+    third = crm.lead("manager", "张敏")
+    assert crm.owner(crm.get("manager", "lead", third["id"])) in ("rep1", "rep2")
+    # A rep's self-sourced lead stays theirs.
+    own = crm.lead("rep2", "赵强", source="self")
+    assert crm.owner(crm.get("rep2", "lead", own["id"])) == "rep2"
+
+
+def test_an_idle_lead_is_reminded_then_returned_to_the_public_pool(crm: Crm):
+    idle = crm.lead("manager", "陈杰")
+    busy = crm.lead("manager", "杨洋")
+    idle_rep = crm.owner(crm.get("manager", "lead", idle["id"]))
+    busy_rep = crm.owner(crm.get("manager", "lead", busy["id"]))
+    other = busy_rep
+    assert idle_rep != busy_rep  # load-balanced
+    assert idle["id"] not in crm.ids_of(other, "lead")
+    crm.run_due(hours=2)
+    crm.create(busy_rep, "follow_up", lead=busy["id"], type="call", summary="电话沟通需求")
+    assert crm.get(busy_rep, "lead", busy["id"])["follow_ups"] == 1
+
+    crm.run_due(hours=22, minutes=1)  # 24 h after creation
+    assert any("陈杰" in t and "24 小时未跟进" in t for t in crm.titles(idle_rep))
+    assert any("陈杰" in t for t in crm.titles("manager"))  # the owner's manager too
+    assert not any("杨洋" in t for t in crm.titles(busy_rep))
+    assert crm.get("manager", "lead", idle["id"])["in_pool"] is False
+
+    crm.run_due(hours=48)  # 3 days after creation
+    lead = crm.get("manager", "lead", idle["id"])
+    assert lead["in_pool"] is True
+    assert idle["id"] in crm.ids_of(other, "lead")  # others may now claim it
+    assert crm.get("manager", "lead", busy["id"])["in_pool"] is False
+    assert busy["id"] not in crm.ids_of(idle_rep, "lead")
+    assert any("退回公海" in t for t in crm.titles(idle_rep))
+
+
+def submit_contract(crm: Crm, title: str, amount: str) -> tuple[str, str]:
+    """The rep's account; the contract drafted and submitted by the manager (the
+    amount is hidden from reps, so they cannot fill it in)."""
+    account = crm.create("rep1", "account", name=f"{title}客户有限公司")
+    contract = crm.create("manager", "contract", title=title, account=account["id"],
+                          amount=amount)
+    assert crm["rep1"].get(f"{BASE}/forms/contract/records/{contract['id']}"
+                           ).status_code == 404
+    res = crm["manager"].post(f"{BASE}/flows/contract_approval/start",
+                              json={"record_id": contract["id"]})
+    assert res.status_code == 201, res.text
+    return res.json()["id"], contract["id"]
+
+
+def test_a_large_contract_goes_through_risk_control_with_a_reminder(crm: Crm):
+    iid, cid = submit_contract(crm, "MES 项目合同", "800000")
+    assert crm.get("director", "contract", cid)["status"] == "in_approval"
+    assert crm.todo("fin") == [] and crm.todo("risk") == []
+    # A head submitting: the department-head step goes one level up.
+    crm.decide("director", comment="同意")
+    assert len(crm.todo("risk")) == 1 and crm.todo("fin") == []
+
+    crm.run_due(hours=24, minutes=1)  # risk control waits a day: reminded
+    assert any(n["kind"] == "reminder" for n in crm.notes("risk"))
+    assert crm.todo("director") == []  # not escalated before 48 h
+    crm.decide("risk")
+    assert crm.todo("risk") == []
+    crm.decide("fin")
+    crm.decide("director")  # the general manager step
+    assert crm.get("director", "contract", cid)["status"] == "approved"
+    assert any("已批准" in t for t in crm.titles("fin"))
+    view = crm["manager"].get(f"/api/flows/instances/{iid}").json()
+    assert view["instance"]["outcome"] == "approved"
+    assert [h["action"] for h in view["history"]].count("approve") == 4
+
+
+def test_a_waiting_step_escalates_to_the_director_after_48_hours(crm: Crm):
+    submit_contract(crm, "BI 平台合同", "900000")
+    crm.decide("director")
+    crm.run_due(hours=48, minutes=1)
+    assert len(crm.todo("director")) == 1  # the risk step, escalated
+    crm.decide("director")
+    assert crm.todo("risk") == []
+    assert len(crm.todo("fin")) == 1
+
+
+def test_a_small_contract_skips_risk_and_a_rejection_returns_to_the_submitter(crm: Crm):
+    iid, cid = submit_contract(crm, "CRM 订阅", "120000")
+    crm.decide("director")
+    assert crm.todo("risk") == []
+    crm.decide("fin", "reject", comment="付款条件不清楚")
+    assert crm.get("director", "contract", cid)["status"] == "rejected"
+    assert any("被驳回" in t for t in crm.titles("manager"))
+    view = crm["manager"].get(f"/api/flows/instances/{iid}").json()
+    assert [h["comment"] for h in view["history"] if h["action"] == "reject"] == [
+        "付款条件不清楚"]
+
+
+def test_an_account_becomes_vip_when_its_signed_contracts_pass_the_threshold(crm: Crm):
+    account = crm.create("rep1", "account", name="宁波金泰汽车部件有限公司")
+    assert crm.get("rep1", "account", account["id"])["level"] == "normal"
+    signed = {"status": "signed", "sign_date": "2026-01-05", "account": account["id"]}
+    crm.create("director", "contract", title="一期", amount="600000", **signed)
+    assert crm.get("rep1", "account", account["id"])["level"] == "important"
+    crm.create("director", "contract", title="草稿", amount="900000", account=account["id"])
+    assert crm.get("rep1", "account", account["id"])["level"] == "important"  # not signed
+    crm.create("director", "contract", title="二期", amount="400000", **signed)
+    acc = crm.get("rep1", "account", account["id"])
+    assert acc["level"] == "vip"
+    assert float(acc["signed_total"]) == 1_000_000
+
+
+def test_funnel_and_leaderboard_add_up_and_proposal_creates_a_task(crm: Crm):
+    acc1 = crm.create("rep1", "account", name="上海鼎华信息技术有限公司")["id"]
+    acc2 = crm.create("rep2", "account", name="北京瑞通物流有限公司")["id"]
+
+    def opp(rep: str, account: str, name: str, amount: str, **values: Any) -> str:
+        return crm.create(rep, "opportunity", name=name, account=account, amount=amount,
+                          **values)["id"]
+
+    opp("rep1", acc1, "BI 平台", "100000")
+    proposal = opp("rep1", acc1, "CRM 项目", "200000")
+    opp("rep1", acc1, "私有化部署", "300000", stage="won", closed_on="2026-01-05")
+    opp("rep1", acc1, "系统升级", "50000", stage="lost", lost_reason="price",
+        closed_on="2026-01-05")
+    opp("rep2", acc2, "云服务采购", "150000", stage="won", closed_on="2026-01-05")
+    opp("rep2", acc2, "BI 平台", "80000", stage="negotiation")
+
+    crm.update("rep1", "opportunity", proposal, stage="discovery")
+    crm.update("rep1", "opportunity", proposal, stage="proposal")
+    tasks = crm["rep1"].get(f"{BASE}/forms/task/records").json()["items"]
+    assert [(t["subject"], t["opportunity"]) for t in tasks] == [
+        ("准备方案/报价：CRM 项目", proposal)]
+    assert str(tasks[0]["assignee"]) == crm.ids["rep1"]  # no pre-sales named: the owner
+
+    funnel = {r["stage"]: (r["deals"], float(r["amount"]))
+              for r in crm.report("director", "sales_funnel")}
+    assert funnel == {"qualification": (1, 100000), "proposal": (1, 200000),
+                      "negotiation": (1, 80000), "won": (2, 450000)}
+    board = [(crm.names[str(r["rep"])], float(r["won_amount"]), r["deals_won"])
+             for r in crm.report("director", "leaderboard")]
+    assert board == [("rep1", 300000, 1), ("rep2", 150000, 1)]
+
+
+def test_a_rep_never_sees_another_reps_accounts(crm: Crm):
+    mine = crm.create("rep1", "account", name="深圳天宇电子有限公司")["id"]
+    theirs = crm.create("rep2", "account", name="广州润达医疗器械有限公司")["id"]
+    assert crm.ids_of("rep1", "account") == {mine}
+    assert crm.ids_of("rep2", "account") == {theirs}
+    assert crm["rep2"].get(f"{BASE}/forms/account/records/{mine}").status_code == 404
+    assert crm["rep2"].patch(f"{BASE}/forms/account/records/{mine}",
+                             json={"values": {"competitor": "x"}, "version": 1}).status_code == 404
+    assert crm.ids_of("manager", "account") == {mine, theirs}
+    assert crm.ids_of("director", "account") == {mine, theirs}
+
+
+def test_installments_are_reminded_three_days_before_due_and_flagged_overdue(crm: Crm):
+    # The clock starts on Monday 2026-01-05, 09:00 in Shanghai.
+    account = crm.create("rep1", "account", name="厦门海峰新能源有限公司")
+    contract = crm.create("manager", "contract", title="储能项目", account=account["id"],
+                          amount="300000")
+    unpaid = crm.create("manager", "payment_plan", contract=contract["id"], installment=1,
+                        due_date="2026-01-10", amount="100000")
+    crm.create("manager", "payment_plan", contract=contract["id"], installment=2,
+               due_date="2026-01-10", amount="50000", paid=True)
+
+    def due_notes() -> list[str]:
+        return [t for t in crm.titles("manager") if "回款" in t]
+
+    crm.run_due(days=1, minutes=1)  # 01-06: four days before
+    assert due_notes() == []
+    crm.run_due(days=1)  # 01-07 09:01: three days before
+    assert due_notes() == ["第 1 期回款 100000.00 将于 2026-01-10 到期"]
+    crm.run_due(hours=1)
+    assert len(due_notes()) == 1  # once a day, once per record
+    crm.run_due(days=3)  # 01-10: due today, not yet overdue
+    assert crm.get("manager", "payment_plan", unpaid["id"])["overdue"] is False
+    crm.run_due(days=1)  # 01-11
+    assert crm.get("manager", "payment_plan", unpaid["id"])["overdue"] is True
+    assert any("已逾期" in t for t in due_notes())
+    paid = [r for r in crm["manager"].get(f"{BASE}/forms/payment_plan/records").json()[
+        "items"] if r["paid"]]
+    assert [p["overdue"] for p in paid] == [False]
