@@ -130,7 +130,7 @@ SYSTEM_COLUMNS = ("id", "created_at", "created_by", "updated_at", "updated_by", 
 
 
 @functools.lru_cache(maxsize=1024)
-def _system_fields(form_key: str) -> dict[str, fm.FieldBase]:
+def system_fields(form_key: str) -> dict[str, fm.FieldBase]:
     """Filterable/sortable system columns, described like fields: timestamps
     as datetime fields, people as user fields, the id as a link to this form."""
     models: dict[str, type[fm.FieldBase]] = {
@@ -141,7 +141,10 @@ def _system_fields(form_key: str) -> dict[str, fm.FieldBase]:
             for key, model in models.items()}
 
 
-class _PathProblem(Exception):
+class PathProblem(Exception):
+    """A field path that cannot be resolved (code + message); callers turn it
+    into an ErrorItem at the JSON path they were reading."""
+
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
@@ -175,7 +178,7 @@ class _Forms:
         found = self._fields.get(id(tables))
         if found is None:
             found = {f.key: f for f in tables.form.fields}
-            found.update(_system_fields(tables.form.key))
+            found.update(system_fields(tables.form.key))
             self._fields[id(tables)] = found
         return found
 
@@ -184,17 +187,17 @@ class _Forms:
             try:
                 self._tables[key] = self.qctx.resolve(key)
             except (LookupError, TangramError) as exc:
-                raise _PathProblem("form_not_found", f"the related form {key!r} is not "
+                raise PathProblem("form_not_found", f"the related form {key!r} is not "
                                    f"available (not published?): {exc}") from None
         return self._tables[key]
 
     def path(self, tables: FormTables, path: Any) -> _Path:
         if not isinstance(path, str) or not path:
-            raise _PathProblem("invalid_field", "field must be a field key or a dotted path "
+            raise PathProblem("invalid_field", "field must be a field key or a dotted path "
                                "such as \"account.industry\"")
         parts = path.split(".")
         if len(parts) > MAX_PATH:
-            raise _PathProblem("too_deep", f"path {path!r} has {len(parts)} parts; at most "
+            raise PathProblem("too_deep", f"path {path!r} has {len(parts)} parts; at most "
                                f"{MAX_PATH} allowed")
         hops: list[_Hop] = []
         current = tables
@@ -202,13 +205,13 @@ class _Forms:
             fields = self.fields(current)
             f = fields.get(part)
             if f is None:
-                raise _PathProblem("unknown_field", _unknown(part, current, fields))
+                raise PathProblem("unknown_field", _unknown(part, current, fields))
             if i == len(parts) - 1:
                 kind = FIELD_KINDS[f.type]  # type: ignore[attr-defined]
                 return _Path(path, tuple(hops), f, kind, current)
             if not isinstance(f, fm.RelationField) or part in _SYSTEM_LABELS:
                 what = "system" if part in _SYSTEM_LABELS else f.type  # type: ignore[attr-defined]
-                raise _PathProblem("not_a_relation", f"cannot follow {'.'.join(parts[:i + 1])!r}"
+                raise PathProblem("not_a_relation", f"cannot follow {'.'.join(parts[:i + 1])!r}"
                                    f" into {parts[i + 1]!r}: it is a {what} field, and only "
                                    "relation fields lead to another form")
             current = self.target(f.target)
@@ -296,7 +299,7 @@ class _FilterCompiler:
         target: _Path | None = None
         try:
             target = self.forms.path(self.tables, field_path)
-        except _PathProblem as exc:
+        except PathProblem as exc:
             self.errors.append(_error(exc.code, exc.message, f"{path}.field", field=field_path))
         op = OPERATORS.get(op_key) if isinstance(op_key, str) else None
         if op is None:
@@ -532,7 +535,7 @@ class _Builder:
         seen.add(name)
         try:
             target = self.forms.path(self.tables, name)
-        except _PathProblem as exc:
+        except PathProblem as exc:
             self.errors.append(ErrorItem(code=exc.code, field="sort", path=at,
                                          message=exc.message))
             return None

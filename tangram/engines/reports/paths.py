@@ -11,7 +11,6 @@ relation field twice).
 from __future__ import annotations
 
 import difflib
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -19,38 +18,15 @@ from typing import Literal
 import sqlalchemy as sa
 
 from tangram.engines.forms.fieldtypes import FIELD_KINDS, FieldKind
+from tangram.engines.forms.query import PathProblem, system_fields
 from tangram.engines.forms.tables import FormTables
 from tangram.engines.reports.registry import value_class
 from tangram.metamodel import fields as fm
 
 MAX_HOPS = 4  # links in one path
 
-_SYSTEM_LABELS = {
-    "id": {"zh": "记录ID", "en": "Record id"},
-    "created_at": {"zh": "创建时间", "en": "Created at"},
-    "updated_at": {"zh": "更新时间", "en": "Updated at"},
-    "created_by": {"zh": "创建人", "en": "Created by"},
-    "updated_by": {"zh": "更新人", "en": "Updated by"},
-    "owner": {"zh": "负责人", "en": "Owner"},
-}
-
-
-@functools.lru_cache(maxsize=256)
-def system_fields(form_key: str) -> dict[str, fm.FieldBase]:
-    """The system columns of a record table, described as fields."""
-    models: dict[str, type[fm.FieldBase]] = {
-        "id": fm.RelationField, "created_at": fm.DateTimeField, "updated_at": fm.DateTimeField,
-        "created_by": fm.UserField, "updated_by": fm.UserField, "owner": fm.UserField}
-    return {key: model.model_validate({"key": key, "label": _SYSTEM_LABELS[key],
-                                       **({"target": form_key} if key == "id" else {})})
-            for key, model in models.items()}
-
-
-class PathProblem(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+# System columns described as fields, and the path error, are the records
+# query's (one description for lists, filters and reports).
 
 
 @dataclass(frozen=True)
