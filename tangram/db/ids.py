@@ -1,10 +1,50 @@
-"""Record ids: UUIDv7 — unique across installations and ordered by creation time,
-so exported data merges without renumbering and keyset paging follows creation."""
+"""Record ids: UUIDv7 (RFC 9562) — unique across installations and ordered by
+creation time, so exported data merges without renumbering and keyset paging
+follows creation.
 
+Ids made by one process are strictly increasing: within one millisecond the
+74 random bits after the timestamp are drawn and sorted per batch, and the
+millisecond moves forward by one when a batch would otherwise not sort after
+the last id (the method the RFC calls "monotonic random").
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
 import uuid
 
-from uuid6 import uuid7
+_VERSION_AND_VARIANT = (0x7 << 76) | (0b10 << 62)
+_RAND_A = 0xFFF << 64  # 12 bits after the version
+_RAND_B = (1 << 62) - 1
+_lock = threading.Lock()
+_last = 0  # the last id handed out, as an int
+
+
+def _random_part(chunk: bytes) -> int:
+    r = int.from_bytes(chunk, "big")  # 80 bits, 74 used
+    return ((r >> 62) & 0xFFF) << 64 | (r & _RAND_B)
+
+
+def new_ids(n: int) -> list[uuid.UUID]:
+    """``n`` fresh ids in increasing order, from one read of the system's
+    random source (bulk inserts ask for thousands at once)."""
+    global _last
+    if n <= 0:
+        return []
+    pool = os.urandom(10 * n)
+    randoms = sorted(_random_part(pool[i:i + 10]) for i in range(0, 10 * n, 10))
+    with _lock:
+        ms = max(time.time_ns() // 1_000_000, _last >> 80)
+        ints = [(ms << 80) | _VERSION_AND_VARIANT | r for r in randoms]
+        if ints[0] <= _last:  # same millisecond as the last batch: move on by one
+            ms += 1
+            ints = [(ms << 80) | _VERSION_AND_VARIANT | r for r in randoms]
+        _last = ints[-1]
+    return [uuid.UUID(int=i) for i in ints]
 
 
 def new_id() -> uuid.UUID:
-    return uuid.UUID(bytes=uuid7().bytes)
+    """One fresh id, greater than every id this process made before."""
+    return new_ids(1)[0]

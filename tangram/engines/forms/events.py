@@ -5,7 +5,7 @@ transaction, so a flow's first steps commit or roll back with the record."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -63,10 +63,33 @@ def emit(ctx: EngineContext, *, app: str, form: str, record_id: uuid.UUID, event
                      items=[(record_id, changed_fields, record, old)])[0]
 
 
-def emit_many(ctx: EngineContext, *, app: str, form: str, event: str, source: str,
-              items: list[tuple[uuid.UUID, list[str], Mapping[str, Any],
-                                Mapping[str, Any] | None]]
+EventItem = tuple[uuid.UUID, list[str], Mapping[str, Any], Mapping[str, Any] | None]
+
+
+def emit_bulk(ctx: EngineContext, *, app: str, form: str, event: str, source: str,
+              record_ids: Sequence[uuid.UUID], items: Callable[[], list[EventItem]]
               ) -> list[RecordEvent]:
+    """:func:`emit_many` for a bulk write whose items (changed fields, record
+    JSON) are built by ``items()`` only when a subscriber listens; otherwise
+    the outbox row with ``record_ids`` is all that is written."""
+    if len(record_ids) > 1 and not _listeners(ctx, app, form, event):
+        _outbox_bulk(ctx, app=app, form=form, event=event, source=source,
+                     record_ids=record_ids)
+        return []
+    return emit_many(ctx, app=app, form=form, event=event, source=source, items=items())
+
+
+def _outbox_bulk(ctx: EngineContext, *, app: str, form: str, event: str, source: str,
+                 record_ids: Sequence[uuid.UUID]) -> None:
+    ctx.session.execute(record_events_table.insert(), {
+        "id": new_id(), "app": app, "form": form, "record_id": None,
+        "record_ids": [str(i) for i in record_ids], "event": event,
+        "changed_fields": [], "payload": {"source": source, "changes": {}},
+        "actor_id": ctx.actor.id, "at": ctx.now()})
+
+
+def emit_many(ctx: EngineContext, *, app: str, form: str, event: str, source: str,
+              items: list[EventItem]) -> list[RecordEvent]:
     """Write events of one kind in one statement (bulk writes), then notify
     subscribers in order.
 
@@ -78,11 +101,8 @@ def emit_many(ctx: EngineContext, *, app: str, form: str, event: str, source: st
     listeners = _listeners(ctx, app, form, event)
     if len(items) > 1 and not listeners:
         # Bulk writes nobody listens to in-process: the outbox row is all.
-        ctx.session.execute(record_events_table.insert(), {
-            "id": new_id(), "app": app, "form": form, "record_id": None,
-            "record_ids": [str(item[0]) for item in items], "event": event,
-            "changed_fields": [], "payload": {"source": source, "changes": {}},
-            "actor_id": ctx.actor.id, "at": at})
+        _outbox_bulk(ctx, app=app, form=form, event=event, source=source,
+                     record_ids=[item[0] for item in items])
         return []
     evts = [RecordEvent(id=new_id(), app=app, form=form, record_id=record_id, event=event,
                         changed_fields=tuple(changed), record=record, old=old,

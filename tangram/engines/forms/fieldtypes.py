@@ -276,13 +276,16 @@ class DecimalKind(FieldKind):
         scale, precision = f.scale, f.precision
         int_digits = precision - scale
 
+        quantum = Decimal(1).scaleb(-scale)
+
         def digits(v: Decimal) -> Problem | None:
-            sign, ds, exp = v.as_tuple()
-            assert isinstance(exp, int)
-            if exp < -scale and v != v.quantize(Decimal(1).scaleb(-scale)):
-                return ("scale", {"limit": scale})
-            whole = len(ds) + exp if exp < 0 else len(ds) + exp
-            if max(whole, 0) > int_digits:
+            try:
+                if v.quantize(quantum) != v:
+                    return ("scale", {"limit": scale})
+            except InvalidOperation:  # more digits than the decimal context holds
+                return ("precision", {"limit": precision})
+            # adjusted(): the exponent of the first digit (12345.6 -> 4).
+            if v and v.adjusted() >= int_digits:
                 return ("precision", {"limit": precision})
             return None
 

@@ -27,6 +27,8 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 from tangram.db import new_id
+from tangram.db.bulk import BulkInsert
+from tangram.db.ids import new_ids
 from tangram.db.upsert import increment_counter
 from tangram.engines.context import EngineContext
 from tangram.engines.directory import (
@@ -1120,45 +1122,55 @@ def _prefixed(e: ErrorItem, i: int) -> ErrorItem:
                      details={**e.details, "row": i})
 
 
+_BATCH_COLUMNS = ("created_at", "created_by", "updated_at", "updated_by", "version")
+
+
+def _bulk_insert(ctx: EngineContext, rt: FormRuntime) -> BulkInsert:
+    """The compiled bulk INSERT of ``rt``'s table for the session's dialect
+    (built once per form version and database)."""
+    dialect = ctx.session.get_bind().dialect
+    cached = rt.bulk_inserts.get(dialect.name)
+    if cached is None:
+        cached = rt.bulk_inserts[dialect.name] = BulkInsert(
+            rt.table, ["id", "owner", *_BATCH_COLUMNS, *rt.column_keys], dialect,
+            batch=_BATCH_COLUMNS, convert=rt.db_converters)
+    return cached
+
+
 def _insert_many(ctx: EngineContext, rt: FormRuntime, prepared_rows: list[Prepared], *,
                  source: str) -> list[dict[str, Any]]:
     now = ctx.now()
     auto = [f for f in rt.form.fields if isinstance(f, fm.AutonumberField)]
     numbers = {f.key: _autonumber(ctx, rt, f, count=len(prepared_rows)) for f in auto} \
         if prepared_rows else {}
-    records: list[dict[str, Any]] = []
-    params: list[dict[str, Any]] = []
-    column_keys, converters = rt.column_keys, rt.db_converters
     has_form_rollups = any(isinstance(f, fm.RollupField) and f.source.form
                            for f in rt.form.fields)
     actor_id = ctx.actor.id
-    for i, prepared in enumerate(prepared_rows):
+    batch = {"created_at": now, "created_by": actor_id, "updated_at": now,
+             "updated_by": actor_id, "version": 1}
+    empty = dict.fromkeys(rt.column_keys)  # every field present, as in single creates
+    records: list[dict[str, Any]] = []
+    for i, (prepared, record_id) in enumerate(zip(prepared_rows, new_ids(len(prepared_rows)),
+                                                  strict=True)):
         for key, nums in numbers.items():
             prepared.values[key] = nums[i]
         if has_form_rollups:
             _empty_rollups(rt, prepared)
-        values = prepared.values
-        rec: dict[str, Any] = {
-            "id": new_id(), "created_at": now, "created_by": actor_id, "updated_at": now,
-               "updated_by": actor_id, "owner": actor_id, "version": 1}
-        rec.update({k: values.get(k) for k in column_keys})
-        row = dict(rec)
-        for key, convert in converters.items():
-            row[key] = convert(row[key])
-        params.append(row)
+        rec: dict[str, Any] = {**empty, "id": record_id, "owner": actor_id, **batch,
+                               **prepared.values}
         if prepared.sub_rows or prepared.multi:
             rec.update(prepared.sub_rows)
             rec.update(prepared.multi)
         records.append(rec)
-    if params:
-        ctx.session.execute(rt.table.insert(), params)
+    _bulk_insert(ctx, rt).execute(ctx.session.connection(), batch, records)
     has_files = any(_file_fields(rt))
     for rec, prepared in zip(records, prepared_rows, strict=True):
         if prepared.sub_rows or prepared.multi:
             _write_children(ctx, rt, rec["id"], prepared, replace=False)
         if has_files:
             _sync_file_links(ctx, rt, rec["id"], rec, rec.keys())
-    events.emit_many(ctx, app=rt.app, form=rt.key, event="created", source=source, items=[
+    events.emit_bulk(ctx, app=rt.app, form=rt.key, event="created", source=source,
+                     record_ids=[rec["id"] for rec in records], items=lambda: [
         (rec["id"], [k for k, v in prepared.values.items() if v is not None]
          + [k for k in (*prepared.sub_rows, *prepared.multi) if rec.get(k)],
          LazyRecordJson(rt, rec), None)

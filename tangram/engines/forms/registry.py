@@ -48,6 +48,8 @@ class FormRuntime:
 
         self.db_converters = {k: kinds[k].to_db for k in self.column_keys
                               if type(kinds[k]).to_db is not FieldKind.to_db}
+        # Compiled bulk INSERTs by dialect name (tangram.engines.forms.records).
+        self.bulk_inserts: dict[str, Any] = {}
 
     @property
     def table(self) -> sa.Table:

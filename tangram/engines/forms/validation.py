@@ -54,6 +54,43 @@ class FieldPlan:
         self.checks = tuple(self.compiled.checks)
         self.reference = self.compiled.reference
         self.normalize = self.compiled.kind.normalizer(self.compiled.definition)
+        self.accept = _accepting(self.convert, self.checks, self.normalize)
+
+
+class CheckFailed(Exception):
+    """A converted value failed one of its field's checks."""
+
+    def __init__(self, value: Any, problem: tuple[str, dict[str, Any]]) -> None:
+        self.value, self.problem = value, problem
+
+
+def _accepting(convert: Callable[[Any], Any],
+               checks: tuple[Callable[[Any], tuple[str, dict[str, Any]] | None], ...],
+               normalize: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
+    """One function per field for the common case — a given value that is
+    converted, checked and normalized: returns the stored value, raises
+    FieldProblem (not convertible) or CheckFailed."""
+    if not checks and normalize is None:
+        return convert
+    if len(checks) == 1 and normalize is None:
+        check = checks[0]
+
+        def accept_one(raw: Any) -> Any:
+            value = convert(raw)
+            problem = check(value)
+            if problem is not None:
+                raise CheckFailed(value, problem)
+            return value
+        return accept_one
+
+    def accept(raw: Any) -> Any:
+        value = convert(raw)
+        for check in checks:
+            problem = check(value)
+            if problem is not None:
+                raise CheckFailed(value, problem)
+        return value if normalize is None else normalize(value)
+    return accept
 
 
 @dataclass
@@ -182,6 +219,9 @@ class RecordValidator:
         self._conditional = {k: p for k, p in self.fields.items()
                              if p.visible_when or p.required_when or p.required}
         self._sub_keys = frozenset(self.sub_tables)
+        # Fields whose given value only needs plan.accept (the hot path).
+        self._simple = {k: p.accept for k, p in self.fields.items()
+                        if not p.read_only and k not in self._sub_keys and p.reference is None}
         self._sub_rollups = [(f.key, f) for f in form.fields if isinstance(f, fm.RollupField)
                              and f.source.sub_table]
         self._defaulted = [(k, p) for k, p in self.fields.items()
@@ -227,7 +267,29 @@ class RecordValidator:
         # This loop and the checks loop below run for every field of every
         # record written (imports: millions); keep them free of calls that are
         # not needed.
+        simple = self._simple
         for key, raw in data.items():
+            accept = simple.get(key)
+            if accept is not None:
+                # A plain field (not read-only, no sub-rows, no reference).
+                given.add(key)
+                cls = raw.__class__
+                if raw is None or ((cls is str or cls is list or cls is dict) and not raw):
+                    merged[key] = None
+                    continue
+                try:
+                    merged[key] = accept(raw)
+                except FieldProblem as exc:
+                    merged[key] = None
+                    failing = fields[key]
+                    params = {"expected": failing.compiled.kind.expected, **exc.params}
+                    errors.append(self._error(key, exc.code, language, label=failing.label,
+                                              **params))
+                except CheckFailed as failed:
+                    merged[key] = failed.value
+                    errors.append(self._error(key, failed.problem[0], language,
+                                              label=fields[key].label, **failed.problem[1]))
+                continue
             plan = fields.get(key)
             if plan is None:
                 errors.append(self._error(key, "unknown_field", language, field=key))
