@@ -207,3 +207,22 @@ def test_files_are_private_to_readers_of_their_records(crm, app, make_user):
         assert own.status_code == 201
         assert outsider.get(f"/api/files/{own.json()['id']}").content == b"hi"
     assert crm.get(f"/api/files/{up.json()['id']}").status_code == 200
+
+
+def test_region_fields_follow_the_division_table_a_picker_reads(crm):
+    tree = crm.get("/api/meta/regions").json()
+    guangdong = next(p for p in tree if p["value"] == "广东省")
+    shenzhen = next(c for c in guangdong["children"] if c["value"] == "深圳市")
+    assert {"value": "南山区"} in shenzhen["children"] and len(tree) == 34
+    body = form_body("site", field("place", "region", levels=3))
+    assert crm.put("/api/apps/crm/forms/site/draft", json={"definition": body}).status_code == 200
+    assert crm.post("/api/apps/crm/forms/site/publish", json={}).status_code == 200
+    r = crm.post(records_url("site"), json={"values": {"place": "广东/深圳/南山"}})
+    assert r.status_code == 201, r.text
+    assert r.json()["place"] == {"province": "广东省", "city": "深圳市", "district": "南山区"}
+    r = crm.post(records_url("site"), json={"values": {
+        "place": {"province": "广东省", "city": "杭州市", "district": "西湖区"}}},
+        headers={"Accept-Language": "en"})
+    assert r.status_code == 422
+    assert [(e["field"], e["code"]) for e in r.json()["errors"]] == [("place", "region_city")]
+    assert "杭州市" in r.json()["errors"][0]["message"]

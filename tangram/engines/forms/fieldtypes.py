@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import sqlalchemy as sa
 
 from tangram.db.types import GUID, ExactDecimal, JSONValue, UTCDateTime
-from tangram.engines.forms.regions import PROVINCES
+from tangram.engines.forms import regions
 from tangram.metamodel import fields as fm
 
 Problem = tuple[str, dict[str, Any]]
@@ -785,8 +785,18 @@ class RegionKind(FieldKind):
         unknown = set(value) - {"province", "city", "district"}
         if unknown:
             raise FieldProblem("type", expected=self.expected)
-        return {k: value[k].strip() for k in ("province", "city", "district")
-                if value.get(k) and value[k].strip()}
+        out = {k: value[k].strip() for k in ("province", "city", "district")
+               if value.get(k) and value[k].strip()}
+        # Full official names: "广东/深圳" is stored as 广东省/深圳市.
+        if "province" in out:
+            out["province"] = regions.resolve(out["province"], regions.PROVINCES)
+            cities = regions.cities(out["province"])
+            if cities and "city" in out:
+                out["city"] = regions.resolve(out["city"], cities)
+                districts = cities.get(out["city"])
+                if districts and "district" in out:
+                    out["district"] = regions.resolve(out["district"], districts)
+        return out
 
     def checks(self, f: fm.FieldBase) -> list[Callable[[Any], Problem | None]]:
         assert isinstance(f, fm.RegionField)
@@ -795,9 +805,18 @@ class RegionKind(FieldKind):
                  3: ("province, city and district", "省、市、区")}[f.levels]
 
         def check(v: dict[str, str]) -> Problem | None:
-            province = v.get("province")
-            if province and province not in PROVINCES:
-                return ("region", {"value": province})
+            province, city, district = v.get("province"), v.get("city"), v.get("district")
+            if province:
+                cities = regions.cities(province)
+                if cities is None:
+                    return ("region", {"value": province})
+                # A city (district) is checked when the table lists the cities
+                # of its province (districts of its city).
+                if city and cities and city not in cities:
+                    return ("region_city", {"value": city, "province": province})
+                districts = cities.get(city or "")
+                if district and districts and district not in districts:
+                    return ("region_district", {"value": district, "city": city})
             if any(not v.get(k) for k in needed):
                 return ("region_levels", {"levels": names[0], "levels_zh": names[1]})
             return None

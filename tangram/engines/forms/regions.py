@@ -1,11 +1,52 @@
-"""Province-level administrative divisions of China (GB/T 2260), shipped with
-the platform so region fields validate offline. City and district names are
-kept as entered (the full division table is a later data package)."""
+"""China's administrative divisions (province › city › district, GB/T 2260
+codes at county level and above), shipped with the platform so region fields
+validate offline. The data is ``regions.json`` beside this module, built by
+``tools/build_regions.py`` (source and licence there).
 
-PROVINCES: frozenset[str] = frozenset({
-    "北京市", "天津市", "河北省", "山西省", "内蒙古自治区", "辽宁省", "吉林省", "黑龙江省",
-    "上海市", "江苏省", "浙江省", "安徽省", "福建省", "江西省", "山东省", "河南省", "湖北省",
-    "湖南省", "广东省", "广西壮族自治区", "海南省", "重庆市", "四川省", "贵州省", "云南省",
-    "西藏自治区", "陕西省", "甘肃省", "青海省", "宁夏回族自治区", "新疆维吾尔自治区",
-    "台湾省", "香港特别行政区", "澳门特别行政区",
-})
+Names are the official full names (``广东省``, ``深圳市``, ``南山区``); what
+people type in spreadsheets — ``广东``, ``深圳``, ``内蒙古`` — is resolved to
+the one full name it starts, when exactly one matches.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+_DATA: dict[str, dict[str, list[str]]] = json.loads(
+    (Path(__file__).with_name("regions.json")).read_text(encoding="utf-8"))
+
+PROVINCES: frozenset[str] = frozenset(_DATA)
+
+
+def cities(province: str) -> dict[str, list[str]] | None:
+    """The cities of ``province`` with their districts (None: no such province)."""
+    return _DATA.get(province)
+
+
+def resolve(name: str, choices: Any) -> str:
+    """``name`` as a full name among ``choices``: itself when listed, else
+    the single choice it starts (``广东`` → ``广东省``); unchanged otherwise."""
+    if name in choices:
+        return name
+    return _prefix_index(tuple(choices)).get(name, name)
+
+
+@cache
+def _prefix_index(choices: tuple[str, ...]) -> dict[str, str]:
+    index: dict[str, str | None] = {}
+    for full in choices:
+        for end in range(2, len(full)):
+            short = full[:end]
+            index[short] = None if short in index and index[short] != full else full
+    return {k: v for k, v in index.items() if v is not None}
+
+
+def tree() -> list[dict[str, Any]]:
+    """The whole table as cascading options (for pickers):
+    ``[{"value": "广东省", "children": [{"value": "深圳市", "children": [...]}]}]``."""
+    return [{"value": p, "children": [
+        {"value": c, "children": [{"value": d} for d in districts]}
+        for c, districts in cs.items()]} for p, cs in _DATA.items()]

@@ -1,5 +1,6 @@
 """Catalogs a client reads to build its palettes and editors without
-knowing any app: field types, filter operators, expression functions."""
+knowing any app: field types, filter operators, expression functions, and
+the administrative divisions that region fields accept."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from tangram.engines.expressions import function_catalog
+from tangram.engines.forms import regions
 from tangram.engines.forms.fieldtypes import FIELD_KINDS
 from tangram.engines.forms.query import operator_catalog
 from tangram.platform.deps import CurrentActor
@@ -28,3 +30,9 @@ def filter_operators(actor: CurrentActor) -> list[dict[str, Any]]:
 @router.get("/functions")
 def functions(actor: CurrentActor) -> list[dict[str, Any]]:
     return function_catalog()
+
+
+@router.get("/regions")
+def region_tree(actor: CurrentActor) -> list[dict[str, Any]]:
+    """Province › city › district, as cascading options for region pickers."""
+    return regions.tree()
