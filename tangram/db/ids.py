@@ -16,15 +16,9 @@ import time
 import uuid
 
 _VERSION_AND_VARIANT = (0x7 << 76) | (0b10 << 62)
-_RAND_A = 0xFFF << 64  # 12 bits after the version
 _RAND_B = (1 << 62) - 1
 _lock = threading.Lock()
 _last = 0  # the last id handed out, as an int
-
-
-def _random_part(chunk: bytes) -> int:
-    r = int.from_bytes(chunk, "big")  # 80 bits, 74 used
-    return ((r >> 62) & 0xFFF) << 64 | (r & _RAND_B)
 
 
 def new_ids(n: int) -> list[uuid.UUID]:
@@ -34,15 +28,18 @@ def new_ids(n: int) -> list[uuid.UUID]:
     if n <= 0:
         return []
     pool = os.urandom(10 * n)
-    randoms = sorted(_random_part(pool[i:i + 10]) for i in range(0, 10 * n, 10))
+    from_bytes = int.from_bytes
+    # 74 random bits per id: 12 (rand_a, after the version) and 62 (rand_b,
+    # after the variant), from consecutive 10-byte slices of the pool.
+    randoms = sorted(((r >> 62) & 0xFFF) << 64 | (r & _RAND_B)
+                     for r in (from_bytes(pool[i:i + 10], "big") for i in range(0, 10 * n, 10)))
     with _lock:
         ms = max(time.time_ns() // 1_000_000, _last >> 80)
-        ints = [(ms << 80) | _VERSION_AND_VARIANT | r for r in randoms]
-        if ints[0] <= _last:  # same millisecond as the last batch: move on by one
-            ms += 1
-            ints = [(ms << 80) | _VERSION_AND_VARIANT | r for r in randoms]
-        _last = ints[-1]
-    return [uuid.UUID(int=i) for i in ints]
+        if (ms << 80) | _VERSION_AND_VARIANT | randoms[0] <= _last:
+            ms += 1  # same millisecond as the last batch: move on by one
+        base = (ms << 80) | _VERSION_AND_VARIANT
+        _last = base | randoms[-1]
+    return [uuid.UUID(int=base | r) for r in randoms]
 
 
 def new_id() -> uuid.UUID:
