@@ -8,7 +8,8 @@ the threshold. Both engines persist state to the same database after every
 step: ours writes its state tables in one transaction per step (start, each
 approval); SpiffWorkflow's workflow is serialized (its own JSON serializer)
 into a table row in one transaction per step. Ends with the line
-``bench.flows: ratio=<ours instances/s ÷ spiff instances/s>`` (first database).
+``bench.flows: ratio=<ours instances/s ÷ spiff instances/s>`` on the database
+where that ratio is worse. Outcomes are checked after each side's clock stops.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from bench.common import databases
-from tangram.engines.flows import service, tasks, triggers
-from tangram.engines.flows.tables import tasks_table
+from tangram.engines.flows import tasks, triggers
+from tangram.engines.flows.tables import instances_table, tasks_table
 from tests.flow_factories import FlowWorld, approval, end, flow_body, start
 
 N = int(__import__("os").environ.get("BENCH_FLOWS_N", "1000"))
@@ -73,6 +74,7 @@ def run_ours(engine: sa.Engine, n: int) -> tuple[float, int]:
         approval("risk", "risk", next="finance"), approval("finance", "finance"), end(),
         form=None))
     actors = {name: world.actor_of(name) for name in world.users}
+    started: list[Any] = []
     t0 = time.perf_counter()
     steps = 0
     for amount in amounts(n):
@@ -84,15 +86,22 @@ def run_ours(engine: sa.Engine, n: int) -> tuple[float, int]:
             if who == "risk" and amount <= 500_000:
                 continue
             with world.sessions.begin() as s:
+                # The approver's open task, found as the inbox finds it (by
+                # assignee and status, an indexed lookup).
                 task_id = s.execute(sa.select(tasks_table.c.id).where(
-                    tasks_table.c.instance_id == iid, tasks_table.c.status == "open")
+                    tasks_table.c.assignee_id == world.users[who],
+                    tasks_table.c.status == "open", tasks_table.c.instance_id == iid)
                 ).scalar_one()
                 tasks.act_on_task(world.ctx(s, actors[who]), task_id=task_id,
                                   action="approve", params=tasks.ActionParams())
             steps += 1
-        assert world.instance(iid)["outcome"] == "approved"
+        started.append(iid)
     elapsed = time.perf_counter() - t0
-    _ = service
+    # Checked after the clock stops, as for SpiffWorkflow below.
+    i = instances_table
+    with world.sessions.begin() as s:
+        outcomes = dict(s.execute(sa.select(i.c.id, i.c.outcome)).all())
+    assert [outcomes[iid] for iid in started] == ["approved"] * n, "ours: not all approved"
     return elapsed, steps
 
 
@@ -140,6 +149,10 @@ def run_spiff(engine: sa.Engine, n: int) -> tuple[float, int]:
                              {"state": serializer.serialize_json(wf)})
             steps += 1
     elapsed = time.perf_counter() - t0
+    with engine.begin() as conn:
+        states = list(conn.execute(sa.select(table.c.state)).scalars())
+    assert len(states) == n and all(serializer.deserialize_json(st).completed
+                                    for st in states), "spiff: not all completed"
     return elapsed, steps
 
 
@@ -157,8 +170,9 @@ def main() -> None:
                   f"{ours_steps} steps)   spiffworkflow {N / spiff:8.1f} instances/s "
                   f"({spiff:.2f} s, {spiff_steps} steps)   ratio {spiff / ours:.2f}")
     print(json.dumps(results))
-    first = results[0]
-    print(f"bench.flows: ratio={first['ours_per_s'] / first['spiff_per_s']:.2f}")
+    # The worse database decides: the target holds on each one.
+    worst = min(r["ours_per_s"] / r["spiff_per_s"] for r in results)
+    print(f"bench.flows: ratio={worst:.2f}")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,12 @@ class Settings(BaseSettings):
                                     "lock it (within login_lockout_minutes).")
     login_lockout_minutes: int = Field(15, description="How long a locked username stays "
                                        "locked, and the window failures are counted in.")
+    login_ip_max_failures: int = Field(30, description="Failed sign-ins from one client "
+                                       "address (any usernames) that block the address "
+                                       "(within login_ip_lockout_minutes); 0 turns it off.")
+    login_ip_lockout_minutes: int = Field(15, description="How long a blocked client "
+                                          "address stays blocked, and the window its "
+                                          "failures are counted in.")
     cookie_secure: bool = Field(False, description="Mark the session cookie Secure (HTTPS).")
     max_upload_mb: int = Field(50, description="Largest accepted upload, in MiB.")
     in_process_worker: bool = Field(True, description="`tangram serve` also runs the worker.")

@@ -60,3 +60,14 @@ def engine(db_url: str) -> Iterator[Engine]:
 @pytest.fixture
 def backend(engine: Engine) -> str:
     return engine.dialect.name
+
+
+@pytest.fixture(autouse=True)
+def _process_wide_owner_resolver() -> Iterator[None]:
+    """create_app installs a process-wide owner lookup for webhooks and alerts
+    (tangram.engines.notify.webhooks); put the default back after each test
+    so an engine-level test never runs with an app's policy from an earlier one."""
+    yield
+    from tangram.engines.notify import webhooks
+
+    webhooks.set_owner_resolver(None)

@@ -582,6 +582,12 @@ class CompiledExpression:
             _release(evaluator)
 
     @property
+    def tree(self) -> ast.expr:
+        """The checked, constant-folded syntax tree (shared: read it, never change it).
+        The report engine translates it to SQL (``tangram.engines.reports.calculated``)."""
+        return self._tree
+
+    @property
     def referenced_fields(self) -> dict[str, set[str]]:
         """Field names read on each variable, e.g. ``{"record": {"amount"}, "old": {"stage"}}``.
 

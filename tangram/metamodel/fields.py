@@ -47,6 +47,12 @@ class FieldBase(Definition):
     default_expr: Expression | None = Field(None, description="Default computed by an "
                                             "expression when the record is created.")
     indexed: bool = Field(False, description="Create an index (filter/sort often on it).")
+    fill_from: str | None = Field(
+        None, pattern=r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$", description=(
+            "Filled from the linked record (关联带出): '<relation field>.<field of the "
+            "linked form>', e.g. 'opportunity.amount'. Taken when the record is created "
+            "with the link set and this field left empty, and again when the link "
+            "changes and the same write does not set this field."))
 
     @model_validator(mode="after")
     def _one_default(self) -> FieldBase:
@@ -246,12 +252,19 @@ class UrlField(FieldBase):
     type: Literal["url"] = "url"
 
 
+LINK_OUTSIDE_SCOPE_HELP = (
+    "Allow links to records of the target form the user may not read (the record must "
+    "exist; the picker then offers every record, by id and title only). Default: only "
+    "records in the user's read scope of the target form.")
+
+
 class RelationField(FieldBase):
     """Many-to-one link to a record of another form (or the same form)."""
 
     type: Literal["relation"] = "relation"
     target: Key = Field(description="Key of the target form in the same app.")
     on_delete: Literal["restrict", "set_null", "cascade"] = "restrict"
+    link_outside_scope: bool = Field(False, description=LINK_OUTSIDE_SCOPE_HELP)
 
 
 class MultiRelationField(FieldBase):
@@ -260,6 +273,7 @@ class MultiRelationField(FieldBase):
     type: Literal["multi_relation"] = "multi_relation"
     target: Key
     max_items: int | None = Field(None, ge=1)
+    link_outside_scope: bool = Field(False, description=LINK_OUTSIDE_SCOPE_HELP)
 
 
 class UserField(FieldBase):

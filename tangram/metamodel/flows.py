@@ -209,11 +209,72 @@ class TimeoutStage(Definition):
 # --- actions -----------------------------------------------------------------------
 
 
+class SelfTarget(Definition):
+    """The flow's own record."""
+
+    kind: Literal["self"] = "self"
+
+
+class RelatedTarget(Definition):
+    """The record a relation field of the flow's record points to — or a path
+    of relation fields, ``opportunity.account``. Nothing is updated when a
+    field on the way is empty."""
+
+    kind: Literal["related"] = "related"
+    path: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}(\.[a-z][a-z0-9_]{0,62}){0,3}$",
+                      description="Relation fields from the flow's record, dot-separated.")
+
+
+class FilterTarget(Definition):
+    """Records of a form of the same app whose fields equal the given
+    expressions (``{"account": "record.account"}``); at most ``limit`` of them,
+    oldest first. ``id`` and ``owner`` may be used as fields too."""
+
+    kind: Literal["filter"] = "filter"
+    form: Key
+    where: dict[Key, Expression] = Field(min_length=1, max_length=10)
+    limit: int = Field(100, ge=1, le=1000)
+
+
+RecordTarget = Annotated[SelfTarget | RelatedTarget | FilterTarget, Field(discriminator="kind")]
+
+
+class OwnerChange(Definition):
+    """Clear the owner (``clear: true``, e.g. back to the public pool) or give
+    the record to the first active user the rules find."""
+
+    clear: bool = False
+    to: list[AssigneeRule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one(self) -> OwnerChange:
+        if self.clear == bool(self.to):
+            raise ValueError("owner: give either clear: true or the rules in to")
+        return self
+
+
 class UpdateRecordAction(Definition):
+    """Update the flow's record, a related record or records found by a filter,
+    through the form engine (validation, audit, record events) as the system."""
+
     kind: Literal["update_record"] = "update_record"
+    target: RecordTarget = Field(default_factory=SelfTarget,
+                                 description="Which records (default: the flow's own).")
     values: dict[Key, Any] = Field(default_factory=dict, description="Literal values.")
-    expressions: dict[Key, Expression] = Field(default_factory=dict,
-                                               description="Computed values.")
+    expressions: dict[Key, Expression] = Field(
+        default_factory=dict, description="Computed values (``record`` is the flow's record).")
+    clear: list[Key] = Field(default_factory=list, description="Fields to empty.")
+    owner: OwnerChange | None = Field(None, description="Clear or reassign the owner.")
+
+    @model_validator(mode="after")
+    def _something(self) -> UpdateRecordAction:
+        if not (self.values or self.expressions or self.clear or self.owner):
+            raise ValueError("update_record changes nothing: give values, expressions, "
+                             "clear or owner")
+        both = (set(self.values) | set(self.expressions)) & set(self.clear)
+        if both:
+            raise ValueError(f"fields both set and cleared: {', '.join(sorted(both))}")
+        return self
 
 
 class CreateRecordAction(Definition):
@@ -221,6 +282,9 @@ class CreateRecordAction(Definition):
     form: Key
     values: dict[Key, Any] = Field(default_factory=dict)
     expressions: dict[Key, Expression] = Field(default_factory=dict)
+    owner: list[AssigneeRule] = Field(default_factory=list, description=(
+        "The new record's owner: the first active user the rules find (e.g. the owner "
+        "of the flow's record); default: who started the flow."))
 
 
 class NotifyAction(Definition):

@@ -18,6 +18,7 @@ keeps them equal).
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -58,10 +59,29 @@ class Parameter(Definition):
 
 # --------------------------------------------------------------------------- dimensions
 
+Expression = Annotated[str, Field(
+    min_length=1, max_length=4000, description="A calculated field: an expression over the "
+    "record's fields, e.g. \"record.amount * record.probability / 100\" (the SQL subset of "
+    "the expression language; see docs/reports.md).")]
+
+
+def _field_or_expression(item: Any, *, optional: bool = False) -> None:
+    if item.field is not None and item.expression is not None:
+        raise ValueError("give either field or expression, not both")
+    if item.field is None and item.expression is None and not optional:
+        raise ValueError("give a field or an expression")
+
+
 class _DimensionBase(Definition):
     key: Key
     label: Label | None = None
-    field: FieldPath
+    field: FieldPath | None = None
+    expression: Expression | None = None
+
+    @model_validator(mode="after")
+    def _one_input(self) -> _DimensionBase:
+        _field_or_expression(self)
+        return self
 
 
 class ValueDimension(_DimensionBase):
@@ -102,11 +122,13 @@ class FieldMeasure(_MeasureBase):
 
     agg: Literal["count", "count_distinct", "sum", "avg", "min", "max", "median"]
     field: FieldPath | None = None
+    expression: Expression | None = None
 
     @model_validator(mode="after")
     def _field_needed(self) -> FieldMeasure:
-        if self.field is None and self.agg != "count":
-            raise ValueError(f"{self.agg} needs a field")
+        _field_or_expression(self, optional=True)
+        if self.field is None and self.expression is None and self.agg != "count":
+            raise ValueError(f"{self.agg} needs a field or an expression")
         return self
 
 
@@ -235,6 +257,10 @@ class Report(Definition):
     label: Label
     description: Label | None = None
     form: Key = Field(description="The source form: one result row aggregates its records.")
+    rows: Key | None = Field(None, description=(
+        "A sub-table field of the form: its rows (quote lines, installments) are the rows "
+        "the report aggregates instead of the form's records; the record holding a row is "
+        "reached as \"parent\" (or by the form's key), e.g. \"parent.account.region\"."))
     parameters: list[Parameter] = Field(default_factory=list, max_length=MAX_ITEMS)
     filter: dict[str, Any] | None = Field(None, description="The records filter language "
                                           "(docs/filters.md); values may be {\"$param\": key}.")
@@ -260,10 +286,31 @@ class DashboardFilter(Definition):
     default: Any = None
 
 
+_COMPARISONS: tuple[Literal["previous", "last_year"], ...] = ("previous", "last_year")
+
+
+class KpiWidget(Definition):
+    """A KPI card: one measure of the widget's report in the current period, compared
+    with the previous period and the same period last year."""
+
+    measure: Key
+    period: Literal["day", "week", "month", "quarter", "year"] = "month"
+    complete: bool = Field(False, description=(
+        "Show the last complete period (default: the current period to date, compared "
+        "with as many days of the other periods)."))
+    date_field: FieldPath | None = Field(None, description=(
+        "The date that places a record in a period (default: the report's first date "
+        "dimension's field)."))
+    compare: list[Literal["previous", "last_year"]] = Field(
+        default_factory=lambda: list(_COMPARISONS), max_length=2)
+
+
 class Widget(Definition):
     key: Key
     report: Key
     title: Label | None = None
+    kpi: KpiWidget | None = Field(None, description="Show a KPI card instead of the report's "
+                                  "chart.")
     x: int = Field(0, ge=0, le=11)
     y: int = Field(0, ge=0, le=1000)
     w: int = Field(6, ge=1, le=12)
@@ -290,11 +337,76 @@ class Dashboard(Definition):
         return self
 
 
+# --------------------------------------------------------------------------- alerts
+
+class ThresholdCondition(Definition):
+    """Crossed while the value is above (``>``) or below (``<``) the threshold."""
+
+    type: Literal["above", "below"]
+    threshold: Decimal = Field(max_digits=30)
+
+
+class ChangeCondition(Definition):
+    """Crossed while the last complete period's value moved more than ``percent``
+    from the period before (``down``: dropped; ``up``: rose), e.g. last week's
+    won amount is more than 20% below the week before."""
+
+    type: Literal["change"]
+    period: Literal["day", "week", "month", "quarter", "year"]
+    direction: Literal["down", "up"] = "down"
+    percent: Decimal = Field(gt=0, max_digits=12)
+    date_field: FieldPath | None = Field(None, description=(
+        "The date or date-time that places a record in a period (default: the field of the "
+        "report's first date dimension)."))
+
+
+AlertCondition = Annotated[ThresholdCondition | ChangeCondition, Field(discriminator="type")]
+
+
+class Alert(Definition):
+    """A data alert: a report measure checked on a schedule against a condition;
+    it notifies the recipients once each time the condition becomes true."""
+
+    label: str = Field(min_length=1, max_length=200)
+    report: Key = Field(description="A published report of the app.")
+    measure: Key = Field(description="A field measure of that report (count, sum, …).")
+    parameters: dict[str, Any] = Field(default_factory=dict, description=(
+        "Values of the report's parameters."))
+    filter: dict[str, Any] | None = Field(None, description=(
+        "An extra records filter (docs/filters.md), e.g. one region."))
+    condition: AlertCondition
+    schedule: str = Field("0 9 * * *", min_length=9, max_length=100, description=(
+        "A cron expression in the organization's time zone (default: daily at 09:00)."))
+    recipients: list[uuid.UUID] = Field(min_length=1, max_length=100)
+    active: bool = True
+
+
+class PackageAlert(Definition):
+    """A data alert shipped in an app package (folder ``alerts/``). A package
+    cannot name users, so it names a role: every holder of ``role`` gets their
+    own copy of the alert, owned by them — so it is checked with their row
+    scope (a regional manager's department tree is their region) — and
+    notifying them. Copies follow the role's holders and the published
+    definition (``tangram.engines.reports.alerts.sync_package_alerts``)."""
+
+    key: Key
+    label: Label
+    report: Key = Field(description="A report of the app.")
+    measure: Key = Field(description="A field measure of that report (count, sum, …).")
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    filter: dict[str, Any] | None = None
+    condition: AlertCondition
+    schedule: str = Field("0 9 * * *", min_length=9, max_length=100)
+    role: Key = Field(description="Each holder of this app role owns and receives a copy.")
+    active: bool = True
+
+
 def _register() -> None:
     from tangram.metamodel import storage
 
     storage.register_kind("report", Report)
     storage.register_kind("dashboard", Dashboard)
+    storage.register_kind("alert", PackageAlert)
 
 
 _register()

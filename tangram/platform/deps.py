@@ -34,7 +34,7 @@ from tangram.platform.auth.service import (
     get_user,
     resolve_token,
 )
-from tangram.platform.permissions import tokens
+from tangram.platform.permissions import definitions, tokens
 from tangram.platform.permissions.roles import is_app_builder
 from tangram.platform.permissions.tokens import TokenScope, TokenScopedPolicy
 from tangram.settings import Settings
@@ -248,3 +248,14 @@ def engine_context(request: Request, session: SessionDep, auth: CurrentAuth,
 
 
 ContextDep = Annotated[EngineContext, Depends(engine_context)]
+
+
+def member_context(app: str, ctx: ContextDep, auth: CurrentAuth) -> EngineContext:
+    """The engine context of a member of the app in the path: an administrator,
+    a builder of the app, or a holder of one of its roles (an API token: only
+    for its apps). Others get 403 (``permissions.definitions``)."""
+    definitions.require_member(ctx, app, token=auth.token_scope)
+    return ctx
+
+
+MemberContextDep = Annotated[EngineContext, Depends(member_context)]

@@ -16,6 +16,7 @@ def load_all_tables() -> None:
     import tangram.engines.imports.tables  # noqa: F401
     import tangram.engines.notify.tables  # noqa: F401
     import tangram.engines.publicforms.tables  # noqa: F401
+    import tangram.engines.reports.alerts  # noqa: F401
     import tangram.metamodel.flows  # noqa: F401
     import tangram.metamodel.storage  # noqa: F401
     import tangram.platform.auth.tables  # noqa: F401

@@ -154,6 +154,61 @@ def test_logout_needs_a_session(client):
     assert client.post("/api/auth/logout").status_code == 401
 
 
+def test_logout_with_an_api_token_is_refused_and_the_token_stays_valid(client, make_user):
+    _, login_token = make_user("qian.li")
+    made = client.post("/api/tokens", headers=bearer(login_token), json={
+        "name": "erp", "apps": ["*"], "actions": ["read"]})
+    assert made.status_code == 201, made.text
+    api_token = made.json()["token"]
+    res = client.post("/api/auth/logout", headers=bearer(api_token))
+    assert res.status_code == 400
+    assert res.json()["code"] == "api_token_logout"
+    assert res.json()["details"] == {"token_id": made.json()["id"]}
+    assert f"DELETE /api/tokens/{made.json()['id']}" in res.json()["message"]
+    assert client.get("/api/apps", headers=bearer(api_token)).status_code == 200
+    # The login session that made it is untouched, and revokes it the documented way.
+    assert client.delete(f"/api/tokens/{made.json()['id']}",
+                         headers=bearer(login_token)).status_code == 204
+    assert client.get("/api/apps", headers=bearer(api_token)).status_code == 401
+
+
+def test_many_usernames_from_one_address_block_the_address(app_factory, make_user):
+    clock = FrozenClock()
+    app = app_factory(clock=clock, login_max_failures=3, login_ip_max_failures=4,
+                      login_ip_lockout_minutes=10)
+    make_user("sun.li", app=app)
+    guesser = TestClient(app, client=("203.0.113.7", 40000))
+    colleague = TestClient(app, client=("198.51.100.2", 40000))
+
+    def login(client, username, password=PASSWORD):
+        return client.post("/api/auth/login", json={"username": username,
+                                                    "password": password})
+    # One wrong guess per username: no username reaches its own lockout.
+    assert [login(guesser, f"user{i}", "Wrong-pass-1").status_code
+            for i in range(4)] == [401] * 4
+    blocked = login(guesser, "sun.li")
+    assert blocked.status_code == 429 and blocked.json()["code"] == "rate_limited"
+    assert blocked.headers["retry-after"] == "600"
+    assert "203.0.113.7" in blocked.json()["message"]
+    # Another address is not affected, and the username itself is not locked.
+    assert login(colleague, "sun.li").status_code == 200
+    clock.advance(minutes=11)
+    assert login(guesser, "sun.li").status_code == 200
+    with app.state.sessions() as s:
+        from tangram.platform.permissions import audit
+
+        entry = audit.entries(s, action="login.ip_block")[0]
+    assert entry["target"] == "ip:203.0.113.7"
+
+
+def test_address_limiting_can_be_turned_off(app_factory, make_user):
+    app = app_factory(login_ip_max_failures=0)
+    guesser = TestClient(app, client=("203.0.113.8", 40000))
+    codes = [guesser.post("/api/auth/login", json={
+        "username": f"user{i}", "password": "Wrong-pass-1"}).status_code for i in range(8)]
+    assert codes == [401] * 8
+
+
 def test_expired_session_is_refused(app_factory, make_user):
     clock = FrozenClock()
     app = app_factory(clock=clock, session_hours=2)

@@ -35,6 +35,7 @@ PEOPLE: dict[str, tuple[str | None, bool, tuple[str, ...]]] = {
     "rep2": ("east", False, ("sales_rep",)),
     "fin": (None, False, ("finance",)),
     "risk": (None, False, ("risk_control",)),
+    "svc": (None, False, ("service",)),
 }
 
 
@@ -331,3 +332,91 @@ def test_installments_are_reminded_three_days_before_due_and_flagged_overdue(crm
     paid = [r for r in crm["manager"].get(f"{BASE}/forms/payment_plan/records").json()[
         "items"] if r["paid"]]
     assert [p["overdue"] for p in paid] == [False]
+
+
+def test_a_rep_drafts_the_contract_of_a_won_deal_without_seeing_its_amount(crm: Crm):
+    """The contract takes its customer and amount from the opportunity
+    (fill_from), so a rep can draft and submit it though the amount is hidden
+    from reps; the manager sees the amount in the approval."""
+    account = crm.create("rep1", "account", name="星河精密制造有限公司")
+    opp = crm.create("rep1", "opportunity", name="MES 二期", account=account["id"],
+                     amount="320000", stage="qualification",
+                     expected_close="2026-12-31")
+    res = crm["rep1"].post(f"{BASE}/forms/contract/records", json={"values": {
+        "title": "MES 二期合同", "opportunity": opp["id"]}})
+    assert res.status_code == 201, res.text
+    contract = res.json()
+    assert "amount" not in contract and contract["account"] == account["id"]
+    seen = crm.get("manager", "contract", contract["id"])
+    assert seen["amount"] == "320000.00" and seen["status"] == "draft"
+    res = crm["rep1"].post(f"{BASE}/flows/contract_approval/start",
+                           json={"record_id": contract["id"]})
+    assert res.status_code == 201, res.text
+    assert crm.get("manager", "contract", contract["id"])["status"] == "in_approval"
+
+
+def now_json(crm: Crm) -> str:
+    """The clock's time as the records API writes a date-time."""
+    return crm.clock.now().isoformat().replace("+00:00", "Z")
+
+
+def test_a_follow_up_writes_its_time_back_to_what_it_is_about(crm: Crm):
+    lead = crm.lead("rep1", "周杰", source="self")
+    account = crm.create("rep1", "account", name="苏州恒远机械有限公司")
+    opportunity = crm.create("rep1", "opportunity", name="MES 二期", account=account["id"],
+                             amount="200000", stage="qualification")
+    crm.run_due(hours=3)
+    crm.create("rep1", "follow_up", lead=lead["id"], type="call", summary="首次电话")
+    assert crm.get("rep1", "lead", lead["id"])["last_follow_up"] == now_json(crm)
+    assert crm.get("rep1", "account", account["id"])["last_follow_up"] is None
+
+    crm.run_due(days=2)
+    crm.create("rep1", "follow_up", opportunity=opportunity["id"], type="visit",
+               summary="现场拜访")
+    # The opportunity, and its account through it.
+    assert crm.get("rep1", "opportunity", opportunity["id"])["last_follow_up"] == now_json(crm)
+    assert crm.get("rep1", "account", account["id"])["last_follow_up"] == now_json(crm)
+    assert crm.get("rep1", "lead", lead["id"])["last_follow_up"] != now_json(crm)
+
+
+def test_a_closed_ticket_writes_its_satisfaction_score_back_to_the_account(crm: Crm):
+    account = crm.create("rep1", "account", name="宁波瑞丰电子有限公司")
+    ticket = crm.create("svc", "ticket", account=account["id"], problem="接口调用报错",
+                        priority="normal")
+    crm.update("svc", "ticket", ticket["id"], status="in_progress")
+    assert crm.get("rep1", "account", account["id"])["satisfaction"] is None
+    # Service staff only read accounts; the write-back is the flow's (as the system).
+    crm.update("svc", "ticket", ticket["id"], status="closed", satisfaction=4)
+    assert float(crm.get("rep1", "account", account["id"])["satisfaction"]) == 4
+    crm.update("svc", "ticket", ticket["id"], satisfaction=5)  # a corrected score
+    assert float(crm.get("rep1", "account", account["id"])["satisfaction"]) == 5
+
+
+def test_birthdays_and_dormant_accounts_give_the_owner_a_care_task(crm: Crm):
+    # The clock starts on Monday 2026-01-05, 09:00 in Shanghai.
+    account = crm.create("rep1", "account", name="杭州云帆软件有限公司")
+    crm.create("rep1", "contact", account=account["id"], name="刘洋", title="CTO",
+               birthday="1985-01-06")
+    crm.create("rep1", "contact", account=account["id"], name="孙丽", birthday="1990-03-01")
+    crm.create("rep1", "follow_up", account=account["id"], type="call", summary="年度回访")
+
+    def tasks() -> list[str]:
+        res = crm["rep1"].get(f"{BASE}/forms/task/records", params={"limit": 100})
+        assert res.status_code == 200, res.text
+        return sorted(t["subject"] for t in res.json()["items"])
+
+    crm.run_due(hours=23, minutes=59)  # 01-06 08:59: not yet
+    assert tasks() == []
+    crm.run_due(minutes=2)  # 01-06 09:01: 刘洋's birthday
+    assert tasks() == ["生日问候：刘洋"]
+    assert any("刘洋 的生日" in t for t in crm.titles("rep1"))
+    crm.run_due(hours=3)
+    assert tasks() == ["生日问候：刘洋"]  # once
+
+    crm.run_due(days=87, hours=21)  # 04-04 09:01: 89 days after the follow-up
+    assert crm.get("rep1", "account", account["id"])["status"] != "dormant"
+    crm.run_due(days=1)  # 04-05 09:01: 90 days without a follow-up
+    assert crm.get("rep1", "account", account["id"])["status"] == "dormant"
+    assert "唤醒沉睡客户：杭州云帆软件有限公司" in tasks()
+    assert any("90 天未跟进" in t for t in crm.titles("rep1"))
+

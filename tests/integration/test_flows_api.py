@@ -186,6 +186,8 @@ def test_second_action_on_a_decided_task_is_409(crm):
     first = crm["manager"].post(f"/api/flows/tasks/{task['id']}/approve", json={})
     again = crm["manager"].post(f"/api/flows/tasks/{task['id']}/approve", json={})
     assert first.status_code == 200
+    # Times as the records API writes them: UTC with "Z".
+    assert first.json()["acted_at"].endswith("Z") and first.json()["created_at"].endswith("Z")
     assert again.status_code == 409
     assert "already decided" in again.json()["message"]
     other = crm["rep"].post(f"/api/flows/tasks/{task['id']}/approve", json={})
@@ -203,6 +205,10 @@ def test_task_view_and_withdraw_over_http(crm):
     assert res.status_code == 200 and res.json()["status"] == "withdrawn"
     submitted = crm["rep"].get("/api/flows/tasks", params={"box": "submitted"}).json()
     assert [s["status"] for s in submitted["items"]] == ["withdrawn"]
+    assert submitted["items"][0]["started_at"].endswith("Z")
+    instance = crm["rep"].get(f"/api/flows/instances/{iid}").json()
+    stamps = [instance["instance"]["ended_at"], *(h["at"] for h in instance["history"])]
+    assert all(s.endswith("Z") for s in stamps)
 
 
 def test_validation_errors_name_the_node(crm):

@@ -144,3 +144,35 @@ def test_export_and_import_follow_the_viewers_role(crm, app, make_user):
         r = exporter.post(f"{IMPORTS}/{job.json()['id']}/start",
                           json={"mapping": {"预算": "budget"}})
         assert r.status_code == 422 and "hidden" in r.json()["errors"][0]["message"]
+
+
+def test_an_import_job_belongs_to_its_uploader(crm, app, make_user):
+    """Another importer cannot see, poll, preview, start, resume or download the
+    error file of someone else's job (404, as if it did not exist); an
+    administrator can."""
+    ids = {}
+    for name in ("alice", "bob"):
+        ids[name], token = make_user(name)
+        ids[name + "_token"] = token
+    with app.state.sessions.begin() as s:
+        pf.role(s, "crm", "importer", pf.grant("lead", ["read", "create", "import"], "all"))
+        for name in ("alice", "bob"):
+            pf.assign(s, "crm", "importer", user_id=ids[name])
+    alice = TestClient(app, headers={"Authorization": f"Bearer {ids['alice_token']}"})
+    bob = TestClient(app, headers={"Authorization": f"Bearer {ids['bob_token']}"})
+    content = csv_bytes(ZH_HEADER, [lead_row(1), lead_row(2, mobile="1")])
+    job = upload(alice, content).json()
+    url = f"{IMPORTS}/{job['id']}"
+    refused = [bob.get(url), bob.post(f"{url}/preview", json={}),
+               bob.post(f"{url}/start", json={}), bob.post(f"{url}/resume"),
+               bob.get(f"{url}/errors")]
+    assert [r.status_code for r in refused] == [404] * 5
+    assert all(r.json()["code"] == "not_found" for r in refused)
+    assert alice.get(url).status_code == 200
+    assert alice.post(f"{url}/start", json={}).status_code == 202
+    done = wait(alice, job["id"])
+    assert done["counts"]["errors"] == 1
+    assert bob.get(f"{url}/errors").status_code == 404
+    assert alice.get(f"{url}/errors").status_code == 200
+    # Administrators see every job.
+    assert crm.get(url).status_code == 200 and crm.get(f"{url}/errors").status_code == 200

@@ -1,21 +1,27 @@
 """The CRM package (apps_catalog/crm) validates, installs and loads its demo
-company on every backend."""
+company on every backend — the company is package data (data/demo, made by
+apps_catalog/crm/tools/generate_demo.py), loaded by the platform's generic
+data-file features: org fixture, $owner, $created_at, relative dates."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy import Engine
+from fastapi.testclient import TestClient
 
+from tangram.clock import FrozenClock
+from tangram.engines.context import EngineContext
 from tangram.engines.forms.registry import get_runtime
+from tangram.platform.auth.service import find_user_by_username
 from tangram.platform.packages.export import validate_files
 from tangram.platform.packages.install import install_package
 from tangram.platform.packages.loader import load_package
 from tangram.platform.packages.source import read_package
-from tests.factories import World
 
 CRM = Path(__file__).resolve().parents[2] / "apps_catalog" / "crm"
+DEMO_PASSWORD = "tangram-demo"  # noqa: S105 - the demo users' password, printed by ./run demo
 
 
 def test_the_crm_package_validates():
@@ -24,15 +30,39 @@ def test_the_crm_package_validates():
     assert {"lead", "account", "contact", "follow_up", "opportunity", "quote", "product",
             "contract", "payment_plan", "payment", "ticket", "task"} <= set(
         report["definitions"]["form"])
+    assert report["data"]["demo"]["lead"] == 2000
 
 
-def test_the_crm_installs_with_its_demo_company(engine: Engine):
-    world = World(engine)
-    result = world.run(install_package, load_package(read_package(CRM)), demo=True)
+def _login(app, username: str) -> TestClient:
+    client = TestClient(app)
+    res = client.post("/api/auth/login", json={"username": username, "password": DEMO_PASSWORD})
+    assert res.status_code == 200, res.text
+    return TestClient(app, headers={"Authorization": f"Bearer {res.json()['access_token']}"})
+
+
+def _account_ids(client: TestClient) -> set[str]:
+    ids: set[str] = set()
+    params: dict[str, str | int] = {"limit": 500}
+    while True:
+        res = client.get("/api/apps/crm/forms/account/records", params=params)
+        assert res.status_code == 200, res.text
+        ids |= {r["id"] for r in res.json()["items"]}
+        if not res.json().get("next_cursor"):
+            return ids
+        params["after"] = res.json()["next_cursor"]
+
+
+def test_the_crm_installs_with_its_demo_company(app_factory):
+    clock = FrozenClock()
+    app = app_factory(clock=clock)
+    with app.state.sessions.begin() as s:
+        result = install_package(EngineContext(session=s, clock=clock),
+                                 load_package(read_package(CRM)), demo=True)
     rows = result["rows"]
     assert rows["lead"] == 2000 and rows["account"] == 600 and rows["opportunity"] == 1500
     assert rows["product_category"] == 6 and rows["contract"] > 100 and rows["ticket"] > 100
-    with world.sessions.begin() as s:
+    today = clock.today("Asia/Shanghai")
+    with app.state.sessions.begin() as s:
         acc = get_runtime(s, "crm", "account").table
         opp = get_runtime(s, "crm", "opportunity").table
         levels = dict(s.execute(sa.select(acc.c.level, sa.func.count())
@@ -41,8 +71,21 @@ def test_the_crm_installs_with_its_demo_company(engine: Engine):
                                 .group_by(opp.c.stage)).all())
         owners = s.execute(sa.select(sa.func.count(sa.distinct(opp.c.owner)))).scalar()
         months = {d.strftime("%Y-%m") for (d,) in s.execute(sa.select(opp.c.created_at))}
+        first, last = s.execute(sa.select(sa.func.min(opp.c.created_at),
+                                          sa.func.max(opp.c.created_at))).one()
+        closed = s.execute(sa.select(sa.func.max(opp.c.closed_on))).scalar()
+        rep01 = find_user_by_username(s, "rep01")
+        assert rep01 is not None
+        own = s.execute(sa.select(sa.func.count()).where(acc.c.owner == rep01.id)).scalar()
     assert levels.get("vip", 0) > 0 and levels["normal"] > levels.get("vip", 0)  # the rollup
     assert set(stages) == {"qualification", "discovery", "proposal", "negotiation", "won",
                            "lost"}
     assert stages["won"] < stages["lost"]
     assert owners == 12 and len(months) >= 17
+    # Relative dates: 18 months of history up to the install day, whatever day that is.
+    assert clock.now() - timedelta(days=541) < first and last <= clock.now()
+    assert closed is not None and closed <= today
+    # The demo users sign in; a rep sees exactly their own accounts, the director all.
+    assert 20 < own < 80
+    assert len(_account_ids(_login(app, "rep01"))) == own
+    assert len(_account_ids(_login(app, "director"))) == 600

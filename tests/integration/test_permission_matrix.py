@@ -41,6 +41,12 @@ def _deleted(w: OrgWorld) -> None:
     w.admin.delete(f"{records_url()}/{_e1(w)}")
 
 
+def _printed(w: OrgWorld, user: str) -> Any:
+    w.ok(w.admin.put("/api/apps/crm/print-templates/sheet", json={"definition": {
+        "label": {"en": "Sheet"}, "form": "contract", "body": "<p>{{ record.name }}</p>"}}))
+    return w.clients[user].get(f"{records_url()}/{_e1(w)}/print/sheet")
+
+
 MATRIX: dict[tuple[str, str], tuple[Call, dict[str, Any]]] = {
     ("GET", ""): (lambda w, u: w.clients[u].get(records_url()), LIST),
     ("POST", "/query"): (lambda w, u: w.clients[u].post(f"{records_url()}/query", json={}),
@@ -65,6 +71,9 @@ MATRIX: dict[tuple[str, str], tuple[Call, dict[str, Any]]] = {
     ("POST", "/{record_id}/restore"): (
         lambda w, u: (_deleted(w), w.clients[u].post(f"{records_url()}/{_e1(w)}/restore"))[1],
         {"rep_east": 403, "rep_west": 403, "manager_east": 403, "director": 200}),
+    # only the director's role has the print action
+    ("GET", "/{record_id}/print/{template}"): (
+        _printed, {"rep_east": 403, "rep_west": 403, "manager_east": 403, "director": 200}),
     ("GET", "/{record_id}/history"): (
         lambda w, u: w.clients[u].get(f"{records_url()}/{_e1(w)}/history"), OWNER_SIDE),
     ("POST", "/transfer"): (lambda w, u: w.clients[u].post(f"{records_url()}/transfer", json={

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from tangram.clock import FrozenClock
 from tangram.platform.deps import SESSION_COOKIE
+from tests.factories import field as fdef
 from tests.integration.org_world import OrgWorld, bearer, build, records_url
 
 
@@ -78,6 +79,83 @@ def test_a_record_out_of_scope_cannot_be_linked_or_seen_through_a_relation(org):
     assert {r["name"] for r in by_owner} == {"E1", "Y"}
 
 
+def _with_referrer(org: OrgWorld) -> None:
+    """contract.referrer: a relation to account that may link outside the scope."""
+    from tests.integration.org_world import CONTRACT
+
+    body = {**CONTRACT, "fields": [*CONTRACT["fields"], fdef(
+        "referrer", "relation", target="account", link_outside_scope=True)]}
+    org.ok(org.admin.put("/api/apps/crm/forms/contract/draft", json={"definition": body}))
+    org.ok(org.admin.post("/api/apps/crm/forms/contract/publish", json={}))
+
+
+def test_a_field_may_allow_links_outside_the_scope_and_only_that_field(org):
+    _with_referrer(org)
+    rep = org.clients["rep_east"]
+    own, foreign = org.accounts["E1"]["id"], org.accounts["W1"]["id"]
+    res = rep.post(records_url(), json={"values": {
+        "name": "X", "account": foreign, "referrer": foreign}})
+    assert res.status_code == 422
+    assert [(e["field"], e["code"]) for e in res.json()["errors"]] == [
+        ("account", "relation_missing")]
+    made = org.ok(rep.post(records_url(), json={"values": {
+        "name": "X", "account": own, "referrer": foreign}}), 201)
+    assert made["referrer"] == foreign
+    res = rep.patch(f"{records_url()}/{made['id']}", json={
+        "version": made["version"], "values": {"account": foreign}})
+    assert res.status_code == 422 and res.json()["errors"][0]["field"] == "account"
+    changed = org.ok(rep.patch(f"{records_url()}/{made['id']}", json={
+        "version": made["version"], "values": {"referrer": own}}))
+    assert changed["referrer"] == own
+    # Outside the scope, but still a live record of the target form.
+    gone = org.ok(org.admin.post(records_url("account"), json={"values": {"name": "gone"}}),
+                  201)["id"]
+    org.ok(org.admin.delete(f"{records_url('account')}/{gone}"), 204)
+    res = rep.post(records_url(), json={"values": {"name": "Z", "referrer": gone}})
+    assert [(e["field"], e["code"]) for e in res.json()["errors"]] == [
+        ("referrer", "relation_missing")]
+
+
+def test_the_relation_picker_offers_what_a_save_accepts(org):
+    _with_referrer(org)
+    picker = "/api/apps/crm/forms/contract/fields/{}/picker"
+    rep = org.clients["rep_east"]
+    scoped = org.ok(rep.get(picker.format("account")))
+    assert [i["title"] for i in scoped["items"]] == ["acc-E1"]
+    assert scoped["target"] == "account" and scoped["link_outside_scope"] is False
+    assert set(scoped["items"][0]) == {"id", "title"}
+    wide = org.ok(rep.get(picker.format("referrer")))
+    assert sorted(i["title"] for i in wide["items"]) == ["acc-E1", "acc-W1"]
+    assert org.ok(rep.get(picker.format("account"), params={"search": "W1"}))["items"] == []
+    assert [i["title"] for i in org.ok(rep.get(picker.format("referrer"), params={
+        "search": "W1"}))["items"]] == ["acc-W1"]
+    first = org.ok(rep.get(picker.format("referrer"), params={"limit": 1}))
+    rest = org.ok(rep.get(picker.format("referrer"), params={
+        "limit": 1, "after": first["next_cursor"]}))
+    assert {first["items"][0]["title"], rest["items"][0]["title"]} == {"acc-E1", "acc-W1"}
+    # The manager may update contracts: the picker follows the manager's scope.
+    assert [i["title"] for i in org.ok(org.clients["manager_east"].get(
+        picker.format("account")))["items"]] == ["acc-E1"]
+    assert rep.get(picker.format("name")).status_code == 404
+    # A role that may only read contracts has nothing to link.
+    org.ok(org.admin.put("/api/apps/crm/roles/reader", json={"definition": {
+        "key": "reader", "label": {"en": "Reader"}, "forms": {
+            "contract": {"actions": ["read"], "scope": "all"}}}}))
+    org.ok(org.admin.post("/api/apps/crm/role-assignments", json={
+        "role": "reader", "department_id": org.departments["Sales"]}), 201)
+    org.ok(org.admin.delete(f"/api/apps/crm/role-assignments/{_assignment_id(org, 'manager')}"),
+           204)
+    res = org.clients["manager_east"].get(picker.format("account"))
+    assert res.status_code == 403 and res.json()["details"] == {"field": "account"}
+    schema = org.ok(org.admin.get("/api/meta/schemas/form"))
+    assert "link_outside_scope" in str(schema)
+
+
+def _assignment_id(org: OrgWorld, role: str) -> str:
+    listed = org.ok(org.admin.get("/api/apps/crm/role-assignments"))
+    return next(a["id"] for a in listed if a["role"] == role)
+
+
 # --- union of roles and department moves ---------------------------------------------------
 
 def test_roles_combine_as_a_union_of_rows_and_fields(org):
@@ -105,6 +183,61 @@ def test_department_moves_change_what_a_manager_sees_at_once(org):
     org.move("rep_east", "West")
     assert org.names("manager_east") == {"M1", "W1"}
     assert org.names("director") == {"E1", "M1", "W1"}
+
+
+def _auditor_role(org: OrgWorld) -> None:
+    org.ok(org.admin.put("/api/apps/crm/roles/auditor", json={"definition": {
+        "key": "auditor", "label": {"en": "Auditor"}, "forms": {"contract": {
+            "actions": ["read"], "scope": "all"}}}}))
+
+
+def _role_holders(org: OrgWorld, role: str) -> set[str]:
+    from tangram.platform.permissions import grants
+
+    with org.app.state.sessions() as s:
+        return {str(u) for u in grants.role_holders(s, app="crm", role=role)}
+
+
+def test_a_department_role_reaches_its_sub_departments_until_the_user_moves_out(org):
+    _auditor_role(org)
+    org.departments["East-1"] = org.ok(org.admin.post("/api/org/departments", json={
+        "name": "East-1", "parent_id": org.departments["East"]}), 201)["id"]
+    org.move("rep_west", "East-1")
+    assert org.names("rep_west") == {"W1"}
+    given = org.ok(org.admin.post("/api/apps/crm/role-assignments", json={
+        "role": "auditor", "department_id": org.departments["Sales"]}), 201)
+    assert given["include_sub_departments"] is True
+    # Sales > East > East-1: two levels below the department the role is given to.
+    assert org.names("rep_west") == {"E1", "W1", "M1"}
+    assert org.user_ids["rep_west"] in _role_holders(org, "auditor")
+    org.move("rep_west", "West")
+    assert org.names("rep_west") == {"E1", "W1", "M1"}  # West is below Sales too
+    # Moved out of the tree: the role is gone with the next request.
+    org.departments["Other"] = org.ok(org.admin.post("/api/org/departments", json={
+        "name": "Other"}), 201)["id"]
+    org.move("rep_west", "Other")
+    assert org.names("rep_west") == {"W1"}
+    assert org.user_ids["rep_west"] not in _role_holders(org, "auditor")
+
+
+def test_a_department_role_can_be_limited_to_its_direct_members(org):
+    _auditor_role(org)
+    body = {"role": "auditor", "department_id": org.departments["Sales"],
+            "include_sub_departments": False}
+    given = org.ok(org.admin.post("/api/apps/crm/role-assignments", json=body), 201)
+    assert given["include_sub_departments"] is False
+    assert org.names("rep_west") == {"W1"}  # West is below Sales: not reached
+    assert org.names("director") == {"E1", "W1", "M1"}
+    assert _role_holders(org, "auditor") == {org.user_ids["director"]}
+    listed = org.ok(org.admin.get("/api/apps/crm/role-assignments"))
+    assert [a["include_sub_departments"] for a in listed if a["role"] == "auditor"] == [False]
+    # Assigning again with the option switched changes the assignment (audited).
+    again = org.ok(org.admin.post("/api/apps/crm/role-assignments", json={
+        **body, "include_sub_departments": True}), 201)
+    assert again["id"] == given["id"] and again["include_sub_departments"] is True
+    assert org.names("rep_west") == {"E1", "W1", "M1"}
+    audit = org.ok(org.admin.get("/api/org/audit", params={"action": "role.assign"}))["items"]
+    assert audit[0]["details"]["include_sub_departments"] is True
 
 
 def test_a_share_widens_the_scope_for_read_or_edit(org):

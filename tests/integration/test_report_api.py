@@ -134,3 +134,33 @@ def test_non_admin_cannot_edit_reports(admin_client: TestClient, make_user: Any,
     assert r.status_code == 403
     meta = admin_client.get("/api/meta/reports").json()
     assert {m["key"] for m in meta["measures"]} >= {"sum", "median"}
+
+
+def test_app_builders_edit_reports_of_their_app(admin_client: TestClient, make_user: Any,
+                                                client: TestClient) -> None:
+    _setup(admin_client)
+    builder_id, token = make_user("builder")
+    _, stranger = make_user("stranger")
+    as_builder = {"Authorization": f"Bearer {token}"}
+    denied = client.put("/api/apps/crm/reports/won/draft", json={"definition": REPORT},
+                        headers=as_builder)
+    assert denied.status_code == 403  # not yet a builder of crm
+    assert admin_client.put(f"/api/apps/crm/builders/{builder_id}",
+                            json={"granted": True}).status_code == 204
+    assert client.put("/api/apps/crm/reports/won/draft", json={"definition": REPORT},
+                      headers=as_builder).status_code == 200
+    assert client.post("/api/apps/crm/reports/won/validate",
+                       headers=as_builder).json()["valid"] is True
+    assert client.post("/api/apps/crm/reports/won/publish", json={},
+                       headers=as_builder).json()["version"] == 1
+    draft = client.get("/api/apps/crm/reports/won/draft", headers=as_builder)
+    assert draft.status_code == 200 and draft.json()["latest_version"] == 1
+    dashboard = {"label": label("D"), "widgets": [{"key": "w", "report": "won"}]}
+    assert client.put("/api/apps/crm/dashboards/d", json={"definition": dashboard},
+                      headers=as_builder).status_code == 200
+    assert client.delete("/api/apps/crm/dashboards/d", headers=as_builder).status_code == 204
+    other = {"Authorization": f"Bearer {stranger}"}
+    assert client.put("/api/apps/crm/reports/won/draft", json={"definition": REPORT},
+                      headers=other).status_code == 403
+    assert client.post("/api/apps/crm/reports/won/publish", json={},
+                       headers=other).status_code == 403

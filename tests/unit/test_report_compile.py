@@ -5,6 +5,7 @@ agree with the metamodel and the docs."""
 from __future__ import annotations
 
 import re
+import uuid
 from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
@@ -97,8 +98,9 @@ class _Scope:
 
 @pytest.fixture
 def ctx(monkeypatch: pytest.MonkeyPatch) -> EngineContext:
-    tables = {k: SimpleNamespace(tables=build_tables("crm", Form.model_validate(v)))
-              for k, v in FORMS.items()}
+    # A fresh version id per form and test: compiled reports are cached by it.
+    tables = {k: SimpleNamespace(tables=build_tables("crm", Form.model_validate(v)),
+                                 version_id=uuid.uuid4()) for k, v in FORMS.items()}
     monkeypatch.setattr(compiler_module, "app_runtimes", lambda session, app: tables)
     session = SimpleNamespace(get_bind=lambda: SimpleNamespace(dialect=postgresql.dialect()))
     return EngineContext(session=session, clock=FrozenClock(), policy=_Scope())  # type: ignore[arg-type]
@@ -167,3 +169,38 @@ def _doc_keys() -> set[str]:
                                  *reg.PARAMETER_TYPES, *CHART_TYPES])
 def test_every_registry_entry_is_documented(key: str) -> None:
     assert key in _doc_keys(), f"{key!r} is missing from docs/reports.md"
+
+
+def test_calculated_field_constructs_per_dialect() -> None:
+    from tangram.engines.reports.dialect import DatePart, DaysBetween, ExactDivide, RoundTo
+
+    divided = ExactDivide(t.c.amount, sa.literal(3, sa.BigInteger), a_scale=2, b_scale=0,
+                          scale=6)
+    assert ("round(CAST(t.amount AS NUMERIC) / CAST(nullif(CAST(3 AS NUMERIC), 0) AS "
+            "NUMERIC), 6)") in sql(divided, postgresql.dialect)
+    assert "CAST(round((CAST(t.amount AS FLOAT) / (nullif(CAST(3 AS FLOAT), 0.0) + 0.0)) " \
+        "* 10000.0) AS BIGINT)" in sql(divided, sqlite.dialect)
+    rounded = RoundTo(t.c.amount, scale=2, digits=0)
+    assert "CAST(round(CAST(t.amount AS NUMERIC), 0) AS BIGINT)" in sql(rounded,
+                                                                        postgresql.dialect)
+    assert "CASE WHEN (t.amount >= 0) THEN (t.amount + 50) / 100 ELSE (t.amount - 50) / 100 " \
+        "END" in sql(rounded, sqlite.dialect)
+    assert "CAST(t.day AS DATE) - CAST(t.day AS DATE)" in sql(DaysBetween(t.c.day, t.c.day),
+                                                              postgresql.dialect)
+    assert "julianday(t.day) - julianday(t.day)" in sql(DaysBetween(t.c.day, t.c.day),
+                                                        sqlite.dialect)
+    assert "EXTRACT(isodow FROM CAST(t.day AS DATE))" in sql(DatePart(t.c.day, "weekday"),
+                                                             postgresql.dialect)
+    assert "(CAST(strftime('%w', t.day) AS BIGINT) + 6) % 7 + 1" in sql(
+        DatePart(t.c.day, "weekday"), sqlite.dialect)
+
+
+def test_calculated_fields_compile_to_bound_parameters(ctx: EngineContext) -> None:
+    compiled = compile_report(ctx, app="crm", report=report(
+        dimensions=[{"type": "value", "key": "big", "expression":
+                     "iif(record.amount > 1000.5, \"big\", \"small\")"}],
+        measures=[{"agg": "sum", "key": "w", "expression": "record.amount * 2"}]))
+    text, params = compiled.sql(postgresql.dialect())
+    assert "'big'" not in text and "small" not in text and "1000.5" not in text
+    assert {"big", "small", Decimal("1000.5"), 2} <= set(params.values())
+    assert "CASE WHEN (r_crm__opportunity.amount > %(" in text

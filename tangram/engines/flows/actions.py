@@ -82,23 +82,96 @@ def _values(run: Run, values: Mapping[str, Any], expressions: Mapping[str, str]
 
 
 def _update_record(run: Run, execution: Execution, action: fl.UpdateRecordAction) -> None:
+    """Each target record goes through the form engine as the system: its
+    validation, audit entry and record event (flows do not start on changes
+    made by flows)."""
+    from tangram.engines.forms.ownership import transfer_owner
     from tangram.engines.forms.records import update_record
 
-    if run.inst["record_id"] is None:
-        raise FlowError("update_record needs a record, and this instance has none")
-    update_record(run.sys, app=run.inst["app"], form=run.inst["form"],
-                  record_id=run.inst["record_id"],
-                  changes=_values(run, action.values, action.expressions),
-                  expected_version=None, source="flow", allow_read_only=True)
+    form, ids = _targets(run, action.target)
+    changes = {**_values(run, action.values, action.expressions),
+               **dict.fromkeys(action.clear)}
+    owner: uuid.UUID | None = None
+    if action.owner is not None and action.owner.to:
+        found = run.resolve(action.owner.to)
+        if not found:
+            raise FlowError("update_record found no active user to make the owner")
+        owner = found[0]
+    app = run.inst["app"]
+    for record_id in ids:
+        if changes:
+            update_record(run.sys, app=app, form=form, record_id=record_id, changes=changes,
+                          expected_version=None, source="flow", allow_read_only=True)
+        if action.owner is not None:
+            transfer_owner(run.sys, app=app, form=form, record_ids=[record_id],
+                           new_owner=owner, source="flow")
+    if not isinstance(action.target, fl.SelfTarget):
+        run.history("records_updated", node=execution["node"], form=form,
+                    records=[str(i) for i in ids], fields=sorted(changes),
+                    owner=("cleared" if action.owner and action.owner.clear else owner))
     run.forget_record()
+
+
+def _targets(run: Run, target: Any) -> tuple[str, list[Any]]:
+    """The form and ids of the records an update_record action changes."""
+    from tangram.engines.forms.registry import get_runtime
+
+    app = run.inst["app"]
+    if isinstance(target, fl.SelfTarget):
+        if run.inst["record_id"] is None:
+            raise FlowError("update_record needs a record, and this instance has none")
+        return run.inst["form"], [run.inst["record_id"]]
+    if isinstance(target, fl.RelatedTarget):
+        form, values = run.inst["form"], run.record()
+        if values is None:
+            raise FlowError("update_record of a related record needs the flow's record")
+        record_id: Any = None
+        for i, key in enumerate(target.path.split(".")):
+            compiled = get_runtime(run.ctx.session, app, form).fields.get(key)
+            reference = getattr(compiled, "reference", None)
+            if compiled is None or not reference or reference[0] != "relation":
+                raise FlowError(f"{key!r} of form {form!r} is not a relation field")
+            record_id, form = values.get(key), reference[1]
+            if record_id is None:
+                return form, []  # an empty relation: nothing to update
+            if i < target.path.count("."):
+                from tangram.engines.flows.runtime import typed_record
+
+                values = typed_record(run.sys, app, form, record_id)
+        return form, [record_id]
+    assert isinstance(target, fl.FilterTarget)
+    rt = get_runtime(run.ctx.session, app, target.form)
+    table = rt.table
+    conditions: list[sa.ColumnElement[bool]] = [table.c.deleted_at.is_(None)]
+    for key, source in target.where.items():
+        value = run.evaluate(source)
+        if isinstance(value, Mapping):
+            value = value.get("id")
+        if value is None:
+            return target.form, []  # an empty value matches nothing
+        compiled = rt.fields.get(key)
+        try:
+            value = compiled.convert(value) if compiled is not None else uuid.UUID(str(value))
+        except Exception:  # noqa: BLE001 - any refusal is the same problem
+            raise FlowError(f"update_record filter {key!r}: {value!r} is not a value of "
+                            f"that field") from None
+        conditions.append(table.c[key] == value)
+    ids = list(run.ctx.session.execute(
+        sa.select(table.c.id).where(*conditions).order_by(table.c.id).limit(target.limit)
+    ).scalars())
+    return target.form, ids
 
 
 def _create_record(run: Run, execution: Execution, action: fl.CreateRecordAction) -> None:
     from tangram.engines.forms.records import create_record
 
+    owner = run.inst["started_by"]
+    if action.owner:
+        found = run.resolve(action.owner)
+        owner = found[0] if found else owner
     rec = create_record(run.sys, app=run.inst["app"], form=action.form,
                         data=_values(run, action.values, action.expressions),
-                        owner=run.inst["started_by"], source="flow", allow_read_only=True)
+                        owner=owner, source="flow", allow_read_only=True)
     run.history("record_created", node=execution["node"], form=action.form, record=rec["id"])
 
 
@@ -206,16 +279,14 @@ def _enter_action(run: Run, node: fl.ActionNode, execution: Execution) -> None:
     if spec.run is None:
         enqueue(run, execution, node.action, attempts=0)
         return
-    savepoint = run.ctx.session.begin_nested()
     try:
-        spec.run(run, execution, node.action)
+        with run.savepoint():
+            spec.run(run, execution, node.action)
     except TangramError as exc:
-        savepoint.rollback()
         run.forget_record()
         run.history("action_failed", node=node.key, error=exc.message, attempt=1)
         enqueue(run, execution, node.action, attempts=1, error=exc.message)
         return
-    savepoint.commit()
     run.leave(execution, [node.next], decision="done")
 
 
@@ -235,7 +306,7 @@ def enqueue(run: Run, execution: Execution, action: Any, *, attempts: int,
     if spec.prepare is not None:
         payload["request"] = spec.prepare(run, execution, action)
     run_at = run.ctx.now() + (backoff(action, attempts) if attempts else timedelta(0))
-    run.ctx.session.execute(jobs_table.insert(), {
+    run.execute(jobs_table.insert(), {
         "id": new_id(), "instance_id": run.id, "execution_id": execution["id"],
         "kind": "action", "payload": payload, "run_at": run_at, "status": "queued",
         "attempts": attempts, "max_attempts": retries_of(action) + 1, "last_error": error,

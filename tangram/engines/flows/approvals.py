@@ -25,8 +25,12 @@ from tangram.metamodel import flows as fl
 
 def open_tasks(run: Run, execution: Execution, statuses: tuple[str, ...] = ("open",)
                ) -> list[dict[str, Any]]:
+    known = run.live_tasks(execution)
+    if known is not None and set(statuses) <= {"open", "queued"}:
+        return sorted((t for t in known if t["kind"] == "approve" and t["status"] in statuses),
+                      key=lambda t: (t["position"], t["created_at"]))
     t = tasks_table
-    rows = run.ctx.session.execute(
+    rows = run.execute(
         sa.select(t).where(t.c.execution_id == execution["id"], t.c.status.in_(statuses),
                            t.c.kind == "approve").order_by(t.c.position, t.c.created_at)
     ).mappings().all()
@@ -46,7 +50,7 @@ def add_tasks(run: Run, execution: Execution, user_ids: list[uuid.UUID], *,
              "acted_at": None, "read_at": None, "created_at": now, "version": 1}
             for i, u in enumerate(user_ids)]
     if rows:
-        run.ctx.session.execute(tasks_table.insert(), rows)
+        run.track_tasks(execution, rows)
         opened = [r for r in rows if r["status"] == "open"]
         for r in opened:
             run.notify([r["assignee_id"]], kind="task", task_id=r["id"],
@@ -98,38 +102,45 @@ register_node(NodeTypeSpec(
     "approval", {"zh": "审批", "en": "Approval"}, fl.ApprovalNode,
     lambda n: [n.next] + ([n.on_reject] if n.on_reject else [])
     + [a.next for s in n.timeouts for a in s.actions if isinstance(a, fl.TakePathAction)],
-    _enter_approval, waits=True, holds=("tasks", "timers"),
+    _enter_approval, waits=True, holds=("tasks", "timers"), timed=lambda n: bool(n.timeouts),
     doc="Tasks for the assignees; completes by mode any-one, all or in sequence."))
 
 
 # --- completion ------------------------------------------------------------------------
 
+_OPEN_TASKS = (tasks_table.update().where(tasks_table.c.id.in_(sa.bindparam("ids",
+                                                                             expanding=True)))
+               .values(status="open", version=tasks_table.c.version + 1))
+
+
+def _open(run: Run, execution: Execution, tasks: list[dict[str, Any]]) -> None:
+    """Queued tasks whose turn came."""
+    run.execute(_OPEN_TASKS, {"ids": [t["id"] for t in tasks]})
+    for task in tasks:  # the run's copies (when it knows them) follow
+        task["status"] = "open"
+        task["version"] += 1
+
+
 def after_approve(run: Run, execution: Execution, task: Mapping[str, Any]) -> None:
     """A task was approved: open what waited for it, else complete by mode."""
     node: fl.ApprovalNode = run.node(execution["node"])
-    t = tasks_table
-    s = run.ctx.session
-    waiting = s.execute(sa.select(t.c.id).where(t.c.execution_id == execution["id"],
-                                                t.c.status == "queued",
-                                                t.c.waits_for == task["id"])).scalars().all()
+    pending = open_tasks(run, execution, ("open", "queued"))
+    waiting = [r for r in pending if r["status"] == "queued" and r["waits_for"] == task["id"]]
     if waiting:
-        s.execute(t.update().where(t.c.id.in_(waiting))
-                  .values(status="open", version=t.c.version + 1))
+        _open(run, execution, waiting)
         return
     if node.mode == "any":
         complete(run, execution, "approved")
         return
-    remaining = open_tasks(run, execution, ("open", "queued"))
     if node.mode == "all":
-        if not remaining:
+        if not pending:
             complete(run, execution, "approved")
         return
-    if any(r["status"] == "open" for r in remaining):
+    if any(r["status"] == "open" for r in pending):
         return
-    queued = [r for r in remaining if r["waits_for"] is None]
+    queued = [r for r in pending if r["waits_for"] is None]
     if queued:
-        s.execute(t.update().where(t.c.id == queued[0]["id"])
-                  .values(status="open", version=t.c.version + 1))
+        _open(run, execution, queued[:1])
         run.notify([queued[0]["assignee_id"]], kind="task", task_id=queued[0]["id"],
                    title=f"{run.title()}: {execution['node']}",
                    body="A task waits for your decision.")
@@ -183,7 +194,7 @@ def _escalate(run: Run, execution: Execution, action: fl.EscalateAction) -> None
         return
     if action.replace:
         t = tasks_table
-        run.ctx.session.execute(t.update().where(t.c.id.in_([c["id"] for c in current]))
+        run.change(t.update().where(t.c.id.in_([c["id"] for c in current]))
                                 .values(status="cancelled", version=t.c.version + 1))
     have = {c["assignee_id"] for c in current} if not action.replace else set()
     new = [u for u in targets if u not in have]
@@ -194,7 +205,7 @@ def _escalate(run: Run, execution: Execution, action: fl.EscalateAction) -> None
 def _auto_decide(run: Run, execution: Execution, action: fl.AutoDecideAction) -> None:
     t = tasks_table
     for task in open_tasks(run, execution, ("open", "queued")):
-        run.ctx.session.execute(t.update().where(t.c.id == task["id"]).values(
+        run.change(t.update().where(t.c.id == task["id"]).values(
             status="approved" if action.decision == "approve" else "rejected",
             decision=action.decision, comment="decided automatically after the timeout",
             acted_at=run.ctx.now(), version=t.c.version + 1))

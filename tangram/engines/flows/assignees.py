@@ -16,9 +16,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from tangram.db.prepared import Prepared
 from tangram.engines.context import Actor
 from tangram.engines.directory import departments_table, user_departments_table, users_table
 from tangram.engines.expressions import compile_expression
+from tangram.engines.notify.service import remember_preferences
+from tangram.engines.notify.tables import preferences_table
 from tangram.metamodel import flows as fl
 
 RoleResolver = Callable[[Session, str, str], list[uuid.UUID]]
@@ -62,25 +65,44 @@ def as_user_id(value: Any) -> uuid.UUID | str | None:
     return None
 
 
+_ACTIVE_USERS = sa.select(users_table.c.id, users_table.c.username).where(
+    sa.or_(users_table.c.id.in_(sa.bindparam("ids", expanding=True)),
+           users_table.c.username.in_(sa.bindparam("names", expanding=True))),
+    users_table.c.status == "active")
+# With the user's notification preferences: a task's assignee is notified
+# next, and this saves reading them again (remember_preferences).
+_ACTIVE_USER = Prepared(
+    sa.select(users_table.c.id, users_table.c.username, preferences_table.c.channel,
+              preferences_table.c.enabled)
+    .outerjoin(preferences_table, preferences_table.c.user_id == users_table.c.id)
+    .where(sa.or_(users_table.c.id == sa.bindparam("id"),
+                  users_table.c.username == sa.bindparam("name")),
+           users_table.c.status == "active"))
+
+
 def lookup_users(session: Session, refs: Iterable[Any]) -> list[uuid.UUID]:
     """Ids of the active users named by id or username, in the order given."""
     parsed = [r for r in (as_user_id(v) for v in refs) if r is not None]
     ids = {r for r in parsed if isinstance(r, uuid.UUID)}
     names = {r for r in parsed if isinstance(r, str)}
-    u = users_table
-    cond = []
-    if ids:
-        cond.append(u.c.id.in_(ids))
-    if names:
-        cond.append(u.c.username.in_({n.lower() for n in names}))
-    if not cond:
+    if not ids and not names:
         return []
-    rows = session.execute(sa.select(u.c.id, u.c.username)
-                           .where(sa.or_(*cond), u.c.status == "active")).all()
+    if len(ids) + len(names) == 1:  # the common case: a prepared statement
+        matched = _ACTIVE_USER.all(session, {"id": next(iter(ids), None),
+                                             "name": next(iter(names), "").lower()})
+        rows = [(r["id"], r["username"]) for r in matched]
+        preferences: dict[uuid.UUID, dict[str, bool]] = {r["id"]: {} for r in matched}
+        for r in matched:
+            if r["channel"] is not None:
+                preferences[r["id"]][r["channel"]] = bool(r["enabled"])
+        remember_preferences(session, preferences)
+    else:
+        rows = [(r.id, r.username) for r in session.execute(_ACTIVE_USERS, {
+            "ids": list(ids), "names": sorted({n.lower() for n in names})})]
     by_ref: dict[Any, uuid.UUID] = {}
-    for r in rows:
-        by_ref[r.id] = r.id
-        by_ref[r.username] = r.id
+    for user_id, username in rows:
+        by_ref[user_id] = user_id
+        by_ref[username] = user_id
     out: list[uuid.UUID] = []
     for ref in parsed:
         found = by_ref.get(ref.lower() if isinstance(ref, str) else ref)

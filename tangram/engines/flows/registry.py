@@ -25,6 +25,9 @@ class NodeTypeSpec:
     enter: Callable[[Run, Any, Execution], None]
     waits: bool = False  # may stay active across transactions (a timeout may apply)
     holds: tuple[str, ...] = ()  # what a token here may own: tasks, timers, jobs
+    # Whether a token at this node may own timers (an approval without
+    # timeouts never does, so leaving it cancels none).
+    timed: Callable[[Any], bool] = lambda node: True
     doc: str = ""
 
 

@@ -4,8 +4,18 @@ A step is everything that happens in one transaction: a trigger starts an
 instance and runs it until every token waits (an approval, a delay, a join,
 a queued HTTP call) or the instance ends; a task action, a due timer or a
 finished job moves one token and runs on the same way. Every step first
-locks the instance row (``SELECT … FOR UPDATE``), so two steps of one
-instance never interleave, whichever process runs them.
+locks the instance row (an ``UPDATE … RETURNING`` that bumps its
+``row_version``), so two steps of one instance never interleave, whichever
+process runs them.
+
+Within a step the run keeps what it writes to its own state tables
+(executions, new tasks, history, the instance row) and writes it in a few
+statements when the step ends — or earlier, before any statement that reads
+or changes those tables (:meth:`Run.execute`, :meth:`Run.change`). It also knows
+the instance's live state (active executions and their open or queued tasks)
+when it read that state under the lock or created it in this step, so the
+common step needs no re-reads; any write it cannot follow makes it forget that
+knowledge and read again.
 
     iid = start_instance(ctx, app="crm", flow="contract_approval", record_id=rid,
                          started_by=user_id, trigger="submitted")
@@ -13,16 +23,20 @@ instance never interleave, whichever process runs them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from datetime import date, datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
 
 from tangram.db import new_id
+from tangram.db.prepared import Batch, Prepared
+from tangram.db.returning import returned_subquery
+from tangram.db.upsert import prepared_upsert
 from tangram.engines.access import AllowAll
 from tangram.engines.context import SYSTEM_ACTOR, EngineContext
 from tangram.engines.expressions import EvalContext, compile_expression
@@ -70,29 +84,42 @@ class Loaded:
 _cache: dict[uuid.UUID, Loaded] = {}
 _cache_lock = threading.Lock()
 
+_d, _v = definitions_table, definition_versions_table
+_VERSION_BASE = (sa.select(_v.c.id, _v.c.version).join(_d, _d.c.id == _v.c.definition_id)
+                 .where(_d.c.app == sa.bindparam("app"), _d.c.kind == "flow",
+                        _d.c.key == sa.bindparam("flow")))
+_VERSION_ROW = Prepared(_VERSION_BASE.where(_v.c.version == sa.bindparam("version")))
+_LATEST_ROW = Prepared(_VERSION_BASE.where(_v.c.version == _d.c.latest_version))
+_VERSION_BODY = Prepared(sa.select(_v.c.body).where(_v.c.id == sa.bindparam("id")))
+
 
 def load_version(session: Any, *, app: str, flow: str, version: int | None = None) -> Loaded:
     """The given version of a flow (default: the newest published one).
 
     Versions are immutable, so the parsed flow is cached by the id of the
     version row; a new version is a new row, never a stale cache entry."""
-    d, v = definitions_table, definition_versions_table
-    stmt = (sa.select(v.c.id, v.c.version).join(d, d.c.id == v.c.definition_id)
-            .where(d.c.app == app, d.c.kind == "flow", d.c.key == flow))
-    stmt = (stmt.where(v.c.version == version) if version is not None
-            else stmt.where(v.c.version == d.c.latest_version))
-    row = session.execute(stmt).first()
+    if version is None:
+        row = _LATEST_ROW.first(session, {"app": app, "flow": flow})
+    else:
+        row = _VERSION_ROW.first(session, {"app": app, "flow": flow, "version": version})
     if row is None:
         raise NotFound(f"flow {flow!r} of app {app!r} is not published"
                        + (f" at version {version}" if version is not None else ""))
-    loaded = _cache.get(row.id)
+    return _loaded(session, app=app, flow=flow, version=row["version"], version_id=row["id"])
+
+
+def _loaded(session: Any, *, app: str, flow: str, version: int,
+            version_id: uuid.UUID) -> Loaded:
+    loaded = _cache.get(version_id)
     if loaded is None:
-        body = session.execute(sa.select(v.c.body).where(v.c.id == row.id)).scalar_one()
+        found = _VERSION_BODY.first(session, {"id": version_id})
+        assert found is not None
+        body = found["body"]
         model = Flow.model_validate(body)
-        loaded = Loaded(app=app, key=flow, version=row.version, version_id=row.id, flow=model,
-                        nodes={n.key: n for n in model.nodes})
+        loaded = Loaded(app=app, key=flow, version=version, version_id=version_id,
+                        flow=model, nodes={n.key: n for n in model.nodes})
         with _cache_lock:
-            _cache[row.id] = loaded
+            _cache[version_id] = loaded
     return loaded
 
 
@@ -138,14 +165,87 @@ def system_context(ctx: EngineContext) -> EngineContext:
     return dataclasses.replace(ctx, actor=SYSTEM_ACTOR, policy=AllowAll())
 
 
+# --- statements of a step (built once; a new construct per call costs more than
+# the database round trip on SQLite) ---------------------------------------------------
+
+_i, _e, _t = instances_table, executions_table, tasks_table
+_EXECUTION_COLUMNS = tuple(c.name for c in _e.c)
+_EXECUTION_CHANGES = ("status", "data", "decision", "left_at")
+_INSTANCE_CHANGES = ("status", "outcome", "error", "ended_at")
+_VERSION_ID = returned_subquery(
+    sa.select(_v.c.id).join(_d, _d.c.id == _v.c.definition_id)
+    .where(_d.c.app == _i.c.app, _d.c.kind == "flow", _d.c.key == _i.c.flow,
+           _v.c.version == _i.c.version)).label("version_id")
+# Locking is bumping: the UPDATE takes the row lock (and waits for it), so the
+# step's later statements see everything the previous holder committed.
+LOCK = (_i.update().values(row_version=_i.c.row_version + 1)
+         .returning(*_i.c, _VERSION_ID))
+LOCK_BY_ID = Prepared(LOCK.where(_i.c.id == sa.bindparam("instance_id")))
+_INSTANCE_INSERT = Prepared(_i.insert(), column_keys=[c.name for c in _i.c])
+_INSTANCE_UPDATE = Prepared(_i.update().where(_i.c.id == sa.bindparam("_id"))
+                            .values({c: sa.bindparam(c) for c in _INSTANCE_CHANGES}))
+_EXECUTIONS_WRITE = prepared_upsert(_e, update=_EXECUTION_CHANGES)
+_TASKS_INSERT = Prepared(_t.insert(), column_keys=[c.name for c in _t.c])
+_HISTORY_INSERT = Prepared(history_table.insert(),
+                           column_keys=[c.name for c in history_table.c])
+_TIMER_INSERT = Prepared(timers_table.insert(), column_keys=[c.name for c in timers_table.c])
+def _waiting(t: sa.Table) -> sa.ColumnElement[bool]:
+    # Not IN (…): a literal list is an "expanding" parameter, which prepared
+    # statements cannot take.
+    return sa.or_(t.c.status == "open", t.c.status == "queued")
+
+
+def live_state(instance: sa.ColumnElement[Any]) -> Prepared:
+    """The active executions of an instance with their open or queued tasks."""
+    return Prepared(
+        sa.select(_e, *[c.label("task_" + c.name) for c in _t.c])
+        .outerjoin(_t, sa.and_(_t.c.execution_id == _e.c.id, _waiting(_t)))
+        .where(_e.c.instance_id == instance, _e.c.status == "active")
+        .order_by(_e.c.entered_at, _e.c.id, _t.c.position, _t.c.created_at))
+
+
+LIVE_BY_ID = live_state(sa.bindparam("instance_id"))
+_EXECUTION_BY_ID = Prepared(sa.select(_e).where(_e.c.id == sa.bindparam("id")))
+_ACTIVE_EXECUTIONS = Prepared(
+    sa.select(_e).where(_e.c.instance_id == sa.bindparam("instance_id"),
+                        _e.c.status == "active").order_by(_e.c.entered_at, _e.c.id))
+_CANCEL_TASKS = Prepared(
+    _t.update().where(_t.c.execution_id == sa.bindparam("b_execution"), _waiting(_t))
+    .values(status="cancelled", version=_t.c.version + 1))
+_CANCEL_TIMERS = Prepared(
+    timers_table.update().where(timers_table.c.execution_id == sa.bindparam("b_execution"),
+                                timers_table.c.status == "pending")
+    .values(status="cancelled"))
+_CANCEL_JOBS = Prepared(
+    jobs_table.update().where(jobs_table.c.execution_id == sa.bindparam("b_execution"),
+                              sa.or_(jobs_table.c.status == "queued",
+                                     jobs_table.c.status == "running"))
+    .values(status="cancelled"))
+
+
+def _split_live_state(rows: Any) -> tuple[dict[uuid.UUID, Execution],
+                                          dict[uuid.UUID, list[dict[str, Any]]]]:
+    executions: dict[uuid.UUID, Execution] = {}
+    tasks: dict[uuid.UUID, list[dict[str, Any]]] = {}
+    for row in rows:
+        exe = executions.get(row["id"])
+        if exe is None:
+            exe = executions[row["id"]] = {c: row[c] for c in _EXECUTION_COLUMNS}
+            tasks[exe["id"]] = []
+        if row["task_id"] is not None:
+            tasks[exe["id"]].append({c.name: row["task_" + c.name] for c in _t.c})
+    return executions, tasks
+
+
 # --- a run: one step of one instance ---------------------------------------------------
 
 class Run:
     """The state of one instance inside one transaction."""
 
-    def __init__(self, ctx: EngineContext, instance: Mapping[str, Any], loaded: Loaded) -> None:
+    def __init__(self, ctx: EngineContext, instance: Mapping[str, Any], loaded: Loaded, *,
+                 new: bool = False) -> None:
         self.ctx = ctx
-        self.sys = system_context(ctx)
+        self._sys: EngineContext | None = None
         self.inst = dict(instance)
         self.loaded = loaded
         self.flow = loaded.flow
@@ -154,10 +254,29 @@ class Run:
         self._steps = 0
         self._submitter: dict[str, Any] | None = None
         self.old: Mapping[str, Any] | None = None
+        # Writes not yet sent (see the module docstring).
+        self._new_instance = new
+        self._instance_changed = False
+        self._executions_out: dict[uuid.UUID, Execution] = {}
+        self._tasks_out: list[dict[str, Any]] = []
+        self._history_out: list[dict[str, Any]] = []
+        self._notifications_out: list[dict[str, Any]] = []
+        # The live state when known: active executions (by id, in entry order)
+        # and the open/queued tasks of each (approve and CC, by position).
+        self._live: dict[uuid.UUID, Execution] | None = {} if new else None
+        self._live_tasks: dict[uuid.UUID, list[dict[str, Any]]] | None = {} if new else None
+        self.batched: Any = None  # what ``open_run(also=…)`` sent with the lock
 
     @property
     def id(self) -> uuid.UUID:
         return cast(uuid.UUID, self.inst["id"])
+
+    @property
+    def sys(self) -> EngineContext:
+        """The step's context as the system (what flows do to records)."""
+        if self._sys is None:
+            self._sys = system_context(self.ctx)
+        return self._sys
 
     @property
     def running(self) -> bool:
@@ -165,6 +284,90 @@ class Run:
 
     def node(self, key: str) -> Any:
         return self.loaded.nodes[key]
+
+    # statements on the flow's own tables
+    def execute(self, statement: Any, params: Any = None) -> Any:
+        """Execute a statement on the state tables after writing what is pending
+        (a change through it must be applied to the run's copies by the caller)."""
+        self.flush()
+        return self.ctx.session.execute(statement, params)
+
+    def change(self, statement: Any, params: Any = None) -> Any:
+        """Execute a statement that changes tasks or executions in a way the run
+        does not follow: from here on it reads the live state from the tables."""
+        self.flush()
+        self._live = self._live_tasks = None
+        return self.ctx.session.execute(statement, params)
+
+    def flush(self) -> None:
+        """Write the pending rows: instance, executions, tasks, history."""
+        s = self.ctx.session
+        if not (self._new_instance or self._instance_changed or self._executions_out
+                or self._tasks_out or self._history_out or self._notifications_out):
+            return
+        from tangram.engines.notify.service import NOTIFICATION_INSERT
+
+        # One batch, in the order the foreign keys need.
+        with Batch(s) as batch:
+            if self._new_instance:
+                _INSTANCE_INSERT.send(batch, self.inst)
+            elif self._instance_changed:
+                _INSTANCE_UPDATE.send(batch, {"_id": self.id,
+                                              **{c: self.inst[c] for c in _INSTANCE_CHANGES}})
+            if self._executions_out:
+                _EXECUTIONS_WRITE.send(batch, many=list(self._executions_out.values()))
+            if self._tasks_out:
+                _TASKS_INSERT.send(batch, many=self._tasks_out)
+            if self._history_out:
+                _HISTORY_INSERT.send(batch, many=self._history_out)
+            if self._notifications_out:
+                NOTIFICATION_INSERT.send(batch, many=self._notifications_out)
+        self._new_instance = self._instance_changed = False
+        self._executions_out.clear()
+        self._tasks_out = []
+        self._history_out = []
+        self._notifications_out = []
+
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A savepoint around an action: on an error, what the action wrote —
+        in the database or still pending here — is undone, and the error goes on."""
+        self.flush()
+        savepoint = self.ctx.session.begin_nested()
+        try:
+            yield
+            self.flush()
+        except BaseException:
+            self._history_out, self._tasks_out, self._notifications_out = [], [], []
+            self._executions_out.clear()
+            self._live = self._live_tasks = None
+            savepoint.rollback()
+            raise
+        savepoint.commit()
+
+    def know_live_state(self, rows: list[dict[str, Any]]) -> None:
+        """The active executions and their open or queued tasks, read under the lock."""
+        self._live, self._live_tasks = _split_live_state(rows)
+
+    def live_task(self, task_id: uuid.UUID) -> dict[str, Any] | None:
+        for tasks in (self._live_tasks or {}).values():
+            for task in tasks:
+                if task["id"] == task_id:
+                    return task
+        return None
+
+    def live_tasks(self, execution: Execution) -> list[dict[str, Any]] | None:
+        """Open and queued tasks of an execution, if the run knows them."""
+        if self._live_tasks is None:
+            return None
+        return self._live_tasks.get(execution["id"], [])
+
+    def track_tasks(self, execution: Execution, rows: list[dict[str, Any]]) -> None:
+        """Tasks this step created (written at the end of the step)."""
+        self._tasks_out.extend(rows)
+        if self._live_tasks is not None:
+            self._live_tasks.setdefault(execution["id"], []).extend(
+                r for r in rows if r["status"] in ("open", "queued"))
 
     # values
     def record(self) -> dict[str, Any] | None:
@@ -182,16 +385,23 @@ class Run:
             self._submitter = actor.as_variables() if actor else SYSTEM_ACTOR.as_variables()
         return self._submitter
 
-    def variables(self) -> dict[str, Any]:
-        return {"record": self.record() or {}, "old": self.old or {},
-                "user": self.submitter_variables(), "vars": self.inst["variables"]}
+    def variables(self, names: Collection[str] | None = None) -> dict[str, Any]:
+        """Expression variables; ``names`` limits them to those an expression
+        mentions (reading the record or the submitter costs queries)."""
+        out: dict[str, Any] = {"old": self.old or {}, "vars": self.inst["variables"]}
+        if names is None or "record" in names:
+            out["record"] = self.record() or {}
+        if names is None or "user" in names:
+            out["user"] = self.submitter_variables()
+        return out
 
     def eval_context(self) -> EvalContext:
         return EvalContext(now=self.ctx.now(), timezone=self.ctx.timezone)
 
     def evaluate(self, source: str) -> Any:
-        return compile_expression(source, allowed_names=asg.EXPRESSION_NAMES).evaluate(
-            self.variables(), context=self.eval_context())
+        compiled = compile_expression(source, allowed_names=asg.EXPRESSION_NAMES)
+        return compiled.evaluate(self.variables(compiled.referenced_fields),
+                                 context=self.eval_context())
 
     def scope(self) -> asg.Scope:
         return asg.Scope(session=self.ctx.session, app=self.inst["app"],
@@ -199,7 +409,15 @@ class Run:
                          variables=self.variables(), eval_context=self.eval_context())
 
     def resolve(self, rules: list[Any]) -> list[uuid.UUID]:
-        return asg.resolve(rules, self.scope())
+        return asg.resolve(rules, self.scope_for(rules))
+
+    def scope_for(self, rules: list[Any]) -> asg.Scope:
+        """A scope that reads the record and the submitter only if a rule may need them."""
+        if all(r.kind == "user" for r in rules):
+            return asg.Scope(session=self.ctx.session, app=self.inst["app"],
+                             submitter_id=self.inst["started_by"], record=None,
+                             variables={}, eval_context=None)
+        return self.scope()
 
     def due(self, start: datetime, duration: fl.Duration, time: str,
             calendar: str | None) -> datetime:
@@ -210,7 +428,7 @@ class Run:
     # records of history and notifications
     def history(self, action: str, *, node: str | None = None, comment: str | None = None,
                 actor_id: uuid.UUID | None = None, **details: Any) -> None:
-        self.ctx.session.execute(history_table.insert(), {
+        self._history_out.append({
             "id": new_id(), "instance_id": self.id, "at": self.ctx.now(),
             "actor_id": actor_id if actor_id is not None else self.ctx.actor.id,
             "node": node, "action": action, "comment": comment,
@@ -226,7 +444,8 @@ class Run:
         if not user_ids and not group_channels:
             return
         notify(self.ctx, user_ids=user_ids, title=title, body=body, kind=kind,
-               group_channels=group_channels or (), instance_id=self.id, task_id=task_id)
+               group_channels=group_channels or (), instance_id=self.id, task_id=task_id,
+               in_app_rows=self._notifications_out)
 
     def title(self) -> str:
         from tangram.metamodel.common import localize
@@ -258,13 +477,16 @@ class Run:
                      "node_type": node.type, "status": "active", "scope_id": scope_id,
                      "data": {}, "decision": None, "entered_at": self.ctx.now(),
                      "left_at": None}
-        self.ctx.session.execute(executions_table.insert(), execution)
+        self._executions_out[execution["id"]] = execution
+        if self._live is not None:
+            self._live[execution["id"]] = execution
         return execution
 
     def update_execution(self, execution: Execution, **values: Any) -> None:
         execution.update(values)
-        self.ctx.session.execute(executions_table.update()
-                                 .where(executions_table.c.id == execution["id"]).values(**values))
+        self._executions_out[execution["id"]] = execution
+        if self._live is not None and execution["id"] in self._live:
+            self._live[execution["id"]] = execution
 
     def leave(self, execution: Execution, next_keys: list[str], *, decision: str | None = None,
               scope_id: Any = ...) -> None:
@@ -284,35 +506,53 @@ class Run:
     def close_waits(self, execution: Execution) -> None:
         """Cancel what still waits on a token that moved on: its open tasks,
         pending timers and queued jobs (a late timer then finds nothing)."""
-        holds = NODE_TYPES[execution["node_type"]].holds
+        spec = NODE_TYPES[execution["node_type"]]
+        holds = spec.holds
         if not holds:
             return
         s = self.ctx.session
-        exe = execution["id"]
+        exe = {"b_execution": execution["id"]}
         if "tasks" in holds:
-            t = tasks_table
-            s.execute(t.update().where(t.c.execution_id == exe,
-                                       t.c.status.in_(("open", "queued")))
-                      .values(status="cancelled", version=t.c.version + 1))
-        if "timers" in holds:
-            s.execute(timers_table.update().where(timers_table.c.execution_id == exe,
-                                                  timers_table.c.status == "pending")
-                      .values(status="cancelled"))
-        if "jobs" in holds:
-            s.execute(jobs_table.update().where(jobs_table.c.execution_id == exe,
-                                                jobs_table.c.status.in_(("queued", "running")))
-                      .values(status="cancelled"))
+            known = self.live_tasks(execution)
+            waiting = None if known is None else [
+                t for t in known if t["status"] in ("open", "queued")]
+            if waiting is None or waiting:
+                self.flush()
+                _CANCEL_TASKS.execute(s, exe)
+            for task in waiting or ():
+                task["status"] = "cancelled"
+                task["version"] += 1
+        if "timers" in holds and spec.timed(self.node(execution["node"])):
+            _CANCEL_TIMERS.execute(s, exe)
+        if "jobs" in holds and execution["data"].get("queued", True):
+            _CANCEL_JOBS.execute(s, exe)
 
     def active_executions(self) -> list[Execution]:
-        rows = self.ctx.session.execute(
-            sa.select(executions_table).where(executions_table.c.instance_id == self.id,
-                                              executions_table.c.status == "active")
-            .order_by(executions_table.c.entered_at)).mappings().all()
-        return [dict(r) for r in rows]
+        if self._live is not None:
+            return [e for e in self._live.values() if e["status"] == "active"]
+        self.flush()
+        return _ACTIVE_EXECUTIONS.all(self.ctx.session, {"instance_id": self.id})
+
+    def as_execution(self, row: Mapping[str, Any]) -> Execution:
+        """The run's own copy of an execution read from the table (one object per row)."""
+        if self._live is not None and row["id"] in self._live:
+            return self._live[row["id"]]
+        if row["id"] in self._executions_out:
+            return self._executions_out[row["id"]]
+        return dict(row)
+
+    def get_execution(self, execution_id: uuid.UUID) -> Execution | None:
+        if self._live is not None and execution_id in self._live:
+            return self._live[execution_id]
+        if execution_id in self._executions_out:
+            return self._executions_out[execution_id]
+        self.flush()
+        return _EXECUTION_BY_ID.first(self.ctx.session, {"id": execution_id})
 
     def add_timer(self, execution: Execution, *, kind: str, due_at: datetime,
                   payload: dict[str, Any]) -> None:
-        self.ctx.session.execute(timers_table.insert(), {
+        self.flush()  # the timer's execution row first
+        _TIMER_INSERT.execute(self.ctx.session, {
             "id": new_id(), "instance_id": self.id, "execution_id": execution["id"],
             "kind": kind, "payload": payload, "due_at": due_at, "status": "pending",
             "claimed_by": None, "lease_until": None, "fired_at": None})
@@ -320,8 +560,7 @@ class Run:
     # the instance as a whole
     def _set_instance(self, **values: Any) -> None:
         self.inst.update(values)
-        self.ctx.session.execute(instances_table.update()
-                                 .where(instances_table.c.id == self.id).values(**values))
+        self._instance_changed = True
 
     def finish(self, outcome: str, *, status: str = "completed", node: str | None = None,
                comment: str | None = None) -> None:
@@ -341,9 +580,10 @@ class Run:
         self._set_instance(status="failed", error=message)
         self.history("failed", node=execution["node"] if execution else None, error=message)
 
-    def bump(self) -> None:
-        self.ctx.session.execute(instances_table.update().where(instances_table.c.id == self.id)
-                                 .values(row_version=instances_table.c.row_version + 1))
+    def end_step(self) -> None:
+        """Run what is queued and write everything: the last call of every step."""
+        self.drain()
+        self.flush()
 
 
 def _jsonable(value: Any) -> Any:
@@ -353,7 +593,9 @@ def _jsonable(value: Any) -> Any:
         return [_jsonable(v) for v in value]
     if isinstance(value, uuid.UUID):
         return str(value)
-    if isinstance(value, datetime | date):
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, str | int | float | bool) or value is None:
         return value
@@ -362,29 +604,39 @@ def _jsonable(value: Any) -> Any:
 
 # --- opening a run --------------------------------------------------------------------
 
-def lock_instance(ctx: EngineContext, instance_id: uuid.UUID) -> dict[str, Any]:
-    """Read the instance row under a row lock: the serialization point of a step."""
-    row = ctx.session.execute(sa.select(instances_table)
-                              .where(instances_table.c.id == instance_id)
-                              .with_for_update()).mappings().first()
-    if row is None:
-        raise NotFound(f"flow instance {instance_id} does not exist")
-    return dict(row)
-
-
-def open_run(ctx: EngineContext, instance_id: uuid.UUID, *, require_running: bool = True) -> Run:
-    inst = lock_instance(ctx, instance_id)
+def open_run(ctx: EngineContext, instance_id: uuid.UUID | None, *,
+             require_running: bool = True, lock: Prepared = LOCK_BY_ID,
+             live: Prepared = LIVE_BY_ID, params: Mapping[str, Any] | None = None,
+             missing: str | None = None,
+             also: Callable[[Batch], Any] | None = None) -> Run:
+    """Lock the instance row (bumping its version) — the serialization point
+    of a step — and read its live state. Both go to the database together:
+    the read runs after the lock is granted, so it sees what the previous
+    holder committed. ``also`` sends more statements in the same batch."""
+    params = params or {"instance_id": instance_id}
+    with Batch(ctx.session) as batch:
+        locked = lock.send(batch, params)
+        state = live.send(batch, params)
+        extra = also(batch) if also is not None else None
+    inst = locked.first()
+    if inst is None:
+        raise NotFound(missing or f"flow instance {instance_id} does not exist")
+    version_id = inst.pop("version_id")
     if require_running and inst["status"] != "running":
-        raise Conflict(f"flow instance {instance_id} is {inst['status']}, not running")
-    loaded = load_version(ctx.session, app=inst["app"], flow=inst["flow"],
-                          version=inst["version"])
-    return Run(ctx, inst, loaded)
+        raise Conflict(f"flow instance {inst['id']} is {inst['status']}, not running")
+    if version_id is None:
+        raise NotFound(f"flow {inst['flow']!r} of app {inst['app']!r} is not published "
+                       f"at version {inst['version']}")
+    loaded = _loaded(ctx.session, app=inst["app"], flow=inst["flow"], version=inst["version"],
+                     version_id=version_id)
+    run = Run(ctx, inst, loaded)
+    run.know_live_state(state.all())
+    run.batched = extra
+    return run
 
 
 def get_execution(run: Run, execution_id: uuid.UUID) -> Execution | None:
-    row = run.ctx.session.execute(sa.select(executions_table)
-                                  .where(executions_table.c.id == execution_id)).mappings().first()
-    return dict(row) if row else None
+    return run.get_execution(execution_id)
 
 
 def start_instance(ctx: EngineContext, *, app: str, flow: str, record_id: Any = None,
@@ -407,13 +659,14 @@ def start_instance(ctx: EngineContext, *, app: str, flow: str, record_id: Any = 
                 "outcome": None, "variables": _jsonable(dict(variables or {})), "error": None,
                 "started_by": started_by, "started_at": ctx.now(), "ended_at": None,
                 "row_version": 1, "dedupe_key": dedupe_key}
-    ctx.session.execute(instances_table.insert(), instance)
-    run = Run(ctx, instance, loaded)
+    run = Run(ctx, instance, loaded, new=True)
+    if dedupe_key is not None:
+        run.flush()  # a duplicate start fails here, before any other write
     run.old = old
     run.history("started", node=start.key, actor_id=started_by, trigger=trigger,
                 version=loaded.version)
     run.enter(start.key, None)
-    run.drain()
+    run.end_step()
     return run.id
 
 
@@ -455,23 +708,22 @@ def _enter_split(run: Run, node: fl.ParallelSplitNode, execution: Execution) -> 
 
 def _enter_join(run: Run, node: fl.ParallelJoinNode, execution: Execution) -> None:
     split_exec_id = execution["scope_id"]
-    s = run.ctx.session
     e = executions_table
-    waiting = s.execute(sa.select(e).where(e.c.instance_id == run.id, e.c.node == node.key,
-                                           e.c.status == "active", e.c.scope_id == split_exec_id,
-                                           e.c.id != execution["id"])).mappings().first()
+    waiting = run.execute(sa.select(e).where(e.c.instance_id == run.id, e.c.node == node.key,
+                                          e.c.status == "active", e.c.scope_id == split_exec_id,
+                                          e.c.id != execution["id"])).mappings().first()
     split = node.split
     needed = len(run.node(split).branches) if node.mode == "all" else node.n
     outer = None
     if split_exec_id is not None:
-        parent = s.execute(sa.select(e.c.scope_id).where(e.c.id == split_exec_id)).first()
-        outer = parent.scope_id if parent else None
+        parent = run.get_execution(split_exec_id)
+        outer = parent["scope_id"] if parent else None
     if waiting is None:
         arrived = 1
         joiner = execution
     else:
         # This token merges into the join's waiting token.
-        joiner = dict(waiting)
+        joiner = run.as_execution(waiting)
         arrived = int(joiner["data"].get("arrived", 1)) + 1
         run.update_execution(execution, status="completed", decision="joined",
                              left_at=run.ctx.now())
@@ -481,12 +733,12 @@ def _enter_join(run: Run, node: fl.ParallelJoinNode, execution: Execution) -> No
     run.update_execution(joiner, data={**joiner["data"], "arrived": arrived})
     if node.mode == "first_n":
         # The branches still running are no longer needed.
-        others = s.execute(sa.select(e).where(e.c.instance_id == run.id,
-                                              e.c.status == "active",
-                                              e.c.scope_id == split_exec_id,
-                                              e.c.id != joiner["id"])).mappings().all()
+        others = run.execute(sa.select(e).where(e.c.instance_id == run.id,
+                                             e.c.status == "active",
+                                             e.c.scope_id == split_exec_id,
+                                             e.c.id != joiner["id"])).mappings().all()
         for other in others:
-            run.cancel_execution(dict(other))
+            run.cancel_execution(run.as_execution(other))
     run.history("joined", node=node.key, arrived=arrived)
     run.leave(joiner, [node.next], scope_id=outer)
 

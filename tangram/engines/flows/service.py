@@ -8,8 +8,9 @@ history, and the administrator's failed/stuck lists with retry and cancel.
 
 from __future__ import annotations
 
+import re
 import uuid
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,8 +27,10 @@ from tangram.engines.flows.tables import (
     tasks_table,
     timers_table,
 )
+from tangram.engines.flows.taskview import task_fields
 from tangram.engines.flows.triggers import sync_trigger
 from tangram.engines.flows.validate import check_flow, require_valid
+from tangram.engines.forms.fieldtypes import FIELD_KINDS
 from tangram.errors import Conflict, ErrorItem, NotFound, PermissionDenied
 from tangram.metamodel import storage
 from tangram.metamodel.common import localize
@@ -87,12 +90,39 @@ def publish_calendar(ctx: EngineContext, *, app: str, body: dict[str, Any]) -> i
 # --- reading -------------------------------------------------------------------------------
 
 def _iso(value: Any) -> Any:
-    return value.isoformat() if hasattr(value, "isoformat") else value
+    # The records API's own rendering: datetimes in UTC with "Z", dates as dates.
+    if isinstance(value, datetime):
+        return FIELD_KINDS["datetime"].to_json(value)
+    if isinstance(value, date):
+        return FIELD_KINDS["date"].to_json(value)
+    return value
 
 
-def _row(row: Any) -> dict[str, Any]:
-    return {k: (str(v) if isinstance(v, uuid.UUID) else _iso(v))
-            for k, v in dict(row).items()}
+def as_json(row: Any) -> dict[str, Any]:
+    """A row of the state tables as the API shows it: ids as text, times in
+    UTC with "Z" (as the records API writes them)."""
+    return {k: _json(v) for k, v in dict(row).items()}
+
+
+_row = as_json
+
+
+def _json(value: Any) -> Any:
+    """A column value as the API shows it (JSON columns too: the datetimes a
+    step noted in an execution's data or the history's details)."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json(v) for v in value]
+    if isinstance(value, str) and _ISO_UTC.match(value):
+        return value[:-6] + "Z"
+    return _iso(value)
+
+
+# A datetime stored in JSON by an earlier version (isoformat, "+00:00").
+_ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00$")
 
 
 def _task_json(ctx: EngineContext, row: Any) -> dict[str, Any]:
@@ -158,21 +188,17 @@ def task_view(ctx: EngineContext, *, task_id: uuid.UUID) -> dict[str, Any]:
     out["actions"] = list(getattr(node, "actions", [])) if row["status"] == "open" and \
         row["kind"] == "approve" else []
     record = None
+    rules = task_fields(ctx, app=row["app"], form=row["form"] or "", node=node)
     if row["record_id"] is not None and row["form"]:
         from tangram.engines.forms.records import get_record
 
-        # The task grants reading the record (the node's visible fields only);
-        # hidden fields of the approver's own form rights stay hidden.
+        # The task grants reading the record, narrowed by the approver's role
+        # field rules and the node's visible fields (taskview.TaskFields).
         full = get_record(system_context(ctx), app=row["app"], form=row["form"],
                           record_id=row["record_id"])
-        hidden = {k for k, v in ctx.policy.field_access(ctx.actor, row["app"],
-                                                        row["form"]).items() if v == "hidden"}
-        visible = getattr(node, "visible_fields", None)
-        record = {k: v for k, v in full.items()
-                  if k not in hidden and (visible is None or k in visible
-                                          or k in ("id", "version"))}
+        record = rules.narrow(full)
     out["record"] = record
-    out["editable_fields"] = list(getattr(node, "editable_fields", []))
+    out["editable_fields"] = rules.editable
     if ctx.actor.id == row["assignee_id"] and row["read_at"] is None:
         ctx.session.execute(t.update().where(t.c.id == task_id).values(read_at=ctx.now()))
     return out
@@ -249,8 +275,7 @@ def retry_instance(ctx: EngineContext, *, instance_id: uuid.UUID) -> dict[str, A
         if execution["data"].get("failed"):
             run.cancel_execution(execution, decision="retried")
             run.enter(execution["node"], execution["scope_id"])
-    run.drain()
-    run.bump()
+    run.end_step()
     return {"id": str(instance_id), "status": run.inst["status"], "error": run.inst["error"]}
 
 
@@ -262,7 +287,7 @@ def cancel_instance(ctx: EngineContext, *, instance_id: uuid.UUID,
     if run.inst["status"] not in ("running", "failed"):
         raise Conflict(f"instance {instance_id} is already {run.inst['status']}")
     run.finish("cancelled", status="cancelled", comment=comment)
-    run.bump()
+    run.flush()
     return {"id": str(instance_id), "status": "cancelled"}
 
 

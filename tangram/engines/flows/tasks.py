@@ -18,12 +18,14 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 
+from tangram.db.prepared import Prepared
 from tangram.engines.access import AllowAll
 from tangram.engines.context import EngineContext
 from tangram.engines.flows import approvals
 from tangram.engines.flows.assignees import lookup_users
-from tangram.engines.flows.runtime import Execution, Run, get_execution, open_run
-from tangram.engines.flows.tables import tasks_table
+from tangram.engines.flows.runtime import LOCK, Execution, Run, live_state, open_run
+from tangram.engines.flows.tables import instances_table, tasks_table
+from tangram.engines.flows.taskview import task_fields
 from tangram.errors import Conflict, ErrorItem, NotFound, PermissionDenied, ValidationFailed
 from tangram.metamodel import flows as fl
 
@@ -48,16 +50,45 @@ class TaskActionSpec:
     closes: str | None = None  # the status the acted task ends in (conditional update)
 
 
+def _close_statement(*where: sa.ColumnElement[bool]) -> Prepared:
+    t = tasks_table
+    return Prepared(
+        t.update().where(t.c.id == sa.bindparam("_id"), t.c.status == "open", *where)
+        .values(status=sa.bindparam("status"), decision=sa.bindparam("decision"),
+                comment=sa.bindparam("comment"), acted_by=sa.bindparam("acted_by"),
+                acted_at=sa.bindparam("acted_at"), version=t.c.version + 1))
+
+
+_CLOSE = _close_statement(tasks_table.c.version == sa.bindparam("_version"))
+# Sent with the instance lock by act_on_task, before the task is read: it
+# closes the task only if it is the actor's open approval task (at the
+# version the client read, if it says); the checks that follow decide
+# whether the step goes on, and a refused step rolls the close back.
+_CLOSE_MINE = _close_statement(
+    tasks_table.c.assignee_id == sa.bindparam("_actor"), tasks_table.c.kind == "approve",
+    sa.or_(sa.bindparam("_version", type_=sa.Integer).is_(None),
+           tasks_table.c.version == sa.bindparam("_version", type_=sa.Integer)))
+
+
 def _close(run: Run, task: dict[str, Any], status: str, params: ActionParams,
            decision: str | None = None) -> None:
-    t = tasks_table
-    result = run.ctx.session.execute(
-        t.update().where(t.c.id == task["id"], t.c.status == "open",
-                         t.c.version == task["version"])
-        .values(status=status, decision=decision or status, comment=params.comment,
-                acted_by=run.ctx.actor.id, acted_at=run.ctx.now(), version=t.c.version + 1))
-    if cast(sa.CursorResult[Any], result).rowcount != 1:
+    # The instance lock already serializes actions on this task; the
+    # condition on status and version is the second line of defence.
+    values = {"status": status, "decision": decision or status, "comment": params.comment,
+              "acted_by": run.ctx.actor.id, "acted_at": run.ctx.now()}
+    preclosed = run.batched
+    if preclosed is not None and preclosed[0] == task["id"]:
+        # Closed with the lock (act_on_task), with these values.
+        _, result, values = preclosed
+        changed = result.rowcount
+        run.batched = None
+    else:
+        run.flush()
+        changed = _CLOSE.execute(run.ctx.session,
+                                 {"_id": task["id"], "_version": task["version"], **values})
+    if changed != 1:
         raise Conflict("someone else acted on this task at the same moment; reload it")
+    task.update(values, version=task["version"] + 1)
 
 
 def _targets(run: Run, params: ActionParams, what: str, *, one: bool = False
@@ -74,11 +105,9 @@ def _edit_record(run: Run, execution: Execution, params: ActionParams) -> None:
     if not params.values:
         return
     node: fl.ApprovalNode = run.node(execution["node"])
-    refused = sorted(set(params.values) - set(node.editable_fields))
-    if refused:
-        raise PermissionDenied(f"fields {', '.join(refused)} cannot be edited at node "
-                               f"{node.key!r}; editable here: "
-                               f"{', '.join(node.editable_fields) or 'none'}")
+    # The node's editable fields, less those the approver's roles hide or make read-only.
+    task_fields(run.ctx, app=run.inst["app"], form=run.inst["form"],
+                node=node).check_edit(params.values, node.key)
     from tangram.engines.forms.records import update_record
 
     # The node grants these edits, whatever the approver's own form rights.
@@ -150,9 +179,8 @@ def _transfer(run: Run, execution: Execution | None, task: dict[str, Any] | None
                               waits_for=task["waits_for"])
     # Whatever waited for the old task now waits for the new one.
     t = tasks_table
-    run.ctx.session.execute(t.update().where(t.c.waits_for == task["id"],
-                                             t.c.status == "queued")
-                            .values(waits_for=new[0]))
+    run.change(t.update().where(t.c.waits_for == task["id"], t.c.status == "queued")
+               .values(waits_for=new[0]))
     run.history("transfer", node=task["node"], comment=params.comment, to=to)
 
 
@@ -164,15 +192,15 @@ def _add_signer(run: Run, execution: Execution | None, task: dict[str, Any] | No
     if params.position == "before":
         # The new signers decide first; this task waits for the last of them.
         ids = approvals.add_tasks(run, execution, users, start_position=task["position"])
-        res = run.ctx.session.execute(
+        res = run.change(
             t.update().where(t.c.id == task["id"], t.c.status == "open",
                              t.c.version == task["version"])
             .values(status="queued", waits_for=ids[-1], version=t.c.version + 1))
         if cast(sa.CursorResult[Any], res).rowcount != 1:
             raise Conflict("someone else acted on this task at the same moment; reload it")
         for earlier, later in zip(ids, ids[1:], strict=False):
-            run.ctx.session.execute(t.update().where(t.c.id == later)
-                                    .values(status="queued", waits_for=earlier))
+            run.change(t.update().where(t.c.id == later)
+                       .values(status="queued", waits_for=earlier))
     elif params.position == "after":
         previous = task["id"]
         for u in users:
@@ -206,7 +234,7 @@ def _withdraw(run: Run, execution: Execution | None, task: dict[str, Any] | None
               params: ActionParams) -> None:
     if not run.flow.allow_withdraw_after_action:
         t = tasks_table
-        acted = run.ctx.session.execute(
+        acted = run.execute(
             sa.select(t.c.node, t.c.acted_by).where(
                 t.c.instance_id == run.id, t.c.kind == "approve", t.c.acted_by.is_not(None),
                 t.c.acted_by != run.inst["started_by"])).first()
@@ -219,7 +247,7 @@ def _withdraw(run: Run, execution: Execution | None, task: dict[str, Any] | None
 def _urge(run: Run, execution: Execution | None, task: dict[str, Any] | None,
           params: ActionParams) -> None:
     t = tasks_table
-    users = list(run.ctx.session.execute(
+    users = list(run.execute(
         sa.select(t.c.assignee_id).where(t.c.instance_id == run.id, t.c.status == "open",
                                          t.c.kind == "approve")).scalars())
     run.notify(users, kind="urge", title=f"{run.title()}: please decide",
@@ -254,12 +282,18 @@ TASK_ACTIONS: dict[str, TaskActionSpec] = {spec.kind: spec for spec in (
 INSTANCE_ACTIONS = ("withdraw", "urge", "comment")
 
 
+_TASK = Prepared(sa.select(tasks_table).where(tasks_table.c.id == sa.bindparam("id")))
+_INSTANCE_OF_TASK = sa.select(tasks_table.c.instance_id).where(
+    tasks_table.c.id == sa.bindparam("task_id")).scalar_subquery()
+_LOCK_BY_TASK = Prepared(LOCK.where(instances_table.c.id == _INSTANCE_OF_TASK))
+_LIVE_BY_TASK = live_state(_INSTANCE_OF_TASK)
+
+
 def _task(ctx: EngineContext, task_id: uuid.UUID) -> dict[str, Any]:
-    row = ctx.session.execute(sa.select(tasks_table).where(tasks_table.c.id == task_id)
-                              ).mappings().first()
+    row = _TASK.first(ctx.session, {"id": task_id})
     if row is None:
         raise NotFound(f"task {task_id} does not exist")
-    return dict(row)
+    return row
 
 
 def act_on_task(ctx: EngineContext, *, task_id: uuid.UUID, action: str,
@@ -269,9 +303,23 @@ def act_on_task(ctx: EngineContext, *, task_id: uuid.UUID, action: str,
     if spec is None or spec.by == "submitter":
         raise NotFound(f"no task action {action!r}; task actions: "
                        f"{', '.join(k for k, s in TASK_ACTIONS.items() if s.by != 'submitter')}")
-    instance_id = _task(ctx, task_id)["instance_id"]
-    run = open_run(ctx, instance_id, require_running=False)
-    task = _task(ctx, task_id)  # read again under the instance lock
+    # Lock the task's instance, read its live state and (for a closing
+    # action) close the task, in one batch: what is read after the lock is
+    # what the last step committed.
+    closing: dict[str, Any] | None = None
+    if spec.closes is not None:
+        values = {"status": spec.closes, "decision": action, "comment": params.comment,
+                  "acted_by": ctx.actor.id, "acted_at": ctx.now()}
+        closing = {"_id": task_id, "_actor": ctx.actor.id, "_version": params.version,
+                   **values}
+    run = open_run(ctx, None, require_running=False, lock=_LOCK_BY_TASK, live=_LIVE_BY_TASK,
+                   params={"task_id": task_id, **(closing or {})},
+                   missing=f"task {task_id} does not exist",
+                   also=(lambda batch: (task_id, _CLOSE_MINE.send(batch, closing), values))
+                   if closing else None)
+    task = run.live_task(task_id)
+    if task is None:  # not open or queued: read it for the message
+        task = _task(ctx, task_id)
     if task["assignee_id"] != ctx.actor.id:
         raise PermissionDenied("this task is assigned to someone else")
     if task["kind"] != "approve":
@@ -288,11 +336,12 @@ def act_on_task(ctx: EngineContext, *, task_id: uuid.UUID, action: str,
     if action not in node.actions:
         raise PermissionDenied(f"action {action!r} is not allowed at node {node.key!r}; "
                                f"allowed: {', '.join(node.actions)}")
-    execution = get_execution(run, task["execution_id"])
+    execution = run.get_execution(task["execution_id"])
     spec.apply(run, execution, task, params)
-    run.drain()
-    run.bump()
-    return _task(ctx, task_id)
+    run.end_step()
+    # A closing action changed the run's copy of the task; others may have
+    # changed the row through statements the run does not follow.
+    return dict(task) if spec.closes else _task(ctx, task_id)
 
 
 def _closed_message(task: dict[str, Any]) -> str:
@@ -320,13 +369,11 @@ def act_on_instance(ctx: EngineContext, *, instance_id: uuid.UUID, action: str,
     if action != "comment" and not run.running:
         raise Conflict(f"the request is already {run.inst['status']}")
     spec.apply(run, None, None, params)
-    run.drain()
-    run.bump()
+    run.end_step()
     return {"id": str(run.id), "status": run.inst["status"], "outcome": run.inst["outcome"]}
 
 
 def _involved(run: Run, user_id: uuid.UUID | None) -> bool:
     t = tasks_table
-    return run.ctx.session.execute(sa.select(t.c.id).where(t.c.instance_id == run.id,
-                                                           t.c.assignee_id == user_id)
-                                   ).first() is not None
+    return run.execute(sa.select(t.c.id).where(t.c.instance_id == run.id,
+                                               t.c.assignee_id == user_id)).first() is not None

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from croniter import croniter
 
+from tangram.db.types import UTCDateTime
 from tangram.engines.context import EngineContext
 from tangram.engines.flows.runtime import (
     Loaded,
@@ -297,12 +298,18 @@ def _tick_date(ctx: EngineContext, trigger: fl.DateRelativeTrigger, loaded: Load
     rt = get_runtime(ctx.session, loaded.app, loaded.flow.form)
     table = rt.table
     column = table.c[trigger.field]
+    zone = ZoneInfo(ctx.timezone)
     stmt = sa.select(table.c.id, column).where(table.c.deleted_at.is_(None), column.is_not(None))
     if not trigger.yearly:
-        stmt = stmt.where(column == target)
+        if isinstance(column.type, UTCDateTime):
+            # A date-time field: the target day is a day in the organization's zone.
+            first = datetime.combine(target, datetime.min.time(), zone)
+            stmt = stmt.where(column >= first, column < first + timedelta(days=1))
+        else:
+            stmt = stmt.where(column == target)
     started = 0
     for rid, value in ctx.session.execute(stmt).all():
-        day = value.date() if isinstance(value, datetime) else value
+        day = value.astimezone(zone).date() if isinstance(value, datetime) else value
         if trigger.yearly and not _same_day_of_year(day, target):
             continue
         key = f"{loaded.app}:{loaded.key}:{rid}:{today.isoformat()}"

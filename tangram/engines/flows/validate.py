@@ -236,11 +236,10 @@ class _Checker:
                            "(minute hour day month weekday)", ".trigger.cron")
 
     def action(self, n: fl.ActionNode, a: Any) -> None:
-        if isinstance(a, fl.UpdateRecordAction | fl.AssignOwnerAction) and not self.flow.form:
+        if isinstance(a, fl.AssignOwnerAction) and not self.flow.form:
             self.error(n, "no_form", f"{a.kind} needs the flow's form", ".action")
         if isinstance(a, fl.UpdateRecordAction):
-            for key in [*a.values, *a.expressions]:
-                self.field(n, key, ".action.values")
+            self.update_target(n, a)
         if isinstance(a, fl.UpdateRecordAction | fl.CreateRecordAction):
             for key, source in a.expressions.items():
                 self.expression(n, source, f".action.expressions.{key}")
@@ -254,6 +253,7 @@ class _Checker:
                     if key not in keys:
                         self.error(n, "unknown_field", f"form {a.form!r} has no field {key!r}",
                                    ".action.values")
+            self.assignees(n, a.owner, ".action.owner")
         if isinstance(a, fl.NotifyAction):
             self.assignees(n, a.to, ".action.to")
             self.template(n, a.title, ".action.title")
@@ -268,6 +268,50 @@ class _Checker:
                 storage.find_definition(self.session, app=self.app, kind="flow",
                                         key=a.flow) is None:
             self.error(n, "unknown_flow", f"flow {a.flow!r} does not exist", ".action.flow")
+
+    def _form_body(self, form: str) -> dict[str, Any] | None:
+        return storage.latest_body(self.session, app=self.app, kind="form", key=form)
+
+    def update_target(self, n: fl.ActionNode, a: fl.UpdateRecordAction) -> None:
+        """The target form exists (through the relation path, if any) and has
+        the fields the action sets, clears or filters on."""
+        target = a.target
+        if not isinstance(target, fl.FilterTarget) and not self.flow.form:
+            self.error(n, "no_form", "update_record of the flow's record (or a related one) "
+                       "needs the flow's form", ".action")
+            return
+        form = target.form if isinstance(target, fl.FilterTarget) else self.flow.form
+        assert form is not None
+        body = self._form_body(form)
+        if body is None:
+            self.error(n, "unknown_form", f"form {form!r} is not published", ".action.target")
+            return
+        if isinstance(target, fl.RelatedTarget):
+            for key in target.path.split("."):
+                f = next((f for f in body.get("fields", []) if f["key"] == key), None)
+                if f is None or f.get("type") != "relation":
+                    self.error(n, "not_relation", f"{key!r} is not a relation field of form "
+                               f"{form!r}", ".action.target.path")
+                    return
+                form = f["target"]
+                body = self._form_body(form)
+                if body is None:
+                    self.error(n, "unknown_form", f"form {form!r} is not published",
+                               ".action.target.path")
+                    return
+        keys = {f["key"] for f in body.get("fields", [])}
+        if isinstance(target, fl.FilterTarget):
+            for key, source in target.where.items():
+                if key not in keys | {"id", "owner"}:
+                    self.error(n, "unknown_field", f"form {form!r} has no field {key!r}",
+                               f".action.target.where.{key}")
+                self.expression(n, source, f".action.target.where.{key}")
+        for key in [*a.values, *a.expressions, *a.clear]:
+            if key not in keys:
+                self.error(n, "unknown_field", f"form {form!r} has no field {key!r}",
+                           ".action.values")
+        if a.owner is not None and a.owner.to:
+            self.assignees(n, a.owner.to, ".action.owner.to")
 
     def template(self, n: Any, source: str, suffix: str) -> None:
         from jinja2 import TemplateSyntaxError

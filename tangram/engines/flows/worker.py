@@ -34,10 +34,11 @@ from tangram.clock import Clock
 from tangram.db import session_factory
 from tangram.engines.context import EngineContext
 from tangram.engines.flows import actions, approvals
-from tangram.engines.flows.runtime import Execution, FlowError, Run, get_execution, open_run
+from tangram.engines.flows.runtime import Execution, FlowError, Run, open_run
 from tangram.engines.flows.tables import jobs_table, timers_table
 from tangram.engines.flows.triggers import tick_due_triggers
 from tangram.engines.notify.deliveries import run_due_deliveries
+from tangram.engines.reports.alerts import run_due_alerts
 from tangram.errors import Conflict, TangramError
 
 log = logging.getLogger(__name__)
@@ -122,15 +123,14 @@ class Worker:
                                                            fired_at=self.clock.now()))
             if cast(sa.CursorResult[Any], res).rowcount != 1:
                 return False  # cancelled meanwhile, or our lease ran out
-            execution = get_execution(run, timer["execution_id"])
+            execution = run.get_execution(timer["execution_id"])
             if not run.running or execution is None or execution["status"] != "active":
                 return False  # the step it guarded is over: a late timer does nothing
             try:
                 TIMER_KINDS[timer["kind"]](run, execution, timer["payload"])
             except TangramError as exc:
                 run.fail(f"node {execution['node']!r}: {exc.message}", execution=execution)
-            run.drain()
-            run.bump()
+            run.end_step()
             return True
 
     # jobs
@@ -174,7 +174,7 @@ class Worker:
             if still is None:
                 raise LeaseLost(f"job {job_id}: the claim of {self.worker_id} expired; "
                                 "another worker owns it now")
-            execution = get_execution(run, job["execution_id"])
+            execution = run.get_execution(job["execution_id"])
             if not run.running or execution is None or execution["status"] != "active":
                 s.execute(j.update().where(mine).values(status="cancelled",
                                                         finished_at=self.clock.now()))
@@ -182,14 +182,12 @@ class Worker:
             node = run.node(execution["node"])
             if error is None and job["payload"].get("request") is None:
                 # A database action that failed inline: retry it in this transaction.
-                savepoint = s.begin_nested()
                 try:
                     spec = actions.ACTION_KINDS[node.action.kind]
                     assert spec.run is not None
-                    spec.run(run, execution, node.action)
-                    savepoint.commit()
+                    with run.savepoint():
+                        spec.run(run, execution, node.action)
                 except TangramError as exc:
-                    savepoint.rollback()
                     run.forget_record()
                     error = exc.message
             if error is not None:
@@ -200,8 +198,7 @@ class Worker:
                 run.history("action_done", node=node.key, result=result or {},
                             attempt=job["attempts"])
                 run.leave(execution, [node.next], decision="done")
-            run.drain()
-            run.bump()
+            run.end_step()
             return True
 
     def _job_failed(self, run: Run, execution: Execution, job: Mapping[str, Any], node: Any,
@@ -211,12 +208,12 @@ class Worker:
         attempts = int(job["attempts"])
         run.history("action_failed", node=node.key, error=error, attempt=attempts)
         if attempts >= int(job["max_attempts"]):
-            run.ctx.session.execute(j.update().where(j.c.id == job["id"]).values(
+            run.execute(j.update().where(j.c.id == job["id"]).values(
                 status="failed", last_error=error, finished_at=now))
             run.fail(f"node {node.key!r}: {error} (after {attempts} attempts)",
                      execution=execution)
             return
-        run.ctx.session.execute(j.update().where(j.c.id == job["id"]).values(
+        run.execute(j.update().where(j.c.id == job["id"]).values(
             status="queued", last_error=error, claimed_by=None, lease_until=None,
             run_at=now + actions.backoff(node.action, attempts)))
 
@@ -232,6 +229,8 @@ class Worker:
             done += self._guarded(self.run_job, job_id)
         # Outbound webhooks, emails and robot messages (tangram.engines.notify).
         done += run_due_deliveries(self.sessions, self.clock)
+        # Report data alerts due now (tangram.engines.reports.alerts).
+        done += run_due_alerts(self.sessions, self.clock, timezone=self.timezone)
         return done
 
     def _guarded(self, fn: Callable[[uuid.UUID], bool], item: uuid.UUID) -> int:

@@ -32,15 +32,16 @@ MAX_TRANSFER = 5000
 
 
 def transfer_owner(ctx: EngineContext, *, app: str, form: str, record_ids: Iterable[Any],
-                   new_owner: uuid.UUID, source: str = "api") -> list[dict[str, Any]]:
-    """Set ``owner`` of every record to ``new_owner``; returns ``[{id, version}]``."""
+                   new_owner: uuid.UUID | None, source: str = "api") -> list[dict[str, Any]]:
+    """Set ``owner`` of every record to ``new_owner`` (None: no owner, e.g. a
+    lead back in the public pool); returns ``[{id, version}]``."""
     rt = get_runtime(ctx.session, app, form)
     ctx.policy.check_form_action(ctx.actor, app, form, "update")
     ids = list(dict.fromkeys(parse_id(i) for i in record_ids))
     if not ids or len(ids) > MAX_TRANSFER:
         raise ValidationFailed([ErrorItem(code="count", field="record_ids", message=(
             f"give 1 to {MAX_TRANSFER} record ids"))])
-    if not existing_user_ids(ctx.session, [new_owner]):
+    if new_owner is not None and not existing_user_ids(ctx.session, [new_owner]):
         raise ValidationFailed([ErrorItem(code="user_missing", field="owner",
                                           message=f"user {new_owner} does not exist")])
     now = ctx.now()

@@ -70,8 +70,13 @@ def check_form_in_app(ctx: EngineContext, app: str, form: Form) -> list[ErrorIte
                 f"forms: {', '.join(sorted(others))}")))
         if isinstance(f, fm.RollupField):
             errors.extend(_check_rollup(f, form, where, target_form))
+        if f.fill_from:
+            errors.extend(_check_fill_from(f, form.fields, where, target_form))
         if isinstance(f, fm.SubTableField):
             for j, sf in enumerate(f.fields):
+                if sf.fill_from:
+                    errors.extend(_check_fill_from(sf, f.fields, f"{where}.fields[{j}]",
+                                                   target_form))
                 if isinstance(sf, (fm.RelationField, fm.MultiRelationField)) \
                         and sf.target not in others:
                     errors.append(ErrorItem(code="unknown_form",
@@ -80,6 +85,30 @@ def check_form_in_app(ctx: EngineContext, app: str, form: Form) -> list[ErrorIte
                                             f"form {sf.target!r}"))
     errors.extend(_check_expression_fields(form))
     return errors
+
+
+def _check_fill_from(f: fm.FieldBase, siblings: list[Any], where: str, target_form: Any
+                     ) -> list[ErrorItem]:
+    """``fill_from`` names a relation among the field's siblings and a field of
+    its target form of the same type (numbers: any numeric type)."""
+    via_key, source_key = (f.fill_from or "").split(".", 1)
+    via = next((s for s in siblings if s.key == via_key), None)
+    if not isinstance(via, fm.RelationField):
+        return [ErrorItem(code="fill_from", path=f"{where}.fill_from", message=(
+            f"{via_key!r} must be a relation field beside {f.key!r}"))]
+    target = target_form(via.target)
+    source = target.field(source_key) if target is not None else None
+    if source is None:
+        return [ErrorItem(code="fill_from", path=f"{where}.fill_from", message=(
+            f"form {via.target!r} has no field {source_key!r}"))]
+    numeric = _is_numeric(f) and _is_numeric(source)
+    if source.type != f.type and not numeric and not (  # type: ignore[attr-defined]
+            f.type == "text" and source.type in {"text", "select", "autonumber",  # type: ignore[attr-defined]
+                                                "email", "phone", "url"}):
+        return [ErrorItem(code="fill_from", path=f"{where}.fill_from", message=(
+            f"{f.key!r} ({f.type}) cannot take {source_key!r} "  # type: ignore[attr-defined]
+            f"({source.type}) of {via.target!r}"))]  # type: ignore[attr-defined]
+    return []
 
 
 def _check_rollup(f: fm.RollupField, form: Form, where: str, target_form: Any

@@ -38,8 +38,9 @@ from tangram.engines.directory import (
     users_table,
 )
 from tangram.engines.expressions import EvalContext
-from tangram.engines.forms import events
+from tangram.engines.forms import events, links
 from tangram.engines.forms.files import accepts, descriptor, file_rows
+from tangram.engines.forms.fill import fill_linked
 from tangram.engines.forms.query import ListQuery, QueryContext, build_count, build_select
 from tangram.engines.forms.registry import FormRuntime, app_runtimes, get_runtime
 from tangram.engines.forms.systables import (
@@ -295,13 +296,17 @@ def _str(value: Any) -> str | None:
 def _prepare(ctx: EngineContext, rt: FormRuntime, data: Mapping[str, Any], *,
              old: dict[str, Any] | None, allow_read_only: bool,
              user: Mapping[str, Any] | None = None,
-             eval_context: EvalContext | None = None) -> tuple[Prepared, Outcome]:
+             eval_context: EvalContext | None = None, fill: bool = True,
+             given: Mapping[str, Any] | None = None) -> tuple[Prepared, Outcome]:
     if not isinstance(data, Mapping):
         raise ValidationFailed([ErrorItem(code="type", message="the record must be a JSON object")])
+    given = data if given is None else given
+    if fill:
+        data = fill_linked(ctx, rt, [(data, old)])[0]
     outcome = rt.validator.validate(
         data, old=old, user=user if user is not None else ctx.actor.as_variables(),
         eval_context=eval_context or _eval_context(ctx), language=ctx.language,
-        allow_read_only=allow_read_only)
+        allow_read_only=allow_read_only, filled=_filled_keys(given, data))
     columns = rt.column_key_set
     prepared = Prepared(values={k: v for k, v in outcome.values.items() if k in columns},
                         sub_rows=outcome.sub_rows)
@@ -309,6 +314,14 @@ def _prepare(ctx: EngineContext, rt: FormRuntime, data: Mapping[str, Any], *,
         prepared.multi = {k: outcome.values[k] or [] for k in rt.tables.joins
                           if k in outcome.values}
     return prepared, outcome
+
+
+def _filled_keys(given: Mapping[str, Any], data: Mapping[str, Any]) -> frozenset[str]:
+    """Top-level fields :func:`fill_linked` set (they may be read-only)."""
+    if data is given:
+        return frozenset()
+    return frozenset(k for k in data if k not in given or given[k] in (None, "", [], {})
+                     and given[k] != data[k])
 
 
 def _check_references(ctx: EngineContext, rt: FormRuntime, outcome: Outcome,
@@ -328,16 +341,9 @@ def _check_references(ctx: EngineContext, rt: FormRuntime, outcome: Outcome,
             code = "file_missing"
             _check_files(ctx, rt, rows, by_id, errors)
         else:
-            target = _target_runtime(ctx, rt, ref[1])
-            if target is None:
-                found = set()
-            else:
-                tt = target.table
-                stmt = sa.select(tt.c.id).where(tt.c.id.in_(ids), tt.c.deleted_at.is_(None))
-                scope = ctx.policy.row_predicate(ctx.actor, rt.app, target.key, tt, "read")
-                if scope is not None:
-                    stmt = stmt.where(scope)
-                found = {r.id for r in ctx.session.execute(stmt)}
+            # In the actor's read scope, unless the field allows links outside it.
+            found, by_id = links.narrow_refused(ctx, rt, _target_runtime(ctx, rt, ref[1]),
+                                                by_id)
             code = "relation_missing"
         for ident in ids - found:
             for path in by_id[ident]:
@@ -1027,9 +1033,11 @@ def check_new_rows(ctx: EngineContext, rt: FormRuntime, rows: Sequence[Mapping[s
     unique_keys = [f.key for f in rt.form.fields if f.unique
                    and rt.fields[f.key].kind.storage == "column"]
     user, eval_context = ctx.actor.as_variables(), _eval_context(ctx)
-    for i, data in enumerate(rows):
+    filled_rows = fill_linked(ctx, rt, [(data, None) for data in rows])
+    for i, (given, data) in enumerate(zip(rows, filled_rows, strict=True)):
         prepared, outcome = _prepare(ctx, rt, data, old=None, allow_read_only=allow_read_only,
-                                     user=user, eval_context=eval_context)
+                                     user=user, eval_context=eval_context, fill=False,
+                                     given=given)
         if outcome.errors:
             errors[i].extend(outcome.errors)
             prepared_rows.append(None)

@@ -249,7 +249,8 @@ class RecordValidator:
 
     def validate(self, data: Mapping[str, Any], *, old: Mapping[str, Any] | None,
                  user: Mapping[str, Any], eval_context: EvalContext, language: str = "zh",
-                 allow_read_only: bool = False, recompute: bool = False) -> Outcome:
+                 allow_read_only: bool = False, recompute: bool = False,
+                 filled: frozenset[str] = frozenset()) -> Outcome:
         """Validate ``data`` (a create when ``old`` is None, else a partial update;
         ``recompute`` refreshes every computed value, for backfills).
 
@@ -294,7 +295,7 @@ class RecordValidator:
             if plan is None:
                 errors.append(self._error(key, "unknown_field", language, field=key))
                 continue
-            if plan.read_only and not allow_read_only:
+            if plan.read_only and not allow_read_only and key not in filled:
                 errors.append(self._error(key, "read_only", language, label=plan.label))
                 continue
             given.add(key)

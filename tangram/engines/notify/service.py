@@ -17,8 +17,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
 from tangram.db import new_id
+from tangram.db.prepared import Prepared
 from tangram.engines.context import EngineContext
 from tangram.engines.directory import users_table
 from tangram.engines.flows.tables import notifications_table
@@ -39,16 +41,23 @@ KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
 def notify(ctx: EngineContext, *, user_ids: Iterable[uuid.UUID], title: str, body: str = "",
            kind: str = "notify", group_channels: Iterable[str] = (),
-           instance_id: uuid.UUID | None = None, task_id: uuid.UUID | None = None) -> None:
+           instance_id: uuid.UUID | None = None, task_id: uuid.UUID | None = None,
+           in_app_rows: list[dict[str, Any]] | None = None) -> None:
+    """``in_app_rows``: append the in-app notifications there instead of
+    inserting them (a caller that writes its rows in one batch inserts them
+    with :data:`NOTIFICATION_INSERT`)."""
     users = list(dict.fromkeys(user_ids))
     now = ctx.now()
     chosen = channels_of(ctx, users)
     in_app = [u for u in users if "in_app" in chosen[u]]
     if in_app:
-        ctx.session.execute(notifications_table.insert(), [
-            {"id": new_id(), "user_id": u, "kind": kind, "title": title[:300], "body": body,
-             "instance_id": instance_id, "task_id": task_id, "created_at": now,
-             "read_at": None} for u in in_app])
+        rows = [{"id": new_id(), "user_id": u, "kind": kind, "title": title[:300], "body": body,
+                 "instance_id": instance_id, "task_id": task_id, "created_at": now,
+                 "read_at": None} for u in in_app]
+        if in_app_rows is not None:
+            in_app_rows.extend(rows)
+        else:
+            NOTIFICATION_INSERT.executemany(ctx.session, rows)
     by_email = [u for u in users if "email" in chosen[u]]
     if by_email:
         u = users_table
@@ -66,17 +75,54 @@ def notify(ctx: EngineContext, *, user_ids: Iterable[uuid.UUID], title: str, bod
 
 # --------------------------------------------------------------------------- preferences
 
+_PREFERENCES = sa.select(preferences_table).where(
+    preferences_table.c.user_id.in_(sa.bindparam("users", expanding=True)))
+_USER_PREFERENCES = Prepared(sa.select(preferences_table).where(
+    preferences_table.c.user_id == sa.bindparam("user")))
+NOTIFICATION_INSERT = Prepared(notifications_table.insert(),
+                               column_keys=[c.name for c in notifications_table.c])
+
+
 def channels_of(ctx: EngineContext, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, set[str]]:
     """The personal channels each user receives notifications on."""
     defaults = {k for k, c in CHANNELS.items() if c.personal and c.default_enabled}
     out = {u: set(defaults) for u in user_ids}
     if not user_ids:
         return out
-    p = preferences_table
-    for row in ctx.session.execute(sa.select(p).where(p.c.user_id.in_(user_ids))).mappings():
+    known = _remembered(ctx.session)
+    if all(u in known for u in user_ids):
+        rows: Iterable[Mapping[str, Any]] = [
+            {"user_id": u, "channel": c, "enabled": on}
+            for u in user_ids for c, on in known[u].items()]
+    elif len(user_ids) == 1:  # a task's assignee, the common case: a prepared statement
+        rows = _USER_PREFERENCES.all(ctx.session, {"user": user_ids[0]})
+    else:
+        rows = [dict(r) for r in ctx.session.execute(_PREFERENCES, {"users": user_ids})
+                .mappings()]
+    for row in rows:
         (out[row["user_id"]].add if row["enabled"] else
          out[row["user_id"]].discard)(row["channel"])
     return out
+
+
+_REMEMBERED = "tangram.notify.preferences"
+
+
+def remember_preferences(session: Session, preferences: Mapping[uuid.UUID, Mapping[str, bool]]
+                         ) -> None:
+    """Preference rows (channel → enabled; no entry: the default) a caller
+    read anyway — e.g. with the users it looked up — so that notifying those
+    users in the same transaction does not read them again."""
+    _remembered(session).update({u: dict(p) for u, p in preferences.items()})
+
+
+def _remembered(session: Session) -> dict[uuid.UUID, dict[str, bool]]:
+    # Valid for the current transaction only (another one may see changes).
+    transaction = session.get_transaction()
+    holder = session.info.get(_REMEMBERED)
+    if holder is None or holder[0] is not transaction:
+        holder = session.info[_REMEMBERED] = (transaction, {})
+    return holder[1]  # type: ignore[no-any-return]
 
 
 def get_preferences(ctx: EngineContext) -> dict[str, Any]:
@@ -99,6 +145,7 @@ def set_preferences(ctx: EngineContext, *, channels: Mapping[str, bool]) -> dict
             message=f"{k!r} is not a personal channel; choose from {', '.join(personal)}")
             for k in unknown])
     p = preferences_table
+    ctx.session.info.pop(_REMEMBERED, None)
     for key, enabled in channels.items():
         ctx.session.execute(p.delete().where(p.c.user_id == ctx.actor.id, p.c.channel == key))
         ctx.session.execute(p.insert(), {"user_id": ctx.actor.id, "channel": key,

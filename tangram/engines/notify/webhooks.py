@@ -44,6 +44,12 @@ def set_owner_resolver(resolver: OwnerResolver | None) -> None:
     _resolver[0] = resolver or _default_resolver
 
 
+def act_as_owner(ctx: EngineContext, owner_id: uuid.UUID) -> tuple[Actor, AccessPolicy]:
+    """The actor and access policy of a user on whose behalf background work runs
+    (a webhook subscription's payloads, a report alert's checks)."""
+    return _resolver[0](ctx, owner_id)
+
+
 # --------------------------------------------------------------------------- subscriptions
 
 def _public(row: Mapping[str, Any] | sa.RowMapping, *, with_secret: bool = False) -> dict[str, Any]:

@@ -27,8 +27,10 @@ the report (``PermissionDenied`` naming the JSON path).
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -39,22 +41,36 @@ from sqlalchemy.sql import util as sql_util
 from tangram.db.types import ExactDecimal
 from tangram.engines.context import EngineContext
 from tangram.engines.directory import departments_table, users_table
+from tangram.engines.expressions import ExpressionError
 from tangram.engines.forms.query import FilterInvalid, QueryContext, compile_filter
 from tangram.engines.forms.registry import FormRuntime, app_runtimes
 from tangram.engines.forms.tables import FormTables
+from tangram.engines.reports import calculated as calc
 from tangram.engines.reports import registry as reg
 from tangram.engines.reports.dialect import AsFloat, BinIndex, DateBucket, ShiftPeriod, supports
 from tangram.engines.reports.params import (
+    filter_field_paths,
     filter_fields,
     referenced_parameters,
+    rename_links,
     resolve_parameters,
     substitute,
 )
-from tangram.engines.reports.paths import FieldRef, PathProblem, PathResolver
+from tangram.engines.reports.paths import (
+    FieldRef,
+    PathProblem,
+    PathResolver,
+    SubTableRows,
+    sub_table_rows,
+)
 from tangram.errors import DefinitionInvalid, ErrorItem, PermissionDenied
 from tangram.metamodel import reports as rm
 
 Expr = sa.ColumnElement[Any]
+
+# Constant markers of the result rows, written into the SQL (no parameters).
+_ZERO = sa.literal_column("0", sa.Integer)
+_ONE = sa.literal_column("1", sa.Integer)
 
 
 @dataclass
@@ -67,12 +83,24 @@ class OutputColumn:
     value_class: str  # registry value class; measures: "count" | "float" | the field's
     definition: Any
     ref: FieldRef | None = None
+    calc: CalcRef | None = None  # a calculated field (``expression``) instead of ``ref``
     scale: int | None = None  # decimals of Decimal values
     label_column: bool = False  # a d_<key>__label column carries display names
 
     @property
     def column(self) -> str:
         return ("d_" if self.role == "dimension" else "m_") + self.key
+
+
+@dataclass
+class CalcRef:
+    """A checked calculated field: its result class, scale and the fields it reads."""
+
+    source: str
+    value_class: str  # number, text, boolean, date, datetime, reference
+    scale: int
+    column_type: Any
+    refs: list[FieldRef]
 
 
 @dataclass
@@ -84,6 +112,8 @@ class CompiledReport:
     forms: tuple[str, ...]  # forms whose rows are read (their data versions key caches)
     parameters: dict[str, Any]
     dialect_name: str
+    _sql: dict[tuple[str, str], tuple[str, dict[str, Any]]] = field(
+        default_factory=dict, repr=False, compare=False)
 
     @property
     def dimensions(self) -> list[OutputColumn]:
@@ -94,9 +124,14 @@ class CompiledReport:
         return [c for c in self.columns if c.role == "measure"]
 
     def sql(self, dialect: Dialect) -> tuple[str, dict[str, Any]]:
-        """The SQL text with placeholders, and the parameters apart."""
-        compiled = self.statement.compile(dialect=dialect)
-        return str(compiled), dict(compiled.params)
+        """The SQL text with placeholders, and the parameters apart (compiled
+        once per dialect: a cached report answers from memory)."""
+        key = (dialect.name, dialect.paramstyle)
+        found = self._sql.get(key)
+        if found is None:
+            compiled = self.statement.compile(dialect=dialect)
+            found = self._sql[key] = (str(compiled), dict(compiled.params))
+        return found[0], dict(found[1])
 
 
 # --------------------------------------------------------------------------- validation
@@ -111,10 +146,23 @@ class _Checker:
         self.errors: list[ErrorItem] = []
         self.hidden: list[ErrorItem] = []
         self.refs: dict[str, FieldRef] = {}  # JSON path of the field -> resolved
+        self.calcs: dict[str, CalcRef] = {}  # JSON path of the expression -> checked
         self._access: dict[str, Mapping[str, str]] = {}
         root = runtimes.get(report.form)
         self.root: FormTables | None = root.tables if root else None
-        self.resolver = PathResolver(self.root, self._resolve) if self.root else None
+        # What one row of the base query is: a record of the form, or a row of
+        # one of its sub-tables ("rows"), described like a form.
+        self.rows: SubTableRows | None = None
+        self.source: FormTables | None = self.root
+        if self.root is not None and report.rows is not None:
+            try:
+                self.rows = sub_table_rows(self.root, report.rows)
+                self.source = self.rows.tables
+            except PathProblem as exc:
+                self.error(exc.code, "$.rows", exc.message)
+                self.source = None
+        self.resolver = (PathResolver(self.source, self._resolve, self.rows)
+                         if self.source is not None else None)
 
     def _resolve(self, key: str) -> FormTables:
         rt = self.runtimes.get(key)
@@ -137,6 +185,44 @@ class _Checker:
         self.refs[at] = ref
         return ref
 
+    def calc(self, source: str, at: str) -> CalcRef | None:
+        """Check a calculated field against the forms (paths, access, types)."""
+        if self.resolver is None:
+            return None
+        refs: list[FieldRef] = []
+        resolver = self.resolver
+
+        def lookup(path: str, position: int | None) -> calc.Typed:
+            try:
+                ref = resolver.resolve(path)
+            except PathProblem as exc:
+                raise calc.CalcProblem(exc.code, f"record.{path}: {exc.message}",
+                                       position) from None
+            if ref.to_many_at is not None:
+                raise calc.CalcProblem("to_many_not_allowed", f"record.{path} goes through a "
+                                       "sub-table or multi-relation; a calculated field reads "
+                                       "one value per record", position)
+            self.check_access(ref, at)
+            refs.append(ref)
+            return field_value(ref, sa.null(), position)
+
+        try:
+            typed = calc.translate(source, field=lookup, today=self.ctx.today(),
+                                   now=self.ctx.now(), timezone=self.ctx.timezone)
+        except ExpressionError as exc:
+            self.errors.append(exc.as_error_item(at))
+            return None
+        except calc.CalcProblem as exc:
+            self.error(exc.code, at, calc_message(source, exc))
+            return None
+        if typed.cls == calc.NULL:
+            self.error("expression_type", at, f"the expression {source!r} is always empty")
+            return None
+        found = CalcRef(source=source, value_class=typed.cls, scale=typed.scale,
+                        column_type=calc.output_type(typed), refs=refs)
+        self.calcs[at] = found
+        return found
+
     def check_access(self, ref: FieldRef, at: str) -> None:
         for form, key in ref.fields_touched():
             if form not in self._access:
@@ -153,6 +239,12 @@ class _Checker:
             self.error("form_not_found", "$.form", f"form {r.form!r} is not published in app "
                        f"{self.app!r}; published: {', '.join(sorted(self.runtimes)) or 'none'}")
             return
+        if self.rows is not None:
+            access = self.ctx.policy.field_access(self.ctx.actor, self.app, r.form)
+            if access.get(self.rows.field.key) == "hidden":
+                self.hidden.append(ErrorItem(
+                    code="field_hidden", path="$.rows", message=f"the rows of sub-table "
+                    f"{r.form}.{self.rows.field.key}, which you may not see"))
         keys: dict[str, str] = {}
         for i, d in enumerate(r.dimensions):
             self._unique(keys, d.key, f"$.dimensions[{i}].key")
@@ -170,13 +262,18 @@ class _Checker:
             if key not in params:
                 self.error("unknown_parameter", at, f"the filter uses parameter {key!r}, which "
                            f"is not declared; parameters: {', '.join(sorted(params)) or 'none'}")
-        for path_text in filter_fields(r.filter):
+        for at, path_text in filter_field_paths(r.filter, "$.filter"):
             if self.resolver is not None:
                 try:
                     ref = self.resolver.resolve(path_text)
-                except PathProblem:
-                    continue  # the filter compiler reports it with the exact path
-                self.check_access(ref, "$.filter")
+                except PathProblem as exc:
+                    # Over sub-table rows the filter compiler knows no parent
+                    # names or to-many rule: report the path here. Otherwise it
+                    # reports it itself, with the same path.
+                    if self.rows is not None:
+                        self.error(exc.code, at, exc.message)
+                    continue
+                self.check_access(ref, at)
         self.sort_and_limit()
         self.pivot()
         self.chart()
@@ -188,6 +285,10 @@ class _Checker:
         keys.setdefault(key, at)
 
     def dimension(self, d: rm.Dimension, at: str) -> None:
+        if d.expression is not None:
+            self.calc_dimension(d, f"{at}.expression")
+            return
+        assert d.field is not None
         ref = self.field(d.field, f"{at}.field")
         if ref is None:
             return
@@ -214,6 +315,27 @@ class _Checker:
             self.error("not_groupable", f"{at}.field", f"cannot group by {d.field!r}, a "
                        f"{ref.kind.name} field")
 
+    def calc_dimension(self, d: rm.Dimension, at: str) -> None:
+        assert d.expression is not None
+        found = self.calc(d.expression, at)
+        if found is None:
+            return
+        cls = found.value_class
+        if isinstance(d, rm.DateDimension) and cls not in (reg.DATE, reg.DATETIME):
+            self.error("not_a_date", at, f"date buckets need a date or date-time; the "
+                       f"expression gives a {cls}")
+        elif isinstance(d, rm.BinDimension):
+            if cls != reg.NUMBER:
+                self.error("not_a_number", at, f"bins need a number; the expression gives a "
+                           f"{cls}")
+                return
+            for name in ("width", "origin"):
+                value: Decimal = getattr(d, name)
+                if value != value.quantize(Decimal(1).scaleb(-found.scale)):
+                    self.error("invalid_bin", at.rsplit(".", 1)[0] + f".{name}", f"{name} "
+                               f"{value} has more decimals than the expression "
+                               f"({found.scale})")
+
     def measure(self, m: rm.Measure, at: str) -> None:
         r = self.report
         if isinstance(m, rm.FieldMeasure):
@@ -221,6 +343,13 @@ class _Checker:
             if kind.capability and not supports(self.dialect_name, kind.capability):
                 self.error("not_supported", f"{at}.agg", f"{m.agg} is not available on "
                            f"{self.dialect_name}; it needs PostgreSQL")
+            if m.expression is not None:
+                found = self.calc(m.expression, f"{at}.expression")
+                if found is not None and kind.accepts and found.value_class not in kind.accepts:
+                    self.error("aggregate_not_allowed", f"{at}.expression", f"{m.agg} cannot "
+                               f"aggregate a {found.value_class}; it takes "
+                               f"{', '.join(sorted(kind.accepts))} values")
+                return
             if m.field is None:
                 return
             ref = self.field(m.field, f"{at}.field")
@@ -318,6 +447,33 @@ class _Checker:
                                f" of this report, not {key!r}")
 
 
+def field_value(ref: FieldRef, column: Expr, position: int | None) -> calc.Typed:
+    """A field read by a calculated field, with its class and scale."""
+    cls = ref.value_class
+    if ref.kind.storage != "column" or cls not in (reg.NUMBER, reg.TEXT, reg.BOOL, reg.DATE,
+                                                   reg.DATETIME, reg.REFERENCE):
+        raise calc.CalcProblem("expression_type", f"record.{ref.path} is a {ref.kind.name} "
+                               "field, which a calculated field cannot read", position)
+    if cls == reg.NUMBER:
+        col_type = ref.kind.column_type(ref.field)
+        if isinstance(col_type, ExactDecimal):
+            return calc.Typed(column, calc.NUMBER, col_type.scale)
+        if not isinstance(col_type, sa.Integer):
+            raise calc.CalcProblem("expression_type", f"record.{ref.path} is not an exact "
+                                   "number", position)
+        return calc.Typed(column, calc.NUMBER, 0)
+    return calc.Typed(column, cls)
+
+
+def calc_message(source: str, exc: calc.CalcProblem) -> str:
+    where = f" at position {exc.position}" if exc.position is not None else ""
+    return f"in expression {source!r}{where}: {exc.message}"
+
+
+def _key_label(key: str) -> dict[str, str]:
+    return {"zh": key, "en": key}
+
+
 def _first_date_dimension(r: rm.Report) -> str | None:
     return next((d.key for d in r.dimensions if isinstance(d, rm.DateDimension)), None)
 
@@ -373,13 +529,20 @@ class _Builder:
     def __init__(self, ctx: EngineContext, app: str, report: rm.Report, checker: _Checker,
                  filter_condition: Expr | None) -> None:
         self.ctx, self.app, self.report, self.checker = ctx, app, report, checker
-        assert checker.root is not None
+        assert checker.root is not None and checker.source is not None
         self.root = checker.root
-        self.table = self.root.table
+        self.rows = checker.rows
+        self.table = checker.source.table  # a sub-table's rows: the child table
         self.forms: set[str] = {self.root.form.key}
         self.filter_condition = filter_condition
         self.columns: list[OutputColumn] = []
         self.from_ = _From(self.table, self._scope)
+        if self.rows is not None:
+            # Rows of a sub-table: inner-joined to their record (the form's own
+            # table, so its row scope applies unchanged); "parent.x" reuses it.
+            link = self.table.c[self.rows.link]
+            self.from_.clause = self.table.join(owner := self.root.table, owner.c.id == link)
+            self.from_._aliases[(id(self.table), self.rows.link)] = owner
         self.partials: dict[str, dict[str, str]] = {}  # measure key -> part -> base column
 
     def _scope(self, tables: FormTables, alias: sa.FromClause) -> Expr | None:
@@ -394,18 +557,32 @@ class _Builder:
     def base(self) -> sa.Subquery:
         cols: list[Expr] = []
         for i, d in enumerate(self.report.dimensions):
-            ref = self.checker.refs[f"$.dimensions[{i}].field"]
-            out = OutputColumn(d.key, "dimension", d.label or ref.field.label, ref.value_class,
-                               d, ref=ref, scale=_scale(ref))
-            cols.extend(self._dimension(d, ref, out))
+            if d.expression is not None:
+                found = self.checker.calcs[f"$.dimensions[{i}].expression"]
+                out = OutputColumn(d.key, "dimension", d.label or _key_label(d.key),
+                                   found.value_class, d, calc=found, scale=found.scale)
+                cols.extend(self._dimension(d, self._calc_value(found), None, out))
+            else:
+                ref = self.checker.refs[f"$.dimensions[{i}].field"]
+                out = OutputColumn(d.key, "dimension", d.label or ref.field.label,
+                                   ref.value_class, d, ref=ref, scale=_scale(ref))
+                cols.extend(self._dimension(d, self.from_.source(ref.steps).c[ref.field.key],
+                                            ref, out))
             self.columns.append(out)
         for i, m in enumerate(self.report.measures):
             mref = self.checker.refs.get(f"$.measures[{i}].field")
-            cols.extend(self._measure_input(m, mref))
-            self.columns.append(self._measure_column(m, mref))
-        where: list[Expr] = [self.table.c.deleted_at.is_(None)]
+            mcalc = self.checker.calcs.get(f"$.measures[{i}].expression")
+            if mcalc is not None:
+                cols.append(self._calc_value(mcalc).label(f"m_{m.key}"))
+            else:
+                cols.extend(self._measure_input(m, mref))
+            self.columns.append(self._measure_column(m, mref, mcalc))
+        # Sub-table rows live and die with their record: its liveness and the
+        # viewer's row scope of the form decide which rows count.
+        owner = self.root.table
+        where: list[Expr] = [owner.c.deleted_at.is_(None)]
         scope = self.ctx.policy.row_predicate(self.ctx.actor, self.app, self.root.form.key,
-                                              self.table, "read")
+                                              owner, "read")
         if scope is not None:
             where.append(scope)
         if self.filter_condition is not None:
@@ -414,14 +591,25 @@ class _Builder:
             cols.append(sa.literal(1).label("_one"))
         return sa.select(*cols).select_from(self.from_.clause).where(*where).subquery("base")
 
-    def _dimension(self, d: rm.Dimension, ref: FieldRef, out: OutputColumn) -> list[Expr]:
-        src = self.from_.source(ref.steps)
-        value: Expr = src.c[ref.field.key]
+    def _calc_value(self, found: CalcRef) -> Expr:
+        """The calculated field's SQL over this query's joins."""
+        def lookup(path: str, position: int | None) -> calc.Typed:
+            assert self.checker.resolver is not None
+            ref = self.checker.resolver.resolve(path)
+            column = self.from_.source(ref.steps).c[ref.field.key]
+            return field_value(ref, column, position)
+
+        typed = calc.translate(found.source, field=lookup, today=self.ctx.today(),
+                               now=self.ctx.now(), timezone=self.ctx.timezone)
+        return sa.type_coerce(typed.expr, found.column_type)
+
+    def _dimension(self, d: rm.Dimension, value: Expr, ref: FieldRef | None,
+                   out: OutputColumn) -> list[Expr]:
         name = out.column
-        if ref.kind.name == "region":
+        if ref is not None and ref.kind.name == "region":
             value = value["province"].as_string()
         if isinstance(d, rm.DateDimension):
-            tz = self.ctx.timezone if ref.value_class == reg.DATETIME else None
+            tz = self.ctx.timezone if out.value_class == reg.DATETIME else None
             return [DateBucket(value, d.bucket, tz).label(name)]
         if isinstance(d, rm.BinDimension):
             return [BinIndex(value, origin=d.origin, width=d.width, scale=out.scale or 0)
@@ -429,7 +617,7 @@ class _Builder:
         cols: list[Expr] = [value.label(name)]
         lookup = {"user": (users_table, "display_name"), "department": (departments_table,
                                                                         "name")}
-        kind = "user" if ref.kind.name == "user" else ref.kind.name
+        kind = ref.kind.name if ref is not None else ""
         if kind in lookup:
             table, column = lookup[kind]
             cols.append(self.from_.lookup(table, value, column).label(name + "__label"))
@@ -473,10 +661,19 @@ class _Builder:
         self.partials[m.key] = {n: f"{name}__{n}" for n in parts}
         return [sub.c[n].label(f"{name}__{n}") for n in parts]
 
-    def _measure_column(self, m: rm.Measure, ref: FieldRef | None) -> OutputColumn:
+    def _measure_column(self, m: rm.Measure, ref: FieldRef | None,
+                        found: CalcRef | None = None) -> OutputColumn:
         label = m.label or (ref.field.label if ref is not None else
+                            _key_label(m.key) if found is not None else
                             reg.MEASURES[m.agg].label if isinstance(m, rm.FieldMeasure)
                             else reg.DERIVED[m.agg].label)
+        if isinstance(m, rm.FieldMeasure) and found is not None:
+            result = reg.MEASURES[m.agg].result
+            cls = ("count" if result == "count" else
+                   found.value_class if result == "same" else "float")
+            exact = found.value_class == reg.NUMBER and found.scale > 0
+            scale = found.scale if exact and cls in (reg.NUMBER, "float") else None
+            return OutputColumn(m.key, "measure", label, cls, m, calc=found, scale=scale)
         if isinstance(m, rm.FieldMeasure):
             result = reg.MEASURES[m.agg].result
             cls = ("count" if result == "count" else
@@ -497,15 +694,15 @@ class _Builder:
         cols: list[Expr] = list(dims)
         for m in self._field_measures():
             kind = reg.MEASURES[m.agg]
-            ref = self._col(m.key).ref
-            scale = _scale(ref)
+            scale = self._input_scale(m.key)
             parts = self.partials.get(m.key)
             if parts is not None:  # pre-aggregated below a to-many path
                 merged = {n: reg.MERGE[n](base.c[c]) for n, c in parts.items()}
                 assert kind.final is not None
                 cols.append(kind.final(merged, scale).label(f"m_{m.key}"))
             else:
-                value = base.c[f"m_{m.key}"] if m.field is not None else None
+                value = (base.c[f"m_{m.key}"] if m.field is not None or m.expression is not None
+                         else None)
                 cols.append(kind.direct(value, scale).label(f"m_{m.key}"))
                 merged = kind.parts(value) if kind.parts else {}
             if with_parts and kind.parts is not None and len(merged) > 1:
@@ -526,16 +723,23 @@ class _Builder:
                 merged = {names[0]: reg.MERGE[names[0]](source.c[f"m_{m.key}"])}
             else:
                 merged = {n: reg.MERGE[n](source.c[f"p_{m.key}__{n}"]) for n in names}
-            value = kind.final(merged, _scale(self._col(m.key).ref))
+            value = kind.final(merged, self._input_scale(m.key))
             cols.append(sa.type_coerce(value, self._type_of(m)).label(f"m_{m.key}"))
         stmt = sa.select(*cols).select_from(source)
         return stmt.group_by(*(source.c[d] for d in dims)) if dims else stmt
 
+    def _input_scale(self, key: str) -> int:
+        col = self._col(key)
+        return col.calc.scale if col.calc is not None else _scale(col.ref)
+
     def _type_of(self, m: rm.FieldMeasure) -> Any:
         kind = reg.MEASURES[m.agg]
-        ref = self._col(m.key).ref
+        col = self._col(m.key)
+        ref = col.ref
         if kind.result == "count":
             return sa.BigInteger()
+        if kind.result == "same" and col.calc is not None:
+            return col.calc.column_type
         if kind.result == "same" and ref is not None:
             return ref.kind.column_type(ref.field)
         return sa.Float()
@@ -594,17 +798,8 @@ class _Builder:
                         expr = ((AsFloat(now, scale) - AsFloat(before, scale))
                                 / sa.func.nullif(AsFloat(before, scale), 0))
             cols.append(expr.label(name))
-        cols.extend(self._label_columns(source, grand))
-        cols.append(source.c["_others"] if others else sa.literal(0).label("_others"))
+        cols.append(source.c["_others"] if others else _ZERO.label("_others"))
         return sa.select(*cols).select_from(from_)
-
-    def _label_columns(self, source: sa.FromClause, grand: bool) -> list[Expr]:
-        out: list[Expr] = []
-        for c in self.columns:
-            if c.role == "dimension" and c.label_column:
-                name = f"{c.column}__label"
-                out.append(sa.null().label(name) if grand else source.c[name])
-        return out
 
     def _float(self, source: sa.FromClause, key: str) -> Expr:
         return AsFloat(source.c[f"m_{key}"], self._col(key).scale or 0)
@@ -656,11 +851,17 @@ class _Builder:
             source: sa.FromClause = self.regrouped(tagged, [*dims, "_others"]).subquery("o")
         else:
             source = g
-        layered = self.layer(source, dims, grand=False, others=r.others).subquery("l")
+        if all(isinstance(m, rm.FieldMeasure) for m in r.measures):
+            # Nothing derived: rank the group rows directly (one layer less).
+            layered: sa.FromClause = source
+            projected = self.layer(source, dims, grand=False, others=r.others).selected_columns
+        else:
+            layered = self.layer(source, dims, grand=False, others=r.others).subquery("l")
+            projected = layered.c
         order = ([layered.c._others.asc()] if r.others else []) + self.order(layered)
         ranked_main = sa.select(
-            layered, sa.func.row_number().over(order_by=order).label("_pos"),
-            sa.literal(0).label("_grand")).subquery("r")
+            *projected, sa.func.row_number().over(order_by=order).label("_pos"),
+            _ZERO.label("_grand")).subquery("r")
         limit = None if r.others else (r.limit or rm.MAX_LIMIT)
         top = sa.select(*(c for c in ranked_main.c))
         if limit is not None:
@@ -672,7 +873,7 @@ class _Builder:
         else:
             t = self._raw_totals(base).subquery("t")
         total = self.layer(t, [], grand=True, others=False).add_columns(
-            sa.cast(sa.null(), sa.BigInteger).label("_pos"), sa.literal(1).label("_grand"))
+            sa.cast(sa.null(), sa.BigInteger).label("_pos"), _ONE.label("_grand"))
         union = sa.union_all(top, total)
         return union.order_by(union.selected_columns._grand, union.selected_columns._pos)
 
@@ -681,13 +882,14 @@ class _Builder:
         for m in self._field_measures():
             kind = reg.MEASURES[m.agg]
             parts = self.partials.get(m.key)
-            scale = _scale(self._col(m.key).ref)
+            scale = self._input_scale(m.key)
             if parts is not None:
                 assert kind.final is not None
                 merged = {n: reg.MERGE[n](base.c[c]) for n, c in parts.items()}
                 cols.append(kind.final(merged, scale).label(f"m_{m.key}"))
             else:
-                value = base.c[f"m_{m.key}"] if m.field is not None else None
+                value = (base.c[f"m_{m.key}"] if m.field is not None or m.expression is not None
+                         else None)
                 cols.append(kind.direct(value, scale).label(f"m_{m.key}"))
         return sa.select(*cols).select_from(base)
 
@@ -716,13 +918,15 @@ def validate_report(ctx: EngineContext, *, app: str, report: rm.Report) -> list[
 
 def _compile_filter(ctx: EngineContext, checker: _Checker, report: rm.Report,
                     values: Mapping[str, Any], *, validate_only: bool = False) -> Expr | None:
-    assert checker.root is not None
+    assert checker.source is not None
     # Validation leaves parameters out: their values are checked at run time.
     spec = substitute(report.filter, dict.fromkeys(values) if validate_only else values)
+    if checker.rows is not None:
+        spec = rename_links(spec, checker.rows.names, checker.rows.link)
     qctx = QueryContext(resolve=checker._resolve, today=ctx.today(), timezone=ctx.timezone,
                         now=ctx.now())
     try:
-        return compile_filter(spec, tables=checker.root, qctx=qctx)
+        return compile_filter(spec, tables=checker.source, qctx=qctx)
     except FilterInvalid as exc:
         for e in exc.errors:
             e.path = "$.filter" + (e.path or "$")[1:]
@@ -731,9 +935,85 @@ def _compile_filter(ctx: EngineContext, checker: _Checker, report: rm.Report,
                             f"{exc.errors[0].message}") from None
 
 
+# --------------------------------------------------------------------------- compile cache
+#
+# A compiled report is kept per process, keyed by everything its statement
+# depends on: the definition's content, the dialect, the version of every
+# published form of the app (publishing a form makes a new key), the
+# organization's zone and "today" (relative date filters), "now" when an
+# expression asks for it, the parameter values after resolution ("me" is the
+# viewer's id), and the viewer's scope inputs — for every form the statement
+# reads, the row predicate the policy gives and the field access it reports.
+# Two viewers whose scopes differ therefore never share an entry; a viewer
+# whose scope changed gets a new one. Both maps are bounded (LRU).
+
+COMPILED_MAX = 512
+_compiled: OrderedDict[Any, CompiledReport] = OrderedDict()
+_forms_read: OrderedDict[Any, tuple[str, ...]] = OrderedDict()
+_cache_lock = threading.Lock()
+compile_stats = {"hits": 0, "misses": 0}
+
+
+def clear_compiled() -> None:
+    with _cache_lock:
+        _compiled.clear()
+        _forms_read.clear()
+        compile_stats.update(hits=0, misses=0)
+
+
+def _remember(store: OrderedDict[Any, Any], key: Any, value: Any) -> None:
+    with _cache_lock:
+        store[key] = value
+        store.move_to_end(key)
+        while len(store) > COMPILED_MAX:
+            store.popitem(last=False)
+
+
+def _freeze(value: Any) -> Any:
+    """A hashable copy of a parameter or bound value."""
+    if isinstance(value, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple | set | frozenset):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _predicate_key(pred: Expr | None, dialect: Dialect) -> Any:
+    if pred is None:
+        return None
+    ck = pred._generate_cache_key()
+    if ck is not None:
+        return (ck.key, tuple(_freeze(b.effective_value) for b in ck.bindparams))
+    compiled = pred.compile(dialect=dialect)  # a construct SQLAlchemy cannot key
+    return (str(compiled), _freeze(dict(compiled.params)))
+
+
+def _scope_key(ctx: EngineContext, app: str, forms: tuple[str, ...],
+               runtimes: Mapping[str, FormRuntime], dialect: Dialect) -> Any:
+    out = []
+    for form in forms:
+        rt = runtimes.get(form)
+        if rt is None:
+            return None  # not published any more: compile (and fail) afresh
+        pred = ctx.policy.row_predicate(ctx.actor, app, form, rt.tables.table, "read")
+        access = ctx.policy.field_access(ctx.actor, app, form)
+        out.append((form, _predicate_key(pred, dialect), tuple(sorted(access.items()))))
+    return tuple(out)
+
+
+def _definition_key(ctx: EngineContext, app: str, report: rm.Report,
+                    runtimes: Mapping[str, FormRuntime], dialect: Dialect) -> Any:
+    uses_now = any("now" in (getattr(item, "expression", None) or "")
+                   for item in (*report.dimensions, *report.measures))
+    return (app, report.model_dump_json(), dialect.name,
+            tuple(sorted((k, rt.version_id) for k, rt in runtimes.items())),
+            ctx.timezone, ctx.today(), ctx.now() if uses_now else None)
+
+
 def compile_report(ctx: EngineContext, *, app: str, report: rm.Report,
                    parameters: Mapping[str, Any] | None = None) -> CompiledReport:
-    """Check ``report`` for the viewer in ``ctx`` and compile it to one statement.
+    """Check ``report`` for the viewer in ``ctx`` and compile it to one statement
+    (from the per-process cache when nothing it depends on changed).
 
     Raises DefinitionInvalid (errors name JSON paths), PermissionDenied (a field
     the viewer may not see; the form not readable), ParameterInvalid or
@@ -744,7 +1024,35 @@ def compile_report(ctx: EngineContext, *, app: str, report: rm.Report,
     """
     ctx.policy.check_form_action(ctx.actor, app, report.form, "read")
     runtimes = app_runtimes(ctx.session, app)
-    dialect_name = _dialect_name(ctx)
+    dialect = ctx.session.get_bind().dialect
+    definition = _definition_key(ctx, app, report, runtimes, dialect)
+    with _cache_lock:
+        forms = _forms_read.get(definition)
+    if forms is not None:
+        values = resolve_parameters(report.parameters, parameters, actor=ctx.actor,
+                                    today=ctx.today())
+        scope = _scope_key(ctx, app, forms, runtimes, dialect)
+        if scope is not None:
+            key = (definition, _freeze(values), scope)
+            with _cache_lock:
+                hit = _compiled.get(key)
+                if hit is not None:
+                    _compiled.move_to_end(key)
+                    compile_stats["hits"] += 1
+                    return hit
+    compiled = _compile(ctx, app, report, parameters, runtimes, dialect.name)
+    with _cache_lock:
+        compile_stats["misses"] += 1
+    _remember(_forms_read, definition, compiled.forms)
+    scope = _scope_key(ctx, app, compiled.forms, runtimes, dialect)
+    if scope is not None:
+        _remember(_compiled, (definition, _freeze(compiled.parameters), scope), compiled)
+    return compiled
+
+
+def _compile(ctx: EngineContext, app: str, report: rm.Report,
+             parameters: Mapping[str, Any] | None, runtimes: Mapping[str, FormRuntime],
+             dialect_name: str) -> CompiledReport:
     checker = _Checker(ctx, app, report, runtimes, dialect_name)
     checker.run()
     if checker.errors:
@@ -761,7 +1069,7 @@ def compile_report(ctx: EngineContext, *, app: str, report: rm.Report,
     builder = _Builder(ctx, app, report, checker, condition)
     statement = builder.build()
     forms = set(builder.forms)
-    for ref in checker.refs.values():
+    for ref in [*checker.refs.values(), *(r for c in checker.calcs.values() for r in c.refs)]:
         forms.update(s.tables.form.key for s in ref.steps)
     for path_text in filter_fields(report.filter):
         try:

@@ -11,6 +11,10 @@ renderings without a database (``tests/unit/test_report_compile.py``).
 - :class:`AsFloat` — a number as a binary float, for ratios and shares.
 - :class:`Median` — ``percentile_cont(0.5)``; PostgreSQL only (see
   :data:`CAPABILITIES`).
+- :class:`ExactDivide`, :class:`RoundTo`, :class:`DaysBetween`,
+  :class:`DatePart` — the arithmetic and date functions of calculated fields
+  (``calculated.py``), over numbers in the stored representation (on SQLite
+  an exact decimal is an integer scaled by ``10**scale``).
 """
 
 from __future__ import annotations
@@ -76,7 +80,7 @@ def _bucket_pg(element: DateBucket, compiler: SQLCompiler, **kw: Any) -> str:
     if element.timezone is not None:
         # timezone(zone, timestamptz) is the local wall-clock time (DST-aware).
         value = sa.func.timezone(sa.literal(element.timezone, sa.Text), value)
-    truncated = sa.func.date_trunc(sa.literal(element.unit, sa.Text), value)
+    truncated = sa.func.date_trunc(_constant(element.unit), value)
     return compiler.process(sa.cast(truncated, sa.Date), **kw)
 
 
@@ -92,11 +96,24 @@ def _bucket_sqlite(element: DateBucket, compiler: SQLCompiler, **kw: Any) -> str
         "month": ["start of month"],
         "year": ["start of year"],
     }.get(element.unit, ["start of month"])
-    args: list[Any] = [sa.literal(m, sa.Text) for m in modifiers]
+    args: list[Any] = [_constant(m) for m in modifiers]
     if element.unit == "quarter":
         month = sa.cast(sa.func.strftime("%m", local), sa.Integer)
         args.append(sa.func.printf("-%d months", (month - 1) % 3))
     return compiler.process(sa.func.date(local, *args), **kw)
+
+
+_CONSTANTS = frozenset({"day", "week", "month", "quarter", "year", "-6 days", "weekday 1",
+                        "start of month", "start of year"})
+
+
+def _constant(text: str) -> sa.ColumnElement[Any]:
+    """A fixed SQL string literal from the closed set above, written into the
+    SQL rather than bound: the planner sees ``date_trunc('month', …)`` as one
+    constant grouping expression, as in hand-written SQL."""
+    if text not in _CONSTANTS:
+        raise ValueError(f"not a known SQL constant: {text!r}")
+    return sa.literal_column(f"'{text}'", sa.Text)
 
 
 def _sqlite_offset(expr: sa.ColumnElement[Any], timezone: str) -> sa.ColumnElement[Any]:
@@ -276,3 +293,153 @@ def _median_pg(element: Median, compiler: SQLCompiler, **kw: Any) -> str:
 def _median_other(element: Median, compiler: SQLCompiler, **kw: Any) -> str:
     # The compiler refuses median where CAPABILITIES lacks it, before this.
     raise sa.exc.CompileError("median needs PostgreSQL (percentile_cont)")
+
+
+# --------------------------------------------------------------------------- calculated fields
+
+class ExactDivide(_Construct):
+    """``a / b`` rounded half up to ``scale`` decimals; empty when ``b`` is 0.
+
+    ``a`` and ``b`` are numbers with ``a_scale`` / ``b_scale`` decimals. On
+    SQLite they are the stored scaled integers and the quotient is computed in
+    binary floating point (exact to about 15 significant digits) and rounded;
+    PostgreSQL divides NUMERICs exactly."""
+
+    inherit_cache = False
+
+    def __init__(self, a: sa.ColumnElement[Any], b: sa.ColumnElement[Any], *, a_scale: int,
+                 b_scale: int, scale: int) -> None:
+        super().__init__(a)
+        self.b = b
+        self.a_scale, self.b_scale, self.scale = a_scale, b_scale, scale
+
+    def get_children(self, **kw: Any) -> list[Any]:  # type: ignore[override]
+        return [self.expr, self.b]
+
+    def _copy_internals(self, clone: Any = None, **kw: Any) -> None:  # type: ignore[override]
+        if clone is not None:
+            self.expr = clone(self.expr, **kw)
+            self.b = clone(self.b, **kw)
+
+    @property
+    def _from_objects(self) -> list[Any]:  # type: ignore[override]
+        return [*self.expr._from_objects, *self.b._from_objects]
+
+
+@compiles(ExactDivide, "postgresql")
+def _divide_pg(element: ExactDivide, compiler: SQLCompiler, **kw: Any) -> str:
+    quotient = (sa.cast(element.expr, sa.Numeric())
+                / sa.func.nullif(sa.cast(element.b, sa.Numeric()), 0))
+    return compiler.process(sa.func.round(quotient, element.scale), **kw)
+
+
+@compiles(ExactDivide, "sqlite")
+@compiles(ExactDivide)
+def _divide_sqlite(element: ExactDivide, compiler: SQLCompiler, **kw: Any) -> str:
+    shift = element.scale - element.a_scale + element.b_scale
+    quotient = (sa.cast(element.expr, sa.Float())
+                / sa.func.nullif(sa.cast(element.b, sa.Float()), 0.0))
+    scaled = quotient * sa.literal(float(10 ** shift) if shift >= 0 else 10.0 ** shift, sa.Float())
+    return compiler.process(sa.cast(sa.func.round(scaled), sa.BigInteger), **kw)
+
+
+class RoundTo(_Construct):
+    """A number with ``scale`` decimals rounded half up (away from zero) to
+    ``digits`` < ``scale`` decimals, exactly on both databases."""
+
+    inherit_cache = False
+
+    def __init__(self, expr: sa.ColumnElement[Any], *, scale: int, digits: int) -> None:
+        super().__init__(expr)
+        self.scale, self.digits = scale, digits
+
+
+@compiles(RoundTo, "postgresql")
+def _round_pg(element: RoundTo, compiler: SQLCompiler, **kw: Any) -> str:
+    rounded: sa.ColumnElement[Any] = sa.func.round(sa.cast(element.expr, sa.Numeric()),
+                                                   element.digits)
+    if element.digits == 0:
+        rounded = sa.cast(rounded, sa.BigInteger)
+    return compiler.process(rounded, **kw)
+
+
+@compiles(RoundTo, "sqlite")
+@compiles(RoundTo)
+def _round_sqlite(element: RoundTo, compiler: SQLCompiler, **kw: Any) -> str:
+    # Scaled integers: add half a unit away from zero, then the raw "/" of two
+    # integers truncates toward zero — half up, exactly, with no float.
+    factor = 10 ** (element.scale - element.digits)
+    x = sa.type_coerce(element.expr, sa.BigInteger)
+    half = sa.literal(factor // 2, sa.BigInteger)
+    unit = sa.literal(factor, sa.BigInteger)
+    rounded = sa.case((x >= 0, (x + half).self_group().op("/")(unit)),
+                      else_=(x - half).self_group().op("/")(unit))
+    return compiler.process(rounded, **kw)
+
+
+class DaysBetween(_Construct):
+    """Calendar days from the date ``start`` to the date ``end`` (an integer)."""
+
+    inherit_cache = False
+    type = sa.BigInteger()
+
+    def __init__(self, start: sa.ColumnElement[Any], end: sa.ColumnElement[Any]) -> None:
+        super().__init__(start)
+        self.end = end
+
+    def get_children(self, **kw: Any) -> list[Any]:  # type: ignore[override]
+        return [self.expr, self.end]
+
+    def _copy_internals(self, clone: Any = None, **kw: Any) -> None:  # type: ignore[override]
+        if clone is not None:
+            self.expr = clone(self.expr, **kw)
+            self.end = clone(self.end, **kw)
+
+    @property
+    def _from_objects(self) -> list[Any]:  # type: ignore[override]
+        return [*self.expr._from_objects, *self.end._from_objects]
+
+
+@compiles(DaysBetween, "postgresql")
+def _days_pg(element: DaysBetween, compiler: SQLCompiler, **kw: Any) -> str:
+    diff = sa.cast(element.end, sa.Date) - sa.cast(element.expr, sa.Date)
+    return compiler.process(sa.type_coerce(diff, sa.Integer).self_group(), **kw)
+
+
+@compiles(DaysBetween, "sqlite")
+@compiles(DaysBetween)
+def _days_sqlite(element: DaysBetween, compiler: SQLCompiler, **kw: Any) -> str:
+    diff = sa.func.julianday(element.end) - sa.func.julianday(element.expr)
+    return compiler.process(sa.cast(diff, sa.BigInteger), **kw)
+
+
+class DatePart(_Construct):
+    """year, month, day or ISO weekday (1 = Monday … 7 = Sunday) of a date."""
+
+    inherit_cache = False
+    type = sa.BigInteger()
+
+    def __init__(self, expr: sa.ColumnElement[Any], part: str) -> None:
+        super().__init__(expr)
+        self.part = part
+
+
+_PG_PARTS = {"year": "year", "month": "month", "day": "day", "weekday": "isodow"}
+_SQLITE_PARTS = {"year": "%Y", "month": "%m", "day": "%d", "weekday": "%w"}
+
+
+@compiles(DatePart, "postgresql")
+def _part_pg(element: DatePart, compiler: SQLCompiler, **kw: Any) -> str:
+    value = sa.extract(_PG_PARTS[element.part], sa.cast(element.expr, sa.Date))
+    return compiler.process(sa.cast(value, sa.BigInteger), **kw)
+
+
+@compiles(DatePart, "sqlite")
+@compiles(DatePart)
+def _part_sqlite(element: DatePart, compiler: SQLCompiler, **kw: Any) -> str:
+    value: sa.ColumnElement[Any] = sa.cast(
+        sa.func.strftime(sa.literal(_SQLITE_PARTS[element.part], sa.Text), element.expr),
+        sa.BigInteger)
+    if element.part == "weekday":  # %w is 0 = Sunday … 6 = Saturday
+        value = (value + 6) % 7 + 1
+    return compiler.process(value, **kw)

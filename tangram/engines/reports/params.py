@@ -141,3 +141,36 @@ def filter_fields(spec: Any) -> list[str]:
             if k != "field":
                 out.extend(filter_fields(v))
     return out
+
+
+def filter_field_paths(spec: Any, at: str = "$") -> list[tuple[str, str]]:
+    """(JSON path of the ``field`` key, field path) of every condition of a filter."""
+    out: list[tuple[str, str]] = []
+    if isinstance(spec, list):
+        for i, s in enumerate(spec):
+            out.extend(filter_field_paths(s, f"{at}[{i}]"))
+    elif isinstance(spec, dict):
+        if isinstance(spec.get("field"), str):
+            out.append((f"{at}.field", spec["field"]))
+        for k, v in spec.items():
+            if k != "field":
+                out.extend(filter_field_paths(v, f"{at}.{k}"))
+    return out
+
+
+def rename_links(spec: Any, names: tuple[str, ...], link: str) -> Any:
+    """The filter with field paths starting at one of ``names`` starting at
+    ``link`` instead (``quote.account`` -> ``parent.account``)."""
+    if isinstance(spec, list):
+        return [rename_links(s, names, link) for s in spec]
+    if not isinstance(spec, dict):
+        return spec
+    out = {k: rename_links(v, names, link) for k, v in spec.items() if k != "field"}
+    if "field" in spec:
+        path = spec["field"]
+        if isinstance(path, str):
+            head, dot, rest = path.partition(".")
+            if head in names:
+                path = link + dot + rest
+        out["field"] = path
+    return out

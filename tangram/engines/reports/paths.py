@@ -6,11 +6,19 @@ most one to-many link: a sub-table or a multi-relation field. A to-many path
 is only allowed inside a measure, where the engine pre-aggregates it per
 record. A path is refused when it is too long or cyclic (follows the same
 relation field twice).
+
+A report over a sub-table's rows (``"rows": "lines"``) resolves paths from a
+row of that sub-table: its own fields (``qty``), and the record holding it as
+``parent`` or by the form's key (``parent.account.region``,
+``quote.account.region``). There every path is to-one: a to-many link from
+the parent would repeat its rows for every line, so it is refused.
 """
 
 from __future__ import annotations
 
 import difflib
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -62,10 +70,74 @@ class FieldRef:
         return [s.access for s in self.steps] + [(self.owner_form, self.access_key)]
 
 
+@dataclass(frozen=True)
+class SubTableRows:
+    """The rows of a sub-table as a report's row source.
+
+    ``tables`` describes them like a form, so the records filter compiles
+    against them unchanged: its table is the child table with the parent id
+    column keyed ``link``, and its form has the sub-table's fields plus a
+    relation field ``link`` to the parent form. ``names`` are the keys that
+    reach the parent record (``parent`` and the form's key, unless a field of
+    the sub-table has that key)."""
+
+    parent: FormTables
+    field: fm.SubTableField
+    tables: FormTables
+    link: str
+    names: tuple[str, ...] = ()
+
+
+_ROWS_MAX = 256
+_rows_cache: OrderedDict[tuple[int, str], tuple[sa.Table, SubTableRows]] = OrderedDict()
+_rows_lock = threading.Lock()
+
+
+def sub_table_rows(parent: FormTables, key: str) -> SubTableRows:
+    """The row source of sub-table ``key`` of ``parent`` (built once per form version).
+
+    Raises PathProblem when the form has no such sub-table."""
+    cache_key = (id(parent.table), key)
+    with _rows_lock:
+        hit = _rows_cache.get(cache_key)
+        if hit is not None and hit[0] is parent.table:
+            _rows_cache.move_to_end(cache_key)
+            return hit[1]
+    f = next((x for x in parent.form.fields if x.key == key), None)
+    if not isinstance(f, fm.SubTableField):
+        subs = [x.key for x in parent.form.fields if isinstance(x, fm.SubTableField)]
+        what = "no field" if f is None else f"a {getattr(f, 'type', '?')} field"
+        raise PathProblem("not_a_sub_table", f"{key!r} is {what} of form "
+                          f"{parent.form.key!r}, not a sub-table; its sub-tables: "
+                          f"{', '.join(subs) or 'none'}")
+    own = {g.key for g in f.fields}
+    names = tuple(n for n in ("parent", parent.form.key) if n not in own)
+    # "parent_id" is a system column name, so no sub-table field can take it.
+    link = names[0] if names else "parent_id"
+    child = parent.children[key]
+    columns = [sa.Column(c.name, c.type, key=link if c.name == "parent_id" else c.key,
+                         primary_key=c.primary_key, nullable=c.nullable)
+               for c in child.columns]
+    table = sa.Table(child.name, sa.MetaData(), *columns)
+    link_field = fm.RelationField(key=link, label=parent.form.label, target=parent.form.key)
+    form = parent.form.model_copy(update={"fields": [*f.fields, link_field], "rules": [],
+                                          "title_field": None, "search_fields": [],
+                                          "layout": None, "default_sort": []})
+    rows = SubTableRows(parent=parent, field=f, tables=FormTables(
+        app=parent.app, form=form, table=table), link=link, names=names)
+    with _rows_lock:
+        _rows_cache[cache_key] = (parent.table, rows)
+        while len(_rows_cache) > _ROWS_MAX:
+            _rows_cache.popitem(last=False)
+    return rows
+
+
 class PathResolver:
-    def __init__(self, root: FormTables, resolve: Callable[[str], FormTables]) -> None:
+    def __init__(self, root: FormTables, resolve: Callable[[str], FormTables],
+                 rows: SubTableRows | None = None) -> None:
         self.root = root
         self._resolve = resolve
+        self.rows = rows
 
     def _target(self, key: str) -> FormTables:
         try:
@@ -83,6 +155,11 @@ class PathResolver:
         current = self.root
         fields = _form_fields(current)
         owner, sub_key = current.form.key, None
+        if self.rows is not None:
+            link_field = self.rows.tables.form.fields[-1]
+            fields = {g.key: g for g in self.rows.field.fields}
+            fields.update(dict.fromkeys(self.rows.names, link_field))
+            sub_key = self.rows.field.key
         seen: set[tuple[str, str | None, str]] = set()
         for i, part in enumerate(parts):
             f = fields.get(part)
@@ -108,7 +185,8 @@ class PathResolver:
                 target = self._target(f.target)
                 kind_of: Literal["one", "join"] = (
                     "join" if isinstance(f, fm.MultiRelationField) else "one")
-                steps.append(Step(kind_of, part, access, target.table, target))
+                # f.key, not part: "quote.x" in a report over quote lines is "parent.x".
+                steps.append(Step(kind_of, f.key, access, target.table, target))
                 current, owner, sub_key = target, target.form.key, None
                 fields = _form_fields(current)
             else:
@@ -116,6 +194,13 @@ class PathResolver:
                                   f" into {parts[i + 1]!r}: it is a "
                                   f"{getattr(f, 'type', '?')} field, and only relation, "
                                   "multi-relation and sub-table fields lead on")
+            if self.rows is not None and steps[-1].kind != "one":
+                raise PathProblem("to_many_through_parent", f"path {path!r} goes from the "
+                                  "parent record through a sub-table or multi-relation; each "
+                                  f"row of this report is one row of sub-table "
+                                  f"{self.rows.field.key!r}, so the parent's other to-many "
+                                  "values would be counted once per row — aggregate them in a "
+                                  f"report over form {self.rows.parent.form.key!r} instead")
             if sum(1 for s in steps if s.kind != "one") > 1:
                 raise PathProblem("nested_to_many", f"path {path!r} follows two to-many links "
                                   "(sub-tables or multi-relations); at most one is allowed")

@@ -40,6 +40,8 @@ class ReportResult:
     totals: dict[str, Any] | None
     language: str
     extra_columns: list[str] = field(default_factory=list)  # added by the chart (funnel)
+    # Pivot subtotals: the measures grouped by the pivot's rows only / columns only.
+    margins: dict[str, ReportResult] | None = None
 
     @property
     def report(self) -> rm.Report:
@@ -61,6 +63,24 @@ class ReportResult:
         wide = frame.pivot(index=[f"{k}__label" for k in p.rows],
                            columns=[f"{k}__label" for k in p.columns], values=measures)
         return wide
+
+    def pivot_totals(self) -> dict[str, Any] | None:
+        """Subtotals of the pivot: ``rows`` (row labels -> measure -> value, over
+        every column), ``columns`` (column labels -> measure -> value, over every
+        row) and ``grand`` (the report's totals)."""
+        p = self.report.pivot
+        if p is None or self.margins is None:
+            return None
+        measures = [c.key for c in self.compiled.measures]
+        out: dict[str, Any] = {"grand": self.totals}
+        for axis, keys in (("rows", p.rows), ("columns", p.columns)):
+            margin = self.margins[axis]
+            table: dict[tuple[str, ...], dict[str, Any]] = {}
+            for rec in margin.frame.to_dict(orient="records"):
+                labels = tuple(rec[f"{k}__label"] for k in keys)
+                table[labels] = {m: rec.get(m) for m in measures}
+            out[axis] = table
+        return out
 
 
 def execute(session: Session, compiled: CompiledReport, *, language: str) -> ReportResult:
@@ -92,6 +112,11 @@ def execute(session: Session, compiled: CompiledReport, *, language: str) -> Rep
                              for k, v in labels.items()},
                           "_others": pd.Series(others, dtype="int64")})
     return ReportResult(compiled=compiled, frame=frame, totals=totals, language=language)
+
+
+def convert_value(c: OutputColumn, value: Any) -> Any:
+    """A raw database value of a result column as the run returns it."""
+    return _value(c, value)
 
 
 def _value(c: OutputColumn, value: Any) -> Any:
@@ -186,4 +211,17 @@ def result_json(result: ReportResult, *, chart: dict[str, Any] | None) -> dict[s
             "rows": [list(i) if isinstance(i, tuple) else [i] for i in pivot.index],
             "columns": [list(c) for c in pivot.columns],
             "values": [[to_json(v) if v == v else None for v in r] for r in pivot.to_numpy()]}
+        margins = result.pivot_totals()
+        if margins is not None:
+            # Aligned with the pivot: one subtotal per row (per measure), one per column.
+            measures = [c.key for c in result.compiled.measures]
+            rows_index = [i if isinstance(i, tuple) else (i,) for i in pivot.index]
+            out["pivot"]["row_totals"] = [
+                [to_json(margins["rows"].get(i, {}).get(m)) for m in measures]
+                for i in rows_index]
+            out["pivot"]["column_totals"] = [
+                to_json(margins["columns"].get(tuple(c[1:]), {}).get(c[0]))
+                for c in pivot.columns]
+            out["pivot"]["grand_total"] = [to_json((margins["grand"] or {}).get(m))
+                                           for m in measures]
     return out

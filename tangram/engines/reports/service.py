@@ -19,10 +19,16 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ValidationError
 
 from tangram.engines.context import EngineContext
-from tangram.engines.reports import cache
+from tangram.engines.reports import cache, calculated
 from tangram.engines.reports.charts import chart_spec
-from tangram.engines.reports.compiler import CompiledReport, compile_report, validate_report
+from tangram.engines.reports.compiler import (
+    CompiledReport,
+    calc_message,
+    compile_report,
+    validate_report,
+)
 from tangram.engines.reports.export import MEDIA_TYPES, export
+from tangram.engines.reports.kpi import kpi_card
 from tangram.engines.reports.params import substitute
 from tangram.engines.reports.results import ReportResult, execute, result_json
 from tangram.errors import (
@@ -62,10 +68,36 @@ def parse(kind: str, body: Any) -> Any:
 
 # --------------------------------------------------------------------------- reports
 
+def check_expressions(report: rm.Report) -> list[ErrorItem]:
+    """Problems of the calculated fields that need no form to find: syntax,
+    and anything outside the SQL subset (``calculated.py``)."""
+    errors = []
+    items: list[tuple[str, Any]] = [*((f"$.dimensions[{i}]", d)
+                                      for i, d in enumerate(report.dimensions)),
+                                    *((f"$.measures[{i}]", m)
+                                      for i, m in enumerate(report.measures))]
+    for at, item in items:
+        source = getattr(item, "expression", None)
+        if source is None:
+            continue
+        problem = calculated.check_subset(source)
+        if isinstance(problem, calculated.CalcProblem):
+            errors.append(ErrorItem(code=problem.code, path=f"{at}.expression",
+                                    message=calc_message(source, problem)))
+        elif problem is not None:
+            errors.append(problem.as_error_item(f"{at}.expression"))
+    return errors
+
+
 def save_report_draft(ctx: EngineContext, *, app: str, key: str, body: dict[str, Any]
                       ) -> dict[str, Any]:
-    """Store the draft after checking its shape (not yet its fields)."""
-    parse("report", {**body, "key": key})
+    """Store the draft after checking its shape and its expressions (not yet its
+    fields: those are checked against the published forms by validate and publish)."""
+    report = parse("report", {**body, "key": key})
+    errors = check_expressions(report)
+    if errors:
+        raise DefinitionInvalid(f"report {key!r} is not valid: {errors[0].path}: "
+                                f"{errors[0].message}", errors=errors)
     row = storage.save_draft(ctx.session, app=app, kind="report", key=key, body=body,
                              user_id=ctx.actor.id, now=ctx.now())
     return {"key": key, "draft": row.draft, "latest_version": row.latest_version}
@@ -131,10 +163,33 @@ def run_definition(ctx: EngineContext, *, app: str, report: rm.Report, version: 
         if hit is not None:
             return hit  # type: ignore[no-any-return]
     result = execute(ctx.session, compiled, language=ctx.language)
+    if report.pivot is not None:
+        result.margins = pivot_margins(ctx, app=app, report=report, parameters=parameters)
     spec = chart_spec(result)
     if key is not None:
         cache.put(key, (result, spec))
     return result, spec
+
+
+def pivot_margins(ctx: EngineContext, *, app: str, report: rm.Report,
+                  parameters: Mapping[str, Any] | None = None) -> dict[str, ReportResult]:
+    """The pivot's subtotals: its measures grouped by the row dimensions only
+    (``rows``: one total per row, over every column) and by the column
+    dimensions only (``columns``). Each is aggregated by the database from the
+    records — an average subtotal is the average of the records, not of the
+    cells' averages, and a distinct count counts each value once. Derived
+    measures other than ratios have no subtotal."""
+    assert report.pivot is not None
+    keep = [m for m in report.measures if isinstance(m, rm.FieldMeasure | rm.RatioMeasure)]
+    out = {}
+    for axis, keys in (("rows", report.pivot.rows), ("columns", report.pivot.columns)):
+        derived = report.model_copy(update={
+            "dimensions": [d for d in report.dimensions if d.key in keys], "measures": keep,
+            "sort": [], "limit": None, "others": False, "pivot": None, "totals": False,
+            "chart": rm.TableChart(type="table")})
+        compiled = compile_report(ctx, app=app, report=derived, parameters=parameters)
+        out[axis] = execute(ctx.session, compiled, language=ctx.language)
+    return out
 
 
 def run_report(ctx: EngineContext, *, app: str, key: str,
@@ -198,6 +253,10 @@ def drilldown_filter(ctx: EngineContext, *, app: str, key: str, element: Mapping
     element's value. ``element`` maps dimension keys to row values as the run
     returned them."""
     report, _ = published_report(ctx, app=app, key=key)
+    if report.rows is not None:
+        raise ValidationFailed([ErrorItem(code="not_drillable", field="element", message=(
+            f"report {key!r} aggregates rows of sub-table {report.rows!r}; the records "
+            f"filter of form {report.form!r} cannot select single rows"))])
     compiled = compile_report(ctx, app=app, report=report, parameters=parameters)
     conditions: list[Any] = []
     base = substitute(report.filter, compiled.parameters)
@@ -210,6 +269,11 @@ def drilldown_filter(ctx: EngineContext, *, app: str, key: str, element: Mapping
         value = element[col.key]
         d = col.definition
         at = f"element.{col.key}"
+        if d.expression is not None:
+            errors.append(ErrorItem(code="not_drillable", field=at, message=(
+                f"{col.key!r} is a calculated dimension; the records filter language cannot "
+                "express it, so drill down by the other dimensions")))
+            continue
         if value is None:
             conditions.append({"field": d.field, "op": "is_empty"})
         elif isinstance(d, rm.DateDimension):
@@ -262,6 +326,15 @@ def save_dashboard(ctx: EngineContext, *, app: str, key: str, body: dict[str, An
         if storage.find_definition(ctx.session, app=app, kind="report", key=w.report) is None:
             errors.append(ErrorItem(code="unknown_report", path=f"$.widgets[{i}].report",
                                     message=f"report {w.report!r} does not exist"))
+        elif w.kpi is not None:
+            body_of = storage.latest_body(ctx.session, app=app, kind="report", key=w.report)
+            measures = {m["key"] for m in (body_of or {}).get("measures", [])
+                        if m.get("agg") in rm.FIELD_AGGREGATES}
+            if body_of is not None and w.kpi.measure not in measures:
+                errors.append(ErrorItem(code="unknown_measure",
+                                        path=f"$.widgets[{i}].kpi.measure", message=(
+                                            f"report {w.report!r} has no field measure "
+                                            f"{w.kpi.measure!r}")))
     if errors:
         raise DefinitionInvalid(f"dashboard {key!r} is not valid: {errors[0].message}",
                                 errors=errors)
@@ -310,10 +383,17 @@ def run_dashboard(ctx: EngineContext, *, app: str, key: str,
             declared = {p.key for p in report.parameters}
             params = {k: v for k, v in values.items() if k in declared and v is not None}
             params.update(w.parameters)
-            result, spec = run_definition(ctx, app=app, report=report, version=version,
-                                          parameters=params)
-            entry["result"] = result_json(result, chart=spec)
             entry["parameters"] = params
+            if w.kpi is not None:
+                k = w.kpi
+                entry["kpi"] = kpi_card(ctx, app=app, key=w.report, measure=k.measure,
+                                        period=k.period, complete=k.complete,
+                                        date_field=k.date_field, parameters=params,
+                                        compare=tuple(k.compare))
+            else:
+                result, spec = run_definition(ctx, app=app, report=report, version=version,
+                                              parameters=params)
+                entry["result"] = result_json(result, chart=spec)
         except TangramError as exc:  # refused (hidden field, bad parameter): this widget only
             entry["error"] = exc.as_dict()
         widgets.append(entry)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from tangram.engines.forms import publish
 from tangram.engines.forms.registry import get_runtime
+from tangram.engines.printing import templates_for_viewer
 from tangram.errors import NotFound, PermissionDenied
 from tangram.metamodel import storage
 from tangram.metamodel.forms import App
@@ -50,7 +51,8 @@ def list_forms(app: str, ctx: ContextDep) -> list[dict[str, Any]]:
 @router.get("/{app}/forms/{form}")
 def get_form(app: str, form: str, ctx: ContextDep) -> dict[str, Any]:
     """Everything a client needs to render the form, its list and its filters:
-    the published definition, its version, and what this user may do and see."""
+    the published definition, its version, what this user may do and see, and
+    the print templates they may print with (for a print button)."""
     rt = get_runtime(ctx.session, app, form)
     ctx.policy.check_form_action(ctx.actor, app, form, "read")
     access = ctx.policy.field_access(ctx.actor, app, form)
@@ -68,7 +70,8 @@ def get_form(app: str, form: str, ctx: ContextDep) -> dict[str, Any]:
     return {"app": app, "key": form, "version": rt.version, "definition": definition,
             "field_access": {f["key"]: access.get(f["key"], "editable")
                              for f in definition["fields"]},
-            "actions": actions, "title_field": rt.title_field}
+            "actions": actions, "title_field": rt.title_field,
+            "print_templates": templates_for_viewer(ctx, app=app, form=form)}
 
 
 class DraftBody(BaseModel):

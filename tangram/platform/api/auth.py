@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 
+from tangram.errors import TangramError
 from tangram.platform.auth.service import (
     InvalidCredentials,
     SessionKind,
@@ -41,6 +42,21 @@ def lockout_rules(settings: Settings) -> lockout.LockoutRules:
     return lockout.LockoutRules(max_failures=settings.login_max_failures,
                                 window=timedelta(minutes=settings.login_lockout_minutes),
                                 lock_for=timedelta(minutes=settings.login_lockout_minutes))
+
+
+def address_rules(settings: Settings) -> lockout.LockoutRules:
+    return lockout.LockoutRules(max_failures=settings.login_ip_max_failures,
+                                window=timedelta(minutes=settings.login_ip_lockout_minutes),
+                                lock_for=timedelta(minutes=settings.login_ip_lockout_minutes))
+
+
+def client_address(request: Request) -> str:
+    """The caller's IP address as the server sees it. Behind a reverse proxy,
+    run the server with the proxy's address trusted for X-Forwarded-For
+    (uvicorn ``--proxy-headers --forwarded-allow-ips``), or every client
+    shares the proxy's address."""
+    return request.client.host if request.client else "unknown"
+
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
@@ -131,8 +147,8 @@ async def read_login(request: Request) -> _Login:
     "/login", response_model=LoginResult,
     responses={401: {"description": "Wrong username or password (code invalid_credentials)"
                      " or a disabled account (code account_disabled)."},
-               429: {"description": "Too many failed sign-ins for this username (code "
-                     "rate_limited, Retry-After header)."}},
+               429: {"description": "Too many failed sign-ins for this username, or "
+                     "from this client address (code rate_limited, Retry-After header)."}},
     openapi_extra={"requestBody": {"required": True, "content": {
         "application/x-www-form-urlencoded": {"schema": _LOGIN_BODY_SCHEMA},
         "application/json": {"schema": _LOGIN_BODY_SCHEMA},
@@ -141,6 +157,9 @@ async def read_login(request: Request) -> _Login:
 def login(login: Annotated[_Login, Depends(read_login)], request: Request, response: Response,
           session: SessionDep, settings: SettingsDep, clock: ClockDep) -> LoginResult:
     username, now = normalize_username(login.credentials.username), clock.now()
+    address, by_address = client_address(request), address_rules(settings)
+    if by_address.enabled:
+        lockout.check_address_not_blocked(session, address=address, now=now)
     lockout.check_not_locked(session, username=username, now=now)
     try:
         user = authenticate(session, username=login.credentials.username,
@@ -149,6 +168,7 @@ def login(login: Annotated[_Login, Depends(read_login)], request: Request, respo
     except InvalidCredentials:
         lockout.record_failure(session, username=username, now=now,
                                rules=lockout_rules(settings))
+        lockout.record_address_failure(session, address=address, now=now, rules=by_address)
         # The count must outlive this failing request (whose session rolls back).
         session.commit()
         raise
@@ -161,9 +181,28 @@ def login(login: Annotated[_Login, Depends(read_login)], request: Request, respo
                        user=UserPublic.of(user))
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+class ApiTokenLogout(TangramError):
+    """Logout was called with an API token: it is refused rather than
+    answered with 204, which would leave an integration believing its token
+    is dead while it still works."""
+
+    status = 400
+    code = "api_token_logout"
+
+
+@router.post(
+    "/logout", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,
+    responses={400: {"description": "Sent with an API token, which logout does not end "
+                     "(code api_token_logout): revoke it with DELETE /api/tokens/{id}."}})
 def logout(auth: CurrentAuth, session: SessionDep, settings: SettingsDep,
            clock: ClockDep) -> Response:
+    """End the login session of the bearer token or cookie sent."""
+    if auth.token_scope is not None:
+        raise ApiTokenLogout(
+            "this is an API token, not a login session: logout does not end it and it stays "
+            f"valid. Revoke it with DELETE /api/tokens/{auth.session_id} from a signed-in "
+            "session (its owner or an administrator).",
+            details={"token_id": str(auth.session_id)})
     revoke_session(session, session_id=auth.session_id, clock=clock)
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
     response.delete_cookie(SESSION_COOKIE, path="/", secure=settings.cookie_secure,

@@ -7,12 +7,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Header, Query, status
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from tangram.engines.directory import user_departments_table
 from tangram.engines.flows import service, tasks, triggers
 from tangram.engines.flows.assignees import set_role_resolver
 from tangram.engines.flows.registry import describe
@@ -23,25 +21,20 @@ from tangram.platform.deps import (
     BuilderActor,
     ClockDep,
     ContextDep,
+    MemberContextDep,
     SessionDep,
     SettingsDep,
     SignedInActor,
 )
-from tangram.platform.permissions.tables import role_assignments_table
+from tangram.platform.permissions import grants
 
 router = APIRouter(tags=["flows"])
 
 
 def role_members(session: Session, app: str, role: str) -> list[uuid.UUID]:
-    """Holders of an app role: users it is given to, and members of the
-    departments it is given to."""
-    ra, ud = role_assignments_table, user_departments_table
-    direct = sa.select(ra.c.user_id.label("user_id")).where(
-        ra.c.app == app, ra.c.role == role, ra.c.user_id.is_not(None))
-    via_dept = sa.select(ud.c.user_id).join(ra, ra.c.department_id == ud.c.department_id).where(
-        ra.c.app == app, ra.c.role == role)
-    rows = session.execute(sa.union(direct, via_dept)).scalars().all()
-    return sorted(set(rows), key=str)
+    """Holders of an app role, as the permissions see them (``grants.role_holders``:
+    sub-departments included where the assignment says so)."""
+    return grants.role_holders(session, app=app, role=role)
 
 
 set_role_resolver(role_members)
@@ -64,7 +57,9 @@ def flow_metadata(_user: SignedInActor) -> dict[str, Any]:
 
 
 @router.get("/api/apps/{app}/flows")
-def list_flows(app: str, ctx: ContextDep) -> list[dict[str, Any]]:
+def list_flows(app: str, ctx: MemberContextDep) -> list[dict[str, Any]]:
+    """The app's flows (members of the app: administrators, its builders and
+    holders of one of its roles)."""
     return [{"key": d.key, "latest_version": d.latest_version,
              "label": (d.draft or {}).get("label")}
             for d in storage.list_definitions(ctx.session, app=app, kind="flow")]
@@ -105,13 +100,14 @@ def rotate_webhook_token(app: str, flow: str, ctx: ContextDep,
 
 
 @router.get("/api/apps/{app}/flows/{flow}/versions")
-def list_flow_versions(app: str, flow: str, ctx: ContextDep) -> list[dict[str, Any]]:
+def list_flow_versions(app: str, flow: str, ctx: MemberContextDep) -> list[dict[str, Any]]:
     d = storage.get_definition(ctx.session, app=app, kind="flow", key=flow)
     return storage.list_versions(ctx.session, d)
 
 
 @router.get("/api/apps/{app}/flows/{flow}/versions/{version}")
-def get_flow_version(app: str, flow: str, version: int, ctx: ContextDep) -> dict[str, Any]:
+def get_flow_version(app: str, flow: str, version: int, ctx: MemberContextDep
+                     ) -> dict[str, Any]:
     d = storage.get_definition(ctx.session, app=app, kind="flow", key=flow)
     return storage.get_version(ctx.session, d, version)
 
@@ -177,8 +173,7 @@ def act_on_task(task_id: uuid.UUID, action: str, body: TaskActionBody, ctx: Cont
                 _u: SignedInActor) -> dict[str, Any]:
     task = tasks.act_on_task(ctx, task_id=task_id, action=action,
                              params=tasks.ActionParams(**body.model_dump()))
-    return {k: (str(v) if isinstance(v, uuid.UUID) else v.isoformat()
-                if hasattr(v, "isoformat") else v) for k, v in task.items()}
+    return service.as_json(task)
 
 
 @router.get("/api/flows/notifications")

@@ -25,6 +25,9 @@ class AssignmentBody(BaseModel):
     role: str
     user_id: uuid.UUID | None = None
     department_id: uuid.UUID | None = None
+    include_sub_departments: bool = Field(True, description="For a department: whether "
+                                          "members of the departments below it hold the "
+                                          "role too.")
 
 
 class BuilderBody(BaseModel):
@@ -56,7 +59,9 @@ def list_assignments(app: str, session: SessionDep, _admin: AdminActor
 def assign(app: str, body: AssignmentBody, session: SessionDep, admin: AdminActor,
            clock: ClockDep) -> dict[str, Any]:
     return roles.assign_role(session, app=app, role=body.role, user_id=body.user_id,
-                             department_id=body.department_id, actor_id=admin.id,
+                             department_id=body.department_id,
+                             include_sub_departments=body.include_sub_departments,
+                             actor_id=admin.id,
                              now=clock.now())
 
 

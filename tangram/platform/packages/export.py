@@ -25,8 +25,10 @@ from tangram.platform.packages import store
 from tangram.platform.packages.errors import PackageInvalid
 from tangram.platform.packages.kinds import package_kinds
 from tangram.platform.packages.layer import live_bodies
-from tangram.platform.packages.loader import MANIFEST, REF, Package, load_package
+from tangram.platform.packages.loader import MANIFEST, Package, load_package
 from tangram.platform.packages.manifest import platform_version
+from tangram.platform.packages.org_fixture import ORG_FILE
+from tangram.platform.packages.rows import REF
 from tangram.platform.packages.source import PackageFiles
 
 COMPUTED = {"formula", "rollup", "autonumber"}
@@ -59,7 +61,8 @@ def export_app(ctx: EngineContext, app: str, *, layer: bool = True,
     for (kind, key), body in sorted(bodies.items()):
         files[f"{folders[kind]}/{key}.json"] = _json(body)
     for path, text in extra_files.items():
-        if not (data and path.startswith("data/seed/")):
+        # --data replaces the seed rows with the records (the seed org fixture stays).
+        if not (data and path.startswith("data/seed/") and not path.endswith(ORG_FILE)):
             files[path] = text.encode()
     if data:
         files.update(_export_records(ctx, app, [k for (kind, k) in bodies if kind == "form"]))
@@ -144,7 +147,7 @@ def _deep_check(package: Package) -> list[dict[str, Any]]:
             # Dependencies are checked at install time, against what is installed.
             scratch = Package(manifest=package.manifest.model_copy(update={"dependencies": {}}),
                               items=package.items, data=package.data,
-                              templates=package.templates)
+                              org=package.org, templates=package.templates)
             try:
                 install_package(ctx, scratch, confirm_destructive=True)
             except TangramError as exc:

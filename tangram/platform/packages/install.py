@@ -26,7 +26,7 @@ from tangram.errors import ConfirmationRequired, Conflict, ErrorItem, NotFound, 
 from tangram.metamodel import storage
 from tangram.metamodel.forms import App
 from tangram.platform.packages import store
-from tangram.platform.packages.data import load_rows
+from tangram.platform.packages.data import load_data_set
 from tangram.platform.packages.errors import (
     DependencyInUse,
     DependencyMissing,
@@ -44,6 +44,7 @@ from tangram.platform.packages.layer import (
     without_ids,
 )
 from tangram.platform.packages.loader import Package
+from tangram.platform.packages.org_fixture import ORG_FILE
 from tangram.platform.packages.semver import Version, satisfies
 
 Key = tuple[str, str]  # (kind, key)
@@ -199,36 +200,29 @@ def install_package(ctx: EngineContext, package: Package, *, demo: bool = False,
 
 
 def kept_files(package: Package) -> dict[str, str]:
-    """The files kept with the installed version, for export: templates and seed rows."""
+    """The files kept with the installed version, for export: templates, seed
+    rows and the seed org fixture."""
     seed = {f"data/seed/{form}.json": json.dumps(rows, ensure_ascii=False, indent=2) + "\n"
             for form, rows in package.data["seed"].items()}
+    if "seed" in package.org:
+        seed[f"data/seed/{ORG_FILE}"] = json.dumps(package.org["seed"], ensure_ascii=False,
+                                                   indent=2) + "\n"
     return {**package.templates, **seed}
 
 
 def _load_data(ctx: EngineContext, package: Package, data_set: str,
                forms: set[str] | None = None) -> dict[str, int]:
+    """A data set: its org fixture (unless only some ``forms`` are wanted, as
+    in an upgrade — the tenant's org is theirs by then), then its rows."""
     rows = {form: r for form, r in package.data[data_set].items()
             if forms is None or form in forms}
-    if not rows:
-        return {}
-    return load_rows(ctx, app=package.key, rows_by_form=rows,
-                     file_of={f: f"data/{data_set}/{f}.json" for f in rows})
-
-
-# Demo data generators by app key: bigger demo sets than a package should
-# carry as files (see tangram.platform.packages.demo).
-DEMO_GENERATORS: dict[str, Callable[[EngineContext, Package], dict[str, int]]] = {}
+    return load_data_set(ctx, app=package.key, data_set=data_set, rows_by_form=rows,
+                         org=package.org.get(data_set) if forms is None else None)
 
 
 def load_demo(ctx: EngineContext, package: Package) -> dict[str, int]:
-    """The package's data/demo rows, then its registered generator, if any."""
-    counts = _load_data(ctx, package, "demo")
-    from tangram.platform.packages import demo as _demo  # noqa: F401  (registers generators)
-
-    generator = DEMO_GENERATORS.get(package.key)
-    if generator is not None:
-        counts.update(generator(ctx, package))
-    return counts
+    """The package's demo set: ``data/demo/_org.json``, then ``data/demo`` rows."""
+    return _load_data(ctx, package, "demo")
 
 
 def _summary(bodies: Iterable[Key]) -> dict[str, list[str]]:

@@ -26,7 +26,7 @@ from tangram.metamodel import storage
 
 # Metamodel modules that register definition kinds when imported.
 KIND_MODULES = ("tangram.metamodel.flows", "tangram.metamodel.reports",
-                "tangram.metamodel.roles")
+                "tangram.metamodel.roles", "tangram.metamodel.printing")
 
 Stage = Callable[[EngineContext, str, str, dict[str, Any]], None]
 Publish = Callable[[EngineContext, str, str, dict[str, Any], bool], None]
@@ -203,6 +203,56 @@ def _check_role(ctx: EngineContext, app: str, role: Any) -> list[ErrorItem]:
     return []
 
 
+def _publish_print_template(ctx: EngineContext, app: str, key: str, body: dict[str, Any],
+                            confirm: bool) -> None:
+    from tangram.engines.printing import save_print_template
+
+    save_print_template(ctx, app=app, key=key, body={**body, "key": key}, note="package")
+
+
+def _check_print_template(ctx: EngineContext, app: str, template: Any) -> list[ErrorItem]:
+    from tangram.engines.printing import check_print_template
+
+    return check_print_template(ctx, app, template)
+
+
+def _print_template_refs(body: Any) -> list[tuple[str, str, str]]:
+    return [("form", body.form, "$.form")] + [
+        ("form", r.form, f"$.related[{i}].form") for i, r in enumerate(body.related)]
+
+
+def _stage_alert(ctx: EngineContext, app: str, key: str, body: dict[str, Any]) -> None:
+    _generic_stage(ctx, app, "alert", key, body)
+
+
+def _publish_alert(ctx: EngineContext, app: str, key: str, body: dict[str, Any],
+                   confirm: bool) -> None:
+    from tangram.engines.reports.alerts import sync_package_alerts
+
+    _generic_publish(ctx, app, "alert", key)
+    sync_package_alerts(ctx, app=app)
+
+
+def _check_alert(ctx: EngineContext, app: str, alert: Any) -> list[ErrorItem]:
+    from tangram.engines.reports.kpi import field_measure
+    from tangram.metamodel.reports import Report
+
+    found = storage.find_definition(ctx.session, app=app, kind="report", key=alert.report)
+    body = found and (found.draft or storage.latest_body(ctx.session, app=app, kind="report",
+                                                          key=alert.report))
+    if not body:
+        return [ErrorItem(code="unknown_report", path="$.report",
+                          message=f"report {alert.report!r} does not exist")]
+    try:
+        field_measure(Report.model_validate(body), alert.measure, "$.measure")
+    except DefinitionInvalid as exc:
+        return exc.errors
+    if storage.find_definition(ctx.session, app=app, kind="role", key=alert.role) is None:
+        return [ErrorItem(code="unknown_role", path="$.role",
+                          message=f"role {alert.role!r} does not exist in app {app!r}")]
+    return []
+
+
 def _single(kind: str, attr: str) -> References:
     return lambda body: ([(kind, getattr(body, attr), f"$.{attr}")]
                          if getattr(body, attr, None) else [])
@@ -231,6 +281,15 @@ PACKAGE_KINDS: dict[str, PackageKind] = {k.kind: k for k in (
     PackageKind("dashboard", "dashboards", 50, publish=_publish_dashboard,
                 references=_dashboard_refs, check=_check_dashboard,
                 description="Dashboards: reports arranged on a grid with shared filters."),
+    PackageKind("alert", "alerts", 52, stage=_stage_alert, publish=_publish_alert,
+                references=lambda body: [("report", body.report, "$.report"),
+                                         ("role", body.role, "$.role")],
+                check=_check_alert,
+                description="Data alerts: a report measure checked on a schedule; each "
+                            "holder of the alert's role gets a copy checked with their scope."),
+    PackageKind("print_template", "print_templates", 55, publish=_publish_print_template,
+                references=_print_template_refs, check=_check_print_template,
+                description="Print templates: a form's records as HTML and PDF pages."),
     PackageKind("flow", "flows", 60, stage=_stage_flow, publish=_publish_flow,
                 keep_on_remove=True, references=_single("form", "form"), check=_check_flow,
                 description="Flows: approvals and automations."),

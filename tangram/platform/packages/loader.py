@@ -17,16 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from jinja2 import TemplateSyntaxError
-from jinja2.sandbox import SandboxedEnvironment
 from pydantic import ValidationError
 
+from tangram.engines.templates import TemplateSyntaxError, sandbox
 from tangram.errors import DefinitionInvalid, ErrorItem
 from tangram.metamodel import storage
-from tangram.metamodel.forms import SYSTEM_FIELDS, Form
+from tangram.metamodel.forms import Form
 from tangram.platform.packages.errors import PackageInvalid
 from tangram.platform.packages.kinds import PackageKind, package_kinds
 from tangram.platform.packages.manifest import AppManifest, platform_version
+from tangram.platform.packages.org_fixture import ORG_FILE, check_org
+from tangram.platform.packages.rows import check_rows
 from tangram.platform.packages.semver import Version, satisfies
 from tangram.platform.packages.source import PackageFiles
 
@@ -35,7 +36,7 @@ DOC_FILES = {"README.md", "README.zh.md", "CHANGELOG.md", "LICENSE", "LICENSE.md
              "icon.png", "icon.svg"}
 TEMPLATE_SUFFIXES = {".html", ".htm", ".txt", ".md", ".j2", ".jinja"}
 DATA_SETS = ("seed", "demo")
-REF = "$ref"  # a data row's name, and a relation value pointing at a named row
+DEV_FOLDER = "tools"  # the package author's own scripts: never read, installed or exported
 
 
 @dataclass
@@ -55,6 +56,7 @@ class Package:
     items: list[PackageItem] = field(default_factory=list)
     data: dict[str, dict[str, list[dict[str, Any]]]] = field(
         default_factory=lambda: {s: {} for s in DATA_SETS})
+    org: dict[str, Any] = field(default_factory=dict)  # data set → its _org.json
     templates: dict[str, str] = field(default_factory=dict)
     docs: dict[str, bytes] = field(default_factory=dict)
 
@@ -115,7 +117,7 @@ def _read_json(name: str, data: bytes, errors: _Collector) -> Any:
     return None
 
 
-_SANDBOX = SandboxedEnvironment(autoescape=True)
+_SANDBOX = sandbox(html=True)
 
 
 def check_template(name: str, text: str) -> str | None:
@@ -186,6 +188,14 @@ def _load_file(name: str, data: bytes, kinds: dict[str, PackageKind], package: P
             errors.add(name, problem, code="template")
         package.templates[name] = text
         return
+    if parts[0] == DEV_FOLDER and len(parts) > 1:
+        return
+    if len(parts) == 3 and parts[0] == "data" and parts[1] in DATA_SETS \
+            and parts[2] == ORG_FILE:
+        body = _read_json(name, data, errors)
+        if body is not None:
+            package.org[parts[1]] = body
+        return
     if len(parts) == 3 and parts[0] == "data" and parts[1] in DATA_SETS \
             and path.suffix == ".json":
         rows = _read_json(name, data, errors)
@@ -197,7 +207,8 @@ def _load_file(name: str, data: bytes, kinds: dict[str, PackageKind], package: P
         package.data[parts[1]][path.stem] = rows
         return
     allowed = ", ".join([MANIFEST] + [f"{f}/*.json" for f in sorted(kinds)]
-                        + ["templates/*", "data/seed/*.json", "data/demo/*.json"])
+                        + ["templates/*", "data/seed/*.json", "data/demo/*.json",
+                           f"{DEV_FOLDER}/* (ignored)"])
     errors.add(name, f"unexpected file {name!r}; a package holds {allowed} and docs "
                f"({', '.join(sorted(DOC_FILES))})", code="unexpected_file")
 
@@ -287,6 +298,7 @@ def _check_menus(m: AppManifest, present: set[tuple[str, str]], errors: _Collect
 def _check_data(package: Package, models: dict[tuple[str, str], PackageItem],
                 broken: set[tuple[str, str]], errors: _Collector) -> None:
     forms = package.forms()
+    roles = {i.key for i in package.items if i.kind == "role"}
     for data_set, by_form in package.data.items():
         refs: set[str] = set()
         for form_key, rows in by_form.items():
@@ -298,18 +310,7 @@ def _check_data(package: Package, models: dict[tuple[str, str], PackageItem],
                 errors.add(file, f"data for form {form_key!r}, which the package lacks",
                            code="unknown_form")
                 continue
-            known = {f.key for f in form.fields}
-            for i, row in enumerate(rows):
-                for name in row:
-                    if name == REF:
-                        if not isinstance(row[REF], str) or row[REF] in refs:
-                            errors.add(file, f"{REF} must be a name unique in data/{data_set}",
-                                       code="data_ref", path=f"$[{i}].{REF}")
-                        refs.add(str(row[REF]))
-                    elif name in SYSTEM_FIELDS:
-                        errors.add(file, f"{name!r} is a system column; data rows give fields "
-                                   "only (and $ref to name a row)", code="system_field",
-                                   path=f"$[{i}].{name}")
-                    elif name not in known:
-                        errors.add(file, f"form {form_key!r} has no field {name!r}",
-                                   code="unknown_field", path=f"$[{i}].{name}")
+            errors.errors.extend(check_rows(file, data_set, form, rows, refs))
+        if data_set in package.org:
+            errors.errors.extend(check_org(f"data/{data_set}/{ORG_FILE}", data_set,
+                                           package.org[data_set], roles))

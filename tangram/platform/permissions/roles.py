@@ -118,24 +118,53 @@ def _holder(session: Session, user_id: uuid.UUID | None,
 
 
 def assign_role(session: Session, *, app: str, role: str, user_id: uuid.UUID | None = None,
-                department_id: uuid.UUID | None = None, actor_id: uuid.UUID | None,
-                now: datetime) -> dict[str, Any]:
-    """Give ``role`` to a user or a department's members (idempotent)."""
+                department_id: uuid.UUID | None = None, include_sub_departments: bool = True,
+                actor_id: uuid.UUID | None, now: datetime) -> dict[str, Any]:
+    """Give ``role`` to a user or to a department's members — and, unless
+    ``include_sub_departments=False``, to members of the departments below it.
+    Idempotent; assigning again with another ``include_sub_departments``
+    changes the existing assignment (audited)."""
     storage.get_definition(session, app=app, kind="role", key=role)
     kind, holder = _holder(session, user_id, department_id)
     ra = role_assignments_table
     column = ra.c.user_id if kind == "user" else ra.c.department_id
-    existing = session.execute(sa.select(ra.c.id).where(
+    existing = session.execute(sa.select(ra.c.id, ra.c.include_sub_departments).where(
         ra.c.app == app, ra.c.role == role, column == holder)).first()
     if existing is not None:
-        return {"id": str(existing.id), "app": app, "role": role, kind: str(holder)}
-    assignment_id = new_id()
-    session.execute(ra.insert().values(id=assignment_id, app=app, role=role, user_id=user_id,
-                                       department_id=department_id, created_at=now,
-                                       created_by=actor_id))
-    audit.record(session, action="role.assign", target=f"{app}/{role}", actor_id=actor_id,
-                 at=now, **{kind: holder})
-    return {"id": str(assignment_id), "app": app, "role": role, kind: str(holder)}
+        assignment_id = existing.id
+        if kind == "department" and existing.include_sub_departments != include_sub_departments:
+            session.execute(ra.update().where(ra.c.id == assignment_id).values(
+                include_sub_departments=include_sub_departments))
+            audit.record(session, action="role.assign", target=f"{app}/{role}",
+                         actor_id=actor_id, at=now, department=holder,
+                         include_sub_departments=include_sub_departments)
+    else:
+        assignment_id = new_id()
+        session.execute(ra.insert().values(
+            id=assignment_id, app=app, role=role, user_id=user_id,
+            department_id=department_id, include_sub_departments=include_sub_departments,
+            created_at=now, created_by=actor_id))
+        extra = {"include_sub_departments": include_sub_departments} \
+            if kind == "department" else {}
+        audit.record(session, action="role.assign", target=f"{app}/{role}", actor_id=actor_id,
+                     at=now, **{kind: holder}, **extra)
+    return _assignment_json(session, assignment_id)
+
+
+def _assignment_json(session: Session, assignment_id: uuid.UUID) -> dict[str, Any]:
+    ra = role_assignments_table
+    r = session.execute(sa.select(ra).where(ra.c.id == assignment_id)).one()
+    return _assignment(r)
+
+
+def _assignment(r: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": str(r.id), "app": r.app, "role": r.role}
+    if r.user_id is not None:
+        out["user_id"] = str(r.user_id)
+    else:
+        out["department_id"] = str(r.department_id)
+        out["include_sub_departments"] = bool(r.include_sub_departments)
+    return out
 
 
 def unassign_role(session: Session, *, app: str, assignment_id: uuid.UUID,
@@ -156,7 +185,9 @@ def list_assignments(session: Session, *, app: str) -> list[dict[str, Any]]:
                            .order_by(ra.c.role, ra.c.created_at))
     return [{"id": str(r.id), "role": r.role,
              "user_id": str(r.user_id) if r.user_id else None,
-             "department_id": str(r.department_id) if r.department_id else None}
+             "department_id": str(r.department_id) if r.department_id else None,
+             "include_sub_departments": bool(r.include_sub_departments)
+             if r.department_id else None}
             for r in rows]
 
 

@@ -8,7 +8,9 @@ import sqlalchemy as sa
 from tangram.db import metadata
 from tangram.db.types import GUID, JSONValue, UTCDateTime
 
-# A role of an app given to a user or to a department (its direct members).
+# A role of an app given to a user or to a department: its members and, when
+# include_sub_departments is true (the default), members of the departments
+# below it (grants.holds_assignment).
 role_assignments_table = sa.Table(
     "role_assignments", metadata,
     sa.Column("id", GUID, primary_key=True),
@@ -18,6 +20,8 @@ role_assignments_table = sa.Table(
               index=True),
     sa.Column("department_id", GUID, sa.ForeignKey("departments.id", ondelete="CASCADE"),
               nullable=True, index=True),
+    sa.Column("include_sub_departments", sa.Boolean, nullable=False,
+              server_default=sa.true()),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("created_by", GUID, nullable=True),
     sa.CheckConstraint("(user_id IS NULL) <> (department_id IS NULL)", name="one_holder"),

@@ -1,0 +1,85 @@
+"""What a task shows of its record and which fields the approver may edit there.
+
+Two layers of field rules, narrowest wins: the approver's **role** rules on the
+form (a hidden field is never shown, a read-only one never edited — the task
+grants reading the record, not more than the roles allow of its fields) and
+the **node**'s ``visible_fields`` / ``editable_fields``. The task view, the
+edit an approval carries, and anything else that serializes a task's record
+read the same :class:`TaskFields`.
+
+    rules = task_fields(ctx, app="crm", form="contract", node=node)
+    view = rules.narrow(record_json)       # hidden fields and their titles gone
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tangram.engines.context import EngineContext
+from tangram.errors import PermissionDenied
+
+# Always part of a task's record, whatever the node shows.
+ALWAYS_SHOWN = ("id", "version")
+# System user fields whose display names come along with the record.
+SYSTEM_USER_FIELDS = ("owner", "created_by", "updated_by")
+
+
+@dataclass(frozen=True)
+class TaskFields:
+    hidden: frozenset[str]  # by the approver's roles
+    read_only: frozenset[str]  # by the approver's roles
+    visible: frozenset[str] | None  # by the node (None: every field)
+    node_editable: tuple[str, ...]
+
+    def shows(self, key: str) -> bool:
+        if key in ALWAYS_SHOWN:
+            return True
+        if key in self.hidden:
+            return False
+        return self.visible is None or key in self.visible
+
+    @property
+    def editable(self) -> list[str]:
+        """The node's editable fields the approver may see and change."""
+        return [k for k in self.node_editable if self.shows(k) and k not in self.read_only]
+
+    def narrow(self, record: dict[str, Any]) -> dict[str, Any]:
+        """A record as the records API returns it, cut to what the task shows —
+        the ``_display`` titles included (a hidden relation's title is a value)."""
+        out = {k: v for k, v in record.items() if k != "_display" and self.shows(k)}
+        display = record.get("_display")
+        if isinstance(display, dict):
+            kept = {k: v for k, v in display.items()
+                    if k in out or (k in SYSTEM_USER_FIELDS and self.visible is None)}
+            if kept:
+                out["_display"] = kept
+        return out
+
+    def check_edit(self, keys: Any, node_key: str) -> None:
+        """Refuse edits of fields the node does not open or the roles close."""
+        allowed = set(self.editable)
+        refused = sorted(set(keys) - allowed)
+        if not refused:
+            return
+        closed = [k for k in refused if k in self.node_editable]
+        if closed:
+            key = closed[0]
+            raise PermissionDenied(
+                f"you may not set field {key!r} at node {node_key!r}: it is "
+                f"{'hidden from' if key in self.hidden else 'read-only for'} you",
+                details={"field": key})
+        raise PermissionDenied(f"fields {', '.join(refused)} cannot be edited at node "
+                               f"{node_key!r}; editable here: "
+                               f"{', '.join(self.editable) or 'none'}")
+
+
+def task_fields(ctx: EngineContext, *, app: str, form: str, node: Any) -> TaskFields:
+    """The field rules of a task at ``node`` of a flow on ``form``, for ``ctx.actor``."""
+    access = ctx.policy.field_access(ctx.actor, app, form) if form else {}
+    visible = getattr(node, "visible_fields", None)
+    return TaskFields(
+        hidden=frozenset(k for k, v in access.items() if v == "hidden"),
+        read_only=frozenset(k for k, v in access.items() if v == "read_only"),
+        visible=None if visible is None else frozenset(visible),
+        node_editable=tuple(getattr(node, "editable_fields", ())))

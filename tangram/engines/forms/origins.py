@@ -1,0 +1,69 @@
+"""Where records come from: give records just created in bulk by the system
+(a package's seed or demo rows) the owner and creation time they stand for.
+
+A demo company needs each rep's own pipeline and eighteen months of history,
+but the bulk path stamps every record "now, by the caller". This rewrites
+those system columns once, right after the create, in the same transaction.
+It is not an edit by anyone — nothing about the records' content changes —
+so it writes no audit entry and emits no event (an ownership change by a
+user is :func:`ownership.transfer_owner`, audited).
+
+    set_origins(ctx, app="crm", form="lead",
+                origins=[Origin(record_id=rid, owner=rep_id, created_at=at)])
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from tangram.engines.context import EngineContext
+from tangram.engines.directory import existing_user_ids
+from tangram.engines.forms.records import _bump_data_version
+from tangram.engines.forms.registry import get_runtime
+from tangram.errors import ErrorItem, ValidationFailed
+
+
+@dataclass(frozen=True)
+class Origin:
+    """``owner`` also becomes the record's creator (and last editor);
+    ``created_at`` also its last update time. ``None`` keeps the column."""
+
+    record_id: uuid.UUID
+    owner: uuid.UUID | None = None
+    created_at: datetime | None = None
+
+
+def set_origins(ctx: EngineContext, *, app: str, form: str, origins: Sequence[Origin]) -> int:
+    """Rewrite owner / creator and creation time of the given records;
+    returns how many records were given an origin. Refused (nothing
+    written) when an owner is not a user."""
+    rt = get_runtime(ctx.session, app, form)
+    ctx.policy.check_form_action(ctx.actor, app, form, "create")
+    owners = {o.owner for o in origins if o.owner is not None}
+    missing = owners - existing_user_ids(ctx.session, owners)
+    if missing:
+        raise ValidationFailed([ErrorItem(code="user_missing", field="owner",
+                                          message=f"user {m} does not exist")
+                                for m in sorted(missing, key=str)])
+    t = rt.table
+    by_owner = [{"_id": o.record_id, "_owner": o.owner} for o in origins
+                if o.owner is not None]
+    by_time = [{"_id": o.record_id, "_at": o.created_at} for o in origins
+               if o.created_at is not None]
+    # One executemany per column group: rows giving only one of the two keep the other.
+    if by_owner:
+        ctx.session.execute(sa.update(t).where(t.c.id == sa.bindparam("_id")).values(
+            owner=sa.bindparam("_owner"), created_by=sa.bindparam("_owner"),
+            updated_by=sa.bindparam("_owner")), by_owner)
+    if by_time:
+        ctx.session.execute(sa.update(t).where(t.c.id == sa.bindparam("_id")).values(
+            created_at=sa.bindparam("_at"), updated_at=sa.bindparam("_at")), by_time)
+    if by_owner or by_time:
+        _bump_data_version(ctx, rt)
+    return len({o.record_id for o in origins if o.owner is not None
+                or o.created_at is not None})

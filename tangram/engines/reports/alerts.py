@@ -1,0 +1,442 @@
+"""Data alerts: a report measure checked on a schedule against a threshold or a
+period-over-period change, notifying recipients once per crossing.
+
+An alert is crossed while its condition holds. It *fires* — one row in
+``report_alert_firings`` and a notification to every recipient through the
+notification engine — when a check finds it crossed after a check that did
+not (state ``normal`` → ``crossed``). While it stays crossed, later checks
+stay silent; once a check finds it recovered the state returns to
+``normal`` and the next crossing fires again. A check whose value cannot be
+computed (no records, or no previous period to compare with) leaves the
+state as it was.
+
+The measure is computed by the report engine — the report's filter and
+parameters, the alert's extra filter, no dimensions — as the alert's owner:
+their row scope and field permissions apply, exactly as when they run the
+report. The worker (``tangram.engines.flows.worker``) calls
+:func:`run_due_alerts` on every pass; a due alert is claimed with
+``FOR UPDATE SKIP LOCKED`` so it is checked once with any number of workers.
+
+    create_alert(ctx, app="crm", body={"label": "East weekly drop", "report": "won_weekly",
+                 "measure": "won", "filter": {"field": "account.region", "op": "eq",
+                 "value": "华东"}, "condition": {"type": "change", "period": "week",
+                 "percent": "15"}, "schedule": "0 9 * * 1", "recipients": [director_id]})
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from croniter import croniter
+from pydantic import ValidationError
+from sqlalchemy.orm import Session, sessionmaker
+
+from tangram.clock import Clock
+from tangram.db import metadata, new_id
+from tangram.db.types import GUID, JSONValue, UTCDateTime
+from tangram.engines.context import EngineContext
+from tangram.engines.reports import kpi
+from tangram.errors import (
+    Conflict,
+    DefinitionInvalid,
+    ErrorItem,
+    NotFound,
+    PermissionDenied,
+    TangramError,
+)
+from tangram.metamodel import reports as rm
+from tangram.metamodel.common import json_path
+
+log = logging.getLogger(__name__)
+
+alerts_table = sa.Table(
+    "report_alerts", metadata,
+    sa.Column("id", GUID, primary_key=True),
+    sa.Column("app", sa.String(63), nullable=False),
+    sa.Column("report", sa.String(63), nullable=False),
+    sa.Column("definition", JSONValue, nullable=False),  # rm.Alert as JSON
+    sa.Column("owner_id", GUID, nullable=False),  # checks run with this user's permissions
+    # The key of the app's package alert this row is a holder's copy of (else a user's own).
+    sa.Column("package_alert", sa.String(63), nullable=True),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("state", sa.String(20), nullable=False, server_default="normal"),
+    sa.Column("last_value", sa.String(60), nullable=True),
+    sa.Column("last_checked_at", UTCDateTime(), nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("next_check_at", UTCDateTime(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_report_alerts_due", "active", "next_check_at"),
+    sa.Index("ix_report_alerts_app", "app", "report"),
+    sa.Index("ux_report_alerts_package", "app", "package_alert", "owner_id", unique=True),
+)
+
+firings_table = sa.Table(
+    "report_alert_firings", metadata,
+    sa.Column("id", GUID, primary_key=True),
+    sa.Column("alert_id", GUID, sa.ForeignKey("report_alerts.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("fired_at", UTCDateTime(), nullable=False),
+    sa.Column("value", sa.String(60), nullable=True),
+    sa.Column("previous_value", sa.String(60), nullable=True),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("recipients", JSONValue, nullable=False),
+    sa.Index("ix_report_alert_firings_alert", "alert_id", "fired_at"),
+)
+
+NORMAL, CROSSED = "normal", "crossed"
+Row = Mapping[str, Any] | sa.RowMapping
+
+
+# --------------------------------------------------------------------------- definitions
+
+def parse_alert(body: Any) -> rm.Alert:
+    try:
+        alert = rm.Alert.model_validate(body)
+    except ValidationError as exc:
+        errors = [ErrorItem(code=e["type"], path=json_path(tuple(
+            p for p in e["loc"] if p not in ("above", "below", "change"))),
+            message=e["msg"].removeprefix("Value error, ")) for e in exc.errors()]
+        raise DefinitionInvalid(f"the alert is not valid: {errors[0].path}: "
+                                f"{errors[0].message}", errors=errors) from None
+    if not croniter.is_valid(alert.schedule):
+        raise DefinitionInvalid(f"the alert is not valid: $.schedule: {alert.schedule!r} is "
+                                "not a cron expression", errors=[ErrorItem(
+                                    code="invalid_schedule", path="$.schedule", message=(
+                                        f"{alert.schedule!r} is not a cron expression "
+                                        "(minute hour day month weekday)"))])
+    return alert
+
+
+def next_check(schedule: str, after: datetime, timezone: str) -> datetime:
+    zone = ZoneInfo(timezone)
+    nxt: datetime = croniter(schedule, after.astimezone(zone)).get_next(datetime)
+    return nxt.astimezone(ZoneInfo("UTC"))
+
+
+def _public(row: Row) -> dict[str, Any]:
+    return {"id": str(row["id"]), "app": row["app"], **row["definition"],
+            "owner_id": str(row["owner_id"]), "package_alert": row["package_alert"],
+            "state": row["state"],
+            "last_value": row["last_value"],
+            "last_checked_at": _iso(row["last_checked_at"]), "last_error": row["last_error"],
+            "next_check_at": _iso(row["next_check_at"]),
+            "created_at": _iso(row["created_at"]), "updated_at": _iso(row["updated_at"])}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _check_definition(ctx: EngineContext, app: str, alert: rm.Alert) -> None:
+    """The report, measure and filter work for the alert's owner (compiled once)."""
+    from tangram.engines.forms.query import FilterInvalid
+    from tangram.engines.reports.service import published_report
+
+    report, _ = published_report(ctx, app=app, key=alert.report)
+    _watched(report, alert)
+    # A change alert is tried with a window, so a bad date field is refused now.
+    window = ((date(2000, 1, 1), date(2000, 1, 2))
+              if isinstance(alert.condition, rm.ChangeCondition) else None)
+    try:
+        _value_in(ctx, app, report, alert, window)
+    except FilterInvalid as exc:
+        # The alert's own filter is the second condition after the report's.
+        inner = f"$.filter.and[{1 if report.filter else 0}]"
+        for e in exc.errors:
+            if e.path and e.path.startswith(inner):
+                e.path = "$.filter" + e.path[len(inner):]
+        raise FilterInvalid(exc.errors, f"invalid alert filter: {exc.errors[0].path}: "
+                            f"{exc.errors[0].message}") from None
+
+
+def _watched(report: rm.Report, alert: rm.Alert) -> rm.FieldMeasure:
+    return kpi.field_measure(report, alert.measure, "$.measure")
+
+
+def _value_in(ctx: EngineContext, app: str, report: rm.Report, alert: rm.Alert,
+              window: tuple[date, date] | None) -> Any:
+    span = None
+    if isinstance(alert.condition, rm.ChangeCondition) and window is not None:
+        path = kpi.default_date_field(report, alert.condition.date_field,
+                                      "$.condition.date_field")
+        span = (path, *window)
+    return kpi.measure_value(ctx, app=app, report=report, measure=alert.measure,
+                             parameters=alert.parameters, extra_filter=alert.filter,
+                             window=span, date_field_at="$.condition.date_field")
+
+
+def _load(ctx: EngineContext, app: str, alert_id: uuid.UUID, *, lock: bool = False
+          ) -> Row:
+    t = alerts_table
+    stmt = sa.select(t).where(t.c.id == alert_id, t.c.app == app)
+    if lock:
+        stmt = stmt.with_for_update()
+    row = ctx.session.execute(stmt).mappings().first()
+    if row is None or not _may_manage(ctx, row):
+        raise NotFound(f"alert {alert_id} does not exist in app {app!r}")
+    return row
+
+
+def _may_manage(ctx: EngineContext, row: Row) -> bool:
+    return ctx.actor.is_admin or row["owner_id"] == ctx.actor.id
+
+
+def create_alert(ctx: EngineContext, *, app: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    """A new alert owned by the actor; checked first at the schedule's next tick."""
+    if ctx.actor.id is None:
+        raise PermissionDenied("an alert belongs to a user")
+    alert = parse_alert(body)
+    _check_definition(ctx, app, alert)
+    now = ctx.now()
+    alert_id = new_id()
+    values = {"id": alert_id, "app": app, "report": alert.report,
+              "definition": alert.model_dump(mode="json"), "owner_id": ctx.actor.id,
+              "active": alert.active, "state": NORMAL, "created_at": now, "updated_at": now,
+              "next_check_at": next_check(alert.schedule, now, ctx.timezone)
+              if alert.active else None}
+    ctx.session.execute(alerts_table.insert().values(**values))
+    return get_alert(ctx, app=app, alert_id=alert_id)
+
+
+def update_alert(ctx: EngineContext, *, app: str, alert_id: uuid.UUID,
+                 body: Mapping[str, Any]) -> dict[str, Any]:
+    """Replace the alert's definition. A changed condition, measure or filter
+    starts over from ``normal``."""
+    row = _load(ctx, app, alert_id, lock=True)
+    _not_a_copy(row)
+    alert = parse_alert(body)
+    _check_definition(ctx, app, alert)
+    now = ctx.now()
+    old = row["definition"]
+    new = alert.model_dump(mode="json")
+    same_watch = all(old.get(k) == new.get(k) for k in ("report", "measure", "parameters",
+                                                        "filter", "condition"))
+    ctx.session.execute(alerts_table.update().where(alerts_table.c.id == alert_id).values(
+        definition=new, report=alert.report, active=alert.active, updated_at=now,
+        state=row["state"] if same_watch else NORMAL,
+        next_check_at=next_check(alert.schedule, now, ctx.timezone) if alert.active else None))
+    return get_alert(ctx, app=app, alert_id=alert_id)
+
+
+def get_alert(ctx: EngineContext, *, app: str, alert_id: uuid.UUID) -> dict[str, Any]:
+    return _public(_load(ctx, app, alert_id))
+
+
+def list_alerts(ctx: EngineContext, *, app: str) -> list[dict[str, Any]]:
+    """The actor's alerts (an administrator: every alert of the app)."""
+    t = alerts_table
+    stmt = sa.select(t).where(t.c.app == app).order_by(t.c.created_at, t.c.id)
+    if not ctx.actor.is_admin:
+        stmt = stmt.where(t.c.owner_id == ctx.actor.id)
+    return [_public(r) for r in ctx.session.execute(stmt).mappings()]
+
+
+def _not_a_copy(row: Row) -> None:
+    if row["package_alert"] is not None:
+        raise Conflict(f"alert {row['id']} is a copy of the app's package alert "
+                       f"{row['package_alert']!r} for one holder of its role; change that "
+                       "package alert (or the role's holders) instead")
+
+
+def delete_alert(ctx: EngineContext, *, app: str, alert_id: uuid.UUID) -> None:
+    row = _load(ctx, app, alert_id, lock=True)
+    _not_a_copy(row)
+    ctx.session.execute(firings_table.delete().where(firings_table.c.alert_id == alert_id))
+    ctx.session.execute(alerts_table.delete().where(alerts_table.c.id == alert_id))
+
+
+def list_firings(ctx: EngineContext, *, app: str, alert_id: uuid.UUID,
+                 limit: int = 100) -> list[dict[str, Any]]:
+    """The alert's firings, newest first."""
+    _load(ctx, app, alert_id)
+    f = firings_table
+    rows = ctx.session.execute(sa.select(f).where(f.c.alert_id == alert_id)
+                               .order_by(f.c.fired_at.desc(), f.c.id.desc()).limit(limit))
+    return [{"id": str(r["id"]), "fired_at": r["fired_at"].isoformat(), "value": r["value"],
+             "previous_value": r["previous_value"], "message": r["message"],
+             "recipients": r["recipients"]} for r in rows.mappings()]
+
+
+# --------------------------------------------------------------------------- evaluation
+
+def evaluate(ctx: EngineContext, *, app: str, alert: rm.Alert
+             ) -> tuple[bool | None, Any, Any, str]:
+    """(crossed — None when it cannot be told, value, previous value, message)."""
+    from tangram.engines.reports.service import published_report
+
+    report, _ = published_report(ctx, app=app, key=alert.report)
+    cond = alert.condition
+    if isinstance(cond, rm.ThresholdCondition):
+        value = _value_in(ctx, app, report, alert, None)
+        if value is None:
+            return None, None, None, "no value"
+        number = Decimal(str(value))
+        crossed = number > cond.threshold if cond.type == "above" else number < cond.threshold
+        word = "above" if cond.type == "above" else "below"
+        return crossed, value, None, f"{alert.label}: {value} is {word} {cond.threshold}"
+    current = kpi.period_start(ctx.today(), cond.period)
+    last = (kpi.shift(current, cond.period, -1), current)
+    before = (kpi.shift(current, cond.period, -2), last[0])
+    value = _value_in(ctx, app, report, alert, last)
+    previous = _value_in(ctx, app, report, alert, before)
+    if value is None or previous is None or Decimal(str(previous)) == 0:
+        return None, value, previous, "no previous value to compare with"
+    now_n, prev_n = Decimal(str(value)), Decimal(str(previous))
+    change = (now_n - prev_n) / abs(prev_n) * 100
+    crossed = (-change > cond.percent) if cond.direction == "down" else change > cond.percent
+    word = "down" if change < 0 else "up"
+    return crossed, value, previous, (
+        f"{alert.label}: {value} in the {cond.period} from {last[0].isoformat()}, {word} "
+        f"{abs(change):.1f}% from {previous}")
+
+
+def check_alert(ctx: EngineContext, row: Row) -> bool:
+    """Check one alert now (its row locked by the caller) as its owner; fire when it
+    became crossed. Returns whether it fired."""
+    from tangram.engines.notify.service import notify
+    from tangram.engines.notify.webhooks import act_as_owner
+
+    alert = rm.Alert.model_validate(row["definition"])
+    owner, policy = act_as_owner(ctx, row["owner_id"])
+    as_owner = EngineContext(session=ctx.session, actor=owner, clock=ctx.clock,
+                             language=owner.language, timezone=ctx.timezone, policy=policy)
+    now = ctx.now()
+    t = alerts_table
+    values: dict[str, Any] = {"last_checked_at": now, "last_error": None,
+                              "next_check_at": next_check(alert.schedule, now, ctx.timezone)}
+    fired = False
+    try:
+        with ctx.session.begin_nested():
+            crossed, value, previous, message = evaluate(as_owner, app=row["app"], alert=alert)
+    except TangramError as exc:  # the report changed or the owner lost access: say so
+        values["last_error"] = exc.message[:2000]
+        crossed, value, previous, message = None, None, None, ""
+    if value is not None:
+        values["last_value"] = _text(value)
+    if crossed is True and row["state"] != CROSSED:
+        values["state"] = CROSSED
+        recipients = [uuid.UUID(str(u)) for u in alert.recipients]
+        ctx.session.execute(firings_table.insert().values(
+            id=new_id(), alert_id=row["id"], fired_at=now, value=_text(value),
+            previous_value=_text(previous), message=message,
+            recipients=[str(u) for u in recipients]))
+        notify(ctx, user_ids=recipients, title=message[:300], body=message,
+               kind="report_alert")
+        fired = True
+    elif crossed is False:
+        values["state"] = NORMAL
+    ctx.session.execute(t.update().where(t.c.id == row["id"]).values(**values))
+    return fired
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return format(value, "f") if isinstance(value, Decimal) else str(value)
+
+
+def check_now(ctx: EngineContext, *, app: str, alert_id: uuid.UUID) -> dict[str, Any]:
+    """Check the alert at once (the designer's "test" button); fires like a scheduled check."""
+    row = _load(ctx, app, alert_id, lock=True)
+    fired = check_alert(ctx, row)
+    return {**get_alert(ctx, app=app, alert_id=alert_id), "fired": fired}
+
+
+# --------------------------------------------------------------------------- package alerts
+
+def _role_holders(session: Session, app: str, role: str) -> list[uuid.UUID]:
+    # Role membership lives in the platform, which installs one resolver for the
+    # engines (engines do not import the platform); flows' role assignees use it too.
+    from tangram.engines.flows import assignees
+
+    return assignees._role_resolver[0](session, app, role)
+
+
+def sync_package_alerts(ctx: EngineContext, *, app: str | None = None) -> int:
+    """Give every holder of a package alert's role their own copy (owned by and
+    notifying them); update copies whose package alert changed (a changed watch
+    starts over from ``normal``) and delete copies of users who lost the role
+    and of package alerts that no longer exist. ``app``: only that app.
+    Returns how many copies were created, changed or deleted.
+
+    >>> sync_package_alerts(ctx, app="crm")   # after install, a role change, …
+    3
+    """
+    from tangram.metamodel import storage
+
+    d = storage.definitions_table
+    stmt = sa.select(d.c.app, d.c.key, d.c.id, d.c.latest_version).where(
+        d.c.kind == "alert", d.c.latest_version > 0).with_for_update()
+    # The lock on the package alerts' definitions makes concurrent syncs (several
+    # workers) take turns, so a copy is created once.
+    rows_stmt = sa.select(alerts_table).where(alerts_table.c.package_alert.is_not(None))
+    if app is not None:
+        stmt = stmt.where(d.c.app == app)
+        rows_stmt = rows_stmt.where(alerts_table.c.app == app)
+    wanted: dict[tuple[str, str, uuid.UUID], dict[str, Any]] = {}
+    for r in ctx.session.execute(stmt).all():
+        body = storage.get_version(ctx.session, storage.DefinitionRow(
+            id=r.id, app=r.app, kind="alert", key=r.key, draft=None,
+            latest_version=r.latest_version), r.latest_version)["body"]
+        tpl = rm.PackageAlert.model_validate(body)
+        label = tpl.label.get("zh") or next(iter(tpl.label.values()), r.key)
+        for uid in _role_holders(ctx.session, r.app, tpl.role):
+            wanted[(r.app, r.key, uid)] = rm.Alert(
+                label=label[:200], report=tpl.report, measure=tpl.measure,
+                parameters=tpl.parameters, filter=tpl.filter, condition=tpl.condition,
+                schedule=tpl.schedule, recipients=[uid], active=tpl.active,
+            ).model_dump(mode="json")
+    t = alerts_table
+    now = ctx.now()
+    changed = 0
+    for row in ctx.session.execute(rows_stmt).mappings().all():
+        new = wanted.pop((row["app"], row["package_alert"], row["owner_id"]), None)
+        if new is None:
+            ctx.session.execute(firings_table.delete().where(firings_table.c.alert_id
+                                                             == row["id"]))
+            ctx.session.execute(t.delete().where(t.c.id == row["id"]))
+            changed += 1
+        elif new != row["definition"]:
+            old = row["definition"]
+            same_watch = all(old.get(k) == new.get(k) for k in (
+                "report", "measure", "parameters", "filter", "condition"))
+            ctx.session.execute(t.update().where(t.c.id == row["id"]).values(
+                definition=new, report=new["report"], active=new["active"], updated_at=now,
+                state=row["state"] if same_watch else NORMAL,
+                next_check_at=next_check(new["schedule"], now, ctx.timezone)
+                if new["active"] else None))
+            changed += 1
+    for (app_key, key, uid), new in wanted.items():
+        ctx.session.execute(t.insert().values(
+            id=new_id(), app=app_key, report=new["report"], definition=new, owner_id=uid,
+            package_alert=key, active=new["active"], state=NORMAL, created_at=now,
+            updated_at=now, next_check_at=next_check(new["schedule"], now, ctx.timezone)
+            if new["active"] else None))
+        changed += 1
+    return changed
+
+
+def run_due_alerts(sessions: sessionmaker[Session], clock: Clock, *,
+                   timezone: str = "Asia/Shanghai", limit: int = 20) -> int:
+    """Check every active alert whose time has come (the worker, each pass).
+    Returns how many were checked. Package alerts' copies are brought up to date
+    with their roles' holders first."""
+    t = alerts_table
+    with sessions.begin() as s:
+        ctx = EngineContext(session=s, clock=clock, timezone=timezone)
+        sync_package_alerts(ctx)
+        rows = s.execute(sa.select(t).where(t.c.active.is_(True), t.c.next_check_at.is_not(None),
+                                            t.c.next_check_at <= clock.now())
+                         .order_by(t.c.next_check_at).limit(limit)
+                         .with_for_update(skip_locked=True)).mappings().all()
+        for row in rows:
+            check_alert(ctx, row)
+        return len(rows)

@@ -1,0 +1,234 @@
+"""The vocabulary of a package's data rows (``data/seed``, ``data/demo``):
+``$``-keys a row may carry besides its fields, ``$``-values a field may hold,
+and their checks — without a database (the loader reports every problem at
+once; the installer resolves them, see ``data.py``).
+
+Row keys::
+
+    "$ref": "acme"                       names the row; {"$ref": "acme"} links to it
+    "$owner": "rep01"                    the record's owner (and creator), a username
+    "$created_at": {"$datetime": "-45d 10:30"}   when the record was created
+
+Values (anywhere a field value goes, sub-table rows included)::
+
+    {"$ref": "acme"}                     the id of the row named acme
+    {"$date": "-45d"}                    a date relative to the install day
+    {"$datetime": "-45d 10:30"}          a time of day (organization's time zone) on one
+
+Relative dates keep demo data fresh: they are resolved against the day the
+data is loaded. A spec is ``today`` or offsets ``±N`` with a unit ``d``
+(days), ``w`` (weeks), ``m`` (calendar months; the day is clamped to the
+month's end) or ``y`` (years), applied left to right: ``-45d``, ``+2w``,
+``-1y+2m-3d``. ``$datetime`` adds ``HH:MM`` (or ``HH:MM:SS``); without one it
+is midnight.
+
+    >>> resolve_date("-1m", today=date(2026, 3, 31))
+    datetime.date(2026, 2, 28)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from tangram.errors import ErrorItem
+from tangram.metamodel.forms import SYSTEM_FIELDS, Form
+
+REF = "$ref"  # a data row's name, and a relation value pointing at a named row
+OWNER = "$owner"
+CREATED_AT = "$created_at"
+DATE = "$date"
+DATETIME = "$datetime"
+ROW_KEYS = (REF, OWNER, CREATED_AT)  # system keys of a row, besides its fields
+VALUE_KEYS = (REF, DATE, DATETIME)  # one-key objects that stand for a value
+
+_TERM = re.compile(r"([+-])(\d{1,5})([dwmy])")
+_OFFSETS = re.compile(r"^(?:today|(?:[+-]\d{1,5}[dwmy])+)$")
+_TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$")
+DATE_HELP = ("write today, or offsets from the install day such as -45d, +2w, -3m, -1y "
+             "(combined: -1y+2m-3d; d days, w weeks, m months, y years)")
+DATETIME_HELP = f"{DATE_HELP}, then an optional time of day: \"-45d 10:30\""
+
+
+class BadSpec(ValueError):
+    """A relative date or datetime that does not parse; the message says why."""
+
+
+def _add_months(day: date, months: int) -> date:
+    index = day.year * 12 + day.month - 1 + months
+    year, month = divmod(index, 12)
+    month += 1
+    following = date(year + (month == 12), month % 12 + 1, 1)
+    return day.replace(year=year, month=month,
+                       day=min(day.day, (following - timedelta(days=1)).day))
+
+
+def resolve_date(spec: Any, *, today: date) -> date:
+    """``{"$date": spec}`` → the date, counted from ``today``."""
+    if not isinstance(spec, str) or not _OFFSETS.match(spec.strip()):
+        raise BadSpec(f"{spec!r} is not a relative date: {DATE_HELP}")
+    day = today
+    try:
+        for sign, amount, unit in _TERM.findall(spec):
+            n = int(amount) * (-1 if sign == "-" else 1)
+            if unit in "dw":
+                day += timedelta(days=n * (7 if unit == "w" else 1))
+            else:
+                day = _add_months(day, n * (12 if unit == "y" else 1))
+    except (OverflowError, ValueError) as exc:
+        raise BadSpec(f"{spec!r} is out of the calendar's range") from exc
+    return day
+
+
+def resolve_datetime(spec: Any, *, today: date, timezone: str) -> datetime:
+    """``{"$datetime": spec}`` → an aware datetime: the time of day in the
+    organization's ``timezone`` on the relative date."""
+    if not isinstance(spec, str):
+        raise BadSpec(f"{spec!r} is not a relative datetime: {DATETIME_HELP}")
+    day_part, _, time_part = spec.strip().partition(" ")
+    try:
+        day = resolve_date(day_part, today=today)
+    except BadSpec as exc:
+        raise BadSpec(f"{spec!r} is not a relative datetime: {DATETIME_HELP}") from exc
+    at = time()
+    if time_part.strip():
+        match = _TIME.match(time_part.strip())
+        if match is None:
+            raise BadSpec(f"{spec!r}: {time_part.strip()!r} is not a time of day (HH:MM or "
+                          "HH:MM:SS, 00:00 to 23:59:59)")
+        at = time(int(match[1]), int(match[2]), int(match[3] or 0))
+    return datetime.combine(day, at, tzinfo=ZoneInfo(timezone))
+
+
+@dataclass(frozen=True)
+class Resolver:
+    """Turns a row's ``$``-values into plain field values."""
+
+    today: date
+    timezone: str
+    ids: Mapping[str, str]
+
+    def value(self, value: Any) -> Any:
+        """Resolve ``$date``, ``$datetime`` and ``$ref`` inside ``value``; a
+        ``$ref`` to a row not created yet stays as it is (the caller reports it)."""
+        if isinstance(value, dict):
+            if len(value) == 1:
+                if DATE in value:
+                    return resolve_date(value[DATE], today=self.today).isoformat()
+                if DATETIME in value:
+                    return resolve_datetime(value[DATETIME], today=self.today,
+                                            timezone=self.timezone).isoformat()
+                if REF in value:
+                    return self.ids.get(str(value[REF]), value)
+            return {k: self.value(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.value(v) for v in value]
+        return value
+
+    def created_at(self, value: Any) -> datetime:
+        """A ``$created_at``: ``{"$datetime": …}``, ``{"$date": …}`` (midnight)
+        or an ISO 8601 datetime (without an offset: the organization's zone)."""
+        if isinstance(value, dict) and set(value) == {DATETIME}:
+            return resolve_datetime(value[DATETIME], today=self.today, timezone=self.timezone)
+        if isinstance(value, dict) and set(value) == {DATE}:
+            return datetime.combine(resolve_date(value[DATE], today=self.today), time(),
+                                    tzinfo=ZoneInfo(self.timezone))
+        if isinstance(value, str):
+            try:
+                at = datetime.fromisoformat(value)
+            except ValueError:
+                pass
+            else:
+                return at if at.tzinfo else at.replace(tzinfo=ZoneInfo(self.timezone))
+        raise BadSpec(f"{value!r} is not a creation time: give {{\"$datetime\": \"-45d 10:30\"}}"
+                      " (relative to the install day) or an ISO 8601 datetime")
+
+
+def refs_in(value: Any) -> Iterator[str]:
+    """Names of the rows ``value`` links to (``{"$ref": name}`` anywhere in it)."""
+    if isinstance(value, dict):
+        if set(value) == {REF}:
+            yield str(value[REF])
+            return
+        for v in value.values():
+            yield from refs_in(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from refs_in(v)
+
+
+# --- checks without a database ------------------------------------------------------------
+
+# Any fixed day checks a spec's syntax; the range check is done again at load.
+_CHECK = Resolver(today=date(2000, 1, 1), timezone="UTC", ids={})
+
+
+def _check_value(value: Any, path: str) -> Iterator[tuple[str, str, str]]:
+    """(path, code, problem) for each ``$``-value in ``value`` that is not valid."""
+    if isinstance(value, dict):
+        if len(value) == 1:
+            (key, inner), = value.items()
+            if key in (DATE, DATETIME):
+                try:
+                    _CHECK.value(value)
+                except BadSpec as exc:
+                    yield path, "data_date", str(exc)
+                return
+            if key == REF:
+                if not isinstance(inner, str):
+                    yield path, "data_ref", f"{REF} names a row: a string"
+                return
+            if key.startswith("$"):
+                yield path, "data_value", (f"unknown value {key!r}; a value may be "
+                             f"{', '.join(repr(k) for k in VALUE_KEYS)}")
+                return
+        for k, v in value.items():
+            yield from _check_value(v, f"{path}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _check_value(v, f"{path}[{i}]")
+
+
+def check_rows(file: str, data_set: str, form: Form, rows: Sequence[Mapping[str, Any]],
+               refs: set[str]) -> list[ErrorItem]:
+    """Every problem of one data file's rows: unknown fields, system columns,
+    ``$``-keys and ``$``-values. ``refs`` collects the data set's row names
+    (each must be unique in the set)."""
+    errors: list[ErrorItem] = []
+    known = {f.key for f in form.fields}
+
+    def add(code: str, path: str, message: str) -> None:
+        errors.append(ErrorItem(code=code, file=file, path=path, message=message))
+
+    for i, row in enumerate(rows):
+        for name, value in row.items():
+            path = f"$[{i}].{name}"
+            if name == REF:
+                if not isinstance(value, str) or value in refs:
+                    add("data_ref", path, f"{REF} must be a name unique in data/{data_set}")
+                refs.add(str(value))
+            elif name == OWNER:
+                if not isinstance(value, str) or not value.strip():
+                    add("data_owner", path, f"{OWNER} is the owner's username, a string")
+            elif name == CREATED_AT:
+                try:
+                    _CHECK.created_at(value)
+                except BadSpec as exc:
+                    add("data_date", path, str(exc))
+            elif name.startswith("$"):
+                add("data_key", path, f"unknown row key {name!r}; a row gives its fields and "
+                    f"may add {', '.join(ROW_KEYS)}")
+            elif name in SYSTEM_FIELDS:
+                add("system_field", path, f"{name!r} is a system column; data rows give fields"
+                    f" only (set the owner with {OWNER} and the creation time with "
+                    f"{CREATED_AT})")
+            elif name not in known:
+                add("unknown_field", path, f"form {form.key!r} has no field {name!r}")
+            else:
+                for where, code, problem in _check_value(value, path):
+                    add(code, where, problem)
+    return errors

@@ -1,0 +1,114 @@
+"""Who may list and read an app's definitions (flows, reports, dashboards).
+
+- An app's definitions are for its **members**: administrators, builders of
+  the app, and users holding at least one of its (published) roles. A
+  signed-in user with no role in the app is refused (403); an API token
+  additionally needs the app among its apps.
+- A report is visible to a member who may ``read`` its source form (its rows
+  and fields then follow the member's scope when it runs); a dashboard is
+  visible when at least one of its widgets' reports is, and shows only those
+  widgets. Administrators and builders see every one, drafts included.
+
+The HTTP routers call these before the engines; the engines then apply row
+scopes and field rules as on every data path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from tangram.engines.context import EngineContext
+from tangram.errors import NotFound, PermissionDenied
+from tangram.metamodel import storage
+from tangram.platform.permissions import grants
+from tangram.platform.permissions.roles import is_app_builder
+from tangram.platform.permissions.tokens import ALL_APPS, TokenScope
+
+
+def is_designer(ctx: EngineContext, app: str) -> bool:
+    """Administrators and builders of the app: they see every definition."""
+    return ctx.actor.is_admin or is_app_builder(ctx.session, user_id=ctx.actor.id, app=app)
+
+
+def require_member(ctx: EngineContext, app: str, *, token: TokenScope | None) -> None:
+    """Raise PermissionDenied unless the caller is a member of ``app``."""
+    if token is not None and ALL_APPS not in token.apps and app not in token.apps:
+        raise PermissionDenied(f"this API token does not reach app {app!r}",
+                               details={"app": app})
+    if is_designer(ctx, app):
+        return
+    if not grants.held_roles(ctx.session, app=app, user_id=ctx.actor.id):
+        raise PermissionDenied(f"you hold no role in app {app!r}, so you may not see its "
+                               "flows, reports or dashboards", details={"app": app})
+
+
+def _may_read(ctx: EngineContext, app: str, form: str) -> bool:
+    try:
+        ctx.policy.check_form_action(ctx.actor, app, form, "read")
+    except (PermissionDenied, NotFound):
+        return False
+    return True
+
+
+def _report_form(ctx: EngineContext, app: str, key: str) -> str | None:
+    """The source form of the report's published version (None: unpublished)."""
+    body = storage.latest_body(ctx.session, app=app, kind="report", key=key)
+    form = body.get("form") if isinstance(body, dict) else None
+    return form if isinstance(form, str) else None
+
+
+def report_visible(ctx: EngineContext, app: str, key: str) -> bool:
+    if is_designer(ctx, app):
+        return True
+    form = _report_form(ctx, app, key)
+    return form is not None and _may_read(ctx, app, form)
+
+
+def require_report(ctx: EngineContext, app: str, key: str) -> None:
+    """Raise unless the (member) caller may see the report."""
+    if report_visible(ctx, app, key):
+        return
+    form = _report_form(ctx, app, key)
+    if form is None:
+        raise NotFound(f"report {key!r} is not published")
+    raise PermissionDenied(f"report {key!r} is built on form {form!r}, which you may not "
+                           "read", details={"app": app, "report": key, "form": form})
+
+
+def visible_reports(ctx: EngineContext, app: str, items: Iterable[dict[str, Any]]
+                    ) -> list[dict[str, Any]]:
+    """The report list entries the caller may see (entries have ``key``)."""
+    if is_designer(ctx, app):
+        return list(items)
+    return [i for i in items if report_visible(ctx, app, i["key"])]
+
+
+def visible_widgets(ctx: EngineContext, app: str, widgets: Iterable[Any]) -> list[Any]:
+    """The dashboard widgets (with a ``report`` key or attribute) the caller may see."""
+    seen: dict[str, bool] = {}
+    out = []
+    for w in widgets:
+        report = w["report"] if isinstance(w, dict) else w.report
+        if report not in seen:
+            seen[report] = report_visible(ctx, app, report)
+        if seen[report]:
+            out.append(w)
+    return out
+
+
+def dashboard_visible(ctx: EngineContext, app: str, key: str) -> bool:
+    if is_designer(ctx, app):
+        return True
+    body = storage.latest_body(ctx.session, app=app, kind="dashboard", key=key)
+    widgets = body.get("widgets", []) if isinstance(body, dict) else []
+    return bool(visible_widgets(ctx, app, widgets))
+
+
+def require_dashboard(ctx: EngineContext, app: str, key: str) -> None:
+    if not dashboard_visible(ctx, app, key):
+        if storage.latest_body(ctx.session, app=app, kind="dashboard", key=key) is None:
+            raise NotFound(f"dashboard {key!r} does not exist in app {app!r}")
+        raise PermissionDenied(f"dashboard {key!r} shows only reports you may not see",
+                               details={"app": app, "dashboard": key})
+
