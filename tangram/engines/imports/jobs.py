@@ -195,6 +195,18 @@ class _Run:
     on_progress: ProgressCallback | None
     progress: Progress = field(default_factory=lambda: Progress(0, 0))
     source: tuple[str, str] | None = None  # (format, storage key)
+    # Rows written when the planner's statistics are next refreshed (doubling).
+    next_statistics: int = 1000
+
+    def keep_statistics(self, session: Session, job: Any) -> None:
+        """Refresh the form table's planner statistics as the import grows it
+        (after 1,000 written rows, then each doubling: O(n) in all). Without
+        it the dedup and uniqueness lookups keep the plans made for a nearly
+        empty table — full scans once it holds 100,000 rows."""
+        written = self.progress.created + self.progress.updated
+        if written >= self.next_statistics:
+            refresh_statistics(session, get_runtime(session, job.app, job.form).table)
+            self.next_statistics = 2 * written
 
     def context(self, session: Session) -> EngineContext:
         return EngineContext(session=session, actor=self.actor, clock=self.env.clock,
@@ -270,6 +282,7 @@ class ValidRowsOnly:
                 ctx = run.context(session)
                 results = pipeline.run(ctx, batch, write=True)
                 run.record(ctx, batch, results)
+                run.keep_statistics(session, job)
             run.notify()
         _finish(run, status="succeeded")
 
@@ -319,6 +332,7 @@ class AllOrNothing:
                     p.created += counts["create"]
                     p.updated += counts["update"]
                     p.skipped += counts["skip"]
+                    run.keep_statistics(session, job)
                     run.notify()
                 _finish(run, status="succeeded", session=session)
         except _RowsFailed as failed:
