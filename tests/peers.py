@@ -57,7 +57,7 @@ def http_receiver() -> Iterator[HttpReceiver]:
             self.wfile.write(body)
 
         def log_message(self, *args: Any) -> None:
-            pass
+            """Silent: tests read what the peer received, not its access log."""
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     receiver.url = f"http://127.0.0.1:{server.server_address[1]}"

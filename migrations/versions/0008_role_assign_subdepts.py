@@ -4,8 +4,9 @@ departments below it unless the assignment says otherwise)
 Revision ID: 0008_role_assign_subdepts
 Revises: 0007
 
-The revision id is descriptive (alembic_version holds 32 characters), not a bare number: another change may add its
-own 0008 at the same time; whichever lands second re-points its down_revision.
+The revision id is descriptive (alembic_version holds 32 characters), not a
+bare number: another change may add its own 0008 at the same time; whichever
+lands second re-points its down_revision.
 """
 
 from collections.abc import Sequence

@@ -330,7 +330,7 @@ def web_server() -> Iterator[tuple[str, list[str]]]:
             self.wfile.write(b"p { color: red }")
 
         def log_message(self, *args: Any) -> None:
-            pass
+            """Silent: tests read what the peer received, not its access log."""
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

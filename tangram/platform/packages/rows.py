@@ -139,10 +139,10 @@ class Resolver:
                                     tzinfo=ZoneInfo(self.timezone))
         if isinstance(value, str):
             try:
-                at = datetime.fromisoformat(value)
+                at: datetime | None = datetime.fromisoformat(value)
             except ValueError:
-                pass
-            else:
+                at = None  # not ISO 8601: refused below
+            if at is not None:
                 return at if at.tzinfo else at.replace(tzinfo=ZoneInfo(self.timezone))
         raise BadSpec(f"{value!r} is not a creation time: give {{\"$datetime\": \"-45d 10:30\"}}"
                       " (relative to the install day) or an ISO 8601 datetime")
