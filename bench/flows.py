@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from bench.common import databases
 from tangram.engines.flows import tasks, triggers
-from tangram.engines.flows.tables import instances_table, tasks_table
+from tangram.engines.flows.tables import instances_table
 from tests.flow_factories import FlowWorld, approval, end, flow_body, start
 
 N = int(__import__("os").environ.get("BENCH_FLOWS_N", "1000"))
@@ -86,14 +86,13 @@ def run_ours(engine: sa.Engine, n: int) -> tuple[float, int]:
             if who == "risk" and amount <= 500_000:
                 continue
             with world.sessions.begin() as s:
-                # The approver's open task, found as the inbox finds it (by
-                # assignee and status, an indexed lookup).
-                task_id = s.execute(sa.select(tasks_table.c.id).where(
-                    tasks_table.c.assignee_id == world.users[who],
-                    tasks_table.c.status == "open", tasks_table.c.instance_id == iid)
-                ).scalar_one()
-                tasks.act_on_task(world.ctx(s, actors[who]), task_id=task_id,
-                                  action="approve", params=tasks.ActionParams())
+                # The approver's open task in the instance (an indexed lookup
+                # by assignee and status), in the transaction of the step.
+                ctx = world.ctx(s, actors[who])
+                task_id = tasks.my_open_task(ctx, instance_id=iid)
+                assert task_id is not None
+                tasks.act_on_task(ctx, task_id=task_id, action="approve",
+                                  params=tasks.ActionParams())
             steps += 1
         started.append(iid)
     elapsed = time.perf_counter() - t0

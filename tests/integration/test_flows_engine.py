@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from tangram.db import session_factory
-from tangram.engines.flows import service
+from tangram.engines.flows import service, tasks
 from tangram.engines.flows.tables import jobs_table, timers_table
 from tangram.engines.flows.worker import LeaseLost, Worker
 from tangram.errors import Conflict, DefinitionInvalid, ValidationFailed
@@ -568,6 +568,14 @@ def test_instance_view_shows_position_and_history(world):
     view = world.run(lambda ctx: service.instance_view(ctx, instance_id=iid),
                      actor=world.actor_of("alice"))
     assert view["current"] == ["b"]
+    assert view["my_task"] is None  # alice submitted; the open task is carol's
+    as_carol = world.run(lambda ctx: service.instance_view(ctx, instance_id=iid),
+                         actor=world.actor_of("carol"))
+    carols = world.run(lambda ctx: tasks.my_open_task(ctx, instance_id=iid),
+                       actor=world.actor_of("carol"))
+    assert as_carol["my_task"] == str(carols) and carols is not None
+    assert world.run(lambda ctx: tasks.my_open_task(ctx, instance_id=iid),
+                     actor=world.actor_of("bob")) is None  # bob's task is decided
     states = {n["key"]: n["state"] for n in view["graph"]["nodes"]}
     assert states == {"start": "visited", "a": "visited", "b": "active", "end": "pending"}
     assert [h["comment"] for h in view["history"] if h["action"] == "approve"] == ["fine"]

@@ -238,6 +238,9 @@ def instance_view(ctx: EngineContext, *, instance_id: uuid.UUID) -> dict[str, An
             "edges": [{"from": n.key, "to": s} for n in loaded.flow.nodes for s in successors(n)],
         },
         "current": sorted({x["node"] for x in executions if x["status"] == "active"}),
+        # The viewer's own open task here, for the approve / reject buttons.
+        "my_task": next((str(x["id"]) for x in tasks if x["assignee_id"] == ctx.actor.id
+                         and x["status"] == "open" and x["kind"] == "approve"), None),
         "executions": [_row(x) for x in executions],
         "tasks": [_row(x) for x in tasks],
         "history": [_row(x) for x in history],

@@ -289,6 +289,25 @@ _LOCK_BY_TASK = Prepared(LOCK.where(instances_table.c.id == _INSTANCE_OF_TASK))
 _LIVE_BY_TASK = live_state(_INSTANCE_OF_TASK)
 
 
+# The caller's open approval task in an instance, oldest first: an indexed
+# lookup by assignee and status, prepared (it starts the transaction of a
+# step that acts on it, so on PostgreSQL the BEGIN travels with it).
+_MY_OPEN_TASK = Prepared(
+    sa.select(tasks_table.c.id).where(
+        tasks_table.c.assignee_id == sa.bindparam("assignee_id"),
+        tasks_table.c.status == "open", tasks_table.c.kind == "approve",
+        tasks_table.c.instance_id == sa.bindparam("instance_id"))
+    .order_by(tasks_table.c.created_at, tasks_table.c.id).limit(1))
+
+
+def my_open_task(ctx: EngineContext, *, instance_id: uuid.UUID) -> uuid.UUID | None:
+    """The id of the calling user's open approval task in an instance (what a
+    record page's approve and reject buttons act on), or None."""
+    row = _MY_OPEN_TASK.first(ctx.session, {"assignee_id": ctx.actor.id,
+                                            "instance_id": instance_id})
+    return row["id"] if row is not None else None
+
+
 def _task(ctx: EngineContext, task_id: uuid.UUID) -> dict[str, Any]:
     row = _TASK.first(ctx.session, {"id": task_id})
     if row is None:
