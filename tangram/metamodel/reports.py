@@ -303,6 +303,9 @@ class KpiWidget(Definition):
         "dimension's field)."))
     compare: list[Literal["previous", "last_year"]] = Field(
         default_factory=lambda: list(_COMPARISONS), max_length=2)
+    target: Decimal | None = Field(None, description=(
+        "The goal for the period (e.g. a monthly revenue target): the card shows how "
+        "much of it the value reaches."))
 
 
 class Widget(Definition):

@@ -164,6 +164,9 @@ def test_dashboard_kpi_widget(crm: Crm) -> None:
         "label": label("Cockpit"),
         "widgets": [{"key": "k", "report": "won", "w": 3,
                      "kpi": {"measure": "n", "period": "month", "complete": True}},
+                    {"key": "goal", "report": "won", "w": 3,
+                     "kpi": {"measure": "n", "period": "month", "complete": True,
+                             "compare": [], "target": 40}},
                     {"key": "chart", "report": "won", "x": 3, "w": 9}]})
     out = crm.world.run(reports.run_dashboard, app="demo", key="cockpit")
     widgets = {w["key"]: w for w in out["widgets"]}
@@ -176,6 +179,12 @@ def test_dashboard_kpi_widget(crm: Crm) -> None:
     assert widgets["k"]["kpi"]["previous"]["value"] == nov
     assert widgets["k"]["kpi"]["previous"]["delta"] == dec - nov
     assert "result" in widgets["chart"] and "kpi" not in widgets["chart"]
+    goal = widgets["goal"]["kpi"]
+    assert goal["value"] == dec and "previous" not in goal and "target" not in widgets["k"]["kpi"]
+    # Decimals travel as strings, as everywhere in the API.
+    assert goal["target"]["value"] == "40"
+    assert goal["target"]["percent"] == pytest.approx(dec / 40 * 100)
+    assert Decimal(goal["target"]["remaining"]) == max(40 - dec, 0)
     from tangram.errors import DefinitionInvalid
 
     with pytest.raises(DefinitionInvalid) as err:

@@ -204,3 +204,50 @@ def test_calculated_fields_compile_to_bound_parameters(ctx: EngineContext) -> No
     assert "'big'" not in text and "small" not in text and "1000.5" not in text
     assert {"big", "small", Decimal("1000.5"), 2} <= set(params.values())
     assert "CASE WHEN (r_crm__opportunity.amount > %(" in text
+
+
+def _constructs() -> list[Any]:
+    from tangram.engines.reports.dialect import (
+        DatePart,
+        DaysBetween,
+        ExactDivide,
+        Median,
+        RoundTo,
+    )
+
+    return [DateBucket(t.c.at, "month", "Asia/Shanghai"), ShiftPeriod(t.c.day, "month", 1),
+            BinIndex(t.c.amount, origin=Decimal(0), width=Decimal(10), scale=2),
+            AsFloat(t.c.amount, 2), Median(t.c.amount, 2),
+            ExactDivide(t.c.amount, t.c.amount, a_scale=2, b_scale=2, scale=4),
+            RoundTo(t.c.amount, scale=2, digits=0), DaysBetween(t.c.day, t.c.day),
+            DatePart(t.c.day, "weekday")]
+
+
+def test_dialect_constructs_are_cacheable_by_everything_they_render_from() -> None:
+    # SQLAlchemy caches compiled SQL by the statement's cache key: each
+    # construct has one (no recompiling per execution) …
+    for built, again in zip(_constructs(), _constructs(), strict=True):
+        key = sa.select(built)._generate_cache_key()
+        assert key is not None, type(built).__name__
+        assert key == sa.select(again)._generate_cache_key(), type(built).__name__
+    # … and a key that differs whenever the SQL it renders would.
+    variants = [DateBucket(t.c.at, "month", "Europe/Berlin"),
+                DateBucket(t.c.at, "week", "Asia/Shanghai"), DateBucket(t.c.day, "month", None),
+                ShiftPeriod(t.c.day, "month", 2),
+                BinIndex(t.c.amount, origin=Decimal(5), width=Decimal(10), scale=2),
+                BinIndex(t.c.amount, origin=Decimal(0), width=Decimal(20), scale=2),
+                AsFloat(t.c.amount, 0)]
+    keys = {sa.select(v)._generate_cache_key().key for v in [*_constructs(), *variants]}
+    assert len(keys) == len(_constructs()) + len(variants)
+
+
+def test_cached_sql_never_serves_another_time_zone() -> None:
+    # Same statement shape, other zone: the engine's compiled cache must not
+    # hand back the first zone's offsets (bound at compile time).
+    engine = sa.create_engine("sqlite://")
+    with engine.connect() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (at TEXT, day TEXT, amount INTEGER)")
+        conn.exec_driver_sql("INSERT INTO t VALUES ('2026-01-31 20:00:00.000000', NULL, 0)")
+        days = [conn.execute(sa.select(DateBucket(t.c.at, "day", zone))).scalar_one()
+                for zone in ("Asia/Shanghai", "America/New_York", "Asia/Shanghai")]
+    assert [str(d) for d in days] == ["2026-02-01", "2026-01-31", "2026-02-01"]

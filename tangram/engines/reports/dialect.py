@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.visitors import InternalTraversal as _IT
 
 # Features a dialect may lack; the compiler refuses a report needing one.
 CAPABILITIES: dict[str, frozenset[str]] = {
@@ -41,7 +42,12 @@ def supports(dialect_name: str, feature: str) -> bool:
 
 
 class _Construct(sa.ColumnElement[Any]):
-    inherit_cache = False  # rendered with bound parameters made at compile time
+    # SQLAlchemy caches a statement's compiled SQL by its cache key: every
+    # attribute a construct renders from is listed in ``_traverse_internals``
+    # (values made into bound parameters at compile time included — a
+    # statement with other values has another key, so never reuses them).
+    inherit_cache = True
+    _traverse_internals: Any = [("expr", _IT.dp_clauseelement)]
 
     def __init__(self, expr: sa.ColumnElement[Any]) -> None:
         self.expr = expr
@@ -64,7 +70,9 @@ class DateBucket(_Construct):
     """First local day of the period holding ``expr``. ``timezone`` is given for
     UTC date-times (converted to local time first), None for plain dates."""
 
-    inherit_cache = False
+    inherit_cache = True
+    _traverse_internals = [("expr", _IT.dp_clauseelement), ("unit", _IT.dp_string),
+                           ("timezone", _IT.dp_string)]
 
     type = sa.Date()
 
@@ -172,7 +180,9 @@ _SHIFT_SQLITE = {"day": (1, "days"), "week": (7, "days"), "month": (1, "months")
 class ShiftPeriod(_Construct):
     """``expr`` (a bucket's first day) moved by ``periods`` whole periods."""
 
-    inherit_cache = False
+    inherit_cache = True
+    _traverse_internals = [("expr", _IT.dp_clauseelement), ("unit", _IT.dp_string),
+                           ("periods", _IT.dp_plain_obj)]
 
     type = sa.Date()
 
@@ -206,7 +216,9 @@ class BinIndex(_Construct):
     for integers): on SQLite such columns hold scaled integers (see
     ``tangram.db.types.ExactDecimal``), so the bin is integer arithmetic there."""
 
-    inherit_cache = False
+    inherit_cache = True
+    _traverse_internals = [("expr", _IT.dp_clauseelement), ("origin", _IT.dp_plain_obj),
+                           ("width", _IT.dp_plain_obj), ("scale", _IT.dp_plain_obj)]
 
     type = sa.BigInteger()
 
@@ -248,7 +260,8 @@ def _bin_sqlite(element: BinIndex, compiler: SQLCompiler, **kw: Any) -> str:
 class AsFloat(_Construct):
     """A number as a binary float (``scale`` as for :class:`BinIndex`)."""
 
-    inherit_cache = False
+    inherit_cache = True
+    _traverse_internals = [("expr", _IT.dp_clauseelement), ("scale", _IT.dp_plain_obj)]
 
     type = sa.Float()
 
@@ -274,7 +287,8 @@ def _float_sqlite(element: AsFloat, compiler: SQLCompiler, **kw: Any) -> str:
 class Median(_Construct):
     """The continuous median (interpolated between the two middle values)."""
 
-    inherit_cache = False
+    inherit_cache = True
+    _traverse_internals = [("expr", _IT.dp_clauseelement), ("scale", _IT.dp_plain_obj)]
 
     type = sa.Float()
 
@@ -305,7 +319,10 @@ class ExactDivide(_Construct):
     binary floating point (exact to about 15 significant digits) and rounded;
     PostgreSQL divides NUMERICs exactly."""
 
-    inherit_cache = False
+    inherit_cache = True
+    _traverse_internals = [("expr", _IT.dp_clauseelement), ("b", _IT.dp_clauseelement),
+                           ("a_scale", _IT.dp_plain_obj), ("b_scale", _IT.dp_plain_obj),
+                           ("scale", _IT.dp_plain_obj)]
 
     def __init__(self, a: sa.ColumnElement[Any], b: sa.ColumnElement[Any], *, a_scale: int,
                  b_scale: int, scale: int) -> None:
@@ -347,7 +364,9 @@ class RoundTo(_Construct):
     """A number with ``scale`` decimals rounded half up (away from zero) to
     ``digits`` < ``scale`` decimals, exactly on both databases."""
 
-    inherit_cache = False
+    inherit_cache = True
+    _traverse_internals = [("expr", _IT.dp_clauseelement), ("scale", _IT.dp_plain_obj),
+                           ("digits", _IT.dp_plain_obj)]
 
     def __init__(self, expr: sa.ColumnElement[Any], *, scale: int, digits: int) -> None:
         super().__init__(expr)
@@ -380,7 +399,8 @@ def _round_sqlite(element: RoundTo, compiler: SQLCompiler, **kw: Any) -> str:
 class DaysBetween(_Construct):
     """Calendar days from the date ``start`` to the date ``end`` (an integer)."""
 
-    inherit_cache = False
+    inherit_cache = True
+    _traverse_internals = [("expr", _IT.dp_clauseelement), ("end", _IT.dp_clauseelement)]
     type = sa.BigInteger()
 
     def __init__(self, start: sa.ColumnElement[Any], end: sa.ColumnElement[Any]) -> None:
@@ -416,7 +436,8 @@ def _days_sqlite(element: DaysBetween, compiler: SQLCompiler, **kw: Any) -> str:
 class DatePart(_Construct):
     """year, month, day or ISO weekday (1 = Monday … 7 = Sunday) of a date."""
 
-    inherit_cache = False
+    inherit_cache = True
+    _traverse_internals = [("expr", _IT.dp_clauseelement), ("part", _IT.dp_string)]
     type = sa.BigInteger()
 
     def __init__(self, expr: sa.ColumnElement[Any], part: str) -> None:

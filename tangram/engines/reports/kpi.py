@@ -173,9 +173,11 @@ def _comparison(value: Any, other: Any, window: tuple[date, date]) -> dict[str, 
 def kpi_card(ctx: EngineContext, *, app: str, key: str, measure: str, period: str,
              complete: bool = False, date_field: str | None = None,
              parameters: Mapping[str, Any] | None = None,
-             compare: tuple[str, ...] = ("previous", "last_year")) -> dict[str, Any]:
+             compare: tuple[str, ...] = ("previous", "last_year"),
+             target: Decimal | None = None) -> dict[str, Any]:
     """A KPI card: the measure in the current period, with its value, delta and
-    percent change against the previous period and the same period last year."""
+    percent change against the previous period and the same period last year,
+    and (with a ``target``) the share of the target it reaches."""
     from tangram.engines.reports.results import to_json
     from tangram.engines.reports.service import published_report
 
@@ -202,4 +204,10 @@ def kpi_card(ctx: EngineContext, *, app: str, key: str, measure: str, period: st
     for name in compare:
         comparison = _comparison(value, value_in(name), spans[name])
         out[name] = {k: to_json(v) for k, v in comparison.items()}
+    if target is not None:
+        reached = None if value is None or target == 0 else float(
+            Decimal(str(value)) / target * 100)
+        out["target"] = {"value": to_json(target), "percent": reached,
+                         "remaining": to_json(max(target - Decimal(str(value or 0)),
+                                                  Decimal(0)))}
     return out

@@ -389,7 +389,7 @@ def run_dashboard(ctx: EngineContext, *, app: str, key: str,
                 entry["kpi"] = kpi_card(ctx, app=app, key=w.report, measure=k.measure,
                                         period=k.period, complete=k.complete,
                                         date_field=k.date_field, parameters=params,
-                                        compare=tuple(k.compare))
+                                        compare=tuple(k.compare), target=k.target)
             else:
                 result, spec = run_definition(ctx, app=app, report=report, version=version,
                                               parameters=params)

@@ -9,6 +9,7 @@ forms and flows; running them is for anyone who may read the source forms."""
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, Response
@@ -127,6 +128,8 @@ class KpiBody(BaseModel):
     date_field: str | None = Field(None, description="Default: the report's first date "
                                    "dimension's field.")
     parameters: dict[str, Any] = Field(default_factory=dict)
+    target: Decimal | None = Field(None, description="The goal for the period; the card "
+                                   "shows the share of it reached.")
 
 
 @router.post("/apps/{app}/reports/{key}/kpi")
@@ -136,7 +139,7 @@ def kpi(app: str, key: str, body: KpiBody, ctx: MemberContextDep) -> dict[str, A
     definitions.require_report(ctx, app, key)
     return service.kpi_card(ctx, app=app, key=key, measure=body.measure, period=body.period,
                             complete=body.complete, date_field=body.date_field,
-                            parameters=body.parameters)
+                            parameters=body.parameters, target=body.target)
 
 
 @router.post("/apps/{app}/reports/{key}/drilldown")
