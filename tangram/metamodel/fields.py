@@ -343,7 +343,9 @@ class RollupSource(Definition):
 
 class RollupField(FieldBase):
     """An aggregate over child rows or related records, kept current on every
-    change of those rows (e.g. the sum of an account's signed contracts)."""
+    change of those rows (e.g. the sum of an account's signed contracts, or the
+    date of its latest one: ``"aggregate": "max", "field": "sign_date",
+    "result_type": "date"``)."""
 
     type: Literal["rollup"] = "rollup"
     source: RollupSource
@@ -351,6 +353,12 @@ class RollupField(FieldBase):
     field: Key | None = Field(None, description="Field aggregated (not needed for count).")
     filter: dict[str, Any] | None = Field(None, description="Only rows matching this filter "
                                           "(records filter language).")
+    # Stated, not looked up: the column type must follow from this form's own
+    # definition (tables are compiled per form version); publishing checks it
+    # against the aggregated field.
+    result_type: Literal["number", "date", "datetime"] = Field(
+        "number", description="What the rollup holds: a number, or — for min/max of a "
+        "date or date-time field — that field's type.")
     scale: int = Field(2, ge=0, le=10)
     read_only: bool = True
 
@@ -358,6 +366,9 @@ class RollupField(FieldBase):
     def _field_needed(self) -> RollupField:
         if self.aggregate != "count" and not self.field:
             raise ValueError(f"aggregate {self.aggregate!r} needs a 'field'")
+        if self.result_type != "number" and self.aggregate not in ("min", "max"):
+            raise ValueError(f"result_type {self.result_type!r} needs aggregate min or max; "
+                             f"{self.aggregate} gives a number")
         if self.filter and self.source.sub_table:
             raise ValueError("a rollup over a sub-table cannot have a filter; use a formula "
                              "such as count_if(record.lines, \"gift\", true) or sum_of(...)")

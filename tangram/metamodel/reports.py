@@ -29,7 +29,7 @@ from tangram.metamodel.common import Definition, Key, Label
 FIELD_AGGREGATES = ("count", "count_distinct", "sum", "avg", "min", "max", "median")
 DERIVED_AGGREGATES = ("ratio", "share", "running_total", "change")
 BUCKETS = ("day", "week", "month", "quarter", "year")
-PARAMETER_TYPES = ("date_range", "user", "department", "text", "number", "date")
+PARAMETER_TYPES = ("date_range", "user", "department", "text", "number", "date", "boolean")
 MAX_ITEMS = 20  # dimensions, measures, parameters each
 MAX_LIMIT = 10000
 
@@ -51,7 +51,7 @@ class Parameter(Definition):
 
     key: Key
     label: Label
-    type: Literal["date_range", "user", "department", "text", "number", "date"]
+    type: Literal["date_range", "user", "department", "text", "number", "date", "boolean"]
     multiple: bool = Field(False, description="The value is a list (for \"in\" filters).")
     default: Any = Field(None, description="Used when the viewer gives no value.")
     required: bool = False

@@ -35,10 +35,15 @@ def run(crm: Crm, who: str, key: str, **parameters: Any) -> dict[str, Any]:
     return res.json()
 
 
-def records(crm: Crm, form: str) -> pd.DataFrame:
+def items(crm: Crm, form: str) -> list[dict[str, Any]]:
+    """The raw records as the director reads them through the records API."""
     res = crm["director"].get(f"{BASE}/forms/{form}/records", params={"limit": 500})
     assert res.status_code == 200, res.text
-    return pd.DataFrame(res.json()["items"])
+    return list(res.json()["items"])
+
+
+def records(crm: Crm, form: str) -> pd.DataFrame:
+    return pd.DataFrame(items(crm, form))
 
 
 def visible(frame: pd.DataFrame, crm: Crm, who: str) -> pd.DataFrame:
@@ -49,30 +54,31 @@ def visible(frame: pd.DataFrame, crm: Crm, who: str) -> pd.DataFrame:
 
 
 def pipeline(crm: Crm) -> None:
-    """Two reps' closed and open opportunities, created on different days."""
+    """Two reps' closed and open opportunities of each deal type, created on
+    different days (no deal type given: new business, the field's default)."""
     it = crm.create("rep1", "account", name="上海鼎华信息技术有限公司", industry="it")["id"]
     fin = crm.create("rep2", "account", name="北京瑞通金融服务有限公司", industry="finance")["id"]
 
-    def opp(rep: str, account: str, amount: str, source: str, stage: str, closed: str | None
-            ) -> None:
+    def opp(rep: str, account: str, amount: str, source: str, stage: str, closed: str | None,
+            **deal_type: str) -> None:
         extra = {"lost_reason": "price"} if stage == "lost" else {}
         crm.create(rep, "opportunity", name=f"{rep}-{amount}", account=account, amount=amount,
-                   source=source, stage=stage, closed_on=closed, **extra)
+                   source=source, stage=stage, closed_on=closed, **extra, **deal_type)
 
     opp("rep1", it, "300000", "website", "won", "2026-02-04")
-    opp("rep1", it, "50000", "website", "lost", "2026-02-10")
+    opp("rep1", it, "50000", "website", "lost", "2026-02-10", deal_type="upsell")
+    opp("rep1", it, "120000", "website", "won", "2026-02-20", deal_type="upsell")
     crm.clock.advance(days=9, hours=17)  # 2026-01-15 02:00 Shanghai
-    opp("rep1", it, "100000", "expo", "won", "2026-03-02")
-    opp("rep2", fin, "200000", "website", "won", "2026-03-05")
-    opp("rep2", fin, "80000", "expo", "lost", "2026-03-20")
-    opp("rep2", fin, "70000", "expo", "won", "2026-03-21")
+    opp("rep1", it, "100000", "expo", "won", "2026-03-02", deal_type="upsell")
+    opp("rep2", fin, "200000", "website", "won", "2026-03-05", deal_type="new")
+    opp("rep2", fin, "80000", "expo", "lost", "2026-03-20", deal_type="renewal")
+    opp("rep2", fin, "70000", "expo", "won", "2026-03-21", deal_type="renewal")
+    opp("rep2", fin, "60000", "website", "won", "2026-04-30", deal_type="renewal")
     opp("rep2", fin, "90000", "website", "negotiation", None)
 
 
 def opportunities(crm: Crm) -> pd.DataFrame:
     opps = records(crm, "opportunity")
-    accounts = records(crm, "account").set_index("id")["industry"]
-    opps["industry"] = opps["account"].map(accounts)
     created = pd.to_datetime(opps["created_at"], utc=True).dt.tz_convert(SHANGHAI).dt.date
     opps["days"] = [(date.fromisoformat(c) - s).days if isinstance(c, str) else None
                     for s, c in zip(created, opps["closed_on"], strict=True)]
@@ -87,12 +93,17 @@ def test_cycle_channel_and_rep_reports_add_up_for_each_viewer(crm: Crm, who: str
     won = opps[opps["stage"] == "won"]
     closed = opps[opps["stage"].isin(["won", "lost"])]
 
-    cycle = {(r["source"], r["industry"]): (r["deals"], Decimal(r["avg_days"]),
-                                            Decimal(r["min_days"]), Decimal(r["max_days"]))
+    # Sales cycle by source and deal type (new business / upsell / renewal).
+    assert set(opps["deal_type"]) <= {"new", "upsell", "renewal"}  # none left empty
+    cycle = {(r["source"], r["deal_type"]): (r["deals"], Decimal(r["avg_days"]),
+                                             Decimal(r["min_days"]), Decimal(r["max_days"]))
              for r in run(crm, who, "sales_cycle")["rows"]}
     assert cycle == {k: (len(g), q(g["days"].mean(), "0.1"), q(g["days"].min(), "0.1"),
                          q(g["days"].max(), "0.1"))
-                     for k, g in won.groupby(["source", "industry"])}
+                     for k, g in won.groupby(["source", "deal_type"])}
+    labels = {(r["source__label"], r["deal_type__label"])
+              for r in run(crm, who, "sales_cycle")["rows"]}
+    assert labels <= {(s, t) for s in ("官网咨询", "展会") for t in ("新客户", "增购", "续约")}
     assert run(crm, who, "sales_cycle")["totals"]["avg_days"] == str(q(won["days"].mean(), "0.1"))
 
     channel = {r["source"]: (r["closed"], r["won_deals"], r["win_rate"], r["won_amount"],
@@ -132,31 +143,55 @@ def test_lead_conversion_by_source_counts_each_viewers_own_leads(crm: Crm):
             for i, s in enumerate(["expo", "expo", "website", "website", "website", "ads"])]
     for rid in made[:1] + made[2:4]:
         crm.update("director", "lead", rid, status="converted")
+    # A lead in the public pool: every manager's scope holds the whole pool, so
+    # the manager's view leaves it out (pool = false).
+    crm.lead("director", "公海线索", source="expo", in_pool=True)
     leads = records(crm, "lead")
-    for who, params in (("director", {}), ("rep1", {"owner": "me"}), ("rep2", {"owner": "me"})):
+    got_by: dict[str, dict[str, Any]] = {}
+    for who, params in (("director", {}), ("rep1", {"owner": "me"}), ("rep2", {"owner": "me"}),
+                        ("manager", {"pool": False})):
         mine = visible(leads, crm, who)
-        got = {r["source"]: (r["leads"], r["converted"], r["conversion"])
-               for r in run(crm, who, "channel_conversion", **params)["rows"]}
+        if params.get("pool") is False:
+            mine = mine[~mine["in_pool"].astype(bool)]
+        got = got_by[who] = {r["source"]: (r["leads"], r["converted"], r["conversion"])
+                             for r in run(crm, who, "channel_conversion", **params)["rows"]}
         assert got == {s: (len(g), int((g["status"] == "converted").sum()),
                            str(q((g["status"] == "converted").mean(), "0.0001")))
                        for s, g in mine.groupby("source")}
+    assert got_by["director"]["expo"][0] == got_by["manager"]["expo"][0] + 1
+    res = crm["manager"].post(f"{BASE}/reports/channel_conversion/run",
+                              json={"parameters": {"pool": "no"}})
+    assert res.status_code == 422 and "true or false" in res.text
 
 
 def test_rfm_per_account_and_segments(crm: Crm):
     accounts = {name: crm.create(rep, "account", name=name)["id"] for rep, name in (
-        ("rep1", "甲公司"), ("rep1", "乙公司"), ("rep2", "丙公司"))}
+        ("rep1", "甲公司"), ("rep1", "乙公司"), ("rep2", "丙公司"), ("rep2", "丁公司"),
+        ("rep1", "戊公司"), ("rep2", "己公司"), ("rep1", "庚公司"), ("rep2", "辛公司"),
+        ("rep1", "壬公司"))}
 
     def contract(account: str, amount: str, signed: str | None) -> None:
         values = {"status": "signed", "sign_date": signed} if signed else {}
         crm.create("director", "contract", title=f"{account}-{amount}",
                    account=accounts[account], amount=amount, **values)
 
+    # The clock's day is 2026-01-05: one account in each of the eight segments, some
+    # on the edges (signed 90 and 365 days ago, exactly 200,000).
     contract("甲公司", "150000", "2025-11-20")
     contract("甲公司", "120000", "2025-12-28")
     contract("乙公司", "80000", "2025-06-30")
     contract("乙公司", "500000", None)  # a draft: not in RFM
     contract("丙公司", "1200000", "2025-12-01")
-    today = date(2026, 1, 5)  # the clock's day
+    contract("丁公司", "300000", "2024-10-10")
+    contract("丁公司", "50000", "2024-12-20")
+    contract("戊公司", "60000", "2025-10-07")
+    contract("己公司", "200000", "2025-01-05")
+    contract("庚公司", "30000", "2025-03-01")
+    contract("庚公司", "40000", "2025-05-01")
+    contract("辛公司", "50000", "2025-12-15")
+    contract("辛公司", "60000", "2025-12-30")
+    contract("壬公司", "90000", None)  # no signed contract: no RFM, no last signed date
+    today = date(2026, 1, 5)
 
     rows = records(crm, "contract")
     signed = rows[rows["status"] == "signed"].copy()
@@ -168,24 +203,39 @@ def test_rfm_per_account_and_segments(crm: Crm):
            for r in run(crm, "director", "rfm_accounts")["rows"]}
     assert rfm == {n: (int(g["days"].min()), len(g), str(q(sum(g["amount"]), "0.01")),
                        max(g["sign_date"])) for n, g in signed.groupby("name")}
+    # The account's rollup: the latest sign date of its signed contracts, a date.
+    last_signed = {names[r["id"]]: r["last_signed_date"] for r in items(crm, "account")}
+    assert last_signed == {n: signed[signed["name"] == n]["sign_date"].max()
+                           if n in set(signed["name"]) else None for n in accounts}
 
-    def segment(f: int, m: Decimal) -> tuple[str, str]:
-        name = ("核心客户" if f >= 2 and m >= 200000 else "大单客户" if m >= 200000
-                else "忠诚客户" if f >= 2 else "一般客户")
-        return name, f"F{3 if f >= 3 else 2 if f >= 2 else 1}" \
+    def segment(days: int, f: int, m: Decimal) -> tuple[str, str]:
+        r = 3 if days <= 90 else 2 if days <= 365 else 1
+        kind = {(True, True): "价值", (True, False): "发展", (False, True): "保持",
+                (False, False): "挽留"}[(r == 3, f >= 2)]
+        name = f"{'重要' if m >= 200000 else '一般'}{kind}客户"
+        return name, f"R{r}F{3 if f >= 3 else 2 if f >= 2 else 1}" \
                      f"M{3 if m >= 1000000 else 2 if m >= 200000 else 1}"
 
-    expected: dict[tuple[str, str], list[Any]] = {}
+    groups: dict[tuple[str, str], list[Any]] = {}
     for _, g in signed.groupby("name"):
-        entry = expected.setdefault(segment(len(g), sum(g["amount"])), [0, Decimal(0)])
-        entry[0] += 1
-        entry[1] += sum(g["amount"])
-    got = {(r["segment"], r["score"]): [r["accounts"], Decimal(r["monetary"])]
-           for r in run(crm, "director", "rfm_segments")["rows"]}
-    assert got == expected
-    # Contract amounts are hidden from reps: the RFM report is refused, not leaked.
-    res = crm["rep1"].post(f"{BASE}/reports/rfm_accounts/run", json={})
-    assert res.status_code == 403, res.text
+        groups.setdefault(segment(int(g["days"].min()), len(g), sum(g["amount"])), []).append(g)
+    expected = {k: [len(gs), Decimal(sum(sum(g["amount"]) for g in gs)),
+                    q(sum(int(g["days"].min()) for g in gs) / len(gs), "0.1")]
+                for k, gs in groups.items()}
+    for who in ("director", "manager"):  # the manager: the reps' accounts, every one here
+        got = {(r["segment"], r["score"]): [r["accounts"], Decimal(r["monetary"]),
+                                            Decimal(r["recency"])]
+               for r in run(crm, who, "rfm_segments")["rows"]}
+        assert got == expected
+    assert set(expected) == {
+        ("重要价值客户", "R3F2M2"), ("一般挽留客户", "R2F1M1"), ("重要发展客户", "R3F1M3"),
+        ("重要保持客户", "R1F2M2"), ("一般发展客户", "R3F1M1"), ("重要挽留客户", "R2F1M2"),
+        ("一般保持客户", "R2F2M1"), ("一般价值客户", "R3F2M1")}
+    # Contract amounts (and the account's signed total) are hidden from reps: the RFM
+    # reports are refused, not leaked.
+    for key in ("rfm_accounts", "rfm_segments"):
+        res = crm["rep1"].post(f"{BASE}/reports/{key}/run", json={})
+        assert res.status_code == 403, res.text
     # The director owns these contracts: outside the sales team's scope.
     assert run(crm, "manager", "rfm_accounts")["rows"] == []
 
@@ -211,6 +261,71 @@ def test_customer_growth_by_month_with_active_and_dormant(crm: Crm):
             dormant = int((g["status"] == "dormant").sum())
             expected[m] = (len(g), len(g) - dormant, dormant, total)
         assert got == expected
+
+
+def test_dormant_accounts_per_month_from_the_day_each_went_dormant(crm: Crm):
+    # 2026-01-05 09:00 in Shanghai. Accounts go dormant by the 90-day rule (A, D) or by
+    # hand (B, C, E, F, G); a follow-up wakes B, F and G (about its opportunity), a
+    # person moves C back.
+    made = {name: crm.create(rep, "account", name=name)["id"] for rep, name in (
+        ("rep1", "A"), ("rep1", "B"), ("rep1", "C"), ("rep2", "D"), ("rep2", "E"),
+        ("rep1", "F"), ("rep2", "G"))}
+    deal = crm.create("rep2", "opportunity", name="G-1", account=made["G"], amount="50000")
+    for name in ("E", "F"):
+        crm.create("director", "contract", title=name, account=made[name], amount="100000",
+                   status="signed", sign_date="2025-12-01")
+
+    def follow_up(who: str, name: str) -> None:
+        crm.create(who, "follow_up", account=made[name], type="call", summary="回访")
+
+    def state(name: str) -> tuple[str, str | None]:
+        record = crm.get("director", "account", made[name])
+        return record["status"], record["dormant_since"]
+
+    follow_up("rep1", "A")
+    for name in ("B", "E", "F", "G"):
+        crm.update("director", "account", made[name], status="dormant")
+    assert state("B") == ("dormant", "2026-01-05")  # set by hand: dated today
+    crm.run_due(days=31)  # 02-05
+    follow_up("rep2", "D")
+    crm.run_due(days=59, minutes=1)  # 04-05 09:01: A has gone 90 days without a follow-up
+    assert state("A") == ("dormant", "2026-04-05")
+    follow_up("rep1", "B")  # woken: back to a prospect, no longer dormant
+    follow_up("rep1", "F")  # woken: a customer again
+    assert (state("B"), state("F")) == (("initial", None), ("signed", None))
+    about_deal = crm.create("rep2", "follow_up", opportunity=deal["id"], type="visit",
+                            summary="拜访")
+    assert about_deal["account"] == made["G"]  # filled from the opportunity
+    assert state("G") == ("initial", None)
+    crm.update("director", "account", made["C"], status="dormant")
+    crm.run_due(days=31)  # 05-06 09:01: D's 90 days
+    crm.update("director", "account", made["C"], status="intent")
+    assert state("C") == ("intent", None)
+    assert state("D") == ("dormant", "2026-05-06")
+    # The record's history shows who dated it: the dormancy flow, with the status.
+    history = crm["director"].get(f"{BASE}/forms/account/records/{made['D']}/history")
+    assert history.status_code == 200, history.text
+    latest = history.json()["items"][0]
+    assert (latest["source"], latest["changes"]["dormant_since"]) == (
+        "flow", {"old": None, "new": "2026-05-06"})
+
+    accounts = records(crm, "account")
+    assert sorted(accounts.dropna(subset=["dormant_since"])["name"]) == ["A", "D", "E"]
+    for who in ("director", "manager", "rep1", "rep2"):
+        mine = visible(accounts.dropna(subset=["dormant_since"]), crm, who)
+        month = pd.to_datetime(mine["dormant_since"]).dt.strftime("%Y-%m-01")
+        total, expected = 0, {}
+        for m, g in mine.groupby(month):
+            total += len(g)
+            expected[m] = (len(g), int((g["signed_count"] > 0).sum()), total)
+        got = {r["month"]: (r["dormant"], r["customers"], r["total"])
+               for r in run(crm, who, "dormant_accounts")["rows"]}
+        assert got == expected
+    assert {r["month"]: r["dormant"] for r in run(crm, "director", "dormant_accounts")[
+        "rows"]} == {"2026-01-01": 1, "2026-04-01": 1, "2026-05-01": 1}
+    # The period parameter narrows by the dormant-since date.
+    april = run(crm, "director", "dormant_accounts", period="last_month")
+    assert [(r["month"], r["dormant"]) for r in april["rows"]] == [("2026-04-01", 1)]
 
 
 def test_kpi_cards_on_the_cockpit_and_team_view(crm: Crm):

@@ -182,7 +182,7 @@ def test_an_idle_lead_is_reminded_then_returned_to_the_public_pool(crm: Crm):
 
     crm.run_due(hours=48)  # 3 days after creation
     lead = crm.get("manager", "lead", idle["id"])
-    assert lead["in_pool"] is True
+    assert lead["in_pool"] is True and lead["owner"] is None  # owner cleared
     assert idle["id"] in crm.ids_of(other, "lead")  # others may now claim it
     assert crm.get("manager", "lead", busy["id"])["in_pool"] is False
     assert busy["id"] not in crm.ids_of(idle_rep, "lead")
@@ -294,6 +294,15 @@ def test_funnel_and_leaderboard_add_up_and_proposal_creates_a_task(crm: Crm):
              for r in crm.report("director", "leaderboard")]
     assert board == [("rep1", 300000, 1), ("rep2", 150000, 1)]
 
+    # The manager moves a rep's deal on: the task is the rep's all the same
+    # (assigned to and owned by them, so in their own-scope task list).
+    moved = opp("rep1", acc1, "数据中台", "120000")
+    crm.update("rep1", "opportunity", moved, stage="discovery")
+    crm.update("manager", "opportunity", moved, stage="proposal")
+    tasks = crm["rep1"].get(f"{BASE}/forms/task/records").json()["items"]
+    assert ("准备方案/报价：数据中台", moved) in [(t["subject"], t["opportunity"])
+                                               for t in tasks]
+
 
 def test_a_rep_never_sees_another_reps_accounts(crm: Crm):
     mine = crm.create("rep1", "account", name="深圳天宇电子有限公司")["id"]
@@ -351,6 +360,11 @@ def test_a_rep_drafts_the_contract_of_a_won_deal_without_seeing_its_amount(crm: 
     assert "amount" not in contract and contract["account"] == account["id"]
     seen = crm.get("manager", "contract", contract["id"])
     assert seen["amount"] == "320000.00" and seen["status"] == "draft"
+    # Finance may read the contract but no role lets it submit one.
+    res = crm["fin"].post(f"{BASE}/flows/contract_approval/start",
+                          json={"record_id": contract["id"]})
+    assert res.status_code == 403, res.text
+    assert "submit" in res.json()["message"]
     res = crm["rep1"].post(f"{BASE}/flows/contract_approval/start",
                            json={"record_id": contract["id"]})
     assert res.status_code == 201, res.text

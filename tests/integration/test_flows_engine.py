@@ -480,6 +480,59 @@ def test_a_timer_whose_task_was_completed_does_nothing(world):
 
 # --- triggers and versions ----------------------------------------------------------------
 
+def test_an_update_trigger_can_watch_the_owner(world):
+    # owner is a system field, but the one that changes (transfers): a flow
+    # may start when it does, and only then.
+    world.publish_flow(flow_body("on_owner", start("record_updated", next="end",
+                                                   fields=["owner"]), end()))
+    rid = world.contract(amount="500")
+    from tangram.engines.flows.tables import instances_table
+    from tangram.engines.forms.ownership import transfer_owner
+    from tangram.engines.forms.records import update_record
+
+    world.run(lambda ctx: update_record(ctx, app=world.app, form="contract", record_id=rid,
+                                        changes={"title": "x"}, expected_version=None))
+    world.run(lambda ctx: transfer_owner(ctx, app=world.app, form="contract",
+                                         record_ids=[rid], new_owner=world.users["bob"]))
+    with world.sessions.begin() as s:
+        rows = s.execute(sa.select(instances_table.c.flow)).scalars().all()
+    assert rows == ["on_owner"]
+
+
+def test_a_write_returns_what_its_flows_made_of_the_record(world):
+    # A flow started by a write changes the same record in the same
+    # transaction: the write's answer is the stored record, and its version
+    # works for the next write (no 409).
+    world.publish_flow(flow_body("stamp", start("record_created", next="u"), {
+        "type": "action", "key": "u", "next": "end", "action": {
+            "kind": "update_record", "values": {"status": "approved"}}}, end()))
+    world.publish_flow(flow_body("retitle", start("record_updated", next="u",
+                                                  fields=["amount", "owner"]), {
+        "type": "action", "key": "u", "next": "end", "action": {
+            "kind": "update_record", "expressions": {"title": "concat(record.title, \"!\")"}}},
+        end()))
+    from tangram.engines.forms.ownership import transfer_owner
+    from tangram.engines.forms.records import create_record, get_record, update_record
+
+    created = world.run(lambda ctx: create_record(ctx, app=world.app, form="contract",
+                                                  data={"title": "t", "amount": "10"}))
+    stored = world.run(lambda ctx: get_record(ctx, app=world.app, form="contract",
+                                              record_id=created["id"]))
+    assert created["status"] == "approved" and created["version"] == stored["version"] == 2
+    updated = world.run(lambda ctx: update_record(
+        ctx, app=world.app, form="contract", record_id=created["id"],
+        changes={"amount": "20"}, expected_version=created["version"]))
+    assert updated["title"] == "t!" and updated["version"] == 4
+    [moved] = world.run(lambda ctx: transfer_owner(ctx, app=world.app, form="contract",
+                                                   record_ids=[created["id"]],
+                                                   new_owner=world.users["bob"]))
+    assert moved["version"] == 6
+    again = world.run(lambda ctx: update_record(
+        ctx, app=world.app, form="contract", record_id=created["id"],
+        changes={"status": "draft"}, expected_version=moved["version"]))
+    assert again["title"] == "t!!" and again["version"] == 7
+
+
 def test_record_triggers_start_in_the_same_transaction(world):
     world.publish_flow(flow_body("on_create", start("record_created", next="end",
                                                     condition="record.amount > 100"), end()))

@@ -88,6 +88,27 @@ def org_state(world: World) -> tuple[Any, ...]:
                     users_table.c.username == "lead")).scalar())
 
 
+def test_a_row_may_be_given_no_owner(world):
+    # Installed by a person, rows without $owner are theirs; "$owner": null
+    # (a lead in a public pool) leaves the record without an owner.
+    from tangram.db import new_id
+    from tangram.engines.context import Actor
+
+    admin = Actor(id=new_id(), username="boss", is_admin=True)
+    with world.sessions.begin() as s:
+        s.execute(users_table.insert().values(id=admin.id, username="boss", display_name="Boss",
+                                        is_admin=True, created_at=world.clock.now(),
+                                        updated_at=world.clock.now()))
+    pkg = demo_package()
+    pkg["data/demo/ticket.json"].append({"$owner": None, "$created_at": {"$date": "-2d"},
+                                         "subject": "Pooled"})
+    world.run(install_package, load_package(as_files(pkg)), demo=True, actor=admin)
+    rows = tickets(world)
+    assert rows["Plain"][:2] == ("boss", "boss")
+    assert rows["Pooled"][:2] == (None, "boss")  # no owner; created by the installer
+    assert rows["Pooled"][2] == datetime(2026, 1, 2, 16, 0, tzinfo=UTC)
+
+
 def test_the_demo_set_brings_its_team_and_history(world):
     result = install(world, demo_package(), demo=True)
     assert result["rows"] == {"customer": 3, "ticket": 5}  # seed + demo

@@ -216,6 +216,124 @@ def test_rollup_with_filter(world):
     assert get(world, "account", acc)["signed_total"] == "600000.00"
 
 
+SIGNED = [{"value": "draft", "label": {"en": "Draft"}},
+          {"value": "signed", "label": {"en": "Signed"}}]
+
+
+def test_min_and_max_of_dates_are_dates_kept_current_and_filtered_as_dates(world):
+    from tangram.engines.reports.service import run_definition
+    from tangram.metamodel.reports import Report
+
+    world.publish(form_body("account", field("name")))
+    world.publish(form_body("contract", field("account", "relation", target="account"),
+                            field("status", "select", options=SIGNED),
+                            field("sign_date", "date"), field("sent_at", "datetime")))
+    world.publish(form_body(
+        "account", field("name"),
+        field("last_signed", "rollup", source={"form": "contract", "via": "account"},
+              aggregate="max", field="sign_date", result_type="date",
+              filter={"field": "status", "op": "eq", "value": "signed"}),
+        field("first_sent", "rollup", source={"form": "contract", "via": "account"},
+              aggregate="min", field="sent_at", result_type="datetime")))
+    a, b = create(world, "account", name="A"), create(world, "account", name="B")
+    assert (a["last_signed"], a["first_sent"]) == (None, None)  # nothing to aggregate yet
+    create(world, "contract", account=a["id"], status="signed", sign_date="2025-11-20",
+           sent_at="2025-11-18T02:00:00Z")
+    late = create(world, "contract", account=a["id"], status="draft", sign_date="2026-01-03",
+                  sent_at="2025-11-17T20:30:00+08:00")
+    create(world, "contract", account=b["id"], status="signed", sign_date="2025-06-30")
+    got = get(world, "account", a)
+    # Dates as the source fields render them: a day, an instant in UTC — not numbers.
+    assert (got["last_signed"], got["first_sent"]) == ("2025-11-20", "2025-11-17T12:30:00Z")
+    update(world, "contract", late, status="signed")
+    assert get(world, "account", a)["last_signed"] == "2026-01-03"
+    world.run(records.delete_record, app="demo", form="contract", record_id=late["id"])
+    assert get(world, "account", a)["last_signed"] == "2025-11-20"
+
+    def names(flt):
+        page = world.run(records.list_records, app="demo", form="account",
+                         query=ListQuery(filter=flt, sort=["last_signed"]))
+        return [r["name"] for r in page["items"]]
+
+    assert names({"field": "last_signed", "op": "lt", "value": "2025-07-01"}) == ["B"]
+    assert names({"field": "last_signed", "op": "date_range",
+                  "value": {"last_n_days": 60}}) == ["A"]  # today is 2026-01-05
+    assert names({"field": "first_sent", "op": "is_empty", "value": True}) == ["B"]
+
+    # Reports read them as dates: a month bucket and days_between() in a calculated field.
+    report = Report.model_validate({
+        "key": "r", "label": {"en": "R"}, "form": "account",
+        "dimensions": [{"type": "date", "key": "month", "field": "last_signed",
+                        "bucket": "month"}],
+        "measures": [{"agg": "count", "key": "n"},
+                     {"agg": "max", "key": "days", "expression":
+                      "days_between(record.last_signed, today())"}]})
+    result = world.run(lambda ctx: run_definition(ctx, app="demo", report=report, version=1,
+                                                  use_cache=False)[0])
+    rows = {str(r["month"]): (r["n"], r["days"]) for r in result.frame.to_dict("records")}
+    assert rows == {"2025-06-01": (1, 189), "2025-11-01": (1, 46)}
+
+
+def test_a_date_rollup_over_sub_table_rows_and_one_published_over_existing_records(world):
+    world.publish(form_body(
+        "plan", field("name"), field("steps", "sub_table", fields=[field("due", "date")]),
+        field("last_due", "rollup", source={"sub_table": "steps"}, aggregate="max",
+              field="due", result_type="date")))
+    rec = create(world, "plan", name="p", steps=[{"due": "2026-03-01"}, {"due": "2026-02-01"},
+                                                  {}])
+    assert rec["last_due"] == "2026-03-01"
+    assert update(world, "plan", rec, steps=[])["last_due"] is None
+
+    world.publish(form_body("account", field("name")))
+    world.publish(form_body("contract", field("account", "relation", target="account"),
+                            field("sign_date", "date")))
+    acc = create(world, "account", name="A")
+    create(world, "contract", account=acc["id"], sign_date="2025-12-01")
+    create(world, "contract", account=acc["id"], sign_date="2025-10-01")
+    world.publish(form_body(
+        "account", field("name"),
+        field("first_signed", "rollup", source={"form": "contract", "via": "account"},
+              aggregate="min", field="sign_date", result_type="date")))
+    assert get(world, "account", acc)["first_signed"] == "2025-10-01"
+
+
+@pytest.mark.parametrize("rollup,where,message", [
+    ({"aggregate": "sum", "field": "sign_date"}, "aggregate",
+     "rollup sum cannot add up 'sign_date', a date field; min and max work on dates"),
+    ({"aggregate": "avg", "field": "sent_at"}, "aggregate",
+     "rollup avg cannot add up 'sent_at', a datetime field"),
+    ({"aggregate": "max", "field": "sign_date"}, "result_type",
+     "rollup max of 'sign_date' (a date field) gives a date: set \"result_type\": \"date\""),
+    ({"aggregate": "min", "field": "sent_at", "result_type": "date"}, "result_type",
+     "gives a datetime"),
+    ({"aggregate": "max", "field": "amount", "result_type": "date"}, "result_type",
+     "rollup max of 'amount' (a number) gives a number, not a date"),
+    ({"aggregate": "max", "field": "title"}, "field",
+     "needs a numeric field (or, for min and max, a date or date-time field); 'title' is text"),
+])
+def test_rollups_of_dates_are_refused_where_they_make_no_sense(world, rollup, where, message):
+    from tangram.errors import DefinitionInvalid
+
+    world.publish(form_body("account", field("name")))
+    world.publish(form_body("contract", field("account", "relation", target="account"),
+                            field("title"), field("amount", "currency"),
+                            field("sign_date", "date"), field("sent_at", "datetime")))
+    with pytest.raises(DefinitionInvalid) as info:
+        world.publish(form_body("account", field("name"), field(
+            "r", "rollup", source={"form": "contract", "via": "account"}, **rollup)))
+    [error] = info.value.errors
+    assert error.path == f"$.fields[1].{where}" and message in error.message, error
+
+
+def test_a_date_result_needs_min_or_max():
+    from tangram.metamodel.fields import RollupField
+
+    with pytest.raises(ValueError, match="result_type 'date' needs aggregate min or max"):
+        RollupField.model_validate({"key": "r", "type": "rollup", "label": {"en": "r"},
+                                    "source": {"sub_table": "lines"}, "aggregate": "sum",
+                                    "field": "due", "result_type": "date"})
+
+
 def test_events_emitted_in_the_transaction(world):
     world.publish(form_body("lead", field("name"), field("status")))
     seen: list[tuple[str, tuple[str, ...]]] = []

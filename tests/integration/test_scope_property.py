@@ -34,6 +34,9 @@ ROLES = {
                        filter={"field": "created_by", "op": "eq", "value": {"$user": "id"}}),
     "region_r": pf.grant("deal", ["read"], "expression", filter={
         "field": "region", "op": "in", "value": {"$user": "department_tree"}}),
+    "team_or_pool_u": pf.grant("deal", ["read", "update"], "expression", filter={"or": [
+        {"field": "owner", "op": "in_department", "value": {"$user": "department_tree"}},
+        {"field": "status", "op": "eq", "value": "new"}]}),
     "nothing": pf.grant("deal", ["create"], "all"),
 }
 
@@ -129,3 +132,40 @@ def _allowed(policy, who, row, action) -> bool:
     except (NotFound, PermissionDenied):
         return False
     return True
+
+
+def test_owner_in_department_of_the_department_tree_is_the_department_tree_scope(setup):
+    """Twins with the same memberships, one holding the department_tree scope,
+    the other the filter written with in_department: they see the same rows
+    (unowned rows and owners in several departments included)."""
+    world, depts, users = setup
+    root, east, east1, east2, west = depts
+    with world.sessions.begin() as s:
+        pf.role(s, APP, "tree_r", pf.grant("deal", ["read"], "department_tree"))
+        pf.role(s, APP, "in_tree_r", pf.grant("deal", ["read"], "expression", filter={
+            "field": "owner", "op": "in_department", "value": {"$user": "department_tree"}}))
+        memberships = [(root,), (east,), (east1, west), (east2,), ()]
+        twins = []
+        for i, member_of in enumerate(memberships):
+            pair = (pf.user(s, f"tree{i}", *member_of), pf.user(s, f"expr{i}", *member_of))
+            pf.assign(s, APP, "tree_r", user_id=pair[0])
+            pf.assign(s, APP, "in_tree_r", user_id=pair[1])
+            twins.append(pair)
+        owners = [None, *users, *(t for pair in twins for t in pair)]
+        for u, member_of in zip(users, memberships, strict=True):
+            pf.move(s, u, *member_of)
+        table = get_runtime(s, APP, "deal").table
+        for i, owner in enumerate(owners):
+            s.execute(table.insert().values(
+                id=new_id(), created_at=pf.NOW, updated_at=pf.NOW, version=1, name=f"d{i}",
+                owner=owner, status="won"))
+
+    def visible(session, who) -> set[str]:
+        pred = RolePolicy(session).row_predicate(pf.actor(session, who), APP, "deal", table,
+                                                 "read")
+        return {r.name for r in session.execute(sa.select(table.c.name).where(pred))}
+
+    with world.sessions() as s:
+        seen = [(visible(s, tree), visible(s, expr)) for tree, expr in twins]
+    assert all(by_scope == by_filter for by_scope, by_filter in seen)
+    assert [len(by_scope) for by_scope, _ in seen] == [12, 9, 3, 3, 0]

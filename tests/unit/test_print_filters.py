@@ -4,17 +4,20 @@ docs/print.md lists exactly the registry's filters."""
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from tangram.engines.exports.values import Env, formatter_for
 from tangram.engines.printing.filters import PRINT_FILTERS, AmountOutOfRange, money, rmb_upper
 from tangram.engines.printing.filters import date as date_filter
 from tangram.engines.printing.render import check_template_text, render_text
-from tangram.engines.printing.values import PrintRecord, Shown
+from tangram.engines.printing.values import PrintRecord, ShowEnv, Shown, shown
 from tangram.engines.templates import TemplateInvalid
+from tangram.metamodel.fields import RollupField
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "print.md").read_text(encoding="utf-8")
 
@@ -92,3 +95,21 @@ def test_every_print_filter_is_documented() -> None:
     table = DOC.split("### Filters", 1)[1].split("\n## ", 1)[0]
     documented = set(re.findall(r"^\| `([a-z_]+)` \|", table, re.M))
     assert documented == set(PRINT_FILTERS), "docs/print.md#filters lists every print filter"
+
+
+def test_rollups_print_and_export_as_what_they_hold() -> None:
+    def rollup(**options: str) -> RollupField:
+        return RollupField.model_validate({"key": "r", "type": "rollup", "label": {"en": "R"},
+                                           "source": {"form": "c", "via": "a"}, **options})
+
+    env = ShowEnv(language="en", zone=ZoneInfo("Asia/Shanghai"))
+    last = shown(rollup(aggregate="max", field="d", result_type="date"), "2026-01-03", env, {})
+    assert (str(last), last.raw) == ("2026-01-03", date(2026, 1, 3))
+    first = shown(rollup(aggregate="min", field="t", result_type="datetime"),
+                  "2026-01-03T16:30:00Z", env, {})
+    assert str(first) == "2026-01-04 00:30"  # the organization's wall clock
+    total = shown(rollup(aggregate="sum", field="n"), "1200000.50", env, {})
+    assert (str(total), total.raw) == ("1,200,000.50", Decimal("1200000.50"))
+    to_sheet = formatter_for(rollup(aggregate="min", field="t", result_type="datetime"),
+                             Env(language="en", zone=ZoneInfo("Asia/Shanghai")))
+    assert to_sheet(datetime(2026, 1, 3, 16, 30, tzinfo=UTC), {}) == datetime(2026, 1, 4, 0, 30)

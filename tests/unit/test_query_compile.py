@@ -215,10 +215,30 @@ def test_values_are_converted_by_the_field_kind(opp, qctx):
      "close_date BETWEEN %(close_date_1)s", "close_date BETWEEN ? AND ?"),
     ({"field": "account.industry", "op": "under", "value": "制造业"}, "industry IN (",
      "industry IN ("),
+    ({"field": "owner", "op": "in_department", "value": ["0190c0a0-2222-7000-8000-000000000001"]},
+     "owner IN (SELECT user_departments.user_id \nFROM user_departments \nWHERE "
+     "user_departments.department_id IN (__[POSTCOMPILE",
+     "owner IN (SELECT user_departments.user_id \nFROM user_departments \nWHERE "
+     "user_departments.department_id IN (__[POSTCOMPILE"),
 ])
 def test_each_operator_compiles_on_both_dialects(opp, qctx, spec, pg, lite):
     assert pg in where_sql(spec, opp, qctx, "postgresql")[0]
     assert lite in where_sql(spec, opp, qctx, "sqlite")[0]
+
+
+def test_in_department_takes_department_ids_on_user_fields_only(opp, qctx):
+    east = "0190c0a0-2222-7000-8000-000000000001"
+    _, params = where_sql({"field": "account.manager", "op": "in_department", "value": east},
+                          opp, qctx, "postgresql")
+    assert [uuid.UUID(east)] in params.values()  # one id alone is a list of one
+    errors = errors_of({"and": [
+        {"field": "owner", "op": "in_department", "value": ["east"]},
+        {"field": "created_by", "op": "in_department", "value": []},
+        {"field": "account", "op": "in_department", "value": [east]}]}, opp, qctx)
+    assert [(e["code"], e["path"]) for e in errors] == [
+        ("invalid_value", "$.and[0].value[0]"), ("invalid_value", "$.and[1].value"),
+        ("operator_not_allowed", "$.and[2].op")]
+    assert "expected a department id" in errors[0]["message"]
 
 
 def test_every_operator_is_covered_by_a_compile_test():

@@ -8,8 +8,10 @@ A believable mid-size software vendor: 3 regions (华东, 华北, 华南) × 2
 teams, 12 sales reps, 3 regional managers, a sales director and a finance
 user (password ``tangram-demo``, in ``_org.json``); 600 accounts with
 contacts, 2,000 leads, 1,500 opportunities over 18 months that move through
-the stages with realistic conversion, contracts for the won ones, payment
-plans and payments, and service tickets.
+the stages with realistic conversion (new business, upsell or renewal by the
+account's earlier wins), contracts for the won ones, payment plans and
+payments, and service tickets; each account's last follow-up, and the day it
+went dormant if 90 days passed without one.
 
 Deterministic (a fixed seed) and timeless: every date is relative to the day
 the demo is installed (``{"$date": "-45d"}``), so the data is fresh on any
@@ -217,7 +219,10 @@ def generate() -> dict[str, Any]:
             "invalid_reason": "联系不上" if status == "invalid" else None,
             "last_follow_up": None if status == "new" else
             g.at(g.day(created, min(created + 20, END)))}
-        leads.append({"$owner": r.choice(reps[region]), "$created_at": g.at(created), **lead})
+        rep = r.choice(reps[region])
+        # A lead in the public pool has no owner: any rep may claim it.
+        leads.append({"$owner": None if in_pool else rep, "$created_at": g.at(created),
+                      **lead})
 
     # Opportunities with stage conversion.
     opps: list[dict[str, Any]] = []
@@ -312,17 +317,77 @@ def generate() -> dict[str, Any]:
             "satisfaction": r.choices([5, 4, 3, 2], weights=[50, 30, 15, 5])[0]
             if status == "closed" else None})
 
-    # Account status follows what happened to them.
-    signed_accounts = {accounts[a]["$ref"] for _, a, *_ in signed}
-    open_accounts = {o["account"]["$ref"] for o in opps if o["stage"] not in ("won", "lost")}
-    for acc, (_, created) in zip(accounts, acc_meta, strict=True):
-        acc["status"] = ("signed" if acc["$ref"] in signed_accounts else
-                         "negotiating" if acc["$ref"] in open_accounts else
-                         "dormant" if -created > 180 else "intent")
+    # What follows draws from its own generator, so the rows above stay as they were.
+    later = random.Random(SEED + 2)  # noqa: S311 - reproducible demo data
+    deal_types(opps, later)
+    follow_ups_and_status(accounts, acc_meta, opps, signed, tickets, later)
 
     return {"_org.json": org, "account.json": accounts, "contact.json": contacts,
             "lead.json": leads, "opportunity.json": opps, "contract.json": contracts,
             "payment_plan.json": plans, "payment.json": payments, "ticket.json": tickets}
+
+
+def deal_types(opps: list[dict[str, Any]], r: random.Random) -> None:
+    """New business, unless the account had won a deal before this one was
+    created: then an upsell — or, the longer after that win, the likelier a
+    renewal (its subscription term coming to an end)."""
+    wins: dict[str, list[int]] = {}
+    for o in opps:
+        if o["stage"] == "won":
+            wins.setdefault(o["account"]["$ref"], []).append(_day(o["closed_on"]))
+    for o in opps:
+        created = _day(o["$created_at"])
+        earlier = [d for d in wins.get(o["account"]["$ref"], []) if d < created]
+        if not earlier:
+            o["deal_type"] = "new"
+        elif r.random() < _renewal_chance(created - max(earlier)):
+            o["deal_type"] = "renewal"
+        else:
+            o["deal_type"] = "upsell"
+
+
+def _renewal_chance(gap: int) -> float:
+    """How likely a deal created ``gap`` days after the account's last win is a renewal."""
+    return 0.75 if gap >= 180 else 0.35 if gap >= 90 else 0.0
+
+
+def follow_ups_and_status(accounts: list[dict[str, Any]], acc_meta: list[tuple[str, int]],
+                          opps: list[dict[str, Any]], signed: list[Any],
+                          tickets: list[dict[str, Any]], r: random.Random) -> None:
+    """Each account's last follow-up and status, as the package's flows would
+    have left them: 90 days without a follow-up made it dormant on that day
+    (``dormant_since``); every other account was followed up in the last 90 days."""
+    last_activity = {acc["$ref"]: created for acc, (_, created) in zip(accounts, acc_meta,
+                                                                      strict=True)}
+    for row in [*opps, *tickets]:
+        ref = row["account"]["$ref"]
+        days = [_day(row["$created_at"])] + ([_day(row["closed_on"])]
+                                             if row.get("closed_on") else [])
+        last_activity[ref] = max(last_activity[ref], *days)
+    signed_accounts = {accounts[a]["$ref"] for _, a, *_ in signed}
+    open_accounts = {o["account"]["$ref"] for o in opps if o["stage"] not in ("won", "lost")}
+    for acc in accounts:
+        ref, active = acc["$ref"], last_activity[acc["$ref"]]
+        status = ("signed" if ref in signed_accounts else
+                  "negotiating" if ref in open_accounts else "intent")
+        # Quiet since: prospects whose deals ended, and some long-standing customers.
+        quiet = ref not in open_accounts and (status == "intent" or (
+            active <= -180 and r.random() < 0.35))
+        last = min(active + r.randrange(0, 30), END)
+        if quiet and last <= -91:
+            acc["status"], acc["dormant_since"] = "dormant", date(last + 90)
+        else:
+            acc["status"] = status
+            # Followed up lately (the dormancy flow would not fire on install day).
+            last = r.randrange(max(active, -89), END + 1)
+        acc["last_follow_up"] = {"$datetime": f"{last:+d}d {9 + r.randrange(10):02d}:"
+                                              f"{r.randrange(60):02d}"}
+
+
+def _day(value: dict[str, str]) -> int:
+    """The day offset of a ``$date`` / ``$datetime`` value written above."""
+    spec = value.get("$date") or value["$datetime"]
+    return int(spec.split("d")[0])
 
 
 def _row(row: dict[str, Any]) -> str:

@@ -83,6 +83,12 @@ def _datetime(f: fm.FieldBase, env: Env) -> Formatter:
     return fmt
 
 
+def _rollup(f: fm.FieldBase, env: Env) -> Formatter:
+    # A min/max of date-times is a date-time: the wall clock too.
+    return _datetime(f, env) if getattr(f, "result_type", None) == "datetime" else \
+        _plain(f, env)
+
+
 def _reference(kind: str) -> Callable[[fm.FieldBase, Env], Formatter]:
     def factory(f: fm.FieldBase, env: Env) -> Formatter:
         ref = reference_of(f) or kind
@@ -109,7 +115,7 @@ DISPLAY: dict[str, Callable[[fm.FieldBase, Env], Formatter]] = {
     "boolean": _boolean, "datetime": _datetime, "relation": _reference("relation"),
     "multi_relation": _reference("relation"), "user": _reference("user"),
     "department": _reference("department"), "attachment": _reference("file"),
-    "region": _region,
+    "region": _region, "rollup": _rollup,
 }
 
 

@@ -210,10 +210,13 @@ def start_by_user(ctx: EngineContext, *, app: str, flow: str, record_id: Any = N
             if kind == "submitted":
                 raise NotFound("submitting for approval needs a record_id")
         else:
-            from tangram.engines.forms.records import get_record
+            from tangram.engines.forms.records import check_record_action, get_record
 
-            # The submitter must be able to read the record they submit.
+            # The submitter must be able to read the record they submit, and
+            # a role must let them submit it (the ``submit`` action, in its scope).
             data = get_record(ctx, app=app, form=loaded.flow.form, record_id=record_id)
+            check_record_action(ctx, app=app, form=loaded.flow.form, record_id=record_id,
+                                action="submit")
             record = typed_values(system_context(ctx), app, loaded.flow.form, data)
     condition = getattr(start.trigger, "condition", None)
     if condition and not _holds(ctx, condition, record, None, ctx.actor.id):

@@ -222,7 +222,8 @@ class _Checker:
                        ".trigger")
         if isinstance(trig, fl.RecordUpdatedTrigger):
             for key in trig.fields:
-                self.field(n, key, ".trigger.fields")
+                if key != "owner":  # the one system field that changes (transfers)
+                    self.field(n, key, ".trigger.fields")
         if isinstance(trig, fl.DateRelativeTrigger):
             self.field(n, trig.field, ".trigger.field")
             if self.fields().get(trig.field) not in (None, "date", "datetime"):

@@ -575,7 +575,7 @@ class RelationKind(FieldKind):
     label = {"zh": "关联记录", "en": "Relation"}
     category = "relation"
     expected = "a record id"
-    filter_ops = ("eq", "ne", "in", "not_in", "is_empty")
+    filter_ops: ClassVar[tuple[str, ...]] = ("eq", "ne", "in", "not_in", "is_empty")
 
     def column_type(self, f: fm.FieldBase) -> sa.types.TypeEngine[Any]:
         return GUID
@@ -633,6 +633,7 @@ class UserKind(RelationKind):
     label = {"zh": "人员", "en": "User"}
     category = "org"
     expected = "a user id"
+    filter_ops = (*RelationKind.filter_ops, "in_department")
 
     def compile(self, f: fm.FieldBase) -> CompiledField:
         compiled = FieldKind.compile(self, f)
@@ -745,22 +746,38 @@ class RollupKind(FieldKind):
     label = {"zh": "汇总", "en": "Rollup"}
     category = "computed"
     computed = True
-    filter_ops = IntegerKind.filter_ops
+    # Narrowed to what suits the result (operators.allowed_operators): numbers
+    # take not_in, dates take date_range.
+    filter_ops = (*IntegerKind.filter_ops, "date_range")
 
-    def column_type(self, f: fm.FieldBase) -> sa.types.TypeEngine[Any]:
+    def result_kind(self, f: fm.FieldBase) -> FieldKind:
+        """The kind whose values the rollup holds: a count is an integer, other
+        numbers decimals, a min/max of dates a date (or date-time)."""
         assert isinstance(f, fm.RollupField)
+        if f.result_type != "number":
+            return FIELD_KINDS[f.result_type]
+        return FIELD_KINDS["integer" if f.aggregate == "count" else "decimal"]
+
+    def column_type(self, f: fm.FieldBase) -> sa.types.TypeEngine[Any] | None:
+        assert isinstance(f, fm.RollupField)
+        if f.result_type != "number":
+            return self.result_kind(f).column_type(f)
         if f.aggregate == "count":
             return sa.BigInteger()
         return ExactDecimal(18, f.scale)
 
     def convert(self, f: fm.FieldBase, value: Any) -> Any:
         # Never sent by clients (computed), but filters compare with it.
-        assert isinstance(f, fm.RollupField)
-        kind = FIELD_KINDS["integer" if f.aggregate == "count" else "decimal"]
-        return kind.convert(f, value)
+        return self.result_kind(f).convert(f, value)
 
     def to_json(self, value: Any) -> Any:
-        return str(value) if isinstance(value, Decimal) else value
+        if isinstance(value, Decimal):
+            return str(value)
+        if isinstance(value, datetime):
+            return FIELD_KINDS["datetime"].to_json(value)
+        if isinstance(value, date):
+            return value.isoformat()
+        return value
 
 
 class RegionKind(FieldKind):

@@ -18,6 +18,7 @@ constructs at the end of this module (JSON arrays and JSON emptiness).
 from __future__ import annotations
 
 import operator as pyop
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -29,6 +30,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.visitors import InternalTraversal
 
+from tangram.engines.directory import user_departments_table
 from tangram.engines.forms.date_ranges import DayRange, date_range_catalog, resolve_date_range
 from tangram.engines.forms.fieldtypes import FIELD_KINDS, FieldKind, FieldProblem
 from tangram.engines.forms.tables import FormTables
@@ -232,6 +234,23 @@ def _convert_node(o: Operand, raw: Any, env: ValueEnv) -> list[str]:
     raise ValueProblem.one(f"{value!r} is not an option of the tree (options include: {shown})")
 
 
+def _convert_departments(o: Operand, raw: Any, env: ValueEnv) -> list[uuid.UUID]:
+    """Department ids, not values of the (user) field; one id may be given
+    alone (``{"$user": "department"}``)."""
+    if isinstance(raw, str):
+        raw = [raw]
+
+    def one(item: Any) -> uuid.UUID:
+        try:
+            return uuid.UUID(str(item).strip())
+        except ValueError:
+            shown = repr(item) if len(repr(item)) <= 60 else repr(item)[:57] + "..."
+            raise ValueProblem.one(f"{shown} is not a valid value: expected a department "
+                                   "id") from None
+
+    return list(dict.fromkeys(_each(_checked_list(raw), one)))
+
+
 SHAPE_CONVERTERS: dict[ValueShape, Callable[[Operand, Any, ValueEnv], Any]] = {
     "none": _convert_none, "scalar": _convert_scalar, "list": _convert_list,
     "pair": _convert_pair, "range_spec": _convert_range,
@@ -305,6 +324,13 @@ def _contains(mode: Literal["any", "all"]) -> Callable[[Operand, Any], Condition
             return o.record_id.in_(linked)
         return JsonArrayContains(o.column, [str(x) for x in v], mode=mode)
     return build
+
+
+def _in_department(o: Operand, v: list[uuid.UUID]) -> Condition:
+    # Membership is read as it is now (like the owner-based row scopes), so a
+    # user moved to another department counts there from the next query on.
+    ud = user_departments_table
+    return o.value_expr.in_(sa.select(ud.c.user_id).where(ud.c.department_id.in_(v)))
 
 
 def _date_range(o: Operand, v: tuple[DayRange, str]) -> Condition:
@@ -390,6 +416,12 @@ _OPERATORS = [
              lambda o, v: o.value_expr.in_(v),
              "Tree select: the value is the given node or any node below it.",
              convert=_convert_node),
+    Operator("in_department", {"zh": "所在部门属于", "en": "is in department"}, "list",
+             _in_department,
+             "A user field (owner, created_by, …): the user is now a member of one of the "
+             "given departments (ids). With {\"$user\": \"department_tree\"} this is the "
+             "department_tree scope, so it can be combined with other conditions.",
+             convert=_convert_departments),
     Operator("date_range", {"zh": "日期范围", "en": "in date range"}, "range_spec",
              _date_range,
              "The date falls in a range relative to today in the organization's time "
@@ -401,7 +433,7 @@ OPERATORS: dict[str, Operator] = {op.key: op for op in _OPERATORS}
 
 def allowed_operators(kind: FieldKind, field: fm.FieldBase) -> tuple[str, ...]:
     """The operators a field accepts: its kind's ``filter_ops``; a kind that
-    stores another kind's values (formula) also needs them to suit that kind."""
+    stores another kind's values (formula, rollup) also needs them to suit that kind."""
     ops = kind.filter_ops
     result_kind = getattr(kind, "result_kind", None)
     if callable(result_kind):

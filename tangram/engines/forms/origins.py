@@ -31,11 +31,14 @@ from tangram.errors import ErrorItem, ValidationFailed
 @dataclass(frozen=True)
 class Origin:
     """``owner`` also becomes the record's creator (and last editor);
-    ``created_at`` also its last update time. ``None`` keeps the column."""
+    ``created_at`` also its last update time. ``None`` keeps the column;
+    ``no_owner`` leaves the record without an owner (e.g. a lead in a public
+    pool; the creator stays who created it)."""
 
     record_id: uuid.UUID
     owner: uuid.UUID | None = None
     created_at: datetime | None = None
+    no_owner: bool = False
 
 
 def set_origins(ctx: EngineContext, *, app: str, form: str, origins: Sequence[Origin]) -> int:
@@ -63,7 +66,11 @@ def set_origins(ctx: EngineContext, *, app: str, form: str, origins: Sequence[Or
     if by_time:
         ctx.session.execute(sa.update(t).where(t.c.id == sa.bindparam("_id")).values(
             created_at=sa.bindparam("_at"), updated_at=sa.bindparam("_at")), by_time)
-    if by_owner or by_time:
+    unowned = [{"_id": o.record_id} for o in origins if o.no_owner]
+    if unowned:
+        ctx.session.execute(sa.update(t).where(t.c.id == sa.bindparam("_id")).values(
+            owner=None), unowned)
+    if by_owner or by_time or unowned:
         _bump_data_version(ctx, rt)
     return len({o.record_id for o in origins if o.owner is not None
-                or o.created_at is not None})
+                or o.created_at is not None or o.no_owner})

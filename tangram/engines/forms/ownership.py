@@ -23,7 +23,9 @@ from tangram.engines.forms.records import (
     _bump_data_version,
     _fetch,
     _record_json,
+    note_written,
     parse_id,
+    written_version,
 )
 from tangram.engines.forms.registry import get_runtime
 from tangram.errors import ErrorItem, ValidationFailed
@@ -58,11 +60,13 @@ def transfer_owner(ctx: EngineContext, *, app: str, form: str, record_ids: Itera
             owner=new_owner, updated_at=now, updated_by=ctx.actor.id, version=version))
         new = {**old, "owner": new_owner, "updated_at": now, "updated_by": ctx.actor.id,
                "version": version}
+        note_written(ctx, rid, version)
         old_json, new_json = _record_json(rt, old), _record_json(rt, new)
         _audit(ctx, rt, rid, "transfer",
                {"owner": {"old": old_json["owner"], "new": new_json["owner"]}}, source)
         events.emit(ctx, app=app, form=form, record_id=rid, event="updated",
                     changed_fields=["owner"], record=new_json, old=old_json, source=source)
-        out.append({"id": str(rid), "version": version})
+        # A flow the transfer started may have changed the record again.
+        out.append({"id": str(rid), "version": written_version(ctx, rid, version)})
     _bump_data_version(ctx, rt)
     return out

@@ -31,7 +31,17 @@ def _is_numeric(f: fm.FieldBase | None) -> bool:
         return False
     if isinstance(f, fm.FormulaField):
         return f.result_type in ("integer", "decimal")
+    if isinstance(f, fm.RollupField):
+        return f.result_type == "number"
     return f.type in NUMERIC_TYPES  # type: ignore[attr-defined]
+
+
+def _date_type(f: fm.FieldBase | None) -> str | None:
+    """"date" or "datetime" for a field holding dates (a formula or rollup by
+    its result), else None."""
+    kind: str | None = f.result_type if isinstance(f, (fm.FormulaField, fm.RollupField)) \
+        else getattr(f, "type", None)
+    return kind if kind in ("date", "datetime") else None
 
 
 def _form_bodies(ctx: EngineContext, app: str) -> dict[str, dict[str, Any]]:
@@ -132,10 +142,27 @@ def _check_rollup(f: fm.RollupField, form: Form, where: str, target_form: Any
                 f"{src.via!r} must be a relation field of {src.form!r} that links to "
                 f"{form.key!r}"))]
         agg_field = child.field(f.field) if f.field else None
-    if f.aggregate != "count" and not _is_numeric(agg_field):
+    if f.aggregate == "count":
+        return []
+    dates = _date_type(agg_field)
+    if dates and f.aggregate in ("min", "max"):
+        if f.result_type != dates:
+            return [ErrorItem(code="rollup_field", path=f"{where}.result_type", message=(
+                f"rollup {f.aggregate} of {f.field!r} (a {dates} field) gives a {dates}: "
+                f"set \"result_type\": \"{dates}\""))]
+        return []
+    if dates:
+        return [ErrorItem(code="rollup_field", path=f"{where}.aggregate", message=(
+            f"rollup {f.aggregate} cannot add up {f.field!r}, a {dates} field; min and max "
+            "work on dates and date-times, sum and avg need a numeric field"))]
+    if not _is_numeric(agg_field):
         return [ErrorItem(code="rollup_field", path=f"{where}.field", message=(
-            f"rollup {f.aggregate} needs a numeric field; {f.field!r} is "
-            f"{getattr(agg_field, 'type', 'missing')}"))]
+            f"rollup {f.aggregate} needs a numeric field (or, for min and max, a date or "
+            f"date-time field); {f.field!r} is {getattr(agg_field, 'type', 'missing')}"))]
+    if f.result_type != "number":
+        return [ErrorItem(code="rollup_field", path=f"{where}.result_type", message=(
+            f"rollup {f.aggregate} of {f.field!r} (a number) gives a number, not a "
+            f"{f.result_type}: leave out result_type or set it to \"number\""))]
     return []
 
 

@@ -30,6 +30,7 @@ from tangram.db import new_id
 from tangram.db.bulk import BulkInsert
 from tangram.db.ids import new_ids
 from tangram.db.upsert import increment_counter
+from tangram.engines.access import FormAction
 from tangram.engines.context import EngineContext
 from tangram.engines.directory import (
     departments_table,
@@ -591,7 +592,32 @@ def create_record(ctx: EngineContext, *, app: str, form: str, data: Mapping[str,
     ctx.policy.check_form_action(ctx.actor, app, form, "create")
     _check_writable_fields(ctx, rt, data.keys())
     rec = _insert(ctx, rt, data, owner=owner, source=source, allow_read_only=allow_read_only)
-    return to_json(ctx, rt, [rec])[0]
+    return to_json(ctx, rt, [_latest(ctx, rt, rec)])[0]
+
+
+_WRITTEN = "tangram.records.written"
+
+
+def note_written(ctx: EngineContext, record_id: uuid.UUID, version: int) -> None:
+    """Remember the version a write in this transaction gave a record."""
+    ctx.session.info.setdefault(_WRITTEN, {})[record_id] = version
+
+
+def written_version(ctx: EngineContext, record_id: uuid.UUID, default: int) -> int:
+    """The version the last write of this transaction gave the record (``default``
+    when none did)."""
+    return int(ctx.session.info.get(_WRITTEN, {}).get(record_id, default))
+
+
+def _latest(ctx: EngineContext, rt: FormRuntime, rec: dict[str, Any]) -> dict[str, Any]:
+    """``rec``, or the record read again if a later write of the same
+    transaction changed it meanwhile (a flow started by this write set its
+    owner or a field): the caller gets what was stored, and a version it can
+    send back without a 409."""
+    written = ctx.session.info.get(_WRITTEN, {}).get(rec["id"])
+    if written is None or written == rec["version"]:
+        return rec
+    return _fetch(ctx, rt, rec["id"], deleted=False)
 
 
 def _insert(ctx: EngineContext, rt: FormRuntime, data: Mapping[str, Any], *,
@@ -634,6 +660,16 @@ def get_record(ctx: EngineContext, *, app: str, form: str, record_id: Any,
     return to_json(ctx, rt, [rec])[0]
 
 
+def check_record_action(ctx: EngineContext, *, app: str, form: str, record_id: Any,
+                        action: FormAction) -> None:
+    """Raise unless the actor may do ``action`` (e.g. ``submit``) to this record:
+    a role allows the action on the form and the record is in that grant's scope."""
+    rt = get_runtime(ctx.session, app, form)
+    ctx.policy.check_form_action(ctx.actor, app, form, action)
+    ctx.policy.check_row(ctx.actor, app, form,
+                         _fetch(ctx, rt, parse_id(record_id), deleted=False), action)
+
+
 def update_record(ctx: EngineContext, *, app: str, form: str, record_id: Any,
                   changes: Mapping[str, Any], expected_version: int | None,
                   source: str = "api", allow_read_only: bool = False) -> dict[str, Any]:
@@ -644,7 +680,7 @@ def update_record(ctx: EngineContext, *, app: str, form: str, record_id: Any,
     _check_writable_fields(ctx, rt, changes.keys())
     rec = _update(ctx, rt, parse_id(record_id), changes, expected_version=expected_version,
                   source=source, allow_read_only=allow_read_only, depth=0)
-    return to_json(ctx, rt, [rec])[0]
+    return to_json(ctx, rt, [_latest(ctx, rt, rec)])[0]
 
 
 def _update(ctx: EngineContext, rt: FormRuntime, record_id: uuid.UUID,
@@ -677,6 +713,7 @@ def _update(ctx: EngineContext, rt: FormRuntime, record_id: uuid.UUID,
                                                  multi=changed_multi), replace=True)
     new = {**old, **changed_cols, **changed_subs, **changed_multi, "updated_at": now,
            "updated_by": ctx.actor.id, "version": old["version"] + 1}
+    note_written(ctx, record_id, new["version"])
     _sync_file_links(ctx, rt, record_id, new, [*changed_cols, *changed_subs])
     old_json, new_json = LazyRecordJson(rt, old), LazyRecordJson(rt, new)
     changed = [*changed_cols, *changed_subs, *changed_multi]
@@ -860,7 +897,9 @@ def _recompute_rollups(ctx: EngineContext, parent: FormRuntime, rollups: list[fm
     changes: dict[str, Any] = {}
     for i, f in enumerate(rollups):
         fresh = row[len(rollups) + i]
-        if f.aggregate != "count":
+        if f.aggregate != "count" and f.result_type == "number":
+            # The database's sum/avg may carry more decimals (or none, for 0):
+            # the rollup's scale; a sum over nothing is 0.
             fresh = rollup_value("sum", [] if fresh is None else [fresh], f.scale) \
                 if f.aggregate == "sum" or fresh is not None else None
         if fresh != row[i]:

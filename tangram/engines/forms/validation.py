@@ -16,6 +16,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -568,6 +569,8 @@ def rollup_value(aggregate: str, values: list[Any], scale: int) -> Any:
     quantum = Decimal(1).scaleb(-scale)
     if not present:
         return None if aggregate != "sum" else Decimal(0).quantize(quantum)
+    if isinstance(present[0], date):  # min/max of dates (publishing allows no other)
+        return min(present) if aggregate == "min" else max(present)
     nums = [v if isinstance(v, Decimal) else Decimal(v) for v in present]
     result: Decimal
     if aggregate == "sum":

@@ -125,6 +125,9 @@ def _formula(f: fm.FieldBase, v: Any, env: ShowEnv) -> Any:
 
 
 def _rollup(f: fm.FieldBase, v: Any, env: ShowEnv) -> Any:
+    result = getattr(f, "result_type", "number")
+    if result in ("date", "datetime"):
+        return RAW[result](f, v, env)
     return Decimal(v) if isinstance(v, str) else v
 
 
@@ -200,7 +203,9 @@ def _formula_text(f: fm.FieldBase, v: Any, env: ShowEnv, titles: Titles) -> str:
 
 
 def _rollup_text(f: fm.FieldBase, v: Any, env: ShowEnv, titles: Titles) -> str:
-    return _number(f, v, env, titles)
+    result = getattr(f, "result_type", "number")
+    return DISPLAY[result](f, v, env, titles) if result in ("date", "datetime") else \
+        _number(f, v, env, titles)
 
 
 DISPLAY: dict[str, ShowFn] = {

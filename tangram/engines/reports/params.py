@@ -54,6 +54,10 @@ def _check(p: Parameter, value: Any, actor: Actor, today: date) -> Any:
     if p.type == "date":
         date.fromisoformat(str(value))
         return str(value)
+    if p.type == "boolean":
+        if not isinstance(value, bool):
+            raise ValueError("true or false is expected")
+        return value
     if not isinstance(value, str) or len(value) > MAX_TEXT:
         raise ValueError(f"a text of at most {MAX_TEXT} characters is expected")
     return value

@@ -48,6 +48,8 @@ _CLASS_OF_FORMULA = {"integer": NUMBER, "decimal": NUMBER, "text": TEXT, "boolea
 def value_class(kind_name: str, field_def: Any) -> str:
     if kind_name == "formula":
         return _CLASS_OF_FORMULA[field_def.result_type]
+    if kind_name == "rollup":  # a number, or a min/max of dates
+        return {"number": NUMBER, "date": DATE, "datetime": DATETIME}[field_def.result_type]
     return _CLASS_OF_KIND.get(kind_name, LIST)
 
 
@@ -222,6 +224,8 @@ _PARAMETER_TYPES = [
     ParameterType("number", {"zh": "数值", "en": "Number"}, "A number (as a string).",
                   ["100000"]),
     ParameterType("date", {"zh": "日期", "en": "Date"}, "A date, YYYY-MM-DD.", ["2026-01-01"]),
+    ParameterType("boolean", {"zh": "是否", "en": "Yes / no"},
+                  "true or false (for a yes/no field).", [False]),
 ]
 
 PARAMETER_TYPES: dict[str, ParameterType] = {p.key: p for p in _PARAMETER_TYPES}

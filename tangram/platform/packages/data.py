@@ -63,7 +63,7 @@ def _owners(ctx: EngineContext, rows_by_form: Mapping[str, Sequence[Mapping[str,
     """Every ``$owner``'s user id by username; one error per row naming a
     user that does not exist, all at once."""
     names = {normalize_username(str(r[OWNER])) for rows in rows_by_form.values()
-             for r in rows if OWNER in r}
+             for r in rows if r.get(OWNER) is not None}
     u = users_table
     found = {r.username: r.id for r in ctx.session.execute(
         sa.select(u.c.username, u.c.id).where(u.c.username.in_(sorted(names))))} \
@@ -72,7 +72,8 @@ def _owners(ctx: EngineContext, rows_by_form: Mapping[str, Sequence[Mapping[str,
                         message=f"no user is named {row[OWNER]!r}; create the user (or add "
                         f"them to the data set's {ORG_FILE}) first")
               for form, rows in rows_by_form.items() for i, row in enumerate(rows)
-              if OWNER in row and normalize_username(str(row[OWNER])) not in found]
+              if row.get(OWNER) is not None
+              and normalize_username(str(row[OWNER])) not in found]
     if errors:
         raise PackageInvalid(f"{len(errors)} row(s) name an owner who is not a user; nothing "
                              "was installed", errors=errors)
@@ -100,7 +101,7 @@ def load_rows(ctx: EngineContext, *, app: str,
         for start in range(0, len(rows), BATCH):
             chunk = rows[start:start + BATCH]
             clean: list[dict[str, Any]] = []
-            origins: list[tuple[uuid.UUID | None, Any]] = []
+            origins: list[tuple[uuid.UUID | None, Any, bool]] = []
             for i, row in enumerate(chunk, start=start):
                 values: dict[str, Any] = {}
                 at = None
@@ -119,8 +120,9 @@ def load_rows(ctx: EngineContext, *, app: str,
                                                 path=f"$[{i}].{name}",
                                                 message=f"no row is named {missing!r}"))
                 clean.append(values)
-                owner = owners[normalize_username(str(row[OWNER]))] if OWNER in row else None
-                origins.append((owner, at))
+                owner = owners[normalize_username(str(row[OWNER]))] \
+                    if row.get(OWNER) is not None else None
+                origins.append((owner, at, OWNER in row and row[OWNER] is None))
             if errors:
                 break
             try:
@@ -137,9 +139,10 @@ def load_rows(ctx: EngineContext, *, app: str,
             for row, rec in zip(chunk, created, strict=True):
                 if REF in row:
                     ids[str(row[REF])] = rec["id"]
-            stamps = [Origin(record_id=uuid.UUID(rec["id"]), owner=owner, created_at=at)
-                      for rec, (owner, at) in zip(created, origins, strict=True)
-                      if owner is not None or at is not None]
+            stamps = [Origin(record_id=uuid.UUID(rec["id"]), owner=owner, created_at=at,
+                             no_owner=unowned)
+                      for rec, (owner, at, unowned) in zip(created, origins, strict=True)
+                      if owner is not None or at is not None or unowned]
             if stamps:
                 set_origins(ctx, app=app, form=form, origins=stamps)
         if errors:

@@ -6,7 +6,8 @@ once; the installer resolves them, see ``data.py``).
 Row keys::
 
     "$ref": "acme"                       names the row; {"$ref": "acme"} links to it
-    "$owner": "rep01"                    the record's owner (and creator), a username
+    "$owner": "rep01"                    the record's owner (and creator), a username;
+                                         null: no owner (e.g. in a public pool)
     "$created_at": {"$datetime": "-45d 10:30"}   when the record was created
 
 Values (anywhere a field value goes, sub-table rows included)::
@@ -212,8 +213,9 @@ def check_rows(file: str, data_set: str, form: Form, rows: Sequence[Mapping[str,
                     add("data_ref", path, f"{REF} must be a name unique in data/{data_set}")
                 refs.add(str(value))
             elif name == OWNER:
-                if not isinstance(value, str) or not value.strip():
-                    add("data_owner", path, f"{OWNER} is the owner's username, a string")
+                if value is not None and (not isinstance(value, str) or not value.strip()):
+                    add("data_owner", path, f"{OWNER} is the owner's username, a string "
+                        "(or null: no owner)")
             elif name == CREATED_AT:
                 try:
                     _CHECK.created_at(value)
