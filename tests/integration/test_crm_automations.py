@@ -106,6 +106,15 @@ def test_a_close_date_14_days_away_in_an_early_stage_alerts_the_director(crm: Cr
     crm.run_due(days=4)  # 01-12 09:01: 14 days before 01-26, still in discovery
     assert alerted(crm, "director", EARLY) == ["临床数据平台", "年度维保"]
 
+    # Already inside the 14 days when created or re-dated: alerted at once, once.
+    opportunity(crm, "rep1", account, "急单", expected_close="2026-01-19")
+    opportunity(crm, "rep1", account, "急单二", stage="proposal", expected_close="2026-01-19")
+    moved = opportunity(crm, "rep1", account, "提前", stage="discovery",
+                        expected_close="2026-03-01")
+    crm.update("rep1", "opportunity", moved, expected_close="2026-01-22")
+    crm.update("rep1", "opportunity", moved, expected_close="2026-01-21")  # still inside
+    assert alerted(crm, "director", EARLY) == sorted(["临床数据平台", "年度维保", "急单", "提前"])
+
 
 def test_entering_negotiation_reminds_the_owner_to_prepare_the_contract(crm: Crm):
     account = crm.create("rep1", "account", name="苏州嘉盛精密机械有限公司")["id"]
