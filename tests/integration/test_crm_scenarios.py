@@ -258,9 +258,14 @@ def test_an_account_becomes_vip_when_its_signed_contracts_pass_the_threshold(crm
     crm.create("director", "contract", title="二期", amount="400000", **signed)
     acc = crm.get("rep1", "account", account["id"])
     assert acc["level"] == "vip"
-    # the signed total adds up contract amounts, which reps may not see
+    # the signed total adds up contract amounts, which reps may not see; the
+    # level band is shown to them on purpose (their role names it read-only)
     assert "signed_total" not in acc
     assert float(crm.get("director", "account", account["id"])["signed_total"]) == 1_000_000
+    # Service staff read accounts but no contracts: a sum of contract amounts
+    # is not theirs to see either (a rollup over a form they cannot read).
+    seen = crm.get("svc", "account", account["id"])
+    assert "signed_total" not in seen and seen["level"] == "vip"
 
 
 def test_funnel_and_leaderboard_add_up_and_proposal_creates_a_task(crm: Crm):

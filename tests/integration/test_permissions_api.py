@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from tangram.clock import FrozenClock
 from tangram.platform.deps import SESSION_COOKIE
 from tests.factories import field as fdef
-from tests.integration.org_world import OrgWorld, bearer, build, records_url
+from tests.integration.org_world import ROLES, OrgWorld, bearer, build, records_url
 
 
 @pytest.fixture
@@ -59,6 +59,52 @@ def test_hidden_fields_are_gone_from_reads_history_metadata_and_filters(org):
         "filter": {"field": "amount", "op": "gt", "value": "1"}})
     assert res.status_code == 403 and res.json()["details"]["field"] == "amount"
     assert rep.get(records_url(), params={"sort": "-amount"}).status_code == 403
+
+
+def _publish(org: OrgWorld, body: dict) -> None:
+    org.ok(org.admin.put(f"/api/apps/crm/forms/{body['key']}/draft", json={"definition": body}))
+    org.ok(org.admin.post(f"/api/apps/crm/forms/{body['key']}/publish", json={}))
+
+
+def test_computed_fields_over_a_hidden_field_are_hidden_too(org):
+    # Reps may not see contract amounts: neither a sum of them on the account,
+    # nor a formula over that sum (its band gives the amount away), nor one
+    # over the amount itself; a count of contracts reads no amount and stays.
+    from tests.integration.org_world import ACCOUNT, CONTRACT
+
+    _publish(org, {**CONTRACT, "fields": [*CONTRACT["fields"], fdef(
+        "double", "formula", result_type="decimal", expression="record.amount * 2")]})
+    _publish(org, {**ACCOUNT, "fields": [
+        *ACCOUNT["fields"],
+        fdef("total", "rollup", source={"form": "contract", "via": "account"},
+             aggregate="sum", field="amount"),
+        fdef("contracts", "rollup", source={"form": "contract", "via": "account"}),
+        fdef("band", "formula", result_type="text",
+             expression='iif(coalesce(record.total, 0) >= 100, "big", "small")'),
+        fdef("label2", "formula", result_type="text", expression='concat("band ", record.band)')]})
+    acc = org.accounts["E1"]["id"]
+    rep, manager = org.clients["rep_east"], org.clients["manager_east"]
+    seen = org.ok(rep.get(f"{records_url('account')}/{acc}"))
+    assert seen["contracts"] == 1
+    assert not {"total", "band", "label2"} & set(seen)
+    assert "double" not in org.ok(rep.get(f"{records_url()}/{_e1(org)}"))
+    meta = org.ok(rep.get("/api/apps/crm/forms/account"))
+    shown_fields = [f["key"] for f in meta["definition"]["fields"]]
+    assert "contracts" in shown_fields and not {"total", "band", "label2"} & set(shown_fields)
+    assert "band" not in meta["field_access"]
+    res = rep.post(f"{records_url('account')}/query", json={
+        "filter": {"field": "band", "op": "eq", "value": "big"}})
+    assert res.status_code == 403 and res.json()["details"]["field"] == "band"
+    # The manager may read amounts (read-only): everything shows.
+    shown = org.ok(manager.get(f"{records_url('account')}/{acc}"))
+    assert (shown["total"], shown["band"], shown["label2"]) == ("100.00", "big", "band big")
+    # A role that names the computed field decides for it: the band, on purpose.
+    forms = {**ROLES["rep"], "account": {**ROLES["rep"]["account"],
+                                         "fields": {"band": "read_only"}}}
+    org.ok(org.admin.put("/api/apps/crm/roles/rep", json={"definition": {
+        "key": "rep", "label": {"en": "rep"}, "forms": forms}}))
+    seen = org.ok(rep.get(f"{records_url('account')}/{acc}"))
+    assert (seen["band"], seen["label2"]) == ("big", "band big") and "total" not in seen
 
 
 # --- relations ------------------------------------------------------------------------------

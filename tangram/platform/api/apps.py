@@ -61,7 +61,7 @@ def get_form(app: str, form: str, ctx: ContextDep) -> dict[str, Any]:
                             if access.get(f["key"]) != "hidden"]
     actions = []
     for action in ("read", "create", "update", "delete", "restore", "export", "import",
-                   "print"):
+                   "print", "submit"):
         try:
             ctx.policy.check_form_action(ctx.actor, app, form, action)  # type: ignore[arg-type]
             actions.append(action)

@@ -56,6 +56,7 @@ class RolePolicy:
         self._facts: dict[uuid.UUID | None, UserFacts] = {}
         self._roles: dict[tuple[uuid.UUID | None, str], list[Role]] = {}
         self._shares: dict[tuple[uuid.UUID | None, str, str, str], frozenset[uuid.UUID]] = {}
+        self._access: dict[tuple[uuid.UUID | None, str, str], dict[str, FieldAccess]] = {}
 
     # --- what the user holds --------------------------------------------------------
 
@@ -152,6 +153,10 @@ class RolePolicy:
     def field_access(self, actor: Actor, app: str, form: str) -> dict[str, FieldAccess]:
         if actor.is_admin:
             return {}
+        cache_key = (actor.id, app, form)
+        cached = self._access.get(cache_key)
+        if cached is not None:
+            return cached
         form_grants = [r.forms[form] for r in self.roles(actor, app) if form in r.forms
                        and r.forms[form].actions]
         named = {key for g in form_grants for key in g.fields}
@@ -161,7 +166,39 @@ class RolePolicy:
                        key=_LEVEL.__getitem__)
             if best != "editable":
                 out[key] = best
+        # Forms whose computed fields read each other's see this form's own
+        # rules while its closure is worked out.
+        self._access[cache_key] = out
+        out = {**out, **self._derived_hidden(actor, app, form, out, named)}
+        self._access[cache_key] = out
         return out
+
+    def _derived_hidden(self, actor: Actor, app: str, form: str,
+                        access: Mapping[str, FieldAccess], named: set[str]
+                        ) -> dict[str, FieldAccess]:
+        """Computed fields hidden because they read a hidden field (see
+        ``tangram.engines.forms.derived``); a field a role names explicitly
+        keeps the role's rule."""
+        from tangram.engines.forms.derived import hidden_by_sources
+
+        hidden = {k for k, a in access.items() if a == "hidden"}
+        try:
+            rt = get_runtime(self.session, app, form)
+        except NotFound:
+            return {}
+
+        def hidden_in(other: str) -> set[str]:
+            try:
+                if not self.allows(actor, app, other, "read"):
+                    # A form the viewer may not read: none of its values.
+                    return set(get_runtime(self.session, app, other).fields)
+                found = self.field_access(actor, app, other)
+            except NotFound:
+                return set()
+            return {k for k, a in found.items() if a == "hidden"}
+
+        derived = hidden_by_sources(rt, hidden, hidden_in=hidden_in, keep=named) - hidden
+        return dict.fromkeys(sorted(derived), "hidden")
 
     # --- helpers --------------------------------------------------------------------
 
