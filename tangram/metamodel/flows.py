@@ -147,6 +147,9 @@ class DateRelativeTrigger(Definition):
     yearly: bool = False
     at: str = Field("09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     condition: Expression | None = None
+    missed: Literal["run_once", "skip"] = Field(
+        "run_once", description="Days missed while no worker ran: on recovery, start "
+        "once for each record a missed day matched (up to 31 days back), or skip them.")
 
 
 class ManualTrigger(Definition):

@@ -599,6 +599,38 @@ def test_date_relative_trigger_three_days_before(world):
     assert [str(r) for r in records] == [hit]
 
 
+def test_date_relative_days_missed_while_no_worker_ran(world):
+    # Three days before due_date. The worker is down from Tuesday to Thursday:
+    # on recovery "run_once" starts once for each record a missed day matched;
+    # "skip" only for today's. Nothing starts twice afterwards.
+    world.publish_flow(flow_body("catch", start("date_relative", next="end", field="due_date",
+                                                offset_days=-3), end()))
+    world.publish_flow(flow_body("skip", start("date_relative", next="end", field="due_date",
+                                               offset_days=-3, missed="skip"), end()))
+    due = {d: world.contract(due_date=f"2026-01-{d:02d}") for d in (9, 10, 11, 12, 20)}
+    from tangram.engines.flows.tables import instances_table
+
+    def started() -> dict[str, list[str]]:
+        with world.sessions.begin() as s:
+            rows = s.execute(sa.select(instances_table.c.flow, instances_table.c.record_id,
+                                       instances_table.c.variables)).all()
+        out: dict[str, list[str]] = {}
+        for flow, rid, variables in rows:
+            day = next(d for d, r in due.items() if r == str(rid))
+            out.setdefault(flow, []).append(f"{day}{'*' if variables['late'] else ''}")
+        return {k: sorted(v) for k, v in out.items()}
+
+    world.clock.advance(days=3)  # Thursday 01-08 09:00; Tuesday's and Wednesday's missed
+    world.work()
+    world.work()
+    # * marks a late start (its day was missed).
+    assert started() == {"catch": ["10*", "11", "9*"], "skip": ["11"]}
+    world.clock.advance(days=1)  # Friday, on time
+    world.work()
+    world.work()
+    assert started() == {"catch": ["10*", "11", "12", "9*"], "skip": ["11", "12"]}
+
+
 def test_running_instances_stay_on_their_version(world):
     simple(world)
     old = world.submit("f", "alice")

@@ -289,33 +289,50 @@ def _tick_schedule(ctx: EngineContext, trigger: fl.ScheduleTrigger, loaded: Load
     return 1
 
 
+MAX_CATCH_UP_DAYS = 31
+
+
 def _tick_date(ctx: EngineContext, trigger: fl.DateRelativeTrigger, loaded: Loaded,
                due: datetime) -> int:
-    """Start one instance per record whose date (plus the offset) is today."""
+    """Start one instance per record whose date (plus the offset) is today —
+    and, after an outage (``missed: run_once``), per record a missed day
+    matched, once: the dedupe key is the day the record was due."""
     from tangram.engines.forms.registry import get_runtime
 
     if not loaded.flow.form:
         return 0
     today = ctx.today()
-    target = today - timedelta(days=trigger.offset_days)
+    zone = ZoneInfo(ctx.timezone)
+    first_day = today
+    if trigger.missed == "run_once":
+        first_day = min(today, max(due.astimezone(zone).date(),
+                                   today - timedelta(days=MAX_CATCH_UP_DAYS)))
+    offset = timedelta(days=trigger.offset_days)
+    lo, hi = first_day - offset, today - offset  # the dates that fire, inclusive
     rt = get_runtime(ctx.session, loaded.app, loaded.flow.form)
     table = rt.table
     column = table.c[trigger.field]
-    zone = ZoneInfo(ctx.timezone)
     stmt = sa.select(table.c.id, column).where(table.c.deleted_at.is_(None), column.is_not(None))
     if not trigger.yearly:
         if isinstance(column.type, UTCDateTime):
-            # A date-time field: the target day is a day in the organization's zone.
-            first = datetime.combine(target, datetime.min.time(), zone)
-            stmt = stmt.where(column >= first, column < first + timedelta(days=1))
+            # A date-time field: the target days are days in the organization's zone.
+            first = datetime.combine(lo, datetime.min.time(), zone)
+            last = datetime.combine(hi + timedelta(days=1), datetime.min.time(), zone)
+            stmt = stmt.where(column >= first, column < last)
         else:
-            stmt = stmt.where(column == target)
+            stmt = stmt.where(column >= lo, column <= hi)
+    targets = [lo + timedelta(days=n) for n in range((hi - lo).days + 1)]
     started = 0
     for rid, value in ctx.session.execute(stmt).all():
         day = value.astimezone(zone).date() if isinstance(value, datetime) else value
-        if trigger.yearly and not _same_day_of_year(day, target):
-            continue
-        key = f"{loaded.app}:{loaded.key}:{rid}:{today.isoformat()}"
+        if trigger.yearly:
+            matched = next((t for t in targets if _same_day_of_year(day, t)), None)
+            if matched is None:
+                continue
+            fires = matched + offset
+        else:
+            fires = day + offset
+        key = f"{loaded.app}:{loaded.key}:{rid}:{fires.isoformat()}"
         exists = ctx.session.execute(sa.select(instances_table.c.id)
                                      .where(instances_table.c.dedupe_key == key)).first()
         if exists:
@@ -328,7 +345,8 @@ def _tick_date(ctx: EngineContext, trigger: fl.DateRelativeTrigger, loaded: Load
                 continue
         start_instance(ctx, app=loaded.app, flow=loaded.key, record_id=rid, started_by=None,
                        trigger="date_relative", dedupe_key=key, loaded=loaded,
-                       variables={"date": day.isoformat()})
+                       variables={"date": day.isoformat(), "due": fires.isoformat(),
+                                  "late": fires < today})
         started += 1
     return started
 
