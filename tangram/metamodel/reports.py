@@ -88,6 +88,9 @@ class ValueDimension(_DimensionBase):
     """Group by the field's value (select, text, user, boolean, relation path…)."""
 
     type: Literal["value"]
+    by: Literal["department"] | None = Field(None, description=(
+        "For a user field: group by the user's primary department instead (a team "
+        "leaderboard: owner by department)."))
 
 
 class DateDimension(_DimensionBase):

@@ -164,6 +164,57 @@ def test_lead_conversion_by_source_counts_each_viewers_own_leads(crm: Crm):
     assert res.status_code == 422 and "true or false" in res.text
 
 
+def test_leaderboards_per_rep_and_team_with_payments(crm: Crm):
+    """龙虎榜 per rep and team: won amount and deals, and payments credited to
+    the contract's owner (finance records them). A team is the owner's primary
+    department: the reps and the manager are east, the director sales."""
+    def own_account(who: str) -> str:
+        return crm.create(who, "account", name=f"{who} 的客户有限公司")["id"]
+
+    accounts = {who: own_account(who) for who in ("rep1", "rep2", "manager", "director")}
+    for who, amount in (("rep1", "300000"), ("rep1", "100000"), ("rep2", "250000"),
+                        ("manager", "50000"), ("director", "500000")):
+        crm.create(who, "opportunity", name=f"{who}-{amount}", account=accounts[who],
+                   amount=amount, stage="won", closed_on="2026-01-05")
+    crm.create("rep2", "opportunity", name="open", account=accounts["rep2"], amount="900000")
+
+    def contract(owner: str, amount: str) -> str:
+        rid = crm.create("director", "contract", title=f"{owner}-{amount}",
+                         account=accounts[owner], amount=amount, status="signed",
+                         sign_date="2026-01-02")["id"]
+        res = crm["director"].post(f"{BASE}/forms/contract/records/{rid}/transfer",
+                                   json={"owner": crm.ids[owner]})
+        assert res.status_code == 200, res.text
+        return rid
+
+    c1, c2, c3 = contract("rep1", "300000"), contract("rep2", "200000"), \
+        contract("director", "100000")
+    for cid, amount in ((c1, "100000"), (c1, "50000"), (c2, "80000"), (c3, "30000")):
+        crm.create("fin", "payment", contract=cid, amount=amount, received_on="2026-01-04")
+
+    def board(key: str, dim: str, *measures: str) -> dict[str, tuple[Any, ...]]:
+        rows = run(crm, "director", key)["rows"]
+        return {r[f"{dim}__label"]: tuple(r[m] for m in measures) for r in rows}
+
+    assert board("leaderboard_teams", "team", "won_amount", "deals_won") == {
+        "east": ("700000.00", 4), "sales": ("500000.00", 1)}
+    assert board("payments_leaderboard", "rep", "received", "payments") == {
+        "rep1": ("150000.00", 2), "rep2": ("80000.00", 1), "director": ("30000.00", 1)}
+    assert board("payments_teams", "team", "received", "payments") == {
+        "east": ("230000.00", 3), "sales": ("30000.00", 1)}
+    # Drill-down of a team: the records of the users whose primary department it is.
+    east = next(r["team"] for r in run(crm, "director", "payments_teams")["rows"]
+                if r["team__label"] == "east")
+    res = crm["director"].post(f"{BASE}/reports/payments_teams/drilldown",
+                               json={"element": {"team": east}})
+    assert res.status_code == 200, res.text
+    drill = res.json()["filter"]
+    res = crm["director"].post(f"{BASE}/forms/payment/records/query", json={"filter": drill})
+    assert res.status_code == 200, res.text
+    assert sorted(r["amount"] for r in res.json()["items"]) == [
+        "100000.00", "50000.00", "80000.00"]
+
+
 def test_rfm_per_account_and_segments(crm: Crm):
     accounts = {name: crm.create(rep, "account", name=name)["id"] for rep, name in (
         ("rep1", "甲公司"), ("rep1", "乙公司"), ("rep2", "丙公司"), ("rep2", "丁公司"),

@@ -107,6 +107,32 @@ def test_computed_fields_over_a_hidden_field_are_hidden_too(org):
     assert (seen["band"], seen["label2"]) == ("big", "band big") and "total" not in seen
 
 
+def test_a_child_row_moves_its_parents_rollup_without_the_right_to_update_the_parent(org):
+    # Rollups are kept by the platform: a clerk who may add contracts but only
+    # read accounts adds one, and the account's total follows; editing the
+    # account itself stays refused.
+    from tests.integration.org_world import ACCOUNT
+
+    _publish(org, {**ACCOUNT, "fields": [*ACCOUNT["fields"], fdef(
+        "total", "rollup", source={"form": "contract", "via": "account"},
+        aggregate="sum", field="amount")]})
+    org.ok(org.admin.put("/api/apps/crm/roles/clerk", json={"definition": {
+        "key": "clerk", "label": {"en": "clerk"}, "forms": {
+            "account": {"actions": ["read"], "scope": "all"},
+            "contract": {"actions": ["read", "create"], "scope": "own"}}}}))
+    uid = org.user_ids["rep_west"]
+    org.ok(org.admin.post("/api/apps/crm/role-assignments", json={"role": "clerk",
+                                                                  "user_id": uid}), 201)
+    clerk, acc = org.clients["rep_west"], org.accounts["E1"]["id"]
+    org.ok(clerk.post(records_url(), json={"values": {"name": "C1", "amount": "40.00",
+                                                      "account": acc}}), 201)
+    assert org.ok(org.admin.get(f"{records_url('account')}/{acc}"))["total"] == "140.00"
+    seen = org.ok(clerk.get(f"{records_url('account')}/{acc}"))
+    res = clerk.patch(f"{records_url('account')}/{acc}", json={
+        "version": seen["version"], "values": {"industry": "x"}})
+    assert res.status_code == 403
+
+
 # --- relations ------------------------------------------------------------------------------
 
 def test_a_record_out_of_scope_cannot_be_linked_or_seen_through_a_relation(org):

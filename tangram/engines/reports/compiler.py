@@ -297,6 +297,9 @@ class _Checker:
                        "sub-table or multi-relation; group by it in a report whose rows are "
                        "those records, or aggregate it in a measure")
         cls = ref.value_class
+        if getattr(d, "by", None) == "department" and ref.kind.name != "user":
+            self.error("not_a_user", f"{at}.by", f"grouping by department needs a user "
+                       f"field (owner, created_by, …); {d.field!r} is a {ref.kind.name} field")
         if isinstance(d, rm.DateDimension) and cls not in (reg.DATE, reg.DATETIME):
             self.error("not_a_date", f"{at}.field", f"date buckets need a date or date-time "
                        f"field; {d.field!r} is a {ref.kind.name} field")
@@ -614,10 +617,14 @@ class _Builder:
         if isinstance(d, rm.BinDimension):
             return [BinIndex(value, origin=d.origin, width=d.width, scale=out.scale or 0)
                     .label(name)]
+        kind = ref.kind.name if ref is not None else ""
+        if kind == "user" and getattr(d, "by", None) == "department":
+            # The user's primary department, labelled like a department field.
+            value = self.from_.lookup(users_table, value, "primary_department_id")
+            kind = "department"
         cols: list[Expr] = [value.label(name)]
         lookup = {"user": (users_table, "display_name"), "department": (departments_table,
                                                                         "name")}
-        kind = ref.kind.name if ref is not None else ""
         if kind in lookup:
             table, column = lookup[kind]
             cols.append(self.from_.lookup(table, value, column).label(name + "__label"))

@@ -10,6 +10,7 @@ take an :class:`EngineContext` and raise domain errors.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -19,6 +20,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ValidationError
 
 from tangram.engines.context import EngineContext
+from tangram.engines.directory import users_table
 from tangram.engines.reports import cache, calculated
 from tangram.engines.reports.charts import chart_spec
 from tangram.engines.reports.compiler import (
@@ -274,7 +276,18 @@ def drilldown_filter(ctx: EngineContext, *, app: str, key: str, element: Mapping
                 f"{col.key!r} is a calculated dimension; the records filter language cannot "
                 "express it, so drill down by the other dimensions")))
             continue
-        if value is None:
+        if getattr(d, "by", None) == "department":
+            # The users whose primary department it is, as they are now.
+            if value is None:
+                errors.append(ErrorItem(code="not_drillable", field=at, message=(
+                    f"{col.key!r} groups users without a department; drill down by the "
+                    "other dimensions")))
+                continue
+            users = [str(u) for u in ctx.session.execute(
+                sa.select(users_table.c.id).where(
+                    users_table.c.primary_department_id == uuid.UUID(str(value)))).scalars()]
+            conditions.append({"field": d.field, "op": "in", "value": users})
+        elif value is None:
             conditions.append({"field": d.field, "op": "is_empty"})
         elif isinstance(d, rm.DateDimension):
             try:
