@@ -618,7 +618,10 @@ def _latest(ctx: EngineContext, rt: FormRuntime, rec: dict[str, Any]) -> dict[st
     written = ctx.session.info.get(_WRITTEN, {}).get(rec["id"])
     if written is None or written == rec["version"]:
         return rec
-    return _fetch(ctx, rt, rec["id"], deleted=False)
+    try:
+        return _fetch(ctx, rt, rec["id"], deleted=False)
+    except NotFound:  # a flow deleted it meanwhile: what this write stored
+        return rec
 
 
 def _insert(ctx: EngineContext, rt: FormRuntime, data: Mapping[str, Any], *,
