@@ -220,3 +220,20 @@ def test_a_rep_cannot_take_a_lead_that_is_not_in_the_pool(crm: Crm):
                           json={"owner": crm.ids[thief]})
     assert res.status_code == 404, res.text
     assert crm.owner(crm.get("manager", "lead", lead)) == owner
+
+
+def test_a_lead_created_into_the_pool_belongs_to_no_one_until_claimed(crm: Crm):
+    # Marketing (here the director) puts a lead straight into the pool: it is
+    # not the creator's, nobody is assigned, and any rep may claim it.
+    created = crm.lead("director", "孙悦", in_pool=True)
+    assert created["owner"] is None and created["in_pool"] is True  # the answer says so
+    lead = crm.get("director", "lead", created["id"])
+    assert lead["owner"] is None and lead["in_pool"] is True
+    assert created["id"] in crm.ids_of("rep1", "lead") and created["id"] in crm.ids_of(
+        "rep2", "lead")
+    res = crm["rep2"].post(f"{BASE}/forms/lead/records/{created['id']}/transfer",
+                           json={"owner": crm.ids["rep2"]})
+    assert res.status_code == 200, res.text
+    lead = crm.get("rep2", "lead", created["id"])
+    assert crm.owner(lead) == "rep2" and lead["in_pool"] is False
+    assert created["id"] not in crm.ids_of("rep1", "lead")
