@@ -237,3 +237,10 @@ def test_a_lead_created_into_the_pool_belongs_to_no_one_until_claimed(crm: Crm):
     lead = crm.get("rep2", "lead", created["id"])
     assert crm.owner(lead) == "rep2" and lead["in_pool"] is False
     assert created["id"] not in crm.ids_of("rep1", "lead")
+    # The claim restarts the follow-up watch for the new owner: no follow-up
+    # in 3 days sends the lead back to the pool.
+    crm.run_due(hours=24, minutes=1)
+    assert any("孙悦" in t and "24 小时未跟进" in t for t in crm.titles("rep2"))
+    crm.run_due(hours=48)
+    lead = crm.get("director", "lead", created["id"])
+    assert lead["in_pool"] is True and lead["owner"] is None
