@@ -365,6 +365,9 @@ def test_a_rep_drafts_the_contract_of_a_won_deal_without_seeing_its_amount(crm: 
     assert "amount" not in contract and contract["account"] == account["id"]
     seen = crm.get("manager", "contract", contract["id"])
     assert seen["amount"] == "320000.00" and seen["status"] == "draft"
+    # The form metadata tells a client whom to show the submit button.
+    assert "submit" in crm["rep1"].get(f"{BASE}/forms/contract").json()["actions"]
+    assert "submit" not in crm["fin"].get(f"{BASE}/forms/contract").json()["actions"]
     # Finance may read the contract but no role lets it submit one.
     res = crm["fin"].post(f"{BASE}/flows/contract_approval/start",
                           json={"record_id": contract["id"]})

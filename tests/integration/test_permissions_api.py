@@ -79,6 +79,9 @@ def test_computed_fields_over_a_hidden_field_are_hidden_too(org):
         fdef("total", "rollup", source={"form": "contract", "via": "account"},
              aggregate="sum", field="amount"),
         fdef("contracts", "rollup", source={"form": "contract", "via": "account"}),
+        # A count reads no amount, but its filter does.
+        fdef("large", "rollup", source={"form": "contract", "via": "account"},
+             filter={"field": "amount", "op": "gte", "value": "50"}),
         fdef("band", "formula", result_type="text",
              expression='iif(coalesce(record.total, 0) >= 100, "big", "small")'),
         fdef("label2", "formula", result_type="text", expression='concat("band ", record.band)')]})
@@ -86,7 +89,7 @@ def test_computed_fields_over_a_hidden_field_are_hidden_too(org):
     rep, manager = org.clients["rep_east"], org.clients["manager_east"]
     seen = org.ok(rep.get(f"{records_url('account')}/{acc}"))
     assert seen["contracts"] == 1
-    assert not {"total", "band", "label2"} & set(seen)
+    assert not {"total", "band", "label2", "large"} & set(seen)
     assert "double" not in org.ok(rep.get(f"{records_url()}/{_e1(org)}"))
     meta = org.ok(rep.get("/api/apps/crm/forms/account"))
     shown_fields = [f["key"] for f in meta["definition"]["fields"]]

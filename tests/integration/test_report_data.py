@@ -574,6 +574,8 @@ def test_csv_and_xlsx_contents(crm: Crm) -> None:
      "to_many_dimension"),
     ({"dimensions": [{"type": "date", "key": "p", "field": "name", "bucket": "month"}],
       "measures": [{"agg": "count", "key": "n"}]}, "$.dimensions[0].field", "not_a_date"),
+    ({"dimensions": [{"type": "value", "key": "p", "field": "name", "by": "department"}],
+      "measures": [{"agg": "count", "key": "n"}]}, "$.dimensions[0].by", "not_a_user"),
     ({"measures": [{"agg": "count", "key": "n"}, {"agg": "share", "key": "s", "of": "zz"}]},
      "$.measures[1].of", "unknown_measure"),
     ({"measures": [{"agg": "count", "key": "n"}], "sort": ["-nn"]}, "$.sort[0]", "unknown_key"),

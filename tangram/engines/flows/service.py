@@ -27,6 +27,7 @@ from tangram.engines.flows.tables import (
     tasks_table,
     timers_table,
 )
+from tangram.engines.flows.tasks import my_open_task
 from tangram.engines.flows.taskview import task_fields
 from tangram.engines.flows.triggers import sync_trigger
 from tangram.engines.flows.validate import check_flow, require_valid
@@ -226,6 +227,8 @@ def instance_view(ctx: EngineContext, *, instance_id: uuid.UUID) -> dict[str, An
     history = ctx.session.execute(sa.select(h).where(h.c.instance_id == instance_id)
                                   .order_by(h.c.at, h.c.id)).mappings().all()
     visited = {x["node"] for x in executions}
+    # The viewer's own open task here, for the approve / reject buttons.
+    mine = my_open_task(ctx, instance_id=instance_id)
     return {
         "instance": _row(inst),
         "graph": {
@@ -238,9 +241,7 @@ def instance_view(ctx: EngineContext, *, instance_id: uuid.UUID) -> dict[str, An
             "edges": [{"from": n.key, "to": s} for n in loaded.flow.nodes for s in successors(n)],
         },
         "current": sorted({x["node"] for x in executions if x["status"] == "active"}),
-        # The viewer's own open task here, for the approve / reject buttons.
-        "my_task": next((str(x["id"]) for x in tasks if x["assignee_id"] == ctx.actor.id
-                         and x["status"] == "open" and x["kind"] == "approve"), None),
+        "my_task": str(mine) if mine is not None else None,
         "executions": [_row(x) for x in executions],
         "tasks": [_row(x) for x in tasks],
         "history": [_row(x) for x in history],

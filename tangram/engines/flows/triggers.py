@@ -210,13 +210,12 @@ def start_by_user(ctx: EngineContext, *, app: str, flow: str, record_id: Any = N
             if kind == "submitted":
                 raise NotFound("submitting for approval needs a record_id")
         else:
-            from tangram.engines.forms.records import check_record_action, get_record
+            from tangram.engines.forms.records import get_record
 
             # The submitter must be able to read the record they submit, and
             # a role must let them submit it (the ``submit`` action, in its scope).
-            data = get_record(ctx, app=app, form=loaded.flow.form, record_id=record_id)
-            check_record_action(ctx, app=app, form=loaded.flow.form, record_id=record_id,
-                                action="submit")
+            data = get_record(ctx, app=app, form=loaded.flow.form, record_id=record_id,
+                              also="submit")
             record = typed_values(system_context(ctx), app, loaded.flow.form, data)
     condition = getattr(start.trigger, "condition", None)
     if condition and not _holds(ctx, condition, record, None, ctx.actor.id):
@@ -322,7 +321,7 @@ def _tick_date(ctx: EngineContext, trigger: fl.DateRelativeTrigger, loaded: Load
         else:
             stmt = stmt.where(column >= lo, column <= hi)
     targets = [lo + timedelta(days=n) for n in range((hi - lo).days + 1)]
-    started = 0
+    due_rows: list[tuple[Any, date, date, str]] = []  # (record id, its date, fires, key)
     for rid, value in ctx.session.execute(stmt).all():
         day = value.astimezone(zone).date() if isinstance(value, datetime) else value
         if trigger.yearly:
@@ -332,10 +331,16 @@ def _tick_date(ctx: EngineContext, trigger: fl.DateRelativeTrigger, loaded: Load
             fires = matched + offset
         else:
             fires = day + offset
-        key = f"{loaded.app}:{loaded.key}:{rid}:{fires.isoformat()}"
-        exists = ctx.session.execute(sa.select(instances_table.c.id)
-                                     .where(instances_table.c.dedupe_key == key)).first()
-        if exists:
+        due_rows.append((rid, day, fires, f"{loaded.app}:{loaded.key}:{rid}:{fires.isoformat()}"))
+    # Already started (an earlier tick of the day, another worker): one query.
+    keys = [row[3] for row in due_rows]
+    done: set[str] = set()
+    for i in range(0, len(keys), 500):
+        done.update(ctx.session.execute(sa.select(instances_table.c.dedupe_key).where(
+            instances_table.c.dedupe_key.in_(keys[i:i + 500]))).scalars())
+    started = 0
+    for rid, day, fires, key in due_rows:
+        if key in done:
             continue
         if trigger.condition:
             from tangram.engines.flows.runtime import typed_record

@@ -20,26 +20,13 @@ fields of another form (the caller guards against cycles between forms).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
+from tangram.engines.forms.records import filter_fields
 from tangram.engines.forms.registry import FormRuntime
 from tangram.metamodel import fields as fm
 
 HiddenIn = Callable[[str], set[str]]
-
-
-def _filter_fields(node: Any) -> Iterator[str]:
-    """Field keys a records filter (``{"field": …}`` / ``and`` / ``or`` / ``not``) reads."""
-    if isinstance(node, dict):
-        if isinstance(node.get("field"), str):
-            yield node["field"].split(".")[0]
-        for value in node.values():
-            if isinstance(value, dict | list):
-                yield from _filter_fields(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _filter_fields(item)
 
 
 def sources(rt: FormRuntime) -> dict[str, list[tuple[str | None, str]]]:
@@ -59,7 +46,7 @@ def sources(rt: FormRuntime) -> dict[str, list[tuple[str | None, str]]]:
                 out[f.key] = [(None, f.source.sub_table)]
             elif f.source.form:
                 read = [f.field] if f.field else []
-                read += list(_filter_fields(f.filter))
+                read += sorted(filter_fields(f.filter))
                 out[f.key] = [(f.source.form, k) for k in read]
     return out
 

@@ -615,13 +615,9 @@ def _latest(ctx: EngineContext, rt: FormRuntime, rec: dict[str, Any]) -> dict[st
     transaction changed it meanwhile (a flow started by this write set its
     owner or a field): the caller gets what was stored, and a version it can
     send back without a 409."""
-    written = ctx.session.info.get(_WRITTEN, {}).get(rec["id"])
-    if written is None or written == rec["version"]:
+    if written_version(ctx, rec["id"], rec["version"]) == rec["version"]:
         return rec
-    try:
-        return _fetch(ctx, rt, rec["id"], deleted=False)
-    except NotFound:  # a flow deleted it meanwhile: what this write stored
-        return rec
+    return _fetch(ctx, rt, rec["id"], deleted=False)
 
 
 def _insert(ctx: EngineContext, rt: FormRuntime, data: Mapping[str, Any], *,
@@ -656,22 +652,18 @@ def _insert(ctx: EngineContext, rt: FormRuntime, data: Mapping[str, Any], *,
 
 
 def get_record(ctx: EngineContext, *, app: str, form: str, record_id: Any,
-               deleted: bool = False) -> dict[str, Any]:
+               deleted: bool = False, also: FormAction | None = None) -> dict[str, Any]:
+    """The record as the actor sees it; ``also``: the actor must also be allowed
+    that action on it (e.g. ``submit``: a role allows it on the form and the
+    record is in that grant's scope)."""
     rt = get_runtime(ctx.session, app, form)
     ctx.policy.check_form_action(ctx.actor, app, form, "read")
     rec = _fetch(ctx, rt, parse_id(record_id), deleted=deleted)
     ctx.policy.check_row(ctx.actor, app, form, rec, "read")
+    if also is not None:
+        ctx.policy.check_form_action(ctx.actor, app, form, also)
+        ctx.policy.check_row(ctx.actor, app, form, rec, also)
     return to_json(ctx, rt, [rec])[0]
-
-
-def check_record_action(ctx: EngineContext, *, app: str, form: str, record_id: Any,
-                        action: FormAction) -> None:
-    """Raise unless the actor may do ``action`` (e.g. ``submit``) to this record:
-    a role allows the action on the form and the record is in that grant's scope."""
-    rt = get_runtime(ctx.session, app, form)
-    ctx.policy.check_form_action(ctx.actor, app, form, action)
-    ctx.policy.check_row(ctx.actor, app, form,
-                         _fetch(ctx, rt, parse_id(record_id), deleted=False), action)
 
 
 def update_record(ctx: EngineContext, *, app: str, form: str, record_id: Any,
