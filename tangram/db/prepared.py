@@ -127,7 +127,7 @@ class Prepared:
         return result
 
     # One statement is a batch of one: on PostgreSQL the transaction's BEGIN,
-    # when this is its first statement, then travels with it.
+    # when this is its first statement, then travels with it (_queue_begin).
     def execute(self, session: Session, params: Mapping[str, Any] | None = None) -> int:
         """Run once; returns the number of rows the statement changed."""
         with Batch(session) as batch:
@@ -183,8 +183,9 @@ class Result:
         if self._rows is not None:
             return
         cursor, c = self._cursor, self._compiled
-        self._rowcount = int(cursor.rowcount)
         raw = cursor.fetchall() if cursor.description is not None else []
+        # After the rows: sqlite3 counts an UPDATE … RETURNING as it is read.
+        self._rowcount = int(cursor.rowcount)
         self._rows = [{name: (proc(value) if proc is not None and value is not None
                               else value)
                        for name, proc, value in zip(c.columns, c.results, row, strict=True)}
@@ -236,7 +237,7 @@ class Batch:
     def __enter__(self) -> Batch:
         if self.pipelined:
             self._pipeline = self._driver.pipeline()
-            self._pipeline.__enter__()
+            _queue_begin(self._driver, self._pipeline.__enter__())
         self.open = True
         return self
 
@@ -246,3 +247,22 @@ class Batch:
             # Leaving the pipeline waits for every result (and raises the
             # first error).
             self._pipeline.__exit__(*exc)
+
+
+def _queue_begin(driver: Any, pipeline: Any) -> None:
+    """Open the transaction with the batch's statements.
+
+    psycopg sends the BEGIN of a transaction before its first statement and
+    waits for it, in pipeline mode too — a round trip of its own. When the
+    connection is idle and in the default transaction mode, the BEGIN is put
+    in the pipeline ahead of the batch instead (its result is checked with
+    the others'); psycopg then sees a transaction in progress and sends none.
+    """
+    from psycopg import pq
+
+    if (driver.autocommit or driver.isolation_level is not None
+            or driver.read_only is not None or driver.deferrable is not None
+            or driver.pgconn.transaction_status != pq.TransactionStatus.IDLE):
+        return
+    driver.pgconn.send_query_params(b"BEGIN", None)
+    pipeline.result_queue.append(None)
