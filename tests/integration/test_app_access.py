@@ -54,6 +54,7 @@ ACCESS: dict[str, set[tuple[str, str]]] = {
         ("POST", "/api/flows/tasks/{task_id}/{action}"), ("GET", "/api/flows/notifications"),
         ("GET", "/api/flows/instances/{instance_id}"),
         ("POST", "/api/flows/instances/{instance_id}/{action}"),
+        ("POST", "/api/flows/instances/{instance_id}/my-task/{action}"),
         ("POST", "/api/apps/{app}/flows/{flow}/start"),
         ("GET", "/api/notifications"), ("GET", "/api/notifications/channels"),
         ("GET", "/api/notifications/preferences"), ("PUT", "/api/notifications/preferences"),

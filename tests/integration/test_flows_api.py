@@ -194,6 +194,36 @@ def test_second_action_on_a_decided_task_is_409(crm):
     assert other.status_code == 403
 
 
+def test_acting_on_my_task_in_a_request_without_its_id(crm):
+    iid, record_id = submit(crm, "800000")
+    # Someone with no open task in the request: 409 with the reason.
+    res = crm["risk"].post(f"/api/flows/instances/{iid}/my-task/approve", json={})
+    assert res.status_code == 409 and "no open task" in res.json()["message"]
+    view = crm["manager"].get(f"/api/flows/instances/{iid}").json()
+    res = crm["manager"].post(f"/api/flows/instances/{iid}/my-task/approve",
+                              json={"comment": "ok"})
+    assert res.status_code == 200, res.text
+    decided = res.json()
+    assert decided["id"] == view["my_task"] and decided["status"] == "approved"
+    assert decided["comment"] == "ok" and decided["decision"] == "approve"
+    again = crm["manager"].post(f"/api/flows/instances/{iid}/my-task/approve", json={})
+    assert again.status_code == 409
+    # Risk control now has a task; a stale version is refused and changes nothing.
+    [risk_task] = crm.todo("risk")
+    stale = crm["risk"].post(f"/api/flows/instances/{iid}/my-task/reject",
+                             json={"version": risk_task["version"] + 1})
+    assert stale.status_code == 409 and "reload" in stale.json()["message"]
+    assert [t["id"] for t in crm.todo("risk")] == [risk_task["id"]]
+    res = crm["risk"].post(f"/api/flows/instances/{iid}/my-task/reject",
+                           json={"comment": "too risky"})
+    assert res.status_code == 200 and res.json()["id"] == risk_task["id"]
+    assert contract(crm, record_id)["status"] == "rejected"
+    done = crm["risk"].post(f"/api/flows/instances/{iid}/my-task/approve", json={})
+    assert done.status_code == 409 and "rejected" in done.json()["message"]
+    unknown = crm["risk"].post(f"/api/flows/instances/{iid}/my-task/withdraw", json={})
+    assert unknown.status_code == 404
+
+
 def test_task_view_and_withdraw_over_http(crm):
     iid, _ = submit(crm, "100000")
     [task] = crm.todo("manager")

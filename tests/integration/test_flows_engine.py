@@ -59,11 +59,20 @@ def test_all_completes_once_whatever_the_order(world):
     assert world.history(iid).count("node_approved") == 1
 
 
+def my_task(world, iid, who: str, action: str = "approve") -> dict:
+    return world.run(lambda ctx: tasks.act_on_my_task(
+        ctx, instance_id=iid, action=action, params=tasks.ActionParams()),
+        actor=world.actor_of(who))
+
+
 def test_sequence_goes_one_after_another(world):
     simple(world, mode="sequence", users=("bob", "carol"))
     iid = world.submit("f", "alice")
     assert world.tasks(iid, user="carol")[0]["status"] == "queued"
-    world.act(iid, "bob")
+    # Acting on "my task" in the request: carol's waits for bob.
+    with pytest.raises(Conflict, match="not yet yours"):
+        my_task(world, iid, "carol")
+    assert my_task(world, iid, "bob")["status"] == "approved"
     assert world.instance(iid)["status"] == "running"
     world.act(iid, "carol")
     assert world.instance(iid)["outcome"] == "approved"

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from tangram.engines.flows import tasks
 from tangram.engines.flows.runtime import start_instance
 from tangram.engines.flows.tables import history_table, instances_table, notifications_table
 from tangram.errors import Conflict
@@ -92,7 +93,8 @@ def test_a_worker_killed_mid_run_leaves_nothing_half_done(world):
     assert _effects(world) == (300, 300, 0)
 
 
-def test_twenty_concurrent_approvals_exactly_one_succeeds(world):
+@pytest.mark.parametrize("by", ["task", "instance"])
+def test_twenty_concurrent_approvals_exactly_one_succeeds(world, by):
     world.publish_flow(flow_body("f", start(next="a"), approval("a", "bob"), end()))
     iid = world.submit("f", "alice")
     task = world.open_task(iid, "bob")
@@ -103,7 +105,12 @@ def test_twenty_concurrent_approvals_exactly_one_succeeds(world):
     def approve() -> None:
         barrier.wait()
         try:
-            world.act_on(task["id"], "bob")
+            if by == "task":
+                world.act_on(task["id"], "bob")
+            else:  # "my task" in the request, as a record page's button does
+                world.run(lambda ctx: tasks.act_on_my_task(
+                    ctx, instance_id=iid, action="approve", params=tasks.ActionParams()),
+                    actor=world.actor_of("bob"))
             result = "ok"
         except Conflict:
             result = "409"

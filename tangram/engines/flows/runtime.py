@@ -350,11 +350,11 @@ class Run:
         self._live, self._live_tasks = _split_live_state(rows)
 
     def live_task(self, task_id: uuid.UUID) -> dict[str, Any] | None:
-        for tasks in (self._live_tasks or {}).values():
-            for task in tasks:
-                if task["id"] == task_id:
-                    return task
-        return None
+        return next((t for t in self.all_live_tasks() if t["id"] == task_id), None)
+
+    def all_live_tasks(self) -> list[dict[str, Any]]:
+        """Every open and queued task of the instance the run knows of."""
+        return [t for tasks in (self._live_tasks or {}).values() for t in tasks]
 
     def live_tasks(self, execution: Execution) -> list[dict[str, Any]] | None:
         """Open and queued tasks of an execution, if the run knows them."""

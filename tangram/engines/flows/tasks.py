@@ -23,7 +23,15 @@ from tangram.engines.access import AllowAll
 from tangram.engines.context import EngineContext
 from tangram.engines.flows import approvals
 from tangram.engines.flows.assignees import lookup_users
-from tangram.engines.flows.runtime import LOCK, Execution, Run, live_state, open_run
+from tangram.engines.flows.runtime import (
+    LIVE_BY_ID,
+    LOCK,
+    LOCK_BY_ID,
+    Execution,
+    Run,
+    live_state,
+    open_run,
+)
 from tangram.engines.flows.tables import instances_table, tasks_table
 from tangram.engines.flows.taskview import task_fields
 from tangram.errors import Conflict, ErrorItem, NotFound, PermissionDenied, ValidationFailed
@@ -50,13 +58,15 @@ class TaskActionSpec:
     closes: str | None = None  # the status the acted task ends in (conditional update)
 
 
-def _close_statement(*where: sa.ColumnElement[bool]) -> Prepared:
+def _close_statement(*where: sa.ColumnElement[bool],
+                     task: sa.ColumnElement[Any] = sa.bindparam("_id")) -> Prepared:
     t = tasks_table
     return Prepared(
-        t.update().where(t.c.id == sa.bindparam("_id"), t.c.status == "open", *where)
+        t.update().where(t.c.id == task, t.c.status == "open", *where)
         .values(status=sa.bindparam("status"), decision=sa.bindparam("decision"),
                 comment=sa.bindparam("comment"), acted_by=sa.bindparam("acted_by"),
-                acted_at=sa.bindparam("acted_at"), version=t.c.version + 1))
+                acted_at=sa.bindparam("acted_at"), version=t.c.version + 1)
+        .returning(t.c.id))
 
 
 _CLOSE = _close_statement(tasks_table.c.version == sa.bindparam("_version"))
@@ -68,6 +78,17 @@ _CLOSE_MINE = _close_statement(
     tasks_table.c.assignee_id == sa.bindparam("_actor"), tasks_table.c.kind == "approve",
     sa.or_(sa.bindparam("_version", type_=sa.Integer).is_(None),
            tasks_table.c.version == sa.bindparam("_version", type_=sa.Integer)))
+# The caller's open approval task in an instance, oldest first (what
+# my_open_task finds), for acting on "my task" in a request without its id.
+_MY_OPEN_TASK_SQL = (
+    sa.select(tasks_table.c.id).where(
+        tasks_table.c.assignee_id == sa.bindparam("_actor"),
+        tasks_table.c.status == "open", tasks_table.c.kind == "approve",
+        tasks_table.c.instance_id == sa.bindparam("instance_id"))
+    .order_by(tasks_table.c.created_at, tasks_table.c.id).limit(1))
+_CLOSE_MY_OLDEST = _close_statement(
+    tasks_table.c.assignee_id == sa.bindparam("_actor"), tasks_table.c.kind == "approve",
+    task=_MY_OPEN_TASK_SQL.scalar_subquery())
 
 
 def _close(run: Run, task: dict[str, Any], status: str, params: ActionParams,
@@ -79,8 +100,8 @@ def _close(run: Run, task: dict[str, Any], status: str, params: ActionParams,
     preclosed = run.batched
     if preclosed is not None and preclosed[0] == task["id"]:
         # Closed with the lock (act_on_task), with these values.
-        _, result, values = preclosed
-        changed = result.rowcount
+        _, values = preclosed
+        changed = 1
         run.batched = None
     else:
         run.flush()
@@ -292,18 +313,13 @@ _LIVE_BY_TASK = live_state(_INSTANCE_OF_TASK)
 # The caller's open approval task in an instance, oldest first: an indexed
 # lookup by assignee and status, prepared (it starts the transaction of a
 # step that acts on it, so on PostgreSQL the BEGIN travels with it).
-_MY_OPEN_TASK = Prepared(
-    sa.select(tasks_table.c.id).where(
-        tasks_table.c.assignee_id == sa.bindparam("assignee_id"),
-        tasks_table.c.status == "open", tasks_table.c.kind == "approve",
-        tasks_table.c.instance_id == sa.bindparam("instance_id"))
-    .order_by(tasks_table.c.created_at, tasks_table.c.id).limit(1))
+_MY_OPEN_TASK = Prepared(_MY_OPEN_TASK_SQL)
 
 
 def my_open_task(ctx: EngineContext, *, instance_id: uuid.UUID) -> uuid.UUID | None:
     """The id of the calling user's open approval task in an instance (what a
     record page's approve and reject buttons act on), or None."""
-    row = _MY_OPEN_TASK.first(ctx.session, {"assignee_id": ctx.actor.id,
+    row = _MY_OPEN_TASK.first(ctx.session, {"_actor": ctx.actor.id,
                                             "instance_id": instance_id})
     return row["id"] if row is not None else None
 
@@ -318,24 +334,48 @@ def _task(ctx: EngineContext, task_id: uuid.UUID) -> dict[str, Any]:
 def act_on_task(ctx: EngineContext, *, task_id: uuid.UUID, action: str,
                 params: ActionParams) -> dict[str, Any]:
     """Apply ``action`` to an open task of the calling user, as one step."""
+    return _act(ctx, action, params, task_id=task_id)
+
+
+def act_on_my_task(ctx: EngineContext, *, instance_id: uuid.UUID, action: str,
+                   params: ActionParams) -> dict[str, Any]:
+    """Apply ``action`` to the calling user's open approval task in an
+    instance (the oldest, as :func:`my_open_task` finds it), as one step:
+    what a record page's approve and reject buttons do, without the task id."""
+    return _act(ctx, action, params, instance_id=instance_id)
+
+
+def _act(ctx: EngineContext, action: str, params: ActionParams, *,
+         task_id: uuid.UUID | None = None, instance_id: uuid.UUID | None = None
+         ) -> dict[str, Any]:
     spec = TASK_ACTIONS.get(action)
     if spec is None or spec.by == "submitter":
         raise NotFound(f"no task action {action!r}; task actions: "
                        f"{', '.join(k for k, s in TASK_ACTIONS.items() if s.by != 'submitter')}")
-    # Lock the task's instance, read its live state and (for a closing
-    # action) close the task, in one batch: what is read after the lock is
-    # what the last step committed.
+    # Lock the instance, read its live state and (for a closing action)
+    # close the task, in one batch: what is read after the lock is what the
+    # last step committed.
     closing: dict[str, Any] | None = None
+    values: dict[str, Any] = {}
     if spec.closes is not None:
         values = {"status": spec.closes, "decision": action, "comment": params.comment,
                   "acted_by": ctx.actor.id, "acted_at": ctx.now()}
-        closing = {"_id": task_id, "_actor": ctx.actor.id, "_version": params.version,
-                   **values}
-    run = open_run(ctx, None, require_running=False, lock=_LOCK_BY_TASK, live=_LIVE_BY_TASK,
-                   params={"task_id": task_id, **(closing or {})},
-                   missing=f"task {task_id} does not exist",
-                   also=(lambda batch: (task_id, _CLOSE_MINE.send(batch, closing), values))
-                   if closing else None)
+        closing = {"_id": task_id, "instance_id": instance_id, "_actor": ctx.actor.id,
+                   "_version": params.version, **values}
+    by_task = task_id is not None
+    close = _CLOSE_MINE if by_task else _CLOSE_MY_OLDEST
+    run = open_run(ctx, instance_id, require_running=False,
+                   lock=_LOCK_BY_TASK if by_task else LOCK_BY_ID,
+                   live=_LIVE_BY_TASK if by_task else LIVE_BY_ID,
+                   params={"task_id": task_id, "instance_id": instance_id, **(closing or {})},
+                   missing=f"task {task_id} does not exist" if by_task else None,
+                   also=(lambda batch: close.send(batch, closing)) if closing else None)
+    closed = run.batched.first() if closing else None
+    run.batched = None
+    if task_id is None:
+        task_id = closed["id"] if closed is not None else _mine_in(run, ctx.actor.id)
+    if closed is not None and closed["id"] == task_id:
+        run.batched = (task_id, values)  # _close finds it closed with these values
     task = run.live_task(task_id)
     if task is None:  # not open or queued: read it for the message
         task = _task(ctx, task_id)
@@ -361,6 +401,23 @@ def act_on_task(ctx: EngineContext, *, task_id: uuid.UUID, action: str,
     # A closing action changed the run's copy of the task; others may have
     # changed the row through statements the run does not follow.
     return dict(task) if spec.closes else _task(ctx, task_id)
+
+
+def _mine_in(run: Run, actor_id: uuid.UUID | None) -> uuid.UUID:
+    """The actor's open approval task in the run's live state (oldest first);
+    a queued one (an earlier signer decides first) when there is no open one."""
+    mine = [t for t in run.all_live_tasks()
+            if t["assignee_id"] == actor_id and t["kind"] == "approve"]
+    for status in ("open", "queued"):
+        found = sorted((t for t in mine if t["status"] == status),
+                       key=lambda t: (t["created_at"], str(t["id"])))
+        if found:
+            return found[0]["id"]  # type: ignore[no-any-return]
+    if not run.running:
+        outcome = run.inst["outcome"]
+        raise Conflict(f"the request is already {run.inst['status']}"
+                       + (f" ({outcome})" if outcome else ""))
+    raise Conflict("you have no open task in this request")
 
 
 def _closed_message(task: dict[str, Any]) -> str:

@@ -190,6 +190,17 @@ def get_instance(instance_id: uuid.UUID, ctx: ContextDep, _u: SignedInActor) -> 
     return service.instance_view(ctx, instance_id=instance_id)
 
 
+@router.post("/api/flows/instances/{instance_id}/my-task/{action}")
+def act_on_my_task(instance_id: uuid.UUID, action: str, body: TaskActionBody,
+                   ctx: ContextDep, _u: SignedInActor) -> dict[str, Any]:
+    """A task action (approve, reject, …) on your open task in this request,
+    without its id: a record page's approve and reject buttons. 409 when you
+    have no open task in it."""
+    task = tasks.act_on_my_task(ctx, instance_id=instance_id, action=action,
+                                params=tasks.ActionParams(**body.model_dump()))
+    return service.as_json(task)
+
+
 @router.post("/api/flows/instances/{instance_id}/{action}")
 def act_on_instance(instance_id: uuid.UUID, action: str, body: TaskActionBody,
                     ctx: ContextDep, _u: SignedInActor) -> dict[str, Any]:
