@@ -65,6 +65,21 @@ class Definition(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+# Tags of unions discriminated by the shape of the JSON (an object or a list
+# of them): never keys (they hold a "-"), dropped from error paths.
+SHAPE_TAGS = frozenset({"one-object", "object-list"})
+
+
+def object_or_list(item: Any) -> Any:
+    """The type "one ``item`` object, or a list of them", whose validation
+    errors point at what the author wrote (``$.forms.lead[1].scope``)."""
+    from pydantic import Discriminator, Tag
+
+    return Annotated[Annotated[item, Tag("one-object")] | Annotated[
+        list[item], Field(min_length=1), Tag("object-list")], Discriminator(
+            lambda v: "object-list" if isinstance(v, list) else "one-object")]
+
+
 def json_path(loc: tuple[Any, ...]) -> str:
     """pydantic ``loc`` → ``$.fields[3].max_length`` style JSON path."""
     out = "$"

@@ -11,7 +11,17 @@ edited by an analyst, versioned like every definition::
        "lead": {"actions": ["read", "update"], "scope": "expression",
                 "filter": {"field": "owner", "op": "is_empty", "value": true}}}}
 
-Several roles of one user combine as a union (see docs/permissions.md). The
+A form may also take a list of grants, each with its own actions and scope,
+when actions reach different records — e.g. a manager who reads and works
+the public pool but deletes and exports only the team's leads::
+
+       "lead": [{"actions": ["read", "update"], "scope": "expression",
+                 "filter": {"field": "in_pool", "op": "eq", "value": true}},
+                {"actions": ["read", "update", "delete", "export"],
+                 "scope": "department_tree"}]
+
+The grants of a role, like several roles of one user, combine as a union
+(see docs/permissions.md). The
 platform compiles ``scope`` (and ``filter``) to an SQL predicate and to a
 per-record check; the scope kinds are the entries of
 ``tangram.platform.permissions.scopes.SCOPES``.
@@ -23,7 +33,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import Field, model_validator
 
-from tangram.metamodel.common import Definition, Key, Label
+from tangram.metamodel.common import Definition, Key, Label, object_or_list
 from tangram.metamodel.storage import register_kind
 
 RoleAction = Literal["read", "create", "update", "delete", "restore", "export", "import",
@@ -66,8 +76,28 @@ class Role(Definition):
     key: Key
     label: Label
     description: Label | None = None
-    forms: dict[Key, FormGrant] = Field(default_factory=dict, description=(
-        "Rights per form key; forms not named are not accessible through this role."))
+    forms: dict[Key, object_or_list(FormGrant)] = Field(  # type: ignore[valid-type]
+        default_factory=dict, description=(
+            "Rights per form key: a grant, or a list of grants whose actions reach "
+            "different records (each with its own scope); forms not named are not "
+            "accessible through this role."))
+
+    def grants(self, form: str) -> list[FormGrant]:
+        """The role's grants on a form (none if the form is not named)."""
+        found = self.forms.get(form)
+        if found is None:
+            return []
+        return found if isinstance(found, list) else [found]
+
+    def all_grants(self) -> list[tuple[str, str, FormGrant]]:
+        """(form, JSON path, grant) for every grant, in definition order."""
+        out: list[tuple[str, str, FormGrant]] = []
+        for form, found in self.forms.items():
+            if isinstance(found, list):
+                out.extend((form, f"$.forms.{form}[{i}]", g) for i, g in enumerate(found))
+            else:
+                out.append((form, f"$.forms.{form}", found))
+        return out
 
 
 register_kind("role", Role)

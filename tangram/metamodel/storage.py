@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from tangram.db import metadata, new_id
 from tangram.db.types import GUID, JSONValue, UTCDateTime
 from tangram.errors import Conflict, DefinitionInvalid, ErrorItem, NotFound
-from tangram.metamodel.common import json_path
+from tangram.metamodel.common import SHAPE_TAGS, json_path
 from tangram.metamodel.fields import AnyField
 from tangram.metamodel.forms import App, Form
 
@@ -95,8 +95,9 @@ def errors_from_pydantic(exc: ValidationError, *, prefix: str = "") -> list[Erro
         # Discriminated unions add the tag ("text", "decimal") to the location;
         # drop it so the path points at the JSON the author wrote.
         loc = tuple(p for i, p in enumerate(err["loc"])
-                    if not (i > 0 and isinstance(err["loc"][i - 1], int) and isinstance(p, str)
-                            and p not in ("key",) and _is_union_tag(p)))
+                    if p not in SHAPE_TAGS
+                    and not (i > 0 and isinstance(err["loc"][i - 1], int) and isinstance(p, str)
+                             and p not in ("key",) and _is_union_tag(p)))
         msg = err["msg"].removeprefix("Value error, ")
         items.append(ErrorItem(code=err["type"], message=msg, path=prefix + json_path(loc)))
     return items

@@ -197,6 +197,14 @@ def test_an_idle_lead_goes_to_the_pool_without_owner_and_another_rep_claims_it(
     assert pool.status_code == 200, pool.text
     assert [r["id"] for r in pool.json()["items"]] == [idle]
     assert kept not in crm.ids_of("west_manager", "lead")  # still the east team's
+    # A manager may see and hand out a pool lead, not delete or export it
+    # (the role's grants on leads: the pool for read and update, the team
+    # for every action).
+    res = crm["west_manager"].delete(f"{BASE}/forms/lead/records/{idle}")
+    assert res.status_code == 403, res.text
+    exported = crm["manager"].get(f"{BASE}/forms/lead/export", params={"format": "csv"})
+    assert exported.status_code == 200, exported.text
+    assert "杨洋" in exported.text and "陈杰" not in exported.text
 
     # Another rep claims it: takes it over, and it leaves the pool.
     res = crm[other].post(f"{BASE}/forms/lead/records/{idle}/transfer",

@@ -251,6 +251,59 @@ def test_roles_combine_as_a_union_of_rows_and_fields(org):
     assert res.status_code == 403
 
 
+def test_a_role_may_give_each_action_its_own_scope(org):
+    # A clerk reads every contract but edits and deletes only the team's and
+    # exports only their own: one role, three grants on one form.
+    org.ok(org.admin.put("/api/apps/crm/roles/manager", json={"definition": {
+        "key": "manager", "label": {"en": "Manager"}, "forms": {
+            "account": {"actions": ["read"], "scope": "department_tree"},
+            "contract": [
+                {"actions": ["read"], "scope": "all", "fields": {"amount": "hidden"}},
+                {"actions": ["read", "update", "delete"], "scope": "department_tree",
+                 "fields": {"amount": "read_only"}},
+                {"actions": ["export"], "scope": "own"}]}}}))
+    manager = org.clients["manager_east"]
+    assert org.names("manager_east") == {"E1", "W1", "M1"}
+    w1 = org.contracts["W1"]
+    res = manager.patch(f"{records_url()}/{w1['id']}", json={
+        "version": w1["version"], "values": {"name": "W1 renamed"}})
+    assert res.status_code == 403 and "not update" in res.json()["message"]
+    assert manager.delete(f"{records_url()}/{w1['id']}").status_code == 403
+    e1 = org.ok(manager.get(f"{records_url()}/{org.contracts['E1']['id']}"))
+    res = manager.patch(f"{records_url()}/{e1['id']}", json={
+        "version": e1["version"], "values": {"name": "E1 renamed"}})
+    assert res.status_code == 200, res.text
+    # Fields: the most open level among the grants (read_only beats hidden).
+    items = org.ok(manager.get(records_url()))["items"]
+    assert {i["amount"] for i in items} == {"100.00"}
+    exported = manager.get("/api/apps/crm/forms/contract/export", params={"format": "csv"})
+    assert exported.status_code == 200, exported.text
+    assert "M1" in exported.text and "E1" not in exported.text
+    # The metadata names every action some grant allows.
+    meta = org.ok(manager.get("/api/apps/crm/forms/contract"))
+    assert {"read", "update", "delete", "export"} <= set(meta["actions"])
+
+
+def test_a_role_with_grant_lists_is_checked_grant_by_grant(org):
+    def refused(forms: dict) -> set[str]:
+        res = org.admin.put("/api/apps/crm/roles/bad", json={"definition": {
+            "key": "bad", "label": {"en": "bad"}, "forms": forms}})
+        assert res.status_code == 422, res.text
+        return {e["path"] for e in res.json()["errors"]}
+
+    forms = {"contract": [{"actions": ["read"], "scope": "all"},
+                          {"actions": ["delete"], "scope": "expression",
+                           "filter": {"field": "amout", "op": "eq", "value": 1},
+                           "fields": {"secret": "hidden"}}],
+             "invoice": [{"actions": ["read"]}, {"actions": ["update"]}]}
+    assert refused({**forms, "account": []}) == {"$.forms.account"}  # the shape first
+    # Then every grant against the app: an unknown form is named once.
+    assert refused(forms) == {"$.forms.contract[1].fields.secret",
+                              "$.forms.contract[1].filter.field", "$.forms.invoice"}
+    assert refused({"contract": [{"actions": ["read"]}, {"actions": ["fly"]}]}) == {
+        "$.forms.contract[1].actions[0]"}
+
+
 def test_department_moves_change_what_a_manager_sees_at_once(org):
     assert org.names("manager_east") == {"E1", "M1"}
     org.move("rep_west", "East")

@@ -79,12 +79,8 @@ class RolePolicy:
 
     def grants_for(self, actor: Actor, app: str, form: str, action: str) -> list[FormGrant]:
         """The grants of the user's roles that allow ``action`` on the form."""
-        out = []
-        for role in self.roles(actor, app):
-            grant = role.forms.get(form)
-            if grant is not None and action in grant.actions:
-                out.append(grant)
-        return out
+        return [g for role in self.roles(actor, app) for g in role.grants(form)
+                if action in g.actions]
 
     def allows(self, actor: Actor, app: str, form: str, action: str) -> bool:
         """Whether ``action`` (any role action, also submit/approve) is allowed."""
@@ -157,8 +153,7 @@ class RolePolicy:
         cached = self._access.get(cache_key)
         if cached is not None:
             return cached
-        form_grants = [r.forms[form] for r in self.roles(actor, app) if form in r.forms
-                       and r.forms[form].actions]
+        form_grants = [g for r in self.roles(actor, app) for g in r.grants(form) if g.actions]
         named = {key for g in form_grants for key in g.fields}
         out: dict[str, FieldAccess] = {}
         for key in sorted(named):

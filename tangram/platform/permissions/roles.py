@@ -41,14 +41,14 @@ def check_role(session: Session, app: str, role: Role) -> None:
     sample = UserFacts(id=uuid.UUID(int=1), username="sample",
                        departments=frozenset({uuid.UUID(int=2)}),
                        primary_department=uuid.UUID(int=2), org=OrgView(session))
-    for form, grant in role.forms.items():
-        at = f"$.forms.{form}"
+    for form, at, grant in role.all_grants():
         try:
             rt = get_runtime(session, app, form)
         except NotFound:
-            if storage.find_definition(session, app=app, kind="form", key=form) is None:
-                errors.append(ErrorItem(code="unknown_form", path=at, message=(
-                    f"app {app!r} has no form {form!r}")))
+            if (storage.find_definition(session, app=app, kind="form", key=form) is None
+                    and not any(e.path == f"$.forms.{form}" for e in errors)):
+                errors.append(ErrorItem(code="unknown_form", path=f"$.forms.{form}",
+                                        message=f"app {app!r} has no form {form!r}"))
             continue  # a draft form: checked again when the role is next published
         for key in grant.fields:
             if rt.field(key) is None:
