@@ -206,10 +206,15 @@ def test_an_idle_lead_goes_to_the_pool_without_owner_and_another_rep_claims_it(
     assert exported.status_code == 200, exported.text
     assert "杨洋" in exported.text and "陈杰" not in exported.text
 
-    # Another rep claims it: takes it over, and it leaves the pool.
+    # Another rep claims it: takes it over, and it leaves the pool. The
+    # former owner, claiming with the same (now stale) copy, is told so.
+    read = crm.get(other, "lead", idle)
     res = crm[other].post(f"{BASE}/forms/lead/records/{idle}/transfer",
-                          json={"owner": crm.ids[other]})
+                          json={"owner": crm.ids[other], "version": read["version"]})
     assert res.status_code == 200, res.text
+    late = crm[idle_rep].post(f"{BASE}/forms/lead/records/{idle}/transfer",
+                              json={"owner": crm.ids[idle_rep], "version": read["version"]})
+    assert late.status_code == 404, late.text  # no longer in the pool: out of sight
     lead = crm.get(other, "lead", idle)
     assert crm.owner(lead) == other and lead["in_pool"] is False
     assert idle not in crm.ids_of(idle_rep, "lead")

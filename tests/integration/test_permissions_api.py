@@ -399,6 +399,20 @@ def test_ownership_transfer_is_audited_and_moves_the_record(org):
     assert sorted(audit["items"][0]["details"]["records"]) == sorted(ids)
 
 
+def test_a_transfer_from_a_stale_copy_is_refused(org):
+    w1 = org.ok(org.admin.get(f"{records_url()}/{org.contracts['W1']['id']}"))
+    url = f"{records_url()}/{w1['id']}/transfer"
+    moved = org.ok(org.admin.post(url, json={"owner": org.user_ids["rep_east"],
+                                             "version": w1["version"]}))
+    assert moved["version"] == w1["version"] + 1
+    # Someone else, with the copy read before that transfer: 409, nothing moves.
+    res = org.admin.post(url, json={"owner": org.user_ids["manager_east"],
+                                    "version": w1["version"]})
+    assert res.status_code == 409, res.text
+    assert res.json()["details"]["current_version"] == moved["version"]
+    assert org.names("rep_east") == {"E1", "W1"}
+
+
 # --- tokens and disabled users -------------------------------------------------------------
 
 def test_api_tokens_are_scoped_shown_once_and_revocable(org):

@@ -23,6 +23,7 @@ from tangram.engines.forms.records import (
     _bump_data_version,
     _fetch,
     _record_json,
+    check_version,
     note_written,
     parse_id,
     written_version,
@@ -34,15 +35,21 @@ MAX_TRANSFER = 5000
 
 
 def transfer_owner(ctx: EngineContext, *, app: str, form: str, record_ids: Iterable[Any],
-                   new_owner: uuid.UUID | None, source: str = "api") -> list[dict[str, Any]]:
+                   new_owner: uuid.UUID | None, source: str = "api",
+                   expected_version: int | None = None) -> list[dict[str, Any]]:
     """Set ``owner`` of every record to ``new_owner`` (None: no owner, e.g. a
-    lead back in the public pool); returns ``[{id, version}]``."""
+    lead back in the public pool); returns ``[{id, version}]``.
+    ``expected_version`` (one record): the version the client read — when
+    two people take the same record at once, the second gets 409."""
     rt = get_runtime(ctx.session, app, form)
     ctx.policy.check_form_action(ctx.actor, app, form, "update")
     ids = list(dict.fromkeys(parse_id(i) for i in record_ids))
     if not ids or len(ids) > MAX_TRANSFER:
         raise ValidationFailed([ErrorItem(code="count", field="record_ids", message=(
             f"give 1 to {MAX_TRANSFER} record ids"))])
+    if expected_version is not None and len(ids) != 1:
+        raise ValidationFailed([ErrorItem(code="version", field="version", message=(
+            "a version is for transferring one record"))])
     if new_owner is not None and not existing_user_ids(ctx.session, [new_owner]):
         raise ValidationFailed([ErrorItem(code="user_missing", field="owner",
                                           message=f"user {new_owner} does not exist")])
@@ -52,6 +59,7 @@ def transfer_owner(ctx: EngineContext, *, app: str, form: str, record_ids: Itera
     for rid in ids:
         old = _fetch(ctx, rt, rid, deleted=False, lock=True)
         ctx.policy.check_row(ctx.actor, app, form, old, "update")
+        check_version(old, expected_version)
         if old.get("owner") == new_owner:
             out.append({"id": str(rid), "version": old["version"]})
             continue

@@ -679,16 +679,21 @@ def update_record(ctx: EngineContext, *, app: str, form: str, record_id: Any,
     return to_json(ctx, rt, [_latest(ctx, rt, rec)])[0]
 
 
+def check_version(row: Mapping[str, Any], expected_version: int | None) -> None:
+    """409 when the client's copy of a record (its ``version``) is stale."""
+    if expected_version is not None and row["version"] != expected_version:
+        raise Conflict(
+            f"record {row['id']} was changed by someone else (it is at version "
+            f"{row['version']}, your copy is version {expected_version}); reload and retry",
+            details={"current_version": row["version"]})
+
+
 def _update(ctx: EngineContext, rt: FormRuntime, record_id: uuid.UUID,
             changes: Mapping[str, Any], *, expected_version: int | None, source: str,
             allow_read_only: bool, depth: int) -> dict[str, Any]:
     old = _fetch(ctx, rt, record_id, deleted=False, lock=True)
     ctx.policy.check_row(ctx.actor, rt.app, rt.key, old, "update")
-    if expected_version is not None and old["version"] != expected_version:
-        raise Conflict(
-            f"record {record_id} was changed by someone else (it is at version "
-            f"{old['version']}, your copy is version {expected_version}); reload and retry",
-            details={"current_version": old["version"]})
+    check_version(old, expected_version)
     prepared, outcome = _prepare(ctx, rt, changes, old=old, allow_read_only=allow_read_only)
     _db_checks(ctx, rt, prepared, outcome, record_id)
     changed_cols = {k: v for k, v in prepared.values.items() if old.get(k) != v}

@@ -21,12 +21,15 @@ class ShareBody(BaseModel):
     department_id: uuid.UUID | None = None
 
 
+class BulkTransferBody(BaseModel):
+    owner: uuid.UUID = Field(description="The new owner's user id.")
+    record_ids: list[str] = Field(min_length=1, max_length=5000)
+
+
 class TransferBody(BaseModel):
     owner: uuid.UUID = Field(description="The new owner's user id.")
-
-
-class BulkTransferBody(TransferBody):
-    record_ids: list[str] = Field(min_length=1, max_length=5000)
+    version: int | None = Field(None, description="The record version you read; if it "
+                                "changed meanwhile (e.g. someone else took it): 409.")
 
 
 @router.post("/transfer")
@@ -41,7 +44,7 @@ def bulk_transfer(app: str, form: str, body: BulkTransferBody, ctx: ContextDep
 def transfer(app: str, form: str, record_id: str, body: TransferBody, ctx: ContextDep
              ) -> dict[str, Any]:
     return sharing.transfer(ctx, app=app, form=form, record_ids=[record_id],
-                            new_owner=body.owner)[0]
+                            new_owner=body.owner, version=body.version)[0]
 
 
 @router.get("/{record_id}/shares")

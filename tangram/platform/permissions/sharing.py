@@ -88,10 +88,10 @@ def list_shares(ctx: EngineContext, *, app: str, form: str, record_id: Any
 
 
 def transfer(ctx: EngineContext, *, app: str, form: str, record_ids: list[Any],
-             new_owner: uuid.UUID) -> list[dict[str, Any]]:
+             new_owner: uuid.UUID, version: int | None = None) -> list[dict[str, Any]]:
     """Transfer ownership of one or many records (all or none), audited."""
     result = transfer_owner(ctx, app=app, form=form, record_ids=record_ids,
-                            new_owner=new_owner)
+                            new_owner=new_owner, expected_version=version)
     audit.record(ctx.session, action="record.transfer", target=f"{app}/{form}",
                  actor_id=ctx.actor.id, at=ctx.now(), owner=new_owner,
                  records=[r["id"] for r in result])
