@@ -115,6 +115,20 @@ def test_a_close_date_14_days_away_in_an_early_stage_alerts_the_director(crm: Cr
     crm.update("rep1", "opportunity", moved, expected_close="2026-01-21")  # still inside
     assert alerted(crm, "director", EARLY) == sorted(["临床数据平台", "年度维保", "急单", "提前"])
 
+    # Exactly 14 days away: after the day's 09:00 check, alerted at once; before
+    # it, by the check — once either way.
+    opportunity(crm, "rep1", account, "整两周", expected_close="2026-01-26")  # 01-12 09:01
+    redated = opportunity(crm, "rep1", account, "改两周", expected_close="2026-03-01")
+    crm.update("rep1", "opportunity", redated, expected_close="2026-01-26")
+    crm.run_due(hours=23)  # 01-13 08:01
+    opportunity(crm, "rep1", account, "早两周", expected_close="2026-01-27")
+    assert alerted(crm, "director", EARLY) == sorted(
+        ["临床数据平台", "年度维保", "急单", "提前", "整两周", "改两周"])
+    crm.run_due(hours=1)  # 01-13 09:01
+    crm.run_due(days=1)
+    assert alerted(crm, "director", EARLY) == sorted(
+        ["临床数据平台", "年度维保", "急单", "提前", "整两周", "改两周", "早两周"])
+
 
 def test_entering_negotiation_reminds_the_owner_to_prepare_the_contract(crm: Crm):
     account = crm.create("rep1", "account", name="苏州嘉盛精密机械有限公司")["id"]
