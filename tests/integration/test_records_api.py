@@ -169,6 +169,26 @@ def test_invalid_definitions_list_every_error_with_paths(crm):
                                                       "$.fields[1].expression"}
 
 
+def test_formula_dates_and_times_are_written_as_fields_write_them(crm):
+    form = form_body("visit", field("at", "datetime"),
+                     field("later", "formula", expression="add_hours(record.at, 2)",
+                           result_type="datetime"),
+                     field("day", "formula", expression="to_date(record.at)",
+                           result_type="date"))
+    assert crm.put("/api/apps/crm/forms/visit/draft", json={"definition": form}
+                   ).status_code == 200
+    assert crm.post("/api/apps/crm/forms/visit/publish", json={}).status_code == 200
+    res = crm.post("/api/apps/crm/forms/visit/records", json={"values": {
+        "at": "2026-01-05T09:30:00+08:00"}})
+    assert res.status_code == 201, res.text
+    rec = res.json()
+    # UTC with "Z", like the date-time field itself; a date as a date.
+    assert (rec["at"], rec["later"]) == ("2026-01-05T01:30:00Z", "2026-01-05T03:30:00Z")
+    assert rec["day"] == "2026-01-05"
+    listed = crm.get("/api/apps/crm/forms/visit/records").json()["items"]
+    assert listed[0]["later"] == "2026-01-05T03:30:00Z"
+
+
 def test_attachment_upload_and_link(crm, tmp_path):
     form = form_body("doc", field("files", "attachment", accept=[".pdf"], max_files=2))
     crm.put("/api/apps/crm/forms/doc/draft", json={"definition": form})

@@ -735,9 +735,12 @@ class FormulaKind(FieldKind):
         return kind.convert(f, value)
 
     def to_json(self, value: Any) -> Any:
-        if isinstance(value, (Decimal, date, time)):
-            return DecimalKind().to_json(value) if isinstance(value, Decimal) else \
-                value.isoformat()
+        if isinstance(value, Decimal):
+            return DecimalKind().to_json(value)
+        if isinstance(value, datetime):  # as date-time fields write it: UTC with "Z"
+            return FIELD_KINDS["datetime"].to_json(value)
+        if isinstance(value, (date, time)):
+            return value.isoformat()
         return value
 
 
