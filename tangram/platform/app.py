@@ -169,7 +169,10 @@ async def _tangram_error(request: Request, exc: Exception) -> JSONResponse:
 async def _request_invalid(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [{"field": ".".join(str(part) for part in err.get("loc", ())),
-               "code": err.get("type", "invalid"), "message": err.get("msg", "invalid value")}
+               "code": err.get("type", "invalid"),
+               "message": ("unknown key: this request does not take it (check its spelling)"
+                           if err.get("type") == "extra_forbidden"
+                           else err.get("msg", "invalid value"))}
               for err in exc.errors()]
     listed = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:3])
     more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""

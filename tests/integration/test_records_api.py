@@ -69,6 +69,12 @@ def test_crud_through_http(crm):
     stale = crm.patch(f"{records_url()}/{lead['id']}", json={"version": 1,
                                                              "values": {"name": "x"}})
     assert stale.status_code == 409 and stale.json()["code"] == "conflict"
+    # A misspelled key is refused, not ignored (with it, the stale-copy check).
+    typo = crm.post(f"{records_url()}/{lead['id']}/transfer", json={
+        "owner": lead["owner"], "verison": 1})
+    assert typo.status_code == 422 and typo.json()["errors"] == [{
+        "field": "body.verison", "code": "extra_forbidden",
+        "message": "unknown key: this request does not take it (check its spelling)"}]
     assert crm.get(f"{records_url()}/{lead['id']}").json()["name"] == "张三"
     assert crm.delete(f"{records_url()}/{lead['id']}").status_code == 204
     assert crm.get(f"{records_url()}/{lead['id']}").status_code == 404

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, status
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from tangram.engines.forms import publish
 from tangram.engines.forms.registry import get_runtime
@@ -13,6 +13,7 @@ from tangram.engines.printing import templates_for_viewer
 from tangram.errors import NotFound, PermissionDenied
 from tangram.metamodel import storage
 from tangram.metamodel.forms import App
+from tangram.platform.api.body import Body
 from tangram.platform.deps import AdminActor, BuilderActor, ContextDep
 
 router = APIRouter(prefix="/api/apps", tags=["apps"])
@@ -74,7 +75,7 @@ def get_form(app: str, form: str, ctx: ContextDep) -> dict[str, Any]:
             "print_templates": templates_for_viewer(ctx, app=app, form=form)}
 
 
-class DraftBody(BaseModel):
+class DraftBody(Body):
     definition: dict[str, Any] = Field(description="The form definition (see the form schema).")
 
 
@@ -90,7 +91,7 @@ def save_draft(app: str, form: str, body: DraftBody, ctx: ContextDep,
     return publish.save_form_draft(ctx, app=app, key=form, body=body.definition)
 
 
-class PublishBody(BaseModel):
+class PublishBody(Body):
     dry_run: bool = Field(False, description="Only report what publishing would change.")
     confirm_destructive: bool = Field(False, description="Apply a destructive change "
                                       "(removed field, narrowing type change) after a dry run.")

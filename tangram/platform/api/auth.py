@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 
 from tangram.errors import TangramError
+from tangram.platform.api.body import Body
 from tangram.platform.auth.service import (
     InvalidCredentials,
     SessionKind,
@@ -61,7 +62,7 @@ def client_address(request: Request) -> str:
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
 
-class LoginCredentials(BaseModel):
+class LoginCredentials(Body):
     username: str = Field(min_length=1, max_length=100)
     password: str = Field(min_length=1, max_length=1024)
 

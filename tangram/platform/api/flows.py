@@ -8,7 +8,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, status
-from pydantic import BaseModel, Field
+from pydantic import Field
 from sqlalchemy.orm import Session
 
 from tangram.engines.flows import service, tasks, triggers
@@ -16,6 +16,7 @@ from tangram.engines.flows.assignees import set_role_resolver
 from tangram.engines.flows.registry import describe
 from tangram.errors import ErrorItem, NotAuthenticated
 from tangram.metamodel import storage
+from tangram.platform.api.body import Body
 from tangram.platform.deps import (
     AdminActor,
     BuilderActor,
@@ -42,11 +43,11 @@ set_role_resolver(role_members)
 
 # --- definitions ------------------------------------------------------------------------
 
-class FlowDraftBody(BaseModel):
+class FlowDraftBody(Body):
     definition: dict[str, Any] = Field(description="The flow definition (see the flow schema).")
 
 
-class PublishFlowBody(BaseModel):
+class PublishFlowBody(Body):
     note: str | None = Field(None, max_length=2000)
 
 
@@ -114,7 +115,7 @@ def get_flow_version(app: str, flow: str, version: int, ctx: MemberContextDep
 
 # --- starting ---------------------------------------------------------------------------
 
-class StartBody(BaseModel):
+class StartBody(Body):
     record_id: str | None = None
     variables: dict[str, Any] = Field(default_factory=dict)
 
@@ -146,7 +147,7 @@ def webhook(app: str, flow: str, session: SessionDep, clock: ClockDep, settings:
 
 # --- tasks ------------------------------------------------------------------------------
 
-class TaskActionBody(BaseModel):
+class TaskActionBody(Body):
     comment: str | None = Field(None, max_length=4000)
     version: int | None = Field(None, description="The task version you read; stale → 409.")
     users: list[str] = Field(default_factory=list, description="transfer / add_signer / cc")

@@ -14,7 +14,7 @@ from urllib.parse import quote
 import sqlalchemy as sa
 from fastapi import APIRouter, Request, UploadFile, status
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from tangram.engines.context import EngineContext
 from tangram.engines.imports import (
@@ -27,13 +27,14 @@ from tangram.engines.imports import (
 from tangram.engines.imports.jobs import STALE_AFTER
 from tangram.engines.imports.tables import import_jobs_table
 from tangram.errors import Conflict, NotFound
+from tangram.platform.api.body import Body
 from tangram.platform.dataio import import_environment, start_in_background
 from tangram.platform.deps import ContextDep, CurrentAuth, SettingsDep
 
 router = APIRouter(prefix="/api/apps/{app}/forms/{form}/imports", tags=["imports"])
 
 
-class MappingBody(BaseModel):
+class MappingBody(Body):
     mapping: dict[str, str | None] = Field(
         default_factory=dict, description="Overrides of the suggested mapping: column title "
         "(or \"#3\" for the third column) -> field key, or null to ignore the column.")

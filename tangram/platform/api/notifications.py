@@ -7,25 +7,26 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from tangram.engines.notify import service
 from tangram.engines.notify.channels import CHANNELS
+from tangram.platform.api.body import Body
 from tangram.platform.deps import AdminActor, ContextDep, SignedInActor
 
 router = APIRouter(prefix="/api/notifications", tags=["notifications"])
 
 
-class MarkReadBody(BaseModel):
+class MarkReadBody(Body):
     ids: list[uuid.UUID] | None = Field(None, description="Omit to mark all read.")
 
 
-class PreferencesBody(BaseModel):
+class PreferencesBody(Body):
     channels: dict[str, bool] = Field(description="Channel key → on/off, e.g. "
                                       '{"email": true}.')
 
 
-class GroupChannelBody(BaseModel):
+class GroupChannelBody(Body):
     key: str = Field(max_length=63)
     kind: str = Field(description="dingtalk or wecom")
     label: str = Field(max_length=200)

@@ -7,8 +7,9 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, status
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from tangram.platform.api.body import Body
 from tangram.platform.auth.service import list_users
 from tangram.platform.deps import AdminActor, ClockDep, SessionDep
 from tangram.platform.permissions import audit, organization
@@ -17,23 +18,23 @@ from tangram.platform.permissions.org_import import import_org, normalize
 router = APIRouter(prefix="/api/org", tags=["organization"])
 
 
-class DepartmentBody(BaseModel):
+class DepartmentBody(Body):
     name: str = Field(min_length=1, max_length=200)
     parent_id: uuid.UUID | None = None
 
 
-class DepartmentPatch(BaseModel):
+class DepartmentPatch(Body):
     name: str | None = Field(None, min_length=1, max_length=200)
     parent_id: uuid.UUID | None = Field(None, description="Moves the department when "
                                         "present (null: to the top level).")
 
 
-class Membership(BaseModel):
+class Membership(Body):
     department_id: uuid.UUID
     is_head: bool = False
 
 
-class MembershipsBody(BaseModel):
+class MembershipsBody(Body):
     departments: list[Membership]
     primary_department_id: uuid.UUID | None = None
 

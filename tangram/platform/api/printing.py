@@ -7,13 +7,14 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from tangram.engines import printing
 from tangram.engines.forms.files import FileStore
 from tangram.engines.printing.render import MAX_FILE_BYTES
 from tangram.errors import LimitExceeded
 from tangram.metamodel import storage
+from tangram.platform.api.body import Body
 from tangram.platform.deps import BuilderActor, ContextDep, MemberContextDep
 
 router = APIRouter(prefix="/api/apps/{app}", tags=["printing"])
@@ -24,7 +25,7 @@ HTML_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' da
                "font-src 'self' data:; base-uri 'none'; form-action 'none'")
 
 
-class TemplateBody(BaseModel):
+class TemplateBody(Body):
     definition: dict[str, Any] = Field(description="The print template (see the "
                                        "print_template schema and docs/print.md).")
     note: str | None = Field(None, max_length=2000)

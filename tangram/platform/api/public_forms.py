@@ -7,12 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request, status
-from pydantic import BaseModel, Field
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from tangram.engines.context import EngineContext
 from tangram.engines.publicforms import service
 from tangram.errors import ErrorItem, LimitExceeded, ValidationFailed
+from tangram.platform.api.body import Body
 from tangram.platform.deps import (
     BuilderActor,
     ClockDep,
@@ -25,7 +26,7 @@ from tangram.platform.deps import (
 router = APIRouter(tags=["public forms"])
 
 
-class PublicFormBody(BaseModel):
+class PublicFormBody(Body):
     fields: list[str] | None = Field(None, description="Field keys shown; omit for all.")
     utm_fields: dict[str, str] = Field(default_factory=dict,
                                        description='e.g. {"utm_source": "source"}')
@@ -33,7 +34,7 @@ class PublicFormBody(BaseModel):
     max_per_hour: int = Field(20, ge=1, le=10_000)
 
 
-class SubmitBody(BaseModel):
+class SubmitBody(Body):
     values: dict[str, Any] = Field(max_length=200)
     utm: dict[str, str] = Field(default_factory=dict,
                                 description="UTM parameters of the page, if not in the URL.")

@@ -6,40 +6,41 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from tangram.engines.forms import records
 from tangram.engines.forms.query import ListQuery
 from tangram.errors import ErrorItem, ValidationFailed
+from tangram.platform.api.body import Body
 from tangram.platform.deps import ContextDep
 
 router = APIRouter(prefix="/api/apps/{app}/forms/{form}/records", tags=["records"])
 
 
-class CreateBody(BaseModel):
+class CreateBody(Body):
     values: dict[str, Any] = Field(description="Field values by field key.")
 
 
-class UpdateBody(BaseModel):
+class UpdateBody(Body):
     version: int = Field(description="The version you read; a stale one gets 409.")
     values: dict[str, Any] = Field(description="Only the fields to change.")
 
 
-class BulkCreateBody(BaseModel):
+class BulkCreateBody(Body):
     rows: list[dict[str, Any]] = Field(max_length=5000)
 
 
-class BulkUpdateRow(BaseModel):
+class BulkUpdateRow(Body):
     id: str
     version: int
     values: dict[str, Any]
 
 
-class BulkUpdateBody(BaseModel):
+class BulkUpdateBody(Body):
     rows: list[BulkUpdateRow] = Field(max_length=5000)
 
 
-class QueryBody(BaseModel):
+class QueryBody(Body):
     filter: dict[str, Any] | None = None
     sort: list[str] = Field(default_factory=list)
     search: str | None = Field(None, max_length=200)

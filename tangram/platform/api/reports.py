@@ -13,42 +13,43 @@ from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from tangram.engines.context import EngineContext
 from tangram.engines.reports import alerts, service
 from tangram.engines.reports.registry import catalog
 from tangram.errors import PermissionDenied
 from tangram.metamodel import storage
+from tangram.platform.api.body import Body
 from tangram.platform.deps import BuilderActor, ContextDep, CurrentActor, MemberContextDep
 from tangram.platform.permissions import definitions
 
 router = APIRouter(prefix="/api", tags=["reports"])
 
 
-class DraftBody(BaseModel):
+class DraftBody(Body):
     definition: dict[str, Any] = Field(description="The report definition (see the report "
                                        "schema and docs/reports.md).")
 
 
-class PublishBody(BaseModel):
+class PublishBody(Body):
     note: str | None = Field(None, max_length=2000)
 
 
-class RunBody(BaseModel):
+class RunBody(Body):
     parameters: dict[str, Any] = Field(default_factory=dict, description="Values of the "
                                        "report's declared parameters.")
     draft: bool = Field(False, description="Run the draft instead of the published version "
                         "(designers' preview).")
 
 
-class DrillBody(BaseModel):
+class DrillBody(Body):
     parameters: dict[str, Any] = Field(default_factory=dict)
     element: dict[str, Any] = Field(description="Dimension values of the chart element, as "
                                     "the run returned them, e.g. {\"stage\": \"won\"}.")
 
 
-class DashboardRunBody(BaseModel):
+class DashboardRunBody(Body):
     filters: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -120,7 +121,7 @@ def export(app: str, key: str, fmt: str, body: RunBody, ctx: MemberContextDep) -
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
-class KpiBody(BaseModel):
+class KpiBody(Body):
     measure: str = Field(description="A field measure of the report.")
     period: str = Field("month", description="day, week, month, quarter or year.")
     complete: bool = Field(False, description="The last complete period instead of the "
@@ -201,7 +202,7 @@ def _check_run(ctx: EngineContext, app: str, key: str, *, draft: bool) -> None:
 
 # --------------------------------------------------------------------------- alerts
 
-class AlertBody(BaseModel):
+class AlertBody(Body):
     definition: dict[str, Any] = Field(description="The alert (see docs/reports.md, "
                                        "\"Data alerts\").")
 

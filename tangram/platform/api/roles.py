@@ -7,21 +7,22 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, status
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from tangram.errors import NotFound
+from tangram.platform.api.body import Body
 from tangram.platform.deps import AdminActor, BuilderActor, ClockDep, SessionDep
 from tangram.platform.permissions import roles
 
 router = APIRouter(prefix="/api/apps/{app}", tags=["roles"])
 
 
-class RoleBody(BaseModel):
+class RoleBody(Body):
     definition: dict[str, Any] = Field(description="The role definition (schema: role).")
     note: str | None = Field(None, max_length=2000)
 
 
-class AssignmentBody(BaseModel):
+class AssignmentBody(Body):
     role: str
     user_id: uuid.UUID | None = None
     department_id: uuid.UUID | None = None
@@ -30,7 +31,7 @@ class AssignmentBody(BaseModel):
                                           "role too.")
 
 
-class BuilderBody(BaseModel):
+class BuilderBody(Body):
     granted: bool = True
 
 

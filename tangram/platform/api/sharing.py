@@ -6,8 +6,9 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, status
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from tangram.platform.api.body import Body
 from tangram.platform.deps import ContextDep
 from tangram.platform.permissions import sharing
 from tangram.platform.permissions.sharing import ShareAccess
@@ -15,18 +16,18 @@ from tangram.platform.permissions.sharing import ShareAccess
 router = APIRouter(prefix="/api/apps/{app}/forms/{form}/records", tags=["sharing"])
 
 
-class ShareBody(BaseModel):
+class ShareBody(Body):
     access: ShareAccess = "read"
     user_id: uuid.UUID | None = None
     department_id: uuid.UUID | None = None
 
 
-class BulkTransferBody(BaseModel):
+class BulkTransferBody(Body):
     owner: uuid.UUID = Field(description="The new owner's user id.")
     record_ids: list[str] = Field(min_length=1, max_length=5000)
 
 
-class TransferBody(BaseModel):
+class TransferBody(Body):
     owner: uuid.UUID = Field(description="The new owner's user id.")
     version: int | None = Field(None, description="The record version you read; if it "
                                 "changed meanwhile (e.g. someone else took it): 409.")

@@ -7,15 +7,16 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, status
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from tangram.platform.api.body import Body
 from tangram.platform.deps import ClockDep, SessionDep, SignedInActor
 from tangram.platform.permissions import tokens
 
 router = APIRouter(prefix="/api/tokens", tags=["tokens"])
 
 
-class TokenBody(BaseModel):
+class TokenBody(Body):
     name: str = Field(min_length=1, max_length=100)
     apps: list[str] = Field(min_length=1, description='App keys, or ["*"] for all.')
     actions: list[str] = Field(min_length=1, description="e.g. [\"read\", \"create\"]")

@@ -8,15 +8,16 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, status
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from tangram.engines.notify import deliveries, webhooks
+from tangram.platform.api.body import Body
 from tangram.platform.deps import BuilderActor, ContextDep, SignedInActor
 
 router = APIRouter(tags=["webhooks"])
 
 
-class SubscriptionBody(BaseModel):
+class SubscriptionBody(Body):
     events: list[str] = Field(description="created, updated, deleted, restored")
     url: str = Field(max_length=2000)
     secret: str | None = Field(None, min_length=16, max_length=200,
