@@ -103,9 +103,25 @@ AssigneeRule = Annotated[
 # --- triggers ---------------------------------------------------------------------
 
 
+# What made a record change (the ``source`` of its history entry); changes
+# made by flows never start flows.
+ChangeSource = Literal["api", "import", "package", "public_form", "rollup", "cascade",
+                       "set_null"]
+CHANGE_SOURCES: tuple[str, ...] = get_args(ChangeSource)
+
+
+def _sources_field() -> Any:
+    return Field(None, min_length=1, description=(
+        "Only changes from these sources start the flow (default: all): api (people, "
+        "through the API and the UI), import (file imports), package (package data), "
+        "public_form, rollup, cascade, set_null. E.g. [\"api\", \"public_form\"] keeps "
+        "historical rows loaded by an import or a package from starting it."))
+
+
 class RecordCreatedTrigger(Definition):
     kind: Literal["record_created"] = "record_created"
     condition: Expression | None = None
+    sources: list[ChangeSource] | None = _sources_field()
 
 
 class RecordUpdatedTrigger(Definition):
@@ -113,11 +129,13 @@ class RecordUpdatedTrigger(Definition):
     fields: list[Key] = Field(default_factory=list, description="Only when one of these "
                               "fields changed (default: any change).")
     condition: Expression | None = None
+    sources: list[ChangeSource] | None = _sources_field()
 
 
 class RecordDeletedTrigger(Definition):
     kind: Literal["record_deleted"] = "record_deleted"
     condition: Expression | None = None
+    sources: list[ChangeSource] | None = _sources_field()
 
 
 class SubmittedTrigger(Definition):

@@ -88,19 +88,41 @@ def json_schema(name: str) -> dict[str, Any]:
     return schema
 
 
-def errors_from_pydantic(exc: ValidationError, *, prefix: str = "") -> list[ErrorItem]:
-    """Turn every pydantic error into an ErrorItem with a JSON path."""
+def errors_from_pydantic(exc: ValidationError, *, prefix: str = "",
+                         body: Any = None) -> list[ErrorItem]:
+    """Turn every pydantic error into an ErrorItem with a JSON path (``body``,
+    the JSON that was validated, lets the path follow it exactly)."""
     items = []
     for err in exc.errors():
-        # Discriminated unions add the tag ("text", "decimal") to the location;
-        # drop it so the path points at the JSON the author wrote.
-        loc = tuple(p for i, p in enumerate(err["loc"])
-                    if p not in SHAPE_TAGS
-                    and not (i > 0 and isinstance(err["loc"][i - 1], int) and isinstance(p, str)
-                             and p not in ("key",) and _is_union_tag(p)))
         msg = err["msg"].removeprefix("Value error, ")
-        items.append(ErrorItem(code=err["type"], message=msg, path=prefix + json_path(loc)))
+        items.append(ErrorItem(code=err["type"], message=msg,
+                               path=prefix + json_path(_written_loc(err["loc"], body))))
     return items
+
+
+def _written_loc(loc: tuple[Any, ...], body: Any) -> tuple[Any, ...]:
+    """pydantic's location less the union tags it adds (a discriminated union
+    adds the tag — a field type "text", a node type "start", a trigger kind —
+    after the value's place), so the path points at what the author wrote."""
+    out: list[Any] = []
+    node = body
+    for i, part in enumerate(loc):
+        if part in SHAPE_TAGS:
+            continue
+        if isinstance(part, str) and isinstance(node, dict) and part not in node \
+                and part in node.values() and i < len(loc) - 1:
+            continue  # the discriminator's value, not a key of the object
+        if i > 0 and isinstance(loc[i - 1], int) and isinstance(part, str) \
+                and part != "key" and _is_union_tag(part):
+            continue
+        out.append(part)
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return tuple(out)
 
 
 def _is_union_tag(part: str) -> bool:
@@ -118,7 +140,8 @@ def parse_definition(kind: str, body: Any, *, prefix: str = "") -> BaseModel:
         return model.model_validate(body)
     except ValidationError as exc:
         raise DefinitionInvalid(f"the {kind} definition is not valid",
-                                errors=errors_from_pydantic(exc, prefix=prefix)) from exc
+                                errors=errors_from_pydantic(exc, prefix=prefix,
+                                                            body=body)) from exc
 
 
 def dump(model: BaseModel) -> dict[str, Any]:

@@ -574,6 +574,43 @@ def test_record_triggers_start_in_the_same_transaction(world):
         assert s.execute(sa.select(sa.func.count()).select_from(instances_table)).scalar() == 2
 
 
+def test_record_triggers_may_start_only_for_some_sources(world):
+    # People's changes start "live"; rows loaded as history (a package, an
+    # import) do not; "any" (no sources) starts for all of them.
+    world.publish_flow(flow_body("live", start("record_created", next="end",
+                                               sources=["api", "public_form"]), end()))
+    world.publish_flow(flow_body("any", start("record_created", next="end"), end()))
+    world.publish_flow(flow_body("edits", start("record_updated", next="end",
+                                                sources=["api"]), end()))
+    from tangram.engines.flows.tables import instances_table
+    from tangram.engines.forms.records import bulk_create, update_record
+
+    def started() -> list[str]:
+        with world.sessions.begin() as s:
+            return sorted(s.execute(sa.select(instances_table.c.flow)).scalars().all())
+
+    rid = world.contract(amount="5")
+    assert started() == ["any", "live"]
+    world.run(lambda ctx: bulk_create(ctx, app=world.app, form="contract", source="package",
+                                      rows=[{"title": "old", "amount": "1"}]))
+    world.run(lambda ctx: bulk_create(ctx, app=world.app, form="contract", source="import",
+                                      rows=[{"title": "older", "amount": "2"}]))
+    assert started() == ["any", "any", "any", "live"]
+    world.run(lambda ctx: update_record(ctx, app=world.app, form="contract", record_id=rid,
+                                        changes={"title": "x"}, expected_version=None,
+                                        source="import"))
+    world.run(lambda ctx: update_record(ctx, app=world.app, form="contract", record_id=rid,
+                                        changes={"title": "y"}, expected_version=None))
+    assert started() == ["any", "any", "any", "edits", "live"]
+
+
+def test_a_trigger_names_only_known_sources(world):
+    with pytest.raises(DefinitionInvalid) as refused:
+        world.publish_flow(flow_body("bad", start("record_created", next="end",
+                                                  sources=["api", "flow"]), end()))
+    assert [e.path for e in refused.value.errors] == ["$.nodes[0].trigger.sources[1]"]
+
+
 def test_schedule_runs_once_after_missed_ticks(world):
     world.publish_flow(flow_body("tick", start("schedule", next="end", cron="0 9 * * *"),
                                  end(), form=None))

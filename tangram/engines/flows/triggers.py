@@ -164,6 +164,9 @@ def on_record_event(ctx: EngineContext, evt: events.RecordEvent) -> None:
         if isinstance(trigger, fl.RecordUpdatedTrigger) and trigger.fields and not (
                 set(trigger.fields) & set(evt.changed_fields)):
             continue
+        sources = getattr(trigger, "sources", None)
+        if sources is not None and evt.source not in sources:
+            continue
         condition = getattr(trigger, "condition", None)
         record = typed_values(sys, evt.app, evt.form, evt.record)
         old = typed_values(sys, evt.app, evt.form, evt.old) if evt.old else None
