@@ -13,7 +13,9 @@ from fastapi.testclient import TestClient
 
 from tangram.clock import FrozenClock
 from tangram.engines.context import EngineContext
+from tangram.engines.flows.tables import notifications_table
 from tangram.engines.forms.registry import get_runtime
+from tangram.engines.reports.service import run_report
 from tangram.platform.auth.service import find_user_by_username
 from tangram.platform.packages.export import validate_files
 from tangram.platform.packages.install import install_package
@@ -89,3 +91,22 @@ def test_the_crm_installs_with_its_demo_company(app_factory):
     assert 20 < own < 80
     assert len(_account_ids(_login(app, "rep01"))) == own
     assert len(_account_ids(_login(app, "director"))) == 600
+
+    # Follow-ups are history: loaded with their own times, they start no
+    # "new follow-up" or "new lead" automation — the accounts keep the last
+    # follow-up the data gives them, nobody is told about 1,800 old leads.
+    with app.state.sessions.begin() as s:
+        fu = get_runtime(s, "crm", "follow_up").table
+        per_account = dict(s.execute(sa.select(fu.c.account, sa.func.max(fu.c.created_at))
+                                     .group_by(fu.c.account)).all())
+        last = dict(s.execute(sa.select(acc.c.id, acc.c.last_follow_up)).all())
+        dormant = s.execute(sa.select(sa.func.count()).where(acc.c.status == "dormant")
+                            ).scalar()
+        told = s.execute(sa.select(notifications_table.c.title)).scalars().all()
+        active = run_report(EngineContext(session=s, clock=clock), app="crm",
+                            key="active_accounts", parameters={"period": {"last_n_days": 365}})
+    assert len(per_account) == 600 and per_account == last
+    # Only the director's alerts about today's deals closing soon while early.
+    assert dormant > 0 and 0 < len(told) < 20, told
+    assert all("仍处于早期阶段" in title for title in told), told
+    assert len(active["rows"]) >= 12 and all(row["accounts"] > 0 for row in active["rows"])

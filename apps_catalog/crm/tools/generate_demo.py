@@ -10,8 +10,8 @@ user (password ``tangram-demo``, in ``_org.json``); 600 accounts with
 contacts, 2,000 leads, 1,500 opportunities over 18 months that move through
 the stages with realistic conversion (new business, upsell or renewal by the
 account's earlier wins), contracts for the won ones, payment plans and
-payments, and service tickets; each account's last follow-up, and the day it
-went dormant if 90 days passed without one.
+payments, and service tickets; each account's follow-ups (the last at its
+last follow-up), and the day it went dormant if 90 days passed without one.
 
 Deterministic (a fixed seed) and timeless: every date is relative to the day
 the demo is installed (``{"$date": "-45d"}``), so the data is fresh on any
@@ -321,10 +321,12 @@ def generate() -> dict[str, Any]:
     later = random.Random(SEED + 2)  # noqa: S311 - reproducible demo data
     deal_types(opps, later)
     follow_ups_and_status(accounts, acc_meta, opps, signed, tickets, later)
+    follow_ups = follow_up_records(accounts, acc_meta, opps, random.Random(SEED + 3))  # noqa: S311
 
     return {"_org.json": org, "account.json": accounts, "contact.json": contacts,
             "lead.json": leads, "opportunity.json": opps, "contract.json": contracts,
-            "payment_plan.json": plans, "payment.json": payments, "ticket.json": tickets}
+            "payment_plan.json": plans, "payment.json": payments, "ticket.json": tickets,
+            "follow_up.json": follow_ups}
 
 
 def deal_types(opps: list[dict[str, Any]], r: random.Random) -> None:
@@ -382,6 +384,50 @@ def follow_ups_and_status(accounts: list[dict[str, Any]], acc_meta: list[tuple[s
             last = r.randrange(max(active, -89), END + 1)
         acc["last_follow_up"] = {"$datetime": f"{last:+d}d {9 + r.randrange(10):02d}:"
                                               f"{r.randrange(60):02d}"}
+
+
+FOLLOW_UPS = {
+    "call": ["电话沟通项目进展，客户确认下周内部评审", "电话回访使用情况，客户反馈整体稳定",
+             "电话确认预算审批节点", "电话了解竞品报价情况"],
+    "visit": ["上门拜访 IT 负责人，演示报表模块", "拜访采购部，沟通付款条件",
+              "现场调研业务流程，整理需求清单"],
+    "email": ["邮件发送方案与报价单", "邮件答复技术问题清单"],
+    "wechat": ["微信沟通上线时间安排", "微信发送案例资料，客户表示感兴趣"],
+    "meeting": ["组织方案汇报会，客户高层参加", "召开项目启动会，确定双方对接人"],
+}
+
+
+def follow_up_records(accounts: list[dict[str, Any]], acc_meta: list[tuple[str, int]],
+                      opps: list[dict[str, Any]], r: random.Random) -> list[dict[str, Any]]:
+    """Each account's follow-ups, by its owner: the last one at the account's
+    ``last_follow_up`` and up to three earlier ones; a follow-up made while
+    one of the account's deals was open is about that deal. The package's
+    write-back flow does not run for package rows, so the accounts keep the
+    times written above."""
+    deals: dict[str, list[dict[str, Any]]] = {}
+    for o in opps:
+        deals.setdefault(o["account"]["$ref"], []).append(o)
+    rows: list[dict[str, Any]] = []
+    for acc, (owner, created) in zip(accounts, acc_meta, strict=True):
+        last_at = acc["last_follow_up"]
+        last = _day(last_at)
+        earlier = sorted(r.sample(range(created, last), min(r.randrange(4), last - created))
+                         ) if last > created else []
+        stamps = [f"{d:+d}d {9 + r.randrange(10):02d}:{r.randrange(60):02d}"
+                  for d in earlier]
+        for stamp in [*({"$datetime": s} for s in stamps), last_at]:
+            day = _day(stamp)
+            kind = r.choices(list(FOLLOW_UPS), weights=[40, 20, 10, 20, 10])[0]
+            row: dict[str, Any] = {"$owner": owner, "$created_at": stamp,
+                                   "account": {"$ref": acc["$ref"]}, "type": kind,
+                                   "summary": r.choice(FOLLOW_UPS[kind])}
+            open_then = [o for o in deals.get(acc["$ref"], []) if _day(o["$created_at"]) <= day
+                         and (not o.get("closed_on") or _day(o["closed_on"]) >= day)]
+            if open_then and r.random() < 0.7:
+                deal = r.choice(open_then)
+                row["opportunity"] = {"$ref": deal["$ref"]}
+            rows.append(row)
+    return rows
 
 
 def _day(value: dict[str, str]) -> int:
