@@ -79,11 +79,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     # The access policy of each request: the one given (tests, embedding), else
     # roles as data — a RolePolicy per database session.
     app.state.policy = policy
-    app.state.policy_for = _policy_factory(policy)
+    app.state.policy_for = make_policy_factory(policy)
     app.state.file_store = LocalFileStore(settings.files_path)
     # Webhook payloads are what the subscription's owner may read, under the
     # same policy as their requests.
-    webhooks.set_owner_resolver(_owner_resolver(app.state.policy_for))
+    webhooks.set_owner_resolver(owner_resolver(app.state.policy_for))
 
     install_error_handlers(app)
     app.add_middleware(SecurityHeadersMiddleware)
@@ -115,7 +115,7 @@ def _start_worker(app: FastAPI) -> Callable[[], None]:
     return stop
 
 
-def _owner_resolver(policy_for: PolicyFactory) -> webhooks.OwnerResolver:
+def owner_resolver(policy_for: PolicyFactory) -> webhooks.OwnerResolver:
     def resolve(ctx: EngineContext, owner_id: uuid.UUID) -> tuple[Actor, AccessPolicy]:
         try:
             user = get_user(ctx.session, owner_id)
@@ -134,7 +134,7 @@ class DenyAll(AllowAll):
         raise PermissionDenied("the webhook's owner is no longer active")
 
 
-def _policy_factory(policy: AccessPolicy | None) -> PolicyFactory:
+def make_policy_factory(policy: AccessPolicy | None) -> PolicyFactory:
     if policy is not None:
         return lambda session, clock, timezone: policy
     return lambda session, clock, timezone: RolePolicy(session, clock=clock, timezone=timezone)

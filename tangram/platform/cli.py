@@ -111,12 +111,12 @@ def worker(
     from tangram.clock import SYSTEM_CLOCK
     from tangram.engines.flows.worker import run_due, run_worker
     from tangram.engines.notify import webhooks
-    from tangram.platform.app import _owner_resolver, _policy_factory
+    from tangram.platform.app import make_policy_factory, owner_resolver
 
     settings = _settings()
     # Webhook payloads and report alerts act as their owner, under the same role
     # policy as the owner's requests (as in the API process).
-    webhooks.set_owner_resolver(_owner_resolver(_policy_factory(None)))
+    webhooks.set_owner_resolver(owner_resolver(make_policy_factory(None)))
     engine = create_engine_from_url(settings.database_url)
     try:
         if once:

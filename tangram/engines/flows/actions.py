@@ -48,6 +48,12 @@ def _json_default(value: Any) -> Any:
 _env.filters["tojson"] = lambda v: json.dumps(v, default=_json_default, ensure_ascii=False)
 
 
+def parse_template(source: str) -> None:
+    """Raise jinja2's TemplateSyntaxError if ``source`` is not a valid template
+    of an action (body, title, URL) — checked when a flow is published."""
+    _env.parse(source)
+
+
 def render(template: str, run: Run) -> str:
     variables = run.variables()
     return _env.from_string(template).render(

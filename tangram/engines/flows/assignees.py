@@ -39,6 +39,12 @@ def set_role_resolver(fn: RoleResolver) -> None:
     _role_resolver[0] = fn
 
 
+def role_members(session: Session, app: str, role: str) -> list[uuid.UUID]:
+    """The holders of an app role (directly or through their department),
+    as the platform's resolver lists them."""
+    return _role_resolver[0](session, app, role)
+
+
 @dataclass
 class Scope:
     """What a rule may look at: the instance's app, record, submitter, variables."""
@@ -184,7 +190,7 @@ def _resolve_user(rule: fl.UserAssignee, scope: Scope) -> list[uuid.UUID]:
 
 
 def _resolve_role(rule: fl.RoleAssignee, scope: Scope) -> list[uuid.UUID]:
-    return _role_resolver[0](scope.session, scope.app, rule.role)
+    return role_members(scope.session, scope.app, rule.role)
 
 
 def _resolve_department_head(rule: fl.DepartmentHeadAssignee, scope: Scope) -> list[uuid.UUID]:

@@ -317,10 +317,10 @@ class _Checker:
     def template(self, n: Any, source: str, suffix: str) -> None:
         from jinja2 import TemplateSyntaxError
 
-        from tangram.engines.flows.actions import _env
+        from tangram.engines.flows.actions import parse_template
 
         try:
-            _env.parse(source)
+            parse_template(source)
         except TemplateSyntaxError as exc:
             self.error(n, "template_invalid", f"template error: {exc.message}", suffix)
 

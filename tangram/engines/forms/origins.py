@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from tangram.engines.context import EngineContext
 from tangram.engines.directory import existing_user_ids
-from tangram.engines.forms.records import _bump_data_version
+from tangram.engines.forms.records import bump_data_version
 from tangram.engines.forms.registry import get_runtime
 from tangram.errors import ErrorItem, ValidationFailed
 
@@ -71,6 +71,6 @@ def set_origins(ctx: EngineContext, *, app: str, form: str, origins: Sequence[Or
         ctx.session.execute(sa.update(t).where(t.c.id == sa.bindparam("_id")).values(
             owner=None), unowned)
     if by_owner or by_time or unowned:
-        _bump_data_version(ctx, rt)
+        bump_data_version(ctx, rt)
     return len({o.record_id for o in origins if o.owner is not None
                 or o.created_at is not None or o.no_owner})

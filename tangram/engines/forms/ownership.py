@@ -19,13 +19,13 @@ from tangram.engines.context import EngineContext
 from tangram.engines.directory import existing_user_ids
 from tangram.engines.forms import events
 from tangram.engines.forms.records import (
-    _audit,
-    _bump_data_version,
-    _fetch,
-    _record_json,
+    audit_change,
+    bump_data_version,
     check_version,
+    fetch_record,
     note_written,
     parse_id,
+    record_json,
     written_version,
 )
 from tangram.engines.forms.registry import get_runtime
@@ -57,7 +57,7 @@ def transfer_owner(ctx: EngineContext, *, app: str, form: str, record_ids: Itera
     t = rt.table
     out = []
     for rid in ids:
-        old = _fetch(ctx, rt, rid, deleted=False, lock=True)
+        old = fetch_record(ctx, rt, rid, deleted=False, lock=True)
         ctx.policy.check_row(ctx.actor, app, form, old, "update")
         check_version(old, expected_version)
         if old.get("owner") == new_owner:
@@ -69,12 +69,12 @@ def transfer_owner(ctx: EngineContext, *, app: str, form: str, record_ids: Itera
         new = {**old, "owner": new_owner, "updated_at": now, "updated_by": ctx.actor.id,
                "version": version}
         note_written(ctx, rid, version)
-        old_json, new_json = _record_json(rt, old), _record_json(rt, new)
-        _audit(ctx, rt, rid, "transfer",
+        old_json, new_json = record_json(rt, old), record_json(rt, new)
+        audit_change(ctx, rt, rid, "transfer",
                {"owner": {"old": old_json["owner"], "new": new_json["owner"]}}, source)
         events.emit(ctx, app=app, form=form, record_id=rid, event="updated",
                     changed_fields=["owner"], record=new_json, old=old_json, source=source)
         # A flow the transfer started may have changed the record again.
         out.append({"id": str(rid), "version": written_version(ctx, rid, version)})
-    _bump_data_version(ctx, rt)
+    bump_data_version(ctx, rt)
     return out

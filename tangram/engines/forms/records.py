@@ -155,7 +155,7 @@ def _load_children(ctx: EngineContext, rt: FormRuntime, ids: list[uuid.UUID],
     return out
 
 
-def _fetch(ctx: EngineContext, rt: FormRuntime, record_id: uuid.UUID, *, deleted: bool | None,
+def fetch_record(ctx: EngineContext, rt: FormRuntime, record_id: uuid.UUID, *, deleted: bool | None,
            lock: bool = False) -> dict[str, Any]:
     t = rt.table
     stmt = sa.select(t).where(t.c.id == record_id)
@@ -444,7 +444,7 @@ def _empty_rollups(rt: FormRuntime, prepared: Prepared) -> None:
             prepared.values[f.key] = rollup_value(f.aggregate, [], f.scale)
 
 
-def _bump_data_version(ctx: EngineContext, rt: FormRuntime) -> None:
+def bump_data_version(ctx: EngineContext, rt: FormRuntime) -> None:
     """Every write to a form moves its data version (report caches key on it)."""
     ft = form_tables_table
     ctx.session.execute(ft.update().where(ft.c.app == rt.app, ft.c.form == rt.key)
@@ -532,7 +532,7 @@ def _column_params(rt: FormRuntime, values: Mapping[str, Any]) -> dict[str, Any]
     return {k: rt.fields[k].kind.to_db(v) for k, v in values.items()}
 
 
-def _audit(ctx: EngineContext, rt: FormRuntime, record_id: uuid.UUID, action: str,
+def audit_change(ctx: EngineContext, rt: FormRuntime, record_id: uuid.UUID, action: str,
            changes: dict[str, Any], source: str) -> None:
     ctx.session.execute(audit_log_table.insert(), {
         "id": new_id(), "app": rt.app, "form": rt.key, "record_id": record_id,
@@ -562,7 +562,7 @@ class LazyRecordJson(Mapping[str, Any]):
 
     def _data(self) -> dict[str, Any]:
         if self._json is None:
-            self._json = _record_json(self._rt, self._rec)
+            self._json = record_json(self._rt, self._rec)
         return self._json
 
     def __getitem__(self, key: str) -> Any:
@@ -575,7 +575,7 @@ class LazyRecordJson(Mapping[str, Any]):
         return len(self._data())
 
 
-def _record_json(rt: FormRuntime, rec: Mapping[str, Any]) -> dict[str, Any]:
+def record_json(rt: FormRuntime, rec: Mapping[str, Any]) -> dict[str, Any]:
     """Full JSON of a record for events (no permission filtering: consumers apply it)."""
     out: dict[str, Any] = {k: _json_value(rt, k, rec.get(k)) for k in rt.fields if k in rec}
     for key in SYSTEM_COLUMNS:
@@ -617,7 +617,7 @@ def _latest(ctx: EngineContext, rt: FormRuntime, rec: dict[str, Any]) -> dict[st
     send back without a 409."""
     if written_version(ctx, rec["id"], rec["version"]) == rec["version"]:
         return rec
-    return _fetch(ctx, rt, rec["id"], deleted=False)
+    return fetch_record(ctx, rt, rec["id"], deleted=False)
 
 
 def _insert(ctx: EngineContext, rt: FormRuntime, data: Mapping[str, Any], *,
@@ -646,7 +646,7 @@ def _insert(ctx: EngineContext, rt: FormRuntime, data: Mapping[str, Any], *,
     events.emit(ctx, app=rt.app, form=rt.key, record_id=record_id, event="created",
                 changed_fields=[k for k in rt.fields if rec.get(k) not in (None, [])],
                 record=rec_json, old=None, source=source)
-    _bump_data_version(ctx, rt)
+    bump_data_version(ctx, rt)
     _refresh_dependents(ctx, rt, None, rec, depth=0)
     return rec
 
@@ -658,7 +658,7 @@ def get_record(ctx: EngineContext, *, app: str, form: str, record_id: Any,
     record is in that grant's scope)."""
     rt = get_runtime(ctx.session, app, form)
     ctx.policy.check_form_action(ctx.actor, app, form, "read")
-    rec = _fetch(ctx, rt, parse_id(record_id), deleted=deleted)
+    rec = fetch_record(ctx, rt, parse_id(record_id), deleted=deleted)
     ctx.policy.check_row(ctx.actor, app, form, rec, "read")
     if also is not None:
         ctx.policy.check_form_action(ctx.actor, app, form, also)
@@ -691,7 +691,7 @@ def check_version(row: Mapping[str, Any], expected_version: int | None) -> None:
 def _update(ctx: EngineContext, rt: FormRuntime, record_id: uuid.UUID,
             changes: Mapping[str, Any], *, expected_version: int | None, source: str,
             allow_read_only: bool, depth: int) -> dict[str, Any]:
-    old = _fetch(ctx, rt, record_id, deleted=False, lock=True)
+    old = fetch_record(ctx, rt, record_id, deleted=False, lock=True)
     ctx.policy.check_row(ctx.actor, rt.app, rt.key, old, "update")
     check_version(old, expected_version)
     prepared, outcome = _prepare(ctx, rt, changes, old=old, allow_read_only=allow_read_only)
@@ -718,11 +718,11 @@ def _update(ctx: EngineContext, rt: FormRuntime, record_id: uuid.UUID,
     _sync_file_links(ctx, rt, record_id, new, [*changed_cols, *changed_subs])
     old_json, new_json = LazyRecordJson(rt, old), LazyRecordJson(rt, new)
     changed = [*changed_cols, *changed_subs, *changed_multi]
-    _audit(ctx, rt, record_id, "update",
+    audit_change(ctx, rt, record_id, "update",
            {k: {"old": old_json.get(k), "new": new_json.get(k)} for k in changed}, source)
     events.emit(ctx, app=rt.app, form=rt.key, record_id=record_id, event="updated",
                 changed_fields=changed, record=new_json, old=old_json, source=source)
-    _bump_data_version(ctx, rt)
+    bump_data_version(ctx, rt)
     _refresh_dependents(ctx, rt, old, new, depth=depth)
     return new
 
@@ -759,7 +759,7 @@ def _delete(ctx: EngineContext, rt: FormRuntime, record_id: uuid.UUID, *,
             expected_version: int | None, source: str, depth: int) -> None:
     if depth > MAX_CASCADE_DEPTH:
         raise Conflict("cascading delete goes deeper than 8 levels; delete in steps")
-    old = _fetch(ctx, rt, record_id, deleted=False, lock=True)
+    old = fetch_record(ctx, rt, record_id, deleted=False, lock=True)
     ctx.policy.check_row(ctx.actor, rt.app, rt.key, old, "delete")
     if expected_version is not None and old["version"] != expected_version:
         raise Conflict(f"record {record_id} was changed by someone else; reload and retry",
@@ -790,12 +790,12 @@ def _delete(ctx: EngineContext, rt: FormRuntime, record_id: uuid.UUID, *,
     ctx.session.execute(t.update().where(t.c.id == record_id).values(
         deleted_at=now, updated_at=now, updated_by=ctx.actor.id, version=old["version"] + 1))
     old_json = LazyRecordJson(rt, old)
-    _audit(ctx, rt, record_id, "delete", {}, source)
+    audit_change(ctx, rt, record_id, "delete", {}, source)
     events.emit(ctx, app=rt.app, form=rt.key, record_id=record_id, event="deleted",
                 changed_fields=[], record=LazyRecordJson(rt, {**old, "deleted_at": now}),
                 old=old_json,
                 source=source)
-    _bump_data_version(ctx, rt)
+    bump_data_version(ctx, rt)
     _refresh_dependents(ctx, rt, old, None, depth=depth)
 
 
@@ -805,7 +805,7 @@ def restore_record(ctx: EngineContext, *, app: str, form: str, record_id: Any,
     rt = get_runtime(ctx.session, app, form)
     ctx.policy.check_form_action(ctx.actor, app, form, "restore")
     rid = parse_id(record_id)
-    old = _fetch(ctx, rt, rid, deleted=True, lock=True)
+    old = fetch_record(ctx, rt, rid, deleted=True, lock=True)
     ctx.policy.check_row(ctx.actor, app, form, old, "restore")
     errors: list[ErrorItem] = []
     _check_unique(ctx, rt, {k: old.get(k) for k in rt.fields}, rid, errors)
@@ -818,10 +818,10 @@ def restore_record(ctx: EngineContext, *, app: str, form: str, record_id: Any,
         deleted_at=None, updated_at=now, updated_by=ctx.actor.id, version=old["version"] + 1))
     new = {**old, "deleted_at": None, "updated_at": now, "updated_by": ctx.actor.id,
            "version": old["version"] + 1}
-    _audit(ctx, rt, rid, "restore", {}, source)
+    audit_change(ctx, rt, rid, "restore", {}, source)
     events.emit(ctx, app=rt.app, form=rt.key, record_id=rid, event="restored",
                 changed_fields=[], record=LazyRecordJson(rt, new), old=None, source=source)
-    _bump_data_version(ctx, rt)
+    bump_data_version(ctx, rt)
     _refresh_dependents(ctx, rt, None, new, depth=0)
     return to_json(ctx, rt, [new])[0]
 
@@ -1004,7 +1004,7 @@ def record_history(ctx: EngineContext, *, app: str, form: str, record_id: Any
     rt = get_runtime(ctx.session, app, form)
     ctx.policy.check_form_action(ctx.actor, app, form, "read")
     rid = parse_id(record_id)
-    rec = _fetch(ctx, rt, rid, deleted=None)
+    rec = fetch_record(ctx, rt, rid, deleted=None)
     ctx.policy.check_row(ctx.actor, app, form, rec, "read")
     hidden, _ = _hidden_and_readonly(ctx, rt)
     a = audit_log_table
@@ -1229,7 +1229,7 @@ def _insert_many(ctx: EngineContext, rt: FormRuntime, prepared_rows: list[Prepar
          LazyRecordJson(rt, rec), None)
         for rec, prepared in zip(records, prepared_rows, strict=True)])
     _refresh_parents(ctx, rt, records, depth=0)
-    _bump_data_version(ctx, rt)
+    bump_data_version(ctx, rt)
     return [{"id": str(rec["id"]), "version": 1} for rec in records]
 
 

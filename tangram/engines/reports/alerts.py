@@ -357,7 +357,7 @@ def _role_holders(session: Session, app: str, role: str) -> list[uuid.UUID]:
     # engines (engines do not import the platform); flows' role assignees use it too.
     from tangram.engines.flows import assignees
 
-    return assignees._role_resolver[0](session, app, role)
+    return assignees.role_members(session, app, role)
 
 
 def sync_package_alerts(ctx: EngineContext, *, app: str | None = None) -> int:

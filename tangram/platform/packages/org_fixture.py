@@ -44,7 +44,7 @@ def check_org(file: str, data_set: str, body: Any, roles: Iterable[str]) -> list
     """Every problem of a fixture, without a database: its shape, the org
     import's own checks (ids, parents, departments named by users, cycles),
     passwords, and the package roles it assigns."""
-    from tangram.platform.permissions.org_import import _validate, normalize
+    from tangram.platform.permissions.org_import import normalize, validate_chart
 
     errors: list[ErrorItem] = []
 
@@ -76,7 +76,7 @@ def check_org(file: str, data_set: str, body: Any, roles: Iterable[str]) -> list
             for _, problem in password_policy.problems(str(user.get("id", "")), password):
                 add("data_password", path, problem)
     chart = normalize(_without_passwords(body))
-    for e in _validate(chart):
+    for e in validate_chart(chart):
         add("data_org", f"$.{e.field}" if e.field else "$", e.message)
     known = set(roles)
     for i, entry in enumerate(body.get("roles", [])):

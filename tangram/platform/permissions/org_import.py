@@ -162,7 +162,7 @@ def parse_files(paths: Iterable[Path]) -> OrgChart:
 
 # --- applying --------------------------------------------------------------------------
 
-def _validate(chart: OrgChart) -> list[ErrorItem]:
+def validate_chart(chart: OrgChart) -> list[ErrorItem]:
     errors = []
     dept_ids = [d["id"] for d in chart.departments]
     known = set(dept_ids)
@@ -217,7 +217,7 @@ def _cycles(chart: OrgChart) -> list[ErrorItem]:
 
 def import_org(session: Session, chart: OrgChart, *, actor_id: uuid.UUID | None,
                now: datetime) -> ImportResult:
-    errors = _validate(chart)
+    errors = validate_chart(chart)
     if errors:
         raise ValidationFailed(errors, f"the org chart has {len(errors)} problem(s); "
                                "nothing was imported")

@@ -102,7 +102,7 @@ def list_roles(session: Session, *, app: str) -> list[dict[str, Any]]:
     return out
 
 
-def _holder(session: Session, user_id: uuid.UUID | None,
+def parse_holder(session: Session, user_id: uuid.UUID | None,
             department_id: uuid.UUID | None) -> tuple[str, uuid.UUID]:
     if (user_id is None) == (department_id is None):
         raise ValidationFailed([ErrorItem(code="holder", field="user_id", message=(
@@ -125,7 +125,7 @@ def assign_role(session: Session, *, app: str, role: str, user_id: uuid.UUID | N
     Idempotent; assigning again with another ``include_sub_departments``
     changes the existing assignment (audited)."""
     storage.get_definition(session, app=app, kind="role", key=role)
-    kind, holder = _holder(session, user_id, department_id)
+    kind, holder = parse_holder(session, user_id, department_id)
     ra = role_assignments_table
     column = ra.c.user_id if kind == "user" else ra.c.department_id
     existing = session.execute(sa.select(ra.c.id, ra.c.include_sub_departments).where(
@@ -203,7 +203,7 @@ def set_app_builder(session: Session, *, app: str, user_id: uuid.UUID, granted: 
                     actor_id: uuid.UUID | None, now: datetime) -> None:
     """Make a user builder of an app (may edit its definitions), or stop it."""
     storage.get_app(session, app)
-    _holder(session, user_id, None)
+    parse_holder(session, user_id, None)
     ab = app_builders_table
     session.execute(ab.delete().where(ab.c.user_id == user_id, ab.c.app == app))
     if granted:

@@ -16,11 +16,11 @@ import sqlalchemy as sa
 from tangram.db import new_id
 from tangram.engines.context import EngineContext
 from tangram.engines.forms.ownership import transfer_owner
-from tangram.engines.forms.records import _fetch, parse_id
+from tangram.engines.forms.records import fetch_record, parse_id
 from tangram.engines.forms.registry import get_runtime
 from tangram.errors import NotFound
 from tangram.platform.permissions import audit
-from tangram.platform.permissions.roles import _holder
+from tangram.platform.permissions.roles import parse_holder
 from tangram.platform.permissions.tables import record_shares_table
 
 ShareAccess = Literal["read", "edit"]
@@ -30,7 +30,7 @@ def _editable_record(ctx: EngineContext, app: str, form: str, record_id: Any) ->
     rt = get_runtime(ctx.session, app, form)
     ctx.policy.check_form_action(ctx.actor, app, form, "update")
     rid = parse_id(record_id)
-    row = _fetch(ctx, rt, rid, deleted=False)
+    row = fetch_record(ctx, rt, rid, deleted=False)
     ctx.policy.check_row(ctx.actor, app, form, row, "update")
     return rid
 
@@ -40,7 +40,7 @@ def share_record(ctx: EngineContext, *, app: str, form: str, record_id: Any,
                  department_id: uuid.UUID | None = None) -> dict[str, Any]:
     """Share (or change the access of an existing share); idempotent."""
     rid = _editable_record(ctx, app, form, record_id)
-    kind, holder = _holder(ctx.session, user_id, department_id)
+    kind, holder = parse_holder(ctx.session, user_id, department_id)
     s = record_shares_table
     column = s.c.user_id if kind == "user" else s.c.department_id
     where = (s.c.app == app, s.c.form == form, s.c.record_id == rid, column == holder)
@@ -76,7 +76,7 @@ def list_shares(ctx: EngineContext, *, app: str, form: str, record_id: Any
     rt = get_runtime(ctx.session, app, form)
     ctx.policy.check_form_action(ctx.actor, app, form, "read")
     rid = parse_id(record_id)
-    ctx.policy.check_row(ctx.actor, app, form, _fetch(ctx, rt, rid, deleted=False), "read")
+    ctx.policy.check_row(ctx.actor, app, form, fetch_record(ctx, rt, rid, deleted=False), "read")
     s = record_shares_table
     rows = ctx.session.execute(sa.select(s).where(s.c.app == app, s.c.form == form,
                                                   s.c.record_id == rid)
