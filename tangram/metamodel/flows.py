@@ -93,9 +93,23 @@ class ExpressionAssignee(Definition):
     expression: Expression
 
 
+class DepartmentMembersAssignee(Definition):
+    """The active members of departments (and of the departments below them),
+    optionally only those holding an app role — e.g. the east region's sales
+    reps."""
+
+    kind: Literal["department_members"] = "department_members"
+    departments: list[str] = Field(min_length=1, max_length=50, description=(
+        "Departments by external id (the id an org chart import or a package's "
+        "org fixture gave them, e.g. \"east\") or by id. One that does not exist "
+        "names nobody."))
+    subtree: bool = Field(True, description="Include the departments below them.")
+    role: Key | None = Field(None, description="Only holders of this app role.")
+
+
 AssigneeRule = Annotated[
     UserAssignee | RoleAssignee | DepartmentHeadAssignee | FieldAssignee | SubmitterAssignee
-    | ExpressionAssignee,
+    | ExpressionAssignee | DepartmentMembersAssignee,
     Field(discriminator="kind"),
 ]
 
@@ -341,6 +355,9 @@ class StartFlowAction(Definition):
 class AssignOwnerAction(Definition):
     kind: Literal["assign_owner"] = "assign_owner"
     users: list[AssigneeRule] = Field(min_length=1)
+    fallback: list[AssigneeRule] = Field(default_factory=list, description=(
+        "Who to choose from when ``users`` finds nobody (a region without a team "
+        "yet); with neither, the instance fails visibly."))
     strategy: Literal["round_robin", "load_balanced"] = "round_robin"
     notify: bool = True
 

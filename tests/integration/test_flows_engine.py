@@ -378,6 +378,41 @@ def test_assign_owner_round_robin(world):
     assert owners == [str(world.users[n]) for n in ("bob", "carol", "bob")]
 
 
+def test_assign_owner_among_department_members_with_a_fallback(world):
+    # Contracts over 1,000 go to the east region (its teams below it count);
+    # the others to a region no department is called yet: the fallback.
+    from tangram.engines.directory import departments_table
+
+    east = world.department("华东大区")
+    team = world.department("华东一组", parent=east)
+    with world.sessions.begin() as s:
+        s.execute(departments_table.update().where(departments_table.c.id == east)
+                  .values(external_id="east"))
+    world.user("zoe", department=team)
+    world.user("yan", department=east)
+    world.publish_flow(flow_body("f", start("record_created", next="big"), {
+        "type": "branch", "key": "big", "conditions": [
+            {"when": "record.amount > 1000", "next": "east"}], "default": "west"}, {
+        "type": "action", "key": "east", "next": "end", "action": {
+            "kind": "assign_owner", "users": [
+                {"kind": "department_members", "departments": ["east"]}]}}, {
+        "type": "action", "key": "west", "next": "end", "action": {
+            "kind": "assign_owner", "users": [
+                {"kind": "department_members", "departments": ["west", str(team)],
+                 "subtree": False}],
+            "fallback": [{"kind": "user", "users": ["dave"]}]}}, end()))
+    owners = [world.record(world.contract(by="alice", amount=a))["owner"]
+              for a in ("5000", "5000", "10", "10")]
+    # yan and zoe by username; "west" is unknown but the team is named by id.
+    assert owners == [str(world.users[n]) for n in ("yan", "zoe", "zoe", "zoe")]
+    world.publish_flow(flow_body("f", start("record_created", next="o"), {
+        "type": "action", "key": "o", "next": "end", "action": {
+            "kind": "assign_owner", "users": [
+                {"kind": "department_members", "departments": ["west"]}],
+            "fallback": [{"kind": "user", "users": ["dave"]}]}}, end()))
+    assert world.record(world.contract(by="alice"))["owner"] == str(world.users["dave"])
+
+
 def test_failing_action_retries_with_backoff_then_fails_then_admin_retries(world):
     world.publish_flow(flow_body("f", start(next="h"), {
         "type": "action", "key": "h", "next": "end", "action": {

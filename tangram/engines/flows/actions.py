@@ -198,9 +198,10 @@ def _start_flow(run: Run, execution: Execution, action: fl.StartFlowAction) -> N
 
 def _assign_owner(run: Run, execution: Execution, action: fl.AssignOwnerAction) -> None:
 
-    users = run.resolve(action.users)
+    users = run.resolve(action.users) or run.resolve(action.fallback)
     if not users:
-        raise FlowError("assign_owner found no user to assign")
+        raise FlowError("assign_owner found no user to assign"
+                        + (" (nor did its fallback)" if action.fallback else ""))
     if run.inst["record_id"] is None:
         raise FlowError("assign_owner needs a record, and this instance has none")
     if action.strategy == "round_robin":

@@ -229,6 +229,41 @@ def _resolve_expression(rule: fl.ExpressionAssignee, scope: Scope) -> list[uuid.
     return lookup_users(scope.session, values)
 
 
+def _resolve_department_members(rule: fl.DepartmentMembersAssignee, scope: Scope
+                                ) -> list[uuid.UUID]:
+    d, ud, u = departments_table, user_departments_table, users_table
+    ids = [i for i in (_as_uuid(ref) for ref in rule.departments) if i is not None]
+    found = set(scope.session.execute(sa.select(d.c.id).where(sa.or_(
+        d.c.external_id.in_(rule.departments), d.c.id.in_(ids)))).scalars())
+    if rule.subtree and found:
+        children: dict[uuid.UUID, list[uuid.UUID]] = {}
+        for dept, parent in scope.session.execute(sa.select(d.c.id, d.c.parent_id)):
+            children.setdefault(parent, []).append(dept)
+        stack = list(found)
+        while stack:
+            for child in children.get(stack.pop(), []):
+                if child not in found:
+                    found.add(child)
+                    stack.append(child)
+    if not found:
+        return []
+    members = list(scope.session.execute(
+        sa.select(u.c.id).join(ud, ud.c.user_id == u.c.id)
+        .where(ud.c.department_id.in_(found), u.c.status == "active")
+        .group_by(u.c.id, u.c.username).order_by(u.c.username)).scalars())
+    if rule.role is not None:
+        holders = set(role_members(scope.session, scope.app, rule.role))
+        members = [m for m in members if m in holders]
+    return members
+
+
+def _as_uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
 EXPRESSION_NAMES = ("record", "old", "user", "vars")
 
 ASSIGNEE_RULES: dict[str, AssigneeRuleSpec] = {spec.kind: spec for spec in (
@@ -244,6 +279,8 @@ ASSIGNEE_RULES: dict[str, AssigneeRuleSpec] = {spec.kind: spec for spec in (
                      _resolve_submitter),
     AssigneeRuleSpec("expression", {"zh": "表达式", "en": "Expression"},
                      fl.ExpressionAssignee, _resolve_expression),
+    AssigneeRuleSpec("department_members", {"zh": "部门成员", "en": "Department members"},
+                     fl.DepartmentMembersAssignee, _resolve_department_members),
 )}
 
 

@@ -170,9 +170,9 @@ class _Checker:
     def assignees(self, node: Any, rules: list[Any], suffix: str) -> None:
         for i, rule in enumerate(rules):
             at = f"{suffix}[{i}]"
-            if isinstance(rule, fl.RoleAssignee):
-                if storage.find_definition(self.session, app=self.app, kind="role",
-                                           key=rule.role) is None:
+            if isinstance(rule, fl.RoleAssignee | fl.DepartmentMembersAssignee):
+                if rule.role is not None and storage.find_definition(
+                        self.session, app=self.app, kind="role", key=rule.role) is None:
                     self.error(node, "unknown_role", f"role {rule.role!r} does not exist in "
                                "this app", at + ".role")
             elif isinstance(rule, fl.FieldAssignee):
@@ -261,6 +261,7 @@ class _Checker:
             self.template(n, a.body, ".action.body")
         if isinstance(a, fl.AssignOwnerAction):
             self.assignees(n, a.users, ".action.users")
+            self.assignees(n, a.fallback, ".action.fallback")
         if isinstance(a, fl.HttpAction):
             self.template(n, a.url, ".action.url")
             if a.body:
