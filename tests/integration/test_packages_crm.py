@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from tangram.clock import FrozenClock
 from tangram.engines.context import EngineContext
+from tangram.engines.directory import departments_table, user_departments_table
 from tangram.engines.flows.tables import notifications_table
 from tangram.engines.forms.registry import get_runtime
 from tangram.engines.reports.service import run_report
@@ -106,6 +107,28 @@ def test_the_crm_installs_with_its_demo_company(app_factory):
         active = run_report(EngineContext(session=s, clock=clock), app="crm",
                             key="active_accounts", parameters={"period": {"last_n_days": 365}})
     assert len(per_account) == 600 and per_account == last
+    # A new lead goes to a rep of its province's region, the least loaded one;
+    # a province no region covers, to any rep.
+    director = _login(app, "director")
+    owners = []
+    for i, (name, province, city) in enumerate((("周立", "上海市", "上海市"),
+                                                ("吴敏", "广东省", "深圳市"),
+                                                ("郑华", "四川省", "成都市"))):
+        res = director.post("/api/apps/crm/forms/lead/records", json={"values": {
+            "name": name, "company": f"{name}科技有限公司", "source": "expo",
+            "mobile": f"1390000000{i}", "region": {"province": province, "city": city}}})
+        assert res.status_code == 201, res.text
+        owners.append(res.json()["owner"])
+    with app.state.sessions.begin() as s:
+        ud, d = user_departments_table, departments_table
+        region_of = {str(u): ext for u, ext in s.execute(
+            sa.select(ud.c.user_id, d.c.external_id).join(d, d.c.id == ud.c.department_id))}
+        parent = dict(s.execute(sa.select(d.c.external_id, d.c.parent_id)).all())
+        ext = dict(s.execute(sa.select(d.c.id, d.c.external_id)).all())
+    teams = [region_of[o] for o in owners]
+    assert [ext[parent[t]] for t in teams[:2]] == ["east", "south"], teams
+    assert ext[parent[teams[2]]] in ("east", "north", "south")
+
     # Only the director's alerts about today's deals closing soon while early.
     assert dormant > 0 and 0 < len(told) < 20, told
     assert all("仍处于早期阶段" in title for title in told), told
