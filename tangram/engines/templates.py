@@ -49,6 +49,13 @@ class _RefusingSandbox(SandboxedEnvironment):
         raise SecurityError(f"access to attribute {attribute!r} of a "
                             f"{type(obj).__name__!r} value is not allowed")
 
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # A record, a row, vars: ``vars.copy`` or ``record.items`` is the value
+        # of that key, never the dict method of the same name.
+        if isinstance(obj, Mapping) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
 
 def sandbox(*, html: bool, undefined: str = "strict",
             filters: Mapping[str, Callable[..., Any]] | None = None) -> SandboxedEnvironment:

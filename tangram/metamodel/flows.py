@@ -320,6 +320,9 @@ class CreateRecordAction(Definition):
     owner: list[AssigneeRule] = Field(default_factory=list, description=(
         "The new record's owner: the first active user the rules find (e.g. the owner "
         "of the flow's record); default: who started the flow."))
+    save_as: Key | None = Field(None, description=(
+        "Keep the new record's id in vars.<save_as> for the nodes after (a contact "
+        "linked to the account just created: {\"account\": \"vars.account\"})."))
 
 
 class NotifyAction(Definition):

@@ -354,10 +354,11 @@ def test_actions_update_create_notify_and_start_flow(world):
         {"type": "action", "key": "u", "next": "c", "action": {
             "kind": "update_record", "expressions": {"title": "record.title + ' ok'"}}},
         {"type": "action", "key": "c", "next": "n", "action": {
-            "kind": "create_record", "form": "contract", "values": {"title": "copy"}}},
+            "kind": "create_record", "form": "contract", "values": {"title": "copy"},
+            "save_as": "copy"}},
         {"type": "action", "key": "n", "next": "s", "action": {
             "kind": "notify", "to": [{"kind": "submitter"}],
-            "title": "{{ record.title }} done"}},
+            "title": "{{ record.title }} done", "body": "copy {{ vars.copy }}"}},
         {"type": "action", "key": "s", "next": "end", "action": {
             "kind": "start_flow", "flow": "child", "same_record": False}},
         end()))
@@ -367,6 +368,32 @@ def test_actions_update_create_notify_and_start_flow(world):
     assert world.record(rid)["title"] == "HT-1 ok"
     assert [n["title"] for n in world.notifications("alice", "notify")] == ["HT-1 ok done"]
     assert "flow_started" in world.history(iid)
+    # The created record's id was kept for the nodes after (save_as), and stays.
+    copy = world.instance(iid)["variables"]["copy"]
+    assert world.record(copy)["title"] == "copy"
+    assert world.notifications("alice", "notify")[0]["body"] == f"copy {copy}"
+
+
+def test_action_templates_are_checked_at_publish_and_run_in_the_sandbox(world):
+    with pytest.raises(DefinitionInvalid) as refused:
+        world.publish_flow(flow_body("f", start(next="a"), {
+            "type": "action", "key": "a", "next": "b", "action": {
+                "kind": "notify", "to": [{"kind": "submitter"}],
+                "title": "{{ record.title"}}, {
+            "type": "action", "key": "b", "next": "end", "action": {
+                "kind": "notify", "to": [{"kind": "submitter"}], "title": "x",
+                "body": "{{ record.__class__.__mro__ }}"}}, end()))
+    found = {(e.path, e.code): e.message for e in refused.value.errors}
+    assert "syntax error" in found[("$.nodes[1].action.title", "template_invalid")]
+    assert "'__class__'" in found[("$.nodes[2].action.body", "template_invalid")]
+    # A key of a record or of vars wins over a dict method of the same name;
+    # a missing value prints as nothing.
+    world.publish_flow(flow_body("g", start(next="a"), {
+        "type": "action", "key": "a", "next": "end", "action": {
+            "kind": "notify", "to": [{"kind": "submitter"}],
+            "title": "{{ vars.items }}|{{ vars.missing }}|{{ record.title }}"}}, end()))
+    world.submit("g", "alice", items="三件")
+    assert [n["title"] for n in world.notifications("alice", "notify")] == ["三件||HT-1"]
 
 
 def test_assign_owner_round_robin(world):

@@ -22,17 +22,19 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from jinja2.sandbox import SandboxedEnvironment
 
 from tangram.db import new_id
 from tangram.db.upsert import increment_counter
 from tangram.engines.flows.registry import NodeTypeSpec, register_node
 from tangram.engines.flows.runtime import Execution, FlowError, Run, start_instance
 from tangram.engines.flows.tables import counters_table, jobs_table
+from tangram.engines.templates import sandbox, template_problem
 from tangram.errors import TangramError
 from tangram.metamodel import flows as fl
 
-_env = SandboxedEnvironment(autoescape=False)
+# Action texts (titles, bodies, URLs): the platform's sandbox; a value the
+# record lacks prints as "" (it may be hidden, or not filled yet).
+_env = sandbox(html=False, undefined="lenient")
 
 
 def _json_default(value: Any) -> Any:
@@ -48,10 +50,11 @@ def _json_default(value: Any) -> Any:
 _env.filters["tojson"] = lambda v: json.dumps(v, default=_json_default, ensure_ascii=False)
 
 
-def parse_template(source: str) -> None:
-    """Raise jinja2's TemplateSyntaxError if ``source`` is not a valid template
-    of an action (body, title, URL) — checked when a flow is published."""
-    _env.parse(source)
+def template_error(source: str) -> str | None:
+    """What is wrong with an action's template (title, body, URL): syntax, an
+    attribute the sandbox refuses, an unknown filter — checked when a flow is
+    published; None when it is fine."""
+    return template_problem(source, filters=_env.filters)
 
 
 def render(template: str, run: Run) -> str:
@@ -178,6 +181,8 @@ def _create_record(run: Run, execution: Execution, action: fl.CreateRecordAction
     rec = create_record(run.sys, app=run.inst["app"], form=action.form,
                         data=_values(run, action.values, action.expressions),
                         owner=owner, source="flow", allow_read_only=True)
+    if action.save_as:
+        run.set_variable(action.save_as, rec["id"])
     run.history("record_created", node=execution["node"], form=action.form, record=rec["id"])
 
 

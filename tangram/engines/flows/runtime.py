@@ -171,7 +171,7 @@ def system_context(ctx: EngineContext) -> EngineContext:
 _i, _e, _t = instances_table, executions_table, tasks_table
 _EXECUTION_COLUMNS = tuple(c.name for c in _e.c)
 _EXECUTION_CHANGES = ("status", "data", "decision", "left_at")
-_INSTANCE_CHANGES = ("status", "outcome", "error", "ended_at")
+_INSTANCE_CHANGES = ("status", "outcome", "error", "ended_at", "variables")
 _VERSION_ID = returned_subquery(
     sa.select(_v.c.id).join(_d, _d.c.id == _v.c.definition_id)
     .where(_d.c.app == _i.c.app, _d.c.kind == "flow", _d.c.key == _i.c.flow,
@@ -558,6 +558,10 @@ class Run:
             "claimed_by": None, "lease_until": None, "fired_at": None})
 
     # the instance as a whole
+    def set_variable(self, name: str, value: Any) -> None:
+        """Set ``vars.<name>`` for the rest of the instance."""
+        self._set_instance(variables={**self.inst["variables"], name: _jsonable(value)})
+
     def _set_instance(self, **values: Any) -> None:
         self.inst.update(values)
         self._instance_changed = True

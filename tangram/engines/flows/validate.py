@@ -316,14 +316,11 @@ class _Checker:
             self.assignees(n, a.owner.to, ".action.owner.to")
 
     def template(self, n: Any, source: str, suffix: str) -> None:
-        from jinja2 import TemplateSyntaxError
+        from tangram.engines.flows.actions import template_error
 
-        from tangram.engines.flows.actions import parse_template
-
-        try:
-            parse_template(source)
-        except TemplateSyntaxError as exc:
-            self.error(n, "template_invalid", f"template error: {exc.message}", suffix)
+        problem = template_error(source)
+        if problem is not None:
+            self.error(n, "template_invalid", problem, suffix)
 
 
 def check_flow(session: Session, app: str, flow: fl.Flow) -> list[ErrorItem]:
