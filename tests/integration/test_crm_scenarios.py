@@ -147,6 +147,46 @@ def crm(app_factory, make_user) -> Crm:
     return Crm(app_factory, make_user)
 
 
+def test_converting_a_lead_creates_its_account_contact_and_opportunity(crm: Crm):
+    lead = crm.lead("rep1", "赵磊", company="无锡华泰机电有限公司", source="self",
+                    email="zhaolei@huatai.example", industry="manufacturing",
+                    size="s200_500", region={"province": "江苏省", "city": "无锡市"})
+    res = crm["rep1"].post(f"{BASE}/flows/lead_conversion/start", json={
+        "record_id": lead["id"], "variables": {"amount": "380000"}})
+    assert res.status_code == 201, res.text
+    assert res.json()["outcome"] == "converted", res.json()
+    assert crm.get("rep1", "lead", lead["id"])["status"] == "converted"
+    [account] = [a for a in _items(crm, "rep1", "account") if a["name"] == "无锡华泰机电有限公司"]
+    assert (account["industry"], account["size"], account["source"]) == (
+        "manufacturing", "s200_500", "self")
+    assert account["region"]["city"] == "无锡市" and crm.owner(account) == "rep1"
+    [contact] = [c for c in _items(crm, "rep1", "contact") if c["account"] == account["id"]]
+    assert (contact["name"], contact["phone"], contact["email"]) == (
+        "赵磊", lead["mobile"], "zhaolei@huatai.example")
+    [deal] = [o for o in _items(crm, "rep1", "opportunity") if o["account"] == account["id"]]
+    assert deal["name"] == "无锡华泰机电有限公司 新商机" and deal["amount"] == "380000.00"
+    assert deal["stage"] == "qualification" and crm.owner(deal) == "rep1"
+    assert "线索 赵磊 已转化" in crm.titles("rep1")
+    # Converted once: again is refused, and says so.
+    again = crm["rep1"].post(f"{BASE}/flows/lead_conversion/start",
+                             json={"record_id": lead["id"]})
+    assert again.status_code == 201 and again.json()["outcome"] == "not_convertible"
+    assert "线索 赵磊 不能转化" in crm.titles("rep1")
+    assert len([a for a in _items(crm, "rep1", "account")
+                if a["name"] == "无锡华泰机电有限公司"]) == 1
+    # Another rep's lead is not theirs to convert.
+    other = crm.lead("rep2", "钱坤", company="常州恒力电气有限公司", source="self")
+    res = crm["rep1"].post(f"{BASE}/flows/lead_conversion/start",
+                           json={"record_id": other["id"]})
+    assert res.status_code in (403, 404), res.text
+
+
+def _items(crm: Crm, who: str, form: str) -> list[dict[str, Any]]:
+    res = crm[who].get(f"{BASE}/forms/{form}/records", params={"limit": 500})
+    assert res.status_code == 200, res.text
+    return res.json()["items"]
+
+
 def test_new_leads_are_assigned_to_the_least_loaded_rep_who_is_told(crm: Crm):
     first = crm.lead("manager", "王伟", company="上海华创科技有限公司")
     second = crm.lead("manager", "李娜")
