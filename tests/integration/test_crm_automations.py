@@ -33,9 +33,13 @@ def crm(app_factory, make_user) -> Crm:
 
 
 def opportunity(crm: Crm, who: str, account: str, name: str, **values: Any) -> str:
+    """A deal, ready to move on (a visit and its BANT checklist on record)."""
     values.setdefault("amount", "100000")
     values.setdefault("stage", "qualification")
-    return crm.create(who, "opportunity", name=name, account=account, **values)["id"]
+    values.update(bant_budget=True, bant_authority=True, bant_need=True, bant_timeline=True)
+    rid = crm.create(who, "opportunity", name=name, account=account, **values)["id"]
+    crm.create(who, "follow_up", opportunity=rid, type="visit", summary="上门拜访")
+    return str(rid)
 
 
 def alerted(crm: Crm, who: str, marker: str) -> list[str]:

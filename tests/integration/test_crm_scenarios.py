@@ -116,6 +116,14 @@ class Crm:
     def owner(self, record: dict[str, Any]) -> str:
         return self.names[str(record["owner"])]
 
+    def ready_to_advance(self, who: str, opportunity: str) -> None:
+        """A visit on record and the BANT checklist ticked: what moving a deal
+        past qualification needs (the opportunity form's stage rules)."""
+        self.create(who, "follow_up", opportunity=opportunity, type="visit",
+                    summary="上门拜访，确认需求、预算和决策人")
+        self.update(who, "opportunity", opportunity, bant_budget=True, bant_authority=True,
+                    bant_need=True, bant_timeline=True)
+
     # flows ----------------------------------------------------------------------------------
 
     def notes(self, who: str) -> list[dict[str, Any]]:
@@ -324,6 +332,7 @@ def test_funnel_and_leaderboard_add_up_and_proposal_creates_a_task(crm: Crm):
     opp("rep2", acc2, "云服务采购", "150000", stage="won", closed_on="2026-01-05")
     opp("rep2", acc2, "BI 平台", "80000", stage="negotiation")
 
+    crm.ready_to_advance("rep1", proposal)
     crm.update("rep1", "opportunity", proposal, stage="discovery")
     crm.update("rep1", "opportunity", proposal, stage="proposal")
     tasks = crm["rep1"].get(f"{BASE}/forms/task/records").json()["items"]
@@ -342,11 +351,46 @@ def test_funnel_and_leaderboard_add_up_and_proposal_creates_a_task(crm: Crm):
     # The manager moves a rep's deal on: the task is the rep's all the same
     # (assigned to and owned by them, so in their own-scope task list).
     moved = opp("rep1", acc1, "数据中台", "120000")
+    crm.ready_to_advance("rep1", moved)
     crm.update("rep1", "opportunity", moved, stage="discovery")
     crm.update("manager", "opportunity", moved, stage="proposal")
     tasks = crm["rep1"].get(f"{BASE}/forms/task/records").json()["items"]
     assert ("准备方案/报价：数据中台", moved) in [(t["subject"], t["opportunity"])
                                                for t in tasks]
+
+
+def test_a_deal_advances_only_with_its_stage_checklist(crm: Crm):
+    account = crm.create("rep1", "account", name="合肥智远信息技术有限公司")["id"]
+    deal = crm.create("rep1", "opportunity", name="智能排产", account=account,
+                      amount="260000", stage="qualification")
+    url = f"{BASE}/forms/opportunity/records/{deal['id']}"
+
+    def advance(stage: str) -> list[tuple[str, str]]:
+        version = crm.get("rep1", "opportunity", deal["id"])["version"]
+        res = crm["rep1"].patch(url, json={"values": {"stage": stage}, "version": version})
+        if res.status_code == 200:
+            return []
+        assert res.status_code == 422, res.text
+        return [(e["field"], e["message"]) for e in res.json()["errors"]]
+
+    # Discovery needs a visit, the budget and the decision maker — each named.
+    assert advance("discovery") == [
+        ("stage", "进入需求确认及以后的阶段，需要至少一条拜访跟进记录"),
+        ("bant_budget", "进入需求确认及以后的阶段，需要确认预算"),
+        ("bant_authority", "进入需求确认及以后的阶段，需要找到决策人")]
+    crm.create("rep1", "follow_up", opportunity=deal["id"], type="call", summary="电话沟通")
+    crm.update("rep1", "opportunity", deal["id"], bant_budget=True, bant_authority=True)
+    assert [f for f, _ in advance("discovery")] == ["stage"]  # a call is not a visit
+    crm.create("rep1", "follow_up", opportunity=deal["id"], type="visit", summary="上门拜访")
+    assert crm.get("rep1", "opportunity", deal["id"])["visits"] == 1
+    assert advance("discovery") == []
+    # Skipping ahead needs every checklist on the way.
+    assert [f for f, _ in advance("negotiation")] == ["bant_need", "bant_timeline"]
+    crm.update("rep1", "opportunity", deal["id"], bant_need=True)
+    assert advance("proposal") == []
+    # Other edits, losing the deal and going back are never blocked.
+    crm.update("rep1", "opportunity", deal["id"], amount="240000", bant_budget=False)
+    assert advance("discovery") == []
 
 
 def test_a_rep_never_sees_another_reps_accounts(crm: Crm):
