@@ -18,7 +18,10 @@ from tests.peers import http_receiver
 def crm(admin_client):
     r = admin_client.post("/api/apps", json={"key": "crm", "name": {"zh": "客户管理"}})
     assert r.status_code == 201, r.text
-    lead = form_body("lead", field("name", required=True), field("mobile", "phone"))
+    lead = form_body("lead", field("name", required=True), field("mobile", "phone"),
+                     field("status", "select", options=[{"value": v, "label": {"en": v}}
+                                                         for v in ("new", "won", "lost")]),
+                     field("budget", "decimal"))
     assert admin_client.put("/api/apps/crm/forms/lead/draft",
                             json={"definition": lead}).status_code == 200
     assert admin_client.post("/api/apps/crm/forms/lead/publish", json={}).status_code == 200
@@ -63,6 +66,45 @@ def test_webhook_lifecycle_over_http(app, crm, make_user):
                             json={"events": ["created"], "url": "https://x.example"}
                             ).status_code == 403
         assert crm.delete(f"/api/webhooks/{sub['id']}").status_code == 204
+
+
+def test_a_webhook_may_send_only_the_changes_that_matter(app, crm):
+    # The finance system wants to hear of a deal once: when it is won.
+    url = "https://finance.example/hooks/won"
+    r = crm.post("/api/apps/crm/forms/lead/webhooks", json={
+        "events": ["updated"], "url": url, "fields": ["status"],
+        "condition": 'record.status == "won" and old.status != "won" and record.budget > 100'})
+    assert r.status_code == 201, r.text
+    assert (r.json()["fields"], r.json()["condition"].startswith("record.status")) == (
+        ["status"], True)
+    lead = crm.post("/api/apps/crm/forms/lead/records", json={"values": {
+        "name": "李雷", "status": "new", "budget": "500"}}).json()
+
+    def update(**values) -> None:
+        nonlocal lead
+        res = crm.patch(f"/api/apps/crm/forms/lead/records/{lead['id']}",
+                        json={"version": lead["version"], "values": values})
+        assert res.status_code == 200, res.text
+        lead = res.json()
+
+    update(mobile="13812345678")  # not the watched field
+    update(status="lost")  # watched, but the condition is false
+    update(status="won")  # sent
+    update(budget="900")  # won already, but not a status change
+    sub = r.json()["id"]
+    sent = crm.get(f"/api/webhooks/{sub}/deliveries").json()["items"]
+    assert [d["payload"]["body"]["record"]["status"] for d in sent] == ["won"]
+    # Mistakes are named, and nothing is subscribed.
+    bad = crm.post("/api/apps/crm/forms/lead/webhooks", json={
+        "events": ["updated"], "url": url, "fields": ["stauts"],
+        "condition": "record.amount > (1"})
+    assert bad.status_code == 422
+    assert {e["field"] for e in bad.json()["errors"]} == {"fields[0]", "condition"}
+    unknown = crm.post("/api/apps/crm/forms/lead/webhooks", json={
+        "events": ["updated"], "url": url, "condition": "record.amount > 1"})
+    assert unknown.status_code == 422 and "record.amount" in unknown.json()["errors"][0][
+        "message"]
+    assert len(crm.get("/api/apps/crm/forms/lead/webhooks").json()["items"]) == 1
 
 
 def test_inbox_preferences_and_group_channels_over_http(app, client, make_user, admin_client):

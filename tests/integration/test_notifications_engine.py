@@ -208,6 +208,15 @@ class SeesNothing(AllowAll):
         raise NotFound("out of scope")
 
 
+def _create_then_edit(world) -> None:
+    """A contract C (amount 5), then edited to D (amount 6)."""
+    rec = world.run(lambda ctx: create_record(ctx, app=world.app, form="contract",
+                                              data={"title": "C", "amount": "5"}))
+    world.run(lambda ctx: update_record(ctx, app=world.app, form="contract",
+                                        record_id=rec["id"], changes={"amount": "6", "title": "D"},
+                                        expected_version=rec["version"]))
+
+
 @pytest.mark.parametrize("policy, expected", [(HidesAmount(), 1), (SeesNothing(), 0)])
 def test_webhook_payload_respects_the_owner_permissions(world, policy, expected):
     webhooks.set_owner_resolver(lambda ctx, owner_id: (Actor(id=owner_id), policy))
@@ -216,12 +225,7 @@ def test_webhook_payload_respects_the_owner_permissions(world, policy, expected)
             world.run(webhooks.create_subscription, app=world.app, form="contract",
                       events=["updated"], url=f"{receiver.url}/hook",
                       actor=world.actor_of("alice"))
-            rec = world.run(lambda ctx: create_record(ctx, app=world.app, form="contract",
-                                                      data={"title": "C", "amount": "5"}))
-            world.run(lambda ctx: update_record(ctx, app=world.app, form="contract",
-                                                record_id=rec["id"],
-                                                changes={"amount": "6", "title": "D"},
-                                                expected_version=rec["version"]))
+            _create_then_edit(world)
             send_due(world)
             assert len(receiver.requests) == expected
             if expected:
@@ -229,6 +233,30 @@ def test_webhook_payload_respects_the_owner_permissions(world, policy, expected)
                 assert "amount" not in payload["record"] and payload["record"]["title"] == "D"
                 assert payload["changed_fields"] == ["title"]
                 assert "amount" not in json.dumps(payload)
+    finally:
+        webhooks.set_owner_resolver(None)
+
+
+def test_webhook_filters_cannot_learn_hidden_fields(world):
+    # An owner who may not see amount cannot watch it, nor probe it with a
+    # condition: it never counts as changed and reads as none.
+    webhooks.set_owner_resolver(lambda ctx, owner_id: (Actor(id=owner_id), HidesAmount()))
+    try:
+        alice = world.actor_of("alice")
+        world.run(webhooks.create_subscription, app=world.app, form="contract",
+                  events=["updated"], url="https://x.example/watch", fields=["amount"],
+                  actor=alice)
+        world.run(webhooks.create_subscription, app=world.app, form="contract",
+                  events=["updated"], url="https://x.example/probe",
+                  condition="record.amount > 5", actor=alice)
+        world.run(webhooks.create_subscription, app=world.app, form="contract",
+                  events=["updated"], url="https://x.example/title",
+                  condition='record.title == "D" and old.title == "C"', actor=alice)
+        _create_then_edit(world)
+        with world.sessions.begin() as s:
+            urls = [r["payload"]["url"] for r in s.execute(sa.select(deliveries_table))
+                    .mappings()]
+        assert urls == ["https://x.example/title"]  # amount read as none
     finally:
         webhooks.set_owner_resolver(None)
 

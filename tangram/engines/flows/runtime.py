@@ -51,6 +51,7 @@ from tangram.engines.flows.tables import (
     tasks_table,
     timers_table,
 )
+from tangram.engines.forms.typed import typed_values
 from tangram.errors import Conflict, NotFound, TangramError
 from tangram.metamodel import flows as fl
 from tangram.metamodel.flows import BusinessCalendar, Flow
@@ -142,23 +143,6 @@ def typed_record(ctx: EngineContext, app: str, form: str, record_id: Any) -> dic
 
     data = get_record(ctx, app=app, form=form, record_id=record_id)
     return typed_values(ctx, app, form, data)
-
-
-def typed_values(ctx: EngineContext, app: str, form: str,
-                 data: Mapping[str, Any]) -> dict[str, Any]:
-    from tangram.engines.forms.registry import get_runtime
-
-    rt = get_runtime(ctx.session, app, form)
-    out: dict[str, Any] = dict(data)
-    for key, compiled in rt.fields.items():
-        value = data.get(key)
-        if value is None or isinstance(value, list | dict):
-            continue
-        try:
-            out[key] = compiled.convert(value)
-        except Exception:  # noqa: S112 - a value the converter refuses stays as JSON
-            continue
-    return out
 
 
 def system_context(ctx: EngineContext) -> EngineContext:

@@ -29,10 +29,10 @@ from tangram.engines.flows.runtime import (
     load_version,
     start_instance,
     system_context,
-    typed_values,
 )
 from tangram.engines.flows.tables import instances_table, triggers_table
 from tangram.engines.forms import events
+from tangram.engines.forms.typed import typed_values
 from tangram.errors import NotFound, PermissionDenied
 from tangram.metamodel import flows as fl
 

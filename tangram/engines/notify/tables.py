@@ -40,6 +40,10 @@ webhook_subscriptions_table = sa.Table(
     sa.Column("owner_id", GUID, nullable=False),
     sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("created_at", UTCDateTime(), nullable=False),
+    # Only updates that change one of these fields (null: any change) …
+    sa.Column("fields", JSONValue, nullable=True),
+    # … and only events for which this expression (record, old) is true.
+    sa.Column("condition", sa.Text, nullable=True),
     sa.Index("ix_webhook_subscriptions_form", "app", "form"),
 )
 

@@ -22,12 +22,21 @@ import sqlalchemy as sa
 from tangram.db import new_id
 from tangram.engines.access import AccessPolicy, AllowAll
 from tangram.engines.context import Actor, EngineContext
+from tangram.engines.expressions import EvalContext, ExpressionError, compile_expression
 from tangram.engines.forms import events
 from tangram.engines.forms.events import EVENT_KINDS
 from tangram.engines.forms.registry import get_runtime
+from tangram.engines.forms.typed import typed_values
 from tangram.engines.notify.deliveries import as_id, public_delivery, queue_delivery
 from tangram.engines.notify.tables import deliveries_table, webhook_subscriptions_table
-from tangram.errors import DefinitionInvalid, NotFound, PermissionDenied, TangramError
+from tangram.errors import (
+    DefinitionInvalid,
+    ErrorItem,
+    NotFound,
+    PermissionDenied,
+    TangramError,
+    ValidationFailed,
+)
 
 OwnerResolver = Callable[[EngineContext, uuid.UUID], tuple[Actor, AccessPolicy]]
 
@@ -55,6 +64,7 @@ def act_as_owner(ctx: EngineContext, owner_id: uuid.UUID) -> tuple[Actor, Access
 def _public(row: Mapping[str, Any] | sa.RowMapping, *, with_secret: bool = False) -> dict[str, Any]:
     out = {"id": str(row["id"]), "app": row["app"], "form": row["form"],
            "events": list(row["events"]), "url": row["url"], "active": row["active"],
+           "fields": row["fields"], "condition": row["condition"],
            "owner_id": str(row["owner_id"]), "created_at": row["created_at"].isoformat()}
     if with_secret:
         out["secret"] = row["secret"]
@@ -62,13 +72,17 @@ def _public(row: Mapping[str, Any] | sa.RowMapping, *, with_secret: bool = False
 
 
 def create_subscription(ctx: EngineContext, *, app: str, form: str, events: list[str],
-                        url: str, secret: str | None = None) -> dict[str, Any]:
+                        url: str, secret: str | None = None, fields: list[str] | None = None,
+                        condition: str | None = None) -> dict[str, Any]:
     """Subscribe ``url`` to events of a form; the answer shows the signing
-    secret once (generated unless given)."""
+    secret once (generated unless given). ``fields``: an update is sent only
+    when it changed one of them; ``condition``: an expression over ``record``
+    and ``old`` that must be true (e.g. ``record.status == "approved"``)."""
     if ctx.actor.id is None:
         raise PermissionDenied("a webhook belongs to a user")
-    get_runtime(ctx.session, app, form)  # the form exists and is published
+    rt = get_runtime(ctx.session, app, form)  # the form exists and is published
     ctx.policy.check_form_action(ctx.actor, app, form, "read")
+    _check_filters(rt, fields, condition)
     bad = [e for e in events if e not in EVENT_KINDS]
     if not events or bad:
         raise DefinitionInvalid(f"events must be some of {', '.join(EVENT_KINDS)}"
@@ -77,9 +91,39 @@ def create_subscription(ctx: EngineContext, *, app: str, form: str, events: list
         raise DefinitionInvalid(f"webhook url {url!r} must start with http:// or https://")
     row = {"id": new_id(), "app": app, "form": form, "events": list(dict.fromkeys(events)),
            "url": url, "secret": secret or secrets.token_urlsafe(32), "owner_id": ctx.actor.id,
-           "active": True, "created_at": ctx.now()}
+           "active": True, "created_at": ctx.now(),
+           "fields": list(dict.fromkeys(fields)) if fields else None,
+           "condition": condition or None}
     ctx.session.execute(webhook_subscriptions_table.insert(), row)
     return _public(row, with_secret=True)
+
+
+_NAMES = ("record", "old")
+_SYSTEM = ("id", "owner", "created_by", "created_at", "updated_by", "updated_at", "version")
+
+
+def _check_filters(rt: Any, fields: list[str] | None, condition: str | None) -> None:
+    errors: list[ErrorItem] = []
+    for i, key in enumerate(fields or []):
+        if rt.field(key) is None and key not in _SYSTEM:
+            errors.append(ErrorItem(code="unknown_field", field=f"fields[{i}]",
+                                    message=f"form {rt.key!r} has no field {key!r}"))
+    if condition:
+        try:
+            compiled = compile_expression(condition, allowed_names=_NAMES)
+        except ExpressionError as exc:
+            errors.append(ErrorItem(code="expression_invalid", field="condition",
+                                    message=exc.message))
+        else:
+            for name in _NAMES:
+                for key in sorted(compiled.referenced_fields.get(name, set())):
+                    if rt.field(key) is None and key not in _SYSTEM:
+                        errors.append(ErrorItem(
+                            code="unknown_field", field="condition",
+                            message=f"the condition reads {name}.{key}, which form "
+                                    f"{rt.key!r} lacks"))
+    if errors:
+        raise ValidationFailed(errors)
 
 
 def _load(ctx: EngineContext, subscription_id: uuid.UUID | str) -> sa.RowMapping:
@@ -141,17 +185,40 @@ def visible_record(ctx: EngineContext, *, owner: Actor, policy: AccessPolicy, ap
 
 def _on_record_event(ctx: EngineContext, evt: events.RecordEvent) -> None:
     for sub in _matching(ctx, evt.app, evt.form, evt.event):
+        if sub["fields"] and evt.event == "updated" and not (
+                set(sub["fields"]) & set(evt.changed_fields)):
+            continue
         owner, policy = _resolver[0](ctx, sub["owner_id"])
         record = visible_record(ctx, owner=owner, policy=policy, app=evt.app, form=evt.form,
                                 record=evt.record)
         if record is None:
             continue
         changed = [f for f in evt.changed_fields if f in record]
+        if sub["fields"] and evt.event == "updated" and not set(sub["fields"]) & set(changed):
+            continue  # what changed is hidden from the owner
+        if sub["condition"] and not _holds(ctx, sub["condition"], evt, record, owner, policy):
+            continue
         body = {"event": evt.event, "event_id": str(evt.id), "app": evt.app,
                 "form": evt.form, "record_id": str(evt.record_id), "at": evt.at.isoformat(),
                 "changed_fields": changed, "record": record}
         queue_delivery(ctx, channel="webhook", subscription_id=sub["id"],
                        payload={"url": sub["url"], "body": body})
+
+
+def _holds(ctx: EngineContext, condition: str, evt: events.RecordEvent,
+           record: Mapping[str, Any], owner: Actor, policy: AccessPolicy) -> bool:
+    """The subscription's condition, over what its owner may read (a condition
+    cannot learn a hidden field: it reads as none)."""
+    old = visible_record(ctx, owner=owner, policy=policy, app=evt.app, form=evt.form,
+                         record=evt.old) if evt.old else None
+    try:
+        value = compile_expression(condition, allowed_names=_NAMES).evaluate(
+            {"record": typed_values(ctx, evt.app, evt.form, record),
+             "old": typed_values(ctx, evt.app, evt.form, old) if old else {}},
+            context=EvalContext(now=ctx.now(), timezone=ctx.timezone))
+    except ExpressionError:
+        return False  # a value the condition cannot compare: not a match
+    return value is True
 
 
 events.subscribe(_on_record_event, interested=_interested)

@@ -22,6 +22,11 @@ class SubscriptionBody(Body):
     url: str = Field(max_length=2000)
     secret: str | None = Field(None, min_length=16, max_length=200,
                                description="Omit to have one generated.")
+    fields: list[str] | None = Field(None, max_length=100, description=(
+        "Send an update only when it changed one of these fields."))
+    condition: str | None = Field(None, max_length=2000, description=(
+        "Send only events for which this expression over record and old is true, "
+        "e.g. record.status == \"approved\" and old.status != \"approved\"."))
 
 
 @router.get("/api/apps/{app}/forms/{form}/webhooks")
@@ -34,7 +39,8 @@ def list_webhooks(app: str, form: str, ctx: ContextDep,
 def create_webhook(app: str, form: str, body: SubscriptionBody, ctx: ContextDep,
                    _b: BuilderActor) -> dict[str, Any]:
     return webhooks.create_subscription(ctx, app=app, form=form, events=body.events,
-                                        url=body.url, secret=body.secret)
+                                        url=body.url, secret=body.secret, fields=body.fields,
+                                        condition=body.condition)
 
 
 @router.delete("/api/webhooks/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT)
