@@ -31,7 +31,10 @@ HiddenIn = Callable[[str], set[str]]
 
 def sources(rt: FormRuntime) -> dict[str, list[tuple[str | None, str]]]:
     """Per computed field, what it reads: ``(None, key)`` a field of the same
-    record, ``(form, key)`` a field of another form's records."""
+    record, ``(form, key)`` a field of another form's records (worked out once
+    per published version: the runtime keeps it)."""
+    if rt.derived_sources is not None:
+        return rt.derived_sources
     out: dict[str, list[tuple[str | None, str]]] = {}
     plans = rt.validator.fields
     for f in rt.form.fields:
@@ -48,6 +51,7 @@ def sources(rt: FormRuntime) -> dict[str, list[tuple[str | None, str]]]:
                 read = [f.field] if f.field else []
                 read += sorted(filter_fields(f.filter))
                 out[f.key] = [(f.source.form, k) for k in read]
+    rt.derived_sources = out
     return out
 
 

@@ -50,6 +50,8 @@ class FormRuntime:
                               if type(kinds[k]).to_db is not FieldKind.to_db}
         # Compiled bulk INSERTs by dialect name (tangram.engines.forms.records).
         self.bulk_inserts: dict[str, Any] = {}
+        # What each computed field reads (tangram.engines.forms.derived), once.
+        self.derived_sources: dict[str, list[tuple[str | None, str]]] | None = None
 
     @property
     def table(self) -> sa.Table:
