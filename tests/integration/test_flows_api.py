@@ -224,6 +224,37 @@ def test_acting_on_my_task_in_a_request_without_its_id(crm):
     assert unknown.status_code == 404
 
 
+def test_a_record_page_shows_its_requests_and_what_may_be_started(crm):
+    rec = crm["rep"].post("/api/apps/crm/forms/contract/records", json={"values": {
+        "title": "HT-2026-0002", "amount": "100000", "status": "draft"}}).json()
+    url = f"/api/apps/crm/forms/contract/records/{rec['id']}/flows"
+    panel = crm["rep"].get(url)
+    assert panel.status_code == 200, panel.text
+    assert panel.json() == {"items": [], "startable": [
+        {"flow": "contract_approval", "kind": "submitted", "label": "合同审批"}]}
+    started = crm["rep"].post("/api/apps/crm/flows/contract_approval/start",
+                              json={"record_id": rec["id"]}).json()
+    # In approval: not startable again, and submitting again is refused.
+    again = crm["rep"].post("/api/apps/crm/flows/contract_approval/start",
+                            json={"record_id": rec["id"]})
+    assert again.status_code == 409 and "already in approval" in again.json()["message"]
+    panel = crm["rep"].get(url).json()
+    assert panel["startable"] == []
+    [item] = panel["items"]
+    assert (item["id"], item["status"], item["flow_label"]) == (
+        started["id"], "running", "合同审批")
+    assert item["current"] == [{"key": "manager", "label": "manager"}]
+    assert item["my_task"] is None
+    as_manager = crm["manager"].get(url).json()["items"][0]
+    [task] = crm.todo("manager")
+    assert as_manager["my_task"] == task["id"]
+    # Reading the record is what it takes; someone who may not gets 404.
+    crm.admin.put("/api/apps/crm/roles/outsider", json={"definition": {
+        "key": "outsider", "label": {"en": "outsider"}, "forms": {}}})
+    assert crm["gm"].get("/api/apps/crm/forms/contract/records/"
+                         "01a00000-0000-7000-8000-000000000000/flows").status_code == 404
+
+
 def test_task_view_and_withdraw_over_http(crm):
     iid, _ = submit(crm, "100000")
     [task] = crm.todo("manager")

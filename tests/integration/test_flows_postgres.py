@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -98,29 +99,47 @@ def test_twenty_concurrent_approvals_exactly_one_succeeds(world, by):
     world.publish_flow(flow_body("f", start(next="a"), approval("a", "bob"), end()))
     iid = world.submit("f", "alice")
     task = world.open_task(iid, "bob")
-    barrier = threading.Barrier(20)
+
+    def approve() -> None:
+        if by == "task":
+            world.act_on(task["id"], "bob")
+        else:  # "my task" in the request, as a record page's button does
+            world.run(lambda ctx: tasks.act_on_my_task(
+                ctx, instance_id=iid, action="approve", params=tasks.ActionParams()),
+                actor=world.actor_of("bob"))
+
+    assert sorted(_at_once(20, approve)) == ["409"] * 19 + ["ok"]
+    assert world.history(iid).count("approve") == 1
+
+
+def test_ten_submissions_of_one_record_at_once_start_one_approval(world):
+    world.publish_flow(flow_body("f", start(next="a"), approval("a", "bob"), end()))
+    rid = world.contract()
+    outcomes = _at_once(10, lambda: world.submit("f", "alice", rid))
+    assert sorted(outcomes) == ["409"] * 9 + ["ok"]
+    with world.sessions.begin() as s:
+        assert s.execute(sa.select(sa.func.count()).select_from(instances_table)).scalar() == 1
+
+
+def _at_once(n: int, fn: Any) -> list[str]:
+    """Run ``fn`` in ``n`` threads released together: "ok" or "409" each."""
+    barrier = threading.Barrier(n)
     outcomes: list[str] = []
     lock = threading.Lock()
 
-    def approve() -> None:
+    def run() -> None:
         barrier.wait()
         try:
-            if by == "task":
-                world.act_on(task["id"], "bob")
-            else:  # "my task" in the request, as a record page's button does
-                world.run(lambda ctx: tasks.act_on_my_task(
-                    ctx, instance_id=iid, action="approve", params=tasks.ActionParams()),
-                    actor=world.actor_of("bob"))
+            fn()
             result = "ok"
         except Conflict:
             result = "409"
         with lock:
             outcomes.append(result)
 
-    threads = [threading.Thread(target=approve) for _ in range(20)]
+    threads = [threading.Thread(target=run) for _ in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert sorted(outcomes) == ["409"] * 19 + ["ok"]
-    assert world.history(iid).count("approve") == 1
+    return outcomes

@@ -26,6 +26,7 @@ from tangram.engines.flows.tables import (
     notifications_table,
     tasks_table,
     timers_table,
+    triggers_table,
 )
 from tangram.engines.flows.tasks import my_open_task
 from tangram.engines.flows.taskview import task_fields
@@ -246,6 +247,77 @@ def instance_view(ctx: EngineContext, *, instance_id: uuid.UUID) -> dict[str, An
         "tasks": [_row(x) for x in tasks],
         "history": [_row(x) for x in history],
     }
+
+
+def record_flows(ctx: EngineContext, *, app: str, form: str, record_id: Any,
+                 limit: int = 50) -> dict[str, Any]:
+    """A record page's flow panel, for anyone who may read the record: the
+    requests about it, newest first — where each is now and the caller's own
+    open task in it (for approve / reject) — and the flows the caller may
+    start on it now (submit for approval, manual flows)."""
+    from tangram.engines.flows.triggers import condition_holds, running_on
+    from tangram.engines.forms.records import get_record
+    from tangram.engines.forms.typed import typed_values
+
+    record = get_record(ctx, app=app, form=form, record_id=record_id)  # may read it
+    rid = uuid.UUID(record["id"])
+    i, e, t = instances_table, executions_table, tasks_table
+    rows = ctx.session.execute(
+        sa.select(i).where(i.c.app == app, i.c.form == form, i.c.record_id == rid)
+        .order_by(i.c.started_at.desc(), i.c.id).limit(limit)).mappings().all()
+    ids = [r["id"] for r in rows]
+    current: dict[uuid.UUID, list[str]] = {}
+    mine: dict[uuid.UUID, uuid.UUID] = {}
+    if ids:
+        for iid, node in ctx.session.execute(
+                sa.select(e.c.instance_id, e.c.node).where(e.c.instance_id.in_(ids),
+                                                           e.c.status == "active")
+                .order_by(e.c.entered_at, e.c.id)):
+            current.setdefault(iid, []).append(node)
+        for iid, tid in ctx.session.execute(
+                sa.select(t.c.instance_id, t.c.id).where(
+                    t.c.instance_id.in_(ids), t.c.assignee_id == ctx.actor.id,
+                    t.c.status == "open", t.c.kind == "approve")
+                .order_by(t.c.created_at.desc(), t.c.id.desc())):
+            mine[iid] = tid  # the oldest wins: rows come newest first
+    items = []
+    for r in rows:
+        loaded = load_version(ctx.session, app=app, flow=r["flow"], version=r["version"])
+        items.append({
+            **{k: _json(r[k]) for k in ("id", "flow", "version", "status", "outcome",
+                                        "error", "started_by", "started_at", "ended_at")},
+            "flow_label": localize(loaded.flow.label, ctx.language),
+            "current": [{"key": n, "label": _node_label(ctx, loaded, n)}
+                        for n in current.get(r["id"], [])],
+            "my_task": _json(mine.get(r["id"]))})
+    startable = []
+    try:
+        get_record(ctx, app=app, form=form, record_id=rid, also="submit")
+        may_submit = True
+    except (PermissionDenied, NotFound):
+        may_submit = False
+    if may_submit:
+        tr = triggers_table
+        typed = typed_values(system_context(ctx), app, form, record)
+        for flow, kind in ctx.session.execute(
+                sa.select(tr.c.flow, tr.c.kind).where(
+                    tr.c.app == app, tr.c.form == form, tr.c.active.is_(True),
+                    tr.c.kind.in_(["submitted", "manual"])).order_by(tr.c.flow)):
+            loaded = load_version(ctx.session, app=app, flow=flow)
+            condition = getattr(loaded.flow.start.trigger, "condition", None) \
+                if loaded.flow.start else None
+            if condition and not condition_holds(ctx, condition, typed):
+                continue
+            if kind == "submitted" and running_on(ctx, app=app, flow=flow, record_id=rid):
+                continue  # in approval already
+            startable.append({"flow": flow, "kind": kind,
+                              "label": localize(loaded.flow.label, ctx.language)})
+    return {"items": items, "startable": startable}
+
+
+def _node_label(ctx: EngineContext, loaded: Any, key: str) -> str:
+    node = loaded.nodes.get(key)
+    return localize(node.label, ctx.language) if node is not None and node.label else key
 
 
 def admin_instances(ctx: EngineContext, *, status: str, stuck_after: timedelta = timedelta(

@@ -33,7 +33,7 @@ from tangram.engines.flows.runtime import (
 from tangram.engines.flows.tables import instances_table, triggers_table
 from tangram.engines.forms import events
 from tangram.engines.forms.typed import typed_values
-from tangram.errors import NotFound, PermissionDenied
+from tangram.errors import Conflict, NotFound, PermissionDenied
 from tangram.metamodel import flows as fl
 
 SCHEDULE_GRACE = timedelta(minutes=1)  # a tick this late still counts as on time
@@ -176,6 +176,12 @@ def on_record_event(ctx: EngineContext, evt: events.RecordEvent) -> None:
                        started_by=evt.actor_id, trigger=kind, old=old, loaded=loaded)
 
 
+def condition_holds(ctx: EngineContext, condition: str, record: Any) -> bool:
+    """Whether a start condition holds for the calling user now (a record
+    page offers only the flows it may start)."""
+    return _holds(ctx, condition, record, None, ctx.actor.id)
+
+
 def _holds(ctx: EngineContext, condition: str, record: Any, old: Any,
            actor_id: uuid.UUID | None) -> bool:
     from tangram.engines.expressions import EvalContext, compile_expression
@@ -224,9 +230,30 @@ def start_by_user(ctx: EngineContext, *, app: str, flow: str, record_id: Any = N
     if condition and not _holds(ctx, condition, record, None, ctx.actor.id):
         raise PermissionDenied(f"this record does not meet the start condition of flow "
                                f"{flow!r}: {condition}")
+    if kind == "submitted" and record_id is not None and running_on(
+            ctx, app=app, flow=flow, record_id=record_id, form=loaded.flow.form):
+        raise Conflict(f"this record is already in approval ({flow}): withdraw that request "
+                       "or wait for its decision before submitting it again")
     return start_instance(system_context(ctx), app=app, flow=flow, record_id=record_id,
                           variables=variables, started_by=ctx.actor.id, trigger=kind,
                           loaded=loaded)
+
+
+def running_on(ctx: EngineContext, *, app: str, flow: str, record_id: Any,
+               form: str | None = None) -> bool:
+    """Whether an instance of ``flow`` about the record is still running.
+    With ``form``, the record's row is locked first, so two submissions at
+    the same moment cannot both find none (the second waits, then sees it)."""
+    if form is not None:
+        from tangram.engines.forms.registry import get_runtime
+
+        table = get_runtime(ctx.session, app, form).table
+        ctx.session.execute(sa.select(table.c.id).where(
+            table.c.id == uuid.UUID(str(record_id))).with_for_update())
+    i = instances_table
+    return ctx.session.execute(sa.select(i.c.id).where(
+        i.c.app == app, i.c.flow == flow, i.c.record_id == uuid.UUID(str(record_id)),
+        i.c.status == "running").limit(1)).first() is not None
 
 
 def start_by_webhook(ctx: EngineContext, *, app: str, flow: str, token: str,

@@ -185,6 +185,14 @@ def my_notifications(ctx: ContextDep, _u: SignedInActor, unread: bool = False
 
 # --- instances --------------------------------------------------------------------------
 
+@router.get("/api/apps/{app}/forms/{form}/records/{record_id}/flows")
+def record_flows(app: str, form: str, record_id: str, ctx: ContextDep,
+                 _u: SignedInActor) -> dict[str, Any]:
+    """A record page's flow panel: the requests about the record (where each is,
+    your open task in it) and the flows you may start on it now."""
+    return service.record_flows(ctx, app=app, form=form, record_id=record_id)
+
+
 @router.get("/api/flows/instances/{instance_id}")
 def get_instance(instance_id: uuid.UUID, ctx: ContextDep, _u: SignedInActor) -> dict[str, Any]:
     """The graph with the current position, tasks and the full history."""
