@@ -108,6 +108,7 @@ ACCESS: dict[str, set[tuple[str, str]]] = {
         ("POST", "/api/apps/{app}/forms/{form}/webhooks"),
     },
     "member": {
+        ("GET", "/api/apps/{app}/navigation"),
         ("GET", "/api/apps/{app}/flows"), ("GET", "/api/apps/{app}/flows/{flow}/versions"),
         ("GET", "/api/apps/{app}/flows/{flow}/versions/{version}"),
         ("GET", "/api/apps/{app}/reports"), ("GET", "/api/apps/{app}/reports/{key}"),

@@ -393,6 +393,32 @@ def test_a_deal_advances_only_with_its_stage_checklist(crm: Crm):
     assert advance("discovery") == []
 
 
+def test_each_user_gets_the_menu_of_what_they_may_open(crm: Crm):
+    def nav(who: str) -> dict[str, Any]:
+        res = crm[who].get(f"{BASE}/navigation")
+        assert res.status_code == 200, res.text
+        return res.json()
+
+    rep, fin, director = nav("rep1"), nav("fin"), nav("director")
+    assert rep["app"]["key"] == "crm"
+    forms = {f["key"]: f for f in rep["forms"]}
+    assert {"lead", "account", "opportunity", "follow_up"} <= set(forms)
+    assert forms["lead"]["label"]["zh"] == "线索"
+    assert set(forms["lead"]["actions"]) == {"read", "create", "update", "submit"}
+    assert {f["key"] for f in fin["forms"]} == {"account", "contract", "payment",
+                                                 "payment_plan"}
+    assert "update" in {f["key"]: f for f in fin["forms"]}["payment"]["actions"]
+    assert "rep_view" in {d["key"] for d in rep["dashboards"]}
+    assert {"director_cockpit", "manager_view", "rep_view"} <= {
+        d["key"] for d in director["dashboards"]}
+    # Finance reads no opportunities: no funnel for them.
+    assert "sales_funnel" in {r["key"] for r in director["reports"]}
+    assert "sales_funnel" not in {r["key"] for r in fin["reports"]}
+    assert rep["tasks_open"] == 0
+    submit_contract(crm, "导航合同", "100000")  # the manager submits: the director decides
+    assert nav("director")["tasks_open"] == 1
+
+
 def test_a_rep_never_sees_another_reps_accounts(crm: Crm):
     mine = crm.create("rep1", "account", name="深圳天宇电子有限公司")["id"]
     theirs = crm.create("rep2", "account", name="广州润达医疗器械有限公司")["id"]

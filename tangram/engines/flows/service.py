@@ -377,6 +377,15 @@ def notifications(ctx: EngineContext, *, unread_only: bool = False,
                                                  .limit(limit)).mappings()]
 
 
+def open_task_count(ctx: EngineContext, *, app: str) -> int:
+    """The caller's open approval tasks in requests of the app (the inbox badge)."""
+    t, i = tasks_table, instances_table
+    return int(ctx.session.execute(
+        sa.select(sa.func.count()).select_from(t).join(i, i.c.id == t.c.instance_id)
+        .where(t.c.assignee_id == ctx.actor.id, t.c.status == "open", t.c.kind == "approve",
+               i.c.app == app, i.c.status == "running")).scalar_one())
+
+
 def pending_work(ctx: EngineContext) -> dict[str, int]:
     """Counts for health views: pending timers and queued jobs."""
     s = ctx.session

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, status
 from pydantic import Field
 
+from tangram.engines.context import EngineContext
 from tangram.engines.forms import publish
 from tangram.engines.forms.registry import get_runtime
 from tangram.engines.printing import templates_for_viewer
@@ -14,7 +15,7 @@ from tangram.errors import NotFound, PermissionDenied
 from tangram.metamodel import storage
 from tangram.metamodel.forms import App
 from tangram.platform.api.body import Body
-from tangram.platform.deps import AdminActor, BuilderActor, ContextDep
+from tangram.platform.deps import AdminActor, BuilderActor, ContextDep, MemberContextDep
 
 router = APIRouter(prefix="/api/apps", tags=["apps"])
 
@@ -43,6 +44,51 @@ def update_app(app: str, body: App, ctx: ContextDep, _builder: BuilderActor) -> 
     return storage.dump(body)
 
 
+FORM_ACTIONS = ("read", "create", "update", "delete", "restore", "export", "import", "print",
+                "submit")
+
+
+def form_actions(ctx: EngineContext, app: str, form: str) -> list[str]:
+    """The role actions the caller has on the form (on some of its records)."""
+    out = []
+    for action in FORM_ACTIONS:
+        try:
+            ctx.policy.check_form_action(ctx.actor, app, form, action)  # type: ignore[arg-type]
+        except PermissionDenied:
+            continue
+        out.append(action)
+    return out
+
+
+@router.get("/{app}/navigation")
+def navigation(app: str, ctx: MemberContextDep) -> dict[str, Any]:
+    """A member's home in the app, to build its menu: the forms they may open
+    (with what they may do there), the reports and dashboards they may see,
+    and their open approval tasks in the app."""
+    from tangram.engines.flows.service import open_task_count
+    from tangram.engines.reports import service as reports
+    from tangram.platform.permissions import definitions
+
+    meta = storage.dump(storage.get_app(ctx.session, app))
+    forms = []
+    for f in publish.list_forms(ctx, app=app):
+        if not f["published"]:
+            continue
+        rt = get_runtime(ctx.session, app, f["key"])
+        actions = form_actions(ctx, app, f["key"])
+        if "read" in actions:
+            forms.append({"key": f["key"], "label": rt.form.label, "icon": rt.form.icon,
+                          "actions": actions})
+    published = [r for r in reports.list_reports(ctx, app=app) if r["latest_version"]]
+    dashboards = [d for d in reports.list_reports(ctx, app=app, kind="dashboard")
+                  if d["latest_version"] and definitions.dashboard_visible(ctx, app, d["key"])]
+    return {"app": meta, "forms": forms,
+            "reports": [{"key": r["key"], "label": r["label"]}
+                        for r in definitions.visible_reports(ctx, app, published)],
+            "dashboards": [{"key": d["key"], "label": d["label"]} for d in dashboards],
+            "tasks_open": open_task_count(ctx, app=app)}
+
+
 @router.get("/{app}/forms")
 def list_forms(app: str, ctx: ContextDep) -> list[dict[str, Any]]:
     storage.get_app(ctx.session, app)
@@ -60,14 +106,7 @@ def get_form(app: str, form: str, ctx: ContextDep) -> dict[str, Any]:
     definition = storage.dump(rt.form)
     definition["fields"] = [f for f in definition["fields"]
                             if access.get(f["key"]) != "hidden"]
-    actions = []
-    for action in ("read", "create", "update", "delete", "restore", "export", "import",
-                   "print", "submit"):
-        try:
-            ctx.policy.check_form_action(ctx.actor, app, form, action)  # type: ignore[arg-type]
-            actions.append(action)
-        except PermissionDenied:
-            continue
+    actions = form_actions(ctx, app, form)
     return {"app": app, "key": form, "version": rt.version, "definition": definition,
             "field_access": {f["key"]: access.get(f["key"], "editable")
                              for f in definition["fields"]},
