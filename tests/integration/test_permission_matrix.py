@@ -76,6 +76,9 @@ MATRIX: dict[tuple[str, str], tuple[Call, dict[str, Any]]] = {
         _printed, {"rep_east": 403, "rep_west": 403, "manager_east": 403, "director": 200}),
     ("GET", "/{record_id}/history"): (
         lambda w, u: w.clients[u].get(f"{records_url()}/{_e1(w)}/history"), OWNER_SIDE),
+    # the record's flow panel: whoever may read the record
+    ("GET", "/{record_id}/flows"): (
+        lambda w, u: w.clients[u].get(f"{records_url()}/{_e1(w)}/flows"), OWNER_SIDE),
     ("POST", "/transfer"): (lambda w, u: w.clients[u].post(f"{records_url()}/transfer", json={
         "record_ids": [_e1(w)], "owner": w.user_ids["rep_east"]}), OWNER_SIDE),
     ("POST", "/{record_id}/transfer"): (lambda w, u: w.clients[u].post(
