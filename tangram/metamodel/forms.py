@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -35,6 +35,22 @@ class Layout(Definition):
     sections: list[LayoutSection] = Field(default_factory=list)
 
 
+class ListView(Definition):
+    """A named list of the form's records: which columns, which records, in
+    which order — "my leads", "the public pool". A client shows views as tabs
+    and lists with ``?view=key``."""
+
+    key: Key
+    label: Label
+    columns: list[Key] = Field(default_factory=list, description=(
+        "Fields shown, in order (system fields owner, created_at, updated_at may be "
+        "named); empty: the client's choice."))
+    filter: dict[str, Any] | None = Field(None, description=(
+        "A records filter (docs/filters.md); values may be user placeholders such as "
+        "{\"$user\": \"id\"} (the viewer)."))
+    sort: list[str] = Field(default_factory=list, description="e.g. [\"-created_at\"]")
+
+
 class Form(Definition):
     """A form: its fields define a record table, its rules the validation."""
 
@@ -50,6 +66,8 @@ class Form(Definition):
                                      "the list's full-text search box.")
     layout: Layout | None = None
     default_sort: list[str] = Field(default_factory=list, description="e.g. [\"-created_at\"]")
+    views: list[ListView] = Field(default_factory=list, description=(
+        "Named lists of the records (tabs of the list page)."))
 
     @model_validator(mode="after")
     def _consistent(self) -> Form:
@@ -83,6 +101,14 @@ class Form(Definition):
             name = sort.lstrip("-")
             if name not in seen and name not in SYSTEM_FIELDS:
                 raise ValueError(f"default_sort names unknown field {name!r}")
+        view_keys: set[str] = set()
+        for view in self.views:
+            if view.key in view_keys:
+                raise ValueError(f"view key {view.key!r} appears twice")
+            view_keys.add(view.key)
+            for key in [*view.columns, *(s.lstrip("-") for s in view.sort)]:
+                if key not in seen and key not in SYSTEM_FIELDS:
+                    raise ValueError(f"view {view.key!r} names unknown field {key!r}")
         return self
 
     def field(self, key: str) -> FieldBase | None:

@@ -415,6 +415,19 @@ def test_each_user_gets_the_menu_of_what_they_may_open(crm: Crm):
     assert "sales_funnel" in {r["key"] for r in director["reports"]}
     assert "sales_funnel" not in {r["key"] for r in fin["reports"]}
     assert rep["tasks_open"] == 0
+    # The list pages' tabs: a rep's own leads, and the pool.
+    mine = crm.lead("rep1", "孙俪", source="self")
+    pooled = crm.lead("director", "周迅", in_pool=True)
+    lead_views = {v["key"] for v in crm["rep1"].get(f"{BASE}/forms/lead").json()[
+        "definition"]["views"]}
+    assert {"mine", "pool", "to_follow_up"} <= lead_views
+
+    def listed(view: str) -> list[str]:
+        res = crm["rep1"].get(f"{BASE}/forms/lead/records", params={"view": view})
+        assert res.status_code == 200, res.text
+        return [r["id"] for r in res.json()["items"]]
+
+    assert listed("mine") == [mine["id"]] and listed("pool") == [pooled["id"]]
     submit_contract(crm, "导航合同", "100000")  # the manager submits: the director decides
     assert nav("director")["tasks_open"] == 1
 

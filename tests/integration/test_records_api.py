@@ -195,6 +195,60 @@ def test_formula_dates_and_times_are_written_as_fields_write_them(crm):
     assert listed[0]["later"] == "2026-01-05T03:30:00Z"
 
 
+def test_list_views_filter_and_sort_for_the_viewer(crm, app, make_user):
+    views = [{"key": "mine", "label": {"zh": "我的"}, "columns": ["name", "status"],
+              "filter": {"field": "owner", "op": "eq", "value": {"$user": "id"}},
+              "sort": ["name"]},
+             {"key": "qualified", "label": {"zh": "合格"},
+              "filter": {"field": "status", "op": "eq", "value": "qualified"}}]
+    body = form_body("prospect", field("name", required=True),
+                     field("status", "select", options=[
+                         {"value": v, "label": {"zh": v}} for v in ("new", "qualified")]),
+                     views=views)
+    assert crm.put("/api/apps/crm/forms/prospect/draft", json={"definition": body}
+                   ).status_code == 200
+    assert crm.post("/api/apps/crm/forms/prospect/publish", json={}).status_code == 200
+    url = "/api/apps/crm/forms/prospect/records"
+    for name, status in (("乙", "new"), ("甲", "qualified")):
+        assert crm.post(url, json={"values": {"name": name, "status": status}}
+                        ).status_code == 201
+    from fastapi.testclient import TestClient
+
+    _, token = make_user("other", is_admin=True, app=app)
+    other = TestClient(app, headers={"Authorization": f"Bearer {token}"})
+    other.post(url, json={"values": {"name": "丙", "status": "qualified"}})
+
+    def names(client, **params) -> list[str]:
+        res = client.get(url, params=params)
+        assert res.status_code == 200, res.text
+        return [r["name"] for r in res.json()["items"]]
+
+    assert names(crm, view="mine") == ["乙", "甲"]  # the view's sort (by code point)
+    assert names(other, view="mine") == ["丙"]  # "$user" is the viewer
+    assert names(crm, view="mine", sort="-name") == ["甲", "乙"]  # the client's sort wins
+    assert names(crm, view="qualified", filter=json.dumps(
+        {"field": "name", "op": "eq", "value": "丙"})) == ["丙"]  # both filters
+    res = crm.post(f"{url}/query", json={"view": "mine", "filter": {
+        "field": "status", "op": "eq", "value": "new"}})
+    assert [r["name"] for r in res.json()["items"]] == ["乙"]
+    missing = crm.get(url, params={"view": "nope"})
+    assert missing.status_code == 404 and "mine, qualified" in missing.json()["message"]
+    exported = crm.get("/api/apps/crm/forms/prospect/export", params={"view": "mine"})
+    assert "甲" in exported.text and "丙" not in exported.text
+    # A view naming an unknown field, or whose filter does not compile, is refused.
+    bad = {**body, "views": [{"key": "x", "label": {"zh": "x"}, "columns": ["nmae"]}]}
+    res = crm.put("/api/apps/crm/forms/prospect/draft", json={"definition": bad})
+    assert res.status_code == 422 and "nmae" in res.text
+    bad = {**body, "views": [{"key": "x", "label": {"zh": "x"}, "filter": {
+        "field": "status", "op": "gt", "value": {"$user": "nobody"}}}]}
+    assert crm.put("/api/apps/crm/forms/prospect/draft", json={"definition": bad}
+                   ).status_code == 200
+    res = crm.post("/api/apps/crm/forms/prospect/publish", json={})
+    assert res.status_code == 422, res.text
+    assert res.json()["errors"][0]["path"].startswith("$.views[0].filter")
+    assert crm.get("/api/apps/crm/forms/prospect").json()["version"] == 1  # unchanged
+
+
 def test_attachment_upload_and_link(crm, tmp_path):
     form = form_body("doc", field("files", "attachment", accept=[".pdf"], max_files=2))
     crm.put("/api/apps/crm/forms/doc/draft", json={"definition": form})

@@ -242,6 +242,10 @@ def publish_form(ctx: EngineContext, *, app: str, key: str, confirm_destructive:
     storage.record_version(ctx.session, definition=definition,
                            body=storage.dump(form), user_id=ctx.actor.id, now=ctx.now(),
                            note=note)
+    if form.views:
+        from tangram.engines.forms.views import check_views
+
+        check_views(ctx, get_runtime(ctx.session, app, form.key))  # refused: rolled back
     _backfill(ctx, app=app, form=form, old=old)
     return {"dry_run": False, "version": version, "plan": plan.as_dict()}
 

@@ -15,7 +15,7 @@ from tangram.engines.context import EngineContext
 from tangram.engines.exports import ExportPlan, plan_export, stream_export
 from tangram.engines.forms.query import ListQuery
 from tangram.errors import ErrorItem, ValidationFailed
-from tangram.platform.api.records import QueryBody
+from tangram.platform.api.records import QueryBody, with_view
 from tangram.platform.dataio import policy_factory
 from tangram.platform.deps import ContextDep, CurrentAuth
 
@@ -52,6 +52,7 @@ def export_get(
     sort: Annotated[str | None, Query(description="e.g. -amount,name")] = None,
     search: Annotated[str | None, Query(max_length=200)] = None,
     fields: Annotated[str | None, Query(description="comma-separated keys")] = None,
+    view: Annotated[str | None, Query(description="a list view of the form")] = None,
 ) -> StreamingResponse:
     """Every row of the list view (same parameters as the records list), as a file."""
     parsed = None
@@ -62,8 +63,9 @@ def export_get(
             raise ValidationFailed([ErrorItem(code="filter_invalid", field="filter",
                                               message=f"filter is not valid JSON: {exc}")]) \
                 from None
-    query = ListQuery(filter=parsed, sort=[s for s in (sort or "").split(",") if s],
-                      search=search, fields=fields.split(",") if fields else None)
+    query = with_view(ctx, app, form, ListQuery(
+        filter=parsed, sort=[s for s in (sort or "").split(",") if s], search=search,
+        fields=fields.split(",") if fields else None), view)
     return _response(request, ctx, auth, plan_export(ctx, app=app, form=form, query=query,
                                                format=format))
 
@@ -72,7 +74,8 @@ def export_get(
 def export_post(app: str, form: str, body: ExportBody, request: Request,
                 ctx: ContextDep, auth: CurrentAuth) -> StreamingResponse:
     """Like the GET, with the query as a JSON body (long filters)."""
-    query = ListQuery(filter=body.filter, sort=body.sort, search=body.search,
-                      fields=body.fields)
+    query = with_view(ctx, app, form, ListQuery(filter=body.filter, sort=body.sort,
+                                                search=body.search, fields=body.fields),
+                      body.view)
     return _response(request, ctx, auth, plan_export(ctx, app=app, form=form, query=query,
                                                format=body.format))

@@ -8,11 +8,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response, status
 from pydantic import Field
 
+from tangram.engines.context import EngineContext
 from tangram.engines.forms import records
 from tangram.engines.forms.query import ListQuery
+from tangram.engines.forms.registry import get_runtime
+from tangram.engines.forms.views import view_query
 from tangram.errors import ErrorItem, ValidationFailed
 from tangram.platform.api.body import Body
 from tangram.platform.deps import ContextDep
+from tangram.platform.permissions.placeholders import facts_for, substitute
 
 router = APIRouter(prefix="/api/apps/{app}/forms/{form}/records", tags=["records"])
 
@@ -41,6 +45,8 @@ class BulkUpdateBody(Body):
 
 
 class QueryBody(Body):
+    view: str | None = Field(None, description="A list view of the form: its filter and "
+                             "sort apply (with yours).")
     filter: dict[str, Any] | None = None
     sort: list[str] = Field(default_factory=list)
     search: str | None = Field(None, max_length=200)
@@ -51,8 +57,20 @@ class QueryBody(Body):
     deleted: bool = False
 
 
-def _list_query(body: QueryBody) -> ListQuery:
-    return ListQuery(**body.model_dump())
+def _list_query(ctx: EngineContext, app: str, form: str, body: QueryBody) -> ListQuery:
+    query = ListQuery(**body.model_dump(exclude={"view"}))
+    return with_view(ctx, app, form, query, body.view)
+
+
+def with_view(ctx: EngineContext, app: str, form: str, query: ListQuery,
+              view: str | None) -> ListQuery:
+    """``query`` narrowed by the form's list view ``view`` (if given), its user
+    placeholders filled with the caller's values."""
+    if not view:
+        return query
+    facts = facts_for(ctx.session, ctx.actor)
+    return view_query(get_runtime(ctx.session, app, form), view, query,
+                      fill=lambda spec: substitute(spec, facts))
 
 
 @router.get("")
@@ -66,6 +84,7 @@ def list_records(
     after: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     total: bool = False,
     deleted: Annotated[bool, Query(description="list the recycle bin")] = False,
+    view: Annotated[str | None, Query(description="a list view of the form")] = None,
 ) -> dict[str, Any]:
     parsed = None
     if filter:
@@ -77,14 +96,16 @@ def list_records(
                 from None
     body = QueryBody(filter=parsed, sort=[s for s in (sort or "").split(",") if s],
                      search=search, fields=fields.split(",") if fields else None, limit=limit,
-                     after=after, include_total=total, deleted=deleted)
-    return records.list_records(ctx, app=app, form=form, query=_list_query(body))
+                     after=after, include_total=total, deleted=deleted, view=view)
+    return records.list_records(ctx, app=app, form=form,
+                                query=_list_query(ctx, app, form, body))
 
 
 @router.post("/query")
 def query_records(app: str, form: str, body: QueryBody, ctx: ContextDep) -> dict[str, Any]:
     """Like the list, with the query as a JSON body (for long filters)."""
-    return records.list_records(ctx, app=app, form=form, query=_list_query(body))
+    return records.list_records(ctx, app=app, form=form,
+                                query=_list_query(ctx, app, form, body))
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)

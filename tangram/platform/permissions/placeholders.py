@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tangram.engines.forms.views import set_placeholder_sampler
 from tangram.platform.permissions.org import OrgView
 
 PLACEHOLDER_KEY = "$user"
@@ -85,3 +86,30 @@ def names_used(spec: Any) -> set[str]:
     if isinstance(spec, list):
         return set().union(*(names_used(v) for v in spec)) if spec else set()
     return set()
+
+
+def facts_for(session: Any, actor: Any, org: OrgView | None = None) -> UserFacts:
+    """The placeholders' values for ``actor`` (an engine Actor), now."""
+    org = org or OrgView(session)
+    departments = org.departments_of(actor.id)
+    primary = actor.primary_department_id
+    if primary not in departments:
+        primary = min(departments) if departments else None
+    return UserFacts(id=actor.id, username=actor.username, departments=departments,
+                     primary_department=primary, org=org)
+
+
+def sample_facts(session: Any) -> UserFacts:
+    """Made-up values, to check that a filter compiles with every placeholder."""
+    return UserFacts(id=uuid.UUID(int=1), username="sample",
+                     departments=frozenset({uuid.UUID(int=2)}),
+                     primary_department=uuid.UUID(int=2), org=OrgView(session))
+
+
+def _sample(session: Any, spec: Any) -> Any:
+    return substitute(spec, sample_facts(session))
+
+
+# Forms' list views may use placeholders too; the forms engine checks them,
+# when a form is published, with sample values filled in here.
+set_placeholder_sampler(_sample)

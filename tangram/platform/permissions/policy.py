@@ -35,7 +35,12 @@ from tangram.errors import NotFound, PermissionDenied
 from tangram.metamodel.roles import FormGrant, Role
 from tangram.platform.permissions import grants
 from tangram.platform.permissions.org import OrgView
-from tangram.platform.permissions.placeholders import PlaceholderUnknown, UserFacts, substitute
+from tangram.platform.permissions.placeholders import (
+    PlaceholderUnknown,
+    UserFacts,
+    facts_for,
+    substitute,
+)
 from tangram.platform.permissions.scopes import SCOPES, Condition, Viewer
 from tangram.platform.permissions.tables import record_shares_table
 
@@ -62,13 +67,7 @@ class RolePolicy:
 
     def facts(self, actor: Actor) -> UserFacts:
         if actor.id not in self._facts:
-            departments = self.org.departments_of(actor.id)
-            primary = actor.primary_department_id
-            if primary not in departments:
-                primary = min(departments) if departments else None
-            self._facts[actor.id] = UserFacts(id=actor.id, username=actor.username,
-                                              departments=departments,
-                                              primary_department=primary, org=self.org)
+            self._facts[actor.id] = facts_for(self.session, actor, self.org)
         return self._facts[actor.id]
 
     def roles(self, actor: Actor, app: str) -> list[Role]:

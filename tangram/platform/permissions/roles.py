@@ -24,11 +24,10 @@ from tangram.errors import DefinitionInvalid, ErrorItem, NotFound, ValidationFai
 from tangram.metamodel import storage
 from tangram.metamodel.roles import Role
 from tangram.platform.permissions import audit
-from tangram.platform.permissions.org import OrgView
 from tangram.platform.permissions.placeholders import (
     PLACEHOLDERS,
-    UserFacts,
     names_used,
+    sample_facts,
     substitute,
 )
 from tangram.platform.permissions.tables import app_builders_table, role_assignments_table
@@ -38,9 +37,7 @@ def check_role(session: Session, app: str, role: Role) -> None:
     """Cross-checks pydantic cannot do: named forms and fields exist (for
     published forms) and expression filters compile with every placeholder."""
     errors: list[ErrorItem] = []
-    sample = UserFacts(id=uuid.UUID(int=1), username="sample",
-                       departments=frozenset({uuid.UUID(int=2)}),
-                       primary_department=uuid.UUID(int=2), org=OrgView(session))
+    sample = sample_facts(session)
     for form, at, grant in role.all_grants():
         try:
             rt = get_runtime(session, app, form)
