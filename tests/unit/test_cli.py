@@ -125,3 +125,22 @@ def test_help_lists_the_commands(run):
     assert res.exit_code == 0
     for command in ("serve", "db", "user"):
         assert command in res.output
+
+
+def test_the_cli_alone_gives_the_engines_what_they_need_from_the_platform():
+    # A fresh interpreter that only imports the command (as `tangram app
+    # install` does) has the role resolver and the placeholder sampler: the
+    # demo install once failed on the CRM's list views because only the web
+    # app's modules installed them.
+    import subprocess
+    import sys
+
+    code = (
+        "import tangram.platform.cli\n"
+        "from tangram.engines.flows import assignees\n"
+        "from tangram.engines.forms import views\n"
+        "assert assignees._role_resolver[0].__name__ == 'role_members'\n"
+        "assert views._sampler[0].__name__ == 'sample_placeholders'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "TANGRAM_ENVIRONMENT": "test"}, timeout=120)
+    assert done.returncode == 0, done.stderr

@@ -9,10 +9,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, status
 from pydantic import Field
-from sqlalchemy.orm import Session
 
 from tangram.engines.flows import service, tasks, triggers
-from tangram.engines.flows.assignees import set_role_resolver
 from tangram.engines.flows.registry import describe
 from tangram.errors import ErrorItem, NotAuthenticated
 from tangram.metamodel import storage
@@ -27,18 +25,8 @@ from tangram.platform.deps import (
     SettingsDep,
     SignedInActor,
 )
-from tangram.platform.permissions import grants
 
 router = APIRouter(tags=["flows"])
-
-
-def role_members(session: Session, app: str, role: str) -> list[uuid.UUID]:
-    """Holders of an app role, as the permissions see them (``grants.role_holders``:
-    sub-departments included where the assignment says so)."""
-    return grants.role_holders(session, app=app, role=role)
-
-
-set_role_resolver(role_members)
 
 
 # --- definitions ------------------------------------------------------------------------

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tangram.engines.forms.views import set_placeholder_sampler
 from tangram.platform.permissions.org import OrgView
 
 PLACEHOLDER_KEY = "$user"
@@ -104,12 +103,3 @@ def sample_facts(session: Any) -> UserFacts:
     return UserFacts(id=uuid.UUID(int=1), username="sample",
                      departments=frozenset({uuid.UUID(int=2)}),
                      primary_department=uuid.UUID(int=2), org=OrgView(session))
-
-
-def _sample(session: Any, spec: Any) -> Any:
-    return substitute(spec, sample_facts(session))
-
-
-# Forms' list views may use placeholders too; the forms engine checks them,
-# when a form is published, with sample values filled in here.
-set_placeholder_sampler(_sample)
