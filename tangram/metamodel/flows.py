@@ -323,6 +323,10 @@ class CreateRecordAction(Definition):
     save_as: Key | None = Field(None, description=(
         "Keep the new record's id in vars.<save_as> for the nodes after (a contact "
         "linked to the account just created: {\"account\": \"vars.account\"})."))
+    unless_exists: dict[Key, Expression] = Field(default_factory=dict, description=(
+        "Find or create: when a live record of the form has these fields equal to these "
+        "expressions (e.g. {\"name\": \"record.company\"}), use it — its id for save_as "
+        "— instead of creating one."))
 
 
 class NotifyAction(Definition):

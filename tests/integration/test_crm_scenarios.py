@@ -182,6 +182,17 @@ def test_converting_a_lead_creates_its_account_contact_and_opportunity(crm: Crm)
     assert "线索 赵磊 不能转化" in crm.titles("rep1")
     assert len([a for a in _items(crm, "rep1", "account")
                 if a["name"] == "无锡华泰机电有限公司"]) == 1
+    # A second lead of the same company: the account is reused, not duplicated.
+    second = crm.lead("rep1", "钱敏", company="无锡华泰机电有限公司", source="self")
+    res = crm["rep1"].post(f"{BASE}/flows/lead_conversion/start",
+                           json={"record_id": second["id"]})
+    assert res.status_code == 201 and res.json()["outcome"] == "converted", res.text
+    assert len([a for a in _items(crm, "rep1", "account")
+                if a["name"] == "无锡华泰机电有限公司"]) == 1
+    assert sorted(c["name"] for c in _items(crm, "rep1", "contact")
+                  if c["account"] == account["id"]) == ["赵磊", "钱敏"]
+    assert len([o for o in _items(crm, "rep1", "opportunity")
+                if o["account"] == account["id"]]) == 2
     # Another rep's lead is not theirs to convert.
     other = crm.lead("rep2", "钱坤", company="常州恒力电气有限公司", source="self")
     res = crm["rep1"].post(f"{BASE}/flows/lead_conversion/start",

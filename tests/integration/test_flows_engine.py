@@ -374,6 +374,32 @@ def test_actions_update_create_notify_and_start_flow(world):
     assert world.notifications("alice", "notify")[0]["body"] == f"copy {copy}"
 
 
+def test_create_record_may_find_instead_of_creating(world):
+    world.publish_flow(flow_body("f", start(next="c"), {
+        "type": "action", "key": "c", "next": "end", "action": {
+            "kind": "create_record", "form": "contract", "save_as": "made",
+            "values": {"amount": "1"}, "expressions": {"title": "concat(record.title, ' 副本')"},
+            "unless_exists": {"title": "concat(record.title, ' 副本')"}}}, end()))
+    rid = world.contract(title="HT-9")
+    first = world.submit("f", "alice", rid)
+    second = world.submit("f", "alice", rid)
+    from tangram.engines.forms.query import ListQuery
+    from tangram.engines.forms.records import list_records
+
+    copies = world.run(lambda ctx: list_records(ctx, app=world.app, form="contract", query=(
+        ListQuery(filter={"field": "title", "op": "eq", "value": "HT-9 副本"}))))["items"]
+    assert len(copies) == 1
+    made = [world.instance(i)["variables"]["made"] for i in (first, second)]
+    assert made == [copies[0]["id"]] * 2
+    assert "record_reused" in world.history(second)
+    with pytest.raises(DefinitionInvalid) as refused:
+        world.publish_flow(flow_body("g", start(next="c"), {
+            "type": "action", "key": "c", "next": "end", "action": {
+                "kind": "create_record", "form": "contract",
+                "unless_exists": {"titel": "record.title"}}}, end()))
+    assert [e.path for e in refused.value.errors] == ["$.nodes[1].action.unless_exists.titel"]
+
+
 def test_action_templates_are_checked_at_publish_and_run_in_the_sandbox(world):
     with pytest.raises(DefinitionInvalid) as refused:
         world.publish_flow(flow_body("f", start(next="a"), {

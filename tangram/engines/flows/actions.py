@@ -149,31 +149,48 @@ def _targets(run: Run, target: Any) -> tuple[str, list[Any]]:
                 values = typed_record(run.sys, app, form, record_id)
         return form, [record_id]
     assert isinstance(target, fl.FilterTarget)
-    rt = get_runtime(run.ctx.session, app, target.form)
+    return target.form, _matching(run, target.form, target.where, limit=target.limit,
+                                  what="update_record filter")
+
+
+def _matching(run: Run, form: str, where: Mapping[str, str], *, limit: int,
+              what: str) -> list[Any]:
+    """Ids of live records of ``form`` whose fields equal the expressions'
+    values (oldest first); an empty value matches nothing."""
+    from tangram.engines.forms.registry import get_runtime
+
+    rt = get_runtime(run.ctx.session, run.inst["app"], form)
     table = rt.table
     conditions: list[sa.ColumnElement[bool]] = [table.c.deleted_at.is_(None)]
-    for key, source in target.where.items():
+    for key, source in where.items():
         value = run.evaluate(source)
         if isinstance(value, Mapping):
             value = value.get("id")
         if value is None:
-            return target.form, []  # an empty value matches nothing
+            return []
         compiled = rt.fields.get(key)
         try:
             value = compiled.convert(value) if compiled is not None else uuid.UUID(str(value))
         except Exception:  # noqa: BLE001 - any refusal is the same problem
-            raise FlowError(f"update_record filter {key!r}: {value!r} is not a value of "
-                            f"that field") from None
+            raise FlowError(f"{what} {key!r}: {value!r} is not a value of that field") \
+                from None
         conditions.append(table.c[key] == value)
-    ids = list(run.ctx.session.execute(
-        sa.select(table.c.id).where(*conditions).order_by(table.c.id).limit(target.limit)
-    ).scalars())
-    return target.form, ids
+    return list(run.ctx.session.execute(
+        sa.select(table.c.id).where(*conditions).order_by(table.c.id).limit(limit)).scalars())
 
 
 def _create_record(run: Run, execution: Execution, action: fl.CreateRecordAction) -> None:
     from tangram.engines.forms.records import create_record
 
+    if action.unless_exists:
+        found = _matching(run, action.form, action.unless_exists, limit=1,
+                          what="create_record unless_exists")
+        if found:
+            if action.save_as:
+                run.set_variable(action.save_as, found[0])
+            run.history("record_reused", node=execution["node"], form=action.form,
+                        record=found[0])
+            return
     owner = run.inst["started_by"]
     if action.owner:
         found = run.resolve(action.owner)

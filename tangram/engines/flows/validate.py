@@ -254,6 +254,11 @@ class _Checker:
                     if key not in keys:
                         self.error(n, "unknown_field", f"form {a.form!r} has no field {key!r}",
                                    ".action.values")
+                for key, source in a.unless_exists.items():
+                    if key not in keys | {"id", "owner"}:
+                        self.error(n, "unknown_field", f"form {a.form!r} has no field {key!r}",
+                                   f".action.unless_exists.{key}")
+                    self.expression(n, source, f".action.unless_exists.{key}")
             self.assignees(n, a.owner, ".action.owner")
         if isinstance(a, fl.NotifyAction):
             self.assignees(n, a.to, ".action.to")

@@ -12,6 +12,7 @@ policy (``set_owner_resolver``); engine tests use everyone-may-read.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import uuid
 from collections.abc import Callable, Mapping
@@ -39,6 +40,7 @@ from tangram.errors import (
 )
 
 OwnerResolver = Callable[[EngineContext, uuid.UUID], tuple[Actor, AccessPolicy]]
+log = logging.getLogger(__name__)
 
 
 def _default_resolver(ctx: EngineContext, owner_id: uuid.UUID) -> tuple[Actor, AccessPolicy]:
@@ -216,8 +218,11 @@ def _holds(ctx: EngineContext, condition: str, evt: events.RecordEvent,
             {"record": typed_values(ctx, evt.app, evt.form, record),
              "old": typed_values(ctx, evt.app, evt.form, old) if old else {}},
             context=EvalContext(now=ctx.now(), timezone=ctx.timezone))
-    except ExpressionError:
-        return False  # a value the condition cannot compare: not a match
+    except ExpressionError as exc:
+        # A value the condition cannot compare: not a match (said in the log).
+        log.warning("webhook condition %r on %s.%s record %s: %s", condition, evt.app,
+                    evt.form, evt.record_id, exc.message)
+        return False
     return value is True
 
 
