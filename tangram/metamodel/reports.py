@@ -329,6 +329,9 @@ class Dashboard(Definition):
     key: Key
     label: Label
     description: Label | None = None
+    roles: list[Key] = Field(default_factory=list, max_length=MAX_ITEMS, description=(
+        "Who it is for: only holders of these app roles see it (and the app's "
+        "designers); empty: anyone who may see one of its reports."))
     filters: list[DashboardFilter] = Field(default_factory=list, max_length=MAX_ITEMS)
     widgets: list[Widget] = Field(min_length=1, max_length=50)
 

@@ -419,9 +419,12 @@ def test_each_user_gets_the_menu_of_what_they_may_open(crm: Crm):
     assert {f["key"] for f in fin["forms"]} == {"account", "contract", "payment",
                                                  "payment_plan"}
     assert "update" in {f["key"]: f for f in fin["forms"]}["payment"]["actions"]
-    assert "rep_view" in {d["key"] for d in rep["dashboards"]}
-    assert {"director_cockpit", "manager_view", "rep_view"} <= {
-        d["key"] for d in director["dashboards"]}
+    # Dashboards name the roles they are for.
+    assert [d["key"] for d in rep["dashboards"]] == ["rep_view"]
+    assert {d["key"] for d in director["dashboards"]} == {"director_cockpit", "manager_view"}
+    assert fin["dashboards"] == []
+    refused = crm["rep1"].post(f"{BASE}/dashboards/director_cockpit/run", json={})
+    assert refused.status_code == 403 and "other roles" in refused.json()["message"]
     # Finance reads no opportunities: no funnel for them.
     assert "sales_funnel" in {r["key"] for r in director["reports"]}
     assert "sales_funnel" not in {r["key"] for r in fin["reports"]}

@@ -121,6 +121,9 @@ def test_dashboard_with_shared_filter_and_drilldown(admin_client: TestClient) ->
     bad = {**dashboard, "widgets": [{"key": "x", "report": "nope"}]}
     r = c.put("/api/apps/crm/dashboards/bad", json={"definition": bad})
     assert r.status_code == 422 and r.json()["errors"][0]["path"] == "$.widgets[0].report"
+    r = c.put("/api/apps/crm/dashboards/bad", json={"definition": {**dashboard,
+                                                                 "roles": ["ghost"]}})
+    assert r.status_code == 422 and r.json()["errors"][0]["path"] == "$.roles[0]"
     assert c.delete("/api/apps/crm/dashboards/sales").status_code == 204
     assert c.get("/api/apps/crm/dashboards/sales").status_code == 404
 

@@ -334,7 +334,10 @@ def save_dashboard(ctx: EngineContext, *, app: str, key: str, body: dict[str, An
                    ) -> dict[str, Any]:
     """Create or replace a dashboard (stored and published as one version)."""
     dashboard = parse("dashboard", {**body, "key": key})
-    errors = []
+    errors = [ErrorItem(code="unknown_role", path=f"$.roles[{i}]",
+                        message=f"app {app!r} has no role {role!r}")
+              for i, role in enumerate(dashboard.roles)
+              if storage.find_definition(ctx.session, app=app, kind="role", key=role) is None]
     for i, w in enumerate(dashboard.widgets):
         if storage.find_definition(ctx.session, app=app, kind="report", key=w.report) is None:
             errors.append(ErrorItem(code="unknown_report", path=f"$.widgets[{i}].report",

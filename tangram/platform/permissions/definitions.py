@@ -98,17 +98,25 @@ def visible_widgets(ctx: EngineContext, app: str, widgets: Iterable[Any]) -> lis
 
 
 def dashboard_visible(ctx: EngineContext, app: str, key: str) -> bool:
+    """Designers see every dashboard; others one meant for a role they hold
+    (when it names roles) that shows at least one report they may see."""
     if is_designer(ctx, app):
         return True
     body = storage.latest_body(ctx.session, app=app, kind="dashboard", key=key)
-    widgets = body.get("widgets", []) if isinstance(body, dict) else []
-    return bool(visible_widgets(ctx, app, widgets))
+    if not isinstance(body, dict):
+        return False
+    if body.get("roles"):
+        held = {r.key for r in grants.held_roles(ctx.session, app=app, user_id=ctx.actor.id)}
+        if not held & set(body["roles"]):
+            return False
+    return bool(visible_widgets(ctx, app, body.get("widgets", [])))
 
 
 def require_dashboard(ctx: EngineContext, app: str, key: str) -> None:
     if not dashboard_visible(ctx, app, key):
         if storage.latest_body(ctx.session, app=app, kind="dashboard", key=key) is None:
             raise NotFound(f"dashboard {key!r} does not exist in app {app!r}")
-        raise PermissionDenied(f"dashboard {key!r} shows only reports you may not see",
+        raise PermissionDenied(f"dashboard {key!r} is not shown to you: it is meant for "
+                               "other roles, or shows only reports you may not see",
                                details={"app": app, "dashboard": key})
 
