@@ -133,10 +133,8 @@ def _task_json(ctx: EngineContext, row: Any) -> dict[str, Any]:
         try:
             loaded = load_version(ctx.session, app=row["app"], flow=row["flow"],
                                   version=row["flow_version"])
-            node = loaded.nodes.get(row["node"])
             out["flow_label"] = localize(loaded.flow.label, ctx.language)
-            out["node_label"] = localize(node.label, ctx.language) if node and node.label \
-                else row["node"]
+            out["node_label"] = _node_label(ctx, loaded, row["node"])
         except NotFound:
             pass
     return out
@@ -284,8 +282,10 @@ def record_flows(ctx: EngineContext, *, app: str, form: str, record_id: Any,
     for r in rows:
         loaded = load_version(ctx.session, app=app, flow=r["flow"], version=r["version"])
         items.append({
+            # Not the error text (it may name internal systems): a failed
+            # request is for the administrators' views.
             **{k: _json(r[k]) for k in ("id", "flow", "version", "status", "outcome",
-                                        "error", "started_by", "started_at", "ended_at")},
+                                        "started_by", "started_at", "ended_at")},
             "flow_label": localize(loaded.flow.label, ctx.language),
             "current": [{"key": n, "label": _node_label(ctx, loaded, n)}
                         for n in current.get(r["id"], [])],
