@@ -119,17 +119,18 @@ AssigneeRule = Annotated[
 
 # What made a record change (the ``source`` of its history entry); changes
 # made by flows never start flows.
-ChangeSource = Literal["api", "import", "package", "public_form", "rollup", "cascade",
-                       "set_null"]
+ChangeSource = Literal["api", "import", "history", "package", "public_form", "rollup",
+                       "cascade", "set_null"]
 CHANGE_SOURCES: tuple[str, ...] = get_args(ChangeSource)
 
 
 def _sources_field() -> Any:
     return Field(None, min_length=1, description=(
-        "Only changes from these sources start the flow (default: all): api (people, "
-        "through the API and the UI), import (file imports), package (package data), "
-        "public_form, rollup, cascade, set_null. E.g. [\"api\", \"public_form\"] keeps "
-        "historical rows loaded by an import or a package from starting it."))
+        "Only changes from these sources start the flow (default: all but history): api "
+        "(people, through the API and the UI), import (file imports), history (imports "
+        "marked historical), package (package data), public_form, rollup, cascade, "
+        "set_null. E.g. [\"api\", \"public_form\"] keeps rows loaded by an import or a "
+        "package from starting it."))
 
 
 class RecordCreatedTrigger(Definition):

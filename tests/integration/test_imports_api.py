@@ -74,6 +74,36 @@ def test_upload_preview_start_poll_and_error_file(crm):
     assert {lead["note"] for lead in leads} == {"x", "z"}
 
 
+def test_an_import_of_history_starts_only_the_flows_that_ask_for_it(crm):
+    def flow(key: str, **trigger) -> None:
+        body = {"key": key, "label": {"zh": key}, "form": "lead", "nodes": [
+            {"type": "start", "key": "start", "next": "end",
+             "trigger": {"kind": "record_created", **trigger}},
+            {"type": "end", "key": "end", "outcome": "done"}]}
+        assert crm.put(f"/api/apps/crm/flows/{key}/draft", json={"definition": body}
+                       ).status_code == 200
+        res = crm.post(f"/api/apps/crm/flows/{key}/publish", json={})
+        assert res.status_code == 200, res.text
+
+    flow("welcome")  # no sources: every change but history
+    flow("archive", sources=["history"])
+
+    def run(rows: list, **options) -> dict:
+        job = upload(crm, csv_bytes(ZH_HEADER, rows, "utf-8")).json()
+        assert crm.post(f"{IMPORTS}/{job['id']}/start", json=options).status_code == 202
+        return wait(crm, job["id"])
+
+    def started() -> list[str]:
+        items = crm.get("/api/flows/tasks", params={"box": "submitted"}).json()["items"]
+        return sorted(i["flow"] for i in items)
+
+    assert run([lead_row(1)])["historical"] is False
+    assert started() == ["welcome"]
+    done = run([lead_row(2), lead_row(3)], historical=True)
+    assert done["historical"] is True and done["counts"]["created"] == 2
+    assert started() == ["archive", "archive", "welcome"]
+
+
 def test_invalid_uploads_and_options_are_refused_with_reasons(crm):
     r = upload(crm, b"not a spreadsheet", "leads.pdf")
     assert r.status_code == 422 and r.json()["errors"][0]["code"] == "file_format"

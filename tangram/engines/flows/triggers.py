@@ -165,7 +165,8 @@ def on_record_event(ctx: EngineContext, evt: events.RecordEvent) -> None:
                 set(trigger.fields) & set(evt.changed_fields)):
             continue
         sources = getattr(trigger, "sources", None)
-        if sources is not None and evt.source not in sources:
+        # Without sources: every change but an import marked historical.
+        if (evt.source == "history") if sources is None else (evt.source not in sources):
             continue
         condition = getattr(trigger, "condition", None)
         record = typed_values(sys, evt.app, evt.form, evt.record)

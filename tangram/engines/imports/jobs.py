@@ -140,9 +140,11 @@ def preview(ctx: EngineContext, store: FileStore, *, job_id: uuid.UUID,
 
 def configure_job(ctx: EngineContext, *, job_id: uuid.UUID,
                   overrides: Mapping[str, str | None] | None = None,
-                  dedup: Mapping[str, Any] | None = None, mode: str = "valid_only"
-                  ) -> dict[str, Any]:
-    """Fix the mapping, duplicate rule and mode; the job is then ready to run."""
+                  dedup: Mapping[str, Any] | None = None, mode: str = "valid_only",
+                  historical: bool = False) -> dict[str, Any]:
+    """Fix the mapping, duplicate rule and mode; the job is then ready to run.
+    ``historical``: the rows are past records — flows start for them only if
+    they name the source ``history``."""
     job = _load(ctx.session, job_id)
     if job.status != "uploaded":
         raise Conflict(f"import {job_id} was already started (it is {job.status})")
@@ -155,7 +157,7 @@ def configure_job(ctx: EngineContext, *, job_id: uuid.UUID,
     _check_actions(ctx, rt, rule)
     ctx.session.execute(jobs.update().where(jobs.c.id == job_id).values(
         status="queued", mapping=mapping, dedup=rule.as_dict() if rule else None, mode=mode,
-        language=ctx.language))
+        language=ctx.language, historical=historical))
     return job_json(ctx, _load(ctx.session, job_id))
 
 
@@ -393,7 +395,8 @@ def run_job(env: ImportEnvironment, *, job_id: uuid.UUID, actor: Actor,
             if key is None:
                 raise NotFound(f"the file of import {job_id} is gone")
             run.source = (job.format, key)
-        pipeline = Pipeline(rt, mapping, dedup=rule, timezone=env.timezone)
+        pipeline = Pipeline(rt, mapping, dedup=rule, timezone=env.timezone,
+                            historical=bool(job.historical))
         IMPORT_MODES[job.mode].execute(run, pipeline, job)
     except Stopped:
         raise
@@ -521,7 +524,8 @@ def job_json(ctx: EngineContext, job: Any) -> dict[str, Any]:
         "phase": job.phase, "mode": job.mode, "file_name": job.file_name,
         "format": job.format, "encoding": job.encoding,
         "columns": list(job.header), "mapping": _mapping_json(job.header, job.mapping),
-        "dedup": job.dedup, "total_rows": total, "processed_rows": job.position,
+        "dedup": job.dedup, "historical": bool(job.historical), "total_rows": total,
+        "processed_rows": job.position,
         "progress": round(job.position / total, 4) if total else 1.0,
         "counts": {"created": job.created_count, "updated": job.updated_count,
                    "skipped": job.skipped_count, "errors": job.error_count},

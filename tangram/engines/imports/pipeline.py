@@ -29,6 +29,7 @@ from tangram.metamodel.common import localize
 
 Action = Literal["create", "update", "skip", "error"]
 SOURCE = "import"
+HISTORY_SOURCE = "history"  # an import of past records (ImportJob.historical)
 
 
 @dataclass
@@ -67,8 +68,9 @@ class Pipeline:
     """Compiled once per job (columns, adapters, lookups); run per batch."""
 
     def __init__(self, rt: FormRuntime, mapping: Sequence[str | None], *,
-                 dedup: DedupRule | None, timezone: str) -> None:
+                 dedup: DedupRule | None, timezone: str, historical: bool = False) -> None:
         self.rt, self.dedup = rt, dedup
+        self.source = HISTORY_SOURCE if historical else SOURCE
         zone = ZoneInfo(timezone)
         self.columns: list[_Column] = []
         for index, key in enumerate(mapping):
@@ -209,7 +211,7 @@ class Pipeline:
             ids: list[uuid.UUID | None] = [None] * len(good)
             if write and good:
                 ids = list(records.insert_rows(ctx, self.rt, [p for _, _, p in good],
-                                               source=SOURCE))
+                                               source=self.source))
             for (i, r, _), rid in zip(good, ids, strict=True):
                 results[i] = RowResult(r.source.number, "create", record_id=rid)
         return [results[i] for i in range(len(rows))]
@@ -252,7 +254,7 @@ class Pipeline:
             return RowResult(number, "error" if problems else "update", problems,
                              record_id=existing["id"])
         try:
-            records.apply_changes(ctx, self.rt, existing["id"], changes, source=SOURCE)
+            records.apply_changes(ctx, self.rt, existing["id"], changes, source=self.source)
         except TangramError as exc:
             return RowResult(number, "error",
                              exc.errors or [ErrorItem(code=exc.code, message=exc.message)])

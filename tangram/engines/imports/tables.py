@@ -31,6 +31,9 @@ import_jobs_table = sa.Table(
     sa.Column("header", JSONValue, nullable=False),  # the file's column titles
     sa.Column("mapping", JSONValue, nullable=False),  # field key (or null) per column
     sa.Column("dedup", JSONValue, nullable=True),  # {"fields": [...], "mode": "skip"}
+    # Rows are history (old follow-ups from another system): written with source
+    # "history", which starts only flows that name it in their sources.
+    sa.Column("historical", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("total_rows", sa.Integer, nullable=False),
     sa.Column("position", sa.Integer, nullable=False, server_default="0"),
     sa.Column("created_count", sa.Integer, nullable=False, server_default="0"),

@@ -49,6 +49,9 @@ class PreviewBody(MappingBody):
 
 class StartBody(MappingBody):
     mode: str = Field("valid_only", description="valid_only | all_or_nothing")
+    historical: bool = Field(False, description=(
+        "The rows are past records (follow-ups from an old system): flows start for "
+        "them only if they name the source \"history\"."))
 
 
 def _job_id(job_id: str) -> uuid.UUID:
@@ -103,7 +106,7 @@ def start(app: str, form: str, job_id: str, body: StartBody, request: Request,
     background; poll ``GET …/imports/{id}`` for progress."""
     ident, _ = _own_job(ctx, app=app, form=form, job_id=job_id)
     result = configure_job(ctx, job_id=ident, overrides=body.mapping, dedup=body.dedup,
-                           mode=body.mode)
+                           mode=body.mode, historical=body.historical)
     # The configuration must be committed before the runner claims the job.
     ctx.session.commit()
     start_in_background(import_environment(request.app, auth.token_scope), ident, ctx.actor)
