@@ -77,3 +77,30 @@ def user_names(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, st
     rows = session.execute(sa.select(users_table.c.id, users_table.c.display_name)
                            .where(users_table.c.id.in_(wanted)))
     return {r.id: r.display_name for r in rows}
+
+
+DepartmentChildren = dict[uuid.UUID, list[uuid.UUID]]
+
+
+def department_children(session: Session) -> DepartmentChildren:
+    """Every department's direct children (one query; keep it for a request)."""
+    d = departments_table
+    children: DepartmentChildren = {}
+    for dept, parent in session.execute(sa.select(d.c.id, d.c.parent_id)):
+        if parent is not None:
+            children.setdefault(parent, []).append(dept)
+    return children
+
+
+def department_subtree(children: DepartmentChildren,
+                       roots: Iterable[uuid.UUID]) -> frozenset[uuid.UUID]:
+    """``roots`` and every department below them."""
+    out: set[uuid.UUID] = set()
+    stack = list(roots)
+    while stack:
+        dept = stack.pop()
+        if dept in out:
+            continue  # a cycle in imported data must not loop forever
+        out.add(dept)
+        stack.extend(children.get(dept, ()))
+    return frozenset(out)

@@ -244,6 +244,7 @@ def test_a_record_page_shows_its_requests_and_what_may_be_started(crm):
     assert (item["id"], item["status"], item["flow_label"]) == (
         started["id"], "running", "合同审批")
     assert item["current"] == [{"key": "manager", "label": "manager"}]
+    assert "error" not in item  # failures are for the administrators' views
     assert item["my_task"] is None
     as_manager = crm["manager"].get(url).json()["items"][0]
     [task] = crm.todo("manager")

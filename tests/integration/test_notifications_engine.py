@@ -261,6 +261,18 @@ def test_webhook_filters_cannot_learn_hidden_fields(world):
         webhooks.set_owner_resolver(None)
 
 
+def test_a_webhook_condition_that_cannot_be_evaluated_is_no_match_and_is_logged(
+        world, caplog):
+    world.run(webhooks.create_subscription, app=world.app, form="contract",
+              events=["updated"], url="https://x.example/odd",
+              condition="record.title > 5", actor=world.actor_of("alice"))  # text vs number
+    with caplog.at_level("WARNING", logger="tangram.engines.notify.webhooks"):
+        _create_then_edit(world)
+    with world.sessions.begin() as s:
+        assert s.execute(sa.select(sa.func.count()).select_from(deliveries_table)).scalar() == 0
+    assert any("record.title > 5" in r.getMessage() for r in caplog.records)
+
+
 def test_subscription_checks_events_and_url(world):
     alice = world.actor_of("alice")
     with pytest.raises(DefinitionInvalid, match="events must be"):

@@ -18,7 +18,13 @@ from sqlalchemy.orm import Session
 
 from tangram.db.prepared import Prepared
 from tangram.engines.context import Actor
-from tangram.engines.directory import departments_table, user_departments_table, users_table
+from tangram.engines.directory import (
+    department_children,
+    department_subtree,
+    departments_table,
+    user_departments_table,
+    users_table,
+)
 from tangram.engines.expressions import compile_expression
 from tangram.engines.notify.service import remember_preferences
 from tangram.engines.notify.tables import preferences_table
@@ -233,18 +239,10 @@ def _resolve_department_members(rule: fl.DepartmentMembersAssignee, scope: Scope
                                 ) -> list[uuid.UUID]:
     d, ud, u = departments_table, user_departments_table, users_table
     ids = [i for i in (_as_uuid(ref) for ref in rule.departments) if i is not None]
-    found = set(scope.session.execute(sa.select(d.c.id).where(sa.or_(
+    found = frozenset(scope.session.execute(sa.select(d.c.id).where(sa.or_(
         d.c.external_id.in_(rule.departments), d.c.id.in_(ids)))).scalars())
     if rule.subtree and found:
-        children: dict[uuid.UUID, list[uuid.UUID]] = {}
-        for dept, parent in scope.session.execute(sa.select(d.c.id, d.c.parent_id)):
-            children.setdefault(parent, []).append(dept)
-        stack = list(found)
-        while stack:
-            for child in children.get(stack.pop(), []):
-                if child not in found:
-                    found.add(child)
-                    stack.append(child)
+        found = department_subtree(department_children(scope.session), found)
     if not found:
         return []
     members = list(scope.session.execute(

@@ -250,6 +250,8 @@ class Run:
         self._live: dict[uuid.UUID, Execution] | None = {} if new else None
         self._live_tasks: dict[uuid.UUID, list[dict[str, Any]]] | None = {} if new else None
         self.batched: Any = None  # what ``open_run(also=…)`` sent with the lock
+        # A task the lock batch closed already, with the values it was closed with.
+        self.preclosed: tuple[uuid.UUID, dict[str, Any]] | None = None
 
     @property
     def id(self) -> uuid.UUID:

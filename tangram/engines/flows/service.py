@@ -141,6 +141,9 @@ def _task_json(ctx: EngineContext, row: Any) -> dict[str, Any]:
 
 
 INBOXES = ("todo", "done", "cc", "submitted")
+# An open approval task of a running request: what "to do" counts.
+_TO_DO = (tasks_table.c.status == "open", tasks_table.c.kind == "approve",
+          instances_table.c.status == "running")
 
 
 def inbox(ctx: EngineContext, *, box: str, limit: int = 100) -> list[dict[str, Any]]:
@@ -157,8 +160,7 @@ def inbox(ctx: EngineContext, *, box: str, limit: int = 100) -> list[dict[str, A
                        i.c.started_by]
     stmt = sa.select(*cols).join(i, i.c.id == t.c.instance_id).where(t.c.assignee_id == me)
     if box == "todo":
-        stmt = stmt.where(t.c.status == "open", t.c.kind == "approve",
-                          i.c.status == "running").order_by(t.c.created_at)
+        stmt = stmt.where(*_TO_DO).order_by(t.c.created_at)
     elif box == "done":
         stmt = stmt.where(t.c.kind == "approve", t.c.acted_by == me).order_by(
             t.c.acted_at.desc())
@@ -382,8 +384,7 @@ def open_task_count(ctx: EngineContext, *, app: str) -> int:
     t, i = tasks_table, instances_table
     return int(ctx.session.execute(
         sa.select(sa.func.count()).select_from(t).join(i, i.c.id == t.c.instance_id)
-        .where(t.c.assignee_id == ctx.actor.id, t.c.status == "open", t.c.kind == "approve",
-               i.c.app == app, i.c.status == "running")).scalar_one())
+        .where(t.c.assignee_id == ctx.actor.id, i.c.app == app, *_TO_DO)).scalar_one())
 
 
 def pending_work(ctx: EngineContext) -> dict[str, int]:

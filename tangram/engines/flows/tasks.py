@@ -97,12 +97,11 @@ def _close(run: Run, task: dict[str, Any], status: str, params: ActionParams,
     # condition on status and version is the second line of defence.
     values = {"status": status, "decision": decision or status, "comment": params.comment,
               "acted_by": run.ctx.actor.id, "acted_at": run.ctx.now()}
-    preclosed = run.batched
-    if preclosed is not None and preclosed[0] == task["id"]:
+    if run.preclosed is not None and run.preclosed[0] == task["id"]:
         # Closed with the lock (act_on_task), with these values.
-        _, values = preclosed
+        _, values = run.preclosed
         changed = 1
-        run.batched = None
+        run.preclosed = None
     else:
         run.flush()
         changed = _CLOSE.execute(run.ctx.session,
@@ -371,11 +370,10 @@ def _act(ctx: EngineContext, action: str, params: ActionParams, *,
                    missing=f"task {task_id} does not exist" if by_task else None,
                    also=(lambda batch: close.send(batch, closing)) if closing else None)
     closed = run.batched.first() if closing else None
-    run.batched = None
+    if closed is not None:
+        run.preclosed = (closed["id"], values)  # _close finds it closed with these values
     if task_id is None:
         task_id = closed["id"] if closed is not None else _mine_in(run, ctx.actor.id)
-    if closed is not None and closed["id"] == task_id:
-        run.batched = (task_id, values)  # _close finds it closed with these values
     task = run.live_task(task_id)
     if task is None:  # not open or queued: read it for the message
         task = _task(ctx, task_id)

@@ -43,7 +43,13 @@ from tangram.engines.expressions import EvalContext
 from tangram.engines.forms import events, links
 from tangram.engines.forms.files import accepts, descriptor, file_rows
 from tangram.engines.forms.fill import fill_linked
-from tangram.engines.forms.query import ListQuery, QueryContext, build_count, build_select
+from tangram.engines.forms.query import (
+    SYSTEM_COLUMNS,
+    ListQuery,
+    QueryContext,
+    build_count,
+    build_select,
+)
 from tangram.engines.forms.registry import FormRuntime, app_runtimes, get_runtime
 from tangram.engines.forms.systables import (
     audit_log_table,
@@ -58,8 +64,6 @@ from tangram.i18n import message
 from tangram.metamodel import fields as fm
 from tangram.metamodel.common import localize
 
-SYSTEM_COLUMNS = ("id", "created_at", "created_by", "updated_at", "updated_by", "owner",
-                  "version", "deleted_at")
 MAX_CASCADE_DEPTH = 8
 
 

@@ -26,6 +26,7 @@ from tangram.engines.context import Actor, EngineContext
 from tangram.engines.expressions import EvalContext, ExpressionError, compile_expression
 from tangram.engines.forms import events
 from tangram.engines.forms.events import EVENT_KINDS
+from tangram.engines.forms.query import SYSTEM_COLUMNS
 from tangram.engines.forms.registry import get_runtime
 from tangram.engines.forms.typed import typed_values
 from tangram.engines.notify.deliveries import as_id, public_delivery, queue_delivery
@@ -101,13 +102,12 @@ def create_subscription(ctx: EngineContext, *, app: str, form: str, events: list
 
 
 _NAMES = ("record", "old")
-_SYSTEM = ("id", "owner", "created_by", "created_at", "updated_by", "updated_at", "version")
 
 
 def _check_filters(rt: Any, fields: list[str] | None, condition: str | None) -> None:
     errors: list[ErrorItem] = []
     for i, key in enumerate(fields or []):
-        if rt.field(key) is None and key not in _SYSTEM:
+        if rt.field(key) is None and key not in SYSTEM_COLUMNS:
             errors.append(ErrorItem(code="unknown_field", field=f"fields[{i}]",
                                     message=f"form {rt.key!r} has no field {key!r}"))
     if condition:
@@ -119,7 +119,7 @@ def _check_filters(rt: Any, fields: list[str] | None, condition: str | None) -> 
         else:
             for name in _NAMES:
                 for key in sorted(compiled.referenced_fields.get(name, set())):
-                    if rt.field(key) is None and key not in _SYSTEM:
+                    if rt.field(key) is None and key not in SYSTEM_COLUMNS:
                         errors.append(ErrorItem(
                             code="unknown_field", field="condition",
                             message=f"the condition reads {name}.{key}, which form "

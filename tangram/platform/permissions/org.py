@@ -5,13 +5,16 @@ now — a user moved a minute ago is seen in the new department)."""
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
 from collections.abc import Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from tangram.engines.directory import departments_table, user_departments_table
+from tangram.engines.directory import (
+    department_children,
+    department_subtree,
+    user_departments_table,
+)
 
 
 class OrgView:
@@ -44,18 +47,5 @@ class OrgView:
     def subtree(self, roots: Iterable[uuid.UUID]) -> frozenset[uuid.UUID]:
         """``roots`` and every department below them."""
         if self._children is None:
-            children: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
-            d = departments_table
-            for r in self.session.execute(sa.select(d.c.id, d.c.parent_id)):
-                if r.parent_id is not None:
-                    children[r.parent_id].append(r.id)
-            self._children = dict(children)
-        out: set[uuid.UUID] = set()
-        stack = list(roots)
-        while stack:
-            dept = stack.pop()
-            if dept in out:
-                continue  # a cycle in imported data must not loop forever
-            out.add(dept)
-            stack.extend(self._children.get(dept, ()))
-        return frozenset(out)
+            self._children = department_children(self.session)
+        return department_subtree(self._children, roots)

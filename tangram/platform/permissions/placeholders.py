@@ -15,6 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.orm import Session
+
+from tangram.engines.context import Actor
 from tangram.platform.permissions.org import OrgView
 
 PLACEHOLDER_KEY = "$user"
@@ -87,7 +90,7 @@ def names_used(spec: Any) -> set[str]:
     return set()
 
 
-def facts_for(session: Any, actor: Any, org: OrgView | None = None) -> UserFacts:
+def facts_for(session: Session, actor: Actor, org: OrgView | None = None) -> UserFacts:
     """The placeholders' values for ``actor`` (an engine Actor), now."""
     org = org or OrgView(session)
     departments = org.departments_of(actor.id)
@@ -98,7 +101,7 @@ def facts_for(session: Any, actor: Any, org: OrgView | None = None) -> UserFacts
                      primary_department=primary, org=org)
 
 
-def sample_facts(session: Any) -> UserFacts:
+def sample_facts(session: Session) -> UserFacts:
     """Made-up values, to check that a filter compiles with every placeholder."""
     return UserFacts(id=uuid.UUID(int=1), username="sample",
                      departments=frozenset({uuid.UUID(int=2)}),
