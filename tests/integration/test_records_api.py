@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -195,12 +196,8 @@ def test_formula_dates_and_times_are_written_as_fields_write_them(crm):
     assert listed[0]["later"] == "2026-01-05T03:30:00Z"
 
 
-def test_list_views_filter_and_sort_for_the_viewer(crm, app, make_user):
-    views = [{"key": "mine", "label": {"zh": "我的"}, "columns": ["name", "status"],
-              "filter": {"field": "owner", "op": "eq", "value": {"$user": "id"}},
-              "sort": ["name"]},
-             {"key": "qualified", "label": {"zh": "合格"},
-              "filter": {"field": "status", "op": "eq", "value": "qualified"}}]
+def publish_prospect(crm, views: list[dict[str, Any]]) -> dict[str, Any]:
+    """A form with a name and a status, and ``views``, published."""
     body = form_body("prospect", field("name", required=True),
                      field("status", "select", options=[
                          {"value": v, "label": {"zh": v}} for v in ("new", "qualified")]),
@@ -208,6 +205,16 @@ def test_list_views_filter_and_sort_for_the_viewer(crm, app, make_user):
     assert crm.put("/api/apps/crm/forms/prospect/draft", json={"definition": body}
                    ).status_code == 200
     assert crm.post("/api/apps/crm/forms/prospect/publish", json={}).status_code == 200
+    return body
+
+
+def test_list_views_filter_and_sort_for_the_viewer(crm, app, make_user):
+    views = [{"key": "mine", "label": {"zh": "我的"}, "columns": ["name", "status"],
+              "filter": {"field": "owner", "op": "eq", "value": {"$user": "id"}},
+              "sort": ["name"]},
+             {"key": "qualified", "label": {"zh": "合格"},
+              "filter": {"field": "status", "op": "eq", "value": "qualified"}}]
+    body = publish_prospect(crm, views)
     url = "/api/apps/crm/forms/prospect/records"
     for name, status in (("乙", "new"), ("甲", "qualified")):
         assert crm.post(url, json={"values": {"name": name, "status": status}}
@@ -247,6 +254,43 @@ def test_list_views_filter_and_sort_for_the_viewer(crm, app, make_user):
     assert res.status_code == 422, res.text
     assert res.json()["errors"][0]["path"].startswith("$.views[0].filter")
     assert crm.get("/api/apps/crm/forms/prospect").json()["version"] == 1  # unchanged
+
+
+def test_a_department_view_shows_a_user_in_no_department_nothing(crm, app, make_user):
+    from fastapi.testclient import TestClient
+
+    team = {"field": "owner", "op": "in_department", "value": {"$user": "department_tree"}}
+    views = [{"key": "team", "label": {"zh": "本部门"}, "filter": team},
+             {"key": "others", "label": {"zh": "其他部门"}, "filter": {"not": team}},
+             {"key": "team_or_new", "label": {"zh": "本部门或新"}, "filter": {"or": [
+                 team, {"field": "status", "op": "eq", "value": "new"}]}}]
+    publish_prospect(crm, views)
+    url = "/api/apps/crm/forms/prospect/records"
+    member_id, token = make_user("member", is_admin=True, app=app)
+    member = TestClient(app, headers={"Authorization": f"Bearer {token}"})
+    sales = crm.post("/api/org/departments", json={"name": "Sales"}).json()["id"]
+    assert crm.put(f"/api/org/users/{member_id}/departments", json={"departments": [
+        {"department_id": sales}]}).status_code == 204
+    for client, name, status in ((crm, "甲", "new"), (crm, "乙", "qualified"),
+                                 (member, "丙", "qualified")):
+        assert client.post(url, json={"values": {"name": name, "status": status}}
+                           ).status_code == 201
+
+    def names(client, view: str) -> list[str]:
+        res = client.get(url, params={"view": view, "sort": "name"})
+        assert res.status_code == 200, res.text
+        return [r["name"] for r in res.json()["items"]]
+
+    # crm's user is in no department: "my team" is nobody's records, "not my
+    # team" everyone's, and an "or" still finds the other half.
+    assert names(crm, "team") == []
+    assert names(crm, "others") == ["丙", "乙", "甲"]
+    assert names(crm, "team_or_new") == ["甲"]
+    assert names(member, "team") == ["丙"]
+    assert names(member, "others") == ["乙", "甲"]
+    assert names(member, "team_or_new") == ["丙", "甲"]
+    exported = crm.get("/api/apps/crm/forms/prospect/export", params={"view": "team"})
+    assert exported.status_code == 200 and "甲" not in exported.text
 
 
 def test_attachment_upload_and_link(crm, tmp_path):

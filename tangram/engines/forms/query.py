@@ -129,6 +129,19 @@ SYSTEM_COLUMNS = ("id", "created_at", "created_by", "updated_at", "updated_by", 
                   "version", "deleted_at")
 
 
+@dataclass(frozen=True)
+class Constant:
+    """A filter node that is always true or always false. JSON cannot hold
+    one: the platform puts it where a user placeholder has no value (the
+    departments of a user in none), so that ``in`` that list matches nothing
+    and ``not_in`` it everything, as for any other empty list of values."""
+
+    value: bool
+
+
+MATCH_NONE, MATCH_ALL = Constant(False), Constant(True)
+
+
 @functools.lru_cache(maxsize=1024)
 def system_fields(form_key: str) -> dict[str, fm.FieldBase]:
     """Filterable/sortable system columns, described like fields: timestamps
@@ -248,6 +261,8 @@ class _FilterCompiler:
     def node(self, spec: Any, path: str, depth: int) -> Condition | None:
         if spec is None:
             return None
+        if isinstance(spec, Constant):
+            return sa.true() if spec.value else sa.false()
         if not isinstance(spec, dict):
             self.errors.append(_error("invalid_node", "expected an object: a condition "
                                       "{\"field\", \"op\", \"value\"} or a group {\"and\": [...]}"

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from tangram.engines.context import Actor
+from tangram.engines.forms.query import MATCH_ALL, MATCH_NONE
 from tangram.platform.permissions.org import OrgView
 
 PLACEHOLDER_KEY = "$user"
@@ -62,10 +63,26 @@ class PlaceholderUnknown(ValueError):
     pass
 
 
+# Operators that hold for every record when the user has no value to compare
+# with (none of an empty list; "contains all of" nothing); every other
+# operator then matches no record.
+_TRUE_WHEN_EMPTY = frozenset({"ne", "not_in", "not_contains", "contains_all"})
+
+
+def _is_placeholder(spec: Any) -> bool:
+    return isinstance(spec, dict) and set(spec) == {PLACEHOLDER_KEY}
+
+
 def substitute(spec: Any, facts: UserFacts) -> Any:
-    """``spec`` with every ``{"$user": name}`` replaced by the user's value."""
+    """``spec`` with every ``{"$user": name}`` replaced by the user's value.
+
+    A condition whose placeholder has no value for this user (no department)
+    becomes a constant — false for ``eq``/``in``/…, true for
+    ``ne``/``not_in``/… — so a view or scope of "my departments" shows a
+    user in none nothing, instead of failing on an empty list.
+    """
     if isinstance(spec, dict):
-        if set(spec) == {PLACEHOLDER_KEY}:
+        if _is_placeholder(spec):
             name = spec[PLACEHOLDER_KEY]
             entry = PLACEHOLDERS.get(name) if isinstance(name, str) else None
             if entry is None:
@@ -73,7 +90,10 @@ def substitute(spec: Any, facts: UserFacts) -> Any:
                     f"unknown placeholder {{\"$user\": {name!r}}}; known: "
                     f"{', '.join(PLACEHOLDERS)}")
             return entry.value(facts)
-        return {k: substitute(v, facts) for k, v in spec.items()}
+        filled = {k: substitute(v, facts) for k, v in spec.items()}
+        if _is_placeholder(spec.get("value")) and filled["value"] in (None, []):
+            return MATCH_ALL if spec.get("op") in _TRUE_WHEN_EMPTY else MATCH_NONE
+        return filled
     if isinstance(spec, list):
         return [substitute(v, facts) for v in spec]
     return spec

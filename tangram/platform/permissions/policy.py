@@ -215,8 +215,8 @@ class RolePolicy:
         try:
             cond = compile_filter(substitute(g.filter, facts), tables=tables, qctx=qctx)
         except (FilterInvalid, PlaceholderUnknown, NotFound) as exc:
-            # Fail closed: a scope that does not compile for this user (no
-            # department for an "in" list, a field removed since) grants nothing.
+            # Fail closed: a scope that does not compile for this user (a
+            # field removed since) grants nothing.
             log.info("expression scope on %s.%s does not compile: %s", app, form, exc)
             return None
         return sa.true() if cond is None else cond
