@@ -87,6 +87,12 @@ class Conflict(TangramError):
     code = "conflict"
 
 
+class RecordLocked(Conflict):
+    """The record is locked by its form's lock rule (in approval, signed…)."""
+
+    code = "record_locked"
+
+
 class ConfirmationRequired(TangramError):
     """A destructive change needs explicit confirmation; ``details`` holds the dry run."""
 
@@ -117,6 +123,6 @@ class LimitExceeded(TangramError):
 
 
 ALL_ERRORS: tuple[type[TangramError], ...] = (
-    TangramError, ValidationFailed, DefinitionInvalid, NotFound, Conflict,
+    TangramError, ValidationFailed, DefinitionInvalid, NotFound, Conflict, RecordLocked,
     ConfirmationRequired, NotAuthenticated, PermissionDenied, RateLimited, LimitExceeded,
 )

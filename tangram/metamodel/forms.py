@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from tangram.metamodel.common import Definition, Key, Label
+from tangram.metamodel.common import Definition, Expression, Key, Label
 from tangram.metamodel.fields import (
     AnyField,
     FieldBase,
@@ -51,6 +51,19 @@ class ListView(Definition):
     sort: list[str] = Field(default_factory=list, description="e.g. [\"-created_at\"]")
 
 
+class RecordLock(Definition):
+    """When a record may no longer be changed by hand — a contract in
+    approval or signed: users' edits and deletes are refused (409
+    ``record_locked``); flows (an approval node's editable fields, update
+    actions) and platform administrators still change it."""
+
+    when: Expression = Field(description=(
+        "Evaluated on the record as stored (``record.…``, ``user.…``); true = locked."))
+    message: Label | None = Field(None, description="Why, shown with the refusal.")
+    editable: list[Key] = Field(default_factory=list, description=(
+        "Fields users may still change while the record is locked (e.g. attachments)."))
+
+
 class Form(Definition):
     """A form: its fields define a record table, its rules the validation."""
 
@@ -68,6 +81,8 @@ class Form(Definition):
     default_sort: list[str] = Field(default_factory=list, description="e.g. [\"-created_at\"]")
     views: list[ListView] = Field(default_factory=list, description=(
         "Named lists of the records (tabs of the list page)."))
+    lock: RecordLock | None = Field(None, description=(
+        "When records may no longer be edited or deleted by hand."))
 
     @model_validator(mode="after")
     def _consistent(self) -> Form:
@@ -101,6 +116,9 @@ class Form(Definition):
             name = sort.lstrip("-")
             if name not in seen and name not in SYSTEM_FIELDS:
                 raise ValueError(f"default_sort names unknown field {name!r}")
+        for key in self.lock.editable if self.lock else []:
+            if key not in seen:
+                raise ValueError(f"lock.editable names unknown field {key!r}")
         view_keys: set[str] = set()
         for view in self.views:
             if view.key in view_keys:

@@ -336,3 +336,61 @@ def test_admin_sees_failed_instances_and_cancels(crm):
     res = crm.admin.post(f"/api/admin/flows/instances/{iid}/cancel")
     assert res.json()["status"] == "cancelled"
     _ = timedelta
+
+
+def test_a_locked_record_is_changed_only_by_its_flow(crm):
+    # The contract locks while in approval and once approved; its note stays
+    # editable. The flow's own status changes still go through.
+    locked = {**CONTRACT_FORM, "fields": [*CONTRACT_FORM["fields"], {
+        "key": "note", "type": "text", "label": label("note")}], "lock": {
+        "when": "record.status in ['in_approval', 'approved']", "editable": ["note"],
+        "message": {"zh": "审批中或已批准的合同不能修改", "en": "in approval or approved"}}}
+    assert crm.admin.put("/api/apps/crm/forms/contract/draft",
+                         json={"definition": locked}).status_code == 200
+    res = crm.admin.post("/api/apps/crm/forms/contract/publish", json={})
+    assert res.status_code == 200, res.text
+    _, record_id = submit(crm, "1000.00")
+    url = f"/api/apps/crm/forms/contract/records/{record_id}"
+    rec = crm["rep"].get(url, headers={"Accept-Language": "en"}).json()
+    assert (rec["status"], rec["_locked"]) == ("in_approval", True)
+
+    res = crm["rep"].patch(url, json={"version": rec["version"], "values": {"amount": "1.00"}},
+                           headers={"Accept-Language": "en"})
+    assert res.status_code == 409, res.text
+    body = res.json()
+    assert body["code"] == "record_locked" and "in approval or approved" in body["message"]
+    assert body["details"]["fields"] == ["amount"] and body["details"]["editable"] == ["note"]
+    assert crm["rep"].delete(url).json()["code"] == "record_locked"
+    res = crm["rep"].patch(url, json={"version": rec["version"], "values": {"note": "盖章版"}})
+    assert res.status_code == 200, res.text  # an editable field
+    assert contract(crm, record_id)["amount"] == "1000.00"  # nothing else changed
+
+    for who in ("manager", "fin", "gm"):
+        crm.decide(who)
+    rec = contract(crm, record_id)  # the flow's update_record went through
+    assert (rec["status"], rec["_locked"]) == ("approved", True)
+    res = crm["rep"].patch(url, json={"version": rec["version"], "values": {
+        "status": "draft"}})
+    assert res.status_code == 409 and res.json()["code"] == "record_locked"
+    # A platform administrator may still correct a locked record.
+    res = crm.admin.patch(url, json={"version": rec["version"], "values": {"title": "改"}})
+    assert res.status_code == 200, res.text
+    # A draft is not locked.
+    draft = crm["rep"].post("/api/apps/crm/forms/contract/records", json={"values": {
+        "title": "B", "amount": "5", "status": "draft"}}).json()
+    assert draft["_locked"] is False
+    res = crm["rep"].patch(f"/api/apps/crm/forms/contract/records/{draft['id']}",
+                           json={"version": 1, "values": {"amount": "6"}})
+    assert res.status_code == 200, res.text
+
+
+def test_a_lock_rule_is_checked_at_publish(crm):
+    bad = {**CONTRACT_FORM, "lock": {"when": "record.stauts == 'approved'"}}
+    assert crm.admin.put("/api/apps/crm/forms/contract/draft",
+                         json={"definition": bad}).status_code == 200
+    res = crm.admin.post("/api/apps/crm/forms/contract/publish", json={})
+    assert res.status_code == 422, res.text
+    assert res.json()["errors"][0]["path"] == "$.lock.when" and "stauts" in res.text
+    bad = {**CONTRACT_FORM, "lock": {"when": "true", "editable": ["nope"]}}
+    res = crm.admin.put("/api/apps/crm/forms/contract/draft", json={"definition": bad})
+    assert res.status_code == 422 and "nope" in res.text

@@ -204,6 +204,8 @@ def _check_expression_fields(form: Form) -> list[ErrorItem]:
     for i, rule in enumerate(form.rules):
         check(rule.assert_, f"$.rules[{i}].assert", known, known)
         check(rule.when, f"$.rules[{i}].when", known, known)
+    if form.lock is not None:
+        check(form.lock.when, "$.lock.when", known, known)
     return errors
 
 

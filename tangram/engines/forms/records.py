@@ -59,7 +59,14 @@ from tangram.engines.forms.systables import (
 )
 from tangram.engines.forms.tables import FormTables
 from tangram.engines.forms.validation import Outcome, rollup_value
-from tangram.errors import Conflict, ErrorItem, NotFound, PermissionDenied, ValidationFailed
+from tangram.errors import (
+    Conflict,
+    ErrorItem,
+    NotFound,
+    PermissionDenied,
+    RecordLocked,
+    ValidationFailed,
+)
 from tangram.i18n import message
 from tangram.metamodel import fields as fm
 from tangram.metamodel.common import localize
@@ -248,6 +255,11 @@ def to_json(ctx: EngineContext, rt: FormRuntime, records: list[dict[str, Any]],
                 file_ids.update(rec.get(key) or [])
     files = file_rows(ctx, file_ids)
     wanted = set(fields) if fields else None
+    # Whether a record is locked, for a client to offer editing or not (when
+    # the record holds what the form's lock rule reads).
+    lock_when = rt.validator.lock_when
+    lock_fields = (lock_when.referenced_fields.get("record", set())
+                   if lock_when is not None else None)
     out = []
     for rec in records:
         item: dict[str, Any] = {
@@ -285,6 +297,8 @@ def to_json(ctx: EngineContext, rt: FormRuntime, records: list[dict[str, Any]],
                 else:
                     display[key] = titles.get((name, value))
         item["_display"] = display
+        if lock_fields is not None and lock_fields <= rec.keys():
+            item["_locked"] = lock_reason(ctx, rt, rec) is not None
         out.append(item)
     return out
 
@@ -692,6 +706,47 @@ def check_version(row: Mapping[str, Any], expected_version: int | None) -> None:
             details={"current_version": row["version"]})
 
 
+# Changes a person makes by hand — the API, a file import, and what their
+# delete does through on-delete rules: what a form's lock rule refuses. Flows,
+# rollups and package installs change locked records as the system.
+MANUAL_SOURCES = frozenset({"api", "import", "history", "cascade", "set_null"})
+
+
+def lock_reason(ctx: EngineContext, rt: FormRuntime, rec: Mapping[str, Any]) -> str | None:
+    """Why the stored record ``rec`` is locked by its form's lock rule (""
+    when the rule gives no message), or None when it is not locked."""
+    if rt.validator.lock_when is None:
+        return None
+    why = rt.validator.locked(rec, user=ctx.actor.as_variables(),
+                              eval_context=_eval_context(ctx))
+    if why == "" and rt.form.lock is not None and rt.form.lock.message:
+        return localize(rt.form.lock.message, ctx.language)
+    return why
+
+
+def _check_lock(ctx: EngineContext, rt: FormRuntime, old: Mapping[str, Any],
+                changed: Iterable[str] | None, source: str) -> None:
+    """Refuse a manual change (``changed`` fields; None: a delete) of a locked
+    record, unless the actor is a platform administrator or every changed
+    field is one the lock leaves editable."""
+    lock = rt.form.lock
+    if lock is None or source not in MANUAL_SOURCES or ctx.actor.is_admin:
+        return
+    # Computed fields follow the fields they are computed from.
+    fields = None if changed is None else sorted(
+        k for k in set(changed) - set(lock.editable) if not rt.validator.fields[k].computed)
+    if fields == []:
+        return
+    why = lock_reason(ctx, rt, old)
+    if why is None:
+        return
+    what = "deleted" if fields is None else f"changed ({', '.join(fields)})"
+    raise RecordLocked(f"record {old['id']} is locked and cannot be {what}"
+                       + (f": {why}" if why else ""),
+                       details={"record_id": str(old["id"]), "fields": fields,
+                                "editable": list(lock.editable)})
+
+
 def _update(ctx: EngineContext, rt: FormRuntime, record_id: uuid.UUID,
             changes: Mapping[str, Any], *, expected_version: int | None, source: str,
             allow_read_only: bool, depth: int) -> dict[str, Any]:
@@ -706,6 +761,7 @@ def _update(ctx: EngineContext, rt: FormRuntime, record_id: uuid.UUID,
     changed_multi = {k: ids for k, ids in prepared.multi.items() if (old.get(k) or []) != ids}
     if not (changed_cols or changed_subs or changed_multi):
         return old
+    _check_lock(ctx, rt, old, [*changed_cols, *changed_subs, *changed_multi], source)
     now = ctx.now()
     t = rt.table
     result = ctx.session.execute(
@@ -768,6 +824,7 @@ def _delete(ctx: EngineContext, rt: FormRuntime, record_id: uuid.UUID, *,
     if expected_version is not None and old["version"] != expected_version:
         raise Conflict(f"record {record_id} was changed by someone else; reload and retry",
                        details={"current_version": old["version"]})
+    _check_lock(ctx, rt, old, None, source)
     for other, f in _referrers(ctx, rt):
         ot = other.table
         ids = [r.id for r in ctx.session.execute(

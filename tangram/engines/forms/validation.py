@@ -229,6 +229,7 @@ class RecordValidator:
                            if p.formula is None and k not in self._sub_keys
                            and (p.default is not None or p.default_expr is not None)]
         self.rules = _plan_rules(form.rules, "$.rules", errors)
+        self.lock_when = _compile(form.lock.when, "$.lock.when", errors) if form.lock else None
         self._check_rule_fields(errors)
         if errors:
             raise DefinitionInvalid(f"form {form.key!r} has invalid expressions or rules",
@@ -373,6 +374,21 @@ class RecordValidator:
             self._rules(self.rules, variables, "", eval_context, language, errors)
         out.values = {k: merged.get(k) for k in given}
         return out
+
+    def locked(self, record: Mapping[str, Any], *, user: Mapping[str, Any],
+               eval_context: EvalContext) -> str | None:
+        """Why the stored ``record`` is locked by the form's lock rule, or None.
+        A rule that cannot be evaluated for the record locks it (fail closed:
+        the refusal names the error, an administrator can still edit)."""
+        if self.lock_when is None:
+            return None
+        try:
+            if not self.lock_when.evaluate({"record": record, "old": record, "user": user},
+                                           context=eval_context):
+                return None
+        except ExpressionError as exc:
+            return f"its lock rule could not be evaluated ({exc})"
+        return ""
 
     def _error(self, path: str, code: str, language: str, **params: Any) -> ErrorItem:
         if "label" in params and isinstance(params["label"], dict):
