@@ -559,6 +559,24 @@ def test_csv_and_xlsx_contents(crm: Crm) -> None:
     assert rows[-1][0] == "Total" and rows[-1][1] == pytest.approx(float(total))
 
 
+def test_columns_sharing_a_title_are_all_exported(crm: Crm) -> None:
+    from tangram.engines.reports.export import to_csv
+
+    # Unlabelled measures take their field's title: the sum and the average
+    # of the amount share one.
+    result = crm.run({"dimensions": [{"type": "value", "key": "stage", "field": "stage",
+                                      "label": {"en": "Stage", "zh": "阶段"}}],
+                      "measures": [{"agg": "sum", "key": "total", "field": "amount"},
+                                   {"agg": "avg", "key": "avg_amount", "field": "amount"}],
+                      "sort": ["stage"]})
+    lines = to_csv(result).decode("utf-8-sig").strip().splitlines()
+    title = result.title("total")
+    assert result.title("avg_amount") == title
+    assert lines[0] == f"Stage,{title} (total),{title} (avg_amount)"
+    total = sum(a for a in crm.opps.amount if a is not None)
+    assert lines[-1].startswith(f"Total,{total},")
+
+
 @pytest.mark.parametrize(("body", "path", "code"), [
     ({"measures": [{"agg": "sum", "key": "x", "field": "amout"}]},
      "$.measures[0].field", "unknown_field"),

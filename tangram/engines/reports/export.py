@@ -25,8 +25,13 @@ def display_frame(result: ReportResult) -> pd.DataFrame:
     """Columns titled in the viewer's language; dimensions as their labels,
     measures as exact values; the totals as a last row."""
     cols = result.compiled.columns
+    titles = [result.title(c.key) for c in cols]
+    # Two columns may share a title (an unlabelled average of the field a
+    # sum is labelled after): each then names its key, so neither column
+    # replaces the other.
+    shared = {t for t in titles if titles.count(t) > 1}
     data: dict[str, list[Any]] = {}
-    for c in cols:
+    for c, title in zip(cols, titles, strict=True):
         source = f"{c.key}__label" if c.role == "dimension" else c.key
         values = list(result.frame[source])
         if result.totals is not None:
@@ -35,7 +40,7 @@ def display_frame(result: ReportResult) -> pd.DataFrame:
                 values.append(localize(TOTAL, result.language) if first else "")
             else:
                 values.append(result.totals.get(c.key))
-        data[result.title(c.key)] = values
+        data[f"{title} ({c.key})" if title in shared else title] = values
     return pd.DataFrame(data)
 
 
