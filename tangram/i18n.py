@@ -91,3 +91,29 @@ def message(code: str, language: str, **params: Any) -> str:
 class _Lenient(dict[str, Any]):
     def __missing__(self, key: str) -> str:
         return "{" + key + "}"
+
+# Texts the platform itself writes to users (not error messages): flow
+# notifications ({flow}, {node}: labels; {subject}: " · " and the record's
+# title, or nothing).
+TEXTS: dict[str, dict[str, str]] = {
+    "flow_task": {"en": "{flow} · {node}{subject}", "zh": "{flow} · {node}{subject}"},
+    "flow_task_body": {"en": "A task waits for your decision.",
+                       "zh": "有一项审批等待您处理。"},
+    "flow_cc": {"en": "{flow} · CC{subject}", "zh": "{flow} · 抄送{subject}"},
+    "flow_cc_body": {"en": "You were copied at {node}.", "zh": "您在「{node}」环节被抄送。"},
+    "flow_reminder": {"en": "{flow} · reminder{subject}", "zh": "{flow} · 催办提醒{subject}"},
+    "flow_reminder_body": {"en": "{node} is waiting for you.",
+                           "zh": "「{node}」环节正在等待您处理。"},
+    "flow_urge": {"en": "{flow} · please decide{subject}", "zh": "{flow} · 请尽快处理{subject}"},
+    "flow_urge_body": {"en": "The submitter asks you to decide.",
+                       "zh": "提交人请您尽快处理。"},
+    "flow_assigned": {"en": "{flow} · assigned to you{subject}",
+                      "zh": "{flow} · 已分配给您{subject}"},
+}
+
+
+def text(code: str, language: str, **params: Any) -> str:
+    """Text ``code`` of :data:`TEXTS` in ``language`` (else English)."""
+    entry = TEXTS[code]
+    template = entry.get(language) or entry.get(language.split("-")[0]) or entry["en"]
+    return template.format(**params)

@@ -205,9 +205,23 @@ AnyTrigger = Annotated[
 # --- timeouts ----------------------------------------------------------------------
 
 
+# A text users read (a notification's title or body): one template, or one
+# per language ({"zh": …, "en": …}) — each recipient reads their language's.
+Title = Annotated[str, Field(min_length=1, max_length=300)] | Label
+Body = Annotated[str, Field(max_length=4000)] | Label
+
+
+def texts_of(text: str | dict[str, str] | None) -> list[str]:
+    """The template(s) of a text, to check each."""
+    if text is None:
+        return []
+    return [text] if isinstance(text, str) else list(text.values())
+
+
 class RemindAction(Definition):
     kind: Literal["remind"] = "remind"
-    message: str | None = Field(None, max_length=500)
+    message: Body | None = Field(None, description="The reminder's text (default: the "
+                                 "platform's, in the recipient's language).")
 
 
 class EscalateAction(Definition):
@@ -333,8 +347,9 @@ class CreateRecordAction(Definition):
 class NotifyAction(Definition):
     kind: Literal["notify"] = "notify"
     to: list[AssigneeRule] = Field(min_length=1)
-    title: str = Field(min_length=1, max_length=300, description="A template (jinja).")
-    body: str = Field("", max_length=4000)
+    title: Title = Field(description=(
+        "A template (jinja), or one per language: {\"zh\": …, \"en\": …}."))
+    body: Body = ""
     channels: list[str] = Field(default_factory=list, description=(
         "Keys of group channels (DingTalk or WeCom robots) that also get the message; "
         "see docs/notifications.md."))

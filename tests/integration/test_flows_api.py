@@ -394,3 +394,37 @@ def test_a_lock_rule_is_checked_at_publish(crm):
     bad = {**CONTRACT_FORM, "lock": {"when": "true", "editable": ["nope"]}}
     res = crm.admin.put("/api/apps/crm/forms/contract/draft", json={"definition": bad})
     assert res.status_code == 422 and "nope" in res.text
+
+
+def test_each_recipient_reads_notifications_in_their_language(crm):
+    import uuid
+
+    from tangram.engines.directory import users_table
+
+    with crm.app.state.sessions.begin() as s:  # finance reads English
+        s.execute(users_table.update().where(users_table.c.id == uuid.UUID(crm.ids["fin"]))
+                  .values(language="en"))
+    flow = {**CONTRACT_APPROVAL, "nodes": [
+        {**n, "label": {"zh": "财务审批", "en": "Finance review"}} if n["key"] == "finance"
+        else {**n, "label": {"zh": "经理审批", "en": "Manager review"}} if n["key"] == "manager"
+        else {**n, "action": {**n["action"], "title": {
+            "zh": "合同 {{ record.title }} 已批准", "en": "Contract {{ record.title }} approved"}}}
+        if n["key"] == "notify_finance" else n
+        for n in CONTRACT_APPROVAL["nodes"]]}
+    assert crm.admin.put("/api/apps/crm/flows/contract_approval/draft",
+                         json={"definition": flow}).status_code == 200
+    res = crm.admin.post("/api/apps/crm/flows/contract_approval/publish", json={})
+    assert res.status_code == 200, res.text
+
+    def titles(who: str) -> list[str]:
+        return [n["title"] for n in crm[who].get("/api/flows/notifications").json()["items"]]
+
+    submit(crm, "100000")  # by the rep, who reads Chinese
+    assert titles("manager") == ["合同审批 · 经理审批 · HT-2026-0001"]
+    crm.decide("manager")
+    assert titles("fin") == ["Contract approval · Finance review · HT-2026-0001"]
+    crm.decide("fin")
+    crm.decide("gm")
+    assert titles("fin")[0] == "Contract HT-2026-0001 approved"
+    bodies = [n["body"] for n in crm["fin"].get("/api/flows/notifications").json()["items"]]
+    assert bodies[-1] == "A task waits for your decision."

@@ -203,10 +203,18 @@ def _create_record(run: Run, execution: Execution, action: fl.CreateRecordAction
     run.history("record_created", node=execution["node"], form=action.form, record=rec["id"])
 
 
+def render_text(text: str | dict[str, str], run: Run) -> str | dict[str, str]:
+    """A text's template rendered — per language when it has one per
+    language (each recipient then reads their own)."""
+    if isinstance(text, str):
+        return render(text, run)
+    return {language: render(template, run) for language, template in text.items()}
+
+
 def _notify(run: Run, execution: Execution, action: fl.NotifyAction) -> None:
     users = run.resolve(action.to)
-    run.notify(users, kind="notify", title=render(action.title, run),
-               body=render(action.body, run), group_channels=action.channels)
+    run.notify(users, kind="notify", title=render_text(action.title, run),
+               body=render_text(action.body, run), group_channels=action.channels)
     run.history("notified", node=execution["node"], users=users)
 
 
@@ -234,7 +242,7 @@ def _assign_owner(run: Run, execution: Execution, action: fl.AssignOwnerAction) 
         chosen = _least_loaded(run, users)
     _set_owner(run, chosen)
     if action.notify:
-        run.notify([chosen], kind="assigned", title=f"{run.title()}: assigned to you")
+        run.notify([chosen], kind="assigned", title=run.say("flow_assigned"))
     run.history("owner_assigned", node=execution["node"], owner=chosen,
                 strategy=action.strategy)
 

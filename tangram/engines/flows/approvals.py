@@ -54,11 +54,11 @@ def add_tasks(run: Run, execution: Execution, user_ids: list[uuid.UUID], *,
         opened = [r for r in rows if r["status"] == "open"]
         for r in opened:
             run.notify([r["assignee_id"]], kind="task", task_id=r["id"],
-                       title=f"{run.title()}: {execution['node']}",
-                       body="A task waits for your decision.")
+                       title=run.say("flow_task", execution["node"]),
+                       body=run.say("flow_task_body"))
         if kind == "cc":
-            run.notify(user_ids, kind="cc", title=f"{run.title()}: CC",
-                       body=f"You were copied at node {execution['node']}.")
+            run.notify(user_ids, kind="cc", title=run.say("flow_cc"),
+                       body=run.say("flow_cc_body", execution["node"]))
     return [r["id"] for r in rows]
 
 
@@ -142,8 +142,8 @@ def after_approve(run: Run, execution: Execution, task: Mapping[str, Any]) -> No
     if queued:
         _open(run, execution, queued[:1])
         run.notify([queued[0]["assignee_id"]], kind="task", task_id=queued[0]["id"],
-                   title=f"{run.title()}: {execution['node']}",
-                   body="A task waits for your decision.")
+                   title=run.say("flow_task", execution["node"]),
+                   body=run.say("flow_task_body"))
         return
     complete(run, execution, "approved")
 
@@ -181,8 +181,8 @@ class TimeoutActionSpec:
 
 def _remind(run: Run, execution: Execution, action: fl.RemindAction) -> None:
     users = [t["assignee_id"] for t in open_tasks(run, execution)]
-    run.notify(users, kind="reminder", title=f"{run.title()}: reminder",
-               body=action.message or f"Node {execution['node']} is waiting for you.")
+    run.notify(users, kind="reminder", title=run.say("flow_reminder"),
+               body=action.message or run.say("flow_reminder_body", execution["node"]))
     run.history("reminded", node=execution["node"], users=users)
 
 

@@ -26,7 +26,7 @@ from tangram.engines.directory import (
     users_table,
 )
 from tangram.engines.expressions import compile_expression
-from tangram.engines.notify.service import remember_preferences
+from tangram.engines.notify.service import remember_users
 from tangram.engines.notify.tables import preferences_table
 from tangram.metamodel import flows as fl
 
@@ -82,10 +82,10 @@ _ACTIVE_USERS = sa.select(users_table.c.id, users_table.c.username).where(
            users_table.c.username.in_(sa.bindparam("names", expanding=True))),
     users_table.c.status == "active")
 # With the user's notification preferences: a task's assignee is notified
-# next, and this saves reading them again (remember_preferences).
+# next, and this saves reading them again (remember_users).
 _ACTIVE_USER = Prepared(
-    sa.select(users_table.c.id, users_table.c.username, preferences_table.c.channel,
-              preferences_table.c.enabled)
+    sa.select(users_table.c.id, users_table.c.username, users_table.c.language,
+              preferences_table.c.channel, preferences_table.c.enabled)
     .outerjoin(preferences_table, preferences_table.c.user_id == users_table.c.id)
     .where(sa.or_(users_table.c.id == sa.bindparam("id"),
                   users_table.c.username == sa.bindparam("name")),
@@ -103,11 +103,7 @@ def lookup_users(session: Session, refs: Iterable[Any]) -> list[uuid.UUID]:
         matched = _ACTIVE_USER.all(session, {"id": next(iter(ids), None),
                                              "name": next(iter(names), "").lower()})
         rows = [(r["id"], r["username"]) for r in matched]
-        preferences: dict[uuid.UUID, dict[str, bool]] = {r["id"]: {} for r in matched}
-        for r in matched:
-            if r["channel"] is not None:
-                preferences[r["id"]][r["channel"]] = bool(r["enabled"])
-        remember_preferences(session, preferences)
+        remember_users(session, [{**r, "user_id": r["id"]} for r in matched])
     else:
         rows = [(r.id, r.username) for r in session.execute(_ACTIVE_USERS, {
             "ids": list(ids), "names": sorted({n.lower() for n in names})})]

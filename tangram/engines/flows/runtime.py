@@ -52,8 +52,11 @@ from tangram.engines.flows.tables import (
     timers_table,
 )
 from tangram.engines.forms.typed import typed_values
+from tangram.engines.notify.service import Text
 from tangram.errors import Conflict, NotFound, TangramError
+from tangram.i18n import text as catalog_text
 from tangram.metamodel import flows as fl
+from tangram.metamodel.common import localize
 from tangram.metamodel.flows import BusinessCalendar, Flow
 from tangram.metamodel.storage import definition_versions_table, definitions_table
 
@@ -420,7 +423,7 @@ class Run:
             "node": node, "action": action, "comment": comment,
             "details": _jsonable(details)})
 
-    def notify(self, user_ids: list[uuid.UUID], *, kind: str, title: str, body: str = "",
+    def notify(self, user_ids: list[uuid.UUID], *, kind: str, title: Text, body: Text = "",
                task_id: uuid.UUID | None = None, group_channels: list[str] | None = None
                ) -> None:
         # Through the notification channels: in-app, and email for users who
@@ -433,10 +436,31 @@ class Run:
                group_channels=group_channels or (), instance_id=self.id, task_id=task_id,
                in_app_rows=self._notifications_out)
 
-    def title(self) -> str:
-        from tangram.metamodel.common import localize
+    def say(self, code: str, node: str | None = None) -> Callable[[str], str]:
+        """A notification text in each reader's language: the catalog's
+        ``code`` (tangram.i18n.TEXTS) with the flow's label, ``node``'s label and
+        the record's title filled in."""
+        subject = self.subject()
 
-        return localize(self.flow.label, self.ctx.language)
+        def text(language: str) -> str:
+            found = self.loaded.nodes.get(node) if node else None
+            node_label = (localize(found.label, language) if found is not None and found.label
+                          else node or "")
+            return catalog_text(code, language, flow=localize(self.flow.label, language),
+                                node=node_label, subject=f" · {subject}" if subject else "")
+        return text
+
+    def subject(self) -> str:
+        """The record's title (its form's title field), or "" without one."""
+        if self.inst["record_id"] is None or not self.inst["form"]:
+            return ""
+        from tangram.engines.forms.registry import get_runtime
+
+        title_field = get_runtime(self.ctx.session, self.inst["app"],
+                                  self.inst["form"]).form.effective_title_field
+        record = self.record() if title_field else None
+        value = record.get(title_field) if record is not None and title_field else None
+        return "" if value is None else str(value)[:100]
 
     # tokens
     def enter(self, node_key: str, scope_id: uuid.UUID | None) -> None:

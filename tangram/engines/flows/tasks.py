@@ -270,8 +270,8 @@ def _urge(run: Run, execution: Execution | None, task: dict[str, Any] | None,
     users = list(run.execute(
         sa.select(t.c.assignee_id).where(t.c.instance_id == run.id, t.c.status == "open",
                                          t.c.kind == "approve")).scalars())
-    run.notify(users, kind="urge", title=f"{run.title()}: please decide",
-               body=params.comment or "The submitter asks you to decide.")
+    run.notify(users, kind="urge", title=run.say("flow_urge"),
+               body=params.comment or run.say("flow_urge_body"))
     run.history("urge", comment=params.comment, users=users)
 
 

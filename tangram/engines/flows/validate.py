@@ -262,8 +262,9 @@ class _Checker:
             self.assignees(n, a.owner, ".action.owner")
         if isinstance(a, fl.NotifyAction):
             self.assignees(n, a.to, ".action.to")
-            self.template(n, a.title, ".action.title")
-            self.template(n, a.body, ".action.body")
+            for text, suffix in ((a.title, ".action.title"), (a.body, ".action.body")):
+                for template in fl.texts_of(text):
+                    self.template(n, template, suffix)
         if isinstance(a, fl.AssignOwnerAction):
             self.assignees(n, a.users, ".action.users")
             self.assignees(n, a.fallback, ".action.fallback")

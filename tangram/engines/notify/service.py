@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -35,11 +36,27 @@ from tangram.errors import (
     PermissionDenied,
     ValidationFailed,
 )
+from tangram.metamodel.common import localize
 
+DEFAULT_LANGUAGE = "zh"
 KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
 
-def notify(ctx: EngineContext, *, user_ids: Iterable[uuid.UUID], title: str, body: str = "",
+# A notification's title or body: one text, a text per language
+# ({"zh": …, "en": …}), or a function of the language. Each recipient reads
+# it in their own language; group robots in the language of the request.
+Text = str | Mapping[str, str] | Callable[[str], str]
+
+
+def text_in(text: Text, language: str) -> str:
+    if isinstance(text, str):
+        return text
+    if callable(text):
+        return text(language)
+    return localize(dict(text), language)
+
+
+def notify(ctx: EngineContext, *, user_ids: Iterable[uuid.UUID], title: Text, body: Text = "",
            kind: str = "notify", group_channels: Iterable[str] = (),
            instance_id: uuid.UUID | None = None, task_id: uuid.UUID | None = None,
            in_app_rows: list[dict[str, Any]] | None = None) -> None:
@@ -48,75 +65,113 @@ def notify(ctx: EngineContext, *, user_ids: Iterable[uuid.UUID], title: str, bod
     with :data:`NOTIFICATION_INSERT`)."""
     users = list(dict.fromkeys(user_ids))
     now = ctx.now()
-    chosen = channels_of(ctx, users)
-    in_app = [u for u in users if "in_app" in chosen[u]]
+    rendered: dict[str, tuple[str, str]] = {}
+
+    def texts(language: str) -> tuple[str, str]:
+        if language not in rendered:
+            rendered[language] = (text_in(title, language), text_in(body, language))
+        return rendered[language]
+
+    chosen = recipients(ctx, users)
+    in_app = [u for u in users if "in_app" in chosen[u].channels]
     if in_app:
-        rows = [{"id": new_id(), "user_id": u, "kind": kind, "title": title[:300], "body": body,
-                 "instance_id": instance_id, "task_id": task_id, "created_at": now,
-                 "read_at": None} for u in in_app]
+        rows = []
+        for u in in_app:
+            t, b = texts(chosen[u].language)
+            rows.append({"id": new_id(), "user_id": u, "kind": kind, "title": t[:300],
+                         "body": b, "instance_id": instance_id, "task_id": task_id,
+                         "created_at": now, "read_at": None})
         if in_app_rows is not None:
             in_app_rows.extend(rows)
         else:
             NOTIFICATION_INSERT.executemany(ctx.session, rows)
-    by_email = [u for u in users if "email" in chosen[u]]
+    by_email = [u for u in users if "email" in chosen[u].channels]
     if by_email:
-        u = users_table
-        addresses = [e for e in ctx.session.execute(
-            sa.select(u.c.email).where(u.c.id.in_(by_email), u.c.email.is_not(None),
-                                       u.c.status == "active")).scalars() if e]
-        for address in addresses:
-            queue_delivery(ctx, channel="email",
-                           payload={"to": [address], "title": title, "body": body})
+        ut = users_table
+        for user_id, address in ctx.session.execute(
+                sa.select(ut.c.id, ut.c.email).where(ut.c.id.in_(by_email),
+                                                     ut.c.email.is_not(None),
+                                                     ut.c.status == "active")):
+            if address:
+                t, b = texts(chosen[user_id].language)
+                queue_delivery(ctx, channel="email", payload={"to": [address], "title": t,
+                                                              "body": b})
     for key in dict.fromkeys(group_channels):
         channel = _group_channel(ctx, key)
+        t, b = texts(ctx.language)
         queue_delivery(ctx, channel=channel["kind"], payload={
-            "channel_key": key, "config": channel["config"], "title": title, "body": body})
+            "channel_key": key, "config": channel["config"], "title": t, "body": b})
 
 
 # --------------------------------------------------------------------------- preferences
 
-_PREFERENCES = sa.select(preferences_table).where(
-    preferences_table.c.user_id.in_(sa.bindparam("users", expanding=True)))
-_USER_PREFERENCES = Prepared(sa.select(preferences_table).where(
-    preferences_table.c.user_id == sa.bindparam("user")))
+def _recipient_query(where: Any) -> Any:
+    u, p = users_table, preferences_table
+    return (sa.select(u.c.id.label("user_id"), u.c.language, p.c.channel, p.c.enabled)
+            .select_from(u.outerjoin(p, p.c.user_id == u.c.id)).where(where))
+
+
+_RECIPIENTS = _recipient_query(users_table.c.id.in_(sa.bindparam("users", expanding=True)))
+_RECIPIENT = Prepared(_recipient_query(users_table.c.id == sa.bindparam("user")))
 NOTIFICATION_INSERT = Prepared(notifications_table.insert(),
                                column_keys=[c.name for c in notifications_table.c])
 
 
-def channels_of(ctx: EngineContext, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, set[str]]:
-    """The personal channels each user receives notifications on."""
+@dataclass(frozen=True)
+class Recipient:
+    channels: frozenset[str]  # the personal channels the user receives notifications on
+    language: str
+
+
+def recipients(ctx: EngineContext, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, Recipient]:
+    """Each user's personal channels and language (one query, or none when a
+    caller remembered them with the users it looked up)."""
     defaults = {k for k, c in CHANNELS.items() if c.personal and c.default_enabled}
-    out = {u: set(defaults) for u in user_ids}
     if not user_ids:
-        return out
+        return {}
     known = _remembered(ctx.session)
-    if all(u in known for u in user_ids):
-        rows: Iterable[Mapping[str, Any]] = [
-            {"user_id": u, "channel": c, "enabled": on}
-            for u in user_ids for c, on in known[u].items()]
-    elif len(user_ids) == 1:  # a task's assignee, the common case: a prepared statement
-        rows = _USER_PREFERENCES.all(ctx.session, {"user": user_ids[0]})
-    else:
-        rows = [dict(r) for r in ctx.session.execute(_PREFERENCES, {"users": user_ids})
-                .mappings()]
-    for row in rows:
-        (out[row["user_id"]].add if row["enabled"] else
-         out[row["user_id"]].discard)(row["channel"])
+    if not all(u in known for u in user_ids):
+        if len(user_ids) == 1:  # a task's assignee, the common case: a prepared statement
+            rows: Iterable[Mapping[str, Any]] = _RECIPIENT.all(ctx.session,
+                                                               {"user": user_ids[0]})
+        else:
+            rows = [dict(r) for r in ctx.session.execute(_RECIPIENTS, {"users": user_ids})
+                    .mappings()]
+        remember_users(ctx.session, rows)
+    out = {}
+    for u in user_ids:
+        preferences, language = known.get(u, ({}, DEFAULT_LANGUAGE))
+        channels = {c for c in defaults if preferences.get(c, True)}
+        channels |= {c for c, on in preferences.items() if on}
+        out[u] = Recipient(frozenset(channels), language)
     return out
 
 
-_REMEMBERED = "tangram.notify.preferences"
+def channels_of(ctx: EngineContext, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, set[str]]:
+    """The personal channels each user receives notifications on."""
+    return {u: set(r.channels) for u, r in recipients(ctx, user_ids).items()}
 
 
-def remember_preferences(session: Session, preferences: Mapping[uuid.UUID, Mapping[str, bool]]
-                         ) -> None:
-    """Preference rows (channel → enabled; no entry: the default) a caller
-    read anyway — e.g. with the users it looked up — so that notifying those
-    users in the same transaction does not read them again."""
-    _remembered(session).update({u: dict(p) for u, p in preferences.items()})
+_REMEMBERED = "tangram.notify.recipients"
 
 
-def _remembered(session: Session) -> dict[uuid.UUID, dict[str, bool]]:
+def remember_users(session: Session, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Users' languages and preference rows (``user_id``, ``language``,
+    ``channel``, ``enabled``; channel None: the defaults), as a caller read
+    them with the users it looked up, so that notifying those users in the
+    same transaction does not read them again."""
+    known = _remembered(session)
+    fresh: set[uuid.UUID] = set()
+    for row in rows:
+        user_id = row["user_id"]
+        if user_id not in fresh:
+            fresh.add(user_id)
+            known[user_id] = ({}, row["language"] or DEFAULT_LANGUAGE)
+        if row["channel"] is not None:
+            known[user_id][0][row["channel"]] = bool(row["enabled"])
+
+
+def _remembered(session: Session) -> dict[uuid.UUID, tuple[dict[str, bool], str]]:
     # Valid for the current transaction only (another one may see changes).
     transaction = session.get_transaction()
     holder = session.info.get(_REMEMBERED)
