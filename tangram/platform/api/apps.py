@@ -64,9 +64,11 @@ def form_actions(ctx: EngineContext, app: str, form: str) -> list[str]:
 def navigation(app: str, ctx: MemberContextDep) -> dict[str, Any]:
     """A member's home in the app, to build its menu: the forms they may open
     (with what they may do there), the reports and dashboards they may see,
-    and their open approval tasks in the app."""
+    their open approval tasks in the app, and — for an app installed from a
+    package — its menus as they may open them and the dashboard to show first."""
     from tangram.engines.flows.service import open_task_count
     from tangram.engines.reports import service as reports
+    from tangram.platform.navigation import app_menu
     from tangram.platform.permissions import definitions
 
     meta = storage.dump(storage.get_app(ctx.session, app))
@@ -86,6 +88,7 @@ def navigation(app: str, ctx: MemberContextDep) -> dict[str, Any]:
             "reports": [{"key": r["key"], "label": r["label"]}
                         for r in definitions.visible_reports(ctx, app, published)],
             "dashboards": [{"key": d["key"], "label": d["label"]} for d in dashboards],
+            **app_menu(ctx, app),
             "tasks_open": open_task_count(ctx, app=app)}
 
 

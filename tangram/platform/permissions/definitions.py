@@ -4,8 +4,10 @@
   the app, and users holding at least one of its (published) roles. A
   signed-in user with no role in the app is refused (403); an API token
   additionally needs the app among its apps.
-- A report is visible to a member who may ``read`` its source form (its rows
-  and fields then follow the member's scope when it runs); a dashboard is
+- A report is listed for a member who may ``read`` its source form and see
+  every field it reads (its rows then follow the member's scope when it
+  runs; running one that reads a hidden field is refused, naming it); a
+  dashboard is
   visible when at least one of its widgets' reports is, and shows only those
   widgets. Administrators and builders see every one, drafts included.
 
@@ -19,7 +21,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from tangram.engines.context import EngineContext
-from tangram.errors import NotFound, PermissionDenied
+from tangram.errors import NotFound, PermissionDenied, TangramError
 from tangram.metamodel import storage
 from tangram.platform.permissions import grants
 from tangram.platform.permissions.roles import is_app_builder
@@ -43,7 +45,8 @@ def require_member(ctx: EngineContext, app: str, *, token: TokenScope | None) ->
                                "flows, reports or dashboards", details={"app": app})
 
 
-def _may_read(ctx: EngineContext, app: str, form: str) -> bool:
+def may_read_form(ctx: EngineContext, app: str, form: str) -> bool:
+    """Whether the caller may read records of ``form`` (in some scope)."""
     try:
         ctx.policy.check_form_action(ctx.actor, app, form, "read")
     except (PermissionDenied, NotFound):
@@ -58,16 +61,39 @@ def _report_form(ctx: EngineContext, app: str, key: str) -> str | None:
     return form if isinstance(form, str) else None
 
 
+def _reads_hidden_fields(ctx: EngineContext, app: str, key: str) -> bool:
+    """Whether the published report reads a field the caller may not see (its
+    run would be refused; compiled for the caller, from the compile cache)."""
+    from tangram.engines.reports.compiler import compile_report
+    from tangram.metamodel import reports as rm
+
+    body = storage.latest_body(ctx.session, app=app, kind="report", key=key)
+    try:
+        compile_report(ctx, app=app, report=rm.Report.model_validate(body))
+    except PermissionDenied:
+        return True
+    except TangramError:
+        return False  # broken, or a parameter needs a value: its run says so
+    return False
+
+
 def report_visible(ctx: EngineContext, app: str, key: str) -> bool:
+    """A designer sees every report; a member one on a form they may read
+    that reads no field hidden from them."""
     if is_designer(ctx, app):
         return True
     form = _report_form(ctx, app, key)
-    return form is not None and _may_read(ctx, app, form)
+    return (form is not None and may_read_form(ctx, app, form)
+            and not _reads_hidden_fields(ctx, app, key))
 
 
 def require_report(ctx: EngineContext, app: str, key: str) -> None:
-    """Raise unless the (member) caller may see the report."""
-    if report_visible(ctx, app, key):
+    """Raise unless the (member) caller may read the report's form (running
+    it then refuses fields hidden from them, naming them)."""
+    if is_designer(ctx, app):
+        return
+    form = _report_form(ctx, app, key)
+    if form is not None and may_read_form(ctx, app, form):
         return
     form = _report_form(ctx, app, key)
     if form is None:
