@@ -19,12 +19,14 @@ from typing import Annotated
 import typer
 from sqlalchemy.orm import Session
 
+from tangram.clock import SYSTEM_CLOCK
 from tangram.db import create_engine_from_url, session_factory
 from tangram.errors import TangramError
 from tangram.platform import migrate
 from tangram.platform.auth import service
 from tangram.platform.cli_data import data_app
 from tangram.platform.packages.cli import apps_app, package_app
+from tangram.platform.permissions import audit
 from tangram.settings import Settings
 
 app = typer.Typer(help="Tangram: a no-code app builder (forms, flows, reports).",
@@ -185,6 +187,28 @@ def user_create(
                                    language=language)
     role = "administrator" if user.is_admin else "user"
     typer.echo(f"created {role} {user.username!r} ({user.id})")
+
+
+@user_app.command("set-password")
+def user_set_password(
+    username: Annotated[str, typer.Argument(help="Login name.")],
+    password: Annotated[str | None, typer.Option(
+        help="The new password; asked for (hidden) when omitted.")] = None,
+) -> None:
+    """Set a user's password (the password policy applies); their login
+    sessions end."""
+    with _transaction() as session:
+        user = service.find_user_by_username(session, username)
+        if user is None:
+            raise _fail(f"no user named {service.normalize_username(username)!r}")
+    if password is None:
+        password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+    with _transaction() as session:
+        ended = service.set_password(session, user_id=user.id, password=password)
+        audit.record(session, action="user.password_set", target=str(user.id), actor_id=None,
+                     at=SYSTEM_CLOCK.now(), sessions_ended=ended, by="command line")
+    typer.echo(f"password of {user.username!r} set" + (f"; {ended} session(s) ended"
+                                                        if ended else ""))
 
 
 def _user_exists(username: str) -> bool:

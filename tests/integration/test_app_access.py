@@ -39,7 +39,7 @@ ACCESS: dict[str, set[tuple[str, str]]] = {
     "token": {("GET", "/api/public/forms/{token}"), ("POST", "/api/public/forms/{token}"),
               ("POST", "/api/hooks/flows/{app}/{flow}")},
     "signed_in": {
-        ("POST", "/api/auth/logout"), ("GET", "/api/auth/me"),
+        ("POST", "/api/auth/logout"), ("GET", "/api/auth/me"), ("POST", "/api/auth/password"),
         ("GET", "/api/meta/field-types"), ("GET", "/api/meta/filter-operators"),
         ("GET", "/api/meta/functions"), ("GET", "/api/meta/regions"),
         ("GET", "/api/meta/schemas"),
@@ -71,6 +71,7 @@ ACCESS: dict[str, set[tuple[str, str]]] = {
         ("POST", "/api/org/import"), ("GET", "/api/org/users"),
         ("PUT", "/api/org/users/{user_id}/departments"),
         ("POST", "/api/org/users/{user_id}/disable"), ("POST", "/api/org/users/{user_id}/enable"),
+        ("POST", "/api/org/users/{user_id}/password"),
         ("GET", "/api/packages"), ("POST", "/api/packages/install"),
         ("POST", "/api/packages/upgrade"), ("POST", "/api/packages/validate"),
         ("DELETE", "/api/packages/{app}"), ("GET", "/api/packages/{app}/customizations"),

@@ -276,3 +276,55 @@ def test_admin_only_dependency(app, make_user):
     assert denied.status_code == 403
     assert denied.json()["code"] == "permission_denied"
     assert allowed.json() == {"username": "boss"}
+
+
+def _login(client, username: str, password: str = PASSWORD):
+    return client.post("/api/auth/login", json={"username": username, "password": password})
+
+
+def test_changing_your_password_ends_your_other_sessions(client, make_user):
+    make_user("sun.li")
+    here = _login(client, "sun.li").json()["access_token"]
+    elsewhere = _login(client, "sun.li").json()["access_token"]
+    made = client.post("/api/tokens", headers=bearer(here), json={
+        "name": "erp", "apps": ["*"], "actions": ["read"]}).json()["token"]
+    wrong = client.post("/api/auth/password", headers=bearer(here), json={
+        "current_password": "not-it", "new_password": "a-brand-new-secret"})
+    assert wrong.status_code == 422 and wrong.json()["errors"][0]["field"] == "current_password"
+    weak = client.post("/api/auth/password", headers=bearer(here), json={
+        "current_password": PASSWORD, "new_password": "short"})
+    assert weak.status_code == 422 and weak.json()["errors"][0]["field"] == "new_password"
+    assert _login(client, "sun.li").status_code == 200  # nothing changed yet
+    res = client.post("/api/auth/password", headers=bearer(here), json={
+        "current_password": PASSWORD, "new_password": "a-brand-new-secret"})
+    assert res.status_code == 204, res.text
+    assert client.get("/api/auth/me", headers=bearer(here)).status_code == 200
+    assert client.get("/api/auth/me", headers=bearer(elsewhere)).status_code == 401
+    assert client.get("/api/apps", headers=bearer(made)).status_code == 200  # tokens stay
+    assert _login(client, "sun.li").status_code == 401
+    assert _login(client, "sun.li", "a-brand-new-secret").status_code == 200
+    # An API token cannot change its user's password.
+    assert client.post("/api/auth/password", headers=bearer(made), json={
+        "current_password": "a-brand-new-secret", "new_password": "x" * 20}
+    ).status_code == 403
+
+
+def test_an_administrator_sets_a_users_password(client, make_user):
+    user_id, _ = make_user("imported.user")
+    _, admin = make_user("root", is_admin=True)
+    _, other = make_user("not.admin")
+    session = _login(client, "imported.user").json()["access_token"]
+    body = {"password": "given-by-the-admin"}
+    assert client.post(f"/api/org/users/{user_id}/password", headers=bearer(other),
+                       json=body).status_code == 403
+    weak = client.post(f"/api/org/users/{user_id}/password", headers=bearer(admin),
+                       json={"password": "imported.user"})
+    assert weak.status_code == 422, weak.text
+    res = client.post(f"/api/org/users/{user_id}/password", headers=bearer(admin), json=body)
+    assert res.status_code == 204, res.text
+    assert client.get("/api/auth/me", headers=bearer(session)).status_code == 401
+    assert _login(client, "imported.user", "given-by-the-admin").status_code == 200
+    audit = client.get("/api/org/audit", headers=bearer(admin)).json()
+    entries = audit["items"] if isinstance(audit, dict) else audit
+    assert any(e["action"] == "user.password_set" and e["target"] == str(user_id)
+               for e in entries)

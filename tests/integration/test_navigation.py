@@ -7,8 +7,8 @@ from typing import Any
 from tests.integration.test_crm_scenarios import BASE, Crm, crm  # noqa: F401
 
 
-def nav(crm: Crm, who: str) -> dict[str, Any]:
-    res = crm[who].get(f"{BASE}/navigation")
+def nav(world: Crm, who: str) -> dict[str, Any]:
+    res = world[who].get(f"{BASE}/navigation")
     assert res.status_code == 200, res.text
     return res.json()
 

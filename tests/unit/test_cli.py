@@ -144,3 +144,17 @@ def test_the_cli_alone_gives_the_engines_what_they_need_from_the_platform():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={**os.environ, "TANGRAM_ENVIRONMENT": "test"}, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_user_set_password(run):
+    run("db", "upgrade")
+    assert run("user", "create", "li.lei", "--password", "first-secret-1").exit_code == 0
+    res = run("user", "set-password", "Li.Lei", input="second-secret-2\nsecond-secret-2\n")
+    assert res.exit_code == 0, res.output
+    assert "password of 'li.lei' set" in res.output
+    assert passwords.verify_password(stored_user(run.url, "li.lei").password_hash,
+                                     "second-secret-2")
+    bad = run("user", "set-password", "li.lei", "--password", "li.lei")
+    assert bad.exit_code == 1 and "password" in bad.output.lower()
+    missing = run("user", "set-password", "nobody", "--password", "whatever-secret")
+    assert missing.exit_code == 1 and "no user named 'nobody'" in missing.output

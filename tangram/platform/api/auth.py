@@ -16,16 +16,18 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 
-from tangram.errors import TangramError
+from tangram.errors import ErrorItem, PermissionDenied, TangramError, ValidationFailed
 from tangram.platform.api.body import Body
 from tangram.platform.auth.service import (
     InvalidCredentials,
     SessionKind,
     UserAccount,
     authenticate,
+    check_password,
     issue_session,
     normalize_username,
     revoke_session,
+    set_password,
 )
 from tangram.platform.deps import (
     SESSION_COOKIE,
@@ -35,7 +37,7 @@ from tangram.platform.deps import (
     SettingsDep,
     request_language,
 )
-from tangram.platform.permissions import lockout
+from tangram.platform.permissions import audit, lockout
 from tangram.settings import Settings
 
 
@@ -209,6 +211,41 @@ def logout(auth: CurrentAuth, session: SessionDep, settings: SettingsDep,
     response.delete_cookie(SESSION_COOKIE, path="/", secure=settings.cookie_secure,
                            httponly=True, samesite="lax")
     return response
+
+
+class PasswordChange(Body):
+    current_password: str = Field(min_length=1, max_length=1000)
+    new_password: str = Field(min_length=1, max_length=1000)
+
+
+@router.post(
+    "/password", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,
+    responses={422: {"description": "Wrong current password (field current_password, "
+                     "code invalid_credentials) or a new password the policy refuses."},
+               403: {"description": "Sent with an API token: only a login may change "
+                     "its password."},
+               429: {"description": "Too many wrong current passwords (code rate_limited)."}})
+def change_password(body: PasswordChange, auth: CurrentAuth, session: SessionDep,
+                    settings: SettingsDep, clock: ClockDep) -> Response:
+    """Change your own password: the current one, then the new one. Your other
+    login sessions end; this one stays signed in."""
+    if auth.token_scope is not None:
+        raise PermissionDenied("an API token cannot change its user's password; sign in")
+    user, now = auth.user, clock.now()
+    lockout.check_not_locked(session, username=user.username, now=now)
+    if not check_password(session, user_id=user.id, password=body.current_password):
+        lockout.record_failure(session, username=user.username, now=now,
+                               rules=lockout_rules(settings))
+        session.commit()  # the count outlives this failing request
+        raise ValidationFailed([ErrorItem(code="invalid_credentials", field="current_password",
+                                          message="the current password is not right")],
+                               "the current password is not right; nothing was changed")
+    lockout.record_success(session, username=user.username)
+    set_password(session, user_id=user.id, password=body.new_password,
+                 keep_session=auth.session_id, field="new_password", clock=clock)
+    audit.record(session, action="user.password_changed", target=str(user.id),
+                 actor_id=user.id, at=now)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/me", response_model=UserPublic)

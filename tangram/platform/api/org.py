@@ -10,8 +10,8 @@ from fastapi import APIRouter, status
 from pydantic import Field
 
 from tangram.platform.api.body import Body
-from tangram.platform.auth.service import list_users
-from tangram.platform.deps import AdminActor, ClockDep, SessionDep
+from tangram.platform.auth.service import list_users, set_password
+from tangram.platform.deps import AdminActor, ClockDep, CurrentAuth, SessionDep
 from tangram.platform.permissions import audit, organization
 from tangram.platform.permissions.org_import import import_org, normalize
 
@@ -94,6 +94,22 @@ def enable_user(user_id: uuid.UUID, session: SessionDep, admin: AdminActor,
                 clock: ClockDep) -> None:
     organization.set_status(session, user_id=user_id, active=True, actor_id=admin.id,
                             now=clock.now())
+
+
+class PasswordBody(Body):
+    password: str = Field(min_length=1, max_length=1000)
+
+
+@router.post("/users/{user_id}/password", status_code=status.HTTP_204_NO_CONTENT)
+def set_user_password(user_id: uuid.UUID, body: PasswordBody, session: SessionDep,
+                      admin: AdminActor, auth: CurrentAuth, clock: ClockDep) -> None:
+    """Set a user's password (a new account from the org import, a forgotten
+    password). The password policy applies; the user's login sessions end
+    (but the caller's own, when they set their own password)."""
+    ended = set_password(session, user_id=user_id, password=body.password, clock=clock,
+                         keep_session=auth.session_id if auth.user.id == user_id else None)
+    audit.record(session, action="user.password_set", target=str(user_id),
+                 actor_id=admin.id, at=clock.now(), sessions_ended=ended)
 
 
 @router.post("/import")

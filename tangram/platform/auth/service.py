@@ -145,9 +145,7 @@ def _check_new_user(*, username: str, password: str, language: str, timezone: st
         errors.append(ErrorItem(
             code="pattern", field="username",
             message="use 1 to 100 letters, digits or the characters . _ @ + -"))
-    for code, problem in password_policy.problems(username, password):
-        errors.append(ErrorItem(code=f"password_{code}" if code != "length" else code,
-                                field="password", message=problem))
+    errors.extend(_password_errors(username, password, "password"))
     if language not in LANGUAGES:
         errors.append(ErrorItem(code="options", field="language",
                                 message=f"use one of: {', '.join(LANGUAGES)}"))
@@ -159,6 +157,45 @@ def _check_new_user(*, username: str, password: str, language: str, timezone: st
     if errors:
         raise ValidationFailed(errors, "The user cannot be created: "
                                + "; ".join(f"{e.field}: {e.message}" for e in errors))
+
+
+def _password_errors(username: str, password: str, field: str) -> list[ErrorItem]:
+    return [ErrorItem(code=f"password_{code}" if code != "length" else code, field=field,
+                      message=problem)
+            for code, problem in password_policy.problems(username, password)]
+
+
+def set_password(session: Session, *, user_id: uuid.UUID, password: str,
+                 keep_session: uuid.UUID | None = None, field: str = "password",
+                 clock: Clock = SYSTEM_CLOCK) -> int:
+    """Give the user a new password (the password policy applies; errors name
+    ``field``). Their login sessions end, but ``keep_session`` (the one that
+    changed its own password); API tokens stay valid. Returns how many
+    sessions ended."""
+    user = get_user(session, user_id)
+    errors = _password_errors(user.username, password, field)
+    if errors:
+        raise ValidationFailed(errors, "The password is not accepted: "
+                               + "; ".join(e.message for e in errors))
+    now = clock.now()
+    session.execute(users_table.update().where(users_table.c.id == user_id).values(
+        password_hash=passwords.hash_password(password), updated_at=now))
+    s = auth_sessions_table
+    ended = session.execute(s.update().where(
+        s.c.user_id == user_id, s.c.revoked_at.is_(None),
+        s.c.id != keep_session if keep_session is not None else sa.true())
+        .values(revoked_at=now))
+    return cast(CursorResult[Any], ended).rowcount
+
+
+def check_password(session: Session, *, user_id: uuid.UUID, password: str) -> bool:
+    """Whether ``password`` is the user's current one."""
+    row = session.execute(sa.select(users_table.c.password_hash)
+                          .where(users_table.c.id == user_id)).first()
+    if row is None or row.password_hash is None:
+        passwords.burn_verification(password)
+        return False
+    return passwords.verify_password(row.password_hash, password)
 
 
 def find_user_by_username(session: Session, username: str) -> UserAccount | None:
