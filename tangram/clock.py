@@ -34,3 +34,13 @@ class FrozenClock(Clock):
 
 
 SYSTEM_CLOCK = Clock()
+
+
+def iso_utc(value: datetime | None) -> str | None:
+    """A timestamp as the API writes every one: ISO 8601 in UTC with ``Z``
+    (``2026-11-27T08:37:16.193656Z``). A naive value is taken as UTC."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")

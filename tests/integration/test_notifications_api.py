@@ -55,6 +55,11 @@ def test_webhook_lifecycle_over_http(app, crm, make_user):
                                         hashlib.sha256).hexdigest()
         assert last.headers["x-tangram-signature"] == expected
         assert last.json()["record"]["name"] == "李雷"
+        # Every timestamp in UTC with "Z", as everywhere in the API.
+        stamps = [sub["created_at"], last.json()["at"], detail["created_at"],
+                  detail["next_attempt_at"], detail["finished_at"],
+                  *(a["at"] for a in detail["log"])]
+        assert all(s.endswith("Z") and "+00:00" not in s for s in stamps), stamps
 
         # Another user neither sees nor replays it; builders only manage their apps.
         _, token = make_user("bob")
@@ -135,6 +140,7 @@ def test_inbox_preferences_and_group_channels_over_http(app, client, make_user, 
     assert admin_client.post("/api/notifications/group-channels", json=body).status_code == 409
     items = client.get("/api/notifications/group-channels", headers=headers).json()["items"]
     assert [c["key"] for c in items] == ["sales"] and "config" not in items[0]
+    assert items[0]["created_at"].endswith("Z")
     kinds = client.get("/api/notifications/channels", headers=headers).json()["items"]
     assert {k["key"] for k in kinds} == {"in_app", "email", "dingtalk", "wecom"}
     assert admin_client.delete("/api/notifications/group-channels/sales").status_code == 204

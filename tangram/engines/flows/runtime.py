@@ -33,6 +33,7 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 
+from tangram.clock import iso_utc
 from tangram.db import new_id
 from tangram.db.prepared import Batch, Prepared
 from tangram.db.returning import returned_subquery
@@ -608,7 +609,7 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
+        return iso_utc(value)
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, str | int | float | bool) or value is None:

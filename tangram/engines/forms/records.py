@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
+from tangram.clock import iso_utc
 from tangram.db import new_id
 from tangram.db.bulk import BulkInsert
 from tangram.db.ids import new_ids
@@ -304,7 +305,7 @@ def to_json(ctx: EngineContext, rt: FormRuntime, records: list[dict[str, Any]],
 
 
 def _iso(value: Any) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")
+    return iso_utc(value)
 
 
 def _str(value: Any) -> str | None:

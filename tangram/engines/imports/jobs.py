@@ -25,7 +25,7 @@ from typing import Any, BinaryIO, Protocol, cast
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from tangram.clock import Clock
+from tangram.clock import Clock, iso_utc
 from tangram.db import new_id
 from tangram.db.stats import refresh_statistics
 from tangram.engines.access import AccessPolicy
@@ -541,7 +541,7 @@ def _mapping_json(header: list[str], mapping: list[str | None]) -> list[dict[str
 
 
 def _iso(value: Any) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")
+    return iso_utc(value)
 
 
 class _open_source:  # noqa: N801 - used as a context manager like open()

@@ -22,7 +22,7 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from tangram.clock import Clock
+from tangram.clock import Clock, iso_utc
 from tangram.db import new_id
 from tangram.engines.context import EngineContext
 from tangram.engines.notify.channels import (
@@ -143,7 +143,7 @@ def get_delivery(ctx: EngineContext, *, delivery_id: uuid.UUID | str) -> dict[st
     attempts = ctx.session.execute(sa.select(a).where(a.c.delivery_id == delivery_id)
                                    .order_by(a.c.at, a.c.id)).mappings()
     return {**public_delivery(row),
-            "log": [{"at": r["at"].isoformat(), "status_code": r["status_code"],
+            "log": [{"at": iso_utc(r["at"]), "status_code": r["status_code"],
                      "error": r["error"], "duration_ms": r["duration_ms"]} for r in attempts]}
 
 
@@ -156,9 +156,9 @@ def public_delivery(row: Mapping[str, Any] | sa.RowMapping) -> dict[str, Any]:
         "subscription_id": str(row["subscription_id"]) if row["subscription_id"] else None,
         "status": row["status"], "attempts": row["attempts"],
         "max_attempts": row["max_attempts"], "last_status_code": row["last_status_code"],
-        "last_error": row["last_error"], "created_at": row["created_at"].isoformat(),
-        "next_attempt_at": row["next_attempt_at"].isoformat(),
-        "finished_at": row["finished_at"].isoformat() if row["finished_at"] else None,
+        "last_error": row["last_error"], "created_at": iso_utc(row["created_at"]),
+        "next_attempt_at": iso_utc(row["next_attempt_at"]),
+        "finished_at": iso_utc(row["finished_at"]),
         "payload": payload,
     }
 

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from tangram.clock import iso_utc
 from tangram.db import new_id
 from tangram.db.prepared import Prepared
 from tangram.engines.context import EngineContext
@@ -215,8 +216,8 @@ def _public(row: Mapping[str, Any] | sa.RowMapping) -> dict[str, Any]:
             "body": row["body"],
             "instance_id": str(row["instance_id"]) if row["instance_id"] else None,
             "task_id": str(row["task_id"]) if row["task_id"] else None,
-            "created_at": row["created_at"].isoformat(),
-            "read_at": row["read_at"].isoformat() if row["read_at"] else None}
+            "created_at": iso_utc(row["created_at"]),
+            "read_at": iso_utc(row["read_at"])}
 
 
 def inbox(ctx: EngineContext, *, unread_only: bool = False, limit: int = 50) -> dict[str, Any]:
@@ -290,7 +291,7 @@ def create_group_channel(ctx: EngineContext, *, key: str, kind: str, label: str,
 def _public_channel(row: Mapping[str, Any] | sa.RowMapping) -> dict[str, Any]:
     # Robot URLs carry access tokens and secrets: never shown back.
     return {"key": row["key"], "kind": row["kind"], "label": row["label"],
-            "created_at": row["created_at"].isoformat()}
+            "created_at": iso_utc(row["created_at"])}
 
 
 def list_group_channels(ctx: EngineContext) -> list[dict[str, Any]]:

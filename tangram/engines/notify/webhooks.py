@@ -20,6 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from tangram.clock import iso_utc
 from tangram.db import new_id
 from tangram.engines.access import AccessPolicy, AllowAll
 from tangram.engines.context import Actor, EngineContext
@@ -68,7 +69,7 @@ def _public(row: Mapping[str, Any] | sa.RowMapping, *, with_secret: bool = False
     out = {"id": str(row["id"]), "app": row["app"], "form": row["form"],
            "events": list(row["events"]), "url": row["url"], "active": row["active"],
            "fields": row["fields"], "condition": row["condition"],
-           "owner_id": str(row["owner_id"]), "created_at": row["created_at"].isoformat()}
+           "owner_id": str(row["owner_id"]), "created_at": iso_utc(row["created_at"])}
     if with_secret:
         out["secret"] = row["secret"]
     return out
@@ -201,7 +202,7 @@ def _on_record_event(ctx: EngineContext, evt: events.RecordEvent) -> None:
         if sub["condition"] and not _holds(ctx, sub["condition"], evt, record, owner, policy):
             continue
         body = {"event": evt.event, "event_id": str(evt.id), "app": evt.app,
-                "form": evt.form, "record_id": str(evt.record_id), "at": evt.at.isoformat(),
+                "form": evt.form, "record_id": str(evt.record_id), "at": iso_utc(evt.at),
                 "changed_fields": changed, "record": record}
         queue_delivery(ctx, channel="webhook", subscription_id=sub["id"],
                        payload={"url": sub["url"], "body": body})

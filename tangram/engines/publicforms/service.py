@@ -19,6 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from tangram.clock import iso_utc
 from tangram.db import new_id
 from tangram.engines.access import AllowAll
 from tangram.engines.context import SYSTEM_ACTOR, EngineContext
@@ -57,7 +58,7 @@ def _public(row: Mapping[str, Any] | sa.RowMapping) -> dict[str, Any]:
             "fields": list(row["fields"]), "utm_fields": dict(row["utm_fields"]),
             "honeypot": row["honeypot"], "max_per_hour": row["max_per_hour"],
             "url": f"/api/public/forms/{row['token']}", "active": row["active"],
-            "owner_id": str(row["owner_id"]), "created_at": row["created_at"].isoformat()}
+            "owner_id": str(row["owner_id"]), "created_at": iso_utc(row["created_at"])}
 
 
 def publish_public_form(ctx: EngineContext, *, app: str, form: str,

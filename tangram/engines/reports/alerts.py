@@ -38,7 +38,7 @@ from croniter import croniter
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
-from tangram.clock import Clock
+from tangram.clock import Clock, iso_utc
 from tangram.db import metadata, new_id
 from tangram.db.types import GUID, JSONValue, UTCDateTime
 from tangram.engines.context import EngineContext
@@ -132,7 +132,7 @@ def _public(row: Row) -> dict[str, Any]:
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+    return iso_utc(value)
 
 
 def _check_definition(ctx: EngineContext, app: str, alert: rm.Alert) -> None:

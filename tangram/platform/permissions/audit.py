@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from tangram.clock import iso_utc
 from tangram.db import new_id
 from tangram.platform.permissions.tables import security_audit_table
 
@@ -34,7 +35,7 @@ def entries(session: Session, *, limit: int = 100, action: str | None = None
     stmt = sa.select(t).order_by(t.c.at.desc(), t.c.id.desc()).limit(limit)
     if action:
         stmt = stmt.where(t.c.action == action)
-    return [{"id": str(r.id), "at": r.at.isoformat().replace("+00:00", "Z"),
+    return [{"id": str(r.id), "at": iso_utc(r.at),
              "actor_id": str(r.actor_id) if r.actor_id else None, "action": r.action,
              "target": r.target, "details": r.details} for r in session.execute(stmt)]
 

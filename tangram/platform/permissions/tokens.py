@@ -22,6 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from tangram.clock import iso_utc
 from tangram.db import new_id
 from tangram.engines.access import AccessPolicy, FieldAccess, FormAction
 from tangram.engines.context import Actor
@@ -89,9 +90,7 @@ def _public(session: Session, token_id: uuid.UUID) -> dict[str, Any]:
 
 
 def _row(r: Any) -> dict[str, Any]:
-    def iso(v: datetime | None) -> str | None:
-        return None if v is None else v.isoformat().replace("+00:00", "Z")
-
+    iso = iso_utc
     return {"id": str(r.id), "name": r.name, "prefix": r.prefix, "apps": r.apps,
             "actions": r.actions, "created_at": iso(r.created_at),
             "expires_at": iso(r.expires_at), "last_used_at": iso(r.last_used_at),
