@@ -428,3 +428,30 @@ def test_each_recipient_reads_notifications_in_their_language(crm):
     assert titles("fin")[0] == "Contract HT-2026-0001 approved"
     bodies = [n["body"] for n in crm["fin"].get("/api/flows/notifications").json()["items"]]
     assert bodies[-1] == "A task waits for your decision."
+
+
+def test_publish_checks_what_actions_write_and_name(crm):
+    # Literal values must suit their fields, templates may only read the
+    # form's fields, and group channels must exist — found at publish, not
+    # when an instance fails later.
+    nodes = [
+        {"type": "start", "key": "start", "trigger": {"kind": "manual"}, "next": "mark"},
+        {"type": "action", "key": "mark", "next": "tell", "action": {
+            "kind": "update_record", "values": {"status": "nope", "amount": "abc",
+                                                "title": "ok"}}},
+        {"type": "action", "key": "tell", "next": "end", "action": {
+            "kind": "notify", "to": [{"kind": "submitter"}], "channels": ["nosuch"],
+            "title": {"zh": "合同 {{ record.titel }}", "en": "Contract {{ record['title'] }}"},
+            "body": "{{ record.amount }} {{ vars.anything }}"}},
+        {"type": "end", "key": "end"}]
+    body = {"key": "checked", "label": label("checked"), "form": "contract", "nodes": nodes}
+    res = crm.admin.post("/api/apps/crm/flows/checked/validate", json={"definition": body})
+    assert res.status_code == 200, res.text
+    found = {(e["path"], e["code"]) for e in res.json()["errors"]}
+    assert found == {
+        ("$.nodes[1].action.values.status", "value_invalid"),
+        ("$.nodes[1].action.values.amount", "value_invalid"),
+        ("$.nodes[2].action.title", "unknown_field"),
+        ("$.nodes[2].action.channels[0]", "unknown_channel")}, res.json()["errors"]
+    messages = " ".join(e["message"] for e in res.json()["errors"])
+    assert "record.titel" in messages and "'nope'" in messages

@@ -114,9 +114,11 @@ def test_a_flow_clears_fields_and_the_owner_and_reassigns_the_owner(world):
 
 
 def test_a_record_update_that_the_form_refuses_fails_visibly_after_retries(world):
+    # Computed when the flow runs (a value written as it is would be refused
+    # at publish).
     world.publish_flow(action_flow("bad", {
         "kind": "update_record", "target": {"kind": "related", "path": "contract"},
-        "values": {"status": "no_such_option"}}))
+        "expressions": {"status": "'no_such_option'"}}))
     rid = world.contract()
     visit(world, contract=rid)
     with world.sessions.begin() as s:
@@ -132,6 +134,8 @@ def test_a_record_update_that_the_form_refuses_fails_visibly_after_retries(world
       "values": {"status": "x"}}, "not_relation"),
     ({"kind": "update_record", "target": {"kind": "related", "path": "contract"},
       "values": {"no_field": "x"}}, "unknown_field"),
+    ({"kind": "update_record", "target": {"kind": "related", "path": "contract"},
+      "values": {"status": "no_such_option"}}, "value_invalid"),
     ({"kind": "update_record", "target": {"kind": "filter", "form": "visit",
                                           "where": {"nope": "record.id"}},
       "values": {"mark": "x"}}, "unknown_field"),

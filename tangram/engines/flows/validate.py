@@ -4,22 +4,27 @@ each naming the node (``$.nodes[3]`` and its key) and what is wrong.
 Checks: one start; keys unique; every target exists; every node reachable
 from the start; every node can reach an end; a branch has a default (or says
 ``require_match``); each join closes a split whose branches all reach it;
-expressions compile; the form, fields, roles, calendars and flows named
-exist.
+expressions compile; the form, fields, roles, calendars, group channels and
+flows named exist; templates read only fields the form has; values an
+action writes as they are suit their fields (type, options, limits; no
+computed field).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from tangram.engines.expressions import ExpressionError, compile_expression
 from tangram.engines.flows.assignees import EXPRESSION_NAMES
 from tangram.engines.flows.registry import successors
-from tangram.errors import DefinitionInvalid, ErrorItem
+from tangram.errors import DefinitionInvalid, ErrorItem, NotFound
 from tangram.metamodel import flows as fl
 from tangram.metamodel import storage
+from tangram.metamodel.forms import SYSTEM_FIELDS
 
 _SYSTEM_USER_FIELDS = {"owner", "created_by", "updated_by"}
 
@@ -254,6 +259,7 @@ class _Checker:
                     if key not in keys:
                         self.error(n, "unknown_field", f"form {a.form!r} has no field {key!r}",
                                    ".action.values")
+                self.literal_values(n, a.form, a.values)
                 for key, source in a.unless_exists.items():
                     if key not in keys | {"id", "owner"}:
                         self.error(n, "unknown_field", f"form {a.form!r} has no field {key!r}",
@@ -265,6 +271,7 @@ class _Checker:
             for text, suffix in ((a.title, ".action.title"), (a.body, ".action.body")):
                 for template in fl.texts_of(text):
                     self.template(n, template, suffix)
+            self.channels(n, a.channels)
         if isinstance(a, fl.AssignOwnerAction):
             self.assignees(n, a.users, ".action.users")
             self.assignees(n, a.fallback, ".action.fallback")
@@ -318,8 +325,52 @@ class _Checker:
             if key not in keys:
                 self.error(n, "unknown_field", f"form {form!r} has no field {key!r}",
                            ".action.values")
+        self.literal_values(n, form, a.values)
         if a.owner is not None and a.owner.to:
             self.assignees(n, a.owner.to, ".action.owner.to")
+
+    def literal_values(self, n: fl.ActionNode, form: str, values: dict[str, Any]) -> None:
+        """Values written as they are (not expressions) suit their fields now:
+        the type, the options, the limits — and no computed field is set."""
+        from tangram.engines.expressions import EvalContext
+        from tangram.engines.forms.registry import get_runtime
+
+        try:
+            validator = get_runtime(self.session, self.app, form).validator
+        except NotFound:
+            return  # the form's absence is reported by the caller
+        given: dict[str, Any] = {}
+        for key, value in values.items():
+            plan = validator.fields.get(key)
+            if plan is None:
+                continue  # an unknown field, reported by the caller
+            if plan.computed:
+                self.error(n, "read_only", f"field {key!r} of form {form!r} is computed; a "
+                           "flow cannot set it", f".action.values.{key}")
+            else:
+                given[key] = value
+        if not given:
+            return
+        outcome = validator.validate(given, old={}, user={}, eval_context=EvalContext(),
+                                     language="en", allow_read_only=True)
+        for e in outcome.errors:
+            key = re.split(r"[.\[]", e.field or "")[0]
+            # Only the values' own problems: rules and formulas need a record.
+            if key in given and e.code not in ("rule", "expression"):
+                self.error(n, "value_invalid", e.message, f".action.values.{key}")
+
+    def channels(self, n: fl.ActionNode, keys: list[str]) -> None:
+        """The group channels a notify action names are configured."""
+        from tangram.engines.notify.tables import group_channels_table as g
+
+        if not keys:
+            return
+        known = set(self.session.execute(sa.select(g.c.key).where(g.c.key.in_(keys))).scalars())
+        for i, key in enumerate(keys):
+            if key not in known:
+                self.error(n, "unknown_channel", f"no group channel {key!r}; an administrator "
+                           "adds it under /api/notifications/group-channels",
+                           f".action.channels[{i}]")
 
     def template(self, n: Any, source: str, suffix: str) -> None:
         from tangram.engines.flows.actions import template_error
@@ -327,6 +378,30 @@ class _Checker:
         problem = template_error(source)
         if problem is not None:
             self.error(n, "template_invalid", problem, suffix)
+            return
+        if not self.flow.form or self.fields() == {}:
+            return
+        known = set(self.fields()) | set(SYSTEM_FIELDS)
+        for name in sorted(template_record_fields(source) - known):
+            self.error(n, "unknown_field", f"the template reads record.{name}, but form "
+                       f"{self.flow.form!r} has no field {name!r}", suffix)
+
+
+def template_record_fields(source: str) -> set[str]:
+    """Fields a template reads from ``record`` (``record.x``, ``record["x"]``)."""
+    from jinja2 import Environment, nodes
+
+    found: set[str] = set()
+    tree = Environment().parse(source)  # noqa: S701 - parsed, never rendered
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        if not (isinstance(node, nodes.Getattr | nodes.Getitem)
+                and isinstance(node.node, nodes.Name) and node.node.name == "record"):
+            continue
+        if isinstance(node, nodes.Getattr):
+            found.add(node.attr)
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            found.add(node.arg.value)
+    return found
 
 
 def check_flow(session: Session, app: str, flow: fl.Flow) -> list[ErrorItem]:
