@@ -62,8 +62,8 @@ def pipeline(crm: Crm) -> None:
     def opp(rep: str, account: str, amount: str, source: str, stage: str, closed: str | None,
             **deal_type: str) -> None:
         extra = {"lost_reason": "price"} if stage == "lost" else {}
-        crm.create(rep, "opportunity", name=f"{rep}-{amount}", account=account, amount=amount,
-                   source=source, stage=stage, closed_on=closed, **extra, **deal_type)
+        crm.history(rep, "opportunity", name=f"{rep}-{amount}", account=account, amount=amount,
+                    source=source, stage=stage, closed_on=closed, **extra, **deal_type)
 
     opp("rep1", it, "300000", "website", "won", "2026-02-04")
     opp("rep1", it, "50000", "website", "lost", "2026-02-10", deal_type="upsell")
@@ -174,18 +174,14 @@ def test_leaderboards_per_rep_and_team_with_payments(crm: Crm):
     accounts = {who: own_account(who) for who in ("rep1", "rep2", "manager", "director")}
     for who, amount in (("rep1", "300000"), ("rep1", "100000"), ("rep2", "250000"),
                         ("manager", "50000"), ("director", "500000")):
-        crm.create(who, "opportunity", name=f"{who}-{amount}", account=accounts[who],
-                   amount=amount, stage="won", closed_on="2026-01-05")
+        crm.history(who, "opportunity", name=f"{who}-{amount}", account=accounts[who],
+                    amount=amount, stage="won", closed_on="2026-01-05")
     crm.create("rep2", "opportunity", name="open", account=accounts["rep2"], amount="900000")
 
     def contract(owner: str, amount: str) -> str:
-        rid = crm.create("director", "contract", title=f"{owner}-{amount}",
-                         account=accounts[owner], amount=amount, status="signed",
-                         sign_date="2026-01-02")["id"]
-        res = crm["director"].post(f"{BASE}/forms/contract/records/{rid}/transfer",
-                                   json={"owner": crm.ids[owner]})
-        assert res.status_code == 200, res.text
-        return rid
+        return str(crm.history(owner, "contract", title=f"{owner}-{amount}",
+                               account=accounts[owner], amount=amount, status="signed",
+                               sign_date="2026-01-02")["id"])
 
     c1, c2, c3 = contract("rep1", "300000"), contract("rep2", "200000"), \
         contract("director", "100000")
@@ -223,8 +219,8 @@ def test_rfm_per_account_and_segments(crm: Crm):
 
     def contract(account: str, amount: str, signed: str | None) -> None:
         values = {"status": "signed", "sign_date": signed} if signed else {}
-        crm.create("director", "contract", title=f"{account}-{amount}",
-                   account=accounts[account], amount=amount, **values)
+        crm.history("director", "contract", title=f"{account}-{amount}",
+                    account=accounts[account], amount=amount, **values)
 
     # The clock's day is 2026-01-05: one account in each of the eight segments, some
     # on the edges (signed 90 and 365 days ago, exactly 200,000).
@@ -323,8 +319,8 @@ def test_dormant_accounts_per_month_from_the_day_each_went_dormant(crm: Crm):
         ("rep1", "F"), ("rep2", "G"))}
     deal = crm.create("rep2", "opportunity", name="G-1", account=made["G"], amount="50000")
     for name in ("E", "F"):
-        crm.create("director", "contract", title=name, account=made[name], amount="100000",
-                   status="signed", sign_date="2025-12-01")
+        crm.history("director", "contract", title=name, account=made[name], amount="100000",
+                    status="signed", sign_date="2025-12-01")
 
     def follow_up(who: str, name: str) -> None:
         crm.create(who, "follow_up", account=made[name], type="call", summary="回访")
@@ -417,9 +413,9 @@ def test_a_regions_weekly_won_drop_notifies_its_manager_once(crm: Crm):
     acc = crm.create("rep1", "account", name="杭州云帆科技有限公司")["id"]
 
     def won(rep: str, amount: str, closed: str) -> None:
-        crm.create(rep, "opportunity", name=f"{rep}-{closed}", account=acc if rep == "rep1"
-                   else crm.create(rep, "account", name=f"户{closed}{amount}")["id"],
-                   amount=amount, stage="won", closed_on=closed)
+        crm.history(rep, "opportunity", name=f"{rep}-{closed}", account=acc if rep == "rep1"
+                    else crm.create(rep, "account", name=f"户{closed}{amount}")["id"],
+                    amount=amount, stage="won", closed_on=closed)
 
     # Week of 5 Jan: 100,000; week of 12 Jan: 84,000 (-16%); week of 19 Jan: 90,000 (+7%);
     # week of 26 Jan: 70,000 (-22%).

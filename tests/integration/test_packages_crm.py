@@ -92,6 +92,21 @@ def test_the_crm_installs_with_its_demo_company(app_factory):
     assert 20 < own < 80
     assert len(_account_ids(_login(app, "rep01"))) == own
     assert len(_account_ids(_login(app, "director"))) == 600
+    # Risk control and service have demo users: a large contract's risk step
+    # is theirs, not the administrators'.
+    for username, forms in (("risk", {"account", "contract"}),
+                            ("service", {"account", "contact", "contract", "ticket", "task"})):
+        nav = _login(app, username).get("/api/apps/crm/navigation")
+        assert nav.status_code == 200, nav.text
+        assert {f["key"] for f in nav.json()["forms"]} == forms, username
+        assert len(_account_ids(_login(app, username))) == 600  # both read every account
+    with app.state.sessions.begin() as s:
+        opp_t = get_runtime(s, "crm", "opportunity").table
+        reached = dict(s.execute(sa.select(opp_t.c.stage_reached, sa.func.count())
+                                 .where(opp_t.c.stage == "lost")
+                                 .group_by(opp_t.c.stage_reached)).all())
+    # Lost deals keep how far they got: the funnel counts them at every stage before.
+    assert set(reached) == {"qualification", "discovery", "proposal", "negotiation"}
 
     # Follow-ups are history: loaded with their own times, they start no
     # "new follow-up" or "new lead" automation — the accounts keep the last

@@ -5,8 +5,8 @@ this package, run by hand; not part of the package (the platform ignores
     uv run python apps_catalog/crm/tools/generate_demo.py
 
 A believable mid-size software vendor: 3 regions (华东, 华北, 华南) × 2
-teams, 12 sales reps, 3 regional managers, a sales director and a finance
-user (password ``tangram-demo``, in ``_org.json``); 600 accounts with
+teams, 12 sales reps, 3 regional managers, a sales director, a finance, a
+risk-control and a service user (password ``tangram-demo``, in ``_org.json``); 600 accounts with
 contacts, 2,000 leads, 1,500 opportunities over 18 months that move through
 the stages with realistic conversion (new business, upsell or renewal by the
 account's earlier wins), contracts for the won ones, payment plans and
@@ -70,7 +70,8 @@ LOST_REASONS = [("price", 30), ("competitor", 25), ("no_budget", 15), ("product_
                 ("no_decision", 12), ("relationship", 6)]
 COMPETITORS = [None, "Salesforce", "纷享销客", "销售易", "自研系统", "Excel"]
 PROBLEMS = ["无法登录", "报表导出缓慢", "数据同步失败", "需要新增字段", "接口调用报错", "培训需求"]
-ROLES = {"director": "sales_director", "finance": "finance"}  # else by username prefix
+ROLES = {"director": "sales_director", "finance": "finance", "risk": "risk_control",
+         "service": "service"}  # else by username prefix
 DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"
 
 
@@ -155,6 +156,12 @@ def people() -> tuple[dict[str, Any], dict[str, list[str]]]:
                               + "".join(rng.choice(GIVEN) for _ in range(2)),
                               "department_ids": [dept], "is_head": []})
                 reps.setdefault(region, []).append(rep)
+    # Risk control (large contracts' approval step) and service staff (tickets).
+    departments += [{"id": "risk", "parent_id": None, "name": "风控部"},
+                    {"id": "service", "parent_id": None, "name": "客服部"}]
+    users += [{"id": "risk", "name": "郑风控", "department_ids": ["risk"], "is_head": ["risk"]},
+              {"id": "service", "name": "林客服", "department_ids": ["service"],
+               "is_head": ["service"]}]
     for i, user in enumerate(users):
         user["mobile"] = f"139{SEED % 10000:04d}{i + 1:04d}"
         user["password"] = PASSWORD
@@ -234,8 +241,9 @@ def generate() -> dict[str, Any]:
         amount = g.amount(20_000, 3_000_000)
         stage, entered = "qualification", created
         lost_reason = closed = None
+        reached = "qualification"  # the furthest stage, kept when the deal is lost
         for current in STAGES:
-            stage = current
+            stage = reached = current
             step = r.randrange(5, 25)
             if entered + step > END:  # still open at this stage
                 break
@@ -244,13 +252,14 @@ def generate() -> dict[str, Any]:
                 break
             entered = entered + step
         else:
-            stage, closed = "won", entered
+            stage, closed, reached = "won", entered, "won"
         bant = {k: stage in ("won", "negotiation") or r.random() < 0.5
                 for k in ("bant_budget", "bant_authority", "bant_need", "bant_timeline")}
         opps.append({
             "$ref": f"opp{n + 1:04d}", "$owner": owner, "$created_at": g.at(created),
             "name": f"{str(accounts[i]['name'])[:12]} {r.choice(PROJECTS)}",
             "account": {"$ref": accounts[i]["$ref"]}, "amount": str(amount), "stage": stage,
+            "stage_reached": reached,
             "expected_close": date(created + r.randrange(30, 150)),
             "source": accounts[i]["source"], "lost_reason": lost_reason,
             "closed_on": date(closed) if closed is not None else None,
@@ -316,6 +325,18 @@ def generate() -> dict[str, Any]:
             "status": status,
             "satisfaction": r.choices([5, 4, 3, 2], weights=[50, 30, 15, 5])[0]
             if status == "closed" else None})
+
+    # Each account's satisfaction: the score of its latest closed ticket, as the
+    # package's write-back flow leaves it (it does not run for package rows).
+    latest: dict[str, tuple[int, int]] = {}
+    for t in tickets:
+        if t["status"] == "closed":
+            ref, day = t["account"]["$ref"], _day(t["$created_at"])
+            if ref not in latest or day >= latest[ref][0]:
+                latest[ref] = (day, t["satisfaction"])
+    for acc in accounts:
+        if acc["$ref"] in latest:
+            acc["satisfaction"] = str(latest[acc["$ref"]][1])
 
     # What follows draws from its own generator, so the rows above stay as they were.
     later = random.Random(SEED + 2)  # noqa: S311 - reproducible demo data
