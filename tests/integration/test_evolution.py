@@ -24,7 +24,12 @@ from tangram.engines.forms.evolution import (
     purge_field,
 )
 from tangram.engines.forms.systables import form_tables_table
-from tangram.engines.forms.tables import build_tables, field_indexes
+from tangram.engines.forms.tables import (
+    build_tables,
+    field_indexes,
+    index_name,
+    legacy_index_name,
+)
 from tangram.errors import ConfirmationRequired, Conflict, DefinitionInvalid, NotFound
 from tangram.metamodel.forms import Form
 
@@ -141,9 +146,11 @@ def test_new_form_creates_main_child_and_join_tables(engine: Engine) -> None:
     assert [s.op for s in plan.steps] == ["create_table", "add_child_table", "add_join_table"]
     assert not plan.destructive
     assert {"code", "amount", "account", "id", "deleted_at"} <= columns(engine, TABLE)
-    assert {"uq_r_crm__deal_code", "ix_r_crm__deal_account"} <= index_names(engine, TABLE)
+    assert {index_name(TABLE, "code", "uq"),
+            index_name(TABLE, "account", "ix")} <= index_names(engine, TABLE)
     assert {"product", "qty", "parent_id"} <= columns(engine, "r_crm__deal__lines")
-    assert "ix_r_crm__deal__lines_qty" in index_names(engine, "r_crm__deal__lines")
+    assert index_name("r_crm__deal__lines", "qty", "ix") in index_names(
+        engine, "r_crm__deal__lines")
     assert {"source_id", "target_id"} <= columns(engine, "r_crm__deal__contacts")
     with engine.connect() as conn:
         state = load_state(conn, app=APP, form="deal")
@@ -186,7 +193,7 @@ def test_add_field_adds_nullable_column_and_index(engine: Engine) -> None:
     assert [s.op for s in plan.steps] == ["add_field", "add_field"]
     assert not plan.destructive
     assert values(engine, v2, "stage") == {rid: None}
-    assert "ix_r_crm__deal_stage" in index_names(engine, TABLE)
+    assert index_name("r_crm__deal", "stage", "ix") in index_names(engine, TABLE)
     insert(engine, v2, {"name": "B", "amount": Decimal("12.34")})
     assert Decimal("12.34") in values(engine, v2, "amount").values()
 
@@ -202,8 +209,8 @@ def test_rename_keeps_data_and_renames_indexes(engine: Engine) -> None:
     assert not plan.destructive
     assert values(engine, v2, "title") == {ids[0]: "Acme", ids[1]: "Beta"}
     assert "name" not in columns(engine, TABLE)
-    assert "uq_r_crm__deal_title" in index_names(engine, TABLE)
-    assert "uq_r_crm__deal_name" not in index_names(engine, TABLE)
+    assert index_name("r_crm__deal", "title", "uq") in index_names(engine, TABLE)
+    assert index_name("r_crm__deal", "name", "uq") not in index_names(engine, TABLE)
     with pytest.raises(sa.exc.IntegrityError):
         insert(engine, v2, {"title": "Acme"})
 
@@ -357,7 +364,7 @@ def test_remove_keeps_data_until_purged(engine: Engine) -> None:
     publish(engine, v1, v2, confirm=True)
 
     assert "note" not in columns(engine, TABLE) and "x_id_note" in columns(engine, TABLE)
-    assert "ix_r_crm__deal_note" not in index_names(engine, TABLE)
+    assert index_name("r_crm__deal", "note", "ix") not in index_names(engine, TABLE)
     with engine.connect() as conn:
         kept = dict(conn.execute(sa.text(f"SELECT id, x_id_note FROM {TABLE}")).all())
         state = load_state(conn, app=APP, form="deal")
@@ -388,7 +395,7 @@ def test_re_adding_a_removed_field_restores_its_data(engine: Engine) -> None:
     plan = publish(engine, v2, v3)
     assert [s.op for s in plan.steps] == ["restore_field", "add_index"]
     assert values(engine, v3, "remark") == {rid: "kept"}
-    assert "ix_r_crm__deal_remark" in index_names(engine, TABLE)
+    assert index_name("r_crm__deal", "remark", "ix") in index_names(engine, TABLE)
     with engine.connect() as conn:
         state = load_state(conn, app=APP, form="deal")
     assert state is not None and state.retired == []
@@ -413,7 +420,7 @@ def test_unique_over_live_duplicates_is_refused_with_the_values(engine: Engine) 
                      .where(sa.column("id") == ids[1]).values(code="C"))
     plan = publish(engine, v1, v2)
     assert [s.op for s in plan.steps] == ["add_index"]
-    assert "uq_r_crm__deal_code" in index_names(engine, TABLE)
+    assert index_name("r_crm__deal", "code", "uq") in index_names(engine, TABLE)
 
 
 def test_index_toggles_and_required_warning(engine: Engine) -> None:
@@ -425,8 +432,8 @@ def test_index_toggles_and_required_warning(engine: Engine) -> None:
     assert [s.op for s in plan.steps] == ["add_index", "check_required", "drop_index"]
     assert step(plan, "check_required").affected_rows == 2
     assert not plan.destructive
-    assert "ix_r_crm__deal_name" in index_names(engine, TABLE)
-    assert "ix_r_crm__deal_city" not in index_names(engine, TABLE)
+    assert index_name("r_crm__deal", "name", "ix") in index_names(engine, TABLE)
+    assert index_name("r_crm__deal", "city", "ix") not in index_names(engine, TABLE)
 
 
 def test_field_index_mirrors_field_indexes() -> None:
@@ -463,7 +470,7 @@ def test_sub_table_fields_add_rename_remove(engine: Engine) -> None:
     plan = publish(engine, v1, v2)
     assert [s.op for s in plan.steps] == ["rename_field", "add_index", "add_field"]
     assert values(engine, v2, "item", sub="lines") == {rows[0]: "p1", rows[1]: "p2"}
-    assert "ix_r_crm__deal__lines_item" in index_names(engine, child)
+    assert index_name("r_crm__deal__lines", "item", "ix") in index_names(engine, child)
 
     v3 = form(fld("name"), lines(fld("item", id="id_product", indexed=True),
                                  fld("price", "decimal")))
@@ -478,7 +485,8 @@ def test_sub_table_fields_add_rename_remove(engine: Engine) -> None:
     publish(engine, v3, v4)
     assert child not in sa.inspect(engine).get_table_names()
     assert values(engine, v4, "item", sub="items") == {rows[0]: "p1", rows[1]: "p2"}
-    assert "ix_r_crm__deal__items_item" in index_names(engine, "r_crm__deal__items")
+    assert index_name("r_crm__deal__items", "item", "ix") in index_names(
+        engine, "r_crm__deal__items")
     with engine.connect() as conn:
         state = load_state(conn, app=APP, form="deal")
     assert state is not None
@@ -597,7 +605,7 @@ def test_rename_and_type_change_in_one_publish(engine: Engine) -> None:
     plan = publish(engine, v1, v2, confirm=True)
     assert [s.op for s in plan.steps] == ["rename_field", "change_type"]
     assert values(engine, v2, "quantity") == {rid: 42}
-    assert "uq_r_crm__deal_quantity" in index_names(engine, TABLE)
+    assert index_name("r_crm__deal", "quantity", "uq") in index_names(engine, TABLE)
     assert "_t_id_qty" not in columns(engine, TABLE)
 
 
@@ -620,7 +628,8 @@ def test_re_adding_a_removed_sub_table_restores_its_rows(engine: Engine) -> None
     assert [s.op for s in plan.steps] == ["restore_field", "restore_field", "add_index"]
     assert values(engine, v4, "product", sub="lines") == {rows[0]: "p1"}
     assert values(engine, v4, "qty", sub="lines") == {rows[0]: 1}
-    assert "ix_r_crm__deal__lines_product" in index_names(engine, "r_crm__deal__lines")
+    assert index_name("r_crm__deal__lines", "product", "ix") in index_names(
+        engine, "r_crm__deal__lines")
     with engine.connect() as conn:
         state = load_state(conn, app=APP, form="deal")
     assert state is not None and state.retired == []
@@ -636,7 +645,8 @@ def test_multi_relation_rename_keeps_links_and_new_target_clears_them(engine: En
     v2 = form(fld("name"), fld("people", "multi_relation", id="id_contacts", target="contact"))
     publish(engine, v1, v2)
     assert "r_crm__deal__contacts" not in sa.inspect(engine).get_table_names()
-    assert "ix_r_crm__deal__people_target_id" in index_names(engine, "r_crm__deal__people")
+    assert index_name("r_crm__deal__people", "target_id", "ix") in index_names(
+        engine, "r_crm__deal__people")
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM r_crm__deal__people")).scalar() == 1
 
@@ -708,3 +718,30 @@ def test_the_report_is_json(engine: Engine) -> None:
     assert [s["op"] for s in report["steps"]] == ["change_type", "change_type"]
     assert report["steps"][0]["description"]["zh"].startswith("字段 code")
     assert report["steps"][1]["failures"][0]["value"] == "2026-01-01"
+
+
+def test_index_names_of_forms_whose_keys_run_together_do_not_collide(engine: Engine) -> None:
+    # (payment, plan_contract) and (payment_plan, contract) once gave both
+    # indexes the name ix_r_crm__payment_plan_contract: the second form's
+    # table could not be created.
+    payment = form(fld("plan_contract", "relation", target="x"), key="payment")
+    plan = form(fld("contract", "relation", target="x"), key="payment_plan")
+    publish(engine, None, payment)
+    publish(engine, None, plan)
+    assert index_name("r_crm__payment", "plan_contract", "ix") in index_names(
+        engine, "r_crm__payment")
+    assert index_name("r_crm__payment_plan", "contract", "ix") in index_names(
+        engine, "r_crm__payment_plan")
+
+
+def test_an_index_under_its_older_name_is_still_dropped(engine: Engine) -> None:
+    # Databases made before index names had a digest keep the older names;
+    # removing the index finds it under either.
+    v1 = form(fld("name"), fld("note", indexed=True))
+    publish(engine, None, v1)
+    new, old = index_name(TABLE, "note", "ix"), legacy_index_name(TABLE, "note", "ix")
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DROP INDEX "{new}"'))
+        conn.execute(sa.text(f'CREATE INDEX "{old}" ON "{TABLE}" (note)'))
+    publish(engine, v1, form(fld("name"), fld("note")))
+    assert not {new, old} & index_names(engine, TABLE)

@@ -53,6 +53,7 @@ from tangram.engines.forms.tables import (
     build_tables,
     child_table_name,
     field_indexes,
+    legacy_index_name,
 )
 from tangram.errors import (
     ConfirmationRequired,
@@ -715,9 +716,13 @@ def _order_moves(moves: list[tuple[str, str, str]], temp: Callable[[str], str]
 
 
 def _index_names(table: str, entry: dict[str, Any]) -> list[str]:
+    """The field's index, under its name and its older one (dropped if there)."""
     ix = ddl.field_index(table, entry["key"], unique=entry["unique"],
                          indexed=entry["indexed"], soft_delete=False)
-    return [ix.name] if ix is not None and ix.name else []
+    if ix is None or not ix.name:
+        return []
+    kind = "uq" if entry["unique"] else "ix"
+    return list(dict.fromkeys([str(ix.name), legacy_index_name(table, entry["key"], kind)]))
 
 
 def _indexes(ctx: _Ctx, entry: dict[str, Any]) -> list[sa.Index]:
@@ -885,8 +890,14 @@ class _Applier:
         self.confirm = confirm
 
     def drop(self, step: Step) -> None:
-        for name in step.params.get("drop", []):
-            self.op.drop_index(name, table_name=step.params["table"])
+        table = step.params["table"]
+        names = step.params.get("drop", [])
+        if not names:
+            return
+        present = {ix["name"] for ix in sa.inspect(self.conn).get_indexes(table)}
+        for name in names:
+            if name in present:
+                self.op.drop_index(name, table_name=table)
 
     def create(self, step: Step) -> None:
         ddl.create_indexes(self.op, step.params.get("create", []))

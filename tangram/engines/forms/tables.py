@@ -75,6 +75,21 @@ def field_indexes(table_name: str, f: fm.FieldBase, *, soft_delete: bool = True
 
 
 def index_name(table_name: str, column: str, kind: str) -> str:
+    """The index's name: unique in the database (index names are global),
+    readable, at most 63 characters. ``kind_table_column`` alone is not
+    unique — keys may hold underscores, so (payment, plan_contract) and
+    (payment_plan, contract) would share one — hence a digest of the pair."""
+    digest = hashlib.sha1(f"{table_name}.{column}".encode(),
+                          usedforsecurity=False).hexdigest()
+    name = f"{kind}_{table_name}_{column}_{digest[:8]}"
+    if len(name) <= 63:
+        return name
+    return f"{kind}_{digest[:16]}_{column[:40]}"
+
+
+def legacy_index_name(table_name: str, column: str, kind: str) -> str:
+    """The name indexes were given before :func:`index_name` added its digest
+    (databases made then still have them; schema changes drop either)."""
     name = f"{kind}_{table_name}_{column}"
     if len(name) <= 63:
         return name
