@@ -158,6 +158,9 @@ class SubmittedTrigger(Definition):
 
     kind: Literal["submitted"] = "submitted"
     condition: Expression | None = None
+    refusal: Label | None = Field(None, description=(
+        "Why a record that does not meet the condition cannot be submitted, as its "
+        "user reads it (default: the platform's message)."))
 
 
 class ScheduleTrigger(Definition):

@@ -455,3 +455,25 @@ def test_publish_checks_what_actions_write_and_name(crm):
         ("$.nodes[2].action.channels[0]", "unknown_channel")}, res.json()["errors"]
     messages = " ".join(e["message"] for e in res.json()["errors"])
     assert "record.titel" in messages and "'nope'" in messages
+
+
+def test_a_refused_submission_says_why_in_the_flows_words(crm):
+    flow = {**CONTRACT_APPROVAL, "nodes": [
+        {**n, "trigger": {"kind": "submitted", "condition": "record.amount > 0", "refusal": {
+            "zh": "金额大于零的合同才能提交审批", "en": "Only a contract with an amount can be "
+            "submitted"}}} if n["key"] == "start" else n for n in CONTRACT_APPROVAL["nodes"]]}
+    assert crm.admin.put("/api/apps/crm/flows/contract_approval/draft",
+                         json={"definition": flow}).status_code == 200
+    assert crm.admin.post("/api/apps/crm/flows/contract_approval/publish",
+                          json={}).status_code == 200
+    rec = crm["rep"].post("/api/apps/crm/forms/contract/records", json={"values": {
+        "title": "零元合同", "amount": "0", "status": "draft"}}).json()
+    for language, text in (("zh", "金额大于零的合同才能提交审批"),
+                           ("en", "Only a contract with an amount can be submitted")):
+        res = crm["rep"].post("/api/apps/crm/flows/contract_approval/start",
+                              json={"record_id": rec["id"]},
+                              headers={"Accept-Language": language})
+        assert res.status_code == 403, res.text
+        assert res.json()["message"] == text and "record.amount" not in res.text
+        assert res.json()["details"] == {"flow": "contract_approval",
+                                         "reason": "start_condition"}

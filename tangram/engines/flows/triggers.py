@@ -35,6 +35,7 @@ from tangram.engines.forms import events
 from tangram.engines.forms.typed import typed_values
 from tangram.errors import Conflict, NotFound, PermissionDenied
 from tangram.metamodel import flows as fl
+from tangram.metamodel.common import localize
 
 SCHEDULE_GRACE = timedelta(minutes=1)  # a tick this late still counts as on time
 
@@ -229,8 +230,11 @@ def start_by_user(ctx: EngineContext, *, app: str, flow: str, record_id: Any = N
             record = typed_values(system_context(ctx), app, loaded.flow.form, data)
     condition = getattr(start.trigger, "condition", None)
     if condition and not _holds(ctx, condition, record, None, ctx.actor.id):
-        raise PermissionDenied(f"this record does not meet the start condition of flow "
-                               f"{flow!r}: {condition}")
+        refusal = getattr(start.trigger, "refusal", None)
+        raise PermissionDenied(
+            localize(refusal, ctx.language) if refusal else
+            f"this record does not meet the start condition of flow {flow!r}: {condition}",
+            details={"flow": flow, "reason": "start_condition"})
     if kind == "submitted" and record_id is not None and running_on(
             ctx, app=app, flow=flow, record_id=record_id, form=loaded.flow.form):
         raise Conflict(f"this record is already in approval ({flow}): withdraw that request "
