@@ -350,3 +350,34 @@ def test_region_fields_follow_the_division_table_a_picker_reads(crm):
     assert r.status_code == 422
     assert [(e["field"], e["code"]) for e in r.json()["errors"]] == [("place", "region_city")]
     assert "杭州市" in r.json()["errors"][0]["message"]
+
+
+def test_fields_nobody_types_into_are_read_only_in_the_metadata(crm):
+    body = form_body("invoice", field("number", "autonumber", pattern="INV-{seq:4}"),
+                     field("qty", "integer"), field("note", read_only=True),
+                     field("double", "formula", expression="record.qty * 2",
+                           result_type="integer"))
+    res = crm.put("/api/apps/crm/forms/invoice/draft", json={"definition": body})
+    assert res.status_code == 200, res.text
+    assert crm.post("/api/apps/crm/forms/invoice/publish", json={}).status_code == 200
+    access = crm.get("/api/apps/crm/forms/invoice").json()["field_access"]
+    assert access == {"number": "read_only", "qty": "editable", "note": "read_only",
+                      "double": "read_only"}
+
+
+def test_empty_multi_values_read_as_empty_lists(crm):
+    body = form_body("profile", field("name"),
+                     field("tags", "tags"),
+                     field("colors", "multi_select", options=[
+                         {"value": "red", "label": {"zh": "红"}}]),
+                     field("peers", "multi_relation", target="profile"),
+                     field("files", "attachment"))
+    res = crm.put("/api/apps/crm/forms/profile/draft", json={"definition": body})
+    assert res.status_code == 200, res.text
+    assert crm.post("/api/apps/crm/forms/profile/publish", json={}).status_code == 200
+    url = "/api/apps/crm/forms/profile/records"
+    created = crm.post(url, json={"values": {"name": "空"}})
+    assert created.status_code == 201, created.text
+    for rec in (created.json(), crm.get(f"{url}/{created.json()['id']}").json(),
+                crm.get(url).json()["items"][0]):
+        assert [rec[k] for k in ("tags", "colors", "peers", "files")] == [[], [], [], []]

@@ -457,6 +457,9 @@ class MultiSelectKind(FieldKind):
             raise FieldProblem("type", expected=self.expected)
         return list(dict.fromkeys(value))  # drop duplicates, keep order
 
+    def to_json(self, value: Any) -> Any:
+        return [] if value is None else value  # an empty multi-value reads as []
+
     def checks(self, f: fm.FieldBase) -> list[Callable[[Any], Problem | None]]:
         assert isinstance(f, fm.MultiSelectField)
         allowed = [o.value for o in f.options]
@@ -625,7 +628,7 @@ class MultiRelationKind(FieldKind):
         return compiled
 
     def to_json(self, value: Any) -> Any:
-        return None if value is None else [str(v) for v in value]
+        return [] if value is None else [str(v) for v in value]
 
 
 class UserKind(RelationKind):
@@ -693,7 +696,7 @@ class AttachmentKind(FieldKind):
         return None if value is None else [uuid.UUID(v) for v in value]
 
     def to_json(self, value: Any) -> Any:
-        return None if value is None else [str(v) for v in value]
+        return [] if value is None else [str(v) for v in value]
 
 
 class AutonumberKind(FieldKind):

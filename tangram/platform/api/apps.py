@@ -111,10 +111,20 @@ def get_form(app: str, form: str, ctx: ContextDep) -> dict[str, Any]:
                             if access.get(f["key"]) != "hidden"]
     actions = form_actions(ctx, app, form)
     return {"app": app, "key": form, "version": rt.version, "definition": definition,
-            "field_access": {f["key"]: access.get(f["key"], "editable")
+            "field_access": {f["key"]: _field_access(rt, access, f["key"])
                              for f in definition["fields"]},
             "actions": actions, "title_field": rt.title_field,
             "print_templates": templates_for_viewer(ctx, app=app, form=form)}
+
+
+def _field_access(rt: Any, access: dict[str, str], key: str) -> str:
+    """What the caller may do with a field: the role's rule, and read-only
+    for fields nobody types into (formulas, rollups, autonumbers, read-only)."""
+    given = access.get(key, "editable")
+    plan = rt.validator.fields.get(key)
+    if given == "editable" and plan is not None and plan.read_only:
+        return "read_only"
+    return given
 
 
 class DraftBody(Body):
