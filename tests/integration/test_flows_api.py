@@ -477,3 +477,20 @@ def test_a_refused_submission_says_why_in_the_flows_words(crm):
         assert res.json()["message"] == text and "record.amount" not in res.text
         assert res.json()["details"] == {"flow": "contract_approval",
                                          "reason": "start_condition"}
+
+
+def test_return_is_offered_only_where_there_is_an_earlier_approval(crm):
+    submit(crm, "100000")
+    [task] = crm.todo("manager")
+    view = crm["manager"].get(f"/api/flows/tasks/{task['id']}").json()
+    assert "return" not in view["actions"] and view["return_to"] == []
+    res = crm["manager"].post(f"/api/flows/tasks/{task['id']}/return", json={"comment": "?"})
+    assert res.status_code == 422
+    assert "no earlier approval" in res.json()["errors"][0]["message"]
+    crm.decide("manager")
+    [task] = crm.todo("fin")
+    view = crm["fin"].get(f"/api/flows/tasks/{task['id']}").json()
+    assert "return" in view["actions"]
+    assert view["return_to"] == [{"key": "manager", "label": "manager"}]
+    res = crm["fin"].post(f"/api/flows/tasks/{task['id']}/return", json={})
+    assert res.status_code == 422 and "manager" in res.json()["errors"][0]["message"]

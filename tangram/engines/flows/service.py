@@ -187,8 +187,15 @@ def task_view(ctx: EngineContext, *, task_id: uuid.UUID) -> dict[str, Any]:
                           version=row["flow_version"])
     node = loaded.nodes[row["node"]]
     out = _task_json(ctx, row)
-    out["actions"] = list(getattr(node, "actions", [])) if row["status"] == "open" and \
+    actions = list(getattr(node, "actions", [])) if row["status"] == "open" and \
         row["kind"] == "approve" else []
+    # "return" only where there is an earlier approval to return to.
+    from tangram.engines.flows.tasks import return_targets
+
+    earlier = (return_targets(ctx.session, loaded.flow, row["instance_id"], row["node"])
+               if "return" in actions else [])
+    out["actions"] = [a for a in actions if a != "return" or earlier]
+    out["return_to"] = [{"key": k, "label": _node_label(ctx, loaded, k)} for k in earlier]
     record = None
     rules = task_fields(ctx, app=row["app"], form=row["form"] or "", node=node)
     if row["record_id"] is not None and row["form"]:

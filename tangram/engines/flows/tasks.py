@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from tangram.db.prepared import Prepared
 from tangram.engines.access import AllowAll
@@ -32,7 +33,7 @@ from tangram.engines.flows.runtime import (
     live_state,
     open_run,
 )
-from tangram.engines.flows.tables import instances_table, tasks_table
+from tangram.engines.flows.tables import executions_table, instances_table, tasks_table
 from tangram.engines.flows.taskview import task_fields
 from tangram.errors import Conflict, ErrorItem, NotFound, PermissionDenied, ValidationFailed
 from tangram.metamodel import flows as fl
@@ -161,22 +162,42 @@ def _return(run: Run, execution: Execution | None, task: dict[str, Any] | None,
             params: ActionParams) -> None:
     assert execution is not None and task is not None
     target = params.node
-    allowed = returnable_nodes(run, execution["node"])
+    allowed = return_targets(run.ctx.session, run.flow, run.id, execution["node"])
     if target not in allowed:
-        raise ValidationFailed([ErrorItem(code="node", field="node", message=(
-            f"node {target!r} is not an earlier approval of this flow; return to one of: "
-            f"{', '.join(allowed) or 'none'}"))])
+        if not allowed:
+            problem = "there is no earlier approval to return this task to (reject it instead)"
+        elif target is None:
+            problem = f"say which earlier approval to return to (node): {', '.join(allowed)}"
+        else:
+            problem = (f"node {target!r} is not an earlier approval of this flow; return to "
+                       f"one of: {', '.join(allowed)}")
+        raise ValidationFailed([ErrorItem(code="node", field="node", message=problem)])
     _close(run, task, "returned", params, "return")
     run.history("return", node=task["node"], comment=params.comment, to=target)
     approvals.return_to(run, execution, cast(str, target))
 
 
-def returnable_nodes(run: Run, node_key: str) -> list[str]:
+def return_targets(session: Session, flow: fl.Flow, instance_id: uuid.UUID, node_key: str
+                   ) -> list[str]:
+    """The earlier approvals a task at ``node_key`` may be returned to: those
+    that lead here and that this request went through (a small contract that
+    skipped risk control is not returned to it)."""
+    earlier = returnable_nodes(flow, node_key)
+    if not earlier:
+        return []
+    e = executions_table
+    passed = set(session.execute(sa.select(e.c.node).where(
+        e.c.instance_id == instance_id, e.c.node.in_(earlier),
+        e.c.status == "completed")).scalars())
+    return [k for k in earlier if k in passed]
+
+
+def returnable_nodes(flow: fl.Flow, node_key: str) -> list[str]:
     """Approval nodes from which ``node_key`` can be reached (earlier steps)."""
     from tangram.engines.flows.registry import successors
 
     preds: dict[str, set[str]] = {}
-    for n in run.flow.nodes:
+    for n in flow.nodes:
         for s in successors(n):
             preds.setdefault(s, set()).add(n.key)
     seen: set[str] = set()
@@ -186,7 +207,7 @@ def returnable_nodes(run: Run, node_key: str) -> list[str]:
             if p not in seen:
                 seen.add(p)
                 stack.append(p)
-    return [n.key for n in run.flow.nodes
+    return [n.key for n in flow.nodes
             if n.key in seen and n.key != node_key and n.type == "approval"]
 
 

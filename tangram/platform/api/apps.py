@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, status
@@ -117,7 +118,7 @@ def get_form(app: str, form: str, ctx: ContextDep) -> dict[str, Any]:
             "print_templates": templates_for_viewer(ctx, app=app, form=form)}
 
 
-def _field_access(rt: Any, access: dict[str, str], key: str) -> str:
+def _field_access(rt: Any, access: Mapping[str, str], key: str) -> str:
     """What the caller may do with a field: the role's rule, and read-only
     for fields nobody types into (formulas, rollups, autonumbers, read-only)."""
     given = access.get(key, "editable")
