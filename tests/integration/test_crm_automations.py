@@ -8,7 +8,8 @@ them, over HTTP (docs: ../shared/domain/crm.md, "Automations and flows"):
   stage alerts the sales director;
 - entering negotiation reminds the owner to prepare the contract;
 - an idle lead goes back to the public pool with no owner, where reps and
-  managers of every team see it and a rep claims it by taking it over.
+  managers of every team see it and a rep claims it by taking it over;
+- each rep reads these reminders in their own profile language.
 
 Same fixture as test_crm_scenarios.py: the package installed without demo
 data, a FrozenClock starting on Monday 2026-01-05 09:00 in Shanghai, and the
@@ -16,11 +17,13 @@ flow worker run synchronously after the clock moves."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from tangram.engines.directory import users_table
 from tests.integration.test_crm_scenarios import BASE, Crm
 
 STALLED = "已 7 天停留在同一阶段"
@@ -275,3 +278,30 @@ def test_a_lead_created_into_the_pool_belongs_to_no_one_until_claimed(crm: Crm):
     crm.run_due(hours=48)
     lead = crm.get("director", "lead", created["id"])
     assert lead["in_pool"] is True and lead["owner"] is None
+
+
+def test_a_rep_who_reads_english_is_reminded_of_an_idle_lead_in_english(crm: Crm):
+    # The package's texts come in both languages; each owner gets theirs,
+    # whoever created the lead (here a manager who reads Chinese).
+    with crm.app.state.sessions.begin() as s:
+        s.execute(users_table.update().where(users_table.c.id == uuid.UUID(crm.ids["rep1"]))
+                  .values(language="en"))
+    companies = {"陈杰": "宁波海天塑机有限公司", "杨洋": "温州瑞丰电器有限公司"}
+    owned: dict[str, str] = {}  # rep → the name of the lead assigned to them
+    for name, company in companies.items():
+        lead = crm.lead("manager", name, company=company)["id"]
+        owned[crm.owner(crm.get("manager", "lead", lead))] = name
+    assert set(owned) == {"rep1", "rep2"}
+
+    crm.run_due(hours=24, minutes=1)
+    english, chinese = owned["rep1"], owned["rep2"]
+    [note] = [n for n in crm.notes("rep1") if "24 hours" in n["title"]]
+    assert note["title"] == f"Lead {english} not followed up for 24 hours", crm.titles("rep1")
+    assert note["body"] == (
+        f"Please follow up on lead {english} ({companies[english]}) soon; without a "
+        "follow-up within 3 days it returns to the public pool.")
+    assert f"线索 {chinese} 24 小时未跟进" in crm.titles("rep2")  # still Chinese for rep2
+
+    crm.run_due(hours=48)  # 3 days: back to the pool, told in English
+    assert f"Lead {english} not followed up for 3 days, returned to the public pool" in (
+        crm.titles("rep1"))

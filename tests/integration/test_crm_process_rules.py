@@ -69,7 +69,8 @@ def test_a_contract_is_signed_only_through_approval_and_the_signing_flow(crm: Cr
     assert (acc["status"], acc["signed_total"]) == ("initial", "0.00")
     # Signing needs an approved contract.
     res = crm.start("rep1", "contract_sign", contract)
-    assert res.status_code == 403 and "start condition" in res.json()["message"], res.text
+    assert res.status_code == 403, res.text
+    assert res.json()["message"] == "只有已批准的合同才能标记为已签订"
     approve(crm, contract)
     assert crm.get("director", "account", account)["signed_total"] == "0.00"
     # The owner marks it signed once the customer has signed (not in the future).
@@ -250,7 +251,7 @@ def test_a_lead_converts_only_onto_its_owners_account_and_only_once(crm: Crm):
     assert deal["account"] == theirs
     # Converted: submitting it again is refused outright, and not offered.
     res = crm.start("rep1", "lead_conversion", lead)
-    assert res.status_code == 403 and "start condition" in res.json()["message"], res.text
+    assert res.status_code == 403 and "已转化" in res.json()["message"], res.text
     panel = crm["rep1"].get(f"{BASE}/forms/lead/records/{lead}/flows").json()
     assert "lead_conversion" not in [f["flow"] for f in panel["startable"]]
     assert len(crm.ids_of("rep1", "opportunity")) == 1

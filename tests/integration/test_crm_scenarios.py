@@ -214,7 +214,7 @@ def test_converting_a_lead_creates_its_account_contact_and_opportunity(crm: Crm)
     again = crm["rep1"].post(f"{BASE}/flows/lead_conversion/start",
                              json={"record_id": lead["id"]})
     assert again.status_code == 403, again.text
-    assert "start condition" in again.json()["message"]
+    assert "已转化或无效的线索不能再转化" in again.json()["message"]
     assert "lead_conversion" not in [f["flow"] for f in crm["rep1"].get(
         f"{BASE}/forms/lead/records/{lead['id']}/flows").json()["startable"]]
     assert len([a for a in _items(crm, "rep1", "account")
