@@ -72,6 +72,9 @@ TYPE_NAMES_ZH = {
     "a time (HH:MM[:SS])": "时间（HH:MM[:SS]）", "a list": "列表", "an object": "对象",
     "a record id": "记录ID", "a user id": "用户ID", "a department id": "部门ID",
     "a list of rows": "行列表",
+    "a single-line text (no line breaks or control characters)": "单行文本（不含换行或控制字符）",
+    "a text without NUL characters": "不含 NUL 字符的文本",
+    "a date-time between the years 1 and 9999 in UTC": "UTC 下 1 至 9999 年之间的日期时间",
 }
 
 
@@ -91,6 +94,7 @@ def message(code: str, language: str, **params: Any) -> str:
 class _Lenient(dict[str, Any]):
     def __missing__(self, key: str) -> str:
         return "{" + key + "}"
+
 
 # Texts the platform itself writes to users (not error messages): flow
 # notifications ({flow}, {node}: labels; {subject}: " · " and the record's

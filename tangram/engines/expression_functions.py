@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import calendar
 import re
+import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from typing import Any, cast
+
+import regex
 
 from tangram.engines.expressions import (  # noqa: F401 - shared internals of the language
     _DEC,
@@ -24,6 +27,7 @@ from tangram.engines.expressions import (  # noqa: F401 - shared internals of th
     MAX_INT_DIGITS,
     MAX_REGEX_INPUT,
     MAX_REGEX_PATTERN,
+    MAX_REGEX_SECONDS,
     EvalContext,
     ExpressionError,
     _as_aware,
@@ -287,12 +291,14 @@ _BOUNDED_REPEAT = re.compile(r"\{(\d*)(,?)(\d*)\}")
 
 
 @lru_cache(maxsize=256)
-def _safe_regex(pattern: str) -> re.Pattern[str]:
-    """Compile a matches() pattern, refusing what can backtrack catastrophically.
+def _safe_regex(pattern: str) -> regex.Pattern[str]:
+    """Compile a matches() pattern, refusing what obviously backtracks catastrophically.
 
-    Python's re has no timeout, so: the pattern and the searched text are
-    short, back-references are refused, and a repeated group may contain
-    neither another repetition nor an alternation ((a+)+, (a|aa)*).
+    The search itself is bounded by a timeout (see _matches), whatever the
+    pattern; this check only turns the obvious cases into an error at save:
+    the pattern is short, back-references are refused, and a group repeated
+    more than once ((...)+, (...)*, (...){2,}, (...){25}) may contain neither
+    another repetition nor an alternation ((a+)+, (a|aa)*, (.*a){25}).
     """
     if len(pattern) > MAX_REGEX_PATTERN:
         raise _limit_error(f"a matches() pattern has {len(pattern)} characters; the limit is "
@@ -328,13 +334,11 @@ def _safe_regex(pattern: str) -> re.Pattern[str]:
         elif char == "|" and groups:
             groups[-1]["alternation"] = True
         elif char in "*+" or repeat:
-            upper = repeat.group(3) if repeat else ""
-            repeats = char in "*+" or (repeat is not None and (upper == "" and repeat.group(2)
-                                                               or upper not in ("", "0", "1")))
+            repeats = char in "*+" or (repeat is not None and _repeats_more_than_once(repeat))
             if repeats and closed and (closed["repeat"] or closed["alternation"]):
                 raise ExpressionError("a repeated group may not contain another repetition or "
-                                      "an alternation, e.g. (a+)+ or (a|b)*; simplify the pattern",
-                                      kind="forbidden")
+                                      "an alternation, e.g. (a+)+, (a|b)* or (.*a){25}; "
+                                      "simplify the pattern", kind="forbidden")
             if repeats and groups:
                 groups[-1]["repeat"] = True
             i += len(repeat.group(0)) if repeat else 1
@@ -343,10 +347,19 @@ def _safe_regex(pattern: str) -> re.Pattern[str]:
         closed = None
         i += 1
     try:
-        # ASCII classes (\d, \w) behave like JavaScript's, so the web UI agrees.
-        return re.compile(pattern, re.ASCII)
-    except re.error as exc:
+        # ASCII classes (\d, \w) behave like JavaScript's, so the web UI agrees;
+        # V0 is the syntax of Python's re.
+        return regex.compile(pattern, regex.ASCII | regex.V0)
+    except (regex.error, OverflowError, ValueError) as exc:
         raise _runtime_error(f"invalid matches() pattern: {exc}") from None
+
+
+def _repeats_more_than_once(repeat: re.Match[str]) -> bool:
+    """Whether a counted repetition {m}, {m,}, {m,n} or {,n} may repeat its atom."""
+    lower, comma, upper = repeat.groups()
+    if not comma:  # {m}: exactly m times
+        return lower != "" and int(lower) > 1
+    return upper == "" or int(upper) > 1
 
 
 def _check_matches_arguments(constants: list[Any]) -> None:
@@ -357,9 +370,11 @@ def _check_matches_arguments(constants: list[Any]) -> None:
 @_function("matches(text, pattern)", "text",
            "Whether a regular expression finds a match in the text (use ^...$ for the whole "
            "text). \\d and \\w are ASCII only. Patterns up to 200 characters, text up to 1000; "
-           "nested repetitions like (a+)+ are refused.",
+           "nested repetitions like (a+)+ or (.*a){25} are refused, and a search that takes "
+           "too long (0.1 s per evaluation) is an error.",
            "正则表达式是否在文本中找到匹配（整段匹配请用 ^...$）。\\d、\\w 只匹配 ASCII。"
-           "模式最长 200 字符、文本最长 1000 字符；(a+)+ 这类嵌套重复会被拒绝。",
+           "模式最长 200 字符、文本最长 1000 字符；(a+)+、(.*a){25} 这类嵌套重复会被拒绝，"
+           "耗时过长（每次计算共 0.1 秒）的匹配会报错。",
            (r'matches("13800138000", "^1[3-9]\d{9}$")', "true"),
            check_arguments=_check_matches_arguments)
 def _matches(env: _Evaluator, text: Any, pattern: Any) -> bool:
@@ -369,7 +384,19 @@ def _matches(env: _Evaluator, text: Any, pattern: Any) -> bool:
     if len(value) > MAX_REGEX_INPUT:
         raise _limit_error(f"matches() searches texts of up to {MAX_REGEX_INPUT} characters, "
                            f"got {len(value):,}")
-    return _safe_regex(_text_arg("matches", pattern)).search(value) is not None
+    compiled = _safe_regex(_text_arg("matches", pattern))
+    # Python's re cannot be interrupted; the regex engine gives up after the
+    # time left for this evaluation, so no pattern can hold a worker.
+    started = time.monotonic()
+    try:
+        found = compiled.search(value, timeout=max(env.regex_seconds, 0.001))
+    except TimeoutError:
+        raise _limit_error(f"matches() gave up after {MAX_REGEX_SECONDS} seconds: the pattern "
+                           "backtracks too much on this text; simplify it (avoid a repeated "
+                           "group that contains a repetition)") from None
+    finally:
+        env.regex_seconds -= time.monotonic() - started
+    return found is not None
 
 
 # --- math ---------------------------------------------------------------------
@@ -471,7 +498,10 @@ def _number(env: _Evaluator, value: Any) -> int | Decimal | None:
     if not text:
         return None
     match = _NUMBER_TEXT.fullmatch(text)
-    if not match or len(text) > MAX_INT_DIGITS:
+    if match and len(text) > MAX_INT_DIGITS:
+        raise _limit_error(f"number() reads up to {MAX_INT_DIGITS:,} characters, got "
+                           f"{len(text):,}")
+    if not match:
         raise _runtime_error(f"{value[:40]!r} is not a number; write digits with an optional "
                              "sign and decimal point, like -12.5")
     return Decimal(text) if "." in text else int(text)

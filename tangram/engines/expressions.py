@@ -59,6 +59,7 @@ MAX_INT_DIGITS = 1_000  # integers stay below 10**1000
 MAX_EXPONENT = 10_000  # |b| in a ** b
 MAX_REGEX_PATTERN = 200  # characters of a matches() pattern
 MAX_REGEX_INPUT = 1_000  # characters of the text matches() searches
+MAX_REGEX_SECONDS = 0.1  # time all matches() calls of one evaluation may search for
 MAX_DATE_PATTERN = 64  # characters of a format_date() pattern
 
 DEFAULT_VARIABLES: frozenset[str] = frozenset({"record", "old", "user"})
@@ -454,6 +455,7 @@ class _Evaluator(EvalWithCompoundTypes):  # type: ignore[misc]
         self.busy = False
         self.folding = False
         self.steps = 0
+        self.regex_seconds = MAX_REGEX_SECONDS  # left for matches() in this evaluation
         self._context: EvalContext | None = None
 
     @property
@@ -540,6 +542,7 @@ def _acquire(variables: Mapping[str, Any], context: EvalContext | None,
     evaluator.busy = True
     evaluator.folding = folding
     evaluator.steps = 0
+    evaluator.regex_seconds = MAX_REGEX_SECONDS
     evaluator.names = variables
     evaluator._context = context
     return evaluator
@@ -791,6 +794,9 @@ class _Checker:
         if type(value) is str:
             return ast.copy_location(ast.Constant(value=self._decode_string(node, text)), node)
         if type(value) is int and _INT_LITERAL.fullmatch(text):
+            if value >= _INT_LIMIT:
+                raise self.fail(node, "limit", f"the integer {text[:20]}… has {len(text):,} "
+                                f"digits; integers are limited to {MAX_INT_DIGITS:,} digits")
             return node
         if type(value) is float and _DECIMAL_LITERAL.fullmatch(text):
             # Decimal literals are exact: 0.1 is one tenth, never a binary float.
@@ -931,7 +937,13 @@ _FOLDABLE = (ast.Constant, ast.List, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Com
 
 def _mark_constants(node: ast.AST, constant: dict[int, bool]) -> bool:
     result = isinstance(node, _FOLDABLE)
-    for child in ast.iter_child_nodes(node):
+    children: Iterable[ast.AST] = ast.iter_child_nodes(node)
+    if isinstance(node, ast.Call):
+        # A call is constant when its arguments are: the function's name is not
+        # a variable (calls that need the clock refuse to fold, see _NotConstant).
+        constant[id(node.func)] = False
+        children = node.args
+    for child in children:
         result = _mark_constants(child, constant) and result
     constant[id(node)] = result
     return result

@@ -31,7 +31,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from tangram.errors import DefinitionInvalid
 
 __all__ = ["SecurityError", "TemplateInvalid", "TemplateSyntaxError", "UndefinedError",
-           "sandbox", "template_problem", "unsafe_access"]
+           "endless_recursion", "sandbox", "template_problem", "unsafe_access"]
 
 
 class TemplateInvalid(DefinitionInvalid):
@@ -99,6 +99,12 @@ def template_problem(source: str, *, filters: Mapping[str, Any] | None = None) -
         env.from_string(source)
     except TemplateSyntaxError as exc:
         return f"template syntax error at line {exc.lineno}: {exc.message}"
+    endless = endless_recursion(source)
+    if endless:
+        line, name = endless
+        return (f"line {line}: macro {name!r} always calls itself (directly or through other "
+                "macros), so it never ends; call it again only inside an {% if %} or a "
+                "{% for %} that eventually stops")
     if unsafe:
         line = unsafe[0][0]
         # A chain is found outside in (``__mro__`` before ``__class__``): name
@@ -106,4 +112,42 @@ def template_problem(source: str, *, filters: Mapping[str, Any] | None = None) -
         names = list(dict.fromkeys(n for ln, n in reversed(unsafe) if ln == line))
         return (f"line {line}: the sandbox does not allow {', '.join(map(repr, names))}; "
                 "templates may only read the variables they are given and their fields")
+    return None
+
+
+# Nodes whose body may not run: a call inside them is a recursion that can stop.
+_CONDITIONAL = (nodes.If, nodes.For, nodes.CondExpr, nodes.Macro, nodes.CallBlock)
+
+
+def endless_recursion(source: str) -> tuple[int, str] | None:
+    """``(line, macro)`` of a macro that calls itself on every run, directly
+    or through other macros (``{% macro m() %}{{ m() }}{% endmacro %}``),
+    found without rendering. A call inside ``{% if %}``, ``{% for %}`` or
+    ``… if … else …`` may stop, so it does not count; rendering stops a
+    deeper recursion anyway (see the printing and notification renderers).
+    """
+    macros = {m.name: m for m in _PARSER.parse(source).find_all(nodes.Macro)}
+    calls: dict[str, set[str]] = {}
+    for name, macro in macros.items():
+        found: set[str] = set()
+        stack: list[nodes.Node] = list(macro.body)
+        while stack:
+            node = stack.pop()
+            if isinstance(node, _CONDITIONAL):
+                continue
+            if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Name) \
+                    and node.node.name in macros:
+                found.add(node.node.name)
+            stack.extend(node.iter_child_nodes())
+        calls[name] = found
+    for start, macro in macros.items():
+        seen: set[str] = set()
+        todo = list(calls[start])
+        while todo:
+            name = todo.pop()
+            if name == start:
+                return macro.lineno, start
+            if name not in seen:
+                seen.add(name)
+                todo.extend(calls.get(name, ()))
     return None

@@ -116,6 +116,39 @@ def test_invalid_uploads_and_options_are_refused_with_reasons(crm):
     assert r.status_code == 422 and "email" in r.json()["errors"][0]["message"]
 
 
+def test_files_that_are_not_csv_text_are_refused_and_duplicate_columns_are_reported(crm):
+    # Only the documented extensions: a .txt is not taken for a CSV
+    r = upload(crm, csv_bytes(["姓名", "手机"], [["a", "13800000001"]]), "a.txt")
+    assert r.status_code == 422 and r.json()["errors"][0]["code"] == "file_format"
+    # A binary that starts like a UTF-32 / UTF-16 byte-order mark is not read as text
+    for head in (b"\xff\xfe\x00\x00", b"\xff\xfe"):
+        r = upload(crm, head + bytes(range(256)) * 4, "leads.csv")
+        assert r.status_code == 422, r.text
+        assert r.json()["errors"][0]["code"] == "file_unreadable"
+        assert "cannot read the file as CSV" in r.json()["errors"][0]["message"]
+    # name,mobile,mobile: the second mobile column does not vanish without a word
+    job = upload(crm, csv_bytes(["姓名", "手机", "手机"],
+                                [["a", "13800000001", "13800000002"]])).json()
+    [warning] = job["preview"]["warnings"]
+    assert "column 3" in warning and "not imported" in warning and "#3" in warning
+
+
+def test_imported_mobiles_are_stored_as_11_digits_so_unique_sees_duplicates(crm):
+    job = upload(crm, csv_bytes(["姓名", "手机"], [["a", "+86 138 0000 0001"],
+                                                 ["b", "8613800000001"]])).json()
+    rows = job["preview"]["rows"]
+    assert rows[0]["errors"] == []
+    crm.post(f"{IMPORTS}/{job['id']}/start", json={"mode": "valid_only"})
+    done = wait(crm, job["id"])
+    assert done["status"] == "succeeded", done
+    items = crm.get("/api/apps/crm/forms/lead/records").json()["items"]
+    assert [i["mobile"] for i in items] == ["13800000001"]  # b is the duplicate of a
+    # An xlsx cell typed as a number fills a text field as its digits
+    job = upload(crm, xlsx_bytes(["姓名", "手机"], [[12345, 13800000009]]), "leads.xlsx").json()
+    assert job["preview"]["rows"][0]["errors"] == []
+    assert job["preview"]["rows"][0]["values"] == {"name": "12345", "mobile": "13800000009"}
+
+
 def test_xlsx_all_or_nothing_through_http(crm):
     content = xlsx_bytes(["姓名", "手机"], [["a", "13800000001"], ["b", "bad"]])
     job = upload(crm, content, "leads.xlsx").json()

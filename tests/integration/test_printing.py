@@ -295,6 +295,31 @@ def test_sandbox_refuses_escapes_at_render_time(world: World) -> None:
         assert caught.value.code == "template_invalid"
 
 
+def test_a_macro_that_calls_itself_without_end_is_refused(world: World) -> None:
+    # Always recursing: refused when saved
+    for body in ("{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}",
+                 "{% macro a() %}{{ b() }}{% endmacro %}\n{% macro b() %}{{ a() }}{% endmacro %}"):
+        res = world.admin.put(f"{BASE}/print-templates/loop", json=template(body=body))
+        assert res.status_code == 422, res.text
+        assert res.json()["code"] == "template_invalid"
+        assert "always calls itself" in res.json()["message"]
+    # Recursion under a condition may stop, so it saves; if it does not, printing
+    # is a clear 422, not a server error
+    body = "{% macro m(n) %}{% if n %}{{ m(n) }}{% endif %}{% endmacro %}{{ m(1) }}"
+    res = world.admin.put(f"{BASE}/print-templates/loop", json=template(body=body))
+    assert res.status_code == 200, res.text
+    res = world["manager"].get(world.print_url("loop"), params={"format": "html"})
+    assert res.status_code == 422, res.text
+    assert res.json()["code"] == "template_invalid"
+    assert "too deeply" in res.json()["message"]
+    # A recursion that stops prints
+    body = "{% macro m(n) %}{{ n }}{% if n %}{{ m(n - 1) }}{% endif %}{% endmacro %}{{ m(3) }}"
+    assert world.admin.put(f"{BASE}/print-templates/loop",
+                           json=template(body=body)).status_code == 200
+    res = world["manager"].get(world.print_url("loop"), params={"format": "html"})
+    assert res.status_code == 200 and "3210" in res.text
+
+
 def test_template_syntax_error_on_save_names_the_line(world: World) -> None:
     body = "<h1>{{ record.title }}</h1>\n<table>\n{% for in related.plans %}\n</table>"
     res = world.admin.put(f"{BASE}/print-templates/broken", json=template(body=body))

@@ -299,8 +299,8 @@ def test_text_operators_ignore_case_and_treat_wildcards_literally(world):
 def test_list_fields_json_arrays_and_join_tables(world):
     p0, p1 = world.products[0], world.products[1]
     check(world, [
-        ({"field": "labels", "op": "contains_any", "value": ["vip", "nope"]},
-         lambda r: "vip" in (r["labels"] or [])),
+        ({"field": "labels", "op": "contains_any", "value": ["vip", "cold"]},
+         lambda r: bool({"vip", "cold"} & set(r["labels"] or []))),
         ({"field": "labels", "op": "contains_all", "value": ["hot", "vip"]},
          lambda r: {"hot", "vip"} <= set(r["labels"] or [])),
         ({"field": "labels", "op": "contains_all", "value": ["cold"]},

@@ -3,8 +3,10 @@ dependency tracking, exact decimals and a couple of properties."""
 
 from __future__ import annotations
 
+import ast
 import json
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -226,7 +228,8 @@ def test_source_length_and_nesting_limits() -> None:
 
 
 def test_catastrophic_regular_expressions_are_refused() -> None:
-    patterns = ("(a+)+$", "(a*)*", "(a|aa)+", "((ab)*c)+", "(.*a){3,}", r"(a)\1", "(?P<x>a)(?P=x)")
+    patterns = ("(a+)+$", "(a*)*", "(a|aa)+", "((ab)*c)+", "(.*a){3,}", r"(a)\1", "(?P<x>a)(?P=x)",
+                "(.*a){25}$", "(?:.*,){12}P", "(a|b){2,5}")
     for pattern in patterns:
         with pytest.raises(ExpressionError) as caught:
             compile_expression(f"matches(record.s, {json.dumps(pattern)})")
@@ -235,9 +238,53 @@ def test_catastrophic_regular_expressions_are_refused() -> None:
     with pytest.raises(ExpressionError):
         compile_expression("matches(record.s, record.p)").evaluate(
             {"record": {"s": "a" * 30 + "!", "p": "(a+)+$"}})
+    # Counted repetition of a plain atom, or a group taken at most once, is fine
+    for pattern in (r"^\d{11}$", "(ab){2}", "(a+|b)?", "(a*){1}", "(a|b){0,1}"):
+        compile_expression(f"matches(record.s, {json.dumps(pattern)})")
     # Plain repetition and anchored alternatives are fine
     ok = compile_expression(r"matches(record.s, '^(?:[a-z]+\.)?(com|cn)$')")
     assert ok.evaluate({"record": {"s": "shop.cn"}}) is True
+
+
+def test_a_slow_regular_expression_search_gives_up_with_a_clear_error() -> None:
+    # Passes the pattern check, but backtracks polynomially on a long text.
+    slow = compile_expression('matches(record.s, "(.*a.*a.*a.*a.*a.*a)$")')
+    started = time.monotonic()
+    with pytest.raises(ExpressionError) as caught:
+        slow.evaluate({"record": {"s": "a" * 900 + "!"}})
+    assert time.monotonic() - started < 2
+    assert caught.value.kind == "limit"
+    assert "matches() gave up" in caught.value.message
+    # The same pattern on a short text is answered
+    assert slow.evaluate({"record": {"s": "aaaaaa"}}) is True
+
+
+@pytest.mark.parametrize(("source", "kind"), [
+    ("date(2026, 2, 30)", "runtime"),
+    ("date(99999, 1, 1)", "runtime"),
+    ('to_date("99999-01-01")', "runtime"),
+    ('number("1e999999")', "runtime"),
+    ('int("9" * 5000)', "limit"),
+    ("1" * 2000, "limit"),
+    ("record.x + " + "9" * 1001, "limit"),
+    ('matches("a", "(")', "runtime"),
+])
+def test_constant_calls_and_literals_are_checked_when_saved(source: str, kind: str) -> None:
+    with pytest.raises(ExpressionError) as caught:
+        compile_expression(source)
+    assert caught.value.kind == kind
+
+
+def test_constant_calls_are_folded_but_clock_and_lazy_branches_are_not() -> None:
+    folded = compile_expression("date(2026, 2, 28)").tree
+    assert isinstance(folded, ast.Constant) and folded.value == date(2026, 2, 28)
+    assert compile_expression('upper("a") + record.x').evaluate({"record": {"x": "b"}}) == "Ab"
+    # today() needs the clock: evaluated per record
+    assert not isinstance(compile_expression("today()").tree, ast.Constant)
+    # A branch that may not run keeps its error for evaluation
+    guarded = compile_expression("iif(record.x, date(2026, 2, 30), none)")
+    assert guarded.evaluate({"record": {"x": False}}) is None
+    assert compile_expression("9" * 1000).evaluate({}) == int("9" * 1000)
 
 
 # --- positions and messages ----------------------------------------------------

@@ -25,6 +25,7 @@ def test_every_cell_reading_rule_has_a_row_in_the_table():
     names = {"select": "select", "tree_select": "tree select", "multi_select": "multi-select",
              "integer": "integer", "decimal": "decimal", "currency": "currency",
              "percent": "percent", "date": "date", "datetime": "date & time",
-             "time": "time", "boolean": "yes/no"}
+             "time": "time", "boolean": "yes/no", "text": "text", "long_text": "long text",
+             "rich_text": "rich text", "email": "email", "phone": "phone", "url": "URL"}
     for kind in CELL_ADAPTERS:
         assert names[kind] in DOC, kind

@@ -26,6 +26,7 @@ from tangram.engines.forms.query import (
     build_count,
     build_select,
     compile_filter,
+    parse_filter,
     validate_filter,
 )
 from tangram.engines.forms.tables import FormTables, build_tables
@@ -140,7 +141,7 @@ def test_values_are_bound_parameters_never_sql_text(opp, qctx, dialect, op):
 def test_list_and_path_values_are_parameters_too(opp, qctx, dialect):
     spec = {"or": [{"field": "title", "op": "in", "value": [INJECTION, "b"]},
                    {"field": "account.country.name", "op": "eq", "value": INJECTION},
-                   {"field": "labels", "op": "contains_any", "value": [INJECTION]}]}
+                   {"field": "account.country.name", "op": "ne", "value": INJECTION}]}
     sql, params = where_sql(spec, opp, qctx, dialect)
     assert "DROP" not in sql
     assert sum(INJECTION in json.dumps(v, default=str) for v in params.values()) == 3
@@ -391,7 +392,20 @@ def test_formula_fields_accept_only_operators_of_their_result_type(opp, qctx):
     ({"field": "close_date", "op": "date_range", "value": {"last_n_days": 0}}, "$.value",
      "from 1 to 3660"),
     ({"field": "account.industry", "op": "under", "value": "农业"}, "$.value",
-     "not an option of the tree"),
+     "'农业' is not a valid value: expected one of the options: 制造业"),
+    # A value no record can hold is an error, not an empty list
+    ({"field": "stage", "op": "eq", "value": "nope"}, "$.value",
+     "'nope' is not a valid value: expected one of the options: "),
+    ({"field": "labels", "op": "contains_any", "value": ["hot", "warm"]}, "$.value[1]",
+     "'warm' is not a valid value: expected one of the options: hot, cold, vip"),
+    ({"field": "amount", "op": "gte", "value": "1e999999"}, "$.value",
+     "expected a number with at most"),
+    ({"field": "amount", "op": "eq", "value": 1e308}, "$.value", "expected a number with at most"),
+    ({"field": "amount", "op": "eq", "value": "١"}, "$.value", "expected a number"),
+    ({"field": "signed_at", "op": "gt", "value": "9999-12-31T23:59:59-12:00"}, "$.value",
+     "between the years 1 and 9999"),
+    ({"field": "title", "op": "eq", "value": "a\x00b"}, "$.value", "without NUL"),
+    ({"field": "title", "op": "eq", "value": 123}, "$.value", "expected a text"),
     ({"field": "title", "op": "contains", "value": "  "}, "$.value", "non-empty text"),
 ])
 def test_bad_values_name_the_path_and_the_field(opp, qctx, spec, path, fragment):
@@ -575,6 +589,10 @@ def test_count_has_the_same_conditions_but_no_order_or_limit(opp, qctx):
     (ListQuery(sort=["title", "-title"]), "invalid_sort", "sort"),
     (ListQuery(sort=["title.x"]), "not_a_relation", "sort"),
     (ListQuery(sort="title"), "invalid_sort", "sort"),  # type: ignore[arg-type]
+    (ListQuery(sort=["--amount"]), "invalid_sort", "sort"),  # one "-" only
+    (ListQuery(sort=["-"]), "invalid_sort", "sort"),
+    (ListQuery(search="\x00"), "invalid_search", "search"),  # would match every record
+    (ListQuery(search="a\nb"), "invalid_search", "search"),
     (ListQuery(limit=0), "invalid_limit", "limit"),
     (ListQuery(limit=501), "invalid_limit", "limit"),
     (ListQuery(fields=["nope"]), "unknown_field", "fields"),
@@ -584,6 +602,20 @@ def test_bad_list_queries_are_refused(opp, qctx, q, code, field):
         build_select(q, tables=opp, qctx=qctx)
     assert info.value.code == "query_invalid"
     assert (info.value.errors[0].code, info.value.errors[0].field) == (code, field)
+
+
+@pytest.mark.parametrize(("text", "code"), [
+    ("{not json", "invalid_json"), ("[]", "invalid_node"), ('"x"', "invalid_node"),
+    ("123", "invalid_node"), ("null", "invalid_node"), ("[" * 100_000, "invalid_json"),
+])
+def test_a_filter_sent_as_json_text_must_be_an_object(text, code):
+    with pytest.raises(FilterInvalid) as info:
+        parse_filter(text)
+    assert info.value.code == "filter_invalid"
+    assert [(e.code, e.field, e.path) for e in info.value.errors] == [(code, "filter", "$")]
+    assert parse_filter('{"field": "stage", "op": "eq", "value": "won"}') == {
+        "field": "stage", "op": "eq", "value": "won"}
+    assert parse_filter(None) is None and parse_filter("") is None
 
 
 def test_filter_problems_in_a_list_query_keep_their_filter_paths(opp, qctx):

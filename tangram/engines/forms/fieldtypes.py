@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, time
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, ClassVar
 
+import regex
 import sqlalchemy as sa
 
 from tangram.db.types import GUID, ExactDecimal, JSONValue, UTCDateTime
@@ -83,6 +84,28 @@ class FieldKind:
     def checks(self, f: fm.FieldBase) -> list[Callable[[Any], Problem | None]]:
         return []
 
+    def domain(self, f: fm.FieldBase) -> Callable[[Any], str | None] | None:
+        """What no stored value can be, whatever the field's own rules (min,
+        max, length): a select's non-options, a number too large for the
+        column. Returns what is allowed for a converted value outside the
+        domain, else None; None when every converted value is in it."""
+        return None
+
+    def filter_value(self, f: fm.FieldBase, value: Any) -> Any:
+        """``convert()`` for a filter value: a value no record can hold (an
+        unknown option, a decimal that no column can store) is refused, so a
+        typo is an error rather than an empty list.
+
+        >>> FIELD_KINDS["integer"].filter_value(fm.IntegerField(key="n", label={"en": "n"}), "7")
+        7
+        """
+        converted = self.convert(f, value)
+        domain = self.domain(f)
+        allowed = None if domain is None else domain(converted)
+        if allowed is not None:
+            raise FieldProblem("type", expected=allowed)
+        return converted
+
     def compile(self, f: fm.FieldBase) -> CompiledField:
         return CompiledField(definition=f, kind=self, checks=self.checks(f),
                              convert=functools.partial(self.convert, f))
@@ -125,9 +148,39 @@ def _length_checks(f: Any) -> list[Callable[[Any], Problem | None]]:
     return out
 
 
+# A field's pattern is the form designer's, the text is any user's: the match
+# is bounded so that no pattern (say "(a+)+$") can hold a worker. A text the
+# pattern cannot decide in time does not match.
+PATTERN_TIMEOUT = 0.1  # seconds
+
+
 def _pattern_check(pattern: str, code: str, **params: Any) -> Callable[[Any], Problem | None]:
-    regex = re.compile(pattern)
-    return lambda v: None if regex.fullmatch(v) else (code, params)
+    compiled = regex.compile(pattern, regex.V0)
+
+    def check(v: str) -> Problem | None:
+        try:
+            return None if compiled.fullmatch(v, timeout=PATTERN_TIMEOUT) else (code, params)
+        except TimeoutError:
+            return (code, params)
+
+    return check
+
+
+# Single-line texts: no line breaks or other control characters (a tab is
+# allowed); no text at all may hold NUL, which PostgreSQL cannot store.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+SINGLE_LINE = "a single-line text (no line breaks or control characters)"
+NO_NUL = "a text without NUL characters"
+
+
+def _text_value(value: Any, expected: str) -> str:
+    """Text fields take JSON strings only: a number sent for a code is refused
+    rather than guessed at (imports turn number cells into text themselves)."""
+    if not isinstance(value, str):
+        raise FieldProblem("type", expected=expected)
+    if "\x00" in value:
+        raise FieldProblem("type", expected=NO_NUL)
+    return value
 
 
 class TextKind(FieldKind):
@@ -137,11 +190,10 @@ class TextKind(FieldKind):
                   "ends_with", "is_empty")
 
     def convert(self, f: fm.FieldBase, value: Any) -> Any:
-        if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
-            value = str(value)  # imports and integrations send numbers for codes
-        if not isinstance(value, str):
-            raise FieldProblem("type", expected=self.expected)
-        return value.strip()
+        text = _text_value(value, self.expected).strip()
+        if _CONTROL.search(text):
+            raise FieldProblem("type", expected=SINGLE_LINE)
+        return text
 
     def checks(self, f: fm.FieldBase) -> list[Callable[[Any], Problem | None]]:
         out = _length_checks(f)
@@ -158,9 +210,7 @@ class LongTextKind(TextKind):
     supports_unique = False
 
     def convert(self, f: fm.FieldBase, value: Any) -> Any:
-        if not isinstance(value, str):
-            raise FieldProblem("type", expected=self.expected)
-        return value
+        return _text_value(value, self.expected)
 
 
 _ALLOWED_TAGS = {"p", "br", "b", "strong", "i", "em", "u", "s", "ul", "ol", "li", "h1", "h2",
@@ -210,6 +260,22 @@ def _bound_checks(f: Any) -> list[Callable[[Any], Problem | None]]:
     return out
 
 
+# Numbers written with ASCII digits only: Python would also read "١" (Arabic-
+# Indic one) or "１" (full width) as 1, which no user means in a number field.
+_NUMBER_TEXT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_INT64_MAX = 9_223_372_036_854_775_807
+
+
+def _decimal_of(value: str | float, expected: str) -> Decimal:
+    text = repr(value) if isinstance(value, float) else value.strip()
+    if not _NUMBER_TEXT.fullmatch(text):  # also refuses nan, inf, "١"
+        raise FieldProblem("type", expected=expected)
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        raise FieldProblem("type", expected=expected) from None
+
+
 class IntegerKind(FieldKind):
     name = "integer"
     label = {"zh": "整数", "en": "Integer"}
@@ -226,21 +292,33 @@ class IntegerKind(FieldKind):
         if isinstance(value, int):
             result = value
         elif isinstance(value, (str, Decimal, float)):
-            try:
-                dec = Decimal(str(value).strip())
-            except InvalidOperation:
-                raise FieldProblem("type", expected=self.expected) from None
-            if dec != dec.to_integral_value():
+            dec = value if isinstance(value, Decimal) else _decimal_of(value, self.expected)
+            if not dec.is_finite() or dec != dec.to_integral_value():
                 raise FieldProblem("type", expected=self.expected)
+            if abs(dec) > _INT64_MAX:  # before int(): "1e999999" must not become an int
+                raise FieldProblem("max", limit=str(_INT64_MAX))
             result = int(dec)
         else:
             raise FieldProblem("type", expected=self.expected)
-        if abs(result) > 9_223_372_036_854_775_807:
-            raise FieldProblem("max", limit="9223372036854775807")
+        if abs(result) > _INT64_MAX:
+            raise FieldProblem("max", limit=str(_INT64_MAX))
         return result
 
     def checks(self, f: fm.FieldBase) -> list[Callable[[Any], Problem | None]]:
         return _bound_checks(f)
+
+
+def _decimal_domain(precision: int, scale: int) -> Callable[[Any], str | None]:
+    """Numbers a NUMERIC(precision, scale) column can hold: fewer than
+    precision - scale digits before the point."""
+    digits = precision - scale
+
+    def fits(v: Any) -> str | None:
+        if isinstance(v, (int, Decimal)) and v and Decimal(v).adjusted() >= digits:
+            return f"a number with at most {digits} digits before the decimal point"
+        return None
+
+    return fits
 
 
 class DecimalKind(FieldKind):
@@ -259,12 +337,11 @@ class DecimalKind(FieldKind):
             raise FieldProblem("type", expected=self.expected)
         if isinstance(value, Decimal):
             dec = value
-        elif isinstance(value, (int, str, float)):
+        elif isinstance(value, int):
+            dec = Decimal(value)
+        elif isinstance(value, (str, float)):
             # Floats arrive from JSON numbers; repr() keeps 0.1 as 0.1.
-            try:
-                dec = Decimal(repr(value) if isinstance(value, float) else str(value).strip())
-            except InvalidOperation:
-                raise FieldProblem("type", expected=self.expected) from None
+            dec = _decimal_of(value, self.expected)
         else:
             raise FieldProblem("type", expected=self.expected)
         if not dec.is_finite():
@@ -290,6 +367,10 @@ class DecimalKind(FieldKind):
             return None
 
         return [digits, *_bound_checks(f)]
+
+    def domain(self, f: fm.FieldBase) -> Callable[[Any], str | None] | None:
+        assert isinstance(f, fm.DecimalField)
+        return _decimal_domain(f.precision, f.scale)
 
     def normalizer(self, f: fm.FieldBase) -> Callable[[Any], Any] | None:
         assert isinstance(f, fm.DecimalField)
@@ -369,6 +450,9 @@ class DateKind(FieldKind):
         return None if value is None else value.isoformat()
 
 
+DATETIME_RANGE = "a date-time between the years 1 and 9999 in UTC"
+
+
 class DateTimeKind(FieldKind):
     name = "datetime"
     label = {"zh": "日期时间", "en": "Date & time"}
@@ -393,7 +477,10 @@ class DateTimeKind(FieldKind):
             # A wall-clock time without zone is ambiguous between users'
             # zones; refuse rather than guess.
             raise FieldProblem("type", expected=self.expected)
-        return dt.astimezone(UTC)
+        try:
+            return dt.astimezone(UTC)
+        except OverflowError:  # 9999-12-31T23:59-12:00 is in the year 10000 in UTC
+            raise FieldProblem("type", expected=DATETIME_RANGE) from None
 
     def to_json(self, value: Any) -> Any:
         return None if value is None else value.astimezone(UTC).isoformat().replace(
@@ -424,10 +511,27 @@ class TimeKind(FieldKind):
         return None if value is None else value.isoformat()
 
 
+def _options_domain(allowed: list[str]) -> Callable[[Any], str | None]:
+    allowed_set = set(allowed)
+    shown = ", ".join(allowed[:20]) + (", …" if len(allowed) > 20 else "")
+
+    def known(v: Any) -> str | None:
+        values = v if isinstance(v, list) else [v]
+        if all(x in allowed_set for x in values):
+            return None
+        return f"one of the options: {shown}"
+
+    return known
+
+
 class SelectKind(FieldKind):
     name = "select"
     label = {"zh": "单选", "en": "Select"}
     category = "choice"
+
+    def domain(self, f: fm.FieldBase) -> Callable[[Any], str | None] | None:
+        assert isinstance(f, fm.SelectField)
+        return _options_domain([o.value for o in f.options])
 
     def checks(self, f: fm.FieldBase) -> list[Callable[[Any], Problem | None]]:
         assert isinstance(f, fm.SelectField)
@@ -453,12 +557,22 @@ class MultiSelectKind(FieldKind):
     def convert(self, f: fm.FieldBase, value: Any) -> Any:
         if isinstance(value, str):
             value = [value]
-        if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        if not isinstance(value, list):
             raise FieldProblem("type", expected=self.expected)
+        for index, item in enumerate(value):
+            if not isinstance(item, str) or "\x00" in item:
+                what = "empty" if item is None else "not a text"
+                raise FieldProblem("type", expected=f"a list of texts (item {index} is {what})",
+                                   expected_zh=f"文本列表（第 {index} 项"
+                                   + ("为空）" if item is None else "不是文本）"))
         return list(dict.fromkeys(value))  # drop duplicates, keep order
 
     def to_json(self, value: Any) -> Any:
         return [] if value is None else value  # an empty multi-value reads as []
+
+    def domain(self, f: fm.FieldBase) -> Callable[[Any], str | None] | None:
+        assert isinstance(f, fm.MultiSelectField)
+        return _options_domain([o.value for o in f.options])
 
     def checks(self, f: fm.FieldBase) -> list[Callable[[Any], Problem | None]]:
         assert isinstance(f, fm.MultiSelectField)
@@ -486,6 +600,10 @@ class TreeSelectKind(FieldKind):
     category = "choice"
     filter_ops = ("eq", "ne", "in", "not_in", "under", "is_empty")
 
+    def domain(self, f: fm.FieldBase) -> Callable[[Any], str | None] | None:
+        assert isinstance(f, fm.TreeSelectField)
+        return _options_domain(fm.tree_values(f.options))
+
     def checks(self, f: fm.FieldBase) -> list[Callable[[Any], Problem | None]]:
         assert isinstance(f, fm.TreeSelectField)
         allowed = fm.tree_values(f.options, leaves_only=f.leaf_only)
@@ -498,6 +616,9 @@ class TreeSelectKind(FieldKind):
 class TagsKind(MultiSelectKind):
     name = "tags"
     label = {"zh": "标签", "en": "Tags"}
+
+    def domain(self, f: fm.FieldBase) -> Callable[[Any], str | None] | None:
+        return None  # free texts
 
     def convert(self, f: fm.FieldBase, value: Any) -> Any:
         if isinstance(value, str):
@@ -537,13 +658,24 @@ class EmailKind(TextKind):
         return [lambda v: None if len(v) <= 254 and _EMAIL_RE.match(v) else ("email", {})]
 
 
+_CN_MOBILE = re.compile(r"(?:\+86|0086|86)?(1[3-9][0-9]{9})")
+
+
 class PhoneKind(TextKind):
     name = "phone"
     label = {"zh": "电话", "en": "Phone"}
     category = "contact"
 
     def convert(self, f: fm.FieldBase, value: Any) -> Any:
-        return re.sub(r"[\s]", "", super().convert(f, value))
+        text = re.sub(r"[\s]", "", super().convert(f, value))
+        assert isinstance(f, fm.PhoneField)
+        if f.preset == "cn_mobile" and not f.pattern:
+            # One stored form per mainland mobile, so unique and filters see
+            # "+86 138-1234-5678", "8613812345678" and "13812345678" as one number.
+            mobile = _CN_MOBILE.fullmatch(text.replace("-", ""))
+            if mobile:
+                return mobile.group(1)
+        return text
 
     def checks(self, f: fm.FieldBase) -> list[Callable[[Any], Problem | None]]:
         assert isinstance(f, fm.PhoneField)
@@ -707,6 +839,18 @@ class AutonumberKind(FieldKind):
     filter_ops = TextKind.filter_ops
 
 
+def _out_of_range(allowed: str, allowed_zh: str) -> dict[str, str]:
+    """Params of a formula result that does not fit its column: the form engine
+    reports it as "result … is not {expected}"."""
+    return {"limit": allowed, "expected": f"within range ({allowed})",
+            "expected_zh": f"在范围内（{allowed_zh}）"}
+
+
+def _too_large(value: Any) -> bool:
+    """An integer result beyond BIGINT (bool is not a number here)."""
+    return type(value) in (int, Decimal) and abs(value) > _INT64_MAX
+
+
 class FormulaKind(FieldKind):
     name = "formula"
     label = {"zh": "公式", "en": "Formula"}
@@ -732,10 +876,24 @@ class FormulaKind(FieldKind):
         kind = self.result_kind(f)
         if f.result_type == "decimal":
             dec = kind.convert(f, value)
+            # Stored as NUMERIC(18, scale): a result with more digits before the
+            # point cannot be stored (and would not fit quantize's context).
+            if dec and dec.adjusted() >= 18 - f.scale:
+                raise FieldProblem("max", **_out_of_range(
+                    f"up to {18 - f.scale} digits before the decimal point",
+                    f"小数点前最多 {18 - f.scale} 位"))
             return dec.quantize(Decimal(1).scaleb(-f.scale), rounding=ROUND_HALF_UP)
         if f.result_type == "text" and not isinstance(value, str):
             return str(value)
+        if f.result_type == "integer" and _too_large(value):
+            raise FieldProblem("max", **_out_of_range(
+                f"integers from -{_INT64_MAX} to {_INT64_MAX}",
+                f"整数范围 -{_INT64_MAX} 至 {_INT64_MAX}"))
         return kind.convert(f, value)
+
+    def domain(self, f: fm.FieldBase) -> Callable[[Any], str | None] | None:
+        assert isinstance(f, fm.FormulaField)
+        return _decimal_domain(18, f.scale) if f.result_type == "decimal" else None
 
     def to_json(self, value: Any) -> Any:
         if isinstance(value, Decimal):
@@ -776,6 +934,12 @@ class RollupKind(FieldKind):
         # Never sent by clients (computed), but filters compare with it.
         return self.result_kind(f).convert(f, value)
 
+    def domain(self, f: fm.FieldBase) -> Callable[[Any], str | None] | None:
+        assert isinstance(f, fm.RollupField)
+        if f.result_type == "number" and f.aggregate != "count":
+            return _decimal_domain(18, f.scale)
+        return None
+
     def to_json(self, value: Any) -> Any:
         if isinstance(value, Decimal):
             return str(value)
@@ -802,12 +966,19 @@ class RegionKind(FieldKind):
         if isinstance(value, str):  # "广东省/深圳市/南山区" from imports
             parts = [p.strip() for p in re.split(r"[/／>›\s]+", value) if p.strip()]
             value = dict(zip(("province", "city", "district"), parts, strict=False))
-        if not isinstance(value, dict) or not all(
-                isinstance(value.get(k), (str, type(None))) for k in value):
+        if not isinstance(value, dict):
             raise FieldProblem("type", expected=self.expected)
-        unknown = set(value) - {"province", "city", "district"}
+        unknown = sorted(set(value) - {"province", "city", "district"})
         if unknown:
-            raise FieldProblem("type", expected=self.expected)
+            raise FieldProblem(
+                "type", expected=f"an object with province, city and district only (unknown "
+                f"key {', '.join(unknown)})",
+                expected_zh="只含 province、city、district 的对象"
+                f"（未知的键 {', '.join(unknown)}）")
+        for part, given in value.items():
+            if not isinstance(given, (str, type(None))):
+                raise FieldProblem("type", expected=f"an object whose {part} is a text",
+                                   expected_zh=f"{part} 为文本的对象")
         out = {k: value[k].strip() for k in ("province", "city", "district")
                if value.get(k) and value[k].strip()}
         # Full official names: "广东/深圳" is stored as 广东省/深圳市.

@@ -110,9 +110,9 @@ class Operand:
         return python_type_of(self.column.type)
 
     def convert(self, raw: Any, *, shown_as: Any = None) -> Any:
-        """JSON value -> Python value with the field kind's ``convert()``."""
+        """JSON value -> Python value with the field kind's ``filter_value()``."""
         try:
-            value = self.kind.convert(self.field, raw)
+            value = self.kind.filter_value(self.field, raw)
         except FieldProblem as exc:
             expected = exc.params.get("expected")
             shown = repr(raw if shown_as is None else shown_as)

@@ -30,6 +30,7 @@ import binascii
 import difflib
 import functools
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -72,6 +73,7 @@ MAX_PATH = 10  # fields in a dotted path
 MAX_LIMIT = 500
 MAX_SORT_KEYS = 10
 MAX_SEARCH_WORDS = 20
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 # The viewer's row scope of a form reached through a relation: given the
@@ -106,6 +108,42 @@ class FilterInvalid(QueryInvalid):
     """A filter is not valid; ``errors`` lists every problem with its JSON path."""
 
     code = "filter_invalid"
+
+
+def parse_filter(text: str | None) -> dict[str, Any] | None:
+    """A filter sent as JSON text (the ``filter`` parameter of a GET) -> the
+    filter object; text that is not JSON, or JSON that is not an object, is
+    refused as ``filter_invalid``.
+
+    >>> parse_filter('{"field": "stage", "op": "eq", "value": "won"}')["op"]
+    'eq'
+    """
+    if not text:
+        return None
+    try:
+        parsed = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+        raise FilterInvalid([ErrorItem(
+            code="invalid_json", field="filter", path="$",
+            message=f"filter is not valid JSON: {reason}")], "filter is not valid JSON") from None
+    if not isinstance(parsed, dict):
+        raise FilterInvalid([ErrorItem(
+            code="invalid_node", field="filter", path="$",
+            message=f"filter must be a JSON object (a condition {{\"field\", \"op\", "
+                    f"\"value\"}} or a group {{\"and\": [...]}}), got "
+                    f"{_json_kind(parsed)}")], "filter must be a JSON object")
+    return parsed
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "a text" if isinstance(value, str) else "a list"
 
 
 class CursorInvalid(QueryInvalid):
@@ -500,6 +538,12 @@ class _Builder:
             return
         if not text.strip():
             return
+        if _CONTROL_CHARACTER.search(text):
+            # NUL would cut the LIKE pattern short on SQLite (matching every
+            # record) and is refused by PostgreSQL: no word contains one.
+            self.errors.append(ErrorItem(code="invalid_search", field="search", message=(
+                "search must not contain control characters (NUL, line breaks …)")))
+            return
         words = text.split()  # any Unicode space, incl. the ideographic one
         if len(text) > MAX_STRING or len(words) > MAX_SEARCH_WORDS:
             self.errors.append(ErrorItem(code="invalid_search", field="search", message=(
@@ -538,11 +582,13 @@ class _Builder:
 
     def _sort_key(self, spec: Any, i: int, seen: set[str]) -> _SortKey | None:
         at = f"$[{i}]"
-        if not isinstance(spec, str) or not spec.lstrip("-"):
+        descending = isinstance(spec, str) and spec.startswith("-")
+        name = spec[1:] if descending else spec
+        if not isinstance(name, str) or not name or name.startswith("-"):
             self.errors.append(ErrorItem(code="invalid_sort", field="sort", path=at, message=(
-                "a sort key is a field key or path, with \"-\" in front for descending")))
+                f"{spec!r} is not a sort key: write a field key or path, with one \"-\" in "
+                "front for descending (\"-amount\")")))
             return None
-        descending, name = spec.startswith("-"), spec.lstrip("-")
         if name in seen:
             self.errors.append(ErrorItem(code="invalid_sort", field="sort", path=at,
                                          message=f"{name!r} is sorted on twice"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import date, datetime, time
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -161,10 +162,22 @@ def _text(f: fm.FieldBase, zone: ZoneInfo) -> Adapter:
     return clean_text
 
 
+def _text_like(f: fm.FieldBase, zone: ZoneInfo) -> Adapter:
+    """Text fields take texts only; a spreadsheet stores a phone number or a
+    code typed as digits as a number, which is text the user meant."""
+    def adapt(cell: Any) -> Any:
+        if isinstance(cell, int | Decimal) and not isinstance(cell, bool):
+            return str(cell)
+        return clean_text(cell)
+
+    return adapt
+
+
 CELL_ADAPTERS: dict[str, AdapterFactory] = {
     "select": _select, "tree_select": _select, "multi_select": _multi_select,
     "integer": _number, "decimal": _number, "currency": _number, "percent": _percent,
     "date": _date, "datetime": _datetime, "time": _time, "boolean": _boolean,
+    **{kind: _text_like for kind in ("text", "long_text", "rich_text", "email", "phone", "url")},
 }
 
 

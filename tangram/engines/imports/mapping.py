@@ -129,13 +129,31 @@ def check_mapping(header: list[str], mapping: list[str | None], importable: Impo
         seen.setdefault(key, title)
     if errors:
         raise ValidationFailed(errors, f"{len(errors)} problem(s) in the column mapping")
-    warnings = []
+    warnings = _shadowed_columns(header, mapping)
     for f in rt.form.fields:
         if f.required and f.key not in seen and f.default is None and not f.default_expr \
                 and f.key in importable.fields:
             warnings.append(f"no column fills the required field {localize(f.label, language)}"
                             f" ({f.key}): every row will fail")
     return warnings
+
+
+def _shadowed_columns(header: list[str], mapping: list[str | None]) -> list[str]:
+    """Warnings for columns left out because another column with the same
+    title (name,competitor,competitor) already fills the field: their data
+    would otherwise be dropped without a word."""
+    filled: dict[str, tuple[int, str]] = {}
+    for i, (title, key) in enumerate(zip(header, mapping, strict=True)):
+        if key is not None and title:
+            filled.setdefault(normalize_title(title), (i, key))
+    out = []
+    for i, (title, key) in enumerate(zip(header, mapping, strict=True)):
+        other = filled.get(normalize_title(title)) if title and key is None else None
+        if other is not None:
+            out.append(f"column {i + 1} ({title!r}) is not imported: column {other[0] + 1} has "
+                       f"the same title and fills field {other[1]!r}; rename one of them, or "
+                       f"map \"#{i + 1}\" to the field instead")
+    return out
 
 
 def _columns(column: str, header: list[str], normalized: list[str]) -> list[int]:

@@ -79,6 +79,9 @@ def detect_encoding(source: BinaryIO) -> str:
     source.seek(0)
     if head.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
+    # UTF-32's little-endian mark begins with UTF-16's: test it first.
+    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        return "utf-32"
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
     decoder = codecs.getincrementaldecoder("utf-8")("strict")
@@ -125,7 +128,7 @@ class _Borrowed(io.BufferedIOBase):
 
 class CsvFormat:
     name = "csv"
-    extensions: tuple[str, ...] = (".csv", ".txt", ".tsv")
+    extensions: tuple[str, ...] = (".csv", ".tsv")
     media_type = "text/csv; charset=utf-8"
     delimiters = ",\t;|"
 
@@ -137,6 +140,11 @@ class CsvFormat:
             sample = text.read(64 * 1024)
         except UnicodeDecodeError as exc:
             raise _unreadable("CSV", f"{exc}") from None
+        if "\x00" in sample:
+            # GB18030 (and a stray byte-order mark) decode almost any bytes:
+            # NUL characters are what gives a binary file away.
+            raise _unreadable("CSV", "it contains NUL characters, so it is not a text file "
+                                     "(is it a spreadsheet saved in another format?)")
         text.seek(0)
         try:
             delimiter = csv.Sniffer().sniff(sample, delimiters=self.delimiters).delimiter

@@ -101,6 +101,12 @@ def render_text(source: str, variables: Mapping[str, Any], *, where: str = "body
                               f"{exc.lineno}: {exc.message}", details={"part": where,
                                                                       "line": exc.lineno}) \
             from None
+    except RecursionError:
+        # A macro that keeps calling itself (the check at save catches the
+        # obvious ones; one that stops too late ends here).
+        raise TemplateInvalid(f"the print template's {where} calls a macro within itself too "
+                              "deeply (a macro that calls itself without end?)",
+                              details={"part": where}) from None
     except (ArithmeticError, LookupError, TypeError, ValueError, TemplateRuntimeError) as exc:
         # A value the template did not expect (an empty field in arithmetic):
         # the builder's mistake, reported with its line — not a server error.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Annotated
 from urllib.parse import quote
@@ -13,8 +12,7 @@ from pydantic import Field
 
 from tangram.engines.context import EngineContext
 from tangram.engines.exports import ExportPlan, plan_export, stream_export
-from tangram.engines.forms.query import ListQuery
-from tangram.errors import ErrorItem, ValidationFailed
+from tangram.engines.forms.query import ListQuery, parse_filter
 from tangram.platform.api.records import QueryBody, with_view
 from tangram.platform.dataio import policy_factory
 from tangram.platform.deps import ContextDep, CurrentAuth
@@ -55,14 +53,7 @@ def export_get(
     view: Annotated[str | None, Query(description="a list view of the form")] = None,
 ) -> StreamingResponse:
     """Every row of the list view (same parameters as the records list), as a file."""
-    parsed = None
-    if filter:
-        try:
-            parsed = json.loads(filter)
-        except json.JSONDecodeError as exc:
-            raise ValidationFailed([ErrorItem(code="filter_invalid", field="filter",
-                                              message=f"filter is not valid JSON: {exc}")]) \
-                from None
+    parsed = parse_filter(filter)
     query = with_view(ctx, app, form, ListQuery(
         filter=parsed, sort=[s for s in (sort or "").split(",") if s], search=search,
         fields=fields.split(",") if fields else None), view)

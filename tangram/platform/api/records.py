@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
-from pydantic import Field
+from pydantic import Field, Strict
 
 from tangram.engines.context import EngineContext
 from tangram.engines.forms import records
-from tangram.engines.forms.query import ListQuery
+from tangram.engines.forms.query import ListQuery, parse_filter
 from tangram.engines.forms.registry import get_runtime
 from tangram.engines.forms.views import view_query
-from tangram.errors import ErrorItem, ValidationFailed
 from tangram.platform.api.body import Body
 from tangram.platform.deps import ContextDep
 from tangram.platform.permissions.placeholders import facts_for, substitute
@@ -25,8 +23,12 @@ class CreateBody(Body):
     values: dict[str, Any] = Field(description="Field values by field key.")
 
 
+# Booleans are not integers: pydantic would read true as 1.
+StrictInt = Annotated[int, Strict()]
+
+
 class UpdateBody(Body):
-    version: int = Field(description="The version you read; a stale one gets 409.")
+    version: StrictInt = Field(description="The version you read; a stale one gets 409.")
     values: dict[str, Any] = Field(description="Only the fields to change.")
 
 
@@ -36,7 +38,7 @@ class BulkCreateBody(Body):
 
 class BulkUpdateRow(Body):
     id: str
-    version: int
+    version: StrictInt
     values: dict[str, Any]
 
 
@@ -51,10 +53,10 @@ class QueryBody(Body):
     sort: list[str] = Field(default_factory=list)
     search: str | None = Field(None, max_length=200)
     fields: list[str] | None = None
-    limit: int = Field(50, ge=1, le=500)
+    limit: StrictInt = Field(50, ge=1, le=500)
     after: str | None = None
-    include_total: bool = False
-    deleted: bool = False
+    include_total: Annotated[bool, Strict()] = False
+    deleted: Annotated[bool, Strict()] = False
 
 
 def _list_query(ctx: EngineContext, app: str, form: str, body: QueryBody) -> ListQuery:
@@ -86,14 +88,7 @@ def list_records(
     deleted: Annotated[bool, Query(description="list the recycle bin")] = False,
     view: Annotated[str | None, Query(description="a list view of the form")] = None,
 ) -> dict[str, Any]:
-    parsed = None
-    if filter:
-        try:
-            parsed = json.loads(filter)
-        except json.JSONDecodeError as exc:
-            raise ValidationFailed([ErrorItem(code="filter_invalid", field="filter",
-                                              message=f"filter is not valid JSON: {exc}")]) \
-                from None
+    parsed = parse_filter(filter)
     body = QueryBody(filter=parsed, sort=[s for s in (sort or "").split(",") if s],
                      search=search, fields=fields.split(",") if fields else None, limit=limit,
                      after=after, include_total=total, deleted=deleted, view=view)

@@ -17,8 +17,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from tangram.clock import iso_utc
 from tangram.errors import ErrorItem, LimitExceeded
-from tangram.platform.deps import AdminActor, ContextDep
+from tangram.platform.deps import AdminActor, ContextDep, SettingsDep, request_language
 from tangram.platform.packages import store
 from tangram.platform.packages.errors import PackageInvalid
 from tangram.platform.packages.export import export_app, validate_files
@@ -89,16 +90,20 @@ async def _package(request: Request) -> Package:
 
 
 @router.post("/validate")
-async def validate(request: Request, _admin: AdminActor, deep: bool = True) -> dict[str, Any]:
-    """Every problem of the package (file, JSON path, message); installs nothing."""
-    return validate_files(await _files(request), deep=deep)
+async def validate(request: Request, admin: AdminActor, settings: SettingsDep,
+                   deep: bool = True) -> dict[str, Any]:
+    """Every problem of the package (file, JSON path, message); installs nothing.
+    Messages are in the caller's language, as install's are."""
+    return validate_files(await _files(request), deep=deep,
+                          language=request_language(request, settings, admin),
+                          timezone=settings.timezone)
 
 
 @router.get("")
 def list_installed(ctx: ContextDep, _admin: AdminActor) -> list[dict[str, Any]]:
     return [{"app": p.app, "version": p.version, "name": p.manifest.get("name"),
-             "installed_at": p.installed_at.isoformat(),
-             "upgraded_at": p.upgraded_at.isoformat() if p.upgraded_at else None,
+             "installed_at": iso_utc(p.installed_at),
+             "upgraded_at": iso_utc(p.upgraded_at),
              "dependencies": p.manifest.get("dependencies", {})}
             for p in store.list_installed(ctx.session)]
 

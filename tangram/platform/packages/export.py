@@ -111,17 +111,18 @@ def _export_records(ctx: EngineContext, app: str, forms: list[str]) -> PackageFi
 
 # --- validation ----------------------------------------------------------------------------
 
-def validate_files(files: PackageFiles, *, deep: bool = True) -> dict[str, Any]:
+def validate_files(files: PackageFiles, *, deep: bool = True, language: str = "zh",
+                   timezone: str = "Asia/Shanghai") -> dict[str, Any]:
     """Every problem of a package, without installing it. ``deep`` also runs
     the install in a scratch in-memory database that is thrown away, so the
     engines' publishing checks (expressions, relation targets, report fields,
-    flow graphs, seed rows) report too."""
+    flow graphs, seed rows) report too, in ``language``."""
     try:
         package = load_package(files)
     except PackageInvalid as exc:
         return {"valid": False, "errors": [e.as_dict() for e in exc.errors]}
     if deep:
-        errors = _deep_check(package)
+        errors = _deep_check(package, language=language, timezone=timezone)
         if errors:
             return {"valid": False, "app": package.key, "version": package.manifest.version,
                     "errors": errors}
@@ -133,7 +134,7 @@ def validate_files(files: PackageFiles, *, deep: bool = True) -> dict[str, Any]:
             "data": {s: {f: len(r) for f, r in d.items()} for s, d in package.data.items()}}
 
 
-def _deep_check(package: Package) -> list[dict[str, Any]]:
+def _deep_check(package: Package, *, language: str, timezone: str) -> list[dict[str, Any]]:
     import sqlalchemy as sa
 
     from tangram.platform.packages.install import install_package
@@ -143,7 +144,7 @@ def _deep_check(package: Package) -> list[dict[str, Any]]:
     try:
         create_platform_tables(engine)
         with session_factory(engine)() as session:
-            ctx = EngineContext(session=session)
+            ctx = EngineContext(session=session, language=language, timezone=timezone)
             # Dependencies are checked at install time, against what is installed.
             scratch = Package(manifest=package.manifest.model_copy(update={"dependencies": {}}),
                               items=package.items, data=package.data,
