@@ -20,6 +20,7 @@ from typing import Any
 from jinja2 import (
     ChainableUndefined,
     StrictUndefined,
+    TemplateError,
     TemplateSyntaxError,
     Undefined,
     UndefinedError,
@@ -30,7 +31,8 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from tangram.errors import DefinitionInvalid
 
-__all__ = ["SecurityError", "TemplateInvalid", "TemplateSyntaxError", "UndefinedError",
+__all__ = ["SecurityError", "TemplateError", "TemplateInvalid", "TemplateSyntaxError",
+           "UndefinedError",
            "endless_recursion", "sandbox", "template_problem", "unsafe_access"]
 
 

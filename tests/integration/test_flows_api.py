@@ -494,3 +494,23 @@ def test_return_is_offered_only_where_there_is_an_earlier_approval(crm):
     assert view["return_to"] == [{"key": "manager", "label": "manager"}]
     res = crm["fin"].post(f"/api/flows/tasks/{task['id']}/return", json={})
     assert res.status_code == 422 and "manager" in res.json()["errors"][0]["message"]
+
+
+def test_a_template_that_fails_on_the_values_fails_the_action_not_the_request(crm):
+    body = {"key": "ping", "label": label("ping"), "form": "contract", "nodes": [
+        {"type": "start", "key": "start", "trigger": {"kind": "manual"}, "next": "tell"},
+        {"type": "action", "key": "tell", "next": "end", "action": {
+            "kind": "notify", "to": [{"kind": "submitter"}],
+            "title": "{{ record.amount / 0 }}"}},
+        {"type": "end", "key": "end"}]}
+    assert crm.admin.put("/api/apps/crm/flows/ping/draft",
+                         json={"definition": body}).status_code == 200
+    res = crm.admin.post("/api/apps/crm/flows/ping/publish", json={})
+    assert res.status_code == 200, res.text
+    rec = crm["rep"].post("/api/apps/crm/forms/contract/records", json={"values": {
+        "title": "T", "amount": "5", "status": "draft"}}).json()
+    res = crm["rep"].post("/api/apps/crm/flows/ping/start", json={"record_id": rec["id"]})
+    assert res.status_code == 201, res.text
+    view = crm.admin.get(f"/api/flows/instances/{res.json()['id']}").json()
+    failed = [h for h in view["history"] if h["action"] == "action_failed"]
+    assert failed and "a template failed" in failed[0]["details"]["error"]

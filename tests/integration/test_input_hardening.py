@@ -191,6 +191,8 @@ def test_a_formula_result_that_cannot_be_stored_is_a_clear_error(crm, expression
     assert _field_errors(r) == [("result", "expression")]
     assert fragment in r.json()["errors"][0]["message"]
     assert "is not None" not in r.json()["errors"][0]["message"]
+    assert "Decimal(" not in r.json()["errors"][0]["message"]  # shown as a value
+    assert len(r.json()["errors"][0]["message"]) < 300
 
 
 @pytest.mark.parametrize("expression", [

@@ -28,7 +28,7 @@ from tangram.db.upsert import increment_counter
 from tangram.engines.flows.registry import NodeTypeSpec, register_node
 from tangram.engines.flows.runtime import Execution, FlowError, Run, start_instance
 from tangram.engines.flows.tables import counters_table, jobs_table
-from tangram.engines.templates import sandbox, template_problem
+from tangram.engines.templates import TemplateError, sandbox, template_problem
 from tangram.errors import TangramError
 from tangram.metamodel import flows as fl
 
@@ -58,10 +58,18 @@ def template_error(source: str) -> str | None:
 
 
 def render(template: str, run: Run) -> str:
+    """An action's template with the instance's values. A template that fails
+    on them (an empty value in arithmetic, a macro calling itself) fails the
+    action — retried, then a visible instance error — never the request."""
     variables = run.variables()
-    return _env.from_string(template).render(
-        record=variables["record"], vars=variables["vars"], user=variables["user"],
-        instance={"id": str(run.id), "flow": run.inst["flow"], "app": run.inst["app"]})
+    try:
+        return _env.from_string(template).render(
+            record=variables["record"], vars=variables["vars"], user=variables["user"],
+            instance={"id": str(run.id), "flow": run.inst["flow"], "app": run.inst["app"]})
+    except RecursionError:
+        raise FlowError("a template calls a macro within itself too deeply") from None
+    except (TemplateError, ArithmeticError, LookupError, TypeError, ValueError) as exc:
+        raise FlowError(f"a template failed: {exc}") from None
 
 
 def idempotency_key(run: Run, execution: Execution) -> str:

@@ -25,6 +25,7 @@ from tangram.engines.expressions import (
     EvalContext,
     ExpressionError,
     compile_expression,
+    format_value,
 )
 from tangram.engines.forms.fieldtypes import FIELD_KINDS, CompiledField, FieldProblem
 from tangram.errors import DefinitionInvalid, ErrorItem
@@ -153,6 +154,13 @@ def _plan_field(f: fm.FieldBase, where: str, errors: list[ErrorItem]) -> FieldPl
     if isinstance(f, fm.FormulaField):
         plan.formula = _compile(f.expression, f"{where}.expression", errors)
     return plan
+
+
+def _shown(value: Any) -> str:
+    """A formula result as an error message shows it: as the docs write values,
+    and cut short (a result may have thousands of digits)."""
+    text = format_value(value)
+    return text if len(text) <= 60 else text[:57] + "…"
 
 
 def _formula_order(plans: dict[str, FieldPlan], where: str, errors: list[ErrorItem]
@@ -455,7 +463,8 @@ class RecordValidator:
             return plan.compiled.convert(raw)
         except FieldProblem as exc:
             errors.append(self._error(path, "expression", language, label=plan.label,
-                                      error=f"result {raw!r} is not {exc.params.get('expected')}"))
+                                      error=f"result {_shown(raw)} is not "
+                                      f"{exc.params.get('expected')}"))
             return None
 
     def _conditions(self, plans: dict[str, FieldPlan], merged: dict[str, Any], given: set[str],

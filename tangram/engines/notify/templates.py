@@ -9,6 +9,7 @@ from typing import Any
 
 from tangram.engines.templates import (
     SecurityError,
+    TemplateError,
     TemplateInvalid,
     TemplateSyntaxError,
     UndefinedError,
@@ -39,3 +40,7 @@ def render_template(source: str, variables: Mapping[str, Any], *, html: bool = F
     except UndefinedError as exc:
         raise TemplateInvalid(f"the template refers to an unknown variable: "
                               f"{exc.message}") from None
+    except RecursionError:
+        raise TemplateInvalid("the template calls a macro within itself too deeply") from None
+    except (TemplateError, ArithmeticError, LookupError, TypeError, ValueError) as exc:
+        raise TemplateInvalid(f"the template failed on these values: {exc}") from None
