@@ -210,3 +210,21 @@ def test_the_seed_org_fixture_and_directives_survive_an_export(world):
     assert again.data["seed"]["ticket"][0]["due"] == {"$date": "+1d"}
     assert "demo" not in again.org
     assert tickets(world)["Printer"][:2] == ("ops", "ops")
+
+
+def test_rows_of_the_past_are_numbered_in_their_own_period(world):
+    # A ticket of 2025-11 is TK-202511-…, not numbered for the install month.
+    pkg = demo_package()
+    pkg["forms/ticket.json"]["fields"].append(
+        {"key": "number", "type": "autonumber", "pattern": "TK-{YYYY}{MM}-{seq:3}",
+         "label": label("编号", "Number")})
+    pkg["data/demo/ticket.json"].append(
+        {"$created_at": {"$datetime": "-46d 09:00"}, "subject": "Older"})
+    install(world, pkg, demo=True)
+    with world.sessions.begin() as s:
+        t = get_runtime(s, "helpdesk", "ticket").table
+        numbers = dict(s.execute(sa.select(t.c.subject, t.c.number)).all())
+    # The clock stands in 2026-01; "-45d"/"-46d" fall in 2025-11, 2025-12-01 in 2025-12.
+    assert numbers["Older"] == "TK-202511-001" and numbers["Old"] == "TK-202511-002"
+    assert numbers["Stamped"] == "TK-202512-001"
+    assert numbers["Mine"].startswith("TK-202601-") and numbers["Plain"].startswith("TK-202601-")

@@ -14,6 +14,7 @@ user is :func:`ownership.transfer_owner`, audited).
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,9 +24,10 @@ import sqlalchemy as sa
 
 from tangram.engines.context import EngineContext
 from tangram.engines.directory import existing_user_ids
-from tangram.engines.forms.records import bump_data_version
-from tangram.engines.forms.registry import get_runtime
+from tangram.engines.forms.records import autonumbers, bump_data_version
+from tangram.engines.forms.registry import FormRuntime, get_runtime
 from tangram.errors import ErrorItem, ValidationFailed
+from tangram.metamodel import fields as fm
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,25 @@ def set_origins(ctx: EngineContext, *, app: str, form: str, origins: Sequence[Or
     if unowned:
         ctx.session.execute(sa.update(t).where(t.c.id == sa.bindparam("_id")).values(
             owner=None), unowned)
+    _renumber(ctx, rt, [o for o in origins if o.created_at is not None])
     if by_owner or by_time or unowned:
         bump_data_version(ctx, rt)
     return len({o.record_id for o in origins if o.owner is not None
                 or o.created_at is not None or o.no_owner})
+
+
+def _renumber(ctx: EngineContext, rt: FormRuntime, dated: Sequence[Origin]) -> None:
+    """Records created in the past take the numbers of their own period: a
+    ticket of September is GD-20260915-…, not numbered for the install day
+    (the numbers they got at insert are simply not used again)."""
+    fields = [f for f in rt.form.fields if isinstance(f, fm.AutonumberField)
+              and re.search(r"\{(YYYY|YY|MM|DD)\}", f.pattern)]
+    if not fields or not dated:
+        return
+    ordered = sorted(dated, key=lambda o: (o.created_at, str(o.record_id)))
+    t = rt.table
+    for f in fields:
+        params = [{"_id": o.record_id, "_number": autonumbers(ctx, rt, f, at=o.created_at)[0]}
+                  for o in ordered]
+        ctx.session.execute(sa.update(t).where(t.c.id == sa.bindparam("_id")).values(
+            {f.key: sa.bindparam("_number")}), params)

@@ -434,8 +434,10 @@ def _db_checks(ctx: EngineContext, rt: FormRuntime, prepared: Prepared, outcome:
 
 # --------------------------------------------------------------------------- computed
 
-def _autonumber(ctx: EngineContext, rt: FormRuntime, f: fm.AutonumberField, *,
+def autonumbers(ctx: EngineContext, rt: FormRuntime, f: fm.AutonumberField, *,
                 count: int = 1, at: datetime | None = None) -> list[str]:
+    """The next ``count`` numbers of autonumber ``f``, for the period of ``at``
+    (default: now) — HT-2026-0007 for a contract of 2026."""
     local = (at or ctx.now()).astimezone(ZoneInfo(ctx.timezone))
     parts = {"YYYY": f"{local.year:04d}", "YY": f"{local.year % 100:02d}",
              "MM": f"{local.month:02d}", "DD": f"{local.day:02d}"}
@@ -647,7 +649,7 @@ def _insert(ctx: EngineContext, rt: FormRuntime, data: Mapping[str, Any], *,
     now = ctx.now()
     for f in rt.form.fields:
         if isinstance(f, fm.AutonumberField):
-            prepared.values[f.key] = _autonumber(ctx, rt, f)[0]
+            prepared.values[f.key] = autonumbers(ctx, rt, f)[0]
     _empty_rollups(rt, prepared)
     system = {"id": record_id, "created_at": now, "created_by": ctx.actor.id,
               "updated_at": now, "updated_by": ctx.actor.id,
@@ -1256,7 +1258,7 @@ def _insert_many(ctx: EngineContext, rt: FormRuntime, prepared_rows: list[Prepar
                  source: str) -> list[dict[str, Any]]:
     now = ctx.now()
     auto = [f for f in rt.form.fields if isinstance(f, fm.AutonumberField)]
-    numbers = {f.key: _autonumber(ctx, rt, f, count=len(prepared_rows)) for f in auto} \
+    numbers = {f.key: autonumbers(ctx, rt, f, count=len(prepared_rows)) for f in auto} \
         if prepared_rows else {}
     has_form_rollups = any(isinstance(f, fm.RollupField) and f.source.form
                            for f in rt.form.fields)
@@ -1366,7 +1368,7 @@ def backfill_autonumbers(ctx: EngineContext, rt: FormRuntime, field_keys: Iterab
         assert isinstance(f, fm.AutonumberField)
         rows = ctx.session.execute(sa.select(t.c.id, t.c.created_at)
                                    .where(t.c[key].is_(None)).order_by(t.c.id)).all()
-        params = [{"_id": r.id, key: _autonumber(ctx, rt, f, at=r.created_at)[0]} for r in rows]
+        params = [{"_id": r.id, key: autonumbers(ctx, rt, f, at=r.created_at)[0]} for r in rows]
         if params:
             ctx.session.execute(t.update().where(t.c.id == sa.bindparam("_id")), params)
         count += len(params)
