@@ -514,3 +514,25 @@ def test_a_template_that_fails_on_the_values_fails_the_action_not_the_request(cr
     view = crm.admin.get(f"/api/flows/instances/{res.json()['id']}").json()
     failed = [h for h in view["history"] if h["action"] == "action_failed"]
     assert failed and "a template failed" in failed[0]["details"]["error"]
+
+
+def test_renaming_a_field_other_definitions_use_is_refused_naming_them(crm):
+    # The approval flow's notices read record.title: renaming the field to
+    # subject would leave them printing nothing.
+    published = crm.admin.get("/api/apps/crm/forms/contract").json()["definition"]
+    renamed = {**published, "fields": [
+        {**f, "key": "subject"} if f["key"] == "title" else f for f in published["fields"]]}
+    assert crm.admin.put("/api/apps/crm/forms/contract/draft",
+                         json={"definition": renamed}).status_code == 200
+    res = crm.admin.post("/api/apps/crm/forms/contract/publish", json={})
+    assert res.status_code == 422, res.text
+    errors = res.json()["errors"]
+    assert {(e["details"]["kind"], e["details"]["key"]) for e in errors} == {
+        ("flow", "contract_approval")}
+    assert any("record.title" in e["message"] for e in errors)
+    assert crm.admin.get("/api/apps/crm/forms/contract").json()["version"] == 1  # unchanged
+    # Knowingly: published, with what it broke listed.
+    res = crm.admin.post("/api/apps/crm/forms/contract/publish", json={"allow_breaking": True})
+    assert res.status_code == 200, res.text
+    assert res.json()["broken"] and crm.admin.get(
+        "/api/apps/crm/forms/contract").json()["version"] == 2

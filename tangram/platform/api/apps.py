@@ -12,10 +12,11 @@ from tangram.engines.context import EngineContext
 from tangram.engines.forms import publish
 from tangram.engines.forms.registry import get_runtime
 from tangram.engines.printing import templates_for_viewer
-from tangram.errors import NotFound, PermissionDenied
+from tangram.errors import DefinitionInvalid, NotFound, PermissionDenied
 from tangram.metamodel import storage
 from tangram.metamodel.forms import App
 from tangram.platform.api.body import Body
+from tangram.platform.dependents import DependentCheck
 from tangram.platform.deps import AdminActor, BuilderActor, ContextDep, MemberContextDep
 
 router = APIRouter(prefix="/api/apps", tags=["apps"])
@@ -149,13 +150,31 @@ class PublishBody(Body):
     confirm_destructive: bool = Field(False, description="Apply a destructive change "
                                       "(removed field, narrowing type change) after a dry run.")
     note: str | None = Field(None, max_length=2000)
+    allow_breaking: bool = Field(False, description=(
+        "Publish although other definitions of the app (flows, reports, print templates, "
+        "roles, forms) no longer fit the form — e.g. they name a renamed field."))
 
 
 @router.post("/{app}/forms/{form}/publish")
 def publish_form(app: str, form: str, body: PublishBody, ctx: ContextDep,
                  _builder: BuilderActor) -> dict[str, Any]:
-    return publish.publish_form(ctx, app=app, key=form, dry_run=body.dry_run,
-                                confirm_destructive=body.confirm_destructive, note=body.note)
+    """Publish the draft. Other definitions of the app that the change breaks
+    (a flow template reading a renamed field) are named, and the publish is
+    refused unless ``allow_breaking``."""
+    if body.dry_run:
+        return publish.publish_form(ctx, app=app, key=form, dry_run=True,
+                                    confirm_destructive=body.confirm_destructive,
+                                    note=body.note)
+    dependents = DependentCheck(ctx, app=app, form=form)
+    result = publish.publish_form(ctx, app=app, key=form, dry_run=False,
+                                  confirm_destructive=body.confirm_destructive, note=body.note)
+    broken = dependents.new_errors()
+    if broken and not body.allow_breaking:
+        raise DefinitionInvalid(
+            f"publishing form {form!r} would break {len(broken)} place(s) in other "
+            f"definitions of the app — first: {broken[0].message}; update them first, or "
+            "publish with allow_breaking", errors=broken)
+    return {**result, "broken": [e.as_dict() for e in broken]}
 
 
 @router.get("/{app}/forms/{form}/versions")
