@@ -113,6 +113,26 @@ TEXTS: dict[str, dict[str, str]] = {
                        "zh": "提交人请您尽快处理。"},
     "flow_assigned": {"en": "{flow} · assigned to you{subject}",
                       "zh": "{flow} · 已分配给您{subject}"},
+    # Report alerts ({label}: the alert's; {value}, {previous}, {threshold}: numbers
+    # as computed; {start}: the first day of the period; {period}: a word below).
+    "report_alert_above": {"en": "{label}: {value} is above {threshold}",
+                           "zh": "{label}：当前值{value}，高于{threshold}"},
+    "report_alert_below": {"en": "{label}: {value} is below {threshold}",
+                           "zh": "{label}：当前值{value}，低于{threshold}"},
+    "report_alert_down": {"en": "{label}: {value} in the {period} from {start}, down "
+                                "{percent}% from {previous}",
+                          "zh": "{label}：{start}起的一{period}为{value}，比前一{period}的"
+                                "{previous}下降{percent}%"},
+    "report_alert_up": {"en": "{label}: {value} in the {period} from {start}, up "
+                              "{percent}% from {previous}",
+                        "zh": "{label}：{start}起的一{period}为{value}，比前一{period}的"
+                              "{previous}上升{percent}%"},
+    # The period words of report_alert_down/up (Chinese counts with them: 一个月, 前一个月).
+    "report_alert_day": {"en": "day", "zh": "天"},
+    "report_alert_week": {"en": "week", "zh": "周"},
+    "report_alert_month": {"en": "month", "zh": "个月"},
+    "report_alert_quarter": {"en": "quarter", "zh": "个季度"},
+    "report_alert_year": {"en": "year", "zh": "年"},
 }
 
 

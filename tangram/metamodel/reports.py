@@ -22,7 +22,7 @@ import uuid
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
 
 from tangram.metamodel.common import Definition, Key, Label
 
@@ -372,11 +372,30 @@ class ChangeCondition(Definition):
 AlertCondition = Annotated[ThresholdCondition | ChangeCondition, Field(discriminator="type")]
 
 
+def _label_shape(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "text"
+    return "texts" if isinstance(value, dict) else None
+
+
+# An alert's label: one text (every reader sees it as written; alerts stored
+# before labels had languages) or a text per language, e.g. {"zh": "华东周赢单下降",
+# "en": "East weekly drop"}, shown to each reader in their language.
+AlertLabel = Annotated[
+    Annotated[Annotated[str, Field(min_length=1, max_length=200)], Tag("text")]
+    | Annotated[Label, Tag("texts")],
+    Discriminator(_label_shape, custom_error_type="label_type", custom_error_message=(
+        'a label is a text or a text per language, e.g. {"zh": "周赢单下降", '
+        '"en": "Weekly won drop"}'))]
+
+
 class Alert(Definition):
     """A data alert: a report measure checked on a schedule against a condition;
     it notifies the recipients once each time the condition becomes true."""
 
-    label: str = Field(min_length=1, max_length=200)
+    label: AlertLabel = Field(description=(
+        "A text, or a text per language ({\"zh\": …, \"en\": …}): each recipient "
+        "reads it in their language."))
     report: Key = Field(description="A published report of the app.")
     measure: Key = Field(description="A field measure of that report (count, sum, …).")
     parameters: dict[str, Any] = Field(default_factory=dict, description=(

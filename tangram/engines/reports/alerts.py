@@ -17,17 +17,23 @@ report. The worker (``tangram.engines.flows.worker``) calls
 :func:`run_due_alerts` on every pass; a due alert is claimed with
 ``FOR UPDATE SKIP LOCKED`` so it is checked once with any number of workers.
 
-    create_alert(ctx, app="crm", body={"label": "East weekly drop", "report": "won_weekly",
-                 "measure": "won", "filter": {"field": "account.region", "op": "eq",
-                 "value": "华东"}, "condition": {"type": "change", "period": "week",
-                 "percent": "15"}, "schedule": "0 9 * * 1", "recipients": [director_id]})
+    create_alert(ctx, app="crm", body={
+        "label": {"zh": "华东周赢单下降", "en": "East weekly drop"},
+        "report": "won_weekly", "measure": "won",
+        "filter": {"field": "account.region", "op": "eq", "value": "华东"},
+        "condition": {"type": "change", "period": "week", "percent": "15"},
+        "schedule": "0 9 * * 1", "recipients": [director_id]})
+
+The notification is written in each recipient's language (the sentences are
+``report_alert_*`` in :data:`tangram.i18n.TEXTS`), with the label's text in
+that language; the firing keeps it in the owner's language.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -38,6 +44,7 @@ from croniter import croniter
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
+from tangram import i18n
 from tangram.clock import Clock, iso_utc
 from tangram.db import metadata, new_id
 from tangram.db.types import GUID, JSONValue, UTCDateTime
@@ -52,7 +59,7 @@ from tangram.errors import (
     TangramError,
 )
 from tangram.metamodel import reports as rm
-from tangram.metamodel.common import json_path
+from tangram.metamodel.common import json_path, localize
 
 log = logging.getLogger(__name__)
 
@@ -93,17 +100,23 @@ firings_table = sa.Table(
 
 NORMAL, CROSSED = "normal", "crossed"
 Row = Mapping[str, Any] | sa.RowMapping
+# A firing's sentence in a language (each recipient reads it in theirs).
+Message = Callable[[str], str]
 
 
 # --------------------------------------------------------------------------- definitions
+
+# The tags pydantic adds after a union field's name in an error's location.
+_UNION_TAGS = {"condition": ("above", "below", "change"), "label": ("text", "texts")}
+
 
 def parse_alert(body: Any) -> rm.Alert:
     try:
         alert = rm.Alert.model_validate(body)
     except ValidationError as exc:
-        errors = [ErrorItem(code=e["type"], path=json_path(tuple(
-            p for p in e["loc"] if p not in ("above", "below", "change"))),
-            message=e["msg"].removeprefix("Value error, ")) for e in exc.errors()]
+        errors = [ErrorItem(code=e["type"], path=json_path(_written(e["loc"])),
+                            message=e["msg"].removeprefix("Value error, "))
+                  for e in exc.errors()]
         raise DefinitionInvalid(f"the alert is not valid: {errors[0].path}: "
                                 f"{errors[0].message}", errors=errors) from None
     if not croniter.is_valid(alert.schedule):
@@ -113,6 +126,16 @@ def parse_alert(body: Any) -> rm.Alert:
                                         f"{alert.schedule!r} is not a cron expression "
                                         "(minute hour day month weekday)"))])
     return alert
+
+
+def _written(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(p for i, p in enumerate(loc)
+                 if not (i and p in _UNION_TAGS.get(str(loc[i - 1]), ())))
+
+
+def label_in(alert: rm.Alert, language: str) -> str:
+    """The alert's label for a reader of ``language`` (a plain text: as written)."""
+    return alert.label if isinstance(alert.label, str) else localize(alert.label, language)
 
 
 def next_check(schedule: str, after: datetime, timezone: str) -> datetime:
@@ -268,8 +291,14 @@ def list_firings(ctx: EngineContext, *, app: str, alert_id: uuid.UUID,
 # --------------------------------------------------------------------------- evaluation
 
 def evaluate(ctx: EngineContext, *, app: str, alert: rm.Alert
-             ) -> tuple[bool | None, Any, Any, str]:
-    """(crossed — None when it cannot be told, value, previous value, message)."""
+             ) -> tuple[bool | None, Any, Any, Message | None]:
+    """(crossed — None when it cannot be told, value, previous value, the
+    sentence a firing sends — None when it cannot be told).
+
+    >>> crossed, value, _, message = evaluate(ctx, app="crm", alert=alert)
+    >>> message("en"), message("zh")
+    ('Big week: 1100.00 is above 1000', 'Big week：当前值1100.00，高于1000')
+    """
     from tangram.engines.reports.service import published_report
 
     report, _ = published_report(ctx, app=app, key=alert.report)
@@ -277,25 +306,35 @@ def evaluate(ctx: EngineContext, *, app: str, alert: rm.Alert
     if isinstance(cond, rm.ThresholdCondition):
         value = _value_in(ctx, app, report, alert, None)
         if value is None:
-            return None, None, None, "no value"
+            return None, None, None, None
         number = Decimal(str(value))
         crossed = number > cond.threshold if cond.type == "above" else number < cond.threshold
-        word = "above" if cond.type == "above" else "below"
-        return crossed, value, None, f"{alert.label}: {value} is {word} {cond.threshold}"
+        return crossed, value, None, _message(alert, f"report_alert_{cond.type}",
+                                              value=value, threshold=cond.threshold)
     current = kpi.period_start(ctx.today(), cond.period)
     last = (kpi.shift(current, cond.period, -1), current)
     before = (kpi.shift(current, cond.period, -2), last[0])
     value = _value_in(ctx, app, report, alert, last)
     previous = _value_in(ctx, app, report, alert, before)
     if value is None or previous is None or Decimal(str(previous)) == 0:
-        return None, value, previous, "no previous value to compare with"
+        return None, value, previous, None
     now_n, prev_n = Decimal(str(value)), Decimal(str(previous))
     change = (now_n - prev_n) / abs(prev_n) * 100
     crossed = (-change > cond.percent) if cond.direction == "down" else change > cond.percent
-    word = "down" if change < 0 else "up"
-    return crossed, value, previous, (
-        f"{alert.label}: {value} in the {cond.period} from {last[0].isoformat()}, {word} "
-        f"{abs(change):.1f}% from {previous}")
+    return crossed, value, previous, _message(
+        alert, "report_alert_down" if change < 0 else "report_alert_up", value=value,
+        previous=previous, start=last[0].isoformat(), percent=f"{abs(change):.1f}",
+        period=f"report_alert_{cond.period}")
+
+
+def _message(alert: rm.Alert, code: str, *, period: str | None = None, **params: Any
+             ) -> Message:
+    """Text ``code`` of :data:`tangram.i18n.TEXTS` with the alert's label, in the
+    reader's language; ``period``: the code of the period's word."""
+    def render(language: str) -> str:
+        words = {"period": i18n.text(period, language)} if period else {}
+        return i18n.text(code, language, label=label_in(alert, language), **words, **params)
+    return render
 
 
 def check_alert(ctx: EngineContext, row: Row) -> bool:
@@ -313,23 +352,26 @@ def check_alert(ctx: EngineContext, row: Row) -> bool:
     values: dict[str, Any] = {"last_checked_at": now, "last_error": None,
                               "next_check_at": next_check(alert.schedule, now, ctx.timezone)}
     fired = False
+    message: Message | None
     try:
         with ctx.session.begin_nested():
             crossed, value, previous, message = evaluate(as_owner, app=row["app"], alert=alert)
     except TangramError as exc:  # the report changed or the owner lost access: say so
         values["last_error"] = exc.message[:2000]
-        crossed, value, previous, message = None, None, None, ""
+        crossed, value, previous, message = None, None, None, None
     if value is not None:
         values["last_value"] = _text(value)
-    if crossed is True and row["state"] != CROSSED:
+    if crossed is True and message is not None and row["state"] != CROSSED:
         values["state"] = CROSSED
         recipients = [uuid.UUID(str(u)) for u in alert.recipients]
+        # The firing keeps one text: in the language of the owner, who reads the
+        # alert's firings; each recipient is notified in their own language.
         ctx.session.execute(firings_table.insert().values(
             id=new_id(), alert_id=row["id"], fired_at=now, value=_text(value),
-            previous_value=_text(previous), message=message,
+            previous_value=_text(previous), message=message(owner.language),
             recipients=[str(u) for u in recipients]))
-        notify(ctx, user_ids=recipients, title=message[:300], body=message,
-               kind="report_alert")
+        notify(ctx, user_ids=recipients, title=lambda language: message(language)[:300],
+               body=message, kind="report_alert")
         fired = True
     elif crossed is False:
         values["state"] = NORMAL
@@ -387,10 +429,9 @@ def sync_package_alerts(ctx: EngineContext, *, app: str | None = None) -> int:
             id=r.id, app=r.app, kind="alert", key=r.key, draft=None,
             latest_version=r.latest_version), r.latest_version)["body"]
         tpl = rm.PackageAlert.model_validate(body)
-        label = tpl.label.get("zh") or next(iter(tpl.label.values()), r.key)
         for uid in _role_holders(ctx.session, r.app, tpl.role):
             wanted[(r.app, r.key, uid)] = rm.Alert(
-                label=label[:200], report=tpl.report, measure=tpl.measure,
+                label=tpl.label, report=tpl.report, measure=tpl.measure,
                 parameters=tpl.parameters, filter=tpl.filter, condition=tpl.condition,
                 schedule=tpl.schedule, recipients=[uid], active=tpl.active,
             ).model_dump(mode="json")
