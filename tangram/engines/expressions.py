@@ -27,6 +27,7 @@ import json
 import re
 import threading
 import tokenize
+import uuid
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -197,14 +198,18 @@ class _NotConstant(Exception):  # noqa: N818 - control flow, never escapes this 
 
 def _read(value: Any) -> Any:
     """Normalize a value read from variables: binary floats become exact decimals
-    (from their shortest repr, so 0.1 reads as 0.1), tuples become lists."""
+    (from their shortest repr, so 0.1 reads as 0.1), tuples become lists, and
+    ids (a relation, user or department field; owner) their text — the
+    language has no id type, so ``record.owner == user.id`` compares texts."""
     kind = type(value)
     if kind is float:
         if value != value or value in (float("inf"), float("-inf")):
             raise _runtime_error(f"the value {value!r} is not a finite number")
         return Decimal(repr(value))
-    if kind is tuple:
-        return list(value)
+    if kind is uuid.UUID:
+        return str(value)
+    if kind is tuple or (kind is list and value and type(value[0]) is uuid.UUID):
+        return [str(v) if type(v) is uuid.UUID else v for v in value]
     return value
 
 

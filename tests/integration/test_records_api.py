@@ -381,3 +381,21 @@ def test_empty_multi_values_read_as_empty_lists(crm):
     for rec in (created.json(), crm.get(f"{url}/{created.json()['id']}").json(),
                 crm.get(url).json()["items"][0]):
         assert [rec[k] for k in ("tags", "colors", "peers", "files")] == [[], [], [], []]
+
+
+def test_rules_compare_user_fields_with_the_user(crm):
+    # A user field holds an id: a rule compares it with user.id as text.
+    body = form_body("expense", field("title"), field("approver", "user"), rules=[
+        {"assert": "is_empty(record.approver) or record.approver != user.id",
+         "message": {"zh": "不能自己审批自己的报销", "en": "You cannot approve your own claim"},
+         "fields": ["approver"]}])
+    res = crm.put("/api/apps/crm/forms/expense/draft", json={"definition": body})
+    assert res.status_code == 200, res.text
+    assert crm.post("/api/apps/crm/forms/expense/publish", json={}).status_code == 200
+    me = crm.get("/api/auth/me").json()["id"]
+    url = "/api/apps/crm/forms/expense/records"
+    res = crm.post(url, json={"values": {"title": "a", "approver": me}})
+    assert res.status_code == 422 and res.json()["errors"][0]["field"] == "approver"
+    res = crm.post(f"{url}/bulk", json={"rows": [{"title": "b", "approver": me}]})
+    assert res.status_code == 422, res.text  # the bulk path reads ids the same way
+    assert crm.post(url, json={"values": {"title": "c"}}).status_code == 201

@@ -583,3 +583,16 @@ def test_any_text_fails_only_with_expression_errors(source: str) -> None:
         assert error.message
     else:
         assert not isinstance(result, float)
+
+
+def test_ids_read_as_their_text():
+    # Relation, user and owner values are UUIDs in the engine; expressions see
+    # text, so an id compares equal to user.id and concatenates.
+    import uuid
+
+    rid = uuid.uuid4()
+    expr = compile_expression("record.owner == user.id and concat(record.owner, '') == user.id "
+                              "and contains(record.peers, user.id)",
+                              allowed_names=("record", "user"))
+    assert expr.evaluate({"record": {"owner": rid, "peers": [uuid.uuid4(), rid]},
+                          "user": {"id": str(rid)}}, context=EvalContext()) is True
