@@ -82,7 +82,7 @@ def message(code: str, language: str, **params: Any) -> str:
     entry = MESSAGES.get(code)
     if entry is None:
         return code
-    template = entry.get(language) or entry.get(language.split("-")[0]) or entry["en"]
+    template = _pick(entry, language)
     if "expected" in params:
         params.setdefault("expected_zh", TYPE_NAMES_ZH.get(params["expected"], params["expected"]))
     try:
@@ -138,6 +138,9 @@ TEXTS: dict[str, dict[str, str]] = {
 
 def text(code: str, language: str, **params: Any) -> str:
     """Text ``code`` of :data:`TEXTS` in ``language`` (else English)."""
-    entry = TEXTS[code]
-    template = entry.get(language) or entry.get(language.split("-")[0]) or entry["en"]
-    return template.format(**params)
+    return _pick(TEXTS[code], language).format(**params)
+
+
+def _pick(entry: dict[str, str], language: str) -> str:
+    """The text of ``entry`` for ``language`` (``zh-CN`` reads ``zh``), else English."""
+    return entry.get(language) or entry.get(language.split("-")[0]) or entry["en"]
