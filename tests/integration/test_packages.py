@@ -334,3 +334,47 @@ def test_every_kind_in_storage_has_a_package_folder():
     assert set(storage.DEFINITION_KINDS) <= set(folders)
     assert len(set(folders.values())) == len(folders)
 
+
+
+def test_validation_reports_structural_deep_and_data_problems_in_one_round(world):
+    pkg = helpdesk_v1()
+    pkg["forms/customer.json"]["key"] = "customers"                   # key ≠ file name
+    pkg["data/seed/customer.json"][1]["$created_at"] = {"$date": "yesterday"}
+    pkg["notes.txt"] = "todo"                                          # unexpected file
+    pkg["app.json"]["menus"].append({"key": "assets", "label": label("资产"), "form": "asset"})
+    pkg["app.json"]["default_dashboards"] = {"*": "home"}              # no such dashboard
+    pkg["forms/ticket.json"]["rules"][0]["assert"] = "record.hourz < 100"  # deep: a typo
+    pkg["flows/escalate.json"] = {
+        "key": "escalate", "label": label("升级"), "form": "ticket",
+        "nodes": [{"key": "start", "type": "start", "trigger": {"kind": "record_created"},
+                   "next": "done"},
+                  {"key": "done", "type": "end"}]}
+    report = validate_files(as_files(pkg))
+    assert not report["valid"]
+    found = {(e["code"], e["file"], e.get("path")) for e in report["errors"]}
+    assert ("key_mismatch", "forms/customer.json", "$.key") in found
+    assert ("unexpected_file", "notes.txt", "$") in found
+    assert ("unknown_form", "app.json", "$.menus[1].form") in found
+    assert ("unknown_dashboard", "app.json", "$.default_dashboards.*") in found
+    assert ("data_date", "data/seed/customer.json", "$[1].$created_at") in found
+    typo = [e for e in report["errors"] if "hourz" in e["message"]]
+    assert len(typo) == 1 and typo[0]["file"] == "forms/ticket.json"
+    # The report and the flow on the broken form, and the ticket's link to the
+    # broken customer form, are not blamed for those forms' own problems.
+    assert not any("not published" in e["message"] for e in report["errors"]), report
+    assert {e["file"] for e in report["errors"]} == {
+        "forms/customer.json", "data/seed/customer.json", "notes.txt", "app.json",
+        "forms/ticket.json"}, report["errors"]
+
+
+def test_validation_checks_seed_rows_of_forms_that_publish_despite_other_problems(world):
+    pkg = helpdesk_v1()
+    pkg["app.json"]["menus"][0]["form"] = "tickets"                    # structural
+    pkg["data/seed/customer.json"][1]["tier"] = "platinum"            # deep: not an option
+    pkg["data/seed/customer.json"][0]["colour"] = "red"                # structural
+    report = validate_files(as_files(pkg))
+    found = {(e["code"], e["file"], e.get("path")) for e in report["errors"]}
+    assert ("unknown_form", "app.json", "$.menus[0].form") in found
+    assert ("unknown_field", "data/seed/customer.json", "$[0].colour") in found
+    assert any(f == "data/seed/customer.json" and p == "$[1].tier" for _, f, p in found), found
+    assert len(report["errors"]) == 3, report["errors"]

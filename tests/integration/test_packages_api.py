@@ -103,6 +103,19 @@ def test_validate_reports_every_error_without_installing(admin_client):
     assert r.status_code == 422 and r.json()["code"] == "package_invalid"
 
 
+def test_validate_knows_this_installations_users(admin_client):
+    pkg = helpdesk_v1()
+    pkg["data/demo/ticket.json"][0]["$owner"] = "admin"   # a user here, in no fixture
+    pkg["data/demo/ticket.json"][1]["$owner"] = "ghost"
+    r = admin_client.post("/api/packages/validate", json={"files": pkg})
+    assert r.status_code == 200, r.text
+    assert [(e["code"], e["file"], e["path"]) for e in r.json()["errors"]] == [
+        ("data_owner", "data/demo/ticket.json", "$[1].$owner")]
+    del pkg["data/demo/ticket.json"][1]["$owner"]
+    r = admin_client.post("/api/packages/validate", json={"files": pkg})
+    assert r.json()["valid"] is True, r.text
+
+
 def test_install_upgrade_export_uninstall_over_http(admin_client, make_user):
     r = admin_client.post("/api/packages/install?demo=true",
                           files={"file": ("p.zip", write_zip(GOOD), "application/zip")})

@@ -7,6 +7,7 @@ with its file and JSON path, nothing installed on a problem."""
 from __future__ import annotations
 
 import copy
+import uuid
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -15,6 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from tangram.engines.directory import departments_table, user_departments_table, users_table
+from tangram.engines.forms.query import ListQuery
+from tangram.engines.forms.records import list_records
 from tangram.engines.forms.registry import get_runtime
 from tangram.platform.auth.service import authenticate
 from tangram.platform.packages.errors import PackageInvalid
@@ -88,17 +91,23 @@ def org_state(world: World) -> tuple[Any, ...]:
                     users_table.c.username == "lead")).scalar())
 
 
-def test_a_row_may_be_given_no_owner(world):
-    # Installed by a person, rows without $owner are theirs; "$owner": null
-    # (a lead in a public pool) leaves the record without an owner.
+def boss(world: World) -> Any:
+    """An administrator who installs (an Actor, and a user row)."""
     from tangram.db import new_id
     from tangram.engines.context import Actor
 
     admin = Actor(id=new_id(), username="boss", is_admin=True)
     with world.sessions.begin() as s:
         s.execute(users_table.insert().values(id=admin.id, username="boss", display_name="Boss",
-                                        is_admin=True, created_at=world.clock.now(),
-                                        updated_at=world.clock.now()))
+                                              is_admin=True, created_at=world.clock.now(),
+                                              updated_at=world.clock.now()))
+    return admin
+
+
+def test_a_row_may_be_given_no_owner(world):
+    # Installed by a person, rows without $owner are theirs; "$owner": null
+    # (a lead in a public pool) leaves the record without an owner.
+    admin = boss(world)
     pkg = demo_package()
     pkg["data/demo/ticket.json"].append({"$owner": None, "$created_at": {"$date": "-2d"},
                                          "subject": "Pooled"})
@@ -228,3 +237,53 @@ def test_rows_of_the_past_are_numbered_in_their_own_period(world):
     assert numbers["Older"] == "TK-202511-001" and numbers["Old"] == "TK-202511-002"
     assert numbers["Stamped"] == "TK-202512-001"
     assert numbers["Mine"].startswith("TK-202601-") and numbers["Plain"].startswith("TK-202601-")
+
+
+def test_validation_refuses_an_owner_install_would_refuse():
+    pkg = demo_package()
+    pkg["data/demo/ticket.json"][1]["$owner"] = "ghost"       # in no fixture, no user
+    pkg["data/seed/ticket.json"][0]["$owner"] = "lead"        # the demo fixture's: not yet
+    report = validate_files(as_files(pkg))
+    assert not report["valid"]
+    assert {(e["file"], e["path"], e["code"]) for e in report["errors"]} == {
+        ("data/demo/ticket.json", "$[1].$owner", "data_owner"),
+        ("data/seed/ticket.json", "$[0].$owner", "data_owner")}
+    assert "'ghost'" in report["errors"][0]["message"] + report["errors"][1]["message"]
+    # Users of the installation the package is validated for count, as at install.
+    report = validate_files(as_files(pkg), users=lambda names: names & {"ghost", "lead"})
+    assert report["valid"], report["errors"]
+
+
+def owner_defaults_package() -> dict[str, Any]:
+    pkg = demo_package()
+    pkg["forms/ticket.json"]["fields"] += [
+        {"key": "handler", "type": "user", "label": label("处理人", "Handler"),
+         "default_expr": "user.id"},
+        {"key": "team", "type": "department", "label": label("部门", "Team"),
+         "default_expr": "user.department"},
+        {"key": "steps", "type": "sub_table", "label": label("步骤", "Steps"),
+         "fields": [{"key": "what", "type": "text", "label": label("内容", "What")},
+                    {"key": "by", "type": "user", "label": label("人", "By"),
+                     "default_expr": "user.id"}]}]
+    pkg["data/demo/ticket.json"][0]["steps"] = [{"what": "called"}]
+    return pkg
+
+
+def test_defaults_that_read_user_are_computed_as_the_rows_owner(world):
+    admin = boss(world)
+    world.run(install_package, load_package(as_files(owner_defaults_package())), demo=True,
+              actor=admin)
+    with world.sessions.begin() as s:
+        t = get_runtime(s, "helpdesk", "ticket").table
+        names = dict(s.execute(sa.select(users_table.c.id, users_table.c.username)).all())
+        depts = dict(s.execute(sa.select(departments_table.c.id,
+                                         departments_table.c.external_id)).all())
+        rows = {r.subject: (names.get(r.handler), depts.get(r.team))
+                for r in s.execute(sa.select(t))}
+    steps = world.run(lambda ctx: next(r for r in list_records(
+        ctx, app="helpdesk", form="ticket", query=ListQuery(limit=50))["items"]
+        if r["subject"] == "Old")["steps"])
+    assert rows["Old"] == ("agent1", "l1")        # $owner agent1, of team l1
+    assert rows["Mine"] == ("agent2", "l1")
+    assert rows["Plain"] == ("boss", None)        # no $owner: the installer's
+    assert names[uuid.UUID(str(steps[0]["by"]))] == "agent1"

@@ -21,6 +21,7 @@ from tangram.clock import iso_utc
 from tangram.errors import ErrorItem, LimitExceeded
 from tangram.platform.deps import AdminActor, ContextDep, SettingsDep, request_language
 from tangram.platform.packages import store
+from tangram.platform.packages.data import existing_usernames
 from tangram.platform.packages.errors import PackageInvalid
 from tangram.platform.packages.export import export_app, validate_files
 from tangram.platform.packages.install import (
@@ -90,13 +91,15 @@ async def _package(request: Request) -> Package:
 
 
 @router.post("/validate")
-async def validate(request: Request, admin: AdminActor, settings: SettingsDep,
-                   deep: bool = True) -> dict[str, Any]:
+async def validate(request: Request, ctx: ContextDep, admin: AdminActor,
+                   settings: SettingsDep, deep: bool = True) -> dict[str, Any]:
     """Every problem of the package (file, JSON path, message); installs nothing.
-    Messages are in the caller's language, as install's are."""
+    Messages are in the caller's language, as install's are; rows' ``$owner``
+    may name this installation's users."""
     return validate_files(await _files(request), deep=deep,
                           language=request_language(request, settings, admin),
-                          timezone=settings.timezone)
+                          timezone=settings.timezone,
+                          users=lambda names: set(existing_usernames(ctx.session, names)))
 
 
 @router.get("")

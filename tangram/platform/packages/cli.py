@@ -2,7 +2,7 @@
 package services (see docs/packages.md).
 
     tangram package validate apps_catalog/crm
-    tangram app install apps_catalog/crm --demo
+    tangram app install apps_catalog/crm --demo [--as admin]
     tangram app upgrade crm-1.1.0.zip --dry-run
     tangram app export crm -o crm.zip [--no-layer] [--data]
     tangram app uninstall crm --yes
@@ -11,15 +11,16 @@ package services (see docs/packages.md).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
+import sqlalchemy as sa
 import typer
 from sqlalchemy.orm import Session
 
-from tangram.engines.context import EngineContext
+from tangram.engines.context import Actor, EngineContext
 from tangram.errors import TangramError
 from tangram.platform.packages.export import export_app, validate_files
 from tangram.platform.packages.install import (
@@ -47,11 +48,25 @@ def _print_errors(exc: TangramError) -> None:
         where = ":".join(p for p in (e.file, e.path) if p)
         typer.echo(f"  {where}  {e.message}" if where else f"  {e.message}", err=True)
     if exc.details.get("forms"):
-        for plan in exc.details["forms"]:
-            typer.echo(f"  form {plan['key']}: destructive changes:", err=True)
-            for step in plan["plan"].get("steps", []):
-                if step.get("destructive"):
-                    typer.echo(f"    - {step.get('description') or step}", err=True)
+        _print_plans(exc.details["forms"], err=True)
+        typer.echo("confirm with --confirm-destructive to apply these changes", err=True)
+
+
+def _print_plans(plans: list[dict[str, Any]], *, err: bool) -> None:
+    """Each form's evolution plan, step by step; the steps that lose data
+    are marked with the number of rows they affect."""
+    from tangram.metamodel.common import localize
+    from tangram.settings import Settings
+
+    language = Settings().default_language
+    for entry in plans:
+        typer.echo(f"  form {entry['key']}: changes existing data:", err=err)
+        for step in entry["plan"].get("steps", []):
+            text = localize(step.get("description"), language) or step.get("op")
+            mark = (f"DESTRUCTIVE, {step.get('affected_rows', 0)} row(s) affected"
+                    if step.get("destructive") else
+                    f"{step['affected_rows']} row(s)" if step.get("affected_rows") else "")
+            typer.echo(f"    - {text}" + (f" [{mark}]" if mark else ""), err=err)
 
 
 @contextmanager
@@ -74,6 +89,41 @@ def _context() -> Iterator[EngineContext]:
         engine.dispose()
 
 
+AsOption = Annotated[str | None, typer.Option(
+    "--as", metavar="USERNAME",
+    help="The administrator this runs as: rows without $owner become theirs (as over "
+    "the API, where they are the caller's). Default: the only, or first, administrator.")]
+
+
+def act_as(ctx: EngineContext, username: str | None) -> Actor:
+    """The administrator a command runs as (``--as``; default: the first
+    active administrator, oldest account first). Refused clearly when the
+    user is not an active administrator, or there is none."""
+    from tangram.engines.directory import users_table as u
+    from tangram.errors import NotFound, PermissionDenied
+    from tangram.platform.auth.service import find_user_by_username, get_user
+
+    if username is not None:
+        user = find_user_by_username(ctx.session, username)
+        if user is None:
+            raise NotFound(f"no user is named {username!r} (--as names an administrator)")
+        if not user.is_admin or not user.is_active:
+            raise PermissionDenied(f"user {username!r} is not an active administrator; "
+                                   "installing and upgrading apps needs one (--as)")
+    else:
+        first = ctx.session.execute(
+            sa.select(u.c.id).where(u.c.is_admin.is_(True), u.c.status == "active")
+            .order_by(u.c.created_at, u.c.username).limit(1)).scalar()
+        if first is None:
+            raise PermissionDenied(
+                "there is no administrator to run as: package rows without $owner belong "
+                "to the installing administrator; create one first (tangram user create "
+                "NAME --admin) or name one with --as USERNAME")
+        user = get_user(ctx.session, first)
+    ctx.actor = user.as_actor()
+    return ctx.actor
+
+
 def _load(path: Path) -> Any:
     try:
         return load_package(read_package(path))
@@ -93,9 +143,11 @@ def validate(path: PathArg,
                  "--shallow", help="Only the files' own checks (no scratch install).")] = False,
              as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")
                                 ] = False) -> None:
-    """Check every file of a package and report every problem; installs nothing."""
+    """Check every file of a package and report every problem; installs nothing.
+    Rows' ``$owner`` may name users of the configured installation, if it exists."""
     try:
-        report = validate_files(read_package(path), deep=not shallow)
+        report = validate_files(read_package(path), deep=not shallow,
+                                users=_installation_users())
     except TangramError as exc:
         _print_errors(exc)
         raise typer.Exit(code=1) from exc
@@ -113,6 +165,32 @@ def validate(path: PathArg,
         raise typer.Exit(code=1)
 
 
+def _installation_users() -> Callable[[set[str]], set[str]] | None:
+    """A lookup of usernames in the configured database — read only, never
+    created or migrated here; None when there is no installation to ask."""
+    from sqlalchemy.engine import make_url
+
+    from tangram.db import create_engine_from_url
+    from tangram.engines.directory import users_table
+    from tangram.settings import Settings
+
+    url = Settings().database_url
+    database = make_url(url).database if url.startswith("sqlite") else None
+    if url.startswith("sqlite") and (not database or not Path(database).exists()):
+        return None
+    engine = create_engine_from_url(url, poolclass=sa.NullPool)
+    try:
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table(users_table.name):
+                return None
+            names = set(conn.execute(sa.select(users_table.c.username)).scalars())
+    except sa.exc.SQLAlchemyError:
+        return None  # no installation reachable: the package's own fixtures only
+    finally:
+        engine.dispose()
+    return lambda wanted: wanted & names
+
+
 @apps_app.command("install")
 def install(path: PathArg,
             demo: Annotated[bool, typer.Option("--demo", help="Also load the demo data.")
@@ -120,8 +198,9 @@ def install(path: PathArg,
             if_missing: Annotated[bool, typer.Option(
                 "--if-missing", help="Succeed without changes if the app is installed.")
                                   ] = False,
+            as_user: AsOption = None,
             as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Install an app from a package (all or nothing)."""
+    """Install an app from a package (all or nothing), as an administrator."""
     from tangram.platform.packages.store import find_installed
 
     package = _load(path)
@@ -129,6 +208,7 @@ def install(path: PathArg,
         if if_missing and find_installed(ctx.session, package.key) is not None:
             typer.echo(f"{package.key} is already installed; unchanged")
             return
+        act_as(ctx, as_user)
         result = install_package(ctx, package, demo=demo)
     _echo(result, as_json)
     rows = sum(result["rows"].values())
@@ -141,19 +221,36 @@ def upgrade(path: PathArg,
             dry_run: Annotated[bool, typer.Option("--dry-run", help="Report only.")] = False,
             confirm_destructive: Annotated[bool, typer.Option(
                 "--confirm-destructive", help="Apply changes that lose data.")] = False,
+            as_user: AsOption = None,
             as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Upgrade an installed app to the package's version, keeping customizations."""
+    """Upgrade an installed app to the package's version, keeping customizations.
+    ``--dry-run`` lists what the real run would do: conflicts, problems, and
+    each form's evolution plan that changes existing data."""
     package = _load(path)
     with _context() as ctx:
+        act_as(ctx, as_user)
         report = upgrade_package(ctx, package, dry_run=dry_run,
                                  confirm_destructive=confirm_destructive)
     _echo(report, as_json)
     if not as_json:
-        verb = "would upgrade" if dry_run else "upgraded"
-        typer.echo(f"{verb} {report['app']} {report['from_version']} → {report['to_version']}"
-                   f"; kept {len(report['customizations'])} customization(s)")
-        for c in report["conflicts"]:
-            typer.echo(f"  conflict: {c.get('file')}:{c.get('path')}  {c['message']}")
+        _print_upgrade(report, dry_run=dry_run, confirmed=confirm_destructive)
+
+
+def _print_upgrade(report: dict[str, Any], *, dry_run: bool, confirmed: bool) -> None:
+    verb = "would upgrade" if dry_run else "upgraded"
+    typer.echo(f"{verb} {report['app']} {report['from_version']} → {report['to_version']}"
+               f"; kept {len(report['customizations'])} customization(s)")
+    for c in report["conflicts"]:
+        typer.echo(f"  conflict: {c.get('file')}:{c.get('path')}  {c['message']}")
+    for e in report.get("errors", []):
+        where = ":".join(p for p in (e.get("file"), e.get("path")) if p)
+        typer.echo(f"  problem: {where}  {e['message']}")
+    _print_plans(report.get("evolution", []), err=False)
+    if report.get("evolution") and dry_run and not confirmed:
+        typer.echo("the upgrade changes existing data: the real run needs confirmation — "
+                   "run it again with --confirm-destructive")
+    if dry_run and (report["conflicts"] or report.get("errors")):
+        typer.echo("the real run would be refused until the problems above are resolved")
 
 
 @apps_app.command("export")
@@ -194,10 +291,11 @@ def show_customizations(key: Annotated[str, typer.Argument(help="App key.")]) ->
 
 
 @apps_app.command("demo-data")
-def demo_data(path: PathArg) -> None:
+def demo_data(path: PathArg, as_user: AsOption = None) -> None:
     """Load a package's demo data into its installed app (once: refused if the
     app already has records from it)."""
     package = _load(path)
     with _context() as ctx:
+        act_as(ctx, as_user)
         counts = load_demo(ctx, package)
     typer.echo(f"loaded {sum(counts.values())} demo row(s) into {package.key}")

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from tangram.engines.context import EngineContext
 from tangram.engines.directory import users_table
@@ -58,16 +59,20 @@ def load_order(rows_by_form: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[
 _ROW_FIELD = re.compile(r"^rows\[(\d+)\]\.?(.*)$")
 
 
+def existing_usernames(session: Session, names: Iterable[str]) -> dict[str, uuid.UUID]:
+    """The users among ``names`` (normalized usernames): username → id."""
+    wanted = sorted({normalize_username(n) for n in names})
+    u = users_table
+    return {r.username: r.id for r in session.execute(
+        sa.select(u.c.username, u.c.id).where(u.c.username.in_(wanted)))} if wanted else {}
+
+
 def _owners(ctx: EngineContext, rows_by_form: Mapping[str, Sequence[Mapping[str, Any]]],
             file_of: Mapping[str, str]) -> dict[str, uuid.UUID]:
     """Every ``$owner``'s user id by username; one error per row naming a
     user that does not exist, all at once."""
-    names = {normalize_username(str(r[OWNER])) for rows in rows_by_form.values()
-             for r in rows if r.get(OWNER) is not None}
-    u = users_table
-    found = {r.username: r.id for r in ctx.session.execute(
-        sa.select(u.c.username, u.c.id).where(u.c.username.in_(sorted(names))))} \
-        if names else {}
+    found = existing_usernames(ctx.session, [str(r[OWNER]) for rows in rows_by_form.values()
+                                             for r in rows if r.get(OWNER) is not None])
     errors = [ErrorItem(code="data_owner", file=file_of[form], path=f"$[{i}].{OWNER}",
                         message=f"no user is named {row[OWNER]!r}; create the user (or add "
                         f"them to the data set's {ORG_FILE}) first")
@@ -80,24 +85,87 @@ def _owners(ctx: EngineContext, rows_by_form: Mapping[str, Sequence[Mapping[str,
     return found
 
 
+class _OwnerDefaults:
+    """Defaults that read ``user`` (``default_expr: "user.department"``),
+    computed as if each row's ``$owner`` created it: the form engine fills
+    defaults as the caller (the installer), so these are computed first and
+    given in the row like any value."""
+
+    def __init__(self, ctx: EngineContext) -> None:
+        self.ctx = ctx
+        self._users: dict[uuid.UUID, dict[str, object]] = {}
+
+    def _user(self, owner: uuid.UUID) -> dict[str, object]:
+        from tangram.platform.auth.service import get_user
+
+        if owner not in self._users:
+            self._users[owner] = get_user(self.ctx.session, owner).as_actor().as_variables()
+        return self._users[owner]
+
+    @staticmethod
+    def _reads_user(plan: Any) -> bool:
+        return plan.default_expr is not None and "user" in plan.default_expr.referenced_fields
+
+    def fill(self, rt: Any, values: dict[str, Any], owner: uuid.UUID) -> None:
+        """Add to ``values`` the user-reading defaults its owner would get."""
+        from tangram.engines.expressions import EvalContext
+
+        v = rt.validator
+        top = [k for k, p in v.fields.items() if k not in values and k not in v.sub_tables
+               and p.formula is None and self._reads_user(p)]
+        subs = {k: [fk for fk, fp in sp.fields.items() if fp.formula is None
+                    and self._reads_user(fp)]
+                for k, sp in v.sub_tables.items() if isinstance(values.get(k), list)}
+        subs = {k: fks for k, fks in subs.items() if fks}
+        if not top and not subs:
+            return
+        outcome = v.validate(values, old=None, user=self._user(owner),
+                             eval_context=EvalContext(now=self.ctx.now(),
+                                                      timezone=self.ctx.timezone),
+                             language=self.ctx.language, allow_read_only=True)
+        for key in top:
+            value = outcome.values.get(key)
+            if value is not None:
+                values[key] = v.fields[key].compiled.to_json(value)
+        for key, fkeys in subs.items():
+            computed = outcome.sub_rows.get(key) or []
+            for given, row in zip(values[key], computed, strict=False):
+                if not isinstance(given, dict):
+                    continue
+                for fkey in fkeys:
+                    if fkey not in given and row.get(fkey) is not None:
+                        given[fkey] = v.sub_tables[key].fields[fkey].compiled.to_json(
+                            row[fkey])
+
+
 def load_rows(ctx: EngineContext, *, app: str,
               rows_by_form: Mapping[str, Sequence[Mapping[str, Any]]],
               file_of: Mapping[str, str] | None = None,
-              ids: dict[str, str] | None = None) -> dict[str, int]:
-    """Create the rows; returns how many per form. Every error of a form is
-    reported at once (file and JSON path), as PackageInvalid."""
+              ids: dict[str, str] | None = None,
+              unavailable: Iterable[str] = ()) -> dict[str, int]:
+    """Create the rows; returns how many per form. Every error of every form
+    is reported at once (file and JSON path), as PackageInvalid. A form whose
+    rows fail does not make the rows linking to them fail too: the links to
+    its rows (and to the ``unavailable`` names: rows not loaded at all) are
+    left out of those rows, and their problems there are not reported."""
     from tangram.engines.forms.origins import Origin, set_origins
     from tangram.engines.forms.records import bulk_create
+    from tangram.engines.forms.registry import get_runtime
 
     ids = {} if ids is None else ids
     files = {form: (file_of or {}).get(form, f"data/{form}.json") for form in rows_by_form}
     owners = _owners(ctx, rows_by_form, files)
     resolver = Resolver(today=ctx.today(), timezone=ctx.timezone, ids=ids)
+    owner_defaults = _OwnerDefaults(ctx)
+    failed_names = set(unavailable)
     counts: dict[str, int] = {}
+    errors: list[ErrorItem] = []
     for form in load_order(rows_by_form):
         rows = rows_by_form[form]
         file = files[form]
-        errors: list[ErrorItem] = []
+        form_errors: list[ErrorItem] = []
+        left_out: set[str] = set()  # paths of links to rows that failed
+        failed = False
         for start in range(0, len(rows), BATCH):
             chunk = rows[start:start + BATCH]
             clean: list[dict[str, Any]] = []
@@ -106,24 +174,29 @@ def load_rows(ctx: EngineContext, *, app: str,
                 values: dict[str, Any] = {}
                 at = None
                 for name, value in row.items():
+                    if not name.startswith("$") and failed_names.intersection(refs_in(value)):
+                        left_out.add(f"$[{i}].{name}")
+                        continue
                     try:
                         if name == CREATED_AT:
                             at = resolver.created_at(value)
                         elif not name.startswith("$"):
                             values[name] = resolver.value(value)
                     except BadSpec as exc:
-                        errors.append(ErrorItem(code="data_date", file=file,
-                                                path=f"$[{i}].{name}", message=str(exc)))
+                        form_errors.append(ErrorItem(code="data_date", file=file,
+                                                     path=f"$[{i}].{name}", message=str(exc)))
                         continue
                     for missing in refs_in(values.get(name)):
-                        errors.append(ErrorItem(code="data_ref", file=file,
-                                                path=f"$[{i}].{name}",
-                                                message=f"no row is named {missing!r}"))
-                clean.append(values)
+                        form_errors.append(ErrorItem(code="data_ref", file=file,
+                                                     path=f"$[{i}].{name}",
+                                                     message=f"no row is named {missing!r}"))
                 owner = owners[normalize_username(str(row[OWNER]))] \
                     if row.get(OWNER) is not None else None
+                if owner is not None and owner != ctx.actor.id and not form_errors:
+                    owner_defaults.fill(get_runtime(ctx.session, app, form), values, owner)
+                clean.append(values)
                 origins.append((owner, at, OWNER in row and row[OWNER] is None))
-            if errors:
+            if form_errors:
                 break
             try:
                 created = bulk_create(ctx, app=app, form=form, rows=clean, source="package",
@@ -133,8 +206,12 @@ def load_rows(ctx: EngineContext, *, app: str,
                     m = _ROW_FIELD.match(e.field or "")
                     path = (f"$[{start + int(m[1])}]" + (f".{m[2]}" if m[2] else "")) if m \
                         else "$"
-                    errors.append(ErrorItem(code=e.code, message=e.message, path=path,
-                                            file=file))
+                    if not any(_under(path, p) for p in left_out):
+                        form_errors.append(ErrorItem(code=e.code, message=e.message,
+                                                     path=path, file=file))
+                # Only the rows' links left out failed: not loaded, and the rows
+                # they link to report the root cause.
+                failed = True
                 break
             for row, rec in zip(chunk, created, strict=True):
                 if REF in row:
@@ -145,20 +222,32 @@ def load_rows(ctx: EngineContext, *, app: str,
                       if owner is not None or at is not None or unowned]
             if stamps:
                 set_origins(ctx, app=app, form=form, origins=stamps)
-        if errors:
-            raise PackageInvalid(f"{len(errors)} problem(s) in {file}; nothing was installed",
-                                 errors=errors)
+        if form_errors or failed:
+            errors.extend(form_errors)
+            failed_names.update(str(r[REF]) for r in rows if REF in r
+                                and str(r[REF]) not in ids)
+            continue
         counts[form] = len(rows)
+    if errors:
+        files_failed = sorted({str(e.file) for e in errors})
+        raise PackageInvalid(f"{len(errors)} problem(s) in {', '.join(files_failed)}; nothing "
+                             "was installed", errors=errors)
     return counts
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith((prefix + ".", prefix + "["))
 
 
 def load_data_set(ctx: EngineContext, *, app: str, data_set: str,
                   rows_by_form: Mapping[str, Sequence[Mapping[str, Any]]],
-                  org: Mapping[str, Any] | None = None) -> dict[str, int]:
+                  org: Mapping[str, Any] | None = None,
+                  unavailable: Iterable[str] = ()) -> dict[str, int]:
     """A data set of a package: its org fixture (if any), then its rows."""
     if org is not None:
         load_org(ctx, app=app, file=f"data/{data_set}/{ORG_FILE}", body=org)
     if not rows_by_form:
         return {}
     return load_rows(ctx, app=app, rows_by_form=rows_by_form,
-                     file_of={f: f"data/{data_set}/{f}.json" for f in rows_by_form})
+                     file_of={f: f"data/{data_set}/{f}.json" for f in rows_by_form},
+                     unavailable=unavailable)

@@ -92,8 +92,10 @@ def _guarded(ctx: EngineContext, piece: _Piece, outcome: _Outcome,
 
 
 def _apply(ctx: EngineContext, app: str, pieces: list[_Piece], *,
-           confirm_destructive: bool) -> _Outcome:
-    """Stage every piece, then publish each (in kind order)."""
+           confirm_destructive: bool, missing: Iterable[Key] = ()) -> _Outcome:
+    """Stage every piece, then publish each (in kind order). Errors a piece
+    has only because a definition it uses failed (or is ``missing``: its
+    file did not parse) are dropped — that definition's own errors say why."""
     outcome = _Outcome()
     order = {k.kind: k.order for k in package_kinds()}
     pieces = sorted(pieces, key=lambda p: order[p.kind.kind])
@@ -108,7 +110,41 @@ def _apply(ctx: EngineContext, app: str, pieces: list[_Piece], *,
     for p in staged:
         if _guarded(ctx, p, outcome, publish(p)):
             outcome.published.append((p.kind.kind, p.key))
+    outcome.errors = without_knock_ons(outcome.errors, pieces, missing)
     return outcome
+
+
+def without_knock_ons(errors: list[ErrorItem], pieces: list[_Piece],
+                      missing: Iterable[Key] = ()) -> list[ErrorItem]:
+    """``errors`` less those a piece has because a definition it uses failed
+    too: at the JSON path where it names that definition, or a message
+    naming it ("form 'request' is not published …"). The failed definition
+    reports the root cause once."""
+    failed = {(str(e.details.get("kind")), str(e.details.get("key"))) for e in errors
+              if e.details.get("kind")} | set(missing)
+    if not failed:
+        return errors
+    by_key = {(p.kind.kind, p.key): p for p in pieces}
+    uses: dict[Key, list[tuple[Key, str]]] = {}
+    for kk, p in by_key.items():
+        try:
+            model = storage.DEFINITION_KINDS[kk[0]].model_validate(p.body)
+            refs = p.kind.references(model)
+        except Exception:  # noqa: BLE001 - a body that does not parse has no known uses
+            refs = []
+        uses[kk] = [((kind, key), p.prefix + path[1:]) for kind, key, path in refs
+                    if (kind, key) in failed and (kind, key) != kk]
+
+    def knock_on(e: ErrorItem) -> bool:
+        kk = (str(e.details.get("kind")), str(e.details.get("key")))
+        if kk not in by_key:
+            return False
+        path = e.path or "$"
+        named = {f"{kind} {key!r}" for kind, key in failed if (kind, key) != kk}
+        return any(path == at or path.startswith((at + ".", at + "["))
+                   for _, at in uses[kk]) or any(n in e.message for n in named)
+
+    return [e for e in errors if not knock_on(e)]
 
 
 # --- dependencies ------------------------------------------------------------------------

@@ -13,6 +13,7 @@ publishing checks.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
@@ -23,11 +24,12 @@ from tangram.engines.templates import TemplateSyntaxError, sandbox
 from tangram.errors import DefinitionInvalid, ErrorItem
 from tangram.metamodel import storage
 from tangram.metamodel.forms import Form
+from tangram.platform.auth.service import normalize_username
 from tangram.platform.packages.errors import PackageInvalid
 from tangram.platform.packages.kinds import PackageKind, package_kinds
 from tangram.platform.packages.manifest import AppManifest, platform_version
 from tangram.platform.packages.org_fixture import ORG_FILE, check_org
-from tangram.platform.packages.rows import check_rows
+from tangram.platform.packages.rows import OWNER, check_rows
 from tangram.platform.packages.semver import Version, satisfies
 from tangram.platform.packages.source import PackageFiles
 
@@ -129,8 +131,35 @@ def check_template(name: str, text: str) -> str | None:
     return None
 
 
+UserLookup = Callable[[set[str]], set[str]]  # usernames → those that are users
+
+
+@dataclass
+class PackageCheck:
+    """What the first pass found: the package as far as it parsed, every
+    problem, and the definitions whose own file failed (``broken``)."""
+
+    package: Package
+    errors: list[ErrorItem]
+    broken: set[tuple[str, str]]
+    manifest_ok: bool
+
+
 def load_package(files: PackageFiles) -> Package:
     """Validate every file; raise PackageInvalid listing every problem."""
+    checked = check_package(files)
+    if checked.errors:
+        raise PackageInvalid(f"the package has {len(checked.errors)} problem(s); nothing was "
+                             "installed", errors=checked.errors)
+    return checked.package
+
+
+def check_package(files: PackageFiles, *, users: UserLookup | None = None) -> PackageCheck:
+    """The first pass: every file against its model, then the package as a
+    whole — every problem, none raised. With ``users`` (the installation's
+    lookup of usernames; ``lambda names: set()`` when there is none) each
+    ``$owner`` must also be a user of its set's org fixture (the seed
+    fixture counts for demo rows) or of the installation, as install requires."""
     errors = _Collector()
     raw_manifest = _read_json(MANIFEST, files[MANIFEST], errors) if MANIFEST in files else None
     if MANIFEST not in files:
@@ -157,11 +186,12 @@ def load_package(files: PackageFiles) -> Package:
     broken = {(kinds[PurePosixPath(e.file).parts[0]].kind, PurePosixPath(e.file).stem)
               for e in errors.errors if e.file and len(PurePosixPath(e.file).parts) == 2
               and PurePosixPath(e.file).parts[0] in kinds}
+    broken -= {(i.kind, i.key) for i in package.items}
     _check_package(package, errors, broken, manifest_ok=manifest is not None)
-    if errors.errors:
-        raise PackageInvalid(f"the package has {len(errors.errors)} problem(s); nothing was "
-                             "installed", errors=errors.errors)
-    return package
+    if users is not None:
+        _check_owners(package, users, errors)
+    return PackageCheck(package=package, errors=errors.errors, broken=broken,
+                        manifest_ok=manifest is not None)
 
 
 def _load_file(name: str, data: bytes, kinds: dict[str, PackageKind], package: Package,
@@ -304,13 +334,46 @@ def _check_data(package: Package, models: dict[tuple[str, str], PackageItem],
         for form_key, rows in by_form.items():
             file = f"data/{data_set}/{form_key}.json"
             form = forms.get(form_key)
-            if form is None and ("form", form_key) in broken:
-                continue
-            if form is None:
+            if form is None and ("form", form_key) not in broken:
                 errors.add(file, f"data for form {form_key!r}, which the package lacks",
                            code="unknown_form")
-                continue
+            # Rows of a broken or missing form still get every check but their
+            # field names, so fixing the form brings no new round of problems.
             errors.errors.extend(check_rows(file, data_set, form, rows, refs))
         if data_set in package.org:
             errors.errors.extend(check_org(f"data/{data_set}/{ORG_FILE}", data_set,
                                            package.org[data_set], roles))
+
+
+def fixture_users(package: Package, data_set: str) -> set[str]:
+    """Usernames the org fixtures loaded with ``data_set`` create (the seed
+    fixture is loaded before the demo set)."""
+    sets = ("seed",) if data_set == "seed" else ("seed", data_set)
+    out: set[str] = set()
+    for s in sets:
+        body = package.org.get(s)
+        users = body.get("users") if isinstance(body, dict) else None
+        for user in users if isinstance(users, list) else []:
+            if isinstance(user, dict) and isinstance(user.get("id"), str):
+                out.add(normalize_username(user["id"]))
+    return out
+
+
+def _check_owners(package: Package, users: UserLookup, errors: _Collector) -> None:
+    """``$owner`` names a user the set's fixtures create or the installation has."""
+    wanted: list[tuple[str, int, str, str]] = []  # file, row, name, normalized
+    for data_set, by_form in package.data.items():
+        known = fixture_users(package, data_set)
+        for form_key, rows in by_form.items():
+            for i, row in enumerate(rows):
+                owner = row.get(OWNER)
+                if isinstance(owner, str) and owner.strip() \
+                        and normalize_username(owner) not in known:
+                    wanted.append((f"data/{data_set}/{form_key}.json", i, owner,
+                                   normalize_username(owner)))
+    existing = users({n for *_, n in wanted}) if wanted else set()
+    for file, i, owner, name in wanted:
+        if name not in existing:
+            errors.add(file, f"no user is named {owner!r}; create the user (or add them to "
+                       f"the data set's {ORG_FILE}) first", code="data_owner",
+                       path=f"$[{i}].{OWNER}")

@@ -194,13 +194,14 @@ def _check_value(value: Any, path: str) -> Iterator[tuple[str, str, str]]:
             yield from _check_value(v, f"{path}[{i}]")
 
 
-def check_rows(file: str, data_set: str, form: Form, rows: Sequence[Mapping[str, Any]],
+def check_rows(file: str, data_set: str, form: Form | None, rows: Sequence[Mapping[str, Any]],
                refs: set[str]) -> list[ErrorItem]:
     """Every problem of one data file's rows: unknown fields, system columns,
     ``$``-keys and ``$``-values. ``refs`` collects the data set's row names
-    (each must be unique in the set)."""
+    (each must be unique in the set). ``form`` None (its file is broken, or
+    missing — reported there): every check but the field names."""
     errors: list[ErrorItem] = []
-    known = {f.key for f in form.fields}
+    known = {f.key for f in form.fields} if form is not None else None
 
     def add(code: str, path: str, message: str) -> None:
         errors.append(ErrorItem(code=code, file=file, path=path, message=message))
@@ -228,7 +229,8 @@ def check_rows(file: str, data_set: str, form: Form, rows: Sequence[Mapping[str,
                 add("system_field", path, f"{name!r} is a system column; data rows give fields"
                     f" only (set the owner with {OWNER} and the creation time with "
                     f"{CREATED_AT})")
-            elif name not in known:
+            elif known is not None and name not in known:
+                assert form is not None
                 add("unknown_field", path, f"form {form.key!r} has no field {name!r}")
             else:
                 for where, code, problem in _check_value(value, path):
