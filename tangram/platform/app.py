@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -166,14 +166,24 @@ async def _tangram_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=exc.status, content=exc.as_dict(), headers=headers)
 
 
+def _request_error(err: Mapping[str, Any]) -> dict[str, Any]:
+    loc = tuple(err.get("loc", ()))
+    if err.get("type") == "json_invalid":
+        # pydantic puts the character offset where a field would be
+        where = f" at character {loc[1]}" if len(loc) > 1 else ""
+        reason = (err.get("ctx") or {}).get("error") or err.get("msg", "invalid JSON")
+        return {"field": "body", "code": "json_invalid",
+                "message": f"the body is not valid JSON{where}: {reason}"}
+    return {"field": ".".join(str(part) for part in loc),
+            "code": err.get("type", "invalid"),
+            "message": ("unknown key: this request does not take it (check its spelling)"
+                        if err.get("type") == "extra_forbidden"
+                        else err.get("msg", "invalid value"))}
+
+
 async def _request_invalid(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [{"field": ".".join(str(part) for part in err.get("loc", ())),
-               "code": err.get("type", "invalid"),
-               "message": ("unknown key: this request does not take it (check its spelling)"
-                           if err.get("type") == "extra_forbidden"
-                           else err.get("msg", "invalid value"))}
-              for err in exc.errors()]
+    errors = [_request_error(err) for err in exc.errors()]
     listed = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:3])
     more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
     return JSONResponse(status_code=422, content={

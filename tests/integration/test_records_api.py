@@ -399,3 +399,12 @@ def test_rules_compare_user_fields_with_the_user(crm):
     res = crm.post(f"{url}/bulk", json={"rows": [{"title": "b", "approver": me}]})
     assert res.status_code == 422, res.text  # the bulk path reads ids the same way
     assert crm.post(url, json={"values": {"title": "c"}}).status_code == 201
+
+
+def test_a_body_that_is_not_json_is_named_as_such(crm):
+    res = crm.post("/api/apps/crm/forms/lead/records", content=b'{"values": {"name": "x"',
+                   headers={"content-type": "application/json"})
+    assert res.status_code == 422, res.text
+    [error] = res.json()["errors"]
+    assert (error["field"], error["code"]) == ("body", "json_invalid")
+    assert error["message"].startswith("the body is not valid JSON at character")
