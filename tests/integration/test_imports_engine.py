@@ -198,3 +198,27 @@ def test_preview_with_a_dedup_rule_shows_what_would_happen(world):
     shown = world.run(lambda ctx: preview(ctx, world.store, job_id=_uuid(job["id"]),
                                           dedup={"fields": ["mobile"], "mode": "update"}))
     assert [r["action"] for r in shown["rows"]] == ["update", "create"]
+
+
+def test_an_import_does_not_change_a_locked_record_and_its_preview_says_so(engine, tmp_path):
+    from tangram.db import new_id
+    from tangram.engines.context import Actor
+    from tests.import_factories import LEAD
+
+    # A clerk (not an administrator, who may correct locked records).
+    world = ImportWorld(engine, tmp_path, actor=Actor(id=new_id(), username="clerk"))
+    world.publish({**LEAD, "lock": {"when": "record.status == 'qualified'",
+                                    "editable": ["note"]}})
+    world.import_file(csv_bytes(["姓名", "手机", "状态"], [["定", "13800000001", "合格"]]))
+    changed = csv_bytes(["姓名", "手机", "备注"], [["改名", "13800000001", "补充"]])
+    job = world.upload(changed)
+    shown = world.run(lambda ctx: preview(ctx, world.store, job_id=_uuid(job["id"]),
+                                          dedup={"fields": ["mobile"], "mode": "update"}))
+    [row] = shown["rows"]
+    assert row["action"] == "error" and row["errors"][0]["code"] == "record_locked"
+    job = world.import_file(changed, dedup={"fields": ["mobile"], "mode": "update"})
+    assert job["counts"]["errors"] == 1 and by_mobile(world)["13800000001"]["name"] == "定"
+    job = world.import_file(csv_bytes(["手机", "备注"], [["13800000001", "补充"]]),
+                            dedup={"fields": ["mobile"], "mode": "update"})
+    assert job["counts"]["updated"] == 1  # the editable field
+    assert by_mobile(world)["13800000001"]["note"] == "补充"

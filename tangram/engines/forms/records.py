@@ -1205,6 +1205,15 @@ def check_changes(ctx: EngineContext, rt: FormRuntime, old: Mapping[str, Any],
     if not errors:
         _check_references(ctx, rt, outcome, errors)
         _check_unique(ctx, rt, prepared.values, old["id"], errors)
+    changed = [k for k, v in prepared.values.items() if old.get(k) != v]
+    try:  # as the import's run will (a preview must not promise what it refuses)
+        lock_when = rt.validator.lock_when
+        if changed and lock_when is not None:
+            stored = old if lock_when.referenced_fields.get("record", set()) <= old.keys() \
+                else find_records(ctx, rt, "id", [old["id"]])[0]
+            _check_lock(ctx, rt, stored, changed, "import")
+    except RecordLocked as exc:
+        errors.append(ErrorItem(code=exc.code, message=exc.message, details=exc.details))
     return errors
 
 
