@@ -33,7 +33,8 @@ from tangram.errors import DefinitionInvalid
 
 __all__ = ["SecurityError", "TemplateError", "TemplateInvalid", "TemplateSyntaxError",
            "UndefinedError",
-           "endless_recursion", "sandbox", "template_problem", "unsafe_access"]
+           "endless_recursion", "record_fields_read", "sandbox", "template_problem",
+           "unsafe_access"]
 
 
 class TemplateInvalid(DefinitionInvalid):
@@ -153,3 +154,18 @@ def endless_recursion(source: str) -> tuple[int, str] | None:
                 seen.add(name)
                 todo.extend(calls.get(name, ()))
     return None
+
+
+def record_fields_read(source: str) -> set[str]:
+    """Fields a template reads from ``record`` (``record.x``, ``record["x"]``)."""
+    found: set[str] = set()
+    tree = _PARSER.parse(source)
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        if not (isinstance(node, nodes.Getattr | nodes.Getitem)
+                and isinstance(node.node, nodes.Name) and node.node.name == "record"):
+            continue
+        if isinstance(node, nodes.Getattr):
+            found.add(node.attr)
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            found.add(node.arg.value)
+    return found

@@ -308,3 +308,26 @@ def test_a_contract_in_approval_or_approved_is_locked(crm: Crm):
     res = crm.start("rep1", "contract_sign", contract, sign_date="2026-01-04")
     assert res.json()["outcome"] == "signed", res.text  # the flow changes it
     assert crm.get("rep1", "contract", contract)["_locked"] is True
+
+
+def test_a_notice_leaves_out_what_its_reader_may_not_see(crm: Crm):
+    # Contract amounts are hidden from reps: a notice that prints the amount
+    # reaches the rep without it and finance with it.
+    notice = {"key": "amount_notice", "label": {"zh": "金额通知", "en": "Amount notice"},
+              "form": "contract", "nodes": [
+                  {"type": "start", "key": "start", "trigger": {"kind": "manual"},
+                   "next": "tell"},
+                  {"type": "action", "key": "tell", "next": "end", "action": {
+                      "kind": "notify", "to": [{"kind": "field", "field": "owner"},
+                                               {"kind": "role", "role": "finance"}],
+                      "title": "合同 {{ record.title }} 金额[{{ record.amount }}]"}},
+                  {"type": "end", "key": "end"}]}
+    assert crm.admin.put(f"{BASE}/flows/amount_notice/draft",
+                         json={"definition": notice}).status_code == 200
+    res = crm.admin.post(f"{BASE}/flows/amount_notice/publish", json={})
+    assert res.status_code == 200, res.text
+    _, contract = rep_contract(crm)
+    res = crm.admin.post(f"{BASE}/flows/amount_notice/start", json={"record_id": contract})
+    assert res.status_code == 201, res.text
+    assert "合同 储能项目合同 金额[]" in crm.titles("rep1")
+    assert "合同 储能项目合同 金额[300000.00]" in crm.titles("fin")

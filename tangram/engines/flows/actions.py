@@ -28,7 +28,12 @@ from tangram.db.upsert import increment_counter
 from tangram.engines.flows.registry import NodeTypeSpec, register_node
 from tangram.engines.flows.runtime import Execution, FlowError, Run, start_instance
 from tangram.engines.flows.tables import counters_table, jobs_table
-from tangram.engines.templates import TemplateError, sandbox, template_problem
+from tangram.engines.templates import (
+    TemplateError,
+    record_fields_read,
+    sandbox,
+    template_problem,
+)
 from tangram.errors import TangramError
 from tangram.metamodel import flows as fl
 
@@ -57,14 +62,18 @@ def template_error(source: str) -> str | None:
     return template_problem(source, filters=_env.filters)
 
 
-def render(template: str, run: Run) -> str:
-    """An action's template with the instance's values. A template that fails
-    on them (an empty value in arithmetic, a macro calling itself) fails the
-    action — retried, then a visible instance error — never the request."""
+def render(template: str, run: Run, hidden: frozenset[str] = frozenset()) -> str:
+    """An action's template with the instance's values (without the record's
+    ``hidden`` fields). A template that fails on them (an empty value in
+    arithmetic, a macro calling itself) fails the action — retried, then a
+    visible instance error — never the request."""
     variables = run.variables()
+    record = variables["record"]
+    if hidden:
+        record = {k: v for k, v in record.items() if k not in hidden}
     try:
         return _env.from_string(template).render(
-            record=variables["record"], vars=variables["vars"], user=variables["user"],
+            record=record, vars=variables["vars"], user=variables["user"],
             instance={"id": str(run.id), "flow": run.inst["flow"], "app": run.inst["app"]})
     except RecursionError:
         raise FlowError("a template calls a macro within itself too deeply") from None
@@ -211,19 +220,47 @@ def _create_record(run: Run, execution: Execution, action: fl.CreateRecordAction
     run.history("record_created", node=execution["node"], form=action.form, record=rec["id"])
 
 
-def render_text(text: str | dict[str, str], run: Run) -> str | dict[str, str]:
+def render_text(text: str | dict[str, str], run: Run,
+                hidden: frozenset[str] = frozenset()) -> str | dict[str, str]:
     """A text's template rendered — per language when it has one per
     language (each recipient then reads their own)."""
     if isinstance(text, str):
-        return render(text, run)
-    return {language: render(template, run) for language, template in text.items()}
+        return render(text, run, hidden)
+    return {language: render(template, run, hidden) for language, template in text.items()}
 
 
 def _notify(run: Run, execution: Execution, action: fl.NotifyAction) -> None:
     users = run.resolve(action.to)
-    run.notify(users, kind="notify", title=render_text(action.title, run),
-               body=render_text(action.body, run), group_channels=action.channels)
+    channels: list[str] | None = action.channels
+    for hidden, readers in _by_hidden_fields(run, action, users).items():
+        run.notify(readers, kind="notify", title=render_text(action.title, run, hidden),
+                   body=render_text(action.body, run, hidden), group_channels=channels)
+        channels = None  # group robots get the message once
+    if channels:
+        run.notify([], kind="notify", title=render_text(action.title, run),
+                   body=render_text(action.body, run), group_channels=channels)
     run.history("notified", node=execution["node"], users=users)
+
+
+def _by_hidden_fields(run: Run, action: fl.NotifyAction, users: list[uuid.UUID]
+                      ) -> dict[frozenset[str], list[uuid.UUID]]:
+    """The recipients grouped by the fields the texts read that their roles
+    hide from them: each reads the notice without those (a rep is not told
+    the contract amount hidden from them by a notice about it)."""
+    from tangram.engines.notify.webhooks import act_as_owner
+
+    read = {name for text in (action.title, action.body) for t in fl.texts_of(text)
+            for name in record_fields_read(t)}
+    form = run.inst["form"]
+    if not read or not form or run.inst["record_id"] is None:
+        return {frozenset(): users} if users else {}
+    groups: dict[frozenset[str], list[uuid.UUID]] = {}
+    for user_id in users:
+        actor, policy = act_as_owner(run.ctx, user_id)
+        access = policy.field_access(actor, run.inst["app"], form)
+        hidden = frozenset(k for k in read if access.get(k) == "hidden")
+        groups.setdefault(hidden, []).append(user_id)
+    return groups
 
 
 def _start_flow(run: Run, execution: Execution, action: fl.StartFlowAction) -> None:

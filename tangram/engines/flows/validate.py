@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from tangram.engines.expressions import ExpressionError, compile_expression
 from tangram.engines.flows.assignees import EXPRESSION_NAMES
 from tangram.engines.flows.registry import successors
+from tangram.engines.templates import record_fields_read
 from tangram.errors import DefinitionInvalid, ErrorItem, NotFound
 from tangram.metamodel import flows as fl
 from tangram.metamodel import storage
@@ -382,26 +383,10 @@ class _Checker:
         if not self.flow.form or self.fields() == {}:
             return
         known = set(self.fields()) | set(SYSTEM_FIELDS)
-        for name in sorted(template_record_fields(source) - known):
+        for name in sorted(record_fields_read(source) - known):
             self.error(n, "unknown_field", f"the template reads record.{name}, but form "
                        f"{self.flow.form!r} has no field {name!r}", suffix)
 
-
-def template_record_fields(source: str) -> set[str]:
-    """Fields a template reads from ``record`` (``record.x``, ``record["x"]``)."""
-    from jinja2 import Environment, nodes
-
-    found: set[str] = set()
-    tree = Environment().parse(source)  # noqa: S701 - parsed, never rendered
-    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        if not (isinstance(node, nodes.Getattr | nodes.Getitem)
-                and isinstance(node.node, nodes.Name) and node.node.name == "record"):
-            continue
-        if isinstance(node, nodes.Getattr):
-            found.add(node.attr)
-        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-            found.add(node.arg.value)
-    return found
 
 
 def check_flow(session: Session, app: str, flow: fl.Flow) -> list[ErrorItem]:
