@@ -361,6 +361,13 @@ def test_a_locked_record_is_changed_only_by_its_flow(crm):
     assert body["code"] == "record_locked" and "in approval or approved" in body["message"]
     assert body["details"]["fields"] == ["amount"] and body["details"]["editable"] == ["note"]
     assert crm["rep"].delete(url).json()["code"] == "record_locked"
+    # Told it is locked before being told a value is wrong; sending the
+    # record back unchanged with an editable field changed is fine.
+    res = crm["rep"].patch(url, json={"version": rec["version"], "values": {"amount": "abc"}})
+    assert res.status_code == 409 and res.json()["code"] == "record_locked"
+    res = crm["rep"].patch(url, json={"version": rec["version"], "values": {
+        "amount": "1000", "title": rec["title"], "nope": 1}})
+    assert res.status_code == 422 and "nope" in res.text  # an unknown key, not the lock
     res = crm["rep"].patch(url, json={"version": rec["version"], "values": {"note": "盖章版"}})
     assert res.status_code == 200, res.text  # an editable field
     assert contract(crm, record_id)["amount"] == "1000.00"  # nothing else changed

@@ -727,6 +727,25 @@ def lock_reason(ctx: EngineContext, rt: FormRuntime, rec: Mapping[str, Any]) -> 
     return why
 
 
+def _given_changes(rt: FormRuntime, old: Mapping[str, Any], changes: Mapping[str, Any]
+                   ) -> list[str]:
+    """The keys of ``changes`` whose value differs from the stored one (a value
+    that does not convert counts as a change; its error comes later)."""
+    out = []
+    for key, value in changes.items():
+        compiled = rt.fields.get(key)
+        if compiled is None or compiled.kind.storage != "column":
+            out.append(key)
+            continue
+        try:
+            same = (compiled.convert(value) if value is not None else None) == old.get(key)
+        except Exception:  # noqa: BLE001 - any refusal: the validation below names it
+            same = False
+        if not same:
+            out.append(key)
+    return out
+
+
 def _check_lock(ctx: EngineContext, rt: FormRuntime, old: Mapping[str, Any],
                 changed: Iterable[str] | None, source: str) -> None:
     """Refuse a manual change (``changed`` fields; None: a delete) of a locked
@@ -736,8 +755,9 @@ def _check_lock(ctx: EngineContext, rt: FormRuntime, old: Mapping[str, Any],
     if lock is None or source not in MANUAL_SOURCES or ctx.actor.is_admin:
         return
     # Computed fields follow the fields they are computed from.
+    plans = rt.validator.fields
     fields = None if changed is None else sorted(
-        k for k in set(changed) - set(lock.editable) if not rt.validator.fields[k].computed)
+        k for k in set(changed) - set(lock.editable) if k in plans and not plans[k].computed)
     if fields == []:
         return
     why = lock_reason(ctx, rt, old)
@@ -756,6 +776,8 @@ def _update(ctx: EngineContext, rt: FormRuntime, record_id: uuid.UUID,
     old = fetch_record(ctx, rt, record_id, deleted=False, lock=True)
     ctx.policy.check_row(ctx.actor, rt.app, rt.key, old, "update")
     check_version(old, expected_version)
+    if rt.form.lock is not None:  # a locked record says so before its values are judged
+        _check_lock(ctx, rt, old, _given_changes(rt, old, changes), source)
     prepared, outcome = _prepare(ctx, rt, changes, old=old, allow_read_only=allow_read_only)
     _db_checks(ctx, rt, prepared, outcome, record_id)
     changed_cols = {k: v for k, v in prepared.values.items() if old.get(k) != v}
