@@ -543,3 +543,32 @@ def test_renaming_a_field_other_definitions_use_is_refused_naming_them(crm):
     assert res.status_code == 200, res.text
     assert res.json()["broken"] and crm.admin.get(
         "/api/apps/crm/forms/contract").json()["version"] == 2
+
+
+def test_a_file_is_attached_only_by_someone_who_may_read_it(crm):
+    body = {"key": "doc", "label": label("doc"), "fields": [
+        {"key": "name", "type": "text", "label": label("name")},
+        {"key": "files", "type": "attachment", "label": label("files")}]}
+    assert crm.admin.put("/api/apps/crm/forms/doc/draft", json={"definition": body}
+                         ).status_code == 200
+    assert crm.admin.post("/api/apps/crm/forms/doc/publish", json={}).status_code == 200
+
+    def upload(who: str) -> str:
+        res = crm[who].post("/api/files", files={"file": ("秘密.pdf", b"%PDF-1.4 x",
+                                                          "application/pdf")})
+        assert res.status_code == 201, res.text
+        return res.json()["id"]
+
+    url = "/api/apps/crm/forms/doc/records"
+    theirs = upload("manager")  # uploaded, attached nowhere
+    res = crm["rep"].post(url, json={"values": {"name": "偷", "files": [theirs]}})
+    assert res.status_code == 422 and res.json()["errors"][0]["code"] == "file_missing"
+    assert crm["rep"].get(f"/api/files/{theirs}").status_code == 404
+    mine = upload("rep")
+    assert crm["rep"].post(url, json={"values": {"name": "我的", "files": [mine]}}
+                           ).status_code == 201
+    # Once the manager attaches it to a record the rep may read, the rep may too.
+    assert crm["manager"].post(url, json={"values": {"name": "共享", "files": [theirs]}}
+                               ).status_code == 201
+    assert crm["rep"].post(url, json={"values": {"name": "转", "files": [theirs]}}
+                           ).status_code == 201

@@ -357,7 +357,10 @@ def _check_references(ctx: EngineContext, rt: FormRuntime, outcome: Outcome,
             found = existing_department_ids(ctx.session, ids)
             code = "department_missing"
         elif ref == "file":
-            rows = file_rows(ctx, ids)
+            # Only files the actor may read (their uploads, or attached to a
+            # record they see): attaching another's file id would hand it over.
+            rows = {i: r for i, r in file_rows(ctx, ids).items()
+                    if file_readable(ctx, file_id=i, uploaded_by=r.uploaded_by)}
             found = set(rows)
             code = "file_missing"
             _check_files(ctx, rt, rows, by_id, errors)
