@@ -519,3 +519,17 @@ def test_the_password_policy_is_enforced(admin_client, make_user):
     with pytest.raises(Exception) as info:
         make_user("digits", password="12345678987")
     assert "mix at least two" in str(info.value)
+
+
+def test_no_picker_for_a_relation_nobody_sets_by_hand(org):
+    # A read-only relation that may link outside the scope (filled by the
+    # platform) would list every account to anyone who asked its picker.
+    from tests.integration.org_world import CONTRACT
+
+    body = {**CONTRACT, "fields": [*CONTRACT["fields"], fdef(
+        "filled", "relation", target="account", link_outside_scope=True, read_only=True)]}
+    org.ok(org.admin.put("/api/apps/crm/forms/contract/draft", json={"definition": body}))
+    org.ok(org.admin.post("/api/apps/crm/forms/contract/publish", json={}))
+    res = org.clients["rep_east"].get("/api/apps/crm/forms/contract/fields/filled/picker")
+    assert res.status_code == 403 and res.json()["details"] == {"field": "filled"}
+    assert "read-only" in res.json()["message"]

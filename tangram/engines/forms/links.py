@@ -92,7 +92,15 @@ def picker(ctx: EngineContext, *, app: str, form: str, field: str, search: str |
     if not any(_may(ctx, app, form, action) for action in ("create", "update")):
         raise PermissionDenied(f"you may neither create nor update records of form {form!r}, "
                                "so there is nothing to link", details={"field": field})
-    access = ctx.policy.field_access(ctx.actor, app, form).get(field.split(".")[0])
+    top, _, sub = field.partition(".")
+    plan = (rt.validator.sub_tables[top].fields.get(sub) if sub and top in
+            rt.validator.sub_tables else rt.validator.fields.get(top))
+    if plan is not None and plan.read_only:
+        # Filled by the platform (fill_from, flows), never by a person: its
+        # picker would only list records beyond the actor's scope.
+        raise PermissionDenied(f"field {field!r} is read-only: nobody sets it by hand",
+                               details={"field": field})
+    access = ctx.policy.field_access(ctx.actor, app, form).get(top)
     if access in ("hidden", "read_only"):
         raise PermissionDenied(f"you may not set field {field!r}: it is "
                                f"{'hidden from' if access == 'hidden' else 'read-only for'} you",
