@@ -239,3 +239,28 @@ def test_an_import_job_belongs_to_its_uploader(crm, app, make_user):
     assert alice.get(f"{url}/errors").status_code == 200
     # Administrators see every job.
     assert crm.get(url).status_code == 200 and crm.get(f"{url}/errors").status_code == 200
+
+
+def test_a_duplicate_rule_matches_only_records_the_importer_may_read(crm, app, make_user):
+    # The administrator's lead 13800000001 is outside the importer's own
+    # scope: its dedup match would reveal it (skip/merge) and name it.
+    job = upload(crm, csv_bytes(ZH_HEADER, [lead_row(1)])).json()
+    crm.post(f"{IMPORTS}/{job['id']}/start", json={})
+    wait(crm, job["id"])
+    uid, token = make_user("own_only")
+    with app.state.sessions.begin() as s:
+        pf.role(s, "crm", "own_importer", pf.grant(
+            "lead", ["read", "create", "update", "import"], "own"))
+        pf.assign(s, "crm", "own_importer", user_id=uid)
+    me = TestClient(app, headers={"Authorization": f"Bearer {token}"})
+    job = upload(me, csv_bytes(["姓名", "手机"], [["改", "13800000001"]])).json()
+    shown = me.post(f"{IMPORTS}/{job['id']}/preview", json={
+        "dedup": {"fields": ["mobile"], "mode": "merge"}}).json()
+    [row] = shown["rows"]
+    assert row["action"] == "error" and row["errors"][0]["code"] == "unique"
+    assert me.post(f"{IMPORTS}/{job['id']}/start", json={
+        "dedup": {"fields": ["mobile"], "mode": "update"}}).status_code == 202
+    done = wait(me, job["id"])
+    assert done["counts"] == {"created": 0, "updated": 0, "skipped": 0, "errors": 1}
+    errors = me.get(f"{IMPORTS}/{job['id']}/errors").content.decode("utf-8-sig")
+    assert "does not exist" not in errors

@@ -1251,18 +1251,21 @@ def apply_changes(ctx: EngineContext, rt: FormRuntime, record_id: uuid.UUID,
 
 
 def find_records(ctx: EngineContext, rt: FormRuntime, key: str, values: Iterable[Any], *,
-                 columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """Live records whose column ``key`` is one of ``values`` (any scope), as
-    value dicts with system fields — or only ``id`` and ``columns`` when
-    given; one query per 500 values."""
+                 columns: Sequence[str] | None = None, scope: FormAction | None = None
+                 ) -> list[dict[str, Any]]:
+    """Live records whose column ``key`` is one of ``values`` (any scope, or
+    the actor's ``scope`` for that action), as value dicts with system fields
+    — or only ``id`` and ``columns`` when given; one query per 500 values."""
     t = rt.table
     wanted = list(dict.fromkeys(values))
     selected: Any = [t] if columns is None else [t.c.id, *(t.c[c] for c in columns)]
+    predicate = (ctx.policy.row_predicate(ctx.actor, rt.app, rt.key, t, scope)
+                 if scope is not None else None)
     out: list[dict[str, Any]] = []
     for start in range(0, len(wanted), 500):
         chunk = wanted[start:start + 500]
-        rows = ctx.session.execute(sa.select(*selected).where(t.c[key].in_(chunk),
-                                                             t.c.deleted_at.is_(None)))
+        stmt = sa.select(*selected).where(t.c[key].in_(chunk), t.c.deleted_at.is_(None))
+        rows = ctx.session.execute(stmt if predicate is None else stmt.where(predicate))
         out.extend(_row_to_values(rt, r) for r in rows.mappings())
     return out
 

@@ -87,6 +87,7 @@ class Pipeline:
         # A single match field was just looked up among live records: the
         # unique check need not look again (rows without a key have no value).
         self._looked_up = set(dedup.fields) if dedup and len(dedup.fields) == 1 else set()
+        self._scoped = False  # whether that lookup saw only the importer's records
         self._referring = [c for c in self.columns if c.resolver is not None]
 
     # -- reading ---------------------------------------------------------------------
@@ -198,7 +199,8 @@ class Pipeline:
                 creates.append((i, r))
         if creates:
             prepared, errors = records.check_new_rows(ctx, self.rt, [r.data for _, r in creates],
-                                                      known_free=self._looked_up)
+                                                      known_free=() if self._scoped
+                                                      else self._looked_up)
             good = []
             for j, (i, r) in enumerate(creates):
                 row_errors = _merge(r.errors, errors.get(j, []))
@@ -227,7 +229,13 @@ class Pipeline:
         out: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
         if not values:
             return out
-        found = records.find_records(ctx, self.rt, fields[0], values, columns=fields)
+        # Only records the importer may read: one beyond their scope is not
+        # matched (nor its fields revealed by skip/merge); its unique value
+        # then refuses the row as any create would.
+        found = records.find_records(ctx, self.rt, fields[0], values, columns=fields,
+                                     scope="read")
+        self._scoped = ctx.policy.row_predicate(ctx.actor, self.rt.app, self.rt.key,
+                                                self.rt.table, "read") is not None
         keys = {r.key for r in rows if r.key is not None}
         found = [rec for rec in found if tuple(rec.get(k) for k in fields) in keys]
         if found and self.dedup.mode.needs_update:
