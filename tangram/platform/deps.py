@@ -176,6 +176,15 @@ def _no_api_token(auth: Authenticated) -> None:
                                "platform")
 
 
+# A route that changes what runs on the user's behalf (alerts): a login, not
+# an API token (tokens only reach records, within their actions).
+def _login_only(auth: CurrentAuth) -> None:
+    _no_api_token(auth)
+
+
+LoginOnly = Annotated[None, Depends(_login_only)]
+
+
 def admin_actor(request: Request, auth: CurrentAuth, settings: SettingsDep) -> Actor:
     _no_api_token(auth)
     if not auth.actor.is_admin:

@@ -316,6 +316,17 @@ def test_alert_api(app_factory: Any, make_user: Any) -> None:
     _, other = make_user("rep", app=app)
     assert c.get(f"/api/apps/demo/alerts/{alert_id}",
                  headers={"Authorization": f"Bearer {other}"}).status_code in (403, 404)
+    # An API token (even the owner's) reads alerts but does not change them.
+    made = c.post("/api/tokens", json={"name": "ro", "apps": ["demo"], "actions": ["read"]})
+    assert made.status_code == 201, made.text
+    tok = {"Authorization": f"Bearer {made.json()['token']}"}
+    assert c.get(f"/api/apps/demo/alerts/{alert_id}", headers=tok).status_code == 200
+    refused = [c.post("/api/apps/demo/alerts", json={"definition": definition}, headers=tok),
+               c.put(f"/api/apps/demo/alerts/{alert_id}", json={"definition": raised},
+                     headers=tok),
+               c.post(f"/api/apps/demo/alerts/{alert_id}/check", headers=tok),
+               c.delete(f"/api/apps/demo/alerts/{alert_id}", headers=tok)]
+    assert [r.status_code for r in refused] == [403] * 4
     assert c.delete(f"/api/apps/demo/alerts/{alert_id}").status_code == 204
     assert c.get(f"/api/apps/demo/alerts/{alert_id}").status_code == 404
     assert Decimal(firings[0]["value"]) == Decimal("1100.00")

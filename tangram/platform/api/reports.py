@@ -21,7 +21,13 @@ from tangram.engines.reports.registry import catalog
 from tangram.errors import PermissionDenied
 from tangram.metamodel import storage
 from tangram.platform.api.body import Body
-from tangram.platform.deps import BuilderActor, ContextDep, CurrentActor, MemberContextDep
+from tangram.platform.deps import (
+    BuilderActor,
+    ContextDep,
+    CurrentActor,
+    LoginOnly,
+    MemberContextDep,
+)
 from tangram.platform.permissions import definitions
 
 router = APIRouter(prefix="/api", tags=["reports"])
@@ -214,7 +220,8 @@ def list_alerts(app: str, ctx: MemberContextDep) -> list[dict[str, Any]]:
 
 
 @router.post("/apps/{app}/alerts", status_code=201)
-def create_alert(app: str, body: AlertBody, ctx: MemberContextDep) -> dict[str, Any]:
+def create_alert(app: str, body: AlertBody, ctx: MemberContextDep,
+                 _login: LoginOnly) -> dict[str, Any]:
     """A new alert owned by you; its checks run with your permissions."""
     return alerts.create_alert(ctx, app=app, body=body.definition)
 
@@ -225,13 +232,14 @@ def get_alert(app: str, alert_id: uuid.UUID, ctx: MemberContextDep) -> dict[str,
 
 
 @router.put("/apps/{app}/alerts/{alert_id}")
-def update_alert(app: str, alert_id: uuid.UUID, body: AlertBody, ctx: MemberContextDep
-                 ) -> dict[str, Any]:
+def update_alert(app: str, alert_id: uuid.UUID, body: AlertBody, ctx: MemberContextDep,
+                 _login: LoginOnly) -> dict[str, Any]:
     return alerts.update_alert(ctx, app=app, alert_id=alert_id, body=body.definition)
 
 
 @router.delete("/apps/{app}/alerts/{alert_id}", status_code=204)
-def delete_alert(app: str, alert_id: uuid.UUID, ctx: MemberContextDep) -> Response:
+def delete_alert(app: str, alert_id: uuid.UUID, ctx: MemberContextDep,
+                 _login: LoginOnly) -> Response:
     alerts.delete_alert(ctx, app=app, alert_id=alert_id)
     return Response(status_code=204)
 
@@ -243,6 +251,7 @@ def alert_firings(app: str, alert_id: uuid.UUID, ctx: MemberContextDep) -> list[
 
 
 @router.post("/apps/{app}/alerts/{alert_id}/check")
-def check_alert(app: str, alert_id: uuid.UUID, ctx: MemberContextDep) -> dict[str, Any]:
+def check_alert(app: str, alert_id: uuid.UUID, ctx: MemberContextDep,
+                _login: LoginOnly) -> dict[str, Any]:
     """Check the alert now (fires like a scheduled check when it became crossed)."""
     return alerts.check_now(ctx, app=app, alert_id=alert_id)
