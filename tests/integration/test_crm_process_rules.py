@@ -331,3 +331,17 @@ def test_a_notice_leaves_out_what_its_reader_may_not_see(crm: Crm):
     assert res.status_code == 201, res.text
     assert "合同 储能项目合同 金额[]" in crm.titles("rep1")
     assert "合同 储能项目合同 金额[300000.00]" in crm.titles("fin")
+
+
+def test_counts_over_forms_a_reader_may_not_read_are_hidden(crm: Crm):
+    # Service reads contracts and accounts but no payments, plans or leads:
+    # how many there are is theirs to know no more than the amounts.
+    account, contract = rep_contract(crm)
+    seen = crm.get("svc", "contract", contract)
+    assert not {"payment_count", "plan_count", "received_total"} & set(seen)
+    assert "converted_leads" not in crm.get("svc", "account", account)
+    res = crm["svc"].post(f"{BASE}/forms/contract/records/query", json={
+        "filter": {"field": "payment_count", "op": "gt", "value": 0}})
+    assert res.status_code == 403, res.text
+    # Finance reads payments and plans: the counts are there.
+    assert {"payment_count", "plan_count"} <= set(crm.get("fin", "contract", contract))

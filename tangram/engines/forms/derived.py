@@ -48,7 +48,9 @@ def sources(rt: FormRuntime) -> dict[str, list[tuple[str | None, str]]]:
             if f.source.sub_table:
                 out[f.key] = [(None, f.source.sub_table)]
             elif f.source.form:
-                read = [f.field] if f.field else []
+                # "id": which records there are — what a count gives away about
+                # a form the viewer may not read at all.
+                read = ["id", *([f.field] if f.field else [])]
                 read += sorted(filter_fields(f.filter))
                 out[f.key] = [(f.source.form, k) for k in read]
     rt.derived_sources = out

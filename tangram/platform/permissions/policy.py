@@ -184,8 +184,9 @@ class RolePolicy:
         def hidden_in(other: str) -> set[str]:
             try:
                 if not self.allows(actor, app, other, "read"):
-                    # A form the viewer may not read: none of its values.
-                    return set(get_runtime(self.session, app, other).fields)
+                    # A form the viewer may not read: none of its values,
+                    # nor which records it has (a count over it).
+                    return {"id", *get_runtime(self.session, app, other).fields}
                 found = self.field_access(actor, app, other)
             except NotFound:
                 return set()
