@@ -11,6 +11,7 @@ Same fixture as test_crm_scenarios.py (a FrozenClock on Monday 2026-01-05
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -345,3 +346,15 @@ def test_counts_over_forms_a_reader_may_not_read_are_hidden(crm: Crm):
     assert res.status_code == 403, res.text
     # Finance reads payments and plans: the counts are there.
     assert {"payment_count", "plan_count"} <= set(crm.get("fin", "contract", contract))
+
+
+def test_a_refused_conversion_does_not_tell_whose_account_it_is(crm: Crm):
+    theirs = crm.create("rep2", "account", name="杭州智航科技集团有限公司")["id"]
+    lead = crm.lead("rep1", "探", company="杭州智航科技集团有限公司", source="self")
+    res = crm.start("rep1", "lead_conversion", lead["id"])
+    assert res.status_code == 201, res.text
+    history = crm["rep1"].get(f"{BASE}/forms/lead/records/{lead['id']}/history").json()
+    shown = json.dumps(history, ensure_ascii=False) + json.dumps(
+        crm.get("rep1", "lead", lead["id"]), ensure_ascii=False)
+    assert crm.ids["rep2"] not in shown and "account_owner" not in shown
+    assert theirs  # the account exists; whose it is stays unsaid
