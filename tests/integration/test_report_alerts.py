@@ -313,9 +313,13 @@ def test_alert_api(app_factory: Any, make_user: Any) -> None:
     assert bad.status_code == 422 and bad.json()["errors"][0]["path"] == "$.measure"
     bad = c.post("/api/apps/demo/alerts", json={"definition": {**definition, "label": {}}})
     assert bad.status_code == 422 and bad.json()["errors"][0]["path"] == "$.label"
-    _, other = make_user("rep", app=app)
+    rep_id, other = make_user("rep", app=app)
     assert c.get(f"/api/apps/demo/alerts/{alert_id}",
                  headers={"Authorization": f"Bearer {other}"}).status_code in (403, 404)
+    # A recipient must be able to see the report (no texts into anyone's inbox).
+    bad = c.post("/api/apps/demo/alerts", json={"definition": {
+        **definition, "recipients": [me, str(rep_id)]}})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["path"] == "$.recipients[1]"
     # An API token (even the owner's) reads alerts but does not change them.
     made = c.post("/api/tokens", json={"name": "ro", "apps": ["demo"], "actions": ["read"]})
     assert made.status_code == 201, made.text

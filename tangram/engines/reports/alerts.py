@@ -165,6 +165,7 @@ def _check_definition(ctx: EngineContext, app: str, alert: rm.Alert) -> None:
 
     report, _ = published_report(ctx, app=app, key=alert.report)
     _watched(report, alert)
+    _check_recipients(ctx, app, report.form, alert)
     # A change alert is tried with a window, so a bad date field is refused now.
     window = ((date(2000, 1, 1), date(2000, 1, 2))
               if isinstance(alert.condition, rm.ChangeCondition) else None)
@@ -178,6 +179,27 @@ def _check_definition(ctx: EngineContext, app: str, alert: rm.Alert) -> None:
                 e.path = "$.filter" + e.path[len(inner):]
         raise FilterInvalid(exc.errors, f"invalid alert filter: {exc.errors[0].path}: "
                             f"{exc.errors[0].message}") from None
+
+
+def _check_recipients(ctx: EngineContext, app: str, form: str, alert: rm.Alert) -> None:
+    """Recipients other than the owner must be users who may read the report's
+    form: an alert is not a way to put one's text in anyone's inbox."""
+    from tangram.engines.notify.webhooks import act_as_owner
+
+    errors = []
+    for i, raw in enumerate(alert.recipients):
+        user_id = uuid.UUID(str(raw))
+        if user_id == ctx.actor.id:
+            continue
+        actor, policy = act_as_owner(ctx, user_id)
+        try:
+            policy.check_form_action(actor, app, form, "read")
+        except (PermissionDenied, NotFound):
+            errors.append(ErrorItem(code="recipient", path=f"$.recipients[{i}]", message=(
+                f"user {user_id} may not read form {form!r}, which the report is built on")))
+    if errors:
+        raise DefinitionInvalid(f"alert recipients must be able to see the report: "
+                                f"{errors[0].message}", errors=errors)
 
 
 def _watched(report: rm.Report, alert: rm.Alert) -> rm.FieldMeasure:
