@@ -51,4 +51,11 @@ def test_reports_reading_hidden_fields_are_not_offered(crm: Crm):  # noqa: F811
     assert not {"rfm_segments", "rfm_accounts"} & rep
     refused = crm["rep1"].post(f"{BASE}/reports/rfm_segments/run", json={})
     assert refused.status_code == 403 and "may not see" in refused.json()["message"]
+    # Nor its definition, KPI or export.
+    assert crm["rep1"].get(f"{BASE}/reports/rfm_accounts").status_code == 403
+    assert crm["rep1"].post(f"{BASE}/reports/rfm_accounts/kpi", json={
+        "measure": "frequency", "period": "year", "date_field": "sign_date"}
+    ).status_code == 403
+    assert crm["rep1"].post(f"{BASE}/reports/rfm_accounts/export/csv", json={}
+                            ).status_code == 403
     assert "sales_funnel" in rep

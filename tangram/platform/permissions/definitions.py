@@ -61,20 +61,24 @@ def _report_form(ctx: EngineContext, app: str, key: str) -> str | None:
     return form if isinstance(form, str) else None
 
 
-def _reads_hidden_fields(ctx: EngineContext, app: str, key: str) -> bool:
-    """Whether the published report reads a field the caller may not see (its
-    run would be refused; compiled for the caller, from the compile cache)."""
+def _hidden_field_refusal(ctx: EngineContext, app: str, key: str) -> PermissionDenied | None:
+    """The refusal naming the field, when the published report reads a field
+    the caller may not see (compiled for the caller, from the compile cache)."""
     from tangram.engines.reports.compiler import compile_report
     from tangram.metamodel import reports as rm
 
     body = storage.latest_body(ctx.session, app=app, kind="report", key=key)
     try:
         compile_report(ctx, app=app, report=rm.Report.model_validate(body))
-    except PermissionDenied:
-        return True
+    except PermissionDenied as exc:
+        return exc
     except TangramError:
-        return False  # broken, or a parameter needs a value: its run says so
-    return False
+        return None  # broken, or a parameter needs a value: its run says so
+    return None
+
+
+def _reads_hidden_fields(ctx: EngineContext, app: str, key: str) -> bool:
+    return _hidden_field_refusal(ctx, app, key) is not None
 
 
 def report_visible(ctx: EngineContext, app: str, key: str) -> bool:
@@ -88,12 +92,16 @@ def report_visible(ctx: EngineContext, app: str, key: str) -> bool:
 
 
 def require_report(ctx: EngineContext, app: str, key: str) -> None:
-    """Raise unless the (member) caller may read the report's form (running
-    it then refuses fields hidden from them, naming them)."""
+    """Raise unless the (member) caller may see the report: read its form and
+    every field it reads (the refusal names the field) — for its definition,
+    runs, exports, KPIs and drill-downs alike."""
     if is_designer(ctx, app):
         return
     form = _report_form(ctx, app, key)
     if form is not None and may_read_form(ctx, app, form):
+        refusal = _hidden_field_refusal(ctx, app, key)
+        if refusal is not None:
+            raise refusal
         return
     form = _report_form(ctx, app, key)
     if form is None:
