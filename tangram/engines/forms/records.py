@@ -265,12 +265,13 @@ def to_json(ctx: EngineContext, rt: FormRuntime, records: list[dict[str, Any]],
     for rec in records:
         item: dict[str, Any] = {
             "id": str(rec["id"]), "version": rec.get("version"),
-            "created_at": _iso(rec.get("created_at")), "updated_at": _iso(rec.get("updated_at")),
+            "created_at": iso_utc(rec.get("created_at")),
+            "updated_at": iso_utc(rec.get("updated_at")),
             "created_by": _str(rec.get("created_by")), "updated_by": _str(rec.get("updated_by")),
             "owner": _str(rec.get("owner")),
         }
         if rec.get("deleted_at") is not None:
-            item["deleted_at"] = _iso(rec["deleted_at"])
+            item["deleted_at"] = iso_utc(rec["deleted_at"])
         display: dict[str, Any] = {}
         for sys_key in ("owner", "created_by", "updated_by"):
             if rec.get(sys_key) and ("user", rec[sys_key]) in titles:
@@ -302,10 +303,6 @@ def to_json(ctx: EngineContext, rt: FormRuntime, records: list[dict[str, Any]],
             item["_locked"] = lock_reason(ctx, rt, rec) is not None
         out.append(item)
     return out
-
-
-def _iso(value: Any) -> str | None:
-    return iso_utc(value)
 
 
 def _str(value: Any) -> str | None:
@@ -604,7 +601,7 @@ def record_json(rt: FormRuntime, rec: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {k: _json_value(rt, k, rec.get(k)) for k in rt.fields if k in rec}
     for key in SYSTEM_COLUMNS:
         value = rec.get(key)
-        out[key] = _iso(value) if key.endswith("_at") else (
+        out[key] = iso_utc(value) if key.endswith("_at") else (
             value if key == "version" else _str(value))
     return out
 
@@ -1102,7 +1099,7 @@ def record_history(ctx: EngineContext, *, app: str, form: str, record_id: Any
         .outerjoin(users_table, users_table.c.id == a.c.actor_id)
         .where(a.c.app == app, a.c.form == form, a.c.record_id == rid)
         .order_by(a.c.at.desc(), a.c.id.desc())).mappings()
-    entries = [{"id": str(r["id"]), "action": r["action"], "at": _iso(r["at"]),
+    entries = [{"id": str(r["id"]), "action": r["action"], "at": iso_utc(r["at"]),
                 "actor_id": _str(r["actor_id"]), "actor_name": r["display_name"],
                 "source": r["source"], "form_version": r["form_version"],
                 "changes": {k: v for k, v in (r["changes"] or {}).items() if k not in hidden}}
@@ -1110,7 +1107,7 @@ def record_history(ctx: EngineContext, *, app: str, form: str, record_id: Any
     creator = rec.get("created_by")
     creator_name = (_display(ctx, rt, [{"owner": creator}]).get(("user", creator))
                     if creator else None)
-    entries.append({"id": None, "action": "create", "at": _iso(rec["created_at"]),
+    entries.append({"id": None, "action": "create", "at": iso_utc(rec["created_at"]),
                     "actor_id": _str(creator), "actor_name": creator_name,
                     "source": None, "form_version": None, "changes": {}})
     return entries

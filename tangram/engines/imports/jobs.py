@@ -531,17 +531,13 @@ def job_json(ctx: EngineContext, job: Any) -> dict[str, Any]:
                    "skipped": job.skipped_count, "errors": job.error_count},
         "message": job.message,
         "error_file": str(job.error_file_id) if job.error_file_id else None,
-        "created_at": _iso(job.created_at), "started_at": _iso(job.started_at),
-        "finished_at": _iso(job.finished_at),
+        "created_at": iso_utc(job.created_at), "started_at": iso_utc(job.started_at),
+        "finished_at": iso_utc(job.finished_at),
     }
 
 
 def _mapping_json(header: list[str], mapping: list[str | None]) -> list[dict[str, Any]]:
     return [{"column": t, "field": k} for t, k in zip(header, mapping, strict=True)]
-
-
-def _iso(value: Any) -> str | None:
-    return iso_utc(value)
 
 
 class _open_source:  # noqa: N801 - used as a context manager like open()

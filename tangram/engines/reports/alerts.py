@@ -149,13 +149,9 @@ def _public(row: Row) -> dict[str, Any]:
             "owner_id": str(row["owner_id"]), "package_alert": row["package_alert"],
             "state": row["state"],
             "last_value": row["last_value"],
-            "last_checked_at": _iso(row["last_checked_at"]), "last_error": row["last_error"],
-            "next_check_at": _iso(row["next_check_at"]),
-            "created_at": _iso(row["created_at"]), "updated_at": _iso(row["updated_at"])}
-
-
-def _iso(value: datetime | None) -> str | None:
-    return iso_utc(value)
+            "last_checked_at": iso_utc(row["last_checked_at"]), "last_error": row["last_error"],
+            "next_check_at": iso_utc(row["next_check_at"]),
+            "created_at": iso_utc(row["created_at"]), "updated_at": iso_utc(row["updated_at"])}
 
 
 def _check_definition(ctx: EngineContext, app: str, alert: rm.Alert) -> None:

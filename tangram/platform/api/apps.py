@@ -10,7 +10,7 @@ from pydantic import Field
 
 from tangram.engines.context import EngineContext
 from tangram.engines.forms import publish
-from tangram.engines.forms.registry import get_runtime
+from tangram.engines.forms.registry import FormRuntime, get_runtime
 from tangram.engines.printing import templates_for_viewer
 from tangram.errors import DefinitionInvalid, NotFound, PermissionDenied
 from tangram.metamodel import storage
@@ -119,7 +119,7 @@ def get_form(app: str, form: str, ctx: ContextDep) -> dict[str, Any]:
             "print_templates": templates_for_viewer(ctx, app=app, form=form)}
 
 
-def _field_access(rt: Any, access: Mapping[str, str], key: str) -> str:
+def _field_access(rt: FormRuntime, access: Mapping[str, str], key: str) -> str:
     """What the caller may do with a field: the role's rule, and read-only
     for fields nobody types into (formulas, rollups, autonumbers, read-only)."""
     given = access.get(key, "editable")

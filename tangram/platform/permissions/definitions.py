@@ -77,10 +77,6 @@ def _hidden_field_refusal(ctx: EngineContext, app: str, key: str) -> PermissionD
     return None
 
 
-def _reads_hidden_fields(ctx: EngineContext, app: str, key: str) -> bool:
-    return _hidden_field_refusal(ctx, app, key) is not None
-
-
 def report_visible(ctx: EngineContext, app: str, key: str) -> bool:
     """A designer sees every report; a member one on a form they may read
     that reads no field hidden from them."""
@@ -88,7 +84,7 @@ def report_visible(ctx: EngineContext, app: str, key: str) -> bool:
         return True
     form = _report_form(ctx, app, key)
     return (form is not None and may_read_form(ctx, app, form)
-            and not _reads_hidden_fields(ctx, app, key))
+            and _hidden_field_refusal(ctx, app, key) is None)
 
 
 def require_report(ctx: EngineContext, app: str, key: str) -> None:
