@@ -10,13 +10,25 @@ approval); SpiffWorkflow's workflow is serialized (its own JSON serializer)
 into a table row in one transaction per step. Ends with the line
 ``bench.flows: ratio=<ours instances/s ÷ spiff instances/s>`` on the database
 where that ratio is worse. Outcomes are checked after each side's clock stops.
+
+Beside each ratio it prints where a step's time goes, per engine: the
+benchmark process's CPU (user + system; on SQLite that includes the
+database's own work) and, for a PostgreSQL server on this machine, the CPU of
+the server process that ran the steps (read from ``/proc``; "n/a" when the
+server is elsewhere). CPU times hold when the machine is busy; wall times do
+not.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import resource
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -60,9 +72,77 @@ def amounts(n: int) -> list[int]:
     return [800_000 if i % 2 else 100_000 for i in range(n)]
 
 
+# --- where the time goes ------------------------------------------------------------
+
+@dataclass
+class Cost:
+    """What one side's timed loop used: wall time, this process's CPU and the
+    database server's CPU when it can be read."""
+
+    wall: float = 0.0
+    client_cpu: float = 0.0
+    server_cpu: float | None = None
+    steps: int = 0
+
+    def per_step(self) -> str:
+        ms = 1e3 / self.steps
+        server = "n/a" if self.server_cpu is None else f"{self.server_cpu * ms:.3f}"
+        return (f"{self.wall * ms:.3f} ms/step: client CPU {self.client_cpu * ms:.3f}, "
+                f"server CPU {server}")
+
+
+@dataclass
+class _Backends:
+    """Process ids of the PostgreSQL backends an engine's connections use."""
+
+    pids: set[int] = field(default_factory=set)
+
+    def cpu(self) -> float | None:
+        total = 0
+        for pid in self.pids:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                return None  # not on this machine (or not readable)
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / os.sysconf("SC_CLK_TCK")
+
+
+def _backends(engine: sa.Engine) -> _Backends | None:
+    if engine.dialect.name != "postgresql":
+        return None
+    found = _Backends()
+
+    @sa.event.listens_for(engine, "connect")
+    def _remember(dbapi_conn: Any, _record: Any) -> None:
+        with dbapi_conn.cursor() as cur:
+            cur.execute("SELECT pg_backend_pid()")
+            found.pids.add(cur.fetchone()[0])
+        dbapi_conn.rollback()
+
+    engine.dispose()  # connections made from here on are remembered
+    return found
+
+
+@contextmanager
+def measured(backends: _Backends | None) -> Iterator[Cost]:
+    cost = Cost()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    server = backends.cpu() if backends is not None else None
+    t0 = time.perf_counter()
+    yield cost
+    cost.wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cost.client_cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
+    end = backends.cpu() if backends is not None else None
+    if server is not None and end is not None:
+        cost.server_cpu = end - server
+
+
 # --- ours ------------------------------------------------------------------------
 
-def run_ours(engine: sa.Engine, n: int) -> tuple[float, int]:
+def run_ours(engine: sa.Engine, n: int, backends: _Backends | None = None) -> Cost:
     world = FlowWorld(engine)
     for name in ("rep", "manager", "risk", "finance"):
         world.user(name)
@@ -75,37 +155,38 @@ def run_ours(engine: sa.Engine, n: int) -> tuple[float, int]:
         form=None))
     actors = {name: world.actor_of(name) for name in world.users}
     started: list[Any] = []
-    t0 = time.perf_counter()
     steps = 0
-    for amount in amounts(n):
-        iid = world.run(lambda ctx, a=amount: triggers.start_by_user(
-            ctx, app=world.app, flow="approval", variables={"amount": a}),
-            actor=actors["rep"])
-        steps += 1
-        for who in ("manager", "risk", "finance"):
-            if who == "risk" and amount <= 500_000:
-                continue
-            with world.sessions.begin() as s:
-                # The approver approves their open task in the request (found
-                # by assignee and status in the step's own transaction), as a
-                # record page's approve button does.
-                task = tasks.act_on_my_task(world.ctx(s, actors[who]), instance_id=iid,
-                                            action="approve", params=tasks.ActionParams())
-                assert task["status"] == "approved"
+    with measured(backends) as cost:
+        for amount in amounts(n):
+            iid = world.run(lambda ctx, a=amount: triggers.start_by_user(
+                ctx, app=world.app, flow="approval", variables={"amount": a}),
+                actor=actors["rep"])
             steps += 1
-        started.append(iid)
-    elapsed = time.perf_counter() - t0
+            for who in ("manager", "risk", "finance"):
+                if who == "risk" and amount <= 500_000:
+                    continue
+                with world.sessions.begin() as s:
+                    # The approver approves their open task in the request
+                    # (found by assignee and status in the step's own
+                    # transaction), as a record page's approve button does.
+                    task = tasks.act_on_my_task(world.ctx(s, actors[who]), instance_id=iid,
+                                                action="approve",
+                                                params=tasks.ActionParams())
+                    assert task["status"] == "approved"
+                steps += 1
+            started.append(iid)
+    cost.steps = steps
     # Checked after the clock stops, as for SpiffWorkflow below.
     i = instances_table
     with world.sessions.begin() as s:
         outcomes = dict(s.execute(sa.select(i.c.id, i.c.outcome)).all())
     assert [outcomes[iid] for iid in started] == ["approved"] * n, "ours: not all approved"
-    return elapsed, steps
+    return cost
 
 
 # --- SpiffWorkflow -----------------------------------------------------------------
 
-def run_spiff(engine: sa.Engine, n: int) -> tuple[float, int]:
+def run_spiff(engine: sa.Engine, n: int, backends: _Backends | None = None) -> Cost:
     from SpiffWorkflow.bpmn import BpmnWorkflow
     from SpiffWorkflow.bpmn.parser import BpmnParser
     from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
@@ -125,48 +206,51 @@ def run_spiff(engine: sa.Engine, n: int) -> tuple[float, int]:
     table = sa.Table("spiff_workflows", meta, sa.Column("id", sa.String(36), primary_key=True),
                      sa.Column("state", sa.Text, nullable=False))
     meta.create_all(engine)
-    t0 = time.perf_counter()
     steps = 0
-    for amount in amounts(n):
-        wid = str(uuid.uuid4())
-        wf = BpmnWorkflow(spec)
-        wf.get_tasks(state=TaskState.READY)[0].data["amount"] = amount
-        wf.do_engine_steps()
-        with engine.begin() as conn:
-            conn.execute(table.insert(), {"id": wid, "state": serializer.serialize_json(wf)})
-        steps += 1
-        while not wf.completed:
+    with measured(backends) as cost:
+        for amount in amounts(n):
+            wid = str(uuid.uuid4())
+            wf = BpmnWorkflow(spec)
+            wf.get_tasks(state=TaskState.READY)[0].data["amount"] = amount
+            wf.do_engine_steps()
             with engine.begin() as conn:
-                state = conn.execute(sa.select(table.c.state).where(table.c.id == wid)
-                                     ).scalar_one()
-                wf = serializer.deserialize_json(state)
-                ready = wf.get_tasks(state=TaskState.READY, manual=True)
-                ready[0].run()
-                wf.do_engine_steps()
-                conn.execute(table.update().where(table.c.id == wid),
-                             {"state": serializer.serialize_json(wf)})
+                conn.execute(table.insert(), {"id": wid, "state": serializer.serialize_json(wf)})
             steps += 1
-    elapsed = time.perf_counter() - t0
+            while not wf.completed:
+                with engine.begin() as conn:
+                    state = conn.execute(sa.select(table.c.state).where(table.c.id == wid)
+                                         ).scalar_one()
+                    wf = serializer.deserialize_json(state)
+                    ready = wf.get_tasks(state=TaskState.READY, manual=True)
+                    ready[0].run()
+                    wf.do_engine_steps()
+                    conn.execute(table.update().where(table.c.id == wid),
+                                 {"state": serializer.serialize_json(wf)})
+                steps += 1
+    cost.steps = steps
     with engine.begin() as conn:
         states = list(conn.execute(sa.select(table.c.state)).scalars())
     assert len(states) == n and all(serializer.deserialize_json(st).completed
                                     for st in states), "spiff: not all completed"
-    return elapsed, steps
+    return cost
 
 
 def main() -> None:
     results: list[dict[str, Any]] = []
     with databases() as dbs:
         for name, engine in dbs:
-            ours, ours_steps = run_ours(engine, N)
-            spiff, spiff_steps = run_spiff(engine, N)
-            row = {"database": name, "n": N, "ours_per_s": N / ours,
-                   "spiff_per_s": N / spiff, "ours_steps": ours_steps,
-                   "spiff_steps": spiff_steps}
+            backends = _backends(engine)
+            ours = run_ours(engine, N, backends)
+            spiff = run_spiff(engine, N, backends)
+            row = {"database": name, "n": N, "ours_per_s": N / ours.wall,
+                   "spiff_per_s": N / spiff.wall, "ours_steps": ours.steps,
+                   "spiff_steps": spiff.steps}
             results.append(row)
-            print(f"{name:10}  ours {N / ours:8.1f} instances/s ({ours:.2f} s, "
-                  f"{ours_steps} steps)   spiffworkflow {N / spiff:8.1f} instances/s "
-                  f"({spiff:.2f} s, {spiff_steps} steps)   ratio {spiff / ours:.2f}")
+            print(f"{name:10}  ours {N / ours.wall:8.1f} instances/s ({ours.wall:.2f} s, "
+                  f"{ours.steps} steps)   spiffworkflow {N / spiff.wall:8.1f} instances/s "
+                  f"({spiff.wall:.2f} s, {spiff.steps} steps)   ratio {spiff.wall / ours.wall:.2f}")
+            print(f"{'':10}  ours  {ours.per_step()}")
+            print(f"{'':10}  spiff {spiff.per_step()}")
     print(json.dumps(results))
     # The worse database decides: the target holds on each one.
     worst = min(r["ours_per_s"] / r["spiff_per_s"] for r in results)
