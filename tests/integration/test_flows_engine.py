@@ -244,6 +244,31 @@ def test_department_head_and_field_assignees(world):
     assert world.instance(iid)["outcome"] == "approved"
 
 
+def test_department_head_levels_count_heads_up_the_chain(world):
+    # docs/flows.md: departments without a head are passed over, not counted
+    # (a group without a lead: level 1 is the region's head, level 2 the
+    # head above); a chain too short for the level follows on_empty.
+    top = world.department("centre")
+    region = world.department("region", parent=top)
+    group = world.department("group", parent=region)
+    world.user("director", department=top, head=True)
+    world.user("regional", department=region, head=True)
+    world.user("member", department=group)
+    world.publish_flow(flow_body("f", start(next="a"), approval(
+        "a", assignees=[{"kind": "department_head"}], next="b"), approval(
+        "b", assignees=[{"kind": "department_head", "levels": 2}], next="c"), approval(
+        "c", assignees=[{"kind": "department_head", "levels": 3}], on_empty="admin"), end()))
+    iid = world.submit("f", "member")
+    assert [t["assignee_id"] for t in world.tasks(iid, status="open")] == \
+        [world.users["regional"]]
+    world.act(iid, "regional")
+    assert [t["assignee_id"] for t in world.tasks(iid, status="open")] == \
+        [world.users["director"]]
+    world.act(iid, "director")
+    world.act(iid, "root")  # no third head: the administrators
+    assert world.instance(iid)["outcome"] == "approved"
+
+
 def test_concurrent_actions_on_one_task_exactly_one_wins(world):
     simple(world)
     iid = world.submit("f", "alice")
