@@ -17,10 +17,11 @@ execution, the metadata endpoint and ``docs/flows.md``.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Annotated, Any, Literal, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from tangram.metamodel.common import Definition, Expression, Key, Label
 from tangram.metamodel.storage import register_kind
@@ -472,7 +473,8 @@ class DelayNode(NodeBase):
     @model_validator(mode="after")
     def _one_of(self) -> DelayNode:
         if (self.duration is None) == (self.until is None):
-            raise ValueError("a delay needs exactly one of duration or until")
+            raise ValueError(f"node {self.key!r}: a delay needs exactly one of duration or "
+                             "until")
         return self
 
 
@@ -528,20 +530,41 @@ class WorkPeriod(Definition):
         return self
 
 
+def _calendar_day(value: str) -> str:
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise ValueError(f"{value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _time_zone(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as "
+                             "'Asia/Shanghai')") from None
+    return value
+
+
+CalendarDay = Annotated[str, AfterValidator(_calendar_day)]
+
+
 class BusinessCalendar(Definition):
     """Work hours, weekends, public holidays and make-up working days (调休)."""
 
     key: Key
     label: Label
-    timezone: str | None = None
+    timezone: Annotated[str | None, AfterValidator(_time_zone)] = None
     work_hours: list[WorkPeriod] = Field(
         default_factory=lambda: [WorkPeriod(start="09:00", end="12:00"),
-                                 WorkPeriod(start="13:00", end="18:00")])
-    weekend: list[int] = Field(default_factory=lambda: [5, 6],
-                               description="ISO weekday numbers minus one: 5 = Sat, 6 = Sun.")
-    holidays: list[str] = Field(default_factory=list, description="Dates YYYY-MM-DD.")
-    workdays: list[str] = Field(default_factory=list, description="Make-up working days "
-                                "that fall on a weekend, YYYY-MM-DD.")
+                                 WorkPeriod(start="13:00", end="18:00")], min_length=1)
+    weekend: list[Annotated[int, Field(ge=0, le=6)]] = Field(
+        default_factory=lambda: [5, 6],
+        description="ISO weekday numbers minus one: 5 = Sat, 6 = Sun.")
+    holidays: list[CalendarDay] = Field(default_factory=list, description="Dates YYYY-MM-DD.")
+    workdays: list[CalendarDay] = Field(default_factory=list, description="Make-up working "
+                                        "days that fall on a weekend, YYYY-MM-DD.")
 
 
 register_kind("flow", Flow)

@@ -95,6 +95,7 @@ ACCESS: dict[str, set[tuple[str, str]]] = {
         ("POST", "/api/apps/{app}/forms/{form}/publish"),
         ("POST", "/api/apps/{app}/forms/{form}/fields/{field_id}/purge"),
         ("GET", "/api/apps/{app}/roles"), ("PUT", "/api/apps/{app}/roles/{key}"),
+        ("PUT", "/api/apps/{app}/calendars/{key}"),
         ("GET", "/api/apps/{app}/flows/{flow}/draft"),
         ("PUT", "/api/apps/{app}/flows/{flow}/draft"),
         ("POST", "/api/apps/{app}/flows/{flow}/validate"),
@@ -110,6 +111,7 @@ ACCESS: dict[str, set[tuple[str, str]]] = {
     },
     "member": {
         ("GET", "/api/apps/{app}/navigation"),
+        ("GET", "/api/apps/{app}/calendars"), ("GET", "/api/apps/{app}/calendars/{key}"),
         ("GET", "/api/apps/{app}/flows"), ("GET", "/api/apps/{app}/flows/{flow}/versions"),
         ("GET", "/api/apps/{app}/flows/{flow}/versions/{version}"),
         ("GET", "/api/apps/{app}/reports"), ("GET", "/api/apps/{app}/reports/{key}"),

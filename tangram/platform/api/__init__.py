@@ -5,6 +5,7 @@ from fastapi import APIRouter
 from tangram.platform.api import (
     apps,
     auth,
+    calendars,
     catalog,
     docs,
     exports,
@@ -46,6 +47,7 @@ ROUTERS: list[APIRouter] = [
     tokens.router,
     files.router,
     flows.router,
+    calendars.router,
     notifications.router,
     webhooks.router,
     public_forms.router,
