@@ -445,3 +445,123 @@ def test_a_regions_weekly_won_drop_notifies_its_manager_once(crm: Crm):
         ("70000.00", "90000.00"), ("84000.00", "100000.00")]
     # A copy follows the package: it cannot be edited or deleted on its own.
     assert crm["manager"].delete(f"{BASE}/alerts/{copy['id']}").status_code == 409
+
+
+# The reports whose numbers are a state as of today, not a sum over a period: their
+# widgets say so in their title instead of taking the dashboards' Period filter.
+AS_OF_TODAY = {"open_pipeline", "overdue_payments", "rfm_accounts", "rfm_segments"}
+
+
+def two_months(crm: Crm) -> None:
+    """Leads, accounts, deals and payments in December, January and February:
+    created on 5 January and on 4 February, closed and received on both sides
+    of January. The clock ends on 2026-02-04 09:00 in Shanghai."""
+    acc = {rep: crm.create(rep, "account", name=f"{rep} 一月客户有限公司")["id"]
+           for rep in ("rep1", "rep2")}
+    for i, source in enumerate(("expo", "expo", "website")):
+        crm.lead("director", f"一月线索{i}", source=source)
+
+    def deal(rep: str, amount: str, stage: str, closed: str | None, reason: str = "price"
+             ) -> None:
+        extra = {"lost_reason": reason} if stage == "lost" else {}
+        crm.history(rep, "opportunity", name=f"{rep}-{amount}", account=acc[rep],
+                    amount=amount, stage=stage, closed_on=closed, **extra)
+
+    deal("rep1", "100000", "won", "2025-12-20")
+    deal("rep1", "300000", "won", "2026-01-04")
+    deal("rep2", "200000", "won", "2026-01-05")
+    deal("rep2", "80000", "lost", "2026-01-05")
+    deal("rep1", "90000", "negotiation", None)
+    contract = str(crm.history("rep1", "contract", title="一月合同", account=acc["rep1"],
+                               amount="500000", status="signed",
+                               sign_date="2025-12-01")["id"])
+    for amount, day in (("100000", "2025-12-28"), ("40000", "2026-01-04")):
+        crm.create("fin", "payment", contract=contract, amount=amount, received_on=day)
+    crm.clock.advance(days=30)  # 2026-02-04 09:00
+    acc["rep1"] = crm.create("rep1", "account", name="rep1 二月客户有限公司")["id"]
+    for i, source in enumerate(("ads", "website")):
+        crm.lead("director", f"二月线索{i}", source=source)
+    deal("rep2", "50000", "won", "2026-02-03")
+    deal("rep1", "60000", "lost", "2026-02-02", reason="competitor")
+    crm.create("fin", "payment", contract=contract, amount="30000", received_on="2026-02-03")
+
+
+def in_january(values: pd.Series) -> pd.Series:
+    """Dates (YYYY-MM-DD) or date-times (UTC) that fall in January 2026 in Shanghai."""
+    if values.dropna().astype(str).str.len().max() > 10:
+        values = pd.to_datetime(values, utc=True).dt.tz_convert(SHANGHAI).dt.strftime(
+            "%Y-%m-%d")
+    return values.fillna("").astype(str).str.startswith("2026-01")
+
+
+def test_the_period_filter_reaches_every_widget_a_period_suits(crm: Crm):
+    """The dashboards' Period filter narrows every widget whose report sums over
+    time, each by the date that matters for it; the as-of-today widgets and the
+    KPI cards (their own period) are not narrowed, and say so."""
+    two_months(crm)
+    opps, leads, accounts, payments = (records(crm, f) for f in (
+        "opportunity", "lead", "account", "payment"))
+    won = opps[(opps["stage"] == "won") & in_january(opps["closed_on"])]
+    lost = opps[(opps["stage"] == "lost") & in_january(opps["closed_on"])]
+    created = opps[in_january(opps["created_at"])]
+    assert len(won) == 2 and len(lost) == 1 and len(created) == 5  # and more outside
+
+    def dashboard(who: str, key: str, **filters: Any) -> dict[str, dict[str, Any]]:
+        res = crm[who].post(f"{BASE}/dashboards/{key}/run", json={"filters": filters})
+        assert res.status_code == 200, res.text
+        widgets = {w["key"]: w for w in res.json()["widgets"]}
+        assert not [w for w in widgets.values() if "error" in w], widgets
+        return widgets
+
+    def rows(widget: dict[str, Any], *columns: str) -> dict[Any, Any]:
+        return {r[columns[0]]: tuple(r[c] for c in columns[1:])
+                for r in widget["result"]["rows"]}
+
+    def money(values: pd.Series) -> str:
+        return str(q(sum(values.map(Decimal)), "0.01"))
+
+    def funnel(frame: pd.DataFrame) -> dict[str, tuple[int]]:
+        order = ["qualification", "discovery", "proposal", "negotiation", "won"]
+        reached = [order.index(s) for s in frame["stage_reached"]]
+        return {s: (sum(r >= i for r in reached),) for i, s in enumerate(order)
+                if i in reached}
+
+    for who, board in (("director", "director_cockpit"), ("manager", "manager_view"),
+                       ("rep1", "rep_view")):
+        everything = dashboard(who, board)
+        january = dashboard(who, board, period="last_month")
+        for key, widget in january.items():
+            report = widget["report"]
+            if widget.get("kpi") is not None:  # the card's own period: this month
+                assert widget["parameters"].get("period") is None, key
+                assert widget["kpi"] == everything[key]["kpi"], key
+            elif report in AS_OF_TODAY:
+                assert "period" not in widget["parameters"], key
+                assert "不受期间筛选" in widget["title"]["zh"], key
+                assert "not filtered by period" in widget["title"]["en"], key
+                assert widget["result"] == everything[key]["result"], key
+            else:
+                assert widget["parameters"].get("period") == "last_month", (key, report)
+        mine, mine_won = visible(created, crm, who), visible(won, crm, who)
+        assert rows(january["funnel"], "stage", "deals") == funnel(mine), who
+        assert rows(january["won"], "month", "won") == {"2026-01-01": (money(
+            mine_won["amount"]),)}, who
+    cockpit = dashboard("director", "director_cockpit", period="last_month")
+    assert rows(cockpit["board"], "rep__label", "won_amount", "deals_won") == {
+        crm.names[str(o)]: (money(g["amount"]), len(g))
+        for o, g in won.groupby(won["owner"].astype(str))}
+    assert rows(cockpit["board_teams"], "team__label", "won_amount", "deals_won") == {
+        "east": (money(won["amount"]), len(won))}
+    assert rows(cockpit["lost"], "reason", "deals") == {
+        r: (len(g),) for r, g in lost.groupby("lost_reason")}
+    paid = payments[in_january(payments["received_on"])]
+    assert rows(cockpit["payments"], "month", "received") == {
+        "2026-01-01": (money(paid["amount"]),)}
+    new_leads = leads[in_january(leads["created_at"])]
+    assert rows(cockpit["sources"], "source", "leads") == {
+        s: (len(g),) for s, g in new_leads.groupby("source")}
+    assert rows(cockpit["accounts"], "month", "accounts") == {
+        "2026-01-01": (int(in_january(accounts["created_at"]).sum()),)}
+    # The same reports run on their own take the period as a parameter too.
+    assert run(crm, "director", "won_weekly", period="last_month")["totals"]["won"] == \
+        money(won["amount"])
