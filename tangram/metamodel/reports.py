@@ -22,7 +22,8 @@ import uuid
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag, model_validator
+from pydantic import Discriminator, Field, Tag, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from tangram.metamodel.common import Definition, Key, Label
 
@@ -337,12 +338,23 @@ class Dashboard(Definition):
 
     @model_validator(mode="after")
     def _fits_grid(self) -> Dashboard:
-        keys = [w.key for w in self.widgets]
-        if len(keys) != len(set(keys)):
-            raise ValueError("two widgets share one key")
-        for w in self.widgets:
+        # Raised as a ValidationError of its own so that each problem names
+        # its widget ($.widgets[1].key), not the dashboard.
+        problems: list[InitErrorDetails] = []
+        seen: dict[str, int] = {}
+        for i, w in enumerate(self.widgets):
+            if w.key in seen:
+                problems.append(InitErrorDetails(type=PydanticCustomError(
+                    "duplicate_key", "widget key '{key}' is already used by widgets[{first}]; "
+                    "each widget needs its own key", {"key": w.key, "first": seen[w.key]}),
+                    loc=("widgets", i, "key"), input=w.key))
+            seen.setdefault(w.key, i)
             if w.x + w.w > 12:
-                raise ValueError(f"widget {w.key!r} is wider than the 12-column grid")
+                problems.append(InitErrorDetails(type=PydanticCustomError(
+                    "value_error", "widget '{key}' is wider than the 12-column grid "
+                    "(x + w > 12)", {"key": w.key}), loc=("widgets", i, "w"), input=w.w))
+        if problems:
+            raise ValidationError.from_exception_data(type(self).__name__, problems)
         return self
 
 

@@ -154,7 +154,11 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(TangramError, _tangram_error)
     app.add_exception_handler(RequestValidationError, _request_invalid)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    # Last resort only: Starlette renders this handler in its outermost
+    # middleware and then re-raises to the server, which closes the keep-alive
+    # connection. Unexpected errors are answered inside the app instead.
     app.add_exception_handler(Exception, _internal_error)
+    app.add_middleware(InternalErrorMiddleware)
 
 
 async def _tangram_error(request: Request, exc: Exception) -> JSONResponse:
@@ -217,6 +221,37 @@ async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
         "code": "internal_error",
         "message": "The server failed to handle this request; the error has been logged.",
     })
+
+
+class InternalErrorMiddleware:
+    """Answers an unexpected exception with the ``internal_error`` 500 (logged
+    once) without letting it leave the application. Were it to reach the
+    server (uvicorn logs "Exception in ASGI application"), the server would
+    close the connection after the response, and the client's next request on
+    that keep-alive connection would fail with "connection reset"."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if started:  # too late for an error response: the server must end it
+                raise
+            response = await _internal_error(Request(scope), exc)
+            await response(scope, receive, send)
 
 
 # --- security headers ------------------------------------------------------------

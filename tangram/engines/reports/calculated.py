@@ -40,7 +40,7 @@ import ast
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -54,7 +54,8 @@ Expr = sa.ColumnElement[Any]
 NUMBER, TEXT, BOOLEAN, DATE, DATETIME, REFERENCE, NULL, ANY = (
     "number", "text", "boolean", "date", "datetime", "reference", "null", "any")
 DIVISION_SCALE = 6  # decimals of a quotient (at least; more when an operand has more)
-MAX_SCALE = 8  # products with more decimals are rounded to this many
+MAX_SCALE = 8  # products (and constants) with more decimals are rounded to this many
+MAX_STORED = 2**63 - 1  # the largest number in its stored form (see ``fits``)
 ALLOWED_VARIABLES = ("record",)
 
 
@@ -119,14 +120,37 @@ _COMPARE = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: "
             ast.GtE: ">="}
 
 
-def _literal_number(value: int | Decimal) -> Typed:
+def fits(value: int | Decimal, scale: int) -> bool:
+    """Whether a number with ``scale`` decimals is in the range every database
+    holds: on SQLite it is stored as an integer scaled by ``10**scale`` (see
+    :class:`tangram.db.types.ExactDecimal`), a signed 64-bit integer."""
+    return abs(Decimal(value).scaleb(scale)) <= MAX_STORED
+
+
+def range_message(scale: int) -> str:
+    limit = Decimal(MAX_STORED).scaleb(-scale)
+    return (f"the range of a number with {scale} decimals is ±{limit:,}; a report computes "
+            "within that range on every database")
+
+
+def _literal_number(value: int | Decimal, position: int | None = None) -> Typed:
     if isinstance(value, int):
+        if not fits(value, 0):
+            raise CalcProblem("out_of_range", f"the number {value} is out of range: "
+                              f"{range_message(0)}", position)
         return Typed(sa.literal(value, sa.BigInteger()), NUMBER, 0)
+    if not value.is_finite():
+        raise CalcProblem("out_of_range", f"{value} is not a number", position)
     exponent = value.as_tuple().exponent
     scale = max(0, -exponent) if isinstance(exponent, int) else 0
     if scale > MAX_SCALE:
-        raise CalcProblem("expression_not_supported", f"the number {value} has more than "
-                          f"{MAX_SCALE} decimals")
+        # A constant part such as 1 / 3, computed exactly when the expression
+        # was compiled, keeps as many decimals as a quotient may have.
+        value = value.quantize(Decimal(1).scaleb(-MAX_SCALE), rounding=ROUND_HALF_UP)
+        scale = MAX_SCALE
+    if not fits(value, scale):
+        raise CalcProblem("out_of_range", f"the number {value} is out of range: "
+                          f"{range_message(scale)}", position)
     return Typed(sa.literal(value, ExactDecimal(38, scale)), NUMBER, scale)
 
 
@@ -223,7 +247,7 @@ class _Translator:
         if isinstance(v, bool):
             return Typed(sa.literal(v, sa.Boolean()), BOOLEAN)
         if isinstance(v, int | Decimal):
-            return _literal_number(v)
+            return _literal_number(v, self._pos(n))
         if isinstance(v, str):
             return Typed(sa.literal(v, sa.Text()), TEXT)
         if isinstance(v, datetime):

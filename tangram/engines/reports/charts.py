@@ -17,6 +17,7 @@ from typing import Any, Literal
 import altair as alt
 import pandas as pd
 
+from tangram.engines.reports.compiler import OutputColumn
 from tangram.engines.reports.results import ReportResult, to_json
 from tangram.metamodel import fields as fm
 from tangram.metamodel import reports as rm
@@ -113,13 +114,19 @@ def _pie(result: ReportResult, c: rm.PieChart) -> Spec:
                                         sort=None)).to_dict()
 
 
+def funnel_order(col: OutputColumn, c: rm.FunnelChart) -> list[Any] | None:
+    """The funnel's stages in order: ``stages``, else the select field's options."""
+    if c.stages is not None:
+        return list(c.stages)
+    if col.ref is not None and isinstance(col.ref.field, fm.SelectField):
+        return [o.value for o in col.ref.field.options]
+    return None
+
+
 def prepare_funnel(result: ReportResult, c: rm.FunnelChart) -> None:
     """Order rows by stage and add ``_conversion`` (value / previous stage's value);
     ``cumulative`` first turns each value into "reached at least this stage"."""
-    col = result.column(c.stage)
-    order = c.stages
-    if order is None and isinstance(col.ref.field if col.ref else None, fm.SelectField):
-        order = [o.value for o in col.ref.field.options]  # type: ignore[union-attr]
+    order = funnel_order(result.column(c.stage), c)
     frame = result.frame
     if order:
         position = {v: i for i, v in enumerate(order)}
@@ -127,14 +134,15 @@ def prepare_funnel(result: ReportResult, c: rm.FunnelChart) -> None:
         frame["_order"] = frame[c.stage].map(position)
         frame = frame.sort_values("_order").drop(columns="_order")
     frame = frame.reset_index(drop=True)
-    values = [float(v or 0) for v in frame[c.value]]
     if c.cumulative:
-        running, acc = [], 0.0
-        for v in reversed(values):
-            acc += v
+        # Sums of the values as they are (counts stay integers, decimals exact).
+        running: list[Any] = []
+        acc: Any = 0
+        for v in reversed(list(frame[c.value])):
+            acc = acc + (v or 0)
             running.append(acc)
-        values = list(reversed(running))
-        frame[c.value] = values
+        frame[c.value] = pd.Series(list(reversed(running)), dtype=object)
+    values = [float(v or 0) for v in frame[c.value]]
     conversion: list[float | None] = [None]
     for before, now in zip(values, values[1:], strict=False):
         conversion.append(now / before if before else None)

@@ -68,6 +68,10 @@ from tangram.metamodel import reports as rm
 
 Expr = sa.ColumnElement[Any]
 
+# Decimals of an average or median of integers (of an integer field or an
+# expression without decimals); a decimal number's keeps its own decimals.
+MEAN_DECIMALS = 2
+
 # Constant markers of the result rows, written into the SQL (no parameters).
 _ZERO = sa.literal_column("0", sa.Integer)
 _ONE = sa.literal_column("1", sa.Integer)
@@ -86,6 +90,7 @@ class OutputColumn:
     calc: CalcRef | None = None  # a calculated field (``expression``) instead of ``ref``
     scale: int | None = None  # decimals of Decimal values
     label_column: bool = False  # a d_<key>__label column carries display names
+    path: str = "$"  # JSON path of what computes it ($.measures[1].expression)
 
     @property
     def column(self) -> str:
@@ -308,12 +313,7 @@ class _Checker:
                 self.error("not_a_number", f"{at}.field", f"bins need a number field; "
                            f"{d.field!r} is a {ref.kind.name} field")
             else:
-                scale = _scale(ref)
-                for name in ("width", "origin"):
-                    value: Decimal = getattr(d, name)
-                    if value != value.quantize(Decimal(1).scaleb(-scale)):
-                        self.error("invalid_bin", f"{at}.{name}", f"{name} {value} has more "
-                                   f"decimals than the field ({scale})")
+                self.bin_bounds(d, at, _scale(ref), "the field")
         elif cls in (reg.LIST, reg.TIME) or (cls == reg.TEXT and not ref.kind.sortable):
             self.error("not_groupable", f"{at}.field", f"cannot group by {d.field!r}, a "
                        f"{ref.kind.name} field")
@@ -332,12 +332,20 @@ class _Checker:
                 self.error("not_a_number", at, f"bins need a number; the expression gives a "
                            f"{cls}")
                 return
-            for name in ("width", "origin"):
-                value: Decimal = getattr(d, name)
-                if value != value.quantize(Decimal(1).scaleb(-found.scale)):
-                    self.error("invalid_bin", at.rsplit(".", 1)[0] + f".{name}", f"{name} "
-                               f"{value} has more decimals than the expression "
-                               f"({found.scale})")
+            self.bin_bounds(d, at.rsplit(".", 1)[0], found.scale, "the expression")
+
+    def bin_bounds(self, d: rm.BinDimension, at: str, scale: int, what: str) -> None:
+        """A bin's width and origin have no more decimals than its number and
+        are in the range the database computes in (``calc.fits``): SQLite
+        computes bins in scaled 64-bit integers."""
+        for name in ("width", "origin"):
+            value: Decimal = getattr(d, name)
+            if not calc.fits(value, scale):
+                self.error("out_of_range", f"{at}.{name}", f"{name} {value} is out of "
+                           f"range: {calc.range_message(scale)}")
+            elif value != value.quantize(Decimal(1).scaleb(-scale)):
+                self.error("invalid_bin", f"{at}.{name}", f"{name} {value} has more "
+                           f"decimals than {what} ({scale})")
 
     def measure(self, m: rm.Measure, at: str) -> None:
         r = self.report
@@ -571,6 +579,7 @@ class _Builder:
                                    ref.value_class, d, ref=ref, scale=_scale(ref))
                 cols.extend(self._dimension(d, self.from_.source(ref.steps).c[ref.field.key],
                                             ref, out))
+            out.path = f"$.dimensions[{i}]." + ("expression" if d.expression else "field")
             self.columns.append(out)
         for i, m in enumerate(self.report.measures):
             mref = self.checker.refs.get(f"$.measures[{i}].field")
@@ -579,7 +588,10 @@ class _Builder:
                 cols.append(self._calc_value(mcalc).label(f"m_{m.key}"))
             else:
                 cols.extend(self._measure_input(m, mref))
-            self.columns.append(self._measure_column(m, mref, mcalc))
+            column = self._measure_column(m, mref, mcalc)
+            column.path = f"$.measures[{i}]" + (".expression" if mcalc is not None else
+                                                  ".field" if mref is not None else "")
+            self.columns.append(column)
         # Sub-table rows live and die with their record: its liveness and the
         # viewer's row scope of the form decide which rows count.
         owner = self.root.table
@@ -680,6 +692,8 @@ class _Builder:
                    found.value_class if result == "same" else "float")
             exact = found.value_class == reg.NUMBER and found.scale > 0
             scale = found.scale if exact and cls in (reg.NUMBER, "float") else None
+            if cls == "float" and found.value_class == reg.NUMBER and not scale:
+                scale = MEAN_DECIMALS  # the mean of integers
             return OutputColumn(m.key, "measure", label, cls, m, calc=found, scale=scale)
         if isinstance(m, rm.FieldMeasure):
             result = reg.MEASURES[m.agg].result
@@ -688,6 +702,8 @@ class _Builder:
             exact = ref is not None and isinstance(ref.kind.column_type(ref.field),
                                                    ExactDecimal)
             scale = _scale(ref) if exact and cls in (reg.NUMBER, "float") else None
+            if cls == "float" and not exact:  # the mean of integers
+                scale = MEAN_DECIMALS
             return OutputColumn(m.key, "measure", label, cls, m, ref=ref, scale=scale)
         if isinstance(m, rm.RunningTotalMeasure) or (isinstance(m, rm.ChangeMeasure)
                                                     and m.mode == "absolute"):
@@ -769,47 +785,48 @@ class _Builder:
             if isinstance(m, rm.RatioMeasure):
                 expr = (self._float(source, m.numerator)
                         / sa.func.nullif(self._float(source, m.denominator), 0))
+            elif grand:
+                # Totals (and pivot subtotals) of derived measures other than
+                # ratios are empty: a share of everything, a running total
+                # or a change over no sequence says nothing new.
+                expr = sa.null()
             elif isinstance(m, rm.ShareMeasure):
                 expr = self._float(source, m.of) / sa.func.nullif(
                     sa.func.sum(self._float(source, m.of)).over(), 0)
             elif isinstance(m, rm.RunningTotalMeasure):
                 along = m.along or _first_date_dimension(self.report) or ""
                 of = source.c[f"m_{m.of}"]
-                if grand:
-                    expr = of
-                else:
-                    partition = [source.c[f"d_{k}"] for k in dim_keys if k != along]
-                    expr = sa.func.sum(of).over(partition_by=partition or None,
-                                                order_by=source.c[f"d_{along}"],
-                                                rows=(None, 0))
+                partition = [source.c[f"d_{k}"] for k in dim_keys if k != along]
+                expr = sa.func.sum(of).over(partition_by=partition or None,
+                                            order_by=source.c[f"d_{along}"], rows=(None, 0))
             else:
                 assert isinstance(m, rm.ChangeMeasure)
                 along = m.along or _first_date_dimension(self.report) or ""
-                if grand:
-                    expr = sa.null()
+                if along not in prev:
+                    prev[along] = p = source.alias(f"prev_{along}")
+                    bucket = next(d for d in self.report.dimensions if d.key == along)
+                    assert isinstance(bucket, rm.DateDimension)
+                    cond = [p.c[f"d_{along}"] == ShiftPeriod(source.c[f"d_{along}"],
+                                                             bucket.bucket, -1)]
+                    cond += [p.c[f"d_{k}"].is_not_distinct_from(source.c[f"d_{k}"])
+                             for k in dim_keys if k != along]
+                    from_ = from_.outerjoin(p, sa.and_(*cond))
+                now, before = source.c[f"m_{m.of}"], prev[along].c[f"m_{m.of}"]
+                if m.mode == "absolute":
+                    expr = now - before
                 else:
-                    if along not in prev:
-                        prev[along] = p = source.alias(f"prev_{along}")
-                        bucket = next(d for d in self.report.dimensions if d.key == along)
-                        assert isinstance(bucket, rm.DateDimension)
-                        cond = [p.c[f"d_{along}"] == ShiftPeriod(source.c[f"d_{along}"],
-                                                                 bucket.bucket, -1)]
-                        cond += [p.c[f"d_{k}"].is_not_distinct_from(source.c[f"d_{k}"])
-                                 for k in dim_keys if k != along]
-                        from_ = from_.outerjoin(p, sa.and_(*cond))
-                    now, before = source.c[f"m_{m.of}"], prev[along].c[f"m_{m.of}"]
-                    if m.mode == "absolute":
-                        expr = now - before
-                    else:
-                        scale = self._col(m.of).scale or 0
-                        expr = ((AsFloat(now, scale) - AsFloat(before, scale))
-                                / sa.func.nullif(AsFloat(before, scale), 0))
+                    scale = self._col(m.of).scale or 0
+                    expr = ((AsFloat(now, scale) - AsFloat(before, scale))
+                            / sa.func.nullif(AsFloat(before, scale), 0))
             cols.append(expr.label(name))
         cols.append(source.c["_others"] if others else _ZERO.label("_others"))
         return sa.select(*cols).select_from(from_)
 
     def _float(self, source: sa.FromClause, key: str) -> Expr:
-        return AsFloat(source.c[f"m_{key}"], self._col(key).scale or 0)
+        col = self._col(key)
+        # An average is a float already; other numbers are in their stored form.
+        stored = 0 if col.value_class == "float" else col.scale or 0
+        return AsFloat(source.c[f"m_{key}"], stored)
 
     def _dim_columns(self) -> list[str]:
         out = []

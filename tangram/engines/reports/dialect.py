@@ -357,7 +357,12 @@ def _divide_sqlite(element: ExactDivide, compiler: SQLCompiler, **kw: Any) -> st
     quotient = (sa.cast(element.expr, sa.Float())
                 / sa.func.nullif(sa.cast(element.b, sa.Float()), 0.0))
     scaled = quotient * sa.literal(float(10 ** shift) if shift >= 0 else 10.0 ** shift, sa.Float())
-    return compiler.process(sa.cast(sa.func.round(scaled), sa.BigInteger), **kw)
+    rounded = sa.func.round(scaled)
+    # CAST of a float beyond the 64-bit range would clamp it silently; such a
+    # quotient stays a float, which the results refuse as out of range.
+    in_range = sa.func.abs(rounded) < sa.literal_column("9223372036854775808.0", sa.Float)
+    return compiler.process(sa.case((in_range, sa.cast(rounded, sa.BigInteger)),
+                                    else_=rounded), **kw)
 
 
 class RoundTo(_Construct):

@@ -22,7 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from tangram.engines.context import EngineContext
-from tangram.errors import DefinitionInvalid, ErrorItem
+from tangram.errors import DefinitionInvalid, ErrorItem, ValidationFailed
 from tangram.metamodel import reports as rm
 
 PERIODS = ("day", "week", "month", "quarter", "year")
@@ -111,7 +111,7 @@ def measure_value(ctx: EngineContext, *, app: str, report: rm.Report, measure: s
     """The measure over the report's records (and a window ``(date_field, from,
     to_exclusive)``), computed by the database for the viewer in ``ctx``."""
     from tangram.engines.reports.compiler import compile_report
-    from tangram.engines.reports.results import convert_value
+    from tangram.engines.reports.results import convert_value, fetch
 
     m = field_measure(report, measure, "$.measure")
     conditions = [c for c in (report.filter, extra_filter) if c]
@@ -125,7 +125,8 @@ def measure_value(ctx: EngineContext, *, app: str, report: rm.Report, measure: s
         "measures": [m], "sort": [], "limit": None, "others": False, "pivot": None,
         "totals": False, "chart": rm.TableChart(type="table")})
     compiled = compile_report(ctx, app=app, report=derived, parameters=parameters)
-    row = ctx.session.execute(compiled.statement).mappings().first()
+    rows = fetch(ctx.session, compiled)
+    row = rows[0] if rows else None
     column = compiled.measures[0]
     return convert_value(column, row[column.column] if row is not None else None)
 
@@ -170,6 +171,22 @@ def _comparison(value: Any, other: Any, window: tuple[date, date]) -> dict[str, 
     return out
 
 
+def target_problem(target: Decimal) -> str | None:
+    """Why a KPI target is not a goal (None when it is one): a positive
+    number in the range reports compute in."""
+    from tangram.engines.reports.calculated import MAX_SCALE, fits, range_message
+
+    if not target.is_finite() or target <= 0:
+        return f"target {target} is not a goal: give a positive number such as \"500000\""
+    exponent = target.as_tuple().exponent
+    decimals = max(0, -exponent) if isinstance(exponent, int) else 0
+    if decimals > MAX_SCALE:
+        return f"target {target} has more than {MAX_SCALE} decimals"
+    if not fits(target, decimals):
+        return f"target {target} is out of range: {range_message(decimals)}"
+    return None
+
+
 def kpi_card(ctx: EngineContext, *, app: str, key: str, measure: str, period: str,
              complete: bool = False, date_field: str | None = None,
              parameters: Mapping[str, Any] | None = None,
@@ -181,6 +198,10 @@ def kpi_card(ctx: EngineContext, *, app: str, key: str, measure: str, period: st
     from tangram.engines.reports.results import to_json
     from tangram.engines.reports.service import published_report
 
+    problem = target_problem(target) if target is not None else None
+    if problem is not None:
+        raise ValidationFailed([ErrorItem(code="out_of_range", field="target",
+                                          message=problem)])
     if period not in PERIODS:
         raise DefinitionInvalid(f"$.period: {period!r} is not a period", errors=[ErrorItem(
             code="invalid_value", path="$.period", message=f"period is one of "

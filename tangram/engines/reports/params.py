@@ -45,14 +45,26 @@ def _check(p: Parameter, value: Any, actor: Actor, today: date) -> Any:
             raise ValueError("\"me\" needs a signed-in viewer")
         return str(actor.id)
     if p.type in ("user", "department"):
-        return str(uuid.UUID(str(value)))
+        try:
+            return str(uuid.UUID(str(value)))
+        except ValueError:
+            raise ValueError(f"{value!r} is not the id of a {p.type}") from None
     if p.type == "number":
         if isinstance(value, bool) or not isinstance(value, (int, str)):
             raise ValueError("a number is given as a string such as \"100000\"")
-        Decimal(str(value))
+        try:
+            number = Decimal(str(value).strip())
+        except InvalidOperation:
+            number = None
+        if number is None or not number.is_finite():
+            raise ValueError(f"{value!r} is not a number (give one such as \"100000\" "
+                             "or \"99.50\")")
         return str(value)
     if p.type == "date":
-        date.fromisoformat(str(value))
+        try:
+            date.fromisoformat(str(value))
+        except ValueError:
+            raise ValueError(f"{value!r} is not a date (YYYY-MM-DD)") from None
         return str(value)
     if p.type == "boolean":
         if not isinstance(value, bool):

@@ -9,16 +9,21 @@ reshape of the result rows (no aggregation).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 import pandas as pd
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from tangram.clock import iso_utc
+from tangram.engines.reports import calculated as calc
 from tangram.engines.reports import registry as reg
 from tangram.engines.reports.compiler import CompiledReport, OutputColumn
+from tangram.errors import ErrorItem, ValidationFailed
 from tangram.metamodel import fields as fm
 from tangram.metamodel import reports as rm
 from tangram.metamodel.common import localize
@@ -83,13 +88,44 @@ class ReportResult:
         return out
 
 
+def fetch(session: Session, compiled: CompiledReport) -> Sequence[sa.RowMapping]:
+    """The rows of the compiled statement. A number out of the database's range
+    (an overflow while computing, or a value SQLite could only hold as a float)
+    is an ``out_of_range`` error naming the calculated fields that may cause it,
+    never a server error; the statement runs in a savepoint so that the
+    transaction (e.g. a dashboard's other widgets on PostgreSQL) goes on."""
+    try:
+        with session.begin_nested():
+            return session.execute(compiled.statement).mappings().all()
+    except (sa.exc.StatementError, OverflowError, InvalidOperation) as exc:
+        if not _is_overflow(exc):
+            raise
+        columns = [c for c in compiled.columns if c.calc is not None
+                   and c.calc.value_class == reg.NUMBER] or [
+            c for c in compiled.columns if c.value_class == reg.NUMBER]
+        raise ValidationFailed([ErrorItem(
+            code="out_of_range", path=c.path, message=(
+                f"a number is out of range while computing {c.key!r}: "
+                f"{calc.range_message(c.scale or 0)}")) for c in columns or compiled.columns],
+            "a number of the report is out of the range the database computes in") from None
+
+
+def _is_overflow(exc: BaseException) -> bool:
+    orig = getattr(exc, "orig", None) or exc
+    if isinstance(orig, OverflowError | InvalidOperation):
+        return True
+    # SQLite: an integer SUM() that overflows; PostgreSQL: SQLSTATE 22003.
+    return ("integer overflow" in str(orig)
+            or getattr(orig, "sqlstate", getattr(orig, "pgcode", None)) == "22003")
+
+
 def execute(session: Session, compiled: CompiledReport, *, language: str) -> ReportResult:
     """Run the one statement and shape its rows.
 
     >>> result = execute(ctx.session, compile_report(ctx, app="crm", report=r), language="en")
     >>> result.frame.head()
     """
-    rows = session.execute(compiled.statement).mappings().all()
+    rows = fetch(session, compiled)
     cols = compiled.columns
     data: dict[str, list[Any]] = {c.key: [] for c in cols}
     labels: dict[str, list[str]] = {c.key: [] for c in cols if c.role == "dimension"}
@@ -125,17 +161,63 @@ def _value(c: OutputColumn, value: Any) -> Any:
     d = c.definition
     if isinstance(d, rm.BinDimension):
         return d.origin + int(value) * d.width
+    if c.role == "measure" or c.value_class == reg.NUMBER:
+        _check_range(c, value)
     if c.role == "measure":
         if c.value_class == "count" or (c.value_class == reg.NUMBER and c.scale is None):
             return int(value)
-        if c.scale is not None and c.value_class in (reg.NUMBER, "float") and not (
-                isinstance(d, rm.RatioMeasure | rm.ShareMeasure)
-                or (isinstance(d, rm.ChangeMeasure) and d.mode == "percent")):
-            dec = value if isinstance(value, Decimal) else Decimal(repr(float(value)))
-            return dec.quantize(Decimal(1).scaleb(-c.scale))
-        if c.value_class == "float":
+        if _is_float(c):
             return float(value)
+        if c.scale is not None and c.value_class in (reg.NUMBER, "float"):
+            dec = value if isinstance(value, Decimal) else Decimal(repr(float(value)))
+            return dec.quantize(Decimal(1).scaleb(-c.scale), rounding=ROUND_HALF_UP)
     return value
+
+
+def _is_float(c: OutputColumn) -> bool:
+    """A ratio, a share or a percent change: a binary float, never rounded (an
+    average has decimals: it is rounded to them)."""
+    return c.value_class == "float" and c.scale is None
+
+
+def _check_range(c: OutputColumn, value: Any) -> None:
+    """A number beyond what the database holds exactly (SQLite turns an integer
+    overflow into a float; PostgreSQL's NUMERIC would go on) is refused alike
+    on both databases, naming the measure or dimension."""
+    if isinstance(value, bool) or _is_float(c):
+        return
+    scale = c.scale or 0
+    if isinstance(value, float):
+        bad = value != value or abs(value) * 10.0 ** scale >= 2.0 ** 63
+    elif isinstance(value, int | Decimal):
+        bad = not Decimal(value).is_finite() or not calc.fits(value, scale)
+    else:
+        return
+    if bad:
+        raise ValidationFailed([ErrorItem(code="out_of_range", path=c.path, message=(
+            f"{c.key!r} is out of range ({float(value):.6g}): "
+            f"{calc.range_message(scale)}"))],
+            f"{c.path}: a number of the report is out of range")
+
+
+def json_type(c: OutputColumn) -> dict[str, Any]:
+    """The ``type`` (and ``scale``) a column's values have in JSON: ``count``
+    and ``integer`` (numbers), ``decimal`` (exact, as strings, with ``scale``
+    decimals), ``float`` (ratios, shares, percent changes), else the field's
+    value class (``date``, ``datetime``, ``text``, ``boolean``, ``reference``…)."""
+    d = c.definition
+    if c.value_class == "count":
+        return {"type": "count"}
+    if isinstance(d, rm.BinDimension):
+        return {"type": "decimal", "scale": max(0, -int(d.width.as_tuple().exponent),
+                                               -int(d.origin.as_tuple().exponent))}
+    if c.role == "measure" and _is_float(c):
+        return {"type": "float"}
+    if c.value_class in (reg.NUMBER, "float"):
+        if c.scale:
+            return {"type": "decimal", "scale": c.scale}
+        return {"type": "integer"}
+    return {"type": c.value_class}
 
 
 def dimension_label(c: OutputColumn, value: Any, raw_label: Any, is_other: bool,
@@ -173,7 +255,9 @@ def to_json(value: Any) -> Any:
     """Decimals as strings (exact), dates ISO, ids as text."""
     if isinstance(value, Decimal):
         return format(value, "f")
-    if isinstance(value, (date, datetime, time)):
+    if isinstance(value, datetime):
+        return iso_utc(value)
+    if isinstance(value, (date, time)):
         return value.isoformat()
     if isinstance(value, uuid.UUID):
         return str(value)
@@ -198,7 +282,7 @@ def result_json(result: ReportResult, *, chart: dict[str, Any] | None) -> dict[s
     out: dict[str, Any] = {
         "report": result.report.key,
         "columns": [{"key": c.key, "role": c.role, "label": localize(c.label, result.language),
-                     "type": c.value_class} for c in cols],
+                     **json_type(c)} for c in cols],
         "rows": rows,
         "totals": ({k: to_json(v) for k, v in result.totals.items()}
                    if result.totals is not None else None),

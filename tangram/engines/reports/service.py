@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 from tangram.engines.context import EngineContext
 from tangram.engines.directory import users_table
 from tangram.engines.reports import cache, calculated
-from tangram.engines.reports.charts import chart_spec
+from tangram.engines.reports.charts import chart_spec, funnel_order
 from tangram.engines.reports.compiler import (
     CompiledReport,
     calc_message,
@@ -30,7 +30,7 @@ from tangram.engines.reports.compiler import (
     validate_report,
 )
 from tangram.engines.reports.export import MEDIA_TYPES, export
-from tangram.engines.reports.kpi import kpi_card
+from tangram.engines.reports.kpi import kpi_card, period_start, target_problem
 from tangram.engines.reports.params import substitute
 from tangram.engines.reports.results import ReportResult, execute, result_json
 from tangram.errors import (
@@ -58,10 +58,13 @@ def parse(kind: str, body: Any) -> Any:
         errors = []
         for err in exc.errors():
             loc = err["loc"]
-            # Discriminated unions put the tag ("sum", "bar") in the location.
+            # Discriminated unions (measures, dimensions, chart) put the tag
+            # ("sum", "bar") in the location; a widget's "kpi" is a key.
             clean = tuple(p for i, p in enumerate(loc) if not (
                 i > 0 and isinstance(p, str) and p in _TAGS and (
-                    isinstance(loc[i - 1], int) or loc[i - 1] == "chart")))
+                    (isinstance(loc[i - 1], int) and i > 1
+                     and loc[i - 2] in ("measures", "dimensions"))
+                    or loc[i - 1] == "chart")))
             errors.append(ErrorItem(code=err["type"], path=json_path(clean),
                                     message=err["msg"].removeprefix("Value error, ")))
         raise DefinitionInvalid(f"the {kind} definition is not valid: {errors[0].path}: "
@@ -264,7 +267,16 @@ def drilldown_filter(ctx: EngineContext, *, app: str, key: str, element: Mapping
     base = substitute(report.filter, compiled.parameters)
     if base:
         conditions.append(base)
-    errors: list[ErrorItem] = []
+    dimensions = {c.key for c in compiled.dimensions}
+    # An element names dimensions of the report (null: the empty group); one
+    # left out is a subtotal's or total's (every value of it). A key that is
+    # no dimension is refused: a typo must not drill into all the records.
+    errors = [ErrorItem(code="unknown_key", field=f"element.{k}", message=(
+        f"report {key!r} has no dimension {k!r}; dimensions: "
+        f"{', '.join(sorted(dimensions)) or 'none'}")) for k in element if k not in dimensions]
+    if errors:
+        raise ValidationFailed(errors)
+    chart = report.chart
     for col in compiled.dimensions:
         if col.key not in element:
             continue
@@ -291,10 +303,16 @@ def drilldown_filter(ctx: EngineContext, *, app: str, key: str, element: Mapping
             conditions.append({"field": d.field, "op": "is_empty"})
         elif isinstance(d, rm.DateDimension):
             try:
-                start = datetime.fromisoformat(str(value)).date()
+                start = date.fromisoformat(str(value))
             except ValueError:
                 errors.append(ErrorItem(code="invalid_value", field=at,
                                         message="a date bucket value is YYYY-MM-DD"))
+                continue
+            if period_start(start, d.bucket) != start:
+                # Refused rather than snapped: the value must be one the run returned.
+                errors.append(ErrorItem(code="invalid_value", field=at, message=(
+                    f"{start} is not the first day of a {d.bucket}: the {d.bucket} holding "
+                    f"it starts {period_start(start, d.bucket)}")))
                 continue
             end = _next_period(start, d.bucket)
             if col.ref is not None and col.ref.value_class == "datetime":
@@ -311,6 +329,12 @@ def drilldown_filter(ctx: EngineContext, *, app: str, key: str, element: Mapping
             lo_dec = Decimal(str(value))
             conditions += [{"field": d.field, "op": "gte", "value": str(lo_dec)},
                            {"field": d.field, "op": "lt", "value": str(lo_dec + d.width)}]
+        elif (isinstance(chart, rm.FunnelChart) and chart.cumulative
+              and chart.stage == col.key and value in (order := funnel_order(col, chart) or [])):
+            # A cumulative funnel's bar counts the records in its stage and
+            # every later one: those are the records behind it.
+            later = order[order.index(value):]
+            conditions.append({"field": d.field, "op": "in", "value": later})
         else:
             conditions.append({"field": d.field, "op": "eq", "value": value})
     if errors:
@@ -343,6 +367,10 @@ def save_dashboard(ctx: EngineContext, *, app: str, key: str, body: dict[str, An
             errors.append(ErrorItem(code="unknown_report", path=f"$.widgets[{i}].report",
                                     message=f"report {w.report!r} does not exist"))
         elif w.kpi is not None:
+            problem = target_problem(w.kpi.target) if w.kpi.target is not None else None
+            if problem is not None:
+                errors.append(ErrorItem(code="out_of_range", path=f"$.widgets[{i}].kpi.target",
+                                        message=problem))
             body_of = storage.latest_body(ctx.session, app=app, kind="report", key=w.report)
             measures = {m["key"] for m in (body_of or {}).get("measures", [])
                         if m.get("agg") in rm.FIELD_AGGREGATES}
