@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from tangram.metamodel.common import Definition, Expression, Key, Label
 from tangram.metamodel.fields import (
@@ -22,6 +23,15 @@ SYSTEM_FIELDS: tuple[str, ...] = (
 
 TEXTUAL_TYPES = {"text", "long_text", "rich_text", "email", "phone", "url", "autonumber",
                  "select", "tree_select"}
+
+
+def _invalid_at(loc: tuple[str | int, ...], value: Any, message: str) -> None:
+    """Refuse the form with the error at ``loc`` (e.g. ``$.title_field``), not
+    at the form as a whole: pydantic puts a model check's ValueError at the
+    model, while a ValidationError raised here keeps its location."""
+    raise ValidationError.from_exception_data("Form", [InitErrorDetails(
+        type=PydanticCustomError("value_error", "{message}", {"message": message}),
+        loc=loc, input=value)])
 
 
 class LayoutSection(Definition):
@@ -88,45 +98,55 @@ class Form(Definition):
     def _consistent(self) -> Form:
         keys = [f.key for f in self.fields]
         seen: set[str] = set()
-        for key in keys:
+        for i, key in enumerate(keys):
             if key in SYSTEM_FIELDS:
-                raise ValueError(f"field key {key!r} is reserved for a system column "
-                                 f"({', '.join(SYSTEM_FIELDS)})")
+                _invalid_at(("fields", i, "key"), key, f"field key {key!r} is reserved for a "
+                            f"system column ({', '.join(SYSTEM_FIELDS)})")
             if key in seen:
-                raise ValueError(f"field key {key!r} appears twice")
+                _invalid_at(("fields", i, "key"), key, f"field key {key!r} appears twice")
             seen.add(key)
         ids = [f.id for f in self.all_fields() if f.id]
         if len(ids) != len(set(ids)):
             raise ValueError("two fields share one id")
         if self.title_field and self.title_field not in seen:
-            raise ValueError(f"title_field {self.title_field!r} is not a field of this form")
-        for key in self.search_fields:
+            _invalid_at(("title_field",), self.title_field, f"title_field "
+                        f"{self.title_field!r} is not a field of this form")
+        for i, key in enumerate(self.search_fields):
             field = self.field(key)
             if field is None:
-                raise ValueError(f"search field {key!r} is not a field of this form")
-            if field.type not in TEXTUAL_TYPES:
-                raise ValueError(f"search field {key!r} is a {field.type} field; only text-like "
-                                 f"fields can be searched ({', '.join(sorted(TEXTUAL_TYPES))})")
+                _invalid_at(("search_fields", i), key,
+                            f"search field {key!r} is not a field of this form")
+            elif field.type not in TEXTUAL_TYPES:
+                _invalid_at(("search_fields", i), key, f"search field {key!r} is a "
+                            f"{field.type} field; only text-like fields can be searched "
+                            f"({', '.join(sorted(TEXTUAL_TYPES))})")
         if self.layout:
-            for section in self.layout.sections:
-                for key in section.fields:
+            for i, section in enumerate(self.layout.sections):
+                for j, key in enumerate(section.fields):
                     if key not in seen:
-                        raise ValueError(f"layout names field {key!r}, which the form lacks")
-        for sort in self.default_sort:
+                        _invalid_at(("layout", "sections", i, "fields", j), key,
+                                    f"layout names field {key!r}, which the form lacks")
+        for i, sort in enumerate(self.default_sort):
             name = sort.lstrip("-")
             if name not in seen and name not in SYSTEM_FIELDS:
-                raise ValueError(f"default_sort names unknown field {name!r}")
-        for key in self.lock.editable if self.lock else []:
+                _invalid_at(("default_sort", i), sort,
+                            f"default_sort names unknown field {name!r}")
+        for i, key in enumerate(self.lock.editable if self.lock else []):
             if key not in seen:
-                raise ValueError(f"lock.editable names unknown field {key!r}")
+                _invalid_at(("lock", "editable", i), key,
+                            f"lock.editable names unknown field {key!r}")
         view_keys: set[str] = set()
-        for view in self.views:
+        for i, view in enumerate(self.views):
             if view.key in view_keys:
-                raise ValueError(f"view key {view.key!r} appears twice")
+                _invalid_at(("views", i, "key"), view.key,
+                            f"view key {view.key!r} appears twice")
             view_keys.add(view.key)
-            for key in [*view.columns, *(s.lstrip("-") for s in view.sort)]:
+            named = [("columns", j, key) for j, key in enumerate(view.columns)] + [
+                ("sort", j, s.lstrip("-")) for j, s in enumerate(view.sort)]
+            for member, j, key in named:
                 if key not in seen and key not in SYSTEM_FIELDS:
-                    raise ValueError(f"view {view.key!r} names unknown field {key!r}")
+                    _invalid_at(("views", i, member, j), key,
+                                f"view {view.key!r} names unknown field {key!r}")
         return self
 
     def field(self, key: str) -> FieldBase | None:

@@ -35,12 +35,14 @@ class Origin:
     """``owner`` also becomes the record's creator (and last editor);
     ``created_at`` also its last update time. ``None`` keeps the column;
     ``no_owner`` leaves the record without an owner (e.g. a lead in a public
-    pool; the creator stays who created it)."""
+    pool; the creator stays who created it). ``numbered``: the autonumber
+    fields the record was given a number for (kept, not renumbered)."""
 
     record_id: uuid.UUID
     owner: uuid.UUID | None = None
     created_at: datetime | None = None
     no_owner: bool = False
+    numbered: frozenset[str] = frozenset()
 
 
 def set_origins(ctx: EngineContext, *, app: str, form: str, origins: Sequence[Origin]) -> int:
@@ -82,7 +84,8 @@ def set_origins(ctx: EngineContext, *, app: str, form: str, origins: Sequence[Or
 def _renumber(ctx: EngineContext, rt: FormRuntime, dated: Sequence[Origin]) -> None:
     """Records created in the past take the numbers of their own period: a
     ticket of September is GD-20260915-…, not numbered for the install day
-    (the numbers they got at insert are simply not used again)."""
+    (the numbers they got at insert are simply not used again). A number the
+    record was given (an exported record's) is its own: kept."""
     fields = [f for f in rt.form.fields if isinstance(f, fm.AutonumberField)
               and re.search(r"\{(YYYY|YY|MM|DD)\}", f.pattern)]
     if not fields or not dated:
@@ -91,6 +94,8 @@ def _renumber(ctx: EngineContext, rt: FormRuntime, dated: Sequence[Origin]) -> N
     t = rt.table
     for f in fields:
         params = [{"_id": o.record_id, "_number": autonumbers(ctx, rt, f, at=o.created_at)[0]}
-                  for o in ordered]
+                  for o in ordered if f.key not in o.numbered]
+        if not params:
+            continue
         ctx.session.execute(sa.update(t).where(t.c.id == sa.bindparam("_id")).values(
             {f.key: sa.bindparam("_number")}), params)

@@ -458,6 +458,36 @@ def autonumbers(ctx: EngineContext, rt: FormRuntime, f: fm.AutonumberField, *,
     return out
 
 
+_NUMBER_PARTS = {"YYYY": r"(\d{4})", "YY": r"(\d{2})", "MM": r"(\d{2})", "DD": r"(\d{2})"}
+
+
+def keep_number(ctx: EngineContext, rt: FormRuntime, f: fm.AutonumberField,
+                number: str) -> bool:
+    """Keep a number given to a record (an exported contract's HT-2025-0007 is
+    a legal identifier): the counter of its period moves past it, so the
+    next number of that period follows it and none repeats it. False (the
+    counter unchanged) when ``number`` does not have ``f``'s pattern."""
+    pattern, tokens = "", []
+    for literal, token in re.findall(r"([^{]*)(?:\{([^}]+)\})?", f.pattern):
+        pattern += re.escape(literal)
+        if token in _NUMBER_PARTS or token.startswith("seq"):
+            pattern += _NUMBER_PARTS.get(token, r"(\d+)")
+            tokens.append(token)
+    match = re.fullmatch(pattern, number)
+    parts = list(zip(tokens, match.groups(), strict=True)) if match else []
+    seq = [int(v) for t, v in parts if t.startswith("seq")]
+    if not seq:
+        return False
+    keys = {"app": rt.app, "form": rt.key, "field_id": f.id or f.key,
+            "period": "".join(v for t, v in parts if not t.startswith("seq"))}
+    c = autonumber_counters_table
+    current = ctx.session.execute(sa.select(c.c.value).where(
+        *(c.c[k] == v for k, v in keys.items()))).scalar() or 0
+    if seq[-1] > current:
+        increment_counter(ctx.session, c, keys, by=seq[-1] - current)
+    return True
+
+
 def _empty_rollups(rt: FormRuntime, prepared: Prepared) -> None:
     """A new record has no related records yet: counts and sums start at 0."""
     for f in rt.form.fields:
@@ -1116,16 +1146,19 @@ def record_history(ctx: EngineContext, *, app: str, form: str, record_id: Any
 # --------------------------------------------------------------------------- bulk
 
 def bulk_create(ctx: EngineContext, *, app: str, form: str, rows: Sequence[Mapping[str, Any]],
-                source: str = "api", allow_read_only: bool = False) -> list[dict[str, Any]]:
+                source: str = "api", allow_read_only: bool = False,
+                keep_numbers: bool = False) -> list[dict[str, Any]]:
     """Create many records in one transaction: all or nothing. Every row is
-    validated; errors carry the row index (``rows[3].phone``)."""
+    validated; errors carry the row index (``rows[3].phone``). With
+    ``keep_numbers`` (a package's exported records) an autonumber a row gives
+    is kept and its period's counter moves past it (see :func:`keep_number`)."""
     rt = get_runtime(ctx.session, app, form)
     ctx.policy.check_form_action(ctx.actor, app, form, "create")
     if len(rows) > 5000:
         raise ValidationFailed([ErrorItem(code="max_rows", field="rows",
                                           message="at most 5000 rows per bulk request")])
     prepared_rows = _prepare_bulk(ctx, rt, rows, allow_read_only=allow_read_only)
-    return _insert_many(ctx, rt, prepared_rows, source=source)
+    return _insert_many(ctx, rt, prepared_rows, source=source, keep_numbers=keep_numbers)
 
 
 def _prepare_bulk(ctx: EngineContext, rt: FormRuntime, rows: Sequence[Mapping[str, Any]], *,
@@ -1289,11 +1322,18 @@ def _bulk_insert(ctx: EngineContext, rt: FormRuntime) -> BulkInsert:
 
 
 def _insert_many(ctx: EngineContext, rt: FormRuntime, prepared_rows: list[Prepared], *,
-                 source: str) -> list[dict[str, Any]]:
+                 source: str, keep_numbers: bool = False) -> list[dict[str, Any]]:
     now = ctx.now()
     auto = [f for f in rt.form.fields if isinstance(f, fm.AutonumberField)]
-    numbers = {f.key: autonumbers(ctx, rt, f, count=len(prepared_rows)) for f in auto} \
-        if prepared_rows else {}
+    numbers: dict[str, dict[int, str]] = {}
+    for f in auto:
+        kept = {i: p.values[f.key] for i, p in enumerate(prepared_rows)
+                if keep_numbers and p.values.get(f.key)}
+        for number in kept.values():  # before numbering the others: no duplicates
+            keep_number(ctx, rt, f, str(number))
+        missing = [i for i in range(len(prepared_rows)) if i not in kept]
+        numbers[f.key] = dict(zip(missing, autonumbers(ctx, rt, f, count=len(missing))
+                                  if missing else [], strict=True))
     has_form_rollups = any(isinstance(f, fm.RollupField) and f.source.form
                            for f in rt.form.fields)
     actor_id = ctx.actor.id
@@ -1304,7 +1344,8 @@ def _insert_many(ctx: EngineContext, rt: FormRuntime, prepared_rows: list[Prepar
     for i, (prepared, record_id) in enumerate(zip(prepared_rows, new_ids(len(prepared_rows)),
                                                   strict=True)):
         for key, nums in numbers.items():
-            prepared.values[key] = nums[i]
+            if i in nums:
+                prepared.values[key] = nums[i]
         if has_form_rollups:
             _empty_rollups(rt, prepared)
         rec: dict[str, Any] = {**empty, "id": record_id, "owner": actor_id, **batch,

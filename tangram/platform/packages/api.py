@@ -3,6 +3,7 @@
     POST   /api/packages/validate          zip upload (multipart "file") or JSON {path: content}
     POST   /api/packages/install           zip upload; ?demo=true
     POST   /api/packages/upgrade           zip upload; ?dry_run=true&confirm_destructive=true
+                                           &allow_downgrade=true
     GET    /api/packages                   installed packages
     GET    /api/packages/{app}/customizations
     GET    /api/packages/{app}/export      ?layer=false&data=true → application/zip
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -23,7 +25,7 @@ from tangram.platform.deps import AdminActor, ContextDep, SettingsDep, request_l
 from tangram.platform.packages import store
 from tangram.platform.packages.data import existing_usernames
 from tangram.platform.packages.errors import PackageInvalid
-from tangram.platform.packages.export import export_app, validate_files
+from tangram.platform.packages.export import export_package, validate_files
 from tangram.platform.packages.install import (
     customizations,
     install_package,
@@ -119,9 +121,11 @@ async def install(request: Request, ctx: ContextDep, _admin: AdminActor,
 
 @router.post("/upgrade")
 async def upgrade(request: Request, ctx: ContextDep, _admin: AdminActor, dry_run: bool = False,
-                  confirm_destructive: bool = False) -> dict[str, Any]:
+                  confirm_destructive: bool = False,
+                  allow_downgrade: bool = False) -> dict[str, Any]:
     return upgrade_package(ctx, await _package(request), dry_run=dry_run,
-                           confirm_destructive=confirm_destructive)
+                           confirm_destructive=confirm_destructive,
+                           allow_downgrade=allow_downgrade)
 
 
 @router.get("/{app}/customizations")
@@ -132,9 +136,12 @@ def get_customizations(app: str, ctx: ContextDep, _admin: AdminActor) -> dict[st
 @router.get("/{app}/export")
 def export(app: str, ctx: ContextDep, _admin: AdminActor, layer: bool = True,
            data: bool = False) -> Response:
-    files = export_app(ctx, app, layer=layer, data=data)
-    return Response(write_zip(files), media_type="application/zip", headers={
+    result = export_package(ctx, app, layer=layer, data=data)
+    response = Response(write_zip(result.files), media_type="application/zip", headers={
         "Content-Disposition": f'attachment; filename="{app}.zip"'})
+    for warning in result.warnings:  # what the package does not carry; UTF-8, %-encoded
+        response.headers.append("X-Tangram-Export-Warning", quote(warning))
+    return response
 
 
 @router.delete("/{app}")

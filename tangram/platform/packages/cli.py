@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from tangram.engines.context import Actor, EngineContext
 from tangram.errors import TangramError
-from tangram.platform.packages.export import export_app, validate_files
+from tangram.platform.packages.export import export_package, validate_files
 from tangram.platform.packages.install import (
     customizations,
     install_package,
@@ -42,23 +42,44 @@ PathArg = Annotated[Path, typer.Argument(help="A package folder or .zip file.",
                                          exists=True)]
 
 
-def _print_errors(exc: TangramError) -> None:
+LangOption = Annotated[str | None, typer.Option(
+    "--lang", envvar="TANGRAM_LANGUAGE", metavar="zh|en",
+    help="Language of plans and messages (zh or en). Default: the language of the "
+    "administrator the command runs as, else the organization's default language.")]
+
+def choose_language(requested: str | None, actor: Actor | None = None) -> str:
+    """The command's language, chosen as the HTTP API chooses a request's
+    (``request_language``): the one asked for (``--lang`` /
+    ``TANGRAM_LANGUAGE``, as Accept-Language), else the user's own (the
+    administrator of ``--as``), else the organization default."""
+    from tangram.platform.auth.service import LANGUAGES
+    from tangram.settings import Settings
+
+    if requested is not None:
+        if requested.lower() not in LANGUAGES:
+            raise typer.BadParameter(f"{requested!r} is not a language: use "
+                                     f"{' or '.join(LANGUAGES)}", param_hint="--lang")
+        return requested.lower()
+    if actor is not None and actor.language in LANGUAGES:
+        return actor.language
+    return Settings().default_language
+
+
+def _print_errors(exc: TangramError, language: str | None = None) -> None:
     typer.secho(f"error: {exc.message}", err=True, fg=typer.colors.RED)
     for e in exc.errors:
         where = ":".join(p for p in (e.file, e.path) if p)
         typer.echo(f"  {where}  {e.message}" if where else f"  {e.message}", err=True)
     if exc.details.get("forms"):
-        _print_plans(exc.details["forms"], err=True)
+        _print_plans(exc.details["forms"], err=True, language=language or choose_language(None))
         typer.echo("confirm with --confirm-destructive to apply these changes", err=True)
 
 
-def _print_plans(plans: list[dict[str, Any]], *, err: bool) -> None:
+def _print_plans(plans: list[dict[str, Any]], *, err: bool, language: str) -> None:
     """Each form's evolution plan, step by step; the steps that lose data
     are marked with the number of rows they affect."""
     from tangram.metamodel.common import localize
-    from tangram.settings import Settings
 
-    language = Settings().default_language
     for entry in plans:
         typer.echo(f"  form {entry['key']}: changes existing data:", err=err)
         for step in entry["plan"].get("steps", []):
@@ -70,7 +91,7 @@ def _print_plans(plans: list[dict[str, Any]], *, err: bool) -> None:
 
 
 @contextmanager
-def _context() -> Iterator[EngineContext]:
+def _context(lang: str | None = None) -> Iterator[EngineContext]:
     from tangram.db import create_engine_from_url, session_factory
     from tangram.platform import migrate
     from tangram.settings import Settings
@@ -78,12 +99,15 @@ def _context() -> Iterator[EngineContext]:
     settings = Settings()
     migrate.upgrade(settings.database_url)
     engine = create_engine_from_url(settings.database_url)
+    language = choose_language(lang)
+    ctx: EngineContext | None = None
     try:
         session: Session
         with session_factory(engine).begin() as session:
-            yield EngineContext(session=session, timezone=settings.timezone)
+            ctx = EngineContext(session=session, timezone=settings.timezone, language=language)
+            yield ctx
     except TangramError as exc:
-        _print_errors(exc)
+        _print_errors(exc, ctx.language if ctx else language)
         raise typer.Exit(code=1) from exc
     finally:
         engine.dispose()
@@ -95,10 +119,11 @@ AsOption = Annotated[str | None, typer.Option(
     "the API, where they are the caller's). Default: the only, or first, administrator.")]
 
 
-def act_as(ctx: EngineContext, username: str | None) -> Actor:
+def act_as(ctx: EngineContext, username: str | None, lang: str | None = None) -> Actor:
     """The administrator a command runs as (``--as``; default: the first
     active administrator, oldest account first). Refused clearly when the
-    user is not an active administrator, or there is none."""
+    user is not an active administrator, or there is none. Messages are then
+    in ``lang`` (``--lang``), else the administrator's language."""
     from tangram.engines.directory import users_table as u
     from tangram.errors import NotFound, PermissionDenied
     from tangram.platform.auth.service import find_user_by_username, get_user
@@ -121,6 +146,7 @@ def act_as(ctx: EngineContext, username: str | None) -> Actor:
                 "NAME --admin) or name one with --as USERNAME")
         user = get_user(ctx.session, first)
     ctx.actor = user.as_actor()
+    ctx.language = choose_language(lang, ctx.actor)
     return ctx.actor
 
 
@@ -142,11 +168,13 @@ def validate(path: PathArg,
              shallow: Annotated[bool, typer.Option(
                  "--shallow", help="Only the files' own checks (no scratch install).")] = False,
              as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")
-                                ] = False) -> None:
+                                ] = False,
+             lang: LangOption = None) -> None:
     """Check every file of a package and report every problem; installs nothing.
     Rows' ``$owner`` may name users of the configured installation, if it exists."""
     try:
         report = validate_files(read_package(path), deep=not shallow,
+                                language=choose_language(lang),
                                 users=_installation_users())
     except TangramError as exc:
         _print_errors(exc)
@@ -199,16 +227,17 @@ def install(path: PathArg,
                 "--if-missing", help="Succeed without changes if the app is installed.")
                                   ] = False,
             as_user: AsOption = None,
-            as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+            as_json: Annotated[bool, typer.Option("--json")] = False,
+            lang: LangOption = None) -> None:
     """Install an app from a package (all or nothing), as an administrator."""
     from tangram.platform.packages.store import find_installed
 
     package = _load(path)
-    with _context() as ctx:
+    with _context(lang) as ctx:
         if if_missing and find_installed(ctx.session, package.key) is not None:
             typer.echo(f"{package.key} is already installed; unchanged")
             return
-        act_as(ctx, as_user)
+        act_as(ctx, as_user, lang)
         result = install_package(ctx, package, demo=demo)
     _echo(result, as_json)
     rows = sum(result["rows"].values())
@@ -221,32 +250,60 @@ def upgrade(path: PathArg,
             dry_run: Annotated[bool, typer.Option("--dry-run", help="Report only.")] = False,
             confirm_destructive: Annotated[bool, typer.Option(
                 "--confirm-destructive", help="Apply changes that lose data.")] = False,
+            allow_downgrade: Annotated[bool, typer.Option(
+                "--allow-downgrade", help="Apply an older version than the installed one "
+                "(or the installed version's number with other content).")] = False,
             as_user: AsOption = None,
-            as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+            as_json: Annotated[bool, typer.Option("--json")] = False,
+            lang: LangOption = None) -> None:
     """Upgrade an installed app to the package's version, keeping customizations.
-    ``--dry-run`` lists what the real run would do: conflicts, problems, and
-    each form's evolution plan that changes existing data."""
+    ``--dry-run`` lists what the real run would do: the definitions added,
+    changed, removed and kept, conflicts, problems, and each form's evolution
+    plan."""
     package = _load(path)
-    with _context() as ctx:
-        act_as(ctx, as_user)
+    with _context(lang) as ctx:
+        act_as(ctx, as_user, lang)
         report = upgrade_package(ctx, package, dry_run=dry_run,
-                                 confirm_destructive=confirm_destructive)
+                                 confirm_destructive=confirm_destructive,
+                                 allow_downgrade=allow_downgrade)
+        language = ctx.language
     _echo(report, as_json)
     if not as_json:
-        _print_upgrade(report, dry_run=dry_run, confirmed=confirm_destructive)
+        _print_upgrade(report, dry_run=dry_run, confirmed=confirm_destructive,
+                       language=language)
 
 
-def _print_upgrade(report: dict[str, Any], *, dry_run: bool, confirmed: bool) -> None:
+# What the text of an upgrade lists, in order: (report key, heading).
+_UPGRADE_LISTS = (
+    ("added", "added"), ("changed", "changed"), ("removed", "removed"),
+    ("kept_removed", "kept (the new version drops them; they hold records or flows)"),
+    ("kept_changed", "kept (you changed them; they are yours now)"))
+
+
+def _print_upgrade(report: dict[str, Any], *, dry_run: bool, confirmed: bool,
+                   language: str) -> None:
+    if report.get("unchanged"):
+        typer.echo(f"{report['app']} {report['to_version']} is already installed; "
+                   "nothing to do")
+        return
     verb = "would upgrade" if dry_run else "upgraded"
     typer.echo(f"{verb} {report['app']} {report['from_version']} → {report['to_version']}"
-               f"; kept {len(report['customizations'])} customization(s)")
+               + (" (a downgrade)" if report.get("downgrade") else "")
+               + f"; kept {len(report['customizations'])} customization(s)")
+    for key, heading in _UPGRADE_LISTS:
+        names = [f"{kind} {name}" for kind, keys in sorted(report.get(key, {}).items())
+                 for name in keys]
+        if names:
+            typer.echo(f"  {heading}: {', '.join(names)}")
+    for form, renames in sorted(report.get("renamed", {}).items()):
+        typer.echo(f"  renamed in form {form}: {', '.join(renames)} (data kept)")
     for c in report["conflicts"]:
         typer.echo(f"  conflict: {c.get('file')}:{c.get('path')}  {c['message']}")
     for e in report.get("errors", []):
         where = ":".join(p for p in (e.get("file"), e.get("path")) if p)
         typer.echo(f"  problem: {where}  {e['message']}")
-    _print_plans(report.get("evolution", []), err=False)
-    if report.get("evolution") and dry_run and not confirmed:
+    _print_plans(report.get("evolution", []), err=False, language=language)
+    if report.get("needs_confirmation") and dry_run and not confirmed:
         typer.echo("the upgrade changes existing data: the real run needs confirmation — "
                    "run it again with --confirm-destructive")
     if dry_run and (report["conflicts"] or report.get("errors")):
@@ -263,7 +320,10 @@ def export(key: Annotated[str, typer.Argument(help="App key.")],
            ) -> None:
     """Export an app as a package (zip or folder)."""
     with _context() as ctx:
-        files = export_app(ctx, key, layer=layer, data=data)
+        result = export_package(ctx, key, layer=layer, data=data)
+    files = result.files
+    for warning in result.warnings:  # what the package does not carry
+        typer.echo(f"warning: {warning}", err=True)
     if output.suffix == ".zip":
         output.write_bytes(write_zip(files))
     else:
@@ -291,11 +351,11 @@ def show_customizations(key: Annotated[str, typer.Argument(help="App key.")]) ->
 
 
 @apps_app.command("demo-data")
-def demo_data(path: PathArg, as_user: AsOption = None) -> None:
+def demo_data(path: PathArg, as_user: AsOption = None, lang: LangOption = None) -> None:
     """Load a package's demo data into its installed app (once: refused if the
     app already has records from it)."""
     package = _load(path)
-    with _context() as ctx:
-        act_as(ctx, as_user)
+    with _context(lang) as ctx:
+        act_as(ctx, as_user, lang)
         counts = load_demo(ctx, package)
     typer.echo(f"loaded {sum(counts.values())} demo row(s) into {package.key}")

@@ -163,13 +163,16 @@ def load_rows(ctx: EngineContext, *, app: str,
     for form in load_order(rows_by_form):
         rows = rows_by_form[form]
         file = files[form]
+        # Numbers a row gives (an exported contract's) are kept, not renumbered.
+        numbered = {f.key for f in get_runtime(ctx.session, app, form).form.fields
+                    if f.type == "autonumber"}
         form_errors: list[ErrorItem] = []
         left_out: set[str] = set()  # paths of links to rows that failed
         failed = False
         for start in range(0, len(rows), BATCH):
             chunk = rows[start:start + BATCH]
             clean: list[dict[str, Any]] = []
-            origins: list[tuple[uuid.UUID | None, Any, bool]] = []
+            origins: list[tuple[uuid.UUID | None, Any, bool, frozenset[str]]] = []
             for i, row in enumerate(chunk, start=start):
                 values: dict[str, Any] = {}
                 at = None
@@ -195,12 +198,13 @@ def load_rows(ctx: EngineContext, *, app: str,
                 if owner is not None and owner != ctx.actor.id and not form_errors:
                     owner_defaults.fill(get_runtime(ctx.session, app, form), values, owner)
                 clean.append(values)
-                origins.append((owner, at, OWNER in row and row[OWNER] is None))
+                origins.append((owner, at, OWNER in row and row[OWNER] is None,
+                                frozenset(k for k in numbered if values.get(k))))
             if form_errors:
                 break
             try:
                 created = bulk_create(ctx, app=app, form=form, rows=clean, source="package",
-                                      allow_read_only=True)
+                                      allow_read_only=True, keep_numbers=True)
             except ValidationFailed as exc:
                 for e in exc.errors:
                     m = _ROW_FIELD.match(e.field or "")
@@ -217,8 +221,9 @@ def load_rows(ctx: EngineContext, *, app: str,
                 if REF in row:
                     ids[str(row[REF])] = rec["id"]
             stamps = [Origin(record_id=uuid.UUID(rec["id"]), owner=owner, created_at=at,
-                             no_owner=unowned)
-                      for rec, (owner, at, unowned) in zip(created, origins, strict=True)
+                             no_owner=unowned, numbered=given)
+                      for rec, (owner, at, unowned, given) in zip(created, origins,
+                                                                   strict=True)
                       if owner is not None or at is not None or unowned]
             if stamps:
                 set_origins(ctx, app=app, form=form, origins=stamps)

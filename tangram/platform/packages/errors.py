@@ -29,3 +29,10 @@ class UpgradeConflict(Conflict):
     ``errors`` lists each conflict. Nothing was changed."""
 
     code = "upgrade_conflict"
+
+
+class VersionNotNewer(Conflict):
+    """The package's version is older than the installed one (a downgrade), or
+    the same number with other content; ``allow_downgrade`` applies it anyway."""
+
+    code = "version_not_newer"

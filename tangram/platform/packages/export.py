@@ -1,25 +1,35 @@
 """Export an app as a package, and validate a package without installing it.
 
 Export writes the layout a partner would write by hand (``app.json``,
-``forms/<key>.json``, …). ``layer=False`` gives the package exactly as
-installed (the base); ``layer=True`` the live definitions (the base with
-the tenant's customizations, field ids kept so renames survive the trip).
-``data=True`` adds every live record as ``data/seed/<form>.json`` rows, links
-between them as ``{"$ref": "<old id>"}``; system columns (owner, timestamps),
-user, department and file values, and computed fields are not exported.
+``forms/<key>.json``, …), each definition without the values its model
+fills in by default. ``layer=False`` gives the package exactly as installed
+(the base); ``layer=True`` the live definitions (the base with the
+tenant's customizations, field ids kept so renames survive the trip).
+``data=True`` adds every live record as ``data/seed/<form>.json`` rows (one
+row per line): named and linked by ``$ref`` — sub-table rows' links too —,
+with its ``$owner`` (the users it names and the app's role holders travel in
+the seed ``_org.json``), ``$created_at`` and autonumbers. What the format
+does not carry — user, department and attachment values, running flow
+instances — is counted in the export's ``warnings``.
 
-    files = export_app(ctx, "crm", layer=True)
-    write_zip(files)
+    result = export_package(ctx, "crm", data=True)
+    write_zip(result.files); print(result.warnings)
 """
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_origin
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ValidationError
 
 from tangram.db import create_engine_from_url, session_factory
 from tangram.engines.context import EngineContext
+from tangram.engines.directory import users_table
 from tangram.errors import ErrorItem, TangramError
 from tangram.metamodel import storage
 from tangram.platform.auth.service import normalize_username
@@ -33,21 +43,108 @@ from tangram.platform.packages.loader import (
     UserLookup,
     check_package,
 )
-from tangram.platform.packages.manifest import platform_version
-from tangram.platform.packages.org_fixture import ORG_FILE
-from tangram.platform.packages.rows import OWNER, REF
+from tangram.platform.packages.manifest import AppManifest, platform_version
+from tangram.platform.packages.org_fixture import ORG_FILE, export_org, merge_org
+from tangram.platform.packages.rows import CREATED_AT, OWNER, REF
 from tangram.platform.packages.source import PackageFiles
 
-COMPUTED = {"formula", "rollup", "autonumber"}
-NOT_PORTABLE = {"user", "department", "attachment"}
+COMPUTED = {"formula", "rollup"}  # computed again on install
+NOT_PORTABLE = {"user", "department", "attachment"}  # ids and files of this installation
+RELATIONS = {"relation", "multi_relation"}
+
+
+@dataclass
+class ExportResult:
+    """The package's files, and what the export could not carry (one line each)."""
+
+    files: PackageFiles
+    warnings: list[str] = field(default_factory=list)
 
 
 def _json(value: Any) -> bytes:
     return (json.dumps(value, ensure_ascii=False, indent=2, sort_keys=False) + "\n").encode()
 
 
+def _rows_json(rows: list[dict[str, Any]]) -> bytes:
+    """A data file, one row per line (big sets stay diffable)."""
+    lines = ",\n".join(json.dumps(r, ensure_ascii=False) for r in rows)
+    return f"[\n{lines}\n]\n".encode() if rows else b"[]\n"
+
+
+def _compact(model: type[BaseModel], body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` without the values ``model`` fills in by default, when that
+    reads back as exactly the same definition (else ``body`` as it is)."""
+    try:
+        parsed = model.model_validate(body)
+        compact = parsed.model_dump(mode="json", by_alias=True, exclude_none=True,
+                                    exclude_defaults=True)
+        _keep_tags(parsed, compact)
+        full = storage.dump(parsed)
+        if storage.dump(model.model_validate(compact)) == full:
+            _drop_derived(model, compact, compact, full)
+            return compact
+    except ValidationError:
+        pass  # a stored body its model no longer reads: exported as it is
+    return body
+
+
+def _drop_derived(model: type[BaseModel], body: dict[str, Any], node: Any,
+                  full: dict[str, Any]) -> None:
+    """Leave out of ``body`` the plain values the model derives when they are
+    missing (a validator fills ``missed`` from the trigger, say): each is
+    dropped when the definition reads back the same without it."""
+    if isinstance(node, list):
+        for item in node:
+            _drop_derived(model, body, item, full)
+        return
+    if not isinstance(node, dict):
+        return
+    for key in list(node):
+        value = node[key]
+        if isinstance(value, dict | list) and value:
+            _drop_derived(model, body, value, full)
+            continue
+        if key in ("key", "type", "kind"):
+            continue  # names and tags: read back the same, but a reader needs them
+        del node[key]
+        try:
+            same = storage.dump(model.model_validate(body)) == full
+        except ValidationError:
+            same = False
+        if not same:
+            node[key] = value
+
+
+def _keep_tags(model: BaseModel, dumped: dict[str, Any]) -> None:
+    """Put back the tags that pick a union's member (``"type": "approval"``):
+    their values are their fields' defaults, but a reader needs them."""
+    for name, info in type(model).model_fields.items():
+        key = info.alias or name
+        value = getattr(model, name)
+        if get_origin(info.annotation) is Literal and key not in dumped and value is not None:
+            dumped[key] = value
+        if key not in dumped:
+            continue
+        if isinstance(value, BaseModel) and isinstance(dumped[key], dict):
+            _keep_tags(value, dumped[key])
+        elif isinstance(value, list | tuple) and isinstance(dumped[key], list):
+            for item, out in zip(value, dumped[key], strict=False):
+                if isinstance(item, BaseModel) and isinstance(out, dict):
+                    _keep_tags(item, out)
+        elif isinstance(value, dict) and isinstance(dumped[key], dict):
+            for k, item in value.items():
+                if isinstance(item, BaseModel) and isinstance(dumped[key].get(k), dict):
+                    _keep_tags(item, dumped[key][k])
+
+
 def export_app(ctx: EngineContext, app: str, *, layer: bool = True,
                data: bool = False) -> PackageFiles:
+    """The package's files (see :func:`export_package` for its warnings)."""
+    return export_package(ctx, app, layer=layer, data=data).files
+
+
+def export_package(ctx: EngineContext, app: str, *, layer: bool = True,
+                   data: bool = False) -> ExportResult:
     installed = store.find_installed(ctx.session, app)
     kinds = package_kinds()
     if installed is not None:
@@ -63,57 +160,143 @@ def export_app(ctx: EngineContext, app: str, *, layer: bool = True,
     bodies = live_bodies(ctx.session, app, [k.kind for k in kinds]) if layer or \
         installed is None else base
     manifest["roles"] = []  # every role travels as roles/<key>.json
-    files: PackageFiles = {MANIFEST: _json(manifest)}
-    folders = {k.kind: k.folder for k in kinds}
+    files: PackageFiles = {MANIFEST: _json({"format": 1, **_compact(AppManifest, manifest)})}
+    by_kind = {k.kind: k for k in kinds}
     for (kind, key), body in sorted(bodies.items()):
-        files[f"{folders[kind]}/{key}.json"] = _json(body)
+        files[f"{by_kind[kind].folder}/{key}.json"] = _json(_compact(by_kind[kind].model, body))
+    seed_org = None
     for path, text in extra_files.items():
         # --data replaces the seed rows with the records (the seed org fixture stays).
-        if not (data and path.startswith("data/seed/") and not path.endswith(ORG_FILE)):
+        if data and path == f"data/seed/{ORG_FILE}":
+            seed_org = json.loads(text)
+        elif not (data and path.startswith("data/seed/")):
             files[path] = text.encode()
+    result = ExportResult(files=files)
     if data:
-        files.update(_export_records(ctx, app, [k for (kind, k) in bodies if kind == "form"]))
-    return files
+        forms = [k for (kind, k) in bodies if kind == "form"]
+        owners = _export_records(ctx, app, forms, result)
+        org = merge_org(seed_org, export_org(
+            ctx, app=app, usernames=owners, roles=[k for (kind, k) in bodies if kind == "role"]))
+        if org:
+            files[f"data/seed/{ORG_FILE}"] = _json(org)
+            if org.get("users"):
+                result.warnings.append(
+                    f"{len(org['users'])} user(s) travel in data/seed/{ORG_FILE} without "
+                    "passwords: on the other installation they sign in once an "
+                    "administrator sets their passwords")
+        result.warnings += _running_flows(ctx, app)
+    return result
 
 
-def _export_records(ctx: EngineContext, app: str, forms: list[str]) -> PackageFiles:
+def _export_records(ctx: EngineContext, app: str, forms: list[str],
+                    result: ExportResult) -> set[str]:
+    """Write every live record as seed rows; returns the owners' usernames."""
     from tangram.engines.forms.query import ListQuery
     from tangram.engines.forms.records import list_records
     from tangram.engines.forms.registry import get_runtime
 
-    out: PackageFiles = {}
+    usernames = {str(r.id): r.username for r in ctx.session.execute(
+        sa.select(users_table.c.id, users_table.c.username))}
+    lost: Counter[str] = Counter()  # "form.field" → values not exported
+    rows_by_form: dict[str, list[dict[str, Any]]] = {}
+    defs: dict[str, dict[str, Any]] = {}
     for form in sorted(forms):
         try:
             rt = get_runtime(ctx.session, app, form)
         except TangramError:
             continue  # never published: no records
-        kinds = {f.key: f.type for f in rt.form.fields}
-        relations = {k for k, t in kinds.items() if t in ("relation", "multi_relation")}
+        defs[form] = {f.key: f for f in rt.form.fields}
         rows: list[dict[str, Any]] = []
         cursor = None
         while True:
             page = list_records(ctx, app=app, form=form,
                                 query=ListQuery(limit=500, after=cursor, sort=["created_at"]))
             for item in page["items"]:
-                row: dict[str, Any] = {REF: item["id"]}
-                for key, t in kinds.items():
-                    value = item.get(key)
-                    if t in COMPUTED or t in NOT_PORTABLE or value in (None, [], ""):
-                        continue
-                    if key in relations:
-                        value = ([{REF: v} for v in value] if isinstance(value, list)
-                                 else {REF: value})
-                    elif t == "sub_table":
-                        value = [{k: v for k, v in r.items() if k != "id" and v is not None}
-                                 for r in value]
-                    row[key] = value
+                owner = item.get("owner")
+                row: dict[str, Any] = {REF: item["id"],
+                                       OWNER: usernames.get(str(owner)) if owner else None,
+                                       CREATED_AT: item["created_at"]}
+                row.update(_values(item, defs[form], f"{form}.", lost))
                 rows.append(row)
             cursor = page["next_cursor"]
             if not cursor:
                 break
         if rows:
-            out[f"data/seed/{form}.json"] = _json(rows)
+            rows_by_form[form] = rows
+    exported = {r[REF] for rows in rows_by_form.values() for r in rows}
+    dangling: Counter[str] = Counter()
+    for form, rows in rows_by_form.items():
+        for row in rows:
+            for key in list(row):
+                if not key.startswith("$"):
+                    _drop_dangling(row, key, exported, f"{form}.{key}", dangling)
+        result.files[f"data/seed/{form}.json"] = _rows_json(rows)
+    result.warnings += [f"{where}: {n} value(s) not exported — user, department and attachment "
+                        "values name users, departments and files of this installation"
+                        for where, n in sorted(lost.items())]
+    result.warnings += [f"{where}: {n} link(s) to records that are not exported (deleted, or "
+                        "of another app) left out" for where, n in sorted(dangling.items())]
+    return {str(r[OWNER]) for rows in rows_by_form.values() for r in rows if r[OWNER]}
+
+
+def _values(item: dict[str, Any], fields: dict[str, Any], where: str,
+            lost: Counter[str]) -> dict[str, Any]:
+    """A record's (or sub-table row's) field values as a data row gives them:
+    links as ``{"$ref": id}``, without empty and computed values; values of
+    this installation only (users, files) are counted in ``lost``."""
+    out: dict[str, Any] = {}
+    for key, f in fields.items():
+        value = item.get(key)
+        if f.type in COMPUTED or value in (None, [], ""):
+            continue
+        if f.type in NOT_PORTABLE:
+            lost[where + key] += 1
+        elif f.type in RELATIONS:
+            out[key] = [{REF: v} for v in value] if isinstance(value, list) else {REF: value}
+        elif f.type == "sub_table":
+            sub = {s.key: s for s in f.fields}
+            out[key] = [_values(r, sub, f"{where}{key}.", lost) for r in value]
+        else:
+            out[key] = value
     return out
+
+
+def _drop_dangling(row: dict[str, Any], key: str, exported: set[str], where: str,
+                   dangling: Counter[str]) -> None:
+    """Leave out of ``row[key]`` the links to records not exported (they could
+    not be resolved on install)."""
+    value = row[key]
+    if isinstance(value, dict) and set(value) == {REF}:
+        if value[REF] not in exported:
+            dangling[where] += 1
+            del row[key]
+    elif isinstance(value, list) and value and all(isinstance(v, dict) and set(v) == {REF}
+                                                   for v in value):
+        kept = [v for v in value if v[REF] in exported]
+        dangling[where] += len(value) - len(kept)
+        if kept:
+            row[key] = kept
+        else:
+            del row[key]
+    elif isinstance(value, list):  # sub-table rows
+        for sub_row in value:
+            if isinstance(sub_row, dict):
+                for sub_key in list(sub_row):
+                    _drop_dangling(sub_row, sub_key, exported, f"{where}.{sub_key}", dangling)
+
+
+def _running_flows(ctx: EngineContext, app: str) -> list[str]:
+    """Records in the middle of a flow: their flow state is not exported."""
+    from tangram.engines.flows.tables import instances_table as i
+
+    counts = ctx.session.execute(
+        sa.select(i.c.form, i.c.flow, sa.func.count(sa.distinct(i.c.record_id)))
+        .where(i.c.app == app, i.c.status == "running", i.c.record_id.is_not(None))
+        .group_by(i.c.form, i.c.flow).order_by(i.c.form, i.c.flow)).all()
+    return [f"{form}: {n} record(s) in a running '{flow}' flow — flow state (instances, tasks, "
+            "timers) is not exported: on the other installation no flow runs for them, and "
+            "fields the flow sets (a status such as 'in approval') stay as they are"
+            for form, flow, n in counts]
 
 
 # --- validation ----------------------------------------------------------------------------

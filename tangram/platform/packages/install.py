@@ -32,6 +32,7 @@ from tangram.platform.packages.errors import (
     DependencyMissing,
     PackageInvalid,
     UpgradeConflict,
+    VersionNotNewer,
 )
 from tangram.platform.packages.kinds import PackageKind, package_kinds
 from tangram.platform.packages.layer import (
@@ -39,11 +40,15 @@ from tangram.platform.packages.layer import (
 )
 from tangram.platform.packages.layer import (
     customization_layer,
+    field_id,
+    field_keys,
     live_bodies,
     merge3,
+    rename_field,
+    set_field_id,
     without_ids,
 )
-from tangram.platform.packages.loader import Package
+from tangram.platform.packages.loader import Package, Rename
 from tangram.platform.packages.org_fixture import ORG_FILE
 from tangram.platform.packages.semver import Version, satisfies
 
@@ -63,7 +68,8 @@ class _Piece:
 @dataclass
 class _Outcome:
     errors: list[ErrorItem] = field(default_factory=list)
-    destructive: list[dict[str, Any]] = field(default_factory=list)
+    destructive: list[dict[str, Any]] = field(default_factory=list)  # plans to confirm
+    plans: list[dict[str, Any]] = field(default_factory=list)  # existing forms' evolution
     published: list[Key] = field(default_factory=list)
 
 
@@ -77,38 +83,54 @@ def _located(exc: TangramError, piece: _Piece) -> list[ErrorItem]:
 
 
 def _guarded(ctx: EngineContext, piece: _Piece, outcome: _Outcome,
-             step: Callable[[], None]) -> bool:
-    """Run one step in a savepoint; a failure is collected, not raised."""
+             step: Callable[[], Any]) -> str:
+    """Run one step in a savepoint; a failure is collected, not raised.
+    Returns ``"ok"``, ``"confirm"`` (the step needs confirmation: its plan is
+    collected) or ``"error"``."""
     try:
         with ctx.session.begin_nested():
-            step()
-        return True
+            result = step()
     except ConfirmationRequired as exc:
         outcome.destructive.append({"kind": piece.kind.kind, "key": piece.key,
                                     "plan": exc.details})
+        return "confirm"
     except TangramError as exc:
         outcome.errors.extend(_located(exc, piece))
-    return False
+        return "error"
+    plan = result.get("plan") if isinstance(result, dict) else None
+    if isinstance(plan, dict) and plan.get("steps") and not any(
+            step.get("op") == "create_table" for step in plan["steps"]):
+        outcome.plans.append({"kind": piece.kind.kind, "key": piece.key, "plan": plan})
+    return "ok"
 
 
 def _apply(ctx: EngineContext, app: str, pieces: list[_Piece], *,
-           confirm_destructive: bool, missing: Iterable[Key] = ()) -> _Outcome:
+           confirm_destructive: bool, missing: Iterable[Key] = (),
+           plan_through: bool = False) -> _Outcome:
     """Stage every piece, then publish each (in kind order). Errors a piece
     has only because a definition it uses failed (or is ``missing``: its
-    file did not parse) are dropped — that definition's own errors say why."""
+    file did not parse) are dropped — that definition's own errors say why.
+
+    ``plan_through``: a piece that needs confirmation has its plan collected
+    and is then published confirmed, so what follows — the other pieces, an
+    upgrade's re-check of the tenant's definitions — sees the new version.
+    The caller must then refuse (and roll back) unless the change was
+    confirmed; it can report every problem first."""
     outcome = _Outcome()
     order = {k.kind: k.order for k in package_kinds()}
     pieces = sorted(pieces, key=lambda p: order[p.kind.kind])
     def stage(p: _Piece) -> Callable[[], None]:
         return lambda: p.kind.do_stage(ctx, app, p.key, p.body)
 
-    def publish(p: _Piece) -> Callable[[], None]:
-        return lambda: p.kind.do_publish(ctx, app, p.key, p.body,
-                                         confirm_destructive=confirm_destructive)
+    def publish(p: _Piece, confirm: bool) -> Callable[[], Any]:
+        return lambda: p.kind.do_publish(ctx, app, p.key, p.body, confirm_destructive=confirm)
 
-    staged = [p for p in pieces if _guarded(ctx, p, outcome, stage(p))]
+    staged = [p for p in pieces if _guarded(ctx, p, outcome, stage(p)) == "ok"]
     for p in staged:
-        if _guarded(ctx, p, outcome, publish(p)):
+        done = _guarded(ctx, p, outcome, publish(p, confirm_destructive))
+        if done == "confirm" and plan_through:
+            done = _guarded(ctx, p, outcome, publish(p, True))
+        if done == "ok":
             outcome.published.append((p.kind.kind, p.key))
     outcome.errors = without_knock_ons(outcome.errors, pieces, missing)
     return outcome
@@ -271,14 +293,23 @@ def _summary(bodies: Iterable[Key]) -> dict[str, list[str]]:
 # --- upgrade ----------------------------------------------------------------------------
 
 def upgrade_package(ctx: EngineContext, package: Package, *, dry_run: bool = False,
-                    confirm_destructive: bool = False) -> dict[str, Any]:
+                    confirm_destructive: bool = False,
+                    allow_downgrade: bool = False) -> dict[str, Any]:
     """Apply a new version of an installed package under the tenant's layer.
 
-    First the merge (conflicts refuse the upgrade before anything is
-    applied), then — in a savepoint — the merged definitions are published,
-    every other live definition re-checked against the result, seed rows of
-    new forms loaded. ``dry_run`` rolls the savepoint back and returns the
-    report: conflicts, customizations kept, evolution plans.
+    The merge first; then — in a savepoint, conflicts or not — the merged
+    definitions are published (a change that needs confirmation is planned
+    and applied, to be refused below unless confirmed), every other live
+    definition re-checked against the result, seed rows of new forms
+    loaded. The real run then refuses, in this order: conflicts (the
+    merge's and the re-check's, all at once), other problems, data changes
+    not confirmed. ``dry_run`` rolls the savepoint back and returns the
+    report: conflicts, problems, customizations kept, evolution plans — the
+    same whether or not ``confirm_destructive`` is given.
+
+    An older version (or the same number with other content) is refused
+    unless ``allow_downgrade``; the very version installed is reported
+    ``unchanged``.
     """
     installed = store.find_installed(ctx.session, package.key, lock=True)
     if installed is None:
@@ -290,21 +321,45 @@ def upgrade_package(ctx: EngineContext, package: Package, *, dry_run: bool = Fal
             raise DependencyInUse(f"app {other!r} needs {package.key!r} {wanted}; upgrading "
                                   f"to {new_version} would break it — upgrade {other!r} first")
     kinds = {k.kind: k for k in package_kinds()}
+    report: dict[str, Any] = {
+        "app": package.key, "from_version": installed.version,
+        "to_version": package.manifest.version, "dry_run": dry_run}
+    direction = _direction(ctx, installed, package, allow_downgrade=allow_downgrade)
+    if direction == "unchanged":
+        return {**report, "unchanged": True, "customizations": [], "added": {},
+                "changed": {}, "removed": {}, "kept_removed": {}, "kept_changed": {},
+                "renamed": {}, "conflicts": [], "errors": [], "evolution": [],
+                "needs_confirmation": False}
+    report["downgrade"] = direction == "downgrade"
     # Merged without the platform's field ids: saving the result gives each
     # field back its id by key (a tenant's rename kept its id under the new key).
+    live_ids = live_bodies(ctx.session, package.key, list(kinds))
     old_base = {k: without_ids(v) for k, v in store.base_bodies(ctx.session,
                                                                 package.key).items()}
-    live = {k: without_ids(v) for k, v in live_bodies(ctx.session, package.key,
-                                                      list(kinds)).items()}
+    live = {k: without_ids(v) for k, v in live_ids.items()}
     new_base = {k: without_ids(v) for k, v in package.bodies().items()}
     layer = customization_layer(old_base, live)
     customized = {(c["kind"], c["key"]) for c in layer}
+    renames, conflicts = _renames(package, old_base, live, installed.version)
+    # The installed version's and the tenant's bodies with the renames done,
+    # so the merge matches each renamed field with its new self.
+    base_r, live_r = dict(old_base), dict(live)
+    for (form, r) in renames:
+        kk = ("form", form)
+        base_r[kk] = rename_field(base_r[kk], r.scope, r.old, r.new)
+        if kk in live_r:
+            live_r[kk] = rename_field(live_r[kk], r.scope, r.old, r.new)
     merged: dict[Key, dict[str, Any]] = {}
-    conflicts: list[ErrorItem] = []
     removed: list[Key] = []
     kept: list[Key] = []
+    kept_changed: list[Key] = []
     for kk in sorted(set(old_base) | set(live) | set(new_base)):
-        body, found = merge3(old_base.get(kk, _MISSING), live.get(kk, _MISSING),
+        if kk in base_r and kk in live_r and kk not in new_base and live_r[kk] != base_r[kk]:
+            # Dropped by the package, changed by the tenant: kept as it is —
+            # from now on the tenant's own definition (re-checked below).
+            kept_changed.append(kk)
+            continue
+        body, found = merge3(base_r.get(kk, _MISSING), live_r.get(kk, _MISSING),
                              new_base.get(kk, _MISSING))
         file = package.file_of(*kk) or f"(your {kk[0]} {kk[1]})"
         conflicts.extend(ErrorItem(code="merge_conflict", message=f"{kk[0]} {kk[1]!r}: "
@@ -316,42 +371,41 @@ def upgrade_package(ctx: EngineContext, package: Package, *, dry_run: bool = Fal
             continue
         if kk not in live or body != live[kk]:
             merged[kk] = body
-    report: dict[str, Any] = {
-        "app": package.key, "from_version": installed.version,
-        "to_version": package.manifest.version, "dry_run": dry_run,
-        "customizations": layer, "changed": _summary(merged),
+    for (form, r) in renames:  # the renamed field keeps its id: its column is renamed
+        fid = field_id(live_ids.get(("form", form), {}), r.scope, r.old)
+        if fid and ("form", form) in merged:
+            set_field_id(merged["form", form], r.scope, r.new, fid)
+    report.update({
+        "customizations": layer,
+        "added": _summary(k for k in merged if k not in live),
+        "changed": _summary(k for k in merged if k in live),
         "removed": _summary(removed), "kept_removed": _summary(kept),
-        "conflicts": [e.as_dict() for e in conflicts], "evolution": []}
-    if conflicts and dry_run:
-        return report
-    if conflicts:
-        raise UpgradeConflict(f"upgrading {package.key} to {package.manifest.version} "
-                              f"conflicts with your customizations in {len(conflicts)} "
-                              "place(s); nothing was changed", errors=conflicts,
-                              details=report)
+        "kept_changed": _summary(kept_changed),
+        "renamed": _renamed_summary(renames),
+        "conflicts": [], "errors": [], "evolution": [], "needs_confirmation": False})
     savepoint = ctx.session.begin_nested()
     try:
         outcome = _apply(ctx, package.key, _pieces(package, merged, merged, customized),
-                         confirm_destructive=confirm_destructive)
+                         confirm_destructive=confirm_destructive, plan_through=True)
         for kk in removed:
             _delete_definition(ctx, package.key, *kk)
-        after = live_bodies(ctx.session, package.key, list(kinds))
-        for kk in sorted(after):
-            if kk in outcome.published or kk in merged or kinds[kk[0]].check is None:
-                continue
-            check = kinds[kk[0]].check
-            assert check is not None
-            piece = _pieces(package, [kk], after, customized)[0]
-            model = storage.DEFINITION_KINDS[kk[0]].model_validate(after[kk])
-            for e in check(ctx, package.key, model):
-                outcome.errors.append(ErrorItem(
-                    code=e.code, file=piece.file, path=e.path,
-                    message=f"{kk[0]} {kk[1]!r} no longer fits version "
-                    f"{package.manifest.version}: {e.message}",
-                    details={**e.details, "kind": kk[0], "key": kk[1]}))
-        report["evolution"] = outcome.destructive
-        _raise_conflicts(package, outcome, report, customized, dry_run=dry_run)
+        _recheck(ctx, package, outcome, merged, customized, kinds)
+        mine = [e for e in outcome.errors if (e.details.get("kind"), e.details.get("key"))
+                in customized or str(e.file).startswith("(your ")]
+        outcome.errors = [e for e in outcome.errors if e not in mine]
+        conflicts += mine
+        report["conflicts"] = [e.as_dict() for e in conflicts]
+        report["errors"] = [e.as_dict() for e in outcome.errors]
+        report["evolution"] = outcome.plans
+        report["needs_confirmation"] = any(p["plan"].get("destructive")
+                                           for p in outcome.plans)
         if not dry_run:
+            if conflicts:
+                raise UpgradeConflict(
+                    f"upgrading {package.key} to {package.manifest.version} conflicts with "
+                    f"your customizations in {len(conflicts)} place(s), first: "
+                    f"{conflicts[0].message}; nothing was changed", errors=conflicts,
+                    details=report)
             _raise_collected(package, outcome, f"upgrading {package.key}")
             new_forms = {k for (kind, k) in new_base if kind == "form"
                          and (kind, k) not in live}
@@ -369,23 +423,110 @@ def upgrade_package(ctx: EngineContext, package: Package, *, dry_run: bool = Fal
         raise
     if dry_run:
         savepoint.rollback()
-        report["errors"] = [e.as_dict() for e in outcome.errors]
     else:
         savepoint.commit()
     return report
 
 
-def _raise_conflicts(package: Package, outcome: _Outcome, report: dict[str, Any],
-                     customized: set[Key], *, dry_run: bool) -> None:
-    """Errors in the tenant's own definitions are conflicts with the new version."""
-    mine = [e for e in outcome.errors if (e.details.get("kind"), e.details.get("key"))
-            in customized or str(e.file).startswith("(your ")]
-    report["conflicts"] = [e.as_dict() for e in mine]
-    if mine and not dry_run:
-        raise UpgradeConflict(
-            f"upgrading {package.key} to {package.manifest.version} breaks your "
-            f"customizations in {len(mine)} place(s), first: {mine[0].message}; nothing was "
-            "changed", errors=mine, details=report)
+def _direction(ctx: EngineContext, installed: store.InstalledPackage, package: Package, *,
+               allow_downgrade: bool) -> str:
+    """``"upgrade"``, ``"downgrade"`` (allowed), ``"reapply"`` (the same number,
+    other content, allowed) or ``"unchanged"`` (the very version installed);
+    refused without ``allow_downgrade`` when the version is not newer."""
+    try:
+        current = Version.parse(installed.version)
+    except ValueError:  # installed before versions were checked strictly: let it move on
+        return "upgrade"
+    new = package.version
+    if new > current:
+        return "upgrade"
+    flag = "--allow-downgrade (allow_downgrade=true)"
+    if new < current:
+        if not allow_downgrade:
+            raise VersionNotNewer(
+                f"{package.key} {installed.version} is installed and {new} is older: "
+                "a downgrade replaces definitions of the newer version with older ones; "
+                f"to do it anyway, pass {flag}",
+                details={"installed": installed.version, "package": str(new)})
+        return "downgrade"
+    same = (installed.manifest == storage.dump(package.manifest)
+            and installed.files == kept_files(package)
+            and store.base_bodies(ctx.session, package.key) == package.bodies())
+    if same:
+        return "unchanged"
+    if not allow_downgrade:
+        raise VersionNotNewer(
+            f"{package.key} {installed.version} is already installed, and this package's "
+            f"content differs from it: give the new content a new version (e.g. "
+            f"{new.major}.{new.minor}.{new.patch + 1}), or pass {flag} to apply it as "
+            f"{installed.version} anyway",
+            details={"installed": installed.version, "package": str(new)})
+    return "reapply"
+
+
+def _renames(package: Package, old_base: dict[Key, dict[str, Any]],
+             live: dict[Key, dict[str, Any]], installed_version: str
+             ) -> tuple[list[tuple[str, Rename]], list[ErrorItem]]:
+    """The package's ``renamed_from`` hints that apply to this installation:
+    the installed version has the old key. A hint whose new key is already
+    installed is done (a later version may keep it) and ignored; one naming
+    neither is refused. A tenant's own field under the new key conflicts."""
+    active: list[tuple[str, Rename]] = []
+    problems: list[ErrorItem] = []
+    conflicts: list[ErrorItem] = []
+    for item in package.items:
+        for r in item.renames:
+            base = old_base.get(("form", item.key))
+            keys = field_keys(base, r.scope) if base else set()
+            where = ".".join((*r.scope, r.old))
+            if r.old in keys:
+                active.append((item.key, r))
+                mine = live.get(("form", item.key))
+                if mine and r.new in field_keys(mine, r.scope):
+                    conflicts.append(ErrorItem(
+                        code="merge_conflict", file=item.file, path=r.path,
+                        message=f"form {item.key!r}: the new version renames field "
+                        f"{where!r} to {r.new!r}, and you added a field {r.new!r}; rename "
+                        "or remove yours first", details={"kind": "form", "key": item.key}))
+            elif r.new not in keys:
+                problems.append(ErrorItem(
+                    code="unknown_rename", file=item.file, path=r.path,
+                    message=f"field {r.new!r} is renamed from {where!r}, but the installed "
+                    f"version {installed_version} of form {item.key!r} has no field "
+                    f"{where!r}" + ("" if base else " (the form is new)")))
+    if problems:
+        raise PackageInvalid(f"{len(problems)} renamed_from hint(s) do not fit the installed "
+                             f"version: {problems[0].message}; nothing was changed",
+                             errors=problems)
+    return active, conflicts
+
+
+def _renamed_summary(renames: list[tuple[str, Rename]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for form, r in renames:
+        prefix = "".join(f"{s}." for s in r.scope)
+        out.setdefault(form, []).append(f"{prefix}{r.old} → {prefix}{r.new}")
+    return out
+
+
+def _recheck(ctx: EngineContext, package: Package, outcome: _Outcome,
+             merged: dict[Key, dict[str, Any]], customized: set[Key],
+             kinds: dict[str, PackageKind]) -> None:
+    """Every live definition the upgrade did not rewrite, checked against the
+    result (a tenant's report reading a field the new version removes)."""
+    after = live_bodies(ctx.session, package.key, list(kinds))
+    for kk in sorted(after):
+        check = kinds[kk[0]].check
+        if kk in outcome.published or kk in merged or check is None:
+            continue
+        piece = _pieces(package, [kk], after, customized)[0]
+        model = storage.DEFINITION_KINDS[kk[0]].model_validate(after[kk])
+        for e in check(ctx, package.key, model):
+            outcome.errors.append(ErrorItem(
+                code=e.code, file=piece.file, path=e.path,
+                message=f"{kk[0]} {kk[1]!r} no longer fits version "
+                f"{package.manifest.version}: {e.message}",
+                details={**e.details, "kind": kk[0], "key": kk[1]}))
 
 
 def _delete_definition(ctx: EngineContext, app: str, kind: str, key: str) -> None:

@@ -29,7 +29,8 @@ KIND_MODULES = ("tangram.metamodel.flows", "tangram.metamodel.reports",
                 "tangram.metamodel.roles", "tangram.metamodel.printing")
 
 Stage = Callable[[EngineContext, str, str, dict[str, Any]], None]
-Publish = Callable[[EngineContext, str, str, dict[str, Any], bool], None]
+# A publish may return what the engine reports (a form: its evolution plan).
+Publish = Callable[[EngineContext, str, str, dict[str, Any], bool], Any]
 References = Callable[[Any], list[tuple[str, str, str]]]  # (kind, key, json path)
 Check = Callable[[EngineContext, str, Any], list[ErrorItem]]
 
@@ -83,12 +84,12 @@ class PackageKind:
             _generic_stage(ctx, app, self.kind, key, body)
 
     def do_publish(self, ctx: EngineContext, app: str, key: str, body: dict[str, Any], *,
-                   confirm_destructive: bool) -> None:
+                   confirm_destructive: bool) -> Any:
         body = copy.deepcopy(body)
         if self.publish is not None:
-            self.publish(ctx, app, key, body, confirm_destructive)
-        else:
-            _generic_publish(ctx, app, self.kind, key)
+            return self.publish(ctx, app, key, body, confirm_destructive)
+        _generic_publish(ctx, app, self.kind, key)
+        return None
 
 
 # --- the entries -------------------------------------------------------------------
@@ -100,10 +101,10 @@ def _stage_form(ctx: EngineContext, app: str, key: str, body: dict[str, Any]) ->
 
 
 def _publish_form(ctx: EngineContext, app: str, key: str, body: dict[str, Any],
-                  confirm: bool) -> None:
+                  confirm: bool) -> dict[str, Any]:
     from tangram.engines.forms.publish import publish_form
 
-    publish_form(ctx, app=app, key=key, confirm_destructive=confirm, note="package")
+    return publish_form(ctx, app=app, key=key, confirm_destructive=confirm, note="package")
 
 
 def _form_refs(form: Any) -> list[tuple[str, str, str]]:

@@ -18,6 +18,7 @@ followed.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,3 +163,73 @@ def customization_layer(base: dict[tuple[str, str], dict[str, Any]],
             if diff:
                 out.append({"kind": kind, "key": key, "change": "changed", "diff": diff})
     return out
+
+
+# --- renames a package version declares ("renamed_from") --------------------------------
+
+def _scope_fields(body: dict[str, Any], scope: tuple[str, ...]) -> list[dict[str, Any]] | None:
+    fields = body.get("fields")
+    for key in scope:
+        parent = next((f for f in fields or [] if isinstance(f, dict) and f.get("key") == key),
+                      None)
+        fields = parent.get("fields") if parent else None
+    return fields if isinstance(fields, list) else None
+
+
+def field_keys(body: dict[str, Any], scope: tuple[str, ...]) -> set[str]:
+    """The keys of the fields in ``scope`` (a sub-table's key path; () for the
+    form's own fields)."""
+    return {str(f.get("key")) for f in _scope_fields(body, scope) or []
+            if isinstance(f, dict)}
+
+
+def field_id(body: dict[str, Any], scope: tuple[str, ...], key: str) -> str | None:
+    return next((f.get("id") for f in _scope_fields(body, scope) or []
+                 if isinstance(f, dict) and f.get("key") == key), None)
+
+
+def set_field_id(body: dict[str, Any], scope: tuple[str, ...], key: str, fid: str) -> None:
+    for f in _scope_fields(body, scope) or []:
+        if isinstance(f, dict) and f.get("key") == key:
+            f["id"] = fid
+
+
+def rename_field(body: dict[str, Any], scope: tuple[str, ...], old: str, new: str
+                 ) -> dict[str, Any]:
+    """A copy of form ``body`` with field ``old`` (in ``scope``) keyed ``new``,
+    and the form's plain references to it by key renamed too (title and
+    search fields, layout, sorts, views, lock) — so a three-way merge sees
+    the renamed field, not a removed and an added one. Expressions are not
+    rewritten: one reading the old key is reported when it is checked."""
+    body = copy.deepcopy(body)
+    for f in _scope_fields(body, scope) or []:
+        if isinstance(f, dict) and f.get("key") == old:
+            f["key"] = new
+    if scope:
+        return body
+
+    def swap(value: Any) -> Any:
+        if isinstance(value, str) and value.lstrip("-") == old:
+            return value[: len(value) - len(old)] + new
+        return value
+
+    def swap_all(values: Any) -> Any:
+        return [swap(v) for v in values] if isinstance(values, list) else values
+
+    if body.get("title_field") == old:
+        body["title_field"] = new
+    for name in ("search_fields", "default_sort"):
+        if name in body:
+            body[name] = swap_all(body[name])
+    for section in (body.get("layout") or {}).get("sections") or []:
+        if isinstance(section, dict) and "fields" in section:
+            section["fields"] = swap_all(section["fields"])
+    for view in body.get("views") or []:
+        if isinstance(view, dict):
+            for name in ("columns", "sort"):
+                if name in view:
+                    view[name] = swap_all(view[name])
+    lock = body.get("lock")
+    if isinstance(lock, dict) and "editable" in lock:
+        lock["editable"] = swap_all(lock["editable"])
+    return body

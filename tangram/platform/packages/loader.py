@@ -13,6 +13,7 @@ publishing checks.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -23,6 +24,7 @@ from pydantic import ValidationError
 from tangram.engines.templates import TemplateSyntaxError, sandbox
 from tangram.errors import DefinitionInvalid, ErrorItem
 from tangram.metamodel import storage
+from tangram.metamodel.common import KEY_PATTERN
 from tangram.metamodel.forms import Form
 from tangram.platform.auth.service import normalize_username
 from tangram.platform.packages.errors import PackageInvalid
@@ -39,6 +41,19 @@ DOC_FILES = {"README.md", "README.zh.md", "CHANGELOG.md", "LICENSE", "LICENSE.md
 TEMPLATE_SUFFIXES = {".html", ".htm", ".txt", ".md", ".j2", ".jinja"}
 DATA_SETS = ("seed", "demo")
 DEV_FOLDER = "tools"  # the package author's own scripts: never read, installed or exported
+KEY_RE = re.compile(KEY_PATTERN)
+
+
+@dataclass(frozen=True)
+class Rename:
+    """A form field's ``"renamed_from"`` in the package: in the sub-table
+    ``scope`` (empty: the form's own fields) the field ``new`` is the field
+    ``old`` of the installed version. ``path`` is where the hint is written."""
+
+    scope: tuple[str, ...]
+    old: str
+    new: str
+    path: str
 
 
 @dataclass
@@ -50,6 +65,7 @@ class PackageItem:
     body: dict[str, Any]
     file: str
     prefix: str = "$"
+    renames: list[Rename] = field(default_factory=list)
 
 
 @dataclass
@@ -261,6 +277,9 @@ def _add_item(kind: PackageKind | None, kind_name: str, body: Any, file: str, pr
                        f"name the file {body['key']}.json", code="key_mismatch",
                        path=f"{prefix}.key")
             return
+    renames: list[Rename] = []
+    if kind.kind == "form":
+        body, renames = _take_renames(body, file, prefix, errors)
     try:
         model = storage.parse_definition(kind.kind, body)
     except DefinitionInvalid as exc:
@@ -273,7 +292,58 @@ def _add_item(kind: PackageKind | None, kind_name: str, body: Any, file: str, pr
         return
     seen[kind.kind, key] = file
     package.items.append(PackageItem(kind=kind.kind, key=key, body=storage.dump(model),
-                                     file=file, prefix=prefix))
+                                     file=file, prefix=prefix, renames=renames))
+
+
+RENAMED_FROM = "renamed_from"
+
+
+def _take_renames(body: dict[str, Any], file: str, prefix: str, errors: _Collector
+                  ) -> tuple[dict[str, Any], list[Rename]]:
+    """The form ``body`` without its fields' ``renamed_from`` hints, and the
+    hints. A hint is package-only: the upgrade reads it (the field keeps the
+    installed field's id, so its column and data are renamed) and it is never
+    stored. Checked here: a key, not the field's own, not another field's."""
+    renames: list[Rename] = []
+
+    def take(fields: Any, scope: tuple[str, ...], at: str) -> Any:
+        if not isinstance(fields, list):
+            return fields
+        keys = {f.get("key") for f in fields if isinstance(f, dict)}
+        out = []
+        for i, f in enumerate(fields):
+            if not isinstance(f, dict):
+                out.append(f)
+                continue
+            here = f"{at}[{i}]"
+            if isinstance(f.get("fields"), list):
+                f = {**f, "fields": take(f["fields"], (*scope, str(f.get("key"))),
+                                         f"{here}.fields")}
+            if RENAMED_FROM not in f:
+                out.append(f)
+                continue
+            f = dict(f)
+            old = f.pop(RENAMED_FROM)
+            path = f"{prefix}{here[1:]}.{RENAMED_FROM}"
+            problem = (
+                f"renamed_from must be a field key (^[a-z][a-z0-9_]{{0,62}}$), not {old!r}"
+                if not isinstance(old, str) or not KEY_RE.match(old) else
+                f"field {old!r} cannot be renamed to itself" if old == f.get("key") else
+                f"field {f.get('key')!r} is renamed from {old!r}, but this version still "
+                f"has a field {old!r}: rename it too, or drop renamed_from"
+                if old in keys else
+                f"two fields are renamed from {old!r}"
+                if any(r.scope == scope and r.old == old for r in renames) else None)
+            if problem:
+                errors.add(file, problem, code="invalid_rename", path=path)
+            elif isinstance(f.get("key"), str):
+                renames.append(Rename(scope=scope, old=old, new=f["key"], path=path))
+            out.append(f)
+        return out
+
+    if isinstance(body.get("fields"), list):
+        body = {**body, "fields": take(body["fields"], (), "$.fields")}
+    return body, renames
 
 
 def _check_package(package: Package, errors: _Collector, broken: set[tuple[str, str]], *,

@@ -19,7 +19,12 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, model_validator
 
 from tangram.metamodel.common import Definition, Key, Label
-from tangram.platform.packages.semver import RANGE_HELP, VERSION_PATTERN, check_range
+from tangram.platform.packages.semver import (
+    RANGE_HELP,
+    VERSION_PATTERN,
+    check_range,
+    check_version,
+)
 
 VersionRange = Annotated[str, AfterValidator(check_range), Field(
     max_length=200, description=f"A version range: {RANGE_HELP}.")]
@@ -71,7 +76,11 @@ class AppManifest(Definition):
 
     format: Literal[1] = Field(1, description="Package format version.")
     key: Key
-    version: str = Field(pattern=VERSION_PATTERN, description="Semantic version, e.g. 1.4.0.")
+    # Checked by check_version (a message that says why, e.g. a leading zero);
+    # the pattern is for the published JSON Schema.
+    version: Annotated[str, AfterValidator(check_version)] = Field(
+        json_schema_extra={"pattern": VERSION_PATTERN},
+        description="Semantic version (semver.org), e.g. 1.4.0 or 2.0.0-beta.1.")
     name: Label
     description: Label | None = None
     icon: str | None = Field(None, max_length=60)

@@ -180,3 +180,89 @@ def _department_ids(ctx: EngineContext, external: Iterable[str]) -> dict[str, uu
     d = departments_table
     return {r.external_id: r.id for r in ctx.session.execute(
         sa.select(d.c.external_id, d.c.id).where(d.c.external_id.in_(wanted)))} if wanted else {}
+
+
+# --- export --------------------------------------------------------------------------------
+
+def export_org(ctx: EngineContext, *, app: str, usernames: Iterable[str],
+               roles: Iterable[str]) -> dict[str, Any]:
+    """The fixture an exported data set needs on another installation: the
+    users named (the records' owners), the holders of the app's ``roles``,
+    the heads of their departments, those departments with their parents,
+    and the role assignments. Users are named by username (a row's
+    ``$owner``), departments by their org-chart id (else their id here).
+    No passwords: an administrator sets them on the other installation."""
+    from tangram.engines.directory import user_departments_table
+    from tangram.platform.permissions.tables import role_assignments_table
+
+    u, d, ud, ra = users_table, departments_table, user_departments_table, \
+        role_assignments_table
+    assignments = list(ctx.session.execute(sa.select(ra).where(
+        ra.c.app == app, ra.c.role.in_(sorted(set(roles)))).order_by(ra.c.role, ra.c.created_at)))
+    dept_rows = {r.id: r for r in ctx.session.execute(
+        sa.select(d.c.id, d.c.parent_id, d.c.name, d.c.external_id))}
+    members: dict[uuid.UUID, list[Any]] = {}
+    for m in ctx.session.execute(sa.select(ud.c.user_id, ud.c.department_id, ud.c.is_head)):
+        members.setdefault(m.user_id, []).append(m)
+    wanted = {normalize_username(n) for n in usernames}
+    user_rows = {r.id: r for r in ctx.session.execute(sa.select(
+        u.c.id, u.c.username, u.c.display_name, u.c.mobile, u.c.primary_department_id))}
+    chosen = {i for i, r in user_rows.items() if r.username in wanted} | \
+        {a.user_id for a in assignments if a.user_id is not None}
+    departments: set[uuid.UUID] = {a.department_id for a in assignments
+                                   if a.department_id is not None}
+    while True:  # users' departments, their parents, and their heads
+        departments |= {m.department_id for i in chosen for m in members.get(i, [])}
+        for dep in list(departments):
+            parent = dept_rows[dep].parent_id if dep in dept_rows else None
+            while parent is not None and parent not in departments:
+                departments.add(parent)
+                parent = dept_rows[parent].parent_id if parent in dept_rows else None
+        heads = {i for i, ms in members.items() for m in ms
+                 if m.is_head and m.department_id in departments} - chosen
+        if not heads:
+            break
+        chosen |= heads
+
+    def dept_id(ident: uuid.UUID) -> str:
+        row = dept_rows[ident]
+        return str(row.external_id or row.id)
+
+    body: dict[str, Any] = {
+        "departments": [{"id": dept_id(i), "parent_id": dept_id(dept_rows[i].parent_id)
+                         if dept_rows[i].parent_id else None, "name": dept_rows[i].name}
+                        for i in sorted(departments, key=dept_id)],
+        "users": []}
+    for i in sorted(chosen, key=lambda i: user_rows[i].username):
+        row, ms = user_rows[i], members.get(i, [])
+        user: dict[str, Any] = {"id": row.username, "name": row.display_name}
+        if row.mobile:
+            user["mobile"] = row.mobile
+        user["department_ids"] = sorted(dept_id(m.department_id) for m in ms)
+        user["is_head"] = sorted(dept_id(m.department_id) for m in ms if m.is_head)
+        if row.primary_department_id in {m.department_id for m in ms}:
+            user["primary_department_id"] = dept_id(row.primary_department_id)
+        body["users"].append(user)
+    by_role: dict[tuple[str, bool | None], list[str]] = {}
+    for a in assignments:
+        if a.user_id is not None:
+            by_role.setdefault((a.role, None), []).append(user_rows[a.user_id].username)
+        else:
+            by_role.setdefault((a.role, a.include_sub_departments), []).append(
+                dept_id(a.department_id))
+    body["roles"] = [{"role": role, "users": sorted(names)} if sub is None else
+                     {"role": role, "departments": sorted(names),
+                      "include_sub_departments": sub}
+                     for (role, sub), names in by_role.items()]
+    return body
+
+
+def merge_org(first: Mapping[str, Any] | None, then: Mapping[str, Any]) -> dict[str, Any]:
+    """``first``'s fixture with what ``then`` adds: departments and users it
+    lacks (by id), and every role assignment (loading them twice is harmless)."""
+    out: dict[str, Any] = {k: list(v) for k, v in (first or {}).items()}
+    for key in ("departments", "users"):
+        known = {str(x.get("id")) for x in out.get(key, [])}
+        out[key] = out.get(key, []) + [x for x in then.get(key, []) if str(x["id"]) not in known]
+    out["roles"] = out.get("roles", []) + list(then.get("roles", []))
+    return {k: v for k, v in out.items() if v}

@@ -14,10 +14,18 @@ import re
 from dataclasses import dataclass
 from functools import total_ordering
 
-VERSION_PATTERN = r"^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$"
-_VERSION_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$")
-_PARTIAL_RE = re.compile(r"^(\d+|[xX*])(?:\.(\d+|[xX*]))?(?:\.(\d+|[xX*]))?"
-                         r"(?:-([0-9A-Za-z.-]+))?$")
+# SemVer 2.0.0 exactly: numbers without leading zeros (§2), pre-release
+# identifiers non-empty and numeric ones without leading zeros either (§9).
+_NUMBER = r"(?:0|[1-9]\d*)"
+_PRE_ID = r"(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)"
+_PRE = rf"{_PRE_ID}(?:\.{_PRE_ID})*"
+_BUILD = r"[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*"
+VERSION_PATTERN = rf"^{_NUMBER}\.{_NUMBER}\.{_NUMBER}(?:-{_PRE})?(?:\+{_BUILD})?$"
+_VERSION_RE = re.compile(rf"^({_NUMBER})\.({_NUMBER})\.({_NUMBER})(?:-({_PRE}))?"
+                         rf"(?:\+{_BUILD})?$")
+_PARTIAL_RE = re.compile(rf"^({_NUMBER}|[xX*])(?:\.({_NUMBER}|[xX*]))?"
+                         rf"(?:\.({_NUMBER}|[xX*]))?(?:-({_PRE}))?$")
+_LEADING_ZERO = re.compile(r"(?:^|[.-])0\d")
 _COMPARATOR_RE = re.compile(r"^(>=|<=|>|<|=|\^|~)?\s*(.+)$")
 RANGE_HELP = ("a version range such as \">=1.2.0 <2.0.0\", \"^1.2\", \"~1.2.3\", \"1.x\" "
               "or \"*\"")
@@ -35,7 +43,8 @@ class Version:
     def parse(cls, text: str) -> Version:
         m = _VERSION_RE.match(text.strip())
         if not m:
-            raise ValueError(f"{text!r} is not a semantic version like 1.4.0")
+            raise ValueError(f"{text!r} is not a semantic version like 1.4.0"
+                             + _leading_zero_hint(text))
         return cls(int(m[1]), int(m[2]), int(m[3]), m[4] or "")
 
     def _key(self) -> tuple[int, int, int, int, tuple[tuple[int, int | str], ...]]:
@@ -64,10 +73,25 @@ class _Comparator:
                 "<": v < self.version, "<=": v <= self.version}[self.op]
 
 
+def _leading_zero_hint(text: str) -> str:
+    core = text.strip().split("+")[0]
+    if _LEADING_ZERO.search(core):
+        return (": its numbers (and numeric pre-release parts) must not have a leading "
+                "zero, e.g. 1.0.0 not 01.0.0 (semver.org §2)")
+    return " (MAJOR.MINOR.PATCH, an optional -pre.release and +build)"
+
+
+def check_version(text: str) -> str:
+    """A package version: strict SemVer (raises ValueError saying why not)."""
+    Version.parse(text)
+    return text
+
+
 def _partial(text: str) -> tuple[list[int | None], str]:
     m = _PARTIAL_RE.match(text)
     if not m:
-        raise ValueError(f"{text!r} is not a version; use {RANGE_HELP}")
+        hint = _leading_zero_hint(text) if _LEADING_ZERO.search(text.split("+")[0]) else ""
+        raise ValueError(f"{text!r} is not a version; use {RANGE_HELP}{hint}")
     parts: list[int | None] = [None if p is None or p in "xX*" else int(p) for p in m.groups()[:3]]
     # "1.x.3" makes no sense: once a part is a wildcard, the rest are too.
     if None in parts:
