@@ -158,6 +158,14 @@ def _type_name(value: Any) -> str:
     return "object" if isinstance(value, Mapping) else type(value).__name__
 
 
+def _a_type(value: Any) -> str:
+    """The type's word with its article: "an integer", "a list", "none"."""
+    name = _type_name(value)
+    if name == "none":
+        return name
+    return ("an " if name[0] in "aeiou" else "a ") + name
+
+
 # ---------------------------------------------------------------------------
 # Evaluation context
 
@@ -423,18 +431,18 @@ def _member(obj: Any, key: Any) -> Any:
         try:
             return _read(obj.get(key))
         except TypeError:
-            raise _type_error(f"a {_type_name(key)} cannot be a field name") from None
+            raise _type_error(f"{_a_type(key)} cannot be a field name") from None
     if obj is None:
         return None  # none.field is none, so record.account.name works on an empty account
     if type(obj) in (list, str):
         if type(key) is not int:
-            raise _type_error(f"positions in a {_type_name(obj)} are integers, "
+            raise _type_error(f"positions in {_a_type(obj)} are integers, "
                               f"got {_type_name(key)}")
         try:
             return _read(obj[key])
         except IndexError:
             return None
-    raise _type_error(f"a {_type_name(obj)} has no fields; only records and objects do")
+    raise _type_error(f"{_a_type(obj)} has no fields; only records and objects do")
 
 
 # ---------------------------------------------------------------------------
@@ -1097,7 +1105,7 @@ def _to_text(value: Any) -> str:
         return _as_aware(value).astimezone(UTC).isoformat().replace("+00:00", "Z")
     if kind is date:
         return value.isoformat()  # type: ignore[no-any-return]
-    raise _type_error(f"a {_type_name(value)} cannot be turned into text")
+    raise _type_error(f"{_a_type(value)} cannot be turned into text")
 
 
 def format_value(value: Any) -> str:

@@ -18,7 +18,7 @@ execution, the metadata endpoint and ``docs/flows.md``.
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, Field, model_validator
@@ -53,6 +53,9 @@ class Duration(Definition):
 class UserAssignee(Definition):
     """Named users (usernames or user ids)."""
 
+    palette: ClassVar[dict[str, str]] = {
+        "en": "Named users, by username or user id.",
+        "zh": "指定成员（用户名或用户 ID）。"}
     kind: Literal["user"] = "user"
     users: list[str] = Field(min_length=1, max_length=200)
 
@@ -60,6 +63,9 @@ class UserAssignee(Definition):
 class RoleAssignee(Definition):
     """Every holder of an app role (directly or through their department)."""
 
+    palette: ClassVar[dict[str, str]] = {
+        "en": "Every holder of an app role, directly or through their department.",
+        "zh": "应用角色的所有成员（直接授予或通过所在部门）。"}
     kind: Literal["role"] = "role"
     role: Key
 
@@ -68,6 +74,10 @@ class DepartmentHeadAssignee(Definition):
     """The head of the submitter's department (``levels`` 1), of its parent
     (2), …; or of the department of a user/department field (``of``)."""
 
+    palette: ClassVar[dict[str, str]] = {
+        "en": "The submitter's manager up the department chain (levels 1, 2 and so on), or the "
+              "manager of a user or department field.",
+        "zh": "发起人所在部门链上的负责人（第 1、2 级等），或某个成员、部门字段对应的负责人。"}
     kind: Literal["department_head"] = "department_head"
     levels: int = Field(1, ge=1, le=10)
     of: Key | None = Field(None, description="A user or department field of the record; "
@@ -77,6 +87,9 @@ class DepartmentHeadAssignee(Definition):
 class FieldAssignee(Definition):
     """The user(s) in a user field of the record (or ``owner`` / ``created_by``)."""
 
+    palette: ClassVar[dict[str, str]] = {
+        "en": "The users in a user field of the record, or its owner or creator.",
+        "zh": "记录中成员字段里的用户，或记录的负责人、创建人。"}
     kind: Literal["field"] = "field"
     field: Key
 
@@ -84,12 +97,18 @@ class FieldAssignee(Definition):
 class SubmitterAssignee(Definition):
     """Whoever started the instance."""
 
+    palette: ClassVar[dict[str, str]] = {
+        "en": "Whoever started the instance.",
+        "zh": "流程发起人。"}
     kind: Literal["submitter"] = "submitter"
 
 
 class ExpressionAssignee(Definition):
     """An expression giving a username, user id or a list of them."""
 
+    palette: ClassVar[dict[str, str]] = {
+        "en": "An expression that gives a username, a user id or a list of them.",
+        "zh": "返回用户名、用户 ID 或其列表的表达式。"}
     kind: Literal["expression"] = "expression"
     expression: Expression
 
@@ -99,6 +118,10 @@ class DepartmentMembersAssignee(Definition):
     optionally only those holding an app role — e.g. the east region's sales
     reps."""
 
+    palette: ClassVar[dict[str, str]] = {
+        "en": "The active members of departments (and of the departments below them), optionally "
+              "only the holders of an app role.",
+        "zh": "指定部门（及其下级部门）的在职成员，可限定为某个应用角色的成员。"}
     kind: Literal["department_members"] = "department_members"
     departments: list[str] = Field(min_length=1, max_length=50, description=(
         "Departments by external id (the id an org chart import or a package's "
@@ -135,12 +158,19 @@ def _sources_field() -> Any:
 
 
 class RecordCreatedTrigger(Definition):
+    palette: ClassVar[dict[str, str]] = {
+        "en": "Starts when a record of the form is created, if the optional condition holds.",
+        "zh": "表单新建记录时发起（可设条件）。"}
     kind: Literal["record_created"] = "record_created"
     condition: Expression | None = None
     sources: list[ChangeSource] | None = _sources_field()
 
 
 class RecordUpdatedTrigger(Definition):
+    palette: ClassVar[dict[str, str]] = {
+        "en": "Starts when a record is updated, optionally only when one of the given fields "
+              "changed; the condition may compare with the old values.",
+        "zh": "记录被修改时发起，可限定仅在指定字段变化时发起；条件中可读取修改前的值。"}
     kind: Literal["record_updated"] = "record_updated"
     fields: list[Key] = Field(default_factory=list, description="Only when one of these "
                               "fields changed (default: any change).")
@@ -149,6 +179,9 @@ class RecordUpdatedTrigger(Definition):
 
 
 class RecordDeletedTrigger(Definition):
+    palette: ClassVar[dict[str, str]] = {
+        "en": "Starts when a record of the form is deleted.",
+        "zh": "表单记录被删除时发起。"}
     kind: Literal["record_deleted"] = "record_deleted"
     condition: Expression | None = None
     sources: list[ChangeSource] | None = _sources_field()
@@ -157,6 +190,9 @@ class RecordDeletedTrigger(Definition):
 class SubmittedTrigger(Definition):
     """A user submits a record for approval (``POST …/flows/{flow}/start``)."""
 
+    palette: ClassVar[dict[str, str]] = {
+        "en": "Starts when a user submits a record for approval.",
+        "zh": "用户提交记录审批时发起。"}
     kind: Literal["submitted"] = "submitted"
     condition: Expression | None = None
     refusal: Label | None = Field(None, description=(
@@ -165,6 +201,10 @@ class SubmittedTrigger(Definition):
 
 
 class ScheduleTrigger(Definition):
+    palette: ClassVar[dict[str, str]] = {
+        "en": "Starts on a schedule written as a five-field cron expression, in the "
+              "organization's time zone or another one.",
+        "zh": "按五段式 cron 表达式定时发起，使用组织时区或指定的时区。"}
     kind: Literal["schedule"] = "schedule"
     cron: str = Field(min_length=9, max_length=100, description="Five-field cron, e.g. "
                       "\"0 9 * * 1-5\" (09:00 on weekdays).")
@@ -178,6 +218,11 @@ class DateRelativeTrigger(Definition):
     """Starts one instance per record whose date field (plus ``offset_days``)
     is today, at ``at`` o'clock; ``yearly`` matches month and day (birthdays)."""
 
+    palette: ClassVar[dict[str, str]] = {
+        "en": "Starts once for each record whose date field, plus an offset in days, is today, at "
+              "a set time of day; yearly for birthdays and anniversaries.",
+        "zh": "记录的日期字段加上偏移天数等于今天时，在指定时刻为每条记录发起一次；可按年重复（"
+              "生日、纪念日）。"}
     kind: Literal["date_relative"] = "date_relative"
     field: Key
     offset_days: int = Field(0, ge=-366, le=366, description="-3 = three days before.")
@@ -190,12 +235,18 @@ class DateRelativeTrigger(Definition):
 
 
 class ManualTrigger(Definition):
+    palette: ClassVar[dict[str, str]] = {
+        "en": "A user starts it by hand, optionally with variables.",
+        "zh": "由用户手动发起，可带变量。"}
     kind: Literal["manual"] = "manual"
 
 
 class WebhookTrigger(Definition):
     """``POST /api/hooks/flows/{app}/{flow}`` with the token shown at publish."""
 
+    palette: ClassVar[dict[str, str]] = {
+        "en": "Starts when another system posts to the flow's webhook address with its token.",
+        "zh": "外部系统携带令牌调用流程的 Webhook 地址时发起。"}
     kind: Literal["webhook"] = "webhook"
 
 
@@ -223,6 +274,9 @@ def texts_of(text: str | dict[str, str] | None) -> list[str]:
 
 
 class RemindAction(Definition):
+    palette: ClassVar[dict[str, str]] = {
+        "en": "Reminds the assignees of open tasks, with an optional message.",
+        "zh": "提醒尚未处理的审批人，可附提醒内容。"}
     kind: Literal["remind"] = "remind"
     message: Body | None = Field(None, description="The reminder's text (default: the "
                                  "platform's, in the recipient's language).")
@@ -231,17 +285,26 @@ class RemindAction(Definition):
 class EscalateAction(Definition):
     """Give the open task(s) to someone else too (or instead, ``replace``)."""
 
+    palette: ClassVar[dict[str, str]] = {
+        "en": "Gives the open tasks to other users as well, or instead.",
+        "zh": "把未处理的待办同时交给（或改为交给）其他人。"}
     kind: Literal["escalate"] = "escalate"
     to: list[AssigneeRule] = Field(min_length=1)
     replace: bool = False
 
 
 class AutoDecideAction(Definition):
+    palette: ClassVar[dict[str, str]] = {
+        "en": "Approves or rejects automatically.",
+        "zh": "自动同意或拒绝。"}
     kind: Literal["auto_decide"] = "auto_decide"
     decision: Literal["approve", "reject"]
 
 
 class TakePathAction(Definition):
+    palette: ClassVar[dict[str, str]] = {
+        "en": "Leaves the node towards another node.",
+        "zh": "离开当前节点，转到另一个节点。"}
     kind: Literal["take_path"] = "take_path"
     next: Key
 
@@ -311,6 +374,10 @@ class UpdateRecordAction(Definition):
     """Update the flow's record, a related record or records found by a filter,
     through the form engine (validation, audit, record events) as the system."""
 
+    palette: ClassVar[dict[str, str]] = {
+        "en": "Updates the flow's record, a related record or records found by a filter: sets "
+              "values, computes values, clears fields or changes the owner.",
+        "zh": "更新流程记录、关联记录或按条件找到的记录：设置值、计算值、清空字段或更改负责人。"}
     kind: Literal["update_record"] = "update_record"
     target: RecordTarget = Field(default_factory=SelfTarget,
                                  description="Which records (default: the flow's own).")
@@ -332,6 +399,10 @@ class UpdateRecordAction(Definition):
 
 
 class CreateRecordAction(Definition):
+    palette: ClassVar[dict[str, str]] = {
+        "en": "Creates a record in a form of the app (or finds an existing one) and keeps its id "
+              "for the next steps.",
+        "zh": "在应用的表单中新建记录（或使用已有记录），并保存其 ID 供后续步骤使用。"}
     kind: Literal["create_record"] = "create_record"
     form: Key
     values: dict[Key, Any] = Field(default_factory=dict)
@@ -349,6 +420,9 @@ class CreateRecordAction(Definition):
 
 
 class NotifyAction(Definition):
+    palette: ClassVar[dict[str, str]] = {
+        "en": "Sends a notification to the users the rules find, and to group chat robots.",
+        "zh": "向按规则找到的成员发送通知，也可发送到群机器人。"}
     kind: Literal["notify"] = "notify"
     to: list[AssigneeRule] = Field(min_length=1)
     title: Title = Field(description=(
@@ -363,6 +437,10 @@ class HttpAction(Definition):
     """An HTTP call run by the worker, with an ``Idempotency-Key`` header
     derived from the instance and step, retried with backoff."""
 
+    palette: ClassVar[dict[str, str]] = {
+        "en": "Calls a URL from the worker, with an idempotency key, retrying with backoff when "
+              "it fails.",
+        "zh": "由后台任务调用接口，带幂等键，失败时退避重试。"}
     kind: Literal["http"] = "http"
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
     url: str = Field(min_length=1, max_length=2000, description="A template (jinja).")
@@ -374,12 +452,19 @@ class HttpAction(Definition):
 
 
 class StartFlowAction(Definition):
+    palette: ClassVar[dict[str, str]] = {
+        "en": "Starts another flow, on the same record or without one.",
+        "zh": "发起另一个流程（针对同一条记录或不关联记录）。"}
     kind: Literal["start_flow"] = "start_flow"
     flow: Key
     same_record: bool = True
 
 
 class AssignOwnerAction(Definition):
+    palette: ClassVar[dict[str, str]] = {
+        "en": "Gives the record to one of the users the rules find, in turn or to whoever has the "
+              "fewest records.",
+        "zh": "把记录分配给规则找到的成员之一：轮流分配，或分给记录最少的人。"}
     kind: Literal["assign_owner"] = "assign_owner"
     users: list[AssigneeRule] = Field(min_length=1)
     fallback: list[AssigneeRule] = Field(default_factory=list, description=(
@@ -405,6 +490,10 @@ class NodeBase(Definition):
 
 
 class StartNode(NodeBase):
+    palette: ClassVar[dict[str, str]] = {
+        "en": "Where an instance begins. Exactly one per flow; its trigger says when an instance "
+              "starts.",
+        "zh": "流程实例的起点。每个流程只有一个，由触发方式决定何时发起实例。"}
     type: Literal["start"] = "start"
     trigger: AnyTrigger
     next: Key
@@ -413,9 +502,32 @@ class StartNode(NodeBase):
 ApprovalActionName = Literal["approve", "reject", "return", "transfer", "add_signer", "cc",
                              "comment"]
 APPROVAL_ACTIONS: tuple[ApprovalActionName, ...] = get_args(ApprovalActionName)
+# What each task action does, as the designer's palette shows it (plain text,
+# one per language). Withdraw and urge are the submitter's, on the instance.
+TASK_ACTION_DOCS: dict[str, dict[str, str]] = {
+    "approve": {"en": "Approves, with changes to the fields the node makes editable.",
+                "zh": "同意，可修改节点允许编辑的字段。"},
+    "reject": {"en": "Rejects: the node takes its rejection path.",
+               "zh": "拒绝：节点走拒绝路径。"},
+    "return": {"en": "Sends the request back to an earlier approval node.",
+               "zh": "退回到之前经过的审批节点。"},
+    "transfer": {"en": "Gives this task to another user.", "zh": "把这条待办转交给其他人。"},
+    "add_signer": {"en": "Asks other users to decide before or after you.",
+                   "zh": "加签：请其他人在你之前或之后审批。"},
+    "cc": {"en": "Sends a copy to other users.", "zh": "抄送给其他人。"},
+    "comment": {"en": "Adds a comment to the history.", "zh": "在流程记录中添加评论。"},
+    "withdraw": {"en": "The submitter takes the request back, before any approver acted.",
+                 "zh": "发起人撤回申请（在任何审批人处理之前）。"},
+    "urge": {"en": "The submitter reminds the current approvers.",
+             "zh": "发起人催促当前审批人。"},
+}
 
 
 class ApprovalNode(NodeBase):
+    palette: ClassVar[dict[str, str]] = {
+        "en": "Creates tasks for the assignees and waits for their decisions: any one of them, "
+              "all of them, or one after another.",
+        "zh": "为审批人创建待办并等待其决定：或签、会签或依次审批。"}
     type: Literal["approval"] = "approval"
     assignees: list[AssigneeRule] = Field(min_length=1)
     mode: Literal["any", "all", "sequence"] = Field(
@@ -442,6 +554,9 @@ class BranchCondition(Definition):
 
 
 class BranchNode(NodeBase):
+    palette: ClassVar[dict[str, str]] = {
+        "en": "Takes the path of the first condition that is true, else the default path.",
+        "zh": "走第一个条件成立的路径，都不成立时走默认路径。"}
     type: Literal["branch"] = "branch"
     conditions: list[BranchCondition] = Field(min_length=1)
     default: Key | None = None
@@ -450,11 +565,17 @@ class BranchNode(NodeBase):
 
 
 class ParallelSplitNode(NodeBase):
+    palette: ClassVar[dict[str, str]] = {
+        "en": "Runs every branch at the same time.",
+        "zh": "同时执行所有分支。"}
     type: Literal["parallel_split"] = "parallel_split"
     branches: list[Key] = Field(min_length=2)
 
 
 class ParallelJoinNode(NodeBase):
+    palette: ClassVar[dict[str, str]] = {
+        "en": "Waits for the branches of its split (all of them, or the first n) and goes on once.",
+        "zh": "等待对应并行分支的各条分支（全部或前 n 条）到达后继续，只继续一次。"}
     type: Literal["parallel_join"] = "parallel_join"
     split: Key = Field(description="The parallel_split this join closes.")
     mode: Literal["all", "first_n"] = "all"
@@ -463,6 +584,9 @@ class ParallelJoinNode(NodeBase):
 
 
 class DelayNode(NodeBase):
+    palette: ClassVar[dict[str, str]] = {
+        "en": "Waits for a duration (calendar or working time) or until a date.",
+        "zh": "等待一段时间（自然时间或工作时间），或等到某个日期。"}
     type: Literal["delay"] = "delay"
     duration: Duration | None = None
     until: Expression | None = Field(None, description="A date or datetime expression.")
@@ -479,12 +603,20 @@ class DelayNode(NodeBase):
 
 
 class ActionNode(NodeBase):
+    palette: ClassVar[dict[str, str]] = {
+        "en": "Does one thing automatically (update or create a record, notify, call a URL, start "
+              "a flow, assign the owner) and goes on.",
+        "zh": "自动执行一项操作（更新或新建记录、发送通知、调用接口、发起流程、分配负责人）后继"
+              "续。"}
     type: Literal["action"] = "action"
     action: AnyAction
     next: Key
 
 
 class EndNode(NodeBase):
+    palette: ClassVar[dict[str, str]] = {
+        "en": "Ends the instance with an outcome, such as approved or rejected.",
+        "zh": "以某个结果（如已批准、已拒绝）结束流程实例。"}
     type: Literal["end"] = "end"
     outcome: str = Field("completed", pattern=r"^[a-z][a-z0-9_]{0,39}$")
 

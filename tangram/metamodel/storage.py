@@ -110,8 +110,14 @@ def _written_loc(loc: tuple[Any, ...], body: Any) -> tuple[Any, ...]:
         if part in SHAPE_TAGS:
             continue
         if isinstance(part, str) and isinstance(node, dict) and part not in node \
-                and part in node.values() and i < len(loc) - 1:
-            continue  # the discriminator's value, not a key of the object
+                and part in node.values() and (i < len(loc) - 1 or part in (
+                    node.get("type"), node.get("kind"))):
+            # The discriminator's value, not a key of the object (last, when a
+            # check of the whole object failed: the path is the object's).
+            continue
+        if isinstance(node, dict) and part in (node.get("type"), node.get("kind")) \
+                and loc[i + 1:i + 2] == (part,):
+            continue  # a tag that is also the name of the object's key: node "action"
         if i > 0 and isinstance(loc[i - 1], int) and isinstance(part, str) \
                 and part != "key" and _is_union_tag(part):
             continue

@@ -113,19 +113,22 @@ def test_a_flow_clears_fields_and_the_owner_and_reassigns_the_owner(world):
     assert read(world, "contract", rid)["owner"] == str(world.users["carol"])
 
 
-def test_a_record_update_that_the_form_refuses_fails_visibly_after_retries(world):
+def test_a_record_update_that_the_form_refuses_fails_visibly_at_once(world):
     # Computed when the flow runs (a value written as it is would be refused
-    # at publish).
+    # at publish). Retrying cannot make the form accept it: the instance
+    # fails at once, saying which field and why.
     world.publish_flow(action_flow("bad", {
         "kind": "update_record", "target": {"kind": "related", "path": "contract"},
         "expressions": {"status": "'no_such_option'"}}))
     rid = world.contract()
     visit(world, contract=rid)
     with world.sessions.begin() as s:
+        from tangram.engines.flows.tables import instances_table as i
         from tangram.engines.flows.tables import jobs_table as j
 
-        job = s.execute(sa.select(j)).mappings().one()
-    assert job["status"] == "queued" and job["attempts"] == 1
+        assert s.execute(sa.select(j)).first() is None
+        inst = s.execute(sa.select(i).where(i.c.flow == "bad")).mappings().one()
+    assert inst["status"] == "failed" and "status" in inst["error"]
     assert read(world, "contract", rid)["status"] == "draft"
 
 

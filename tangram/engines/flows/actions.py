@@ -2,11 +2,17 @@
 
 Actions that only touch the database (update or create a record, notify,
 start a flow, assign an owner) run inside the step, in a savepoint: if one
-fails, the savepoint is rolled back and the action becomes a queued job that
-the worker retries with backoff. Actions that call out (HTTP) always run as
-jobs, outside any transaction, with an ``Idempotency-Key`` derived from the
-instance and the step; after the last attempt the instance is marked failed
-with the error, for an administrator to retry.
+fails, the savepoint is rolled back. Actions that call out (HTTP) always run
+as jobs, outside any transaction, with an ``Idempotency-Key`` derived from
+the instance and the step.
+
+Only an error that may pass (:func:`is_transient`: a remote service down, a
+lock or serialization conflict in the database, a concurrent change) is
+retried — as a queued job, with backoff; after the last attempt the instance
+is marked failed. Any other error (a missing record, nobody to assign, a type
+error in an expression, a value the form refuses) cannot go away by waiting,
+so it fails the instance at once with the error, for an administrator to
+see, fix and retry.
 """
 
 from __future__ import annotations
@@ -26,7 +32,14 @@ import sqlalchemy as sa
 from tangram.db import new_id
 from tangram.db.upsert import increment_counter
 from tangram.engines.flows.registry import NodeTypeSpec, register_node
-from tangram.engines.flows.runtime import Execution, FlowError, Run, start_instance
+from tangram.engines.flows.runtime import (
+    Execution,
+    FlowError,
+    Run,
+    TransientFlowError,
+    error_text,
+    start_instance,
+)
 from tangram.engines.flows.tables import counters_table, jobs_table
 from tangram.engines.templates import (
     TemplateError,
@@ -34,7 +47,7 @@ from tangram.engines.templates import (
     sandbox,
     template_problem,
 )
-from tangram.errors import TangramError
+from tangram.errors import Conflict, TangramError
 from tangram.metamodel import flows as fl
 
 # Action texts (titles, bodies, URLs): the platform's sandbox; a value the
@@ -144,9 +157,7 @@ def _targets(run: Run, target: Any) -> tuple[str, list[Any]]:
 
     app = run.inst["app"]
     if isinstance(target, fl.SelfTarget):
-        if run.inst["record_id"] is None:
-            raise FlowError("update_record needs a record, and this instance has none")
-        return run.inst["form"], [run.inst["record_id"]]
+        return run.inst["form"], [run.live_record_id("update_record")]
     if isinstance(target, fl.RelatedTarget):
         form, values = run.inst["form"], run.record()
         if values is None:
@@ -232,7 +243,7 @@ def render_text(text: str | dict[str, str], run: Run,
 def _notify(run: Run, execution: Execution, action: fl.NotifyAction) -> None:
     users = run.resolve(action.to)
     channels: list[str] | None = action.channels
-    for hidden, readers in _by_hidden_fields(run, action, users).items():
+    for hidden, readers in by_hidden_fields(run, (action.title, action.body), users).items():
         run.notify(readers, kind="notify", title=render_text(action.title, run, hidden),
                    body=render_text(action.body, run, hidden), group_channels=channels)
         channels = None  # group robots get the message once
@@ -242,14 +253,14 @@ def _notify(run: Run, execution: Execution, action: fl.NotifyAction) -> None:
     run.history("notified", node=execution["node"], users=users)
 
 
-def _by_hidden_fields(run: Run, action: fl.NotifyAction, users: list[uuid.UUID]
-                      ) -> dict[frozenset[str], list[uuid.UUID]]:
+def by_hidden_fields(run: Run, texts: tuple[str | dict[str, str] | None, ...],
+                     users: list[uuid.UUID]) -> dict[frozenset[str], list[uuid.UUID]]:
     """The recipients grouped by the fields the texts read that their roles
     hide from them: each reads the notice without those (a rep is not told
     the contract amount hidden from them by a notice about it)."""
     from tangram.engines.notify.webhooks import act_as_owner
 
-    read = {name for text in (action.title, action.body) for t in fl.texts_of(text)
+    read = {name for text in texts for t in fl.texts_of(text)
             for name in record_fields_read(t)}
     form = run.inst["form"]
     if not read or not form or run.inst["record_id"] is None:
@@ -277,8 +288,7 @@ def _assign_owner(run: Run, execution: Execution, action: fl.AssignOwnerAction) 
     if not users:
         raise FlowError("assign_owner found no user to assign"
                         + (" (nor did its fallback)" if action.fallback else ""))
-    if run.inst["record_id"] is None:
-        raise FlowError("assign_owner needs a record, and this instance has none")
+    run.live_record_id("assign_owner")
     if action.strategy == "round_robin":
         name = f"{run.inst['app']}:{run.inst['flow']}:{execution['node']}"
         n = increment_counter(run.ctx.session, counters_table, {"name": name})
@@ -334,9 +344,11 @@ def _call_http(request: Mapping[str, Any]) -> dict[str, Any]:
         with urllib.request.urlopen(req, timeout=request["timeout"]) as res:  # noqa: S310
             return {"status": res.status}
     except urllib.error.HTTPError as exc:
-        raise FlowError(f"{request['method']} {request['url']} answered {exc.code}") from exc
+        raise TransientFlowError(f"{request['method']} {request['url']} answered {exc.code}"
+                                 ) from exc
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        raise FlowError(f"{request['method']} {request['url']} failed: {exc}") from exc
+        raise TransientFlowError(f"{request['method']} {request['url']} failed: {exc}"
+                                 ) from exc
 
 
 ACTION_KINDS: dict[str, ActionKindSpec] = {spec.kind: spec for spec in (
@@ -362,14 +374,65 @@ def _enter_action(run: Run, node: fl.ActionNode, execution: Execution) -> None:
         enqueue(run, execution, node.action, attempts=0)
         return
     try:
-        with run.savepoint():
-            spec.run(run, execution, node.action)
-    except TangramError as exc:
-        run.forget_record()
-        run.history("action_failed", node=node.key, error=exc.message, attempt=1)
-        enqueue(run, execution, node.action, attempts=1, error=exc.message)
+        run_in_savepoint(run, execution, node.action)
+    except ActionFailed as failed:
+        run.history("action_failed", node=node.key, error=failed.message, attempt=1)
+        if not failed.transient:
+            run.fail(f"node {node.key!r}: {failed.message}", execution=execution)
+            return
+        enqueue(run, execution, node.action, attempts=1, error=failed.message)
         return
     run.leave(execution, [node.next], decision="done")
+
+
+class ActionFailed(Exception):
+    """What a database action's failure was, and whether retrying may help."""
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.message = message
+        self.transient = transient
+
+
+def run_in_savepoint(run: Run, execution: Execution, action: Any) -> None:
+    """Run a database action in a savepoint; its failure (undone) becomes
+    :class:`ActionFailed`. A database error that is not a lock or
+    serialization conflict goes on as it is (a bug, not the action's)."""
+    spec = ACTION_KINDS[action.kind]
+    assert spec.run is not None
+    try:
+        with run.savepoint():
+            spec.run(run, execution, action)
+    except TangramError as exc:
+        run.forget_record()
+        raise ActionFailed(error_text(exc), transient=is_transient(exc)) from exc
+    except sa.exc.DBAPIError as exc:
+        if not is_transient(exc):
+            raise
+        run.forget_record()
+        raise ActionFailed(f"the database was busy: {exc.orig}", transient=True) from exc
+
+
+# PostgreSQL SQLSTATEs of conflicts that pass: serialization failure,
+# deadlock, lock not available.
+_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether an action that failed with ``exc`` may succeed if tried again
+    later: a remote call's failure (:class:`TransientFlowError`), a concurrent
+    change (``Conflict``, e.g. a record locked meanwhile), or a database lock or
+    serialization conflict. Configuration and data errors are not."""
+    if isinstance(exc, FlowError):
+        return exc.transient
+    if isinstance(exc, Conflict):
+        return True
+    if isinstance(exc, sa.exc.DBAPIError):
+        state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        if state in _TRANSIENT_SQLSTATES:
+            return True
+        return "database is locked" in str(exc.orig)
+    return False
 
 
 def retries_of(action: Any) -> int:
@@ -399,4 +462,5 @@ register_node(NodeTypeSpec(
     "action", {"zh": "自动操作", "en": "Action"}, fl.ActionNode, lambda n: [n.next],
     _enter_action, holds=("jobs",),
     doc="Updates or creates a record, notifies, calls a URL, starts a flow or assigns an "
-    "owner; failures retry with backoff."))
+    "owner; failures that may pass (HTTP, database locks) retry with backoff, others fail "
+    "the instance at once."))

@@ -19,7 +19,7 @@ from tangram.db import new_id
 from tangram.engines.flows import assignees as asg
 from tangram.engines.flows.registry import NodeTypeSpec, register_node
 from tangram.engines.flows.runtime import Execution, FlowError, Run
-from tangram.engines.flows.tables import tasks_table
+from tangram.engines.flows.tables import tasks_table, timers_table
 from tangram.metamodel import flows as fl
 
 
@@ -71,16 +71,18 @@ def _dt(value: Any) -> Any:
 def _enter_approval(run: Run, node: fl.ApprovalNode, execution: Execution) -> None:
     users = run.resolve(node.assignees)
     if not users:
+        reason = asg.empty_reason(node.assignees, run.scope_for(node.assignees))
         if node.on_empty == "auto_approve":
-            run.history("auto_approved", node=node.key, reason="no assignee")
+            run.history("auto_approved", node=node.key, reason=reason)
             run.leave(execution, [node.next], decision="approved")
             return
         if node.on_empty == "fail":
-            raise FlowError("the assignee rules found nobody")
+            raise FlowError(f"the assignee rules found nobody ({reason})")
         users = asg.admins(run.ctx.session)
         if not users:
-            raise FlowError("the assignee rules found nobody and there is no administrator")
-        run.history("assigned_to_admin", node=node.key, reason="no assignee")
+            raise FlowError(f"the assignee rules found nobody ({reason}) and there is no "
+                            "administrator")
+        run.history("assigned_to_admin", node=node.key, reason=reason)
     now = run.ctx.now()
     stages = []
     for i, stage in enumerate(node.timeouts):
@@ -180,9 +182,28 @@ class TimeoutActionSpec:
 
 
 def _remind(run: Run, execution: Execution, action: fl.RemindAction) -> None:
+    """Remind the assignees of open tasks. ``message`` is a template (one, or
+    one per language) rendered like a notify action's body: each reader gets
+    their language, without the record fields their roles hide."""
+    from tangram.engines.flows.actions import by_hidden_fields, render_text
+
     users = [t["assignee_id"] for t in open_tasks(run, execution)]
-    run.notify(users, kind="reminder", title=run.say("flow_reminder"),
-               body=action.message or run.say("flow_reminder_body", execution["node"]))
+    title = run.say("flow_reminder")
+    default = run.say("flow_reminder_body", execution["node"])
+    if action.message is None:
+        run.notify(users, kind="reminder", title=title, body=default)
+    else:
+        for hidden, readers in by_hidden_fields(run, (action.message,), users).items():
+            body: Any
+            try:
+                body = render_text(action.message, run, hidden)
+            except FlowError as exc:
+                # A reminder is not worth failing the request for: the
+                # platform's text goes out, and the history says why.
+                run.history("reminder_message_failed", node=execution["node"],
+                            error=exc.message)
+                body = default
+            run.notify(readers, kind="reminder", title=title, body=body)
     run.history("reminded", node=execution["node"], users=users)
 
 
@@ -203,12 +224,16 @@ def _escalate(run: Run, execution: Execution, action: fl.EscalateAction) -> None
 
 
 def _auto_decide(run: Run, execution: Execution, action: fl.AutoDecideAction) -> None:
+    """Decide the node, not the tasks: nobody approved or rejected, so every
+    waiting task — open (the original assignees', an escalation's) or queued
+    (never anyone's turn) — is cancelled, with a comment saying why; the
+    decision is the node's and the history's (``auto_decided``)."""
     t = tasks_table
-    for task in open_tasks(run, execution, ("open", "queued")):
-        run.change(t.update().where(t.c.id == task["id"]).values(
-            status="approved" if action.decision == "approve" else "rejected",
-            decision=action.decision, comment="decided automatically after the timeout",
-            acted_at=run.ctx.now(), version=t.c.version + 1))
+    waiting = open_tasks(run, execution, ("open", "queued"))
+    if waiting:
+        run.change(t.update().where(t.c.id.in_([task["id"] for task in waiting])).values(
+            status="cancelled", comment=f"the step was decided automatically after the "
+            f"timeout ({action.decision})", version=t.c.version + 1))
     run.history("auto_decided", node=execution["node"], decision=action.decision)
     complete(run, execution, "approved" if action.decision == "approve" else "rejected")
 
@@ -229,11 +254,38 @@ TIMEOUT_ACTIONS: dict[str, TimeoutActionSpec] = {spec.kind: spec for spec in (
 )}
 
 
+_PENDING_STAGES = (sa.select(sa.func.min(timers_table.c.due_at))
+                   .where(timers_table.c.execution_id == sa.bindparam("execution"),
+                          timers_table.c.kind == "timeout",
+                          timers_table.c.status == "pending"))
+
+
 def fire_timeout(run: Run, execution: Execution, payload: Mapping[str, Any]) -> None:
     node: fl.ApprovalNode = run.node(execution["node"])
     stage = node.timeouts[int(payload["stage"])]
     run.history("timeout", node=node.key, stage=int(payload["stage"]))
+    # The tasks are due by the next stage still to come (this stage's timer
+    # is fired already); after the last one, tasks keep their (past) due
+    # time and tasks made now (an escalation's) have none.
+    next_due = _dt(run.execute(_PENDING_STAGES, {"execution": execution["id"]}).scalar())
+    run.update_execution(execution, data={
+        **execution["data"], "due_at": next_due.isoformat() if next_due else None})
     for action in stage.actions:
         if execution["status"] != "active" or not run.running:
             break
         TIMEOUT_ACTIONS[action.kind].apply(run, execution, action)
+    if next_due is not None and execution["status"] == "active" and run.running:
+        _set_due(run, execution, next_due)
+
+
+def _set_due(run: Run, execution: Execution, due: Any) -> None:
+    """Move the due time of the node's waiting tasks."""
+    t = tasks_table
+    waiting = [task for task in open_tasks(run, execution, ("open", "queued"))
+               if task["due_at"] != due]
+    if not waiting:
+        return
+    run.execute(t.update().where(t.c.id.in_([task["id"] for task in waiting]))
+                .values(due_at=due))
+    for task in waiting:  # the run's copies (when it knows them) follow
+        task["due_at"] = due

@@ -278,6 +278,51 @@ ASSIGNEE_RULES: dict[str, AssigneeRuleSpec] = {spec.kind: spec for spec in (
 )}
 
 
+def _named_refs(rule: Any, scope: Scope) -> list[Any]:
+    """What a rule names users by (usernames, ids), for rules that name them."""
+    if isinstance(rule, fl.UserAssignee):
+        return list(rule.users)
+    if isinstance(rule, fl.FieldAssignee):
+        value = (scope.record or {}).get(rule.field)
+        return value if isinstance(value, list) else [value]
+    if isinstance(rule, fl.ExpressionAssignee):
+        try:
+            value = compile_expression(rule.expression, allowed_names=EXPRESSION_NAMES
+                                       ).evaluate(scope.variables, context=scope.eval_context)
+        except Exception:  # noqa: BLE001 - only explaining an empty result
+            return []
+        return list(value) if isinstance(value, list | tuple) else [value]
+    return []
+
+
+def empty_reason(rules: Iterable[Any], scope: Scope) -> str:
+    """Why ``rules`` found nobody, for the history: the users they name that
+    do not exist or are not active, else "no assignee".
+
+    >>> empty_reason([fl.UserAssignee(users=["ghost"])], scope)  # doctest: +SKIP
+    "user 'ghost' does not exist"
+    """
+    refs = [r for rule in rules for r in (as_user_id(v) for v in _named_refs(rule, scope))
+            if r is not None]
+    if not refs:
+        return "no assignee"
+    u = users_table
+    ids = [r for r in refs if isinstance(r, uuid.UUID)]
+    names = sorted({r.lower() for r in refs if isinstance(r, str)})
+    status: dict[Any, str] = {}
+    for row in scope.session.execute(sa.select(u.c.id, u.c.username, u.c.status).where(
+            sa.or_(u.c.id.in_(ids), u.c.username.in_(names)))):
+        status[row.id] = status[row.username] = row.status
+    problems = []
+    for ref in dict.fromkeys(refs):
+        found = status.get(ref.lower() if isinstance(ref, str) else ref)
+        if found is None:
+            problems.append(f"user {str(ref)!r} does not exist")
+        elif found != "active":
+            problems.append(f"user {str(ref)!r} is {found}")
+    return "; ".join(problems) or "no assignee"
+
+
 def resolve(rules: Iterable[Any], scope: Scope) -> list[uuid.UUID]:
     """Every user the rules name, each once, in rule order."""
     out: list[uuid.UUID] = []

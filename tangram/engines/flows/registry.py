@@ -50,10 +50,11 @@ def describe() -> dict[str, Any]:
     from tangram.engines.flows.assignees import ASSIGNEE_RULES
     from tangram.engines.flows.tasks import TASK_ACTIONS
     from tangram.engines.flows.triggers import TRIGGER_KINDS
+    from tangram.metamodel.flows import TASK_ACTION_DOCS
 
     def entries(reg: dict[str, Any], attr: str) -> list[dict[str, Any]]:
-        return [{"kind": k, "label": s.label, "doc": getattr(s, "doc", "") or
-                 (s.model.__doc__ or "").strip() if hasattr(s, "model") else getattr(s, "doc", ""),
+        return [{"kind": k, "label": s.label,
+                 "doc": palette_doc(getattr(s, "model", None), getattr(s, "doc", "")),
                  **({"options_schema": s.model.model_json_schema(by_alias=True)}
                     if getattr(s, "model", None) is not None else {})}
                 for k, s in reg.items()]
@@ -64,6 +65,20 @@ def describe() -> dict[str, Any]:
         "assignee_rules": entries(ASSIGNEE_RULES, "kind"),
         "action_kinds": entries(ACTION_KINDS, "kind"),
         "timeout_actions": entries(TIMEOUT_ACTIONS, "kind"),
-        "task_actions": [{"kind": k, "label": s.label, "doc": s.doc, "by": s.by}
+        "task_actions": [{"kind": k, "label": s.label,
+                          "doc": TASK_ACTION_DOCS.get(k) or palette_doc(None, s.doc), "by": s.by}
                          for k, s in TASK_ACTIONS.items()],
     }
+
+
+def palette_doc(model: Any, doc: str) -> dict[str, str]:
+    """What an entry does, as the designer shows it: plain text in each
+    language. A built-in kind's model says it (``palette``, next to its
+    fields); a plugin's entry without one shows its ``doc`` (or its model's
+    docstring) as one plain paragraph in every language."""
+    palette = getattr(model, "palette", None)
+    if palette:
+        return dict(palette)
+    text = doc or (getattr(model, "__doc__", None) or "")
+    text = " ".join(text.replace("``", "").split())
+    return {"zh": text, "en": text}

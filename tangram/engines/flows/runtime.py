@@ -70,6 +70,28 @@ class FlowError(TangramError):
     the instance is marked failed with this message."""
 
     code = "flow_failed"
+    # Whether trying again later may succeed (see :class:`TransientFlowError`).
+    transient = False
+
+
+class TransientFlowError(FlowError):
+    """An action failed for a reason that may pass (a remote service down or
+    slow): the worker tries it again with backoff before failing the instance.
+    Every other error fails the instance at once — retrying a missing record
+    or a type error only delays the administrator's news."""
+
+    transient = True
+
+
+def error_text(exc: TangramError) -> str:
+    """An error as an instance's error shows it: with each listed problem
+    (a refused record change says which field and why, not only "1
+    validation error(s)")."""
+    if not exc.errors:
+        return exc.message
+    problems = "; ".join(f"{e.field or e.path}: {e.message}" if (e.field or e.path)
+                         else e.message for e in exc.errors)
+    return f"{exc.message} — {problems}"
 
 
 # --- published versions -------------------------------------------------------------
@@ -141,11 +163,22 @@ def load_calendar(session: Any, app: str, key: str | None) -> BusinessCalendar |
 
 # --- record values ------------------------------------------------------------------
 
-def typed_record(ctx: EngineContext, app: str, form: str, record_id: Any) -> dict[str, Any]:
-    """The record as expressions see it: decimals as Decimal, dates as date."""
+def typed_record(ctx: EngineContext, app: str, form: str, record_id: Any, *,
+                 deleted_first: bool = False) -> dict[str, Any]:
+    """The record as expressions see it: decimals as Decimal, dates as date.
+
+    ``deleted_first``: the record is looked for in the recycle bin first, then
+    among live records (a flow started by ``record_deleted`` reads the record
+    that was deleted — or restored since)."""
     from tangram.engines.forms.records import get_record
 
-    data = get_record(ctx, app=app, form=form, record_id=record_id)
+    if deleted_first:
+        try:
+            data = get_record(ctx, app=app, form=form, record_id=record_id, deleted=True)
+        except NotFound:
+            data = get_record(ctx, app=app, form=form, record_id=record_id)
+    else:
+        data = get_record(ctx, app=app, form=form, record_id=record_id)
     return typed_values(ctx, app, form, data)
 
 
@@ -363,8 +396,31 @@ class Run:
     def record(self) -> dict[str, Any] | None:
         if self._record is None and self.inst["record_id"] is not None and self.inst["form"]:
             self._record = typed_record(self.sys, self.inst["app"], self.inst["form"],
-                                        self.inst["record_id"])
+                                        self.inst["record_id"],
+                                        deleted_first=self.on_deleted_record)
         return self._record
+
+    @property
+    def on_deleted_record(self) -> bool:
+        """Whether the flow starts when its record is deleted: it then reads the
+        record from the recycle bin (and may not change it)."""
+        start = self.flow.start
+        return start is not None and start.trigger.kind == "record_deleted"
+
+    def live_record_id(self, what: str) -> Any:
+        """The flow's record id for an action that changes it; refused (for
+        good: retrying cannot help) when the record is in the recycle bin."""
+        record_id = self.inst["record_id"]
+        if record_id is None:
+            raise FlowError(f"{what} needs a record, and this instance has none")
+        record = self.record() if self.on_deleted_record else None
+        if record is not None and record.get("deleted_at") is not None:
+            raise FlowError(
+                f"{what} cannot change record {record_id} of form {self.inst['form']!r}: "
+                "it was deleted (it is in the recycle bin). A flow that starts when a "
+                "record is deleted may read it (notify, create_record, update related "
+                "records) but not change it")
+        return record_id
 
     def forget_record(self) -> None:
         self._record = None
@@ -481,7 +537,7 @@ class Run:
             try:
                 NODE_TYPES[node.type].enter(self, node, execution)
             except TangramError as exc:
-                self.fail(f"node {key!r}: {exc.message}", execution=execution)
+                self.fail(f"node {key!r}: {error_text(exc)}", execution=execution)
 
     def _new_execution(self, node: Any, scope_id: uuid.UUID | None) -> Execution:
         execution = {"id": new_id(), "instance_id": self.id, "node": node.key,

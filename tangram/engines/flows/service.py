@@ -58,16 +58,17 @@ def validate_flow(ctx: EngineContext, *, app: str, key: str,
     return check_flow(ctx.session, app, flow)
 
 
-def publish_flow(ctx: EngineContext, *, app: str, key: str,
-                 note: str | None = None) -> dict[str, Any]:
+def publish_flow(ctx: EngineContext, *, app: str, key: str, note: str | None = None,
+                 check_users: bool = True) -> dict[str, Any]:
     """Validate the draft and store it as the next version. Running instances
-    keep their version; new starts use this one."""
+    keep their version; new starts use this one. (``check_users``: see
+    :func:`~tangram.engines.flows.validate.check_flow`.)"""
     d = storage.get_definition(ctx.session, app=app, kind="flow", key=key, lock=True)
     if d.draft is None:
         raise NotFound(f"flow {key!r} has no draft to publish")
     flow = storage.parse_definition("flow", d.draft)
     assert isinstance(flow, Flow)
-    require_valid(ctx.session, app, flow)
+    require_valid(ctx.session, app, flow, check_users=check_users)
     body = storage.dump(flow)
     version = storage.record_version(ctx.session, definition=d, body=body,
                                      user_id=ctx.actor.id, now=ctx.now(), note=note)
@@ -203,8 +204,14 @@ def task_view(ctx: EngineContext, *, task_id: uuid.UUID) -> dict[str, Any]:
 
         # The task grants reading the record, narrowed by the approver's role
         # field rules and the node's visible fields (taskview.TaskFields).
-        full = get_record(system_context(ctx), app=row["app"], form=row["form"],
-                          record_id=row["record_id"])
+        sys = system_context(ctx)
+        try:
+            full = get_record(sys, app=row["app"], form=row["form"], record_id=row["record_id"])
+        except NotFound:
+            # Deleted (a record_deleted flow, or deleted while in approval): the
+            # approver still sees what the request is about, with its deleted_at.
+            full = get_record(sys, app=row["app"], form=row["form"],
+                              record_id=row["record_id"], deleted=True)
         record = rules.narrow(full)
     out["record"] = record
     out["editable_fields"] = rules.editable
@@ -348,7 +355,13 @@ def admin_instances(ctx: EngineContext, *, status: str, stuck_after: timedelta =
 
 
 def retry_instance(ctx: EngineContext, *, instance_id: uuid.UUID) -> dict[str, Any]:
-    """Resume a failed instance: each failed step runs again."""
+    """Resume a failed instance: each failed step runs again, in this step.
+
+    What cannot run here is named in ``queued``: an action the worker runs
+    (an HTTP call — never made while the instance is locked — or a database
+    action that failed on a lock and waits for its retry). Until the worker
+    has run it, ``status`` is ``running``; the instance's page shows how it
+    ended."""
     if not ctx.actor.is_admin:
         raise PermissionDenied("only administrators retry instances")
     run = open_run(ctx, instance_id, require_running=False)
@@ -361,7 +374,11 @@ def retry_instance(ctx: EngineContext, *, instance_id: uuid.UUID) -> dict[str, A
             run.cancel_execution(execution, decision="retried")
             run.enter(execution["node"], execution["scope_id"])
     run.end_step()
-    return {"id": str(instance_id), "status": run.inst["status"], "error": run.inst["error"]}
+    # An action node still active after the step waits for its job.
+    queued = [e["node"] for e in run.active_executions() if e["node_type"] == "action"] \
+        if run.running else []
+    return {"id": str(instance_id), "status": run.inst["status"], "error": run.inst["error"],
+            "queued": queued}
 
 
 def cancel_instance(ctx: EngineContext, *, instance_id: uuid.UUID,

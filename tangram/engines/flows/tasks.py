@@ -215,6 +215,14 @@ def _transfer(run: Run, execution: Execution | None, task: dict[str, Any] | None
               params: ActionParams) -> None:
     assert execution is not None and task is not None
     to = _targets(run, params, "transfer", one=True)
+    if to[0] == task["assignee_id"]:
+        raise ValidationFailed([ErrorItem(code="users", field="users", message=(
+            "you cannot transfer a task to yourself; name someone else"))])
+    others = approvals.open_tasks(run, execution, ("open", "queued"))
+    if any(t["assignee_id"] == to[0] and t["id"] != task["id"] for t in others):
+        raise ValidationFailed([ErrorItem(code="users", field="users", message=(
+            f"{_user_name(run, to[0])} already has a task at node {task['node']!r}; "
+            "transfer it to someone who has none"))])
     _close(run, task, "transferred", params, "transfer")
     new = approvals.add_tasks(run, execution, to, start_position=task["position"],
                               waits_for=task["waits_for"])
@@ -223,6 +231,14 @@ def _transfer(run: Run, execution: Execution | None, task: dict[str, Any] | None
     run.change(t.update().where(t.c.waits_for == task["id"], t.c.status == "queued")
                .values(waits_for=new[0]))
     run.history("transfer", node=task["node"], comment=params.comment, to=to)
+
+
+def _user_name(run: Run, user_id: uuid.UUID) -> str:
+    from tangram.engines.directory import users_table
+
+    u = users_table
+    name = run.ctx.session.execute(sa.select(u.c.username).where(u.c.id == user_id)).scalar()
+    return repr(name) if name else f"user {user_id}"
 
 
 def _add_signer(run: Run, execution: Execution | None, task: dict[str, Any] | None,

@@ -64,11 +64,17 @@ class TaskFields:
             return
         closed = [k for k in refused if k in self.node_editable]
         if closed:
+            # Name the rule that closes it: the node's own visible_fields (a
+            # version published before publishing refused that), or the roles.
             key = closed[0]
-            raise PermissionDenied(
-                f"you may not set field {key!r} at node {node_key!r}: it is "
-                f"{'hidden from' if key in self.hidden else 'read-only for'} you",
-                details={"field": key})
+            if key in self.hidden:
+                why = "your roles hide it from you"
+            elif not self.shows(key):
+                why = "the node does not show it (it is not in its visible_fields)"
+            else:
+                why = "your roles make it read-only for you"
+            raise PermissionDenied(f"you may not set field {key!r} at node {node_key!r}: "
+                                   f"{why}", details={"field": key})
         raise PermissionDenied(f"fields {', '.join(refused)} cannot be edited at node "
                                f"{node_key!r}; editable here: "
                                f"{', '.join(self.editable) or 'none'}")

@@ -33,7 +33,7 @@ from tangram.engines.flows.runtime import (
 from tangram.engines.flows.tables import instances_table, triggers_table
 from tangram.engines.forms import events
 from tangram.engines.forms.typed import typed_values
-from tangram.errors import Conflict, NotFound, PermissionDenied
+from tangram.errors import Conflict, ErrorItem, NotFound, PermissionDenied, ValidationFailed
 from tangram.metamodel import flows as fl
 from tangram.metamodel.common import localize
 
@@ -216,6 +216,12 @@ def start_by_user(ctx: EngineContext, *, app: str, flow: str, record_id: Any = N
     if kind not in ("submitted", "manual"):
         raise PermissionDenied(f"flow {flow!r} starts on {kind}, not by a user")
     record = None
+    if not loaded.flow.form and record_id is not None:
+        # Stored, it would dangle: nothing reads it, and no record page lists it.
+        raise ValidationFailed([ErrorItem(
+            code="no_form", field="record_id",
+            message=f"flow {flow!r} has no form, so it starts without a record: "
+                    "leave out record_id (pass values in variables)")])
     if loaded.flow.form:
         if record_id is None:
             if kind == "submitted":

@@ -3,24 +3,35 @@ each naming the node (``$.nodes[3]`` and its key) and what is wrong.
 
 Checks: one start; keys unique; every target exists; every node reachable
 from the start; every node can reach an end; a branch has a default (or says
-``require_match``); each join closes a split whose branches all reach it;
-expressions compile; the form, fields, roles, calendars, group channels and
-flows named exist; templates read only fields the form has; values an
-action writes as they are suit their fields (type, options, limits; no
-computed field).
+``require_match``); each join closes a split whose branches all reach it, and
+no node of a split's branches is reachable around the split; every loop
+passes a waiting node (approval, delay); expressions compile, read fields the
+form has, and read ``old`` only where the trigger has old values; a delay's
+``until`` field is a date; the form, fields, roles, calendars, group
+channels, flows and users named exist; time zones and cron expressions are
+valid; templates read only fields the form has; values an action writes as
+they are suit their fields (type, options, limits; no computed field).
+
+Each error's ``path`` is the property that is wrong
+(``$.nodes[1].timeouts[0].actions[0].next``), its message names the node.
 """
 
 from __future__ import annotations
 
+import ast
 import re
+import uuid
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from tangram.engines.directory import users_table
 from tangram.engines.expressions import ExpressionError, compile_expression
 from tangram.engines.flows.assignees import EXPRESSION_NAMES
-from tangram.engines.flows.registry import successors
+from tangram.engines.flows.registry import NODE_TYPES, successors
 from tangram.engines.templates import record_fields_read
 from tangram.errors import DefinitionInvalid, ErrorItem, NotFound
 from tangram.metamodel import flows as fl
@@ -28,6 +39,33 @@ from tangram.metamodel import storage
 from tangram.metamodel.forms import SYSTEM_FIELDS
 
 _SYSTEM_USER_FIELDS = {"owner", "created_by", "updated_by"}
+# Fields every record has besides the form's, and their types.
+_SYSTEM_FIELD_TYPES = {"id": "id", "owner": "user", "created_by": "user",
+                       "updated_by": "user", "created_at": "datetime",
+                       "updated_at": "datetime", "version": "integer"}
+# The triggers whose instances have the record's values before the change.
+_TRIGGERS_WITH_OLD = ("record_updated", "record_deleted")
+
+
+def targets(node: Any) -> list[tuple[str, str]]:
+    """``(property path, node key)`` of every node ``node`` may go to, so an
+    error names the property (``.on_reject``, ``.conditions[1].next``)."""
+    if isinstance(node, fl.ApprovalNode):
+        out = [(".next", node.next)]
+        if node.on_reject:
+            out.append((".on_reject", node.on_reject))
+        out += [(f".timeouts[{i}].actions[{j}].next", a.next)
+                for i, stage in enumerate(node.timeouts)
+                for j, a in enumerate(stage.actions) if isinstance(a, fl.TakePathAction)]
+        return out
+    if isinstance(node, fl.BranchNode):
+        out = [(f".conditions[{i}].next", c.next) for i, c in enumerate(node.conditions)]
+        return out + ([(".default", node.default)] if node.default else [])
+    if isinstance(node, fl.ParallelSplitNode):
+        return [(f".branches[{i}]", b) for i, b in enumerate(node.branches)]
+    if hasattr(node, "next") and successors(node) == [node.next]:
+        return [(".next", node.next)]
+    return [("", key) for key in successors(node)]  # a node type of a plugin
 
 
 class _Checker:
@@ -38,12 +76,17 @@ class _Checker:
         self.errors: list[ErrorItem] = []
         self.index = {n.key: i for i, n in enumerate(flow.nodes)}
         self.form_fields: dict[str, str] | None = None
+        self.trigger_kind = flow.start.trigger.kind if flow.start else None
+        # Users named literally: (node, path, username or id), checked at once.
+        self.named_users: list[tuple[Any, str, str]] = []
 
-    def error(self, node: Any, code: str, message: str, suffix: str = "") -> None:
+    def error(self, node: Any, code: str, message: str, suffix: str = "", *,
+              details: dict[str, Any] | None = None) -> None:
         where = f"$.nodes[{self.index.get(node.key, 0)}]" if node is not None else "$"
         prefix = f"node {node.key!r}: " if node is not None else ""
         self.errors.append(ErrorItem(code=code, message=prefix + message, path=where + suffix,
-                                     details={"node": node.key} if node is not None else {}))
+                                     details={**({"node": node.key} if node is not None
+                                                 else {}), **(details or {})}))
 
     # structure
     def structure(self) -> None:
@@ -58,11 +101,14 @@ class _Checker:
             self.error(None, "start_count", f"a flow has exactly one start node; found "
                        f"{len(starts)}")
         for n in flow.nodes:
-            for target in successors(n):
+            for suffix, target in targets(n):
+                what = f"{suffix.lstrip('.')} points" if suffix else "points"
                 if target not in self.index:
-                    self.error(n, "unknown_target", f"points to {target!r}, which is not a node")
+                    self.error(n, "unknown_target", f"{what} to {target!r}, which is not a "
+                               "node", suffix)
                 elif isinstance(flow.node(target), fl.StartNode):
-                    self.error(n, "start_target", "no path may lead back to the start node")
+                    self.error(n, "start_target", "no path may lead back to the start node",
+                               suffix)
         if self.errors or not starts:
             return
         reachable = self._walk([starts[0].key], forward=True)
@@ -82,8 +128,12 @@ class _Checker:
                            "require_match: true to fail instances no condition matches)",
                            ".default")
         self.joins()
+        self.loops()
 
-    def _walk(self, roots: list[str], *, forward: bool) -> set[str]:
+    def _walk(self, roots: list[str], *, forward: bool,
+              avoid: frozenset[str] = frozenset()) -> set[str]:
+        """The nodes reachable from ``roots`` (forward or backward), never
+        going into or through the nodes in ``avoid``."""
         edges: dict[str, list[str]] = {}
         for n in self.flow.nodes:
             for s in successors(n):
@@ -91,11 +141,11 @@ class _Checker:
                     edges.setdefault(n.key, []).append(s)
                 else:
                     edges.setdefault(s, []).append(n.key)
-        seen = set(roots)
-        stack = list(roots)
+        seen = {r for r in roots if r not in avoid}
+        stack = list(seen)
         while stack:
             for nxt in edges.get(stack.pop(), []):
-                if nxt not in seen:
+                if nxt not in seen and nxt not in avoid:
                     seen.add(nxt)
                     stack.append(nxt)
         return seen
@@ -123,9 +173,53 @@ class _Checker:
                 if n.key not in self._walk([branch], forward=True):
                     self.error(n, "join_branch", f"branch {branch!r} of split {n.split!r} "
                                "never reaches this join")
+            self.bypass(split, n)
         for key, split in splits.items():
             if key not in joined:
                 self.error(split, "split_unjoined", "no parallel_join closes this split")
+
+    def bypass(self, split: fl.ParallelSplitNode, join: fl.ParallelJoinNode) -> None:
+        """No node of the split's branches (nor its join) may be reached
+        without passing through the split: the join would wait for branches
+        that were never started."""
+        fence = frozenset({split.key, join.key})
+        # The branches: what the split's targets reach before the join, and
+        # that goes on to the join (a way back to before the split is not in them).
+        inside = self._walk(list(split.branches), forward=True, avoid=fence) & \
+            self._walk([p for p, _ in self._predecessors(join.key)], forward=False,
+                       avoid=frozenset({split.key}))
+        inside.add(join.key)
+        start = self.flow.start
+        assert start is not None
+        around = self._walk([start.key], forward=True, avoid=frozenset({split.key}))
+        for n in self.flow.nodes:
+            if n.key in inside and n.key in around and any(
+                    p in around and p not in inside for p, _ in self._predecessors(n.key)):
+                self.error(n, "split_bypassed", "reachable without passing through parallel "
+                           f"split {split.key!r}, whose join {join.key!r} would wait for it "
+                           "forever", details={"split": split.key})
+
+    def _predecessors(self, key: str) -> list[tuple[str, str]]:
+        return [(n.key, suffix) for n in self.flow.nodes for suffix, t in targets(n)
+                if t == key]
+
+    def loops(self) -> None:
+        """A loop of nothing but branches, splits and joins runs away at once:
+        nothing in it waits (approval, delay) or changes what its conditions
+        read (an action). A loop through an action may end (a counter the
+        action raises); one that does not stops at the run's step limit, a
+        visible instance failure."""
+        breaks = {n.key for n in self.flow.nodes
+                  if n.type == "action" or {"tasks", "timers"} & set(NODE_TYPES[n.type].holds)}
+        edges = {n.key: [s for s in successors(n) if s not in breaks and s in self.index]
+                 for n in self.flow.nodes if n.key not in breaks}
+        for component in _cycles(edges):
+            first = min(component, key=lambda k: self.index[k])
+            way = _cycle_through(first, edges, component)
+            self.error(self.flow.node(first), "loop_without_wait", "loop without a waiting "
+                       f"node: {' → '.join(way)}; nothing on it waits or changes the record, so "
+                       "it would never end: put an approval, a delay or an action on the way "
+                       "back", details={"loop": way})
 
     # references
     def fields(self) -> dict[str, str]:
@@ -156,14 +250,20 @@ class _Checker:
             self.error(node, "field_type", f"field {key!r} is a {fields.get(key)} field, "
                        "not a user or department field", suffix)
 
-    def expression(self, node: Any, source: str | None, suffix: str) -> None:
+    def expression(self, node: Any, source: str | None, suffix: str) -> Any:
+        """Check one expression; the compiled expression (None when it fails)."""
         if source is None:
-            return
+            return None
         try:
             compiled = compile_expression(source, allowed_names=EXPRESSION_NAMES)
         except ExpressionError as exc:
             self.error(node, "expression_invalid", exc.message, suffix)
-            return
+            return None
+        if "old" in compiled.referenced_fields and self.trigger_kind is not None \
+                and self.trigger_kind not in _TRIGGERS_WITH_OLD:
+            self.error(node, "no_old_values", f"the expression reads old, but a "
+                       f"{self.trigger_kind} trigger has no old values (only "
+                       f"{' and '.join(_TRIGGERS_WITH_OLD)} flows do)", suffix)
         fields = self.fields()
         if fields:
             for name in ("record", "old"):
@@ -172,11 +272,15 @@ class _Checker:
                                                      "created_at", "updated_at", "version"}:
                         self.error(node, "unknown_field", f"expression reads {name}.{f}, "
                                    f"which form {self.flow.form!r} lacks", suffix)
+        return compiled
 
     def assignees(self, node: Any, rules: list[Any], suffix: str) -> None:
         for i, rule in enumerate(rules):
             at = f"{suffix}[{i}]"
-            if isinstance(rule, fl.RoleAssignee | fl.DepartmentMembersAssignee):
+            if isinstance(rule, fl.UserAssignee):
+                self.named_users += [(node, f"{at}.users[{k}]", ref)
+                                     for k, ref in enumerate(rule.users)]
+            elif isinstance(rule, fl.RoleAssignee | fl.DepartmentMembersAssignee):
                 if rule.role is not None and storage.find_definition(
                         self.session, app=self.app, kind="role", key=rule.role) is None:
                     self.error(node, "unknown_role", f"role {rule.role!r} does not exist in "
@@ -186,7 +290,44 @@ class _Checker:
             elif isinstance(rule, fl.DepartmentHeadAssignee) and rule.of:
                 self.field(node, rule.of, at + ".of", user=True)
             elif isinstance(rule, fl.ExpressionAssignee):
-                self.expression(node, rule.expression, at + ".expression")
+                compiled = self.expression(node, rule.expression, at + ".expression")
+                self.named_users += [(node, at + ".expression", ref)
+                                     for ref in _literal_texts(compiled)]
+
+    def users(self) -> None:
+        """The users rules name literally exist and are active (by username, as
+        sign-in matches it, or by id)."""
+        if not self.named_users:
+            return
+        u = users_table
+        refs = {ref for _, _, ref in self.named_users}
+        ids = [i for i in (_as_uuid(r) for r in refs) if i is not None]
+        rows = self.session.execute(sa.select(u.c.id, u.c.username, u.c.status).where(
+            sa.or_(u.c.id.in_(ids), u.c.username.in_(sorted({r.lower() for r in refs})))))
+        status: dict[str, str] = {}
+        for row in rows:
+            status[str(row.id)] = status[row.username.lower()] = row.status
+        for node, path, ref in self.named_users:
+            key = str(_as_uuid(ref) or ref.lower())
+            if key not in status:
+                self.error(node, "unknown_user", f"no user {ref!r} (a username or a user id)",
+                           path, details={"user": ref})
+            elif status[key] != "active":
+                self.error(node, "inactive_user", f"user {ref!r} is {status[key]}; the rule "
+                           "would name nobody", path, details={"user": ref})
+
+    def node_fields(self, n: fl.ApprovalNode) -> None:
+        """The fields an approval shows and opens exist, and it shows those it opens."""
+        for i, key in enumerate(n.visible_fields or []):
+            self.field(n, key, f".visible_fields[{i}]")
+        for i, key in enumerate(n.editable_fields):
+            before = len(self.errors)
+            self.field(n, key, f".editable_fields[{i}]")
+            if len(self.errors) == before and n.visible_fields is not None \
+                    and key not in n.visible_fields:
+                self.error(n, "not_visible", f"editable field {key!r} is not in "
+                           "visible_fields; add it there or stop making it editable",
+                           f".editable_fields[{i}]")
 
     def calendar(self, node: Any, key: str | None, suffix: str) -> None:
         if key and storage.latest_body(self.session, app=self.app, kind="calendar",
@@ -202,8 +343,7 @@ class _Checker:
             elif isinstance(n, fl.ApprovalNode):
                 self.assignees(n, n.assignees, ".assignees")
                 self.assignees(n, n.cc, ".cc")
-                for key in [*(n.visible_fields or []), *n.editable_fields]:
-                    self.field(n, key, ".editable_fields")
+                self.node_fields(n)
                 for i, stage in enumerate(n.timeouts):
                     self.calendar(n, stage.calendar, f".timeouts[{i}].calendar")
                     for j, a in enumerate(stage.actions):
@@ -213,10 +353,23 @@ class _Checker:
                 for i, c in enumerate(n.conditions):
                     self.expression(n, c.when, f".conditions[{i}].when")
             elif isinstance(n, fl.DelayNode):
-                self.expression(n, n.until, ".until")
+                self.until(n)
                 self.calendar(n, n.calendar, ".calendar")
             elif isinstance(n, fl.ActionNode):
                 self.action(n, n.action)
+
+    def until(self, n: fl.DelayNode) -> None:
+        """A delay ``until`` a field waits for a date or datetime field. (Other
+        expressions' types are known only at run time: a value that is not a
+        date fails the instance then, saying what it was.)"""
+        compiled = self.expression(n, n.until, ".until")
+        key = _record_field(compiled)
+        if key is None or not self.flow.form:
+            return
+        kind = {**_SYSTEM_FIELD_TYPES, **self.fields()}.get(key)
+        if kind is not None and kind not in ("date", "datetime"):
+            self.error(n, "field_type", f"until reads field {key!r}, a {kind} field; it "
+                       "needs a date or datetime", ".until")
 
     def trigger(self, n: fl.StartNode) -> None:
         trig = n.trigger
@@ -236,11 +389,31 @@ class _Checker:
                 self.error(n, "field_type", f"field {trig.field!r} is not a date field",
                            ".trigger.field")
         if isinstance(trig, fl.ScheduleTrigger):
-            from croniter import croniter
+            self.cron(n, trig.cron)
+            if trig.timezone is not None:
+                try:
+                    ZoneInfo(trig.timezone)
+                except (ZoneInfoNotFoundError, ValueError):
+                    self.error(n, "timezone_invalid", f"unknown time zone {trig.timezone!r} "
+                               "(an IANA name such as 'Asia/Shanghai'; default: the "
+                               "organization's)", ".trigger.timezone")
 
-            if not croniter.is_valid(trig.cron):
-                self.error(n, "cron_invalid", f"{trig.cron!r} is not a cron expression "
-                           "(minute hour day month weekday)", ".trigger.cron")
+    def cron(self, n: fl.StartNode, cron: str) -> None:
+        """Five fields (croniter would read a sixth as seconds) that name a
+        time that comes: "0 0 30 2 *" (30 February) never does."""
+        from croniter import CroniterBadDateError, croniter
+
+        problem = None
+        if not croniter.is_valid(cron) or (
+                not cron.startswith("@") and len(cron.split()) != 5):
+            problem = "is not a cron expression (minute hour day month weekday)"
+        else:
+            try:
+                croniter(cron, datetime(2026, 1, 1, tzinfo=UTC)).get_next(datetime)
+            except CroniterBadDateError:
+                problem = "names no time that ever comes"
+        if problem:
+            self.error(n, "cron_invalid", f"{cron!r} {problem}", ".trigger.cron")
 
     def action(self, n: fl.ActionNode, a: Any) -> None:
         if isinstance(a, fl.AssignOwnerAction) and not self.flow.form:
@@ -256,10 +429,7 @@ class _Checker:
                 self.error(n, "unknown_form", f"form {a.form!r} is not published", ".action.form")
             else:
                 keys = {f["key"] for f in body.get("fields", [])}
-                for key in [*a.values, *a.expressions]:
-                    if key not in keys:
-                        self.error(n, "unknown_field", f"form {a.form!r} has no field {key!r}",
-                                   ".action.values")
+                self.written_fields(n, a, a.form, keys)
                 self.literal_values(n, a.form, a.values)
                 for key, source in a.unless_exists.items():
                     if key not in keys | {"id", "owner"}:
@@ -322,13 +492,20 @@ class _Checker:
                     self.error(n, "unknown_field", f"form {form!r} has no field {key!r}",
                                f".action.target.where.{key}")
                 self.expression(n, source, f".action.target.where.{key}")
-        for key in [*a.values, *a.expressions, *a.clear]:
-            if key not in keys:
-                self.error(n, "unknown_field", f"form {form!r} has no field {key!r}",
-                           ".action.values")
+        self.written_fields(n, a, form, keys)
         self.literal_values(n, form, a.values)
         if a.owner is not None and a.owner.to:
             self.assignees(n, a.owner.to, ".action.owner.to")
+
+    def written_fields(self, n: fl.ActionNode, a: Any, form: str, keys: set[str]) -> None:
+        """The fields an action sets (``values``, ``expressions``) or empties
+        (``clear``) are fields of its form."""
+        paths = [*((f".action.values.{k}", k) for k in a.values),
+                 *((f".action.expressions.{k}", k) for k in a.expressions),
+                 *((f".action.clear[{i}]", k) for i, k in enumerate(getattr(a, "clear", [])))]
+        for path, key in paths:
+            if key not in keys:
+                self.error(n, "unknown_field", f"form {form!r} has no field {key!r}", path)
 
     def literal_values(self, n: fl.ActionNode, form: str, values: dict[str, Any]) -> None:
         """Values written as they are (not expressions) suit their fields now:
@@ -389,16 +566,118 @@ class _Checker:
 
 
 
-def check_flow(session: Session, app: str, flow: fl.Flow) -> list[ErrorItem]:
-    """Every problem of ``flow`` (empty when it may be published)."""
+def _as_uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+def _literal_texts(compiled: Any) -> list[str]:
+    """The usernames or ids an expression gives as they are (``"li.lei"``,
+    ``["a", "b"]``): those are checked like a user rule's."""
+    if compiled is None:
+        return []
+    tree = compiled.tree
+    items = tree.elts if isinstance(tree, ast.List | ast.Tuple) else [tree]
+    texts = [i.value for i in items if isinstance(i, ast.Constant) and isinstance(i.value, str)]
+    return texts if len(texts) == len(items) else []
+
+
+def _record_field(compiled: Any) -> str | None:
+    """The field an expression that is only ``record.<field>`` reads."""
+    tree = compiled.tree if compiled is not None else None
+    if isinstance(tree, ast.Attribute) and isinstance(tree.value, ast.Name) \
+            and tree.value.id == "record":
+        return tree.attr
+    if isinstance(tree, ast.Subscript) and isinstance(tree.value, ast.Name) \
+            and tree.value.id == "record" and isinstance(tree.slice, ast.Constant) \
+            and isinstance(tree.slice.value, str):
+        return tree.slice.value
+    return None
+
+
+def _cycles(edges: dict[str, list[str]]) -> list[set[str]]:
+    """The strongly connected components of ``edges`` that hold a cycle
+    (Tarjan's algorithm, iteratively: a flow may have many nodes)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[set[str]] = []
+    for root in edges:
+        if root in index:
+            continue
+        work = [(root, iter(edges.get(root, [])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in edges:
+                    continue
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(edges.get(child, []))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component: set[str] = set()
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.add(member)
+                    if member == node:
+                        break
+                if len(component) > 1 or node in edges.get(node, []):
+                    out.append(component)
+    return out
+
+
+def _cycle_through(first: str, edges: dict[str, list[str]], component: set[str]) -> list[str]:
+    """One way round the loop, from ``first`` back to it (shortest first)."""
+    came: dict[str, str] = {}
+    queue = [first]
+    for node in queue:
+        for nxt in edges.get(node, []):
+            if nxt == first:
+                way = [node]
+                while way[-1] != first:
+                    way.append(came[way[-1]])
+                return [*reversed(way), first]
+            if nxt in component and nxt not in came:
+                came[nxt] = node
+                queue.append(nxt)
+    return [first, first]
+
+
+def check_flow(session: Session, app: str, flow: fl.Flow, *,
+               check_users: bool = True) -> list[ErrorItem]:
+    """Every problem of ``flow`` (empty when it may be published).
+
+    ``check_users=False`` leaves out whether the users rules name exist: a
+    package is installed before the org fixture that brings its users (a
+    user who does not exist is then named in the instance history).
+    """
     checker = _Checker(session, app, flow)
     checker.structure()
     checker.references()
+    if check_users:
+        checker.users()
     return checker.errors
 
 
-def require_valid(session: Session, app: str, flow: fl.Flow) -> None:
-    errors = check_flow(session, app, flow)
+def require_valid(session: Session, app: str, flow: fl.Flow, *,
+                  check_users: bool = True) -> None:
+    errors = check_flow(session, app, flow, check_users=check_users)
     if errors:
         raise DefinitionInvalid(f"flow {flow.key!r} cannot be published: {len(errors)} "
                                 f"problem(s); first: {errors[0].message}", errors=errors)

@@ -34,7 +34,7 @@ from tangram.clock import Clock
 from tangram.db import session_factory
 from tangram.engines.context import EngineContext
 from tangram.engines.flows import actions, approvals
-from tangram.engines.flows.runtime import Execution, FlowError, Run, open_run
+from tangram.engines.flows.runtime import Execution, FlowError, Run, error_text, open_run
 from tangram.engines.flows.tables import jobs_table, timers_table
 from tangram.engines.flows.triggers import tick_due_triggers
 from tangram.engines.notify.deliveries import run_due_deliveries
@@ -129,7 +129,8 @@ class Worker:
             try:
                 TIMER_KINDS[timer["kind"]](run, execution, timer["payload"])
             except TangramError as exc:
-                run.fail(f"node {execution['node']!r}: {exc.message}", execution=execution)
+                run.fail(f"node {execution['node']!r}: {error_text(exc)}",
+                         execution=execution)
             run.end_step()
             return True
 
@@ -146,6 +147,7 @@ class Worker:
         request = job["payload"].get("request")
         result: dict[str, Any] | None = None
         error: str | None = None
+        transient = True
         if request is not None:
             spec_kind = job["payload"].get("kind", "http")
             try:
@@ -153,13 +155,15 @@ class Worker:
                 assert call is not None
                 result = call(request)
             except TangramError as exc:
-                error = exc.message
+                error, transient = exc.message, actions.is_transient(exc)
             except Exception as exc:  # the receiver's failure must not kill the worker
                 error = f"{type(exc).__name__}: {exc}"
-        return self.complete_job(job_id, result=result, error=error)
+        return self.complete_job(job_id, result=result, error=error, transient=transient)
 
     def complete_job(self, job_id: uuid.UUID, *, result: dict[str, Any] | None,
-                     error: str | None) -> bool:
+                     error: str | None, transient: bool = True) -> bool:
+        """Record a job's outcome. A failure is retried (with backoff) only if
+        ``transient`` and attempts are left; otherwise the instance fails."""
         with self.sessions.begin() as s:
             ctx = self.ctx(s)
             j = jobs_table
@@ -183,15 +187,11 @@ class Worker:
             if error is None and job["payload"].get("request") is None:
                 # A database action that failed inline: retry it in this transaction.
                 try:
-                    spec = actions.ACTION_KINDS[node.action.kind]
-                    assert spec.run is not None
-                    with run.savepoint():
-                        spec.run(run, execution, node.action)
-                except TangramError as exc:
-                    run.forget_record()
-                    error = exc.message
+                    actions.run_in_savepoint(run, execution, node.action)
+                except actions.ActionFailed as failed:
+                    error, transient = failed.message, failed.transient
             if error is not None:
-                self._job_failed(run, execution, dict(job), node, error)
+                self._job_failed(run, execution, dict(job), node, error, transient=transient)
             else:
                 s.execute(j.update().where(mine).values(status="done",
                                                         finished_at=self.clock.now()))
@@ -202,15 +202,16 @@ class Worker:
             return True
 
     def _job_failed(self, run: Run, execution: Execution, job: Mapping[str, Any], node: Any,
-                    error: str) -> None:
+                    error: str, *, transient: bool) -> None:
         j = jobs_table
         now = self.clock.now()
         attempts = int(job["attempts"])
         run.history("action_failed", node=node.key, error=error, attempt=attempts)
-        if attempts >= int(job["max_attempts"]):
+        if not transient or attempts >= int(job["max_attempts"]):
             run.execute(j.update().where(j.c.id == job["id"]).values(
                 status="failed", last_error=error, finished_at=now))
-            run.fail(f"node {node.key!r}: {error} (after {attempts} attempts)",
+            tried = f" (after {attempts} attempt{'s' if attempts != 1 else ''})"
+            run.fail(f"node {node.key!r}: {error}" + (tried if transient else ""),
                      execution=execution)
             return
         run.execute(j.update().where(j.c.id == job["id"]).values(
