@@ -338,6 +338,32 @@ def test_admin_sees_failed_instances_and_cancels(crm):
     _ = timedelta
 
 
+def test_admin_lists_a_flows_instances_by_status(crm):
+    # What ran, newest first, narrowed to a flow: an analyst checking what a
+    # schedule or delete trigger did has no task to find it by.
+    small, _ = submit(crm, "100000")
+    crm.decide("manager")
+    crm.decide("fin")
+    crm.decide("gm")
+    crm.clock.advance(minutes=1)
+    running, _ = submit(crm, "200000")
+
+    def listed(**params) -> list[str]:
+        res = crm.admin.get("/api/admin/flows/instances", params=params)
+        assert res.status_code == 200, res.text
+        return [i["id"] for i in res.json()["items"]]
+
+    assert listed(status="all", app="crm", flow="contract_approval") == [running, small]
+    assert listed(status="completed") == [small]
+    assert listed(status="running", flow="contract_approval") == [running]
+    assert listed(status="all", flow="other") == []
+    assert listed(status="all", limit=1) == [running]
+    assert crm.admin.get("/api/admin/flows/instances",
+                         params={"status": "done"}).status_code == 422
+    assert crm["rep"].get("/api/admin/flows/instances",
+                          params={"status": "all"}).status_code == 403
+
+
 def test_a_locked_record_is_changed_only_by_its_flow(crm):
     # The contract locks while in approval and once approved; its note stays
     # editable. The flow's own status changes still go through.

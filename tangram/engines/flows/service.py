@@ -336,22 +336,37 @@ def _node_label(ctx: EngineContext, loaded: Any, key: str) -> str:
     return localize(node.label, ctx.language) if node is not None and node.label else key
 
 
+ADMIN_STATUSES = ("failed", "stuck", "running", "completed", "cancelled", "withdrawn", "all")
+
+
 def admin_instances(ctx: EngineContext, *, status: str, stuck_after: timedelta = timedelta(
-        days=7), limit: int = 200) -> list[dict[str, Any]]:
-    """Failed instances, or running ones with no activity for ``stuck_after``."""
+        days=7), app: str | None = None, flow: str | None = None,
+        limit: int = 200) -> list[dict[str, Any]]:
+    """Instances for an administrator. The work lists, oldest first: failed
+    ones, or running ones with no activity for ``stuck_after``. The record of
+    what ran, newest first: instances by status (``all``: any), e.g. what a
+    schedule or a delete trigger started; ``app`` and ``flow`` narrow both."""
     if not ctx.actor.is_admin:
         raise PermissionDenied("only administrators see all instances")
     i = instances_table
     if status == "failed":
-        stmt = sa.select(i).where(i.c.status == "failed")
+        stmt = sa.select(i).where(i.c.status == "failed").order_by(i.c.started_at)
     elif status == "stuck":
         h = history_table
         last = sa.select(sa.func.max(h.c.at)).where(h.c.instance_id == i.c.id).scalar_subquery()
-        stmt = sa.select(i).where(i.c.status == "running", last < ctx.now() - stuck_after)
+        stmt = sa.select(i).where(i.c.status == "running", last < ctx.now() - stuck_after
+                                  ).order_by(i.c.started_at)
+    elif status in ADMIN_STATUSES:
+        stmt = sa.select(i).order_by(i.c.started_at.desc(), i.c.id.desc())
+        if status != "all":
+            stmt = stmt.where(i.c.status == status)
     else:
-        raise NotFound("status is failed or stuck")
-    return [_row(r) for r in ctx.session.execute(stmt.order_by(i.c.started_at).limit(limit))
-            .mappings()]
+        raise NotFound(f"status is one of {', '.join(ADMIN_STATUSES)}")
+    if app is not None:
+        stmt = stmt.where(i.c.app == app)
+    if flow is not None:
+        stmt = stmt.where(i.c.flow == flow)
+    return [_row(r) for r in ctx.session.execute(stmt.limit(limit)).mappings()]
 
 
 def retry_instance(ctx: EngineContext, *, instance_id: uuid.UUID) -> dict[str, Any]:

@@ -208,12 +208,19 @@ def act_on_instance(instance_id: uuid.UUID, action: str, body: TaskActionBody,
 
 @router.get("/api/admin/flows/instances")
 def admin_instances(ctx: ContextDep, _a: AdminActor,
-                    state: Annotated[Literal["failed", "stuck"], Query(alias="status")] =
-                    "failed", stuck_days: int = 7) -> dict[str, Any]:
+                    state: Annotated[Literal["failed", "stuck", "running", "completed",
+                                             "cancelled", "withdrawn", "all"],
+                                     Query(alias="status")] = "failed",
+                    stuck_days: Annotated[int, Query(ge=0, le=3650)] = 7,
+                    app: str | None = None, flow: str | None = None,
+                    limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> dict[str, Any]:
+    """Failed or stuck instances (oldest first), or instances by status
+    (newest first); ``app``/``flow`` narrow the list."""
     from datetime import timedelta
 
     return {"items": service.admin_instances(ctx, status=state,
-                                             stuck_after=timedelta(days=stuck_days))}
+                                             stuck_after=timedelta(days=stuck_days),
+                                             app=app, flow=flow, limit=limit)}
 
 
 @router.post("/api/admin/flows/instances/{instance_id}/retry")
