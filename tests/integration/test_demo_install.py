@@ -35,7 +35,14 @@ def test_the_demo_installs_from_the_command_line(tmp_path):
         with engine.connect() as conn:
             leads = conn.execute(sa.text("SELECT count(*) FROM r_crm__lead")).scalar()
             told = conn.execute(sa.text("SELECT count(*) FROM notifications")).scalar()
+            # The audit (D3): contracts "in approval" with no approval running
+            # were stuck — in no one's inbox, locked, not resubmittable.
+            stuck = conn.execute(sa.text(
+                "SELECT count(*) FROM r_crm__contract c WHERE c.status = 'in_approval' "
+                "AND NOT EXISTS (SELECT 1 FROM flow_instances i WHERE i.record_id = c.id "
+                "AND i.flow = 'contract_approval' AND i.status = 'running')")).scalar()
     finally:
         engine.dispose()
     assert leads == 2000
+    assert stuck == 0
     assert told and told > 0  # the director's close-risk alerts: role holders resolved

@@ -271,8 +271,12 @@ def generate() -> dict[str, Any]:
     # Contracts for won deals, then plans and payments.
     contracts: list[dict[str, Any]] = []
     signed: list[tuple[int, int, str, int, Decimal]] = []
+    # No contract is "in approval": package rows start no approval (their flows
+    # would run as the installer, not as the owner), and a contract in
+    # approval without one is stuck — in nobody's inbox, locked, and refused
+    # when resubmitted. The unsubmitted ones are drafts their owners submit.
     for opp_index, acc_index, owner, closed, amount in won:
-        status = "signed" if r.random() < 0.92 else r.choice(["approved", "in_approval"])
+        status = "signed" if r.random() < 0.92 else r.choice(["approved", "draft"])
         contracts.append({
             "$ref": f"con{len(contracts) + 1:04d}", "$owner": owner,
             "$created_at": g.at(closed), "title": f"{opps[opp_index]['name']} 合同",
