@@ -634,6 +634,12 @@ class Flow(Definition):
     description: Label | None = None
     form: Key | None = Field(None, description="The form whose records the flow is about.")
     allow_withdraw_after_action: bool = False
+    on_withdraw: list[AnyAction] = Field(
+        default_factory=list, max_length=10,
+        description="Actions run when the submitter withdraws (撤回) an instance, before it "
+                    "ends — e.g. put the record back to draft: {\"kind\": \"update_record\", "
+                    "\"values\": {\"status\": \"draft\"}}. They run in the withdraw "
+                    "request (no http); one that fails refuses the withdrawal.")
     nodes: list[AnyNode] = Field(min_length=2)
 
     def node(self, key: str) -> Any:

@@ -165,3 +165,25 @@ def test_the_demo_has_no_stuck_approval_and_its_drafts_go_to_the_managers(app_fa
     panel = login(username[str(approved["owner"])]).get(
         f"{BASE}/forms/contract/records/{approved['id']}/flows").json()
     assert [f["flow"] for f in panel["startable"]] == ["contract_sign"]
+
+
+def test_a_withdrawn_contract_is_a_draft_again_and_can_be_resubmitted(crm: Crm):
+    # Withdrawn (撤回) before the manager acted, the contract left "in
+    # approval" locked for good: the flow's on_withdraw puts it back to draft.
+    account = crm.create("rep1", "account", name="无锡华光环保能源有限公司")["id"]
+    deal = crm.deal("rep1", account, "锅炉改造", "won", amount="120000",
+                    closed_on="2026-01-05")
+    contract = crm.create("rep1", "contract", title="锅炉改造合同", opportunity=deal)
+    res = crm.start("rep1", "contract_approval", contract["id"])
+    assert res.status_code == 201, res.text
+    iid = res.json()["id"]
+    assert crm.get("rep1", "contract", contract["id"])["status"] == "in_approval"
+    res = crm["rep1"].post(f"/api/flows/instances/{iid}/withdraw", json={"comment": "改条款"})
+    assert res.status_code == 200, res.text
+    assert crm.get("rep1", "contract", contract["id"])["status"] == "draft"
+    assert crm.todo("manager") == []
+    res = crm["rep1"].patch(f"{BASE}/forms/contract/records/{contract['id']}", json={
+        "values": {"title": "锅炉改造合同（修订）"},
+        "version": crm.get("rep1", "contract", contract["id"])["version"]})
+    assert res.status_code == 200, res.text  # no longer locked
+    assert crm.start("rep1", "contract_approval", contract["id"]).status_code == 201

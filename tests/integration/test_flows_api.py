@@ -598,3 +598,58 @@ def test_a_file_is_attached_only_by_someone_who_may_read_it(crm):
                                ).status_code == 201
     assert crm["rep"].post(url, json={"values": {"name": "转", "files": [theirs]}}
                            ).status_code == 201
+
+
+def test_withdrawing_runs_the_flows_withdraw_actions(crm):
+    # The record goes back to draft with the withdrawal (it stayed "in
+    # approval", locked, and could not be submitted again).
+    body = {**CONTRACT_APPROVAL, "nodes": [
+        {**n, "trigger": {"kind": "submitted",
+                          "condition": "record.status in ['draft', 'rejected']"}}
+        if n["key"] == "start" else n for n in CONTRACT_APPROVAL["nodes"]],
+        "on_withdraw": [{"kind": "update_record", "values": {"status": "draft"}},
+                        {"kind": "notify", "to": [{"kind": "user", "users": ["manager"]}],
+                         "title": "{{ record.title }} withdrawn"}]}
+    res = crm.admin.put("/api/apps/crm/flows/contract_approval/draft", json={"definition": body})
+    assert res.status_code == 200, res.text
+    res = crm.admin.post("/api/apps/crm/flows/contract_approval/publish", json={})
+    assert res.status_code == 200, res.text
+    iid, rid = submit(crm, "100000")
+    assert contract(crm, rid)["status"] == "in_approval"
+    res = crm["rep"].post(f"/api/flows/instances/{iid}/withdraw", json={"comment": "typo"})
+    assert res.status_code == 200, res.text
+    assert contract(crm, rid)["status"] == "draft"
+    view = crm["rep"].get(f"/api/flows/instances/{iid}").json()
+    assert view["instance"]["status"] == "withdrawn"
+    assert crm.todo("manager") == []
+    notes = crm["manager"].get("/api/flows/notifications").json()["items"]
+    assert any(n["title"] == "HT-2026-0001 withdrawn" for n in notes)
+    res = crm["rep"].post("/api/apps/crm/flows/contract_approval/start",
+                          json={"record_id": rid})
+    assert res.status_code == 201, res.text  # submitted again
+
+
+def test_withdraw_actions_are_checked_at_publish_and_a_failing_one_refuses(crm):
+    def publish(on_withdraw: list) -> list:
+        body = {**CONTRACT_APPROVAL, "on_withdraw": on_withdraw}
+        res = crm.admin.put("/api/apps/crm/flows/contract_approval/draft",
+                            json={"definition": body})
+        assert res.status_code == 200, res.text
+        res = crm.admin.post("/api/apps/crm/flows/contract_approval/publish", json={})
+        return [] if res.status_code == 200 else [
+            (e["path"], e["code"]) for e in res.json()["errors"]]
+
+    assert publish([{"kind": "update_record", "values": {"nope": "x"}},
+                    {"kind": "http", "url": "http://127.0.0.1:9/x"}]) == [
+        ("$.on_withdraw[0].values.nope", "unknown_field"),
+        ("$.on_withdraw[1].kind", "not_allowed")]
+    # A value the form refuses at run time: the withdrawal is refused, nothing changes.
+    assert publish([{"kind": "update_record", "expressions": {"amount": "'lots'"}}]) == []
+    iid, rid = submit(crm, "100000")
+    res = crm["rep"].post(f"/api/flows/instances/{iid}/withdraw", json={})
+    assert res.status_code == 409, res.text
+    assert "withdraw action 1 (update_record) failed" in res.json()["message"]
+    assert crm["rep"].get(f"/api/flows/instances/{iid}").json()["instance"]["status"] == \
+        "running"
+    assert contract(crm, rid)["status"] == "in_approval"
+    assert len(crm.todo("manager")) == 1

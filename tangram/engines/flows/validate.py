@@ -79,11 +79,17 @@ class _Checker:
         self.trigger_kind = flow.start.trigger.kind if flow.start else None
         # Users named literally: (node, path, username or id), checked at once.
         self.named_users: list[tuple[Any, str, str]] = []
+        # Stand-in nodes of the flow's own actions (on_withdraw): their paths.
+        self.paths: dict[str, str] = {}
 
     def error(self, node: Any, code: str, message: str, suffix: str = "", *,
               details: dict[str, Any] | None = None) -> None:
-        where = f"$.nodes[{self.index.get(node.key, 0)}]" if node is not None else "$"
-        prefix = f"node {node.key!r}: " if node is not None else ""
+        if node is not None and node.key in self.paths:
+            where, suffix = self.paths[node.key], suffix.removeprefix(".action")
+            prefix = f"{node.key}: "
+        else:
+            where = f"$.nodes[{self.index.get(node.key, 0)}]" if node is not None else "$"
+            prefix = f"node {node.key!r}: " if node is not None else ""
         self.errors.append(ErrorItem(code=code, message=prefix + message, path=where + suffix,
                                      details={**({"node": node.key} if node is not None
                                                  else {}), **(details or {})}))
@@ -357,6 +363,22 @@ class _Checker:
                 self.calendar(n, n.calendar, ".calendar")
             elif isinstance(n, fl.ActionNode):
                 self.action(n, n.action)
+        self.on_withdraw()
+
+    def on_withdraw(self) -> None:
+        """The flow's withdraw actions, checked as action nodes are; they run
+        in the withdraw request, so nothing the worker must do (http)."""
+        from tangram.engines.flows.actions import ACTION_KINDS
+
+        for i, a in enumerate(self.flow.on_withdraw):
+            stand_in = fl.ActionNode.model_construct(type="action", key=f"on_withdraw[{i}]",
+                                                     action=a, next="")
+            self.paths[stand_in.key] = f"$.on_withdraw[{i}]"
+            if ACTION_KINDS[a.kind].run is None:
+                self.error(stand_in, "not_allowed", f"a {a.kind!r} action runs on the worker; "
+                           "withdraw actions run in the withdraw request (update or create a "
+                           "record, notify)", ".action.kind")
+            self.action(stand_in, a)
 
     def until(self, n: fl.DelayNode) -> None:
         """A delay ``until`` a field waits for a date or datetime field. (Other
