@@ -270,7 +270,9 @@ def texts_of(text: str | dict[str, str] | None) -> list[str]:
     """The template(s) of a text, to check each."""
     if text is None:
         return []
-    return [text] if isinstance(text, str) else list(text.values())
+    # By language, so that a check reports them in one order however the
+    # body was written.
+    return [text] if isinstance(text, str) else [text[k] for k in sorted(text)]
 
 
 class RemindAction(Definition):

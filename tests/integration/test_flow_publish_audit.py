@@ -351,3 +351,13 @@ def test_every_palette_entry_has_a_plain_bilingual_description(builder):
             elif not re.search(r"[\u4e00-\u9fff]", doc["zh"]):
                 problems.append(f"{where}: the zh text is not Chinese: {doc['zh']!r}")
     assert problems == []
+
+
+def test_a_reminder_message_template_is_checked_at_publish(builder):
+    # A reminder's message is a template like a notify action's text.
+    node = approval("a", "admin", timeouts=[{"after": {"hours": 24}, "actions": [
+        {"kind": "remind", "message": {"zh": "请处理 {{ record.nope }}",
+                                       "en": "Please decide {{ record.title"}}]}])
+    errors = builder.refused(flow_body("remind", start("submitted", next="a"), node, end()))
+    assert found(errors) == {("$.nodes[1].timeouts[0].actions[0].message", "unknown_field"),
+                             ("$.nodes[1].timeouts[0].actions[0].message", "template_invalid")}

@@ -355,6 +355,10 @@ class _Checker:
                     for j, a in enumerate(stage.actions):
                         if isinstance(a, fl.EscalateAction):
                             self.assignees(n, a.to, f".timeouts[{i}].actions[{j}].to")
+                        if isinstance(a, fl.RemindAction) and a.message is not None:
+                            for template in fl.texts_of(a.message):
+                                self.template(n, template,
+                                              f".timeouts[{i}].actions[{j}].message")
             elif isinstance(n, fl.BranchNode):
                 for i, c in enumerate(n.conditions):
                     self.expression(n, c.when, f".conditions[{i}].when")
