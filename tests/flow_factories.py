@@ -54,6 +54,20 @@ CONTRACT_FORM = form_body(
     field("due_date", "date"), field("manager", "user"))
 
 
+def contract_app_admin(app: Any, make_user: Any, key: str = "crm") -> Any:
+    """An HTTP client of a new administrator, and app ``key`` with the
+    contract form published (the flow HTTP tests' starting point)."""
+    from fastapi.testclient import TestClient
+
+    _, token = make_user("admin", is_admin=True, app=app)
+    admin = TestClient(app, headers={"Authorization": f"Bearer {token}"})
+    assert admin.post("/api/apps", json={"key": key, "name": label(key)}).status_code == 201
+    assert admin.put(f"/api/apps/{key}/forms/contract/draft",
+                     json={"definition": CONTRACT_FORM}).status_code == 200
+    assert admin.post(f"/api/apps/{key}/forms/contract/publish", json={}).status_code == 200
+    return admin
+
+
 class FlowWorld(World):
     """An app with a contract form, users by name, and flow helpers."""
 

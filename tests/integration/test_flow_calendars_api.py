@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from tangram.clock import FrozenClock
 from tangram.engines.access import AllowAll
 from tests.factories import label
-from tests.flow_factories import CONTRACT_FORM
+from tests.flow_factories import contract_app_admin
 
 CALENDAR = {"label": {"zh": "2026 工作日历", "en": "2026 calendar"},
             "timezone": "Asia/Shanghai",
@@ -35,12 +35,7 @@ def world(app_factory, make_user):
     # Monday 2026-01-05 09:00 in Shanghai: a holiday in CALENDAR.
     clock = FrozenClock(datetime(2026, 1, 5, 1, 0, tzinfo=UTC))
     app = app_factory(clock=clock, policy=AllowAll())
-    _, token = make_user("admin", is_admin=True, app=app)
-    admin = TestClient(app, headers={"Authorization": f"Bearer {token}"})
-    assert admin.post("/api/apps", json={"key": "buy", "name": label("buy")}).status_code == 201
-    assert admin.put("/api/apps/buy/forms/contract/draft",
-                     json={"definition": CONTRACT_FORM}).status_code == 200
-    assert admin.post("/api/apps/buy/forms/contract/publish", json={}).status_code == 200
+    admin = contract_app_admin(app, make_user, key="buy")
     clients = {"admin": admin}
     for name in ("boss", "rep"):
         _, tok = make_user(name, app=app)

@@ -16,7 +16,7 @@ from tangram.clock import FrozenClock
 from tangram.engines.access import AllowAll
 from tangram.engines.directory import users_table
 from tests.factories import label
-from tests.flow_factories import CONTRACT_FORM, approval, end, flow_body, start
+from tests.flow_factories import approval, contract_app_admin, end, flow_body, start
 
 
 class Builder:
@@ -60,12 +60,7 @@ class Builder:
 @pytest.fixture
 def builder(app_factory, make_user) -> Builder:
     app = app_factory(clock=FrozenClock(), policy=AllowAll(), session_hours=24 * 365)
-    _, token = make_user("admin", is_admin=True, app=app)
-    admin = TestClient(app, headers={"Authorization": f"Bearer {token}"})
-    assert admin.post("/api/apps", json={"key": "crm", "name": label("crm")}).status_code == 201
-    assert admin.put("/api/apps/crm/forms/contract/draft",
-                     json={"definition": CONTRACT_FORM}).status_code == 200
-    assert admin.post("/api/apps/crm/forms/contract/publish", json={}).status_code == 200
+    admin = contract_app_admin(app, make_user)
     return Builder(app, admin, make_user)
 
 

@@ -21,7 +21,14 @@ from tangram.engines.flows import service, triggers
 from tangram.engines.flows.tables import jobs_table
 from tangram.engines.forms.records import delete_record
 from tests.factories import label
-from tests.flow_factories import CONTRACT_FORM, FlowWorld, approval, end, flow_body, start
+from tests.flow_factories import (
+    FlowWorld,
+    approval,
+    contract_app_admin,
+    end,
+    flow_body,
+    start,
+)
 
 
 @pytest.fixture
@@ -286,12 +293,7 @@ class Http:
 @pytest.fixture
 def http(app_factory, make_user) -> Http:
     app = app_factory(clock=FrozenClock(), session_hours=24 * 365)
-    _, token = make_user("admin", is_admin=True, app=app)
-    admin = TestClient(app, headers={"Authorization": f"Bearer {token}"})
-    assert admin.post("/api/apps", json={"key": "crm", "name": label("crm")}).status_code == 201
-    assert admin.put("/api/apps/crm/forms/contract/draft",
-                     json={"definition": CONTRACT_FORM}).status_code == 200
-    assert admin.post("/api/apps/crm/forms/contract/publish", json={}).status_code == 200
+    admin = contract_app_admin(app, make_user)
     world = Http(app, admin, lambda name: make_user(name, app=app))
     res = admin.put("/api/apps/crm/roles/rep", json={"definition": {
         "key": "rep", "label": label("rep"), "forms": {"contract": {

@@ -14,7 +14,7 @@ from tangram.clock import FrozenClock
 from tangram.engines.access import AllowAll
 from tangram.engines.flows.worker import run_due
 from tests.factories import label
-from tests.flow_factories import CONTRACT_FORM
+from tests.flow_factories import CONTRACT_FORM, contract_app_admin
 
 
 def approval(key: str, assignees: list, next: str, **options) -> dict:
@@ -90,12 +90,7 @@ class Org:
 def crm(app_factory, make_user):
     clock = FrozenClock()
     app = app_factory(clock=clock, policy=AllowAll(), session_hours=24 * 365)
-    _, token = make_user("admin", is_admin=True, app=app)
-    admin = TestClient(app, headers={"Authorization": f"Bearer {token}"})
-    assert admin.post("/api/apps", json={"key": "crm", "name": label("crm")}).status_code == 201
-    assert admin.put("/api/apps/crm/forms/contract/draft",
-                     json={"definition": CONTRACT_FORM}).status_code == 200
-    assert admin.post("/api/apps/crm/forms/contract/publish", json={}).status_code == 200
+    admin = contract_app_admin(app, make_user)
     org = Org(app, admin, lambda name: make_user(name, app=app))
     res = admin.put("/api/apps/crm/roles/finance", json={"definition": {
         "key": "finance", "label": label("finance")}})
