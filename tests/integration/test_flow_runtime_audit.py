@@ -20,6 +20,7 @@ from tangram.engines.directory import users_table
 from tangram.engines.flows import service, triggers
 from tangram.engines.flows.tables import jobs_table
 from tangram.engines.forms.records import delete_record
+from tangram.errors import DefinitionInvalid
 from tests.factories import label
 from tests.flow_factories import (
     FlowWorld,
@@ -89,10 +90,16 @@ def test_a_delete_flow_reads_the_deleted_record(world):
     assert world.record(inst["variables"]["copy"])["title"] == "HT-7 (deleted)"
 
 
-def test_a_delete_flow_may_not_change_the_deleted_record(world):
-    world.publish_flow(flow_body(
-        "ondel", start("record_deleted", next="mark"),
-        action("mark", kind="update_record", values={"status": "rejected"}), end()))
+def test_a_delete_flow_may_not_change_the_deleted_record(world, monkeypatch):
+    body = flow_body("ondel", start("record_deleted", next="mark"),
+                     action("mark", kind="update_record", values={"status": "rejected"}),
+                     end())
+    with pytest.raises(DefinitionInvalid) as refused:
+        world.publish_flow(body)
+    assert [e.code for e in refused.value.errors] == ["deleted_record"]
+    # A version published before publish checked this fails at run time.
+    monkeypatch.setattr(service, "require_valid", lambda *a, **k: None)
+    world.publish_flow(body)
     rid = world.contract()
     world.run(lambda ctx: delete_record(ctx, app=world.app, form="contract", record_id=rid))
     inst = only_instance(world, "ondel")

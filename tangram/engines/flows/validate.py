@@ -444,6 +444,12 @@ class _Checker:
     def action(self, n: fl.ActionNode, a: Any) -> None:
         if isinstance(a, fl.AssignOwnerAction) and not self.flow.form:
             self.error(n, "no_form", f"{a.kind} needs the flow's form", ".action")
+        if self.trigger_kind == "record_deleted" and (
+                isinstance(a, fl.AssignOwnerAction) or isinstance(a, fl.UpdateRecordAction)
+                and isinstance(a.target, fl.SelfTarget)):
+            self.error(n, "deleted_record", f"{a.kind} would change the deleted record, which "
+                       "is in the recycle bin: a flow on deletion may read it and change "
+                       "related records (target), not the record itself", ".action")
         if isinstance(a, fl.UpdateRecordAction):
             self.update_target(n, a)
         if isinstance(a, fl.UpdateRecordAction | fl.CreateRecordAction):
