@@ -298,3 +298,23 @@ def test_a_duplicate_widget_key_names_the_widget(shop: TestClient):
     assert res.status_code == 422
     assert paths(res) == [("duplicate_key", "$.widgets[1].key")]
     assert "w1" in res.json()["errors"][0]["message"]
+
+
+def test_a_drilldown_filter_leaves_out_conditions_whose_parameter_has_no_value(
+        shop: TestClient):
+    publish(shop, "pdrill", report(
+        parameters=[{"key": "period", "label": label("period"), "type": "date_range"},
+                    {"key": "prio", "label": label("prio"), "type": "text"}],
+        filter={"and": [{"field": "closed_on", "op": "date_range",
+                         "value": {"$param": "period"}},
+                        {"or": [{"field": "priority", "op": "eq", "value": {"$param": "prio"}},
+                                {"field": "priority", "op": "eq", "value": "high"}]}]},
+        dimensions=[{"type": "value", "key": "p", "field": "priority"}],
+        measures=[{"agg": "count", "key": "n"}]))
+    res = shop.post(f"{BASE}/reports/pdrill/drilldown", json={"element": {"p": "high"}})
+    assert res.status_code == 200, res.text
+    # The period's empty condition is gone; the one inside "or" stays (it
+    # changes what the "or" matches).
+    assert res.json()["filter"] == {"and": [
+        {"and": [{"or": [{}, {"field": "priority", "op": "eq", "value": "high"}]}]},
+        {"field": "priority", "op": "eq", "value": "high"}]}

@@ -339,7 +339,22 @@ def drilldown_filter(ctx: EngineContext, *, app: str, key: str, element: Mapping
             conditions.append({"field": d.field, "op": "eq", "value": value})
     if errors:
         raise ValidationFailed(errors)
-    return {"form": report.form, "filter": {"and": conditions} if conditions else None}
+    found = _without_empty({"and": conditions})
+    return {"form": report.form, "filter": found or None}
+
+
+def _without_empty(spec: Any) -> Any:
+    """A filter without the empty conditions (``{}``: a parameter given no
+    value) of its ``and`` groups, where they change nothing; a group left
+    empty is itself empty. (In ``or`` and ``not`` an empty condition does
+    change the result, so it stays.)"""
+    if not isinstance(spec, dict):
+        return spec
+    if set(spec) == {"and"} and isinstance(spec["and"], list):
+        kept = [c for c in (_without_empty(c) for c in spec["and"]) if c != {}]
+        return {"and": kept} if kept else {}
+    return {k: ([_without_empty(c) for c in v] if isinstance(v, list) else _without_empty(v))
+            for k, v in spec.items()}
 
 
 def _next_period(start: Any, bucket: str) -> Any:
