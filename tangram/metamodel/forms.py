@@ -180,6 +180,7 @@ class App(Definition):
     key: Key
     name: Label
     description: Label | None = None
-    version: str = Field("0.1.0", pattern=r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")
+    version: str = Field("0.1.0", pattern=r"^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?"
+                                          r"(?:\+[0-9A-Za-z.-]+)?$")
     icon: str | None = Field(None, max_length=60)
     status: Literal["active", "archived"] = "active"

@@ -317,6 +317,17 @@ def test_versions_with_leading_zeros_are_refused(bad):
     assert "leading zero" in problem.message and repr(bad) in problem.message
 
 
+@pytest.mark.parametrize("good", ["1.0.0-rc.1+build.5", "1.0.0-alpha+001", "1.0.0+20261127"])
+def test_versions_with_a_pre_release_and_build_install(world, good):
+    # SemVer allows both parts; the app's own model refused the pair (a
+    # traceback from validate and install instead of a problem list).
+    pkg = helpdesk_v1()
+    pkg["app.json"]["version"] = good
+    assert check_package(as_files(pkg)).errors == []
+    install(world, pkg)
+    assert installed_version(world) == good
+
+
 def test_ranges_with_leading_zeros_are_refused():
     pkg = helpdesk_v1()
     pkg["app.json"]["platform"] = ">=0.01.0"
