@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 from tangram.engines.context import EngineContext
 from tangram.engines.directory import existing_user_ids
-from tangram.engines.forms.records import autonumbers, bump_data_version
+from tangram.engines.forms.records import autonumbers, bump_data_version, give_back_numbers
 from tangram.engines.forms.registry import FormRuntime, get_runtime
 from tangram.errors import ErrorItem, ValidationFailed
 from tangram.metamodel import fields as fm
@@ -84,8 +84,9 @@ def set_origins(ctx: EngineContext, *, app: str, form: str, origins: Sequence[Or
 def _renumber(ctx: EngineContext, rt: FormRuntime, dated: Sequence[Origin]) -> None:
     """Records created in the past take the numbers of their own period: a
     ticket of September is GD-20260915-…, not numbered for the install day
-    (the numbers they got at insert are simply not used again). A number the
-    record was given (an exported record's) is its own: kept."""
+    (the numbers they got at insert are given back, so the install day's
+    counter has no gap). A number the record was given (an exported
+    record's) is its own: kept."""
     fields = [f for f in rt.form.fields if isinstance(f, fm.AutonumberField)
               and re.search(r"\{(YYYY|YY|MM|DD)\}", f.pattern)]
     if not fields or not dated:
@@ -93,9 +94,15 @@ def _renumber(ctx: EngineContext, rt: FormRuntime, dated: Sequence[Origin]) -> N
     ordered = sorted(dated, key=lambda o: (o.created_at, str(o.record_id)))
     t = rt.table
     for f in fields:
+        moved = [o.record_id for o in ordered if f.key not in o.numbered]
+        if not moved:
+            continue
+        # The numbers drawn at insert are given back first (they were the
+        # last of the install day's counter): no gap before the next number.
+        drawn = [n for i in range(0, len(moved), 1000) for n in ctx.session.execute(
+            sa.select(t.c[f.key]).where(t.c.id.in_(moved[i:i + 1000]))).scalars()]
+        give_back_numbers(ctx, rt, f, drawn)
         params = [{"_id": o.record_id, "_number": autonumbers(ctx, rt, f, at=o.created_at)[0]}
                   for o in ordered if f.key not in o.numbered]
-        if not params:
-            continue
         ctx.session.execute(sa.update(t).where(t.c.id == sa.bindparam("_id")).values(
             {f.key: sa.bindparam("_number")}), params)

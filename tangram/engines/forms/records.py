@@ -461,31 +461,61 @@ def autonumbers(ctx: EngineContext, rt: FormRuntime, f: fm.AutonumberField, *,
 _NUMBER_PARTS = {"YYYY": r"(\d{4})", "YY": r"(\d{2})", "MM": r"(\d{2})", "DD": r"(\d{2})"}
 
 
-def keep_number(ctx: EngineContext, rt: FormRuntime, f: fm.AutonumberField,
-                number: str) -> bool:
-    """Keep a number given to a record (an exported contract's HT-2025-0007 is
-    a legal identifier): the counter of its period moves past it, so the
-    next number of that period follows it and none repeats it. False (the
-    counter unchanged) when ``number`` does not have ``f``'s pattern."""
+def number_counter(rt: FormRuntime, f: fm.AutonumberField,
+                   number: Any) -> tuple[dict[str, Any], int] | None:
+    """The counter a number of autonumber ``f`` was drawn from (its keys) and
+    its sequence value: HT-2025-0007 → (…period 2025…, 7). None when
+    ``number`` does not have ``f``'s pattern."""
     pattern, tokens = "", []
     for literal, token in re.findall(r"([^{]*)(?:\{([^}]+)\})?", f.pattern):
         pattern += re.escape(literal)
         if token in _NUMBER_PARTS or token.startswith("seq"):
             pattern += _NUMBER_PARTS.get(token, r"(\d+)")
             tokens.append(token)
-    match = re.fullmatch(pattern, number)
+    match = re.fullmatch(pattern, str(number)) if number is not None else None
     parts = list(zip(tokens, match.groups(), strict=True)) if match else []
     seq = [int(v) for t, v in parts if t.startswith("seq")]
     if not seq:
+        return None
+    return ({"app": rt.app, "form": rt.key, "field_id": f.id or f.key,
+             "period": "".join(v for t, v in parts if not t.startswith("seq"))}, seq[-1])
+
+
+def keep_number(ctx: EngineContext, rt: FormRuntime, f: fm.AutonumberField,
+                number: str) -> bool:
+    """Keep a number given to a record (an exported contract's HT-2025-0007 is
+    a legal identifier): the counter of its period moves past it, so the
+    next number of that period follows it and none repeats it. False (the
+    counter unchanged) when ``number`` does not have ``f``'s pattern."""
+    found = number_counter(rt, f, number)
+    if found is None:
         return False
-    keys = {"app": rt.app, "form": rt.key, "field_id": f.id or f.key,
-            "period": "".join(v for t, v in parts if not t.startswith("seq"))}
+    keys, seq = found
     c = autonumber_counters_table
     current = ctx.session.execute(sa.select(c.c.value).where(
         *(c.c[k] == v for k, v in keys.items()))).scalar() or 0
-    if seq[-1] > current:
-        increment_counter(ctx.session, c, keys, by=seq[-1] - current)
+    if seq > current:
+        increment_counter(ctx.session, c, keys, by=seq - current)
     return True
+
+
+def give_back_numbers(ctx: EngineContext, rt: FormRuntime, f: fm.AutonumberField,
+                      numbers: Iterable[Any]) -> None:
+    """Return numbers that were the last drawn from their counters and are no
+    longer used (records renumbered for their own period in the same
+    transaction), so the counter's next number follows the last one in use:
+    no gap. Numbers that are not the top of their counter stay used."""
+    by_counter: dict[tuple[tuple[str, Any], ...], list[int]] = {}
+    for number in numbers:
+        found = number_counter(rt, f, number)
+        if found is not None:
+            by_counter.setdefault(tuple(sorted(found[0].items())), []).append(found[1])
+    c = autonumber_counters_table
+    for keys, seqs in by_counter.items():
+        where = [c.c[k] == v for k, v in keys]
+        current = ctx.session.execute(sa.select(c.c.value).where(*where)).scalar() or 0
+        if sorted(seqs) == list(range(current - len(seqs) + 1, current + 1)):
+            ctx.session.execute(sa.update(c).where(*where).values(value=current - len(seqs)))
 
 
 def _empty_rollups(rt: FormRuntime, prepared: Prepared) -> None:
