@@ -642,6 +642,11 @@ class Flow(Definition):
                     "ends — e.g. put the record back to draft: {\"kind\": \"update_record\", "
                     "\"values\": {\"status\": \"draft\"}}. They run in the withdraw "
                     "request (no http); one that fails refuses the withdrawal.")
+    on_cancel: list[AnyAction] = Field(
+        default_factory=list, max_length=10,
+        description="Actions run when an administrator cancels a running or failed "
+                    "instance, before it ends — as on_withdraw (no http); one that fails is "
+                    "undone and named in the history, and the cancel goes on.")
     nodes: list[AnyNode] = Field(min_length=2)
 
     def node(self, key: str) -> Any:

@@ -648,3 +648,29 @@ def test_withdraw_actions_are_checked_at_publish_and_a_failing_one_refuses(crm):
         "running"
     assert contract(crm, rid)["status"] == "in_approval"
     assert len(crm.todo("manager")) == 1
+
+
+def test_an_administrators_cancel_runs_the_flows_cancel_actions(crm):
+    body = {**CONTRACT_APPROVAL,
+            "on_cancel": [{"kind": "update_record", "expressions": {"amount": "'lots'"}},
+                          {"kind": "update_record", "values": {"status": "draft"}}]}
+    res = crm.admin.put("/api/apps/crm/flows/contract_approval/draft", json={"definition": body})
+    assert res.status_code == 200, res.text
+    assert crm.admin.post("/api/apps/crm/flows/contract_approval/publish",
+                          json={}).status_code == 200
+    iid, rid = submit(crm, "100000")
+    res = crm.admin.post(f"/api/admin/flows/instances/{iid}/cancel")
+    assert res.status_code == 200 and res.json()["status"] == "cancelled", res.text
+    # The record is a draft again; the action that failed was undone and is
+    # named in the history; the cancel went on.
+    assert contract(crm, rid)["status"] == "draft"
+    assert contract(crm, rid)["amount"] == "100000.00"
+    history = crm.admin.get(f"/api/flows/instances/{iid}").json()["history"]
+    failed = [h for h in history if h["action"] == "action_failed"]
+    assert len(failed) == 1 and "on_cancel action 1 (update_record)" in str(failed[0])
+    assert crm.todo("manager") == []
+    res = crm.admin.put("/api/apps/crm/flows/contract_approval/draft", json={"definition": {
+        **CONTRACT_APPROVAL, "on_cancel": [{"kind": "http", "url": "http://127.0.0.1:9/"}]}})
+    res = crm.admin.post("/api/apps/crm/flows/contract_approval/publish", json={})
+    assert [(e["path"], e["code"]) for e in res.json()["errors"]] == [
+        ("$.on_cancel[0].kind", "not_allowed")]

@@ -413,6 +413,23 @@ def run_in_savepoint(run: Run, execution: Execution, action: Any) -> None:
         raise ActionFailed(f"the database was busy: {exc.orig}", transient=True) from exc
 
 
+def run_end_actions(run: Run, name: str, *, go_on: bool = False) -> None:
+    """Run the flow's ``on_withdraw`` or ``on_cancel`` actions in this request,
+    each in a savepoint. A failure raises :class:`ActionFailed` naming the
+    action — or, with ``go_on``, is undone, named in the history, and the
+    next action runs."""
+    for i, action in enumerate(getattr(run.flow, name)):
+        stand_in = {"id": run.id, "node": name, "node_type": "action", "status": "active",
+                    "data": {}, "scope_id": None}
+        try:
+            run_in_savepoint(run, stand_in, action)
+        except ActionFailed as failed:
+            message = f"the flow's {name} action {i + 1} ({action.kind}) failed: {failed.message}"
+            if not go_on:
+                raise ActionFailed(message, transient=failed.transient) from None
+            run.history("action_failed", node=name, error=message)
+
+
 # PostgreSQL SQLSTATEs of conflicts that pass: serialization failure,
 # deadlock, lock not available.
 _TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03"})

@@ -403,6 +403,9 @@ def cancel_instance(ctx: EngineContext, *, instance_id: uuid.UUID,
     run = open_run(ctx, instance_id, require_running=False)
     if run.inst["status"] not in ("running", "failed"):
         raise Conflict(f"instance {instance_id} is already {run.inst['status']}")
+    from tangram.engines.flows.actions import run_end_actions
+
+    run_end_actions(run, "on_cancel", go_on=True)  # a cancel always ends it
     run.finish("cancelled", status="cancelled", comment=comment)
     run.flush()
     return {"id": str(instance_id), "status": "cancelled"}

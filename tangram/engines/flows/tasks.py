@@ -305,16 +305,12 @@ def _withdraw(run: Run, execution: Execution | None, task: dict[str, Any] | None
 def _on_withdraw(run: Run) -> None:
     """The flow's ``on_withdraw`` actions (the record back to draft, …), in
     this request: one that fails refuses the withdrawal, nothing changed."""
-    from tangram.engines.flows.actions import ActionFailed, run_in_savepoint
+    from tangram.engines.flows.actions import ActionFailed, run_end_actions
 
-    for i, action in enumerate(run.flow.on_withdraw):
-        stand_in = {"id": run.id, "node": "on_withdraw", "node_type": "action",
-                    "status": "active", "data": {}, "scope_id": None}
-        try:
-            run_in_savepoint(run, stand_in, action)
-        except ActionFailed as failed:
-            raise Conflict(f"this request cannot be withdrawn: the flow's withdraw action "
-                           f"{i + 1} ({action.kind}) failed: {failed.message}") from None
+    try:
+        run_end_actions(run, "on_withdraw")
+    except ActionFailed as failed:
+        raise Conflict(f"this request cannot be withdrawn: {failed.message}") from None
 
 
 def _urge(run: Run, execution: Execution | None, task: dict[str, Any] | None,

@@ -367,22 +367,25 @@ class _Checker:
                 self.calendar(n, n.calendar, ".calendar")
             elif isinstance(n, fl.ActionNode):
                 self.action(n, n.action)
-        self.on_withdraw()
+        self.end_actions()
 
-    def on_withdraw(self) -> None:
-        """The flow's withdraw actions, checked as action nodes are; they run
-        in the withdraw request, so nothing the worker must do (http)."""
+    def end_actions(self) -> None:
+        """The flow's withdraw and cancel actions, checked as action nodes
+        are; they run in the request that ends the instance, so nothing the
+        worker must do (http)."""
         from tangram.engines.flows.actions import ACTION_KINDS
 
-        for i, a in enumerate(self.flow.on_withdraw):
-            stand_in = fl.ActionNode.model_construct(type="action", key=f"on_withdraw[{i}]",
-                                                     action=a, next="")
-            self.paths[stand_in.key] = f"$.on_withdraw[{i}]"
-            if ACTION_KINDS[a.kind].run is None:
-                self.error(stand_in, "not_allowed", f"a {a.kind!r} action runs on the worker; "
-                           "withdraw actions run in the withdraw request (update or create a "
-                           "record, notify)", ".action.kind")
-            self.action(stand_in, a)
+        for name, actions in (("on_withdraw", self.flow.on_withdraw),
+                              ("on_cancel", self.flow.on_cancel)):
+            for i, a in enumerate(actions):
+                stand_in = fl.ActionNode.model_construct(type="action", key=f"{name}[{i}]",
+                                                         action=a, next="")
+                self.paths[stand_in.key] = f"$.{name}[{i}]"
+                if ACTION_KINDS[a.kind].run is None:
+                    self.error(stand_in, "not_allowed", f"a {a.kind!r} action runs on the "
+                               f"worker; {name} actions run in the request that ends the "
+                               "instance (update or create a record, notify)", ".action.kind")
+                self.action(stand_in, a)
 
     def until(self, n: fl.DelayNode) -> None:
         """A delay ``until`` a field waits for a date or datetime field. (Other
