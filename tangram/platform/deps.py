@@ -26,12 +26,12 @@ from tangram.engines.context import Actor, EngineContext
 from tangram.errors import NotAuthenticated, PermissionDenied
 from tangram.platform.auth.messages import text
 from tangram.platform.auth.service import (
-    LANGUAGES,
     AccountDisabled,
     ResolvedSession,
     SessionInvalid,
     UserAccount,
     get_user,
+    pick_language,
     resolve_token,
 )
 from tangram.platform.permissions import definitions, tokens
@@ -221,12 +221,9 @@ SignedInActor = Annotated[Actor, Depends(signed_in_actor)]
 def request_language(request: Request, settings: Settings, actor: Actor | None = None) -> str:
     """The first supported language of Accept-Language (by q-value), else the
     user's own language, else the organization default."""
-    for lang in _accepted_languages(request.headers.get("accept-language", "")):
-        if lang in LANGUAGES:
-            return lang
-    if actor is not None and actor.language in LANGUAGES:
-        return actor.language
-    return settings.default_language
+    return pick_language(_accepted_languages(request.headers.get("accept-language", "")),
+                         actor.language if actor is not None else None,
+                         settings.default_language)
 
 
 def _accepted_languages(header: str) -> list[str]:

@@ -278,6 +278,29 @@ ASSIGNEE_RULES: dict[str, AssigneeRuleSpec] = {spec.kind: spec for spec in (
 )}
 
 
+def user_key(ref: Any) -> Any:
+    """How :func:`user_statuses` keys a user named by id or username."""
+    parsed = as_user_id(ref)
+    return parsed.lower() if isinstance(parsed, str) else parsed
+
+
+def user_statuses(session: Session, refs: Iterable[Any]) -> dict[Any, str]:
+    """The status (active, disabled) of the users named by id or username,
+    in one query, keyed by :func:`user_key`; a user missing from it does not
+    exist."""
+    parsed = [r for r in (as_user_id(v) for v in refs) if r is not None]
+    ids = [r for r in parsed if isinstance(r, uuid.UUID)]
+    names = sorted({r.lower() for r in parsed if isinstance(r, str)})
+    if not ids and not names:
+        return {}
+    u = users_table
+    status: dict[Any, str] = {}
+    for row in session.execute(sa.select(u.c.id, u.c.username, u.c.status).where(
+            sa.or_(u.c.id.in_(ids), u.c.username.in_(names)))):
+        status[row.id] = status[row.username.lower()] = row.status
+    return status
+
+
 def _named_refs(rule: Any, scope: Scope) -> list[Any]:
     """What a rule names users by (usernames, ids), for rules that name them."""
     if isinstance(rule, fl.UserAssignee):
@@ -306,16 +329,10 @@ def empty_reason(rules: Iterable[Any], scope: Scope) -> str:
             if r is not None]
     if not refs:
         return "no assignee"
-    u = users_table
-    ids = [r for r in refs if isinstance(r, uuid.UUID)]
-    names = sorted({r.lower() for r in refs if isinstance(r, str)})
-    status: dict[Any, str] = {}
-    for row in scope.session.execute(sa.select(u.c.id, u.c.username, u.c.status).where(
-            sa.or_(u.c.id.in_(ids), u.c.username.in_(names)))):
-        status[row.id] = status[row.username] = row.status
+    status = user_statuses(scope.session, refs)
     problems = []
     for ref in dict.fromkeys(refs):
-        found = status.get(ref.lower() if isinstance(ref, str) else ref)
+        found = status.get(user_key(ref))
         if found is None:
             problems.append(f"user {str(ref)!r} does not exist")
         elif found != "active":

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import ast
 import re
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -28,9 +27,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from tangram.engines.directory import users_table
 from tangram.engines.expressions import ExpressionError, compile_expression
-from tangram.engines.flows.assignees import EXPRESSION_NAMES
+from tangram.engines.flows.assignees import EXPRESSION_NAMES, user_key, user_statuses
 from tangram.engines.flows.registry import NODE_TYPES, successors
 from tangram.engines.templates import record_fields_read
 from tangram.errors import DefinitionInvalid, ErrorItem, NotFound
@@ -305,16 +303,9 @@ class _Checker:
         sign-in matches it, or by id)."""
         if not self.named_users:
             return
-        u = users_table
-        refs = {ref for _, _, ref in self.named_users}
-        ids = [i for i in (_as_uuid(r) for r in refs) if i is not None]
-        rows = self.session.execute(sa.select(u.c.id, u.c.username, u.c.status).where(
-            sa.or_(u.c.id.in_(ids), u.c.username.in_(sorted({r.lower() for r in refs})))))
-        status: dict[str, str] = {}
-        for row in rows:
-            status[str(row.id)] = status[row.username.lower()] = row.status
+        status = user_statuses(self.session, [ref for _, _, ref in self.named_users])
         for node, path, ref in self.named_users:
-            key = str(_as_uuid(ref) or ref.lower())
+            key = user_key(ref)
             if key not in status:
                 self.error(node, "unknown_user", f"no user {ref!r} (a username or a user id)",
                            path, details={"user": ref})
@@ -599,13 +590,6 @@ class _Checker:
             self.error(n, "unknown_field", f"the template reads record.{name}, but form "
                        f"{self.flow.form!r} has no field {name!r}", suffix)
 
-
-
-def _as_uuid(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
 
 
 def _literal_texts(compiled: Any) -> list[str]:

@@ -14,6 +14,7 @@ import hashlib
 import re
 import secrets
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast
@@ -35,6 +36,17 @@ from tangram.platform.auth.tables import auth_sessions_table
 SessionKind = Literal["browser", "bearer"]
 
 LANGUAGES = ("zh", "en")
+
+
+def pick_language(asked: Iterable[str], user_language: str | None, default: str) -> str:
+    """The language to answer in: the first supported one asked for (HTTP
+    Accept-Language, the CLI's --lang), else the user's own, else the
+    organization default."""
+    for lang in asked:
+        if lang in LANGUAGES:
+            return lang
+    return user_language if user_language is not None and user_language in LANGUAGES \
+        else default
 USERNAME_PATTERN = re.compile(r"^[\w.@+-]{1,100}$")
 MIN_PASSWORD_LENGTH = password_policy.MIN_LENGTH
 MAX_PASSWORD_LENGTH = password_policy.MAX_LENGTH

@@ -52,17 +52,15 @@ def choose_language(requested: str | None, actor: Actor | None = None) -> str:
     (``request_language``): the one asked for (``--lang`` /
     ``TANGRAM_LANGUAGE``, as Accept-Language), else the user's own (the
     administrator of ``--as``), else the organization default."""
-    from tangram.platform.auth.service import LANGUAGES
+    from tangram.platform.auth.service import LANGUAGES, pick_language
     from tangram.settings import Settings
 
-    if requested is not None:
-        if requested.lower() not in LANGUAGES:
-            raise typer.BadParameter(f"{requested!r} is not a language: use "
-                                     f"{' or '.join(LANGUAGES)}", param_hint="--lang")
-        return requested.lower()
-    if actor is not None and actor.language in LANGUAGES:
-        return actor.language
-    return Settings().default_language
+    if requested is not None and requested.lower() not in LANGUAGES:
+        raise typer.BadParameter(f"{requested!r} is not a language: use "
+                                 f"{' or '.join(LANGUAGES)}", param_hint="--lang")
+    return pick_language([requested.lower()] if requested else [],
+                         actor.language if actor is not None else None,
+                         Settings().default_language)
 
 
 def _print_errors(exc: TangramError, language: str | None = None) -> None:
