@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from tangram.engines.context import Actor
 
 FormAction = Literal["read", "create", "update", "delete", "restore", "export", "import",
-                     "print", "submit"]
+                     "print", "submit", "approve"]
 FieldAccess = Literal["hidden", "read_only", "editable"]
 
 

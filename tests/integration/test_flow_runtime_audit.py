@@ -350,6 +350,14 @@ def test_a_task_is_not_transferred_to_its_own_assignee_or_a_fellow_one(http):
     assert res.status_code == 422, res.text
     assert "deputy" in res.json()["errors"][0]["message"]
     assert "already" in res.json()["errors"][0]["message"]
+    # A colleague who may decide (approve on the form) takes it over.
+    res = http.admin.put("/api/apps/crm/roles/approver", json={"definition": {
+        "key": "approver", "label": label("approver"), "forms": {"contract": {
+            "actions": ["read", "approve"], "scope": "all"}}}})
+    assert res.status_code in (200, 201), res.text
+    res = http.admin.post("/api/apps/crm/role-assignments",
+                          json={"role": "approver", "user_id": http.ids["other"]})
+    assert res.status_code == 201, res.text
     res = http["boss"].post(url, json={"users": [http.ids["other"]]})
     assert res.status_code == 200, res.text
     assert res.json()["status"] == "transferred"

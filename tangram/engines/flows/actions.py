@@ -28,6 +28,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from jinja2 import meta
 
 from tangram.db import new_id
 from tangram.db.upsert import increment_counter
@@ -41,13 +42,9 @@ from tangram.engines.flows.runtime import (
     start_instance,
 )
 from tangram.engines.flows.tables import counters_table, jobs_table
-from tangram.engines.templates import (
-    TemplateError,
-    record_fields_read,
-    sandbox,
-    template_problem,
-)
-from tangram.errors import Conflict, TangramError
+from tangram.engines.flows.taskview import TaskFields
+from tangram.engines.templates import TemplateError, sandbox, template_problem
+from tangram.errors import Conflict, NotFound, PermissionDenied, TangramError
 from tangram.metamodel import flows as fl
 
 # Action texts (titles, bodies, URLs): the platform's sandbox; a value the
@@ -83,7 +80,7 @@ def render(template: str, run: Run, hidden: frozenset[str] = frozenset()) -> str
     variables = run.variables()
     record = variables["record"]
     if hidden:
-        record = {k: v for k, v in record.items() if k not in hidden}
+        record = TaskFields.hiding(hidden).narrow(record)  # their display titles too
     try:
         return _env.from_string(template).render(
             record=record, vars=variables["vars"], user=variables["user"],
@@ -255,21 +252,32 @@ def _notify(run: Run, execution: Execution, action: fl.NotifyAction) -> None:
 
 def by_hidden_fields(run: Run, texts: tuple[str | dict[str, str] | None, ...],
                      users: list[uuid.UUID]) -> dict[frozenset[str], list[uuid.UUID]]:
-    """The recipients grouped by the fields the texts read that their roles
-    hide from them: each reads the notice without those (a rep is not told
-    the contract amount hidden from them by a notice about it)."""
+    """The recipients grouped by every record field their roles hide from
+    them: each reads the notice without those, whatever the texts read of the
+    record — ``record.amount``, ``{{ record | tojson }}`` or ``{% set r =
+    record %}{{ r.amount }}`` alike (a rep is not told the contract amount
+    hidden from them by a notice about it); a recipient who may not read the
+    form reads none of its fields. Texts that never mention ``record`` need
+    no grouping."""
     from tangram.engines.notify.webhooks import act_as_owner
 
-    read = {name for text in texts for t in fl.texts_of(text)
-            for name in record_fields_read(t)}
     form = run.inst["form"]
-    if not read or not form or run.inst["record_id"] is None:
+    reads_record = any("record" in meta.find_undeclared_variables(_env.parse(t))
+                       for text in texts for t in fl.texts_of(text))
+    if not reads_record or not form or run.inst["record_id"] is None:
         return {frozenset(): users} if users else {}
     groups: dict[frozenset[str], list[uuid.UUID]] = {}
     for user_id in users:
         actor, policy = act_as_owner(run.ctx, user_id)
-        access = policy.field_access(actor, run.inst["app"], form)
-        hidden = frozenset(k for k in read if access.get(k) == "hidden")
+        try:
+            policy.check_form_action(actor, run.inst["app"], form, "read")
+        except (PermissionDenied, NotFound):
+            # No role lets them read the form: the notice reaches them
+            # without any of the record's fields.
+            hidden = frozenset(run.variables()["record"])
+        else:
+            access = policy.field_access(actor, run.inst["app"], form)
+            hidden = frozenset(k for k, v in access.items() if v == "hidden")
         groups.setdefault(hidden, []).append(user_id)
     return groups
 

@@ -11,6 +11,7 @@ gets :class:`~tangram.errors.Conflict` (409) naming what happened.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -122,6 +123,51 @@ def _targets(run: Run, params: ActionParams, what: str, *, one: bool = False
     return users
 
 
+def _check_deciders(run: Run, users: list[uuid.UUID]) -> None:
+    """The users a transfer or an added signer makes decide at this node:
+    none of them the submitter (segregation of duties: nobody decides their
+    own request), and each allowed to approve the record (below)."""
+    for user in users:
+        if user == run.inst["started_by"]:
+            problem = (f"{_user_name(run, user)} submitted this request and may not decide "
+                       "it (nobody approves their own request); name someone else")
+        else:
+            refusal = _approve_refusal(run, user)
+            if refusal is None:
+                continue
+            problem = f"{_user_name(run, user)} cannot decide this request: {refusal}"
+        raise ValidationFailed([ErrorItem(code="users", field="users", message=problem,
+                                          details={"user": str(user)})])
+
+
+def _approve_refusal(run: Run, user_id: uuid.UUID) -> str | None:
+    """Why ``user_id`` may not approve the flow's record, or None: a role of
+    theirs must grant ``approve`` on the flow's form with the record in that
+    grant's scope — what ``submit`` is to submitting. A flow without a form
+    needs no such right."""
+    from tangram.engines.forms.records import get_record
+    from tangram.engines.notify.webhooks import act_as_owner
+
+    app, form, record_id = run.inst["app"], run.inst["form"], run.inst["record_id"]
+    if not form:
+        return None
+    actor, policy = act_as_owner(run.ctx, user_id)
+    try:
+        policy.check_form_action(actor, app, form, "approve")
+    except PermissionDenied:
+        return f"none of their roles allows approve on form {form!r}"
+    if record_id is None:
+        return None
+    record = run.record()
+    as_user = dataclasses.replace(run.ctx, actor=actor, policy=policy)
+    try:
+        get_record(as_user, app=app, form=form, record_id=record_id, also="approve",
+                   deleted=record is not None and record.get("deleted_at") is not None)
+    except (PermissionDenied, NotFound):
+        return "this record is outside the scope in which their roles allow approve"
+    return None
+
+
 def _edit_record(run: Run, execution: Execution, params: ActionParams) -> None:
     if not params.values:
         return
@@ -223,6 +269,7 @@ def _transfer(run: Run, execution: Execution | None, task: dict[str, Any] | None
         raise ValidationFailed([ErrorItem(code="users", field="users", message=(
             f"{_user_name(run, to[0])} already has a task at node {task['node']!r}; "
             "transfer it to someone who has none"))])
+    _check_deciders(run, to)
     _close(run, task, "transferred", params, "transfer")
     new = approvals.add_tasks(run, execution, to, start_position=task["position"],
                               waits_for=task["waits_for"])
@@ -245,6 +292,7 @@ def _add_signer(run: Run, execution: Execution | None, task: dict[str, Any] | No
                 params: ActionParams) -> None:
     assert execution is not None and task is not None
     users = _targets(run, params, "add_signer")
+    _check_deciders(run, users)
     t = tasks_table
     if params.position == "before":
         # The new signers decide first; this task waits for the last of them.
@@ -287,14 +335,20 @@ def _comment(run: Run, execution: Execution | None, task: dict[str, Any] | None,
     run.history("comment", node=task["node"] if task else None, comment=params.comment)
 
 
+def approver_acted(instance_id: uuid.UUID, started_by: uuid.UUID | None) -> sa.Select[Any]:
+    """The approvals of an instance decided by someone other than its
+    submitter: once there is one, the submitter may no longer withdraw
+    (unless the flow allows it)."""
+    t = tasks_table
+    return (sa.select(t.c.node, t.c.acted_by)
+            .where(t.c.instance_id == instance_id, t.c.kind == "approve",
+                   t.c.acted_by.is_not(None), t.c.acted_by != started_by).limit(1))
+
+
 def _withdraw(run: Run, execution: Execution | None, task: dict[str, Any] | None,
               params: ActionParams) -> None:
     if not run.flow.allow_withdraw_after_action:
-        t = tasks_table
-        acted = run.execute(
-            sa.select(t.c.node, t.c.acted_by).where(
-                t.c.instance_id == run.id, t.c.kind == "approve", t.c.acted_by.is_not(None),
-                t.c.acted_by != run.inst["started_by"])).first()
+        acted = run.execute(approver_acted(run.id, run.inst["started_by"])).first()
         if acted is not None:
             raise Conflict(f"this request cannot be withdrawn: an approver already acted at "
                            f"node {acted.node!r}")

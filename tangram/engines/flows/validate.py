@@ -10,7 +10,8 @@ form has, and read ``old`` only where the trigger has old values; a delay's
 ``until`` field is a date; the form, fields, roles, calendars, group
 channels, flows and users named exist; time zones and cron expressions are
 valid; templates read only fields the form has; values an action writes as
-they are suit their fields (type, options, limits; no computed field).
+they are suit their fields (type, options, limits; no computed field); an
+approval opens no field the form computes or makes read-only.
 
 Each error's ``path`` is the property that is wrong
 (``$.nodes[1].timeouts[0].actions[0].next``), its message names the node.
@@ -30,6 +31,7 @@ from sqlalchemy.orm import Session
 from tangram.engines.expressions import ExpressionError, compile_expression
 from tangram.engines.flows.assignees import EXPRESSION_NAMES, user_key, user_statuses
 from tangram.engines.flows.registry import NODE_TYPES, successors
+from tangram.engines.flows.taskview import form_fixed_fields
 from tangram.engines.templates import record_fields_read
 from tangram.errors import DefinitionInvalid, ErrorItem, NotFound
 from tangram.metamodel import flows as fl
@@ -314,13 +316,21 @@ class _Checker:
                            "would name nobody", path, details={"user": ref})
 
     def node_fields(self, n: fl.ApprovalNode) -> None:
-        """The fields an approval shows and opens exist, and it shows those it opens."""
+        """The fields an approval shows and opens exist, it shows those it
+        opens, and it opens none the form computes or makes read-only."""
         for i, key in enumerate(n.visible_fields or []):
             self.field(n, key, f".visible_fields[{i}]")
+        fixed = form_fixed_fields(self.session, self.app, self.flow.form) \
+            if n.editable_fields and self.flow.form else {}
         for i, key in enumerate(n.editable_fields):
             before = len(self.errors)
             self.field(n, key, f".editable_fields[{i}]")
-            if len(self.errors) == before and n.visible_fields is not None \
+            if len(self.errors) == before and key in fixed:
+                self.error(n, "read_only", f"editable field {key!r}: form "
+                           f"{self.flow.form!r} {fixed[key]}, so no approver may edit it; "
+                           "remove it from editable_fields", f".editable_fields[{i}]",
+                           details={"field": key})
+            elif len(self.errors) == before and n.visible_fields is not None \
                     and key not in n.visible_fields:
                 self.error(n, "not_visible", f"editable field {key!r} is not in "
                            "visible_fields; add it there or stop making it editable",

@@ -145,11 +145,40 @@ class TaskActionBody(Body):
                                    "node's editable fields (approve).")
 
 
+AppKey = Annotated[str | None, Field(None, pattern=r"^[a-z][a-z0-9_]{0,62}$",
+                                      description="Only requests of this app.")]
+
+
+class InboxQuery(Body):
+    """The inbox's query parameters; an unknown one is refused (422), as a
+    misspelled ``limt`` would otherwise be silently ignored."""
+
+    box: Literal["todo", "done", "cc", "submitted"] = "todo"
+    app: AppKey = None
+    limit: int = Field(50, ge=1, le=500)
+    after: str | None = Field(None, max_length=500,
+                              description="next_cursor of the previous page")
+    total: bool = False
+
+
+class InboxCountsQuery(Body):
+    app: AppKey = None
+
+
 @router.get("/api/flows/tasks")
-def my_tasks(ctx: ContextDep, _u: SignedInActor,
-             box: Annotated[Literal["todo", "done", "cc", "submitted"], Query()] = "todo"
+def my_tasks(ctx: ContextDep, _u: SignedInActor, query: Annotated[InboxQuery, Query()]
              ) -> dict[str, Any]:
-    return {"items": service.inbox(ctx, box=box)}
+    """One page of the caller's inbox: tasks to do, done, CC'd, or the
+    requests they submitted, newest or oldest first by box."""
+    return service.inbox_page(ctx, box=query.box, app=query.app, limit=query.limit,
+                              after=query.after, include_total=query.total)
+
+
+@router.get("/api/flows/tasks/counts")
+def my_task_counts(ctx: ContextDep, _u: SignedInActor,
+                   query: Annotated[InboxCountsQuery, Query()]) -> dict[str, Any]:
+    """How many items each inbox box holds, and how many are unread."""
+    return service.inbox_counts(ctx, app=query.app)
 
 
 @router.get("/api/flows/tasks/{task_id}")
@@ -160,9 +189,10 @@ def get_task(task_id: uuid.UUID, ctx: ContextDep, _u: SignedInActor) -> dict[str
 @router.post("/api/flows/tasks/{task_id}/{action}")
 def act_on_task(task_id: uuid.UUID, action: str, body: TaskActionBody, ctx: ContextDep,
                 _u: SignedInActor) -> dict[str, Any]:
+    """A task action; answers the task as ``GET /api/flows/tasks/{task_id}`` does."""
     task = tasks.act_on_task(ctx, task_id=task_id, action=action,
                              params=tasks.ActionParams(**body.model_dump()))
-    return service.as_json(task)
+    return service.task_view(ctx, task_id=task["id"], mark_read=False)
 
 
 @router.get("/api/flows/notifications")
@@ -195,7 +225,7 @@ def act_on_my_task(instance_id: uuid.UUID, action: str, body: TaskActionBody,
     have no open task in it."""
     task = tasks.act_on_my_task(ctx, instance_id=instance_id, action=action,
                                 params=tasks.ActionParams(**body.model_dump()))
-    return service.as_json(task)
+    return service.task_view(ctx, task_id=task["id"], mark_read=False)
 
 
 @router.post("/api/flows/instances/{instance_id}/{action}")
