@@ -155,18 +155,16 @@ def _public(row: Row) -> dict[str, Any]:
 
 
 def _check_definition(ctx: EngineContext, app: str, alert: rm.Alert) -> None:
-    """The report, measure and filter work for the alert's owner (compiled once)."""
+    """The report, measure and filter work for the alert's owner (compiled once),
+    and every recipient may see what the alert reads."""
     from tangram.engines.forms.query import FilterInvalid
     from tangram.engines.reports.service import published_report
 
     report, _ = published_report(ctx, app=app, key=alert.report)
     _watched(report, alert)
-    _check_recipients(ctx, app, report.form, alert)
     # A change alert is tried with a window, so a bad date field is refused now.
-    window = ((date(2000, 1, 1), date(2000, 1, 2))
-              if isinstance(alert.condition, rm.ChangeCondition) else None)
     try:
-        _value_in(ctx, app, report, alert, window)
+        _value_in(ctx, app, report, alert, _TRY_WINDOW)
     except FilterInvalid as exc:
         # The alert's own filter is the second condition after the report's.
         inner = f"$.filter.and[{1 if report.filter else 0}]"
@@ -175,43 +173,81 @@ def _check_definition(ctx: EngineContext, app: str, alert: rm.Alert) -> None:
                 e.path = "$.filter" + e.path[len(inner):]
         raise FilterInvalid(exc.errors, f"invalid alert filter: {exc.errors[0].path}: "
                             f"{exc.errors[0].message}") from None
+    errors = [ErrorItem(code="recipient", path=f"$.recipients[{i}]", message=why)
+              for i, why in _unseen(ctx, app, report, alert, owner_id=ctx.actor.id)]
+    if errors:
+        raise DefinitionInvalid(f"alert recipients must be able to see what it reads: "
+                                f"{errors[0].message}", errors=errors)
 
 
-def _check_recipients(ctx: EngineContext, app: str, form: str, alert: rm.Alert) -> None:
-    """Recipients other than the owner must be users who may read the report's
-    form: an alert is not a way to put one's text in anyone's inbox."""
-    from tangram.engines.notify.webhooks import act_as_owner
+# Days a change alert is tried with when saved (any window will do).
+_TRY_WINDOW = (date(2000, 1, 1), date(2000, 1, 2))
 
-    errors = []
+
+def _unseen(ctx: EngineContext, app: str, report: rm.Report, alert: rm.Alert, *,
+            owner_id: uuid.UUID | None) -> list[tuple[int, str]]:
+    """(index, why) of each recipient other than the owner who may not see what
+    a notification tells: the report's form, or a field the check reads (the
+    measure, the report's and the alert's filters, a change's date field) — the
+    checks a report run makes, as that user. Row scope is the owner's by design
+    (docs/reports.md, "Data alerts"); an alert is not a way to put one's text
+    in anyone's inbox either."""
+    from tangram.engines.reports.compiler import validate_report
+
+    reads = kpi.measure_report(ctx, app=app, report=report, measure=alert.measure,
+                               extra_filter=alert.filter,
+                               window=_span(report, alert, _TRY_WINDOW),
+                               date_field_at="$.condition.date_field")
+    out = []
     for i, raw in enumerate(alert.recipients):
         user_id = uuid.UUID(str(raw))
-        if user_id == ctx.actor.id:
-            continue
-        actor, policy = act_as_owner(ctx, user_id)
+        if user_id == owner_id:
+            continue  # the check itself runs as the owner
+        as_user = _as_user(ctx, user_id)
         try:
-            policy.check_form_action(actor, app, form, "read")
+            as_user.policy.check_form_action(as_user.actor, app, report.form, "read")
         except (PermissionDenied, NotFound):
-            errors.append(ErrorItem(code="recipient", path=f"$.recipients[{i}]", message=(
-                f"user {user_id} may not read form {form!r}, which the report is built on")))
-    if errors:
-        raise DefinitionInvalid(f"alert recipients must be able to see the report: "
-                                f"{errors[0].message}", errors=errors)
+            out.append((i, f"user {user_id} may not read form {report.form!r}, which the "
+                        "report is built on"))
+            continue
+        hidden = [e for e in validate_report(as_user, app=app, report=reads)
+                  if e.code == "field_hidden"]
+        if hidden:
+            out.append((i, f"user {user_id} may not see field "
+                        f"{hidden[0].details.get('field', hidden[0].path)}, which the alert "
+                        "reads"))
+    return out
+
+
+def _as_user(ctx: EngineContext, user_id: uuid.UUID) -> EngineContext:
+    """``ctx`` with the permissions and language of another user (checks run as
+    the owner; recipients are checked as themselves)."""
+    from tangram.engines.notify.webhooks import act_as_owner
+
+    actor, policy = act_as_owner(ctx, user_id)
+    return EngineContext(session=ctx.session, actor=actor, clock=ctx.clock,
+                         language=actor.language, timezone=ctx.timezone, policy=policy)
 
 
 def _watched(report: rm.Report, alert: rm.Alert) -> rm.FieldMeasure:
     return kpi.field_measure(report, alert.measure, "$.measure")
 
 
+def _span(report: rm.Report, alert: rm.Alert, window: tuple[date, date] | None
+          ) -> tuple[str, date, date] | None:
+    """A change alert's window on its date field (others: none)."""
+    if not isinstance(alert.condition, rm.ChangeCondition) or window is None:
+        return None
+    path = kpi.default_date_field(report, alert.condition.date_field, "$.condition.date_field")
+    return (path, *window)
+
+
 def _value_in(ctx: EngineContext, app: str, report: rm.Report, alert: rm.Alert,
               window: tuple[date, date] | None) -> Any:
-    span = None
-    if isinstance(alert.condition, rm.ChangeCondition) and window is not None:
-        path = kpi.default_date_field(report, alert.condition.date_field,
-                                      "$.condition.date_field")
-        span = (path, *window)
     return kpi.measure_value(ctx, app=app, report=report, measure=alert.measure,
                              parameters=alert.parameters, extra_filter=alert.filter,
-                             window=span, date_field_at="$.condition.date_field")
+                             window=_span(report, alert, window),
+                             date_field_at="$.condition.date_field")
 
 
 def _load(ctx: EngineContext, app: str, alert_id: uuid.UUID, *, lock: bool = False
@@ -359,29 +395,38 @@ def check_alert(ctx: EngineContext, row: Row) -> bool:
     """Check one alert now (its row locked by the caller) as its owner; fire when it
     became crossed. Returns whether it fired."""
     from tangram.engines.notify.service import notify
-    from tangram.engines.notify.webhooks import act_as_owner
+    from tangram.engines.reports.service import published_report
 
     alert = rm.Alert.model_validate(row["definition"])
-    owner, policy = act_as_owner(ctx, row["owner_id"])
-    as_owner = EngineContext(session=ctx.session, actor=owner, clock=ctx.clock,
-                             language=owner.language, timezone=ctx.timezone, policy=policy)
+    as_owner = _as_user(ctx, row["owner_id"])
+    owner = as_owner.actor
     now = ctx.now()
     t = alerts_table
     values: dict[str, Any] = {"last_checked_at": now, "last_error": None,
                               "next_check_at": next_check(alert.schedule, now, ctx.timezone)}
     fired = False
     message: Message | None
+    unseen: list[tuple[int, str]] = []
     try:
         with ctx.session.begin_nested():
             crossed, value, previous, message = evaluate(as_owner, app=row["app"], alert=alert)
+            if crossed is True and message is not None and row["state"] != CROSSED:
+                # A recipient who lost access since the alert was saved is left out.
+                report, _ = published_report(as_owner, app=row["app"], key=alert.report)
+                unseen = _unseen(as_owner, row["app"], report, alert,
+                                 owner_id=row["owner_id"])
     except TangramError as exc:  # the report changed or the owner lost access: say so
         values["last_error"] = exc.message[:2000]
         crossed, value, previous, message = None, None, None, None
+    if unseen:
+        values["last_error"] = ("not notified: " + "; ".join(why for _, why in unseen))[:2000]
     if value is not None:
         values["last_value"] = _text(value)
     if crossed is True and message is not None and row["state"] != CROSSED:
         values["state"] = CROSSED
-        recipients = [uuid.UUID(str(u)) for u in alert.recipients]
+        left_out = {i for i, _ in unseen}
+        recipients = [uuid.UUID(str(u)) for i, u in enumerate(alert.recipients)
+                      if i not in left_out]
         # The firing keeps one text: in the language of the owner, who reads the
         # alert's firings; each recipient is notified in their own language.
         ctx.session.execute(firings_table.insert().values(

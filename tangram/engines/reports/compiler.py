@@ -49,12 +49,15 @@ from tangram.engines.reports import calculated as calc
 from tangram.engines.reports import registry as reg
 from tangram.engines.reports.dialect import AsFloat, BinIndex, DateBucket, ShiftPeriod, supports
 from tangram.engines.reports.params import (
+    ParameterInvalid,
     filter_field_paths,
     filter_fields,
+    parameter_conditions,
     referenced_parameters,
     rename_links,
     resolve_parameters,
     substitute,
+    with_day_bounds,
 )
 from tangram.engines.reports.paths import (
     FieldRef,
@@ -117,6 +120,9 @@ class CompiledReport:
     forms: tuple[str, ...]  # forms whose rows are read (their data versions key caches)
     parameters: dict[str, Any]
     dialect_name: str
+    # The report's filter with the parameters' values, in the records filter
+    # language on the report's form (drill-down starts from it).
+    filter: Any = None
     _sql: dict[tuple[str, str], tuple[str, dict[str, Any]]] = field(
         default_factory=dict, repr=False, compare=False)
 
@@ -235,8 +241,38 @@ class _Checker:
             if self._access[form].get(key) == "hidden":
                 self.hidden.append(ErrorItem(
                     code="field_hidden", path=at, message=f"{ref.path!r} reads field "
-                    f"{form}.{key}, which you may not see"))
+                    f"{form}.{key}, which you may not see", details={"field": f"{form}.{key}"}))
                 return
+
+    def is_instant(self, path_text: str) -> bool:
+        """Is the field at ``path_text`` a date-time (else a date, or unknown)?"""
+        try:
+            assert self.resolver is not None
+            return self.resolver.resolve(path_text).value_class == reg.DATETIME
+        except PathProblem:
+            return False
+
+    def date_range_conditions(self) -> None:
+        """A date_range parameter becomes bounds on a date or date-time field
+        (``params.with_day_bounds``), in a date_range or between condition."""
+        r = self.report
+        ranges = {p.key for p in r.parameters if p.type == "date_range"}
+        for at, cond in parameter_conditions(r.filter, "$.filter"):
+            key = cond["value"]["$param"]
+            if not isinstance(key, str) or key not in ranges or self.resolver is None:
+                continue
+            try:
+                ref = self.resolver.resolve(cond["field"])
+            except PathProblem:
+                continue  # reported with the other filter fields
+            if ref.value_class not in (reg.DATE, reg.DATETIME):
+                self.error("not_a_date", f"{at}.field", f"date_range parameter {key!r} needs "
+                           f"a date or date-time field; {cond['field']!r} is a "
+                           f"{ref.kind.name} field")
+            elif cond.get("op") not in ("date_range", "between"):
+                self.error("operator_not_allowed", f"{at}.op", f"date_range parameter {key!r} "
+                           f"is used with operator date_range or between, not "
+                           f"{cond.get('op')!r}")
 
     def run(self) -> None:
         r = self.report
@@ -249,7 +285,8 @@ class _Checker:
             if access.get(self.rows.field.key) == "hidden":
                 self.hidden.append(ErrorItem(
                     code="field_hidden", path="$.rows", message=f"the rows of sub-table "
-                    f"{r.form}.{self.rows.field.key}, which you may not see"))
+                    f"{r.form}.{self.rows.field.key}, which you may not see",
+                    details={"field": f"{r.form}.{self.rows.field.key}"}))
         keys: dict[str, str] = {}
         for i, d in enumerate(r.dimensions):
             self._unique(keys, d.key, f"$.dimensions[{i}].key")
@@ -279,6 +316,7 @@ class _Checker:
                         self.error(exc.code, at, exc.message)
                     continue
                 self.check_access(ref, at)
+        self.date_range_conditions()
         self.sort_and_limit()
         self.pivot()
         self.chart()
@@ -933,18 +971,27 @@ def validate_report(ctx: EngineContext, *, app: str, report: rm.Report) -> list[
     errors = checker.errors + checker.hidden
     if not errors and checker.root is not None:
         try:
-            _compile_filter(ctx, checker, report, {p.key: None for p in report.parameters},
-                            validate_only=True)
+            # Validation leaves parameters out: their values are checked at run time.
+            _compile_filter(ctx, checker, report, substitute(
+                report.filter, {p.key: None for p in report.parameters}))
         except FilterInvalid as exc:
             errors.extend(exc.errors)
     return errors
 
 
+def _filter_spec(ctx: EngineContext, checker: _Checker, report: rm.Report,
+                 values: Mapping[str, Any]) -> Any:
+    """The report's filter with the parameters' values (date ranges as bounds)."""
+    spec = with_day_bounds(report.filter, report.parameters, values, today=ctx.today(),
+                           timezone=ctx.timezone, is_instant=checker.is_instant)
+    return substitute(spec, values)
+
+
 def _compile_filter(ctx: EngineContext, checker: _Checker, report: rm.Report,
-                    values: Mapping[str, Any], *, validate_only: bool = False) -> Expr | None:
+                    spec: Any) -> Expr | None:
+    """The WHERE condition of ``spec``, the report's filter as ``_filter_spec``
+    gives it."""
     assert checker.source is not None
-    # Validation leaves parameters out: their values are checked at run time.
-    spec = substitute(report.filter, dict.fromkeys(values) if validate_only else values)
     if checker.rows is not None:
         spec = rename_links(spec, checker.rows.names, checker.rows.link)
     qctx = QueryContext(resolve=checker._resolve, today=ctx.today(), timezone=ctx.timezone,
@@ -952,11 +999,31 @@ def _compile_filter(ctx: EngineContext, checker: _Checker, report: rm.Report,
     try:
         return compile_filter(spec, tables=checker.source, qctx=qctx)
     except FilterInvalid as exc:
+        wrong_values = _parameter_errors(report, exc.errors)
+        if wrong_values:
+            raise ParameterInvalid(wrong_values, f"invalid parameters: "
+                                   f"{wrong_values[0].message}") from None
         for e in exc.errors:
             e.path = "$.filter" + (e.path or "$")[1:]
             e.field = None
         raise FilterInvalid(exc.errors, f"invalid report filter: {exc.errors[0].path}: "
                             f"{exc.errors[0].message}") from None
+
+
+def _parameter_errors(report: rm.Report, errors: list[ErrorItem]) -> list[ErrorItem]:
+    """The filter's errors about a value a parameter gave, as errors of that
+    parameter: the viewer's value is wrong, not the definition."""
+    fed = parameter_conditions(report.filter)
+    out = []
+    for e in errors:
+        for at, cond in fed:
+            rest = (e.path or "")[len(at):] if (e.path or "").startswith(at) else None
+            if rest is not None and rest[:1] in ("", ".", "[") and ".value" in rest:
+                key = cond["value"]["$param"]
+                out.append(ErrorItem(code="invalid_value", field=f"parameters.{key}",
+                                     message=f"parameter {key!r}: {e.message}"))
+                break
+    return out
 
 
 # --------------------------------------------------------------------------- compile cache
@@ -1089,7 +1156,8 @@ def _compile(ctx: EngineContext, app: str, report: rm.Report,
                                errors=checker.hidden)
     values = resolve_parameters(report.parameters, parameters, actor=ctx.actor,
                                 today=ctx.today())
-    condition = _compile_filter(ctx, checker, report, values)
+    spec = _filter_spec(ctx, checker, report, values)
+    condition = _compile_filter(ctx, checker, report, spec)
     builder = _Builder(ctx, app, report, checker, condition)
     statement = builder.build()
     forms = set(builder.forms)
@@ -1103,7 +1171,7 @@ def _compile(ctx: EngineContext, app: str, report: rm.Report,
             pass
     return CompiledReport(report=report, app=app, statement=statement,
                           columns=builder.columns, forms=tuple(sorted(forms)),
-                          parameters=values, dialect_name=dialect_name)
+                          parameters=values, dialect_name=dialect_name, filter=spec)
 
 
 __all__ = ["CompiledReport", "OutputColumn", "compile_report", "validate_report"]

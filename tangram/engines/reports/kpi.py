@@ -9,21 +9,25 @@ apply — restricted to a window of days of a date field in the
 organization's time zone.
 
 >>> kpi_card(ctx, app="crm", key="won_by_month", measure="won", period="month")
-{"value": "120000.00", "previous": {"value": "100000.00", "delta": "20000.00",
+{"measure": "won", "label": {"zh": "赢单金额", "en": "Won"}, "type": "decimal",
+ "scale": 2, "value": "120000.00", "previous": {"value": "100000.00", "delta": "20000.00",
  "percent": 20.0, ...}, "last_year": {...}}
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date, datetime, time, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
-from typing import Any
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING, Any
 
 from tangram.engines.context import EngineContext
+from tangram.engines.reports.params import day_start
 from tangram.errors import DefinitionInvalid, ErrorItem, ValidationFailed
 from tangram.metamodel import reports as rm
+
+if TYPE_CHECKING:
+    from tangram.engines.reports.compiler import OutputColumn
 
 PERIODS = ("day", "week", "month", "quarter", "year")
 
@@ -85,13 +89,6 @@ def _is_datetime(ctx: EngineContext, app: str, report: rm.Report, path: str, at:
     return ref.value_class == "datetime"
 
 
-def _bound(ctx: EngineContext, day: date, instant: bool) -> str:
-    # A period starts at local midnight in the organization's zone.
-    if not instant:
-        return day.isoformat()
-    return datetime.combine(day, time(0), tzinfo=ZoneInfo(ctx.timezone)).isoformat()
-
-
 def field_measure(report: rm.Report, key: str, at: str) -> rm.FieldMeasure:
     for m in report.measures:
         if m.key == key and isinstance(m, rm.FieldMeasure):
@@ -103,32 +100,51 @@ def field_measure(report: rm.Report, key: str, at: str) -> rm.FieldMeasure:
                                 f"{report.key!r}: {', '.join(keys)}"))])
 
 
-def measure_value(ctx: EngineContext, *, app: str, report: rm.Report, measure: str,
-                  parameters: Mapping[str, Any] | None = None,
-                  extra_filter: dict[str, Any] | None = None,
-                  window: tuple[str, date, date] | None = None,
-                  date_field_at: str = "$.date_field") -> Any:
-    """The measure over the report's records (and a window ``(date_field, from,
-    to_exclusive)``), computed by the database for the viewer in ``ctx``."""
-    from tangram.engines.reports.compiler import compile_report
-    from tangram.engines.reports.results import convert_value, fetch
-
+def measure_report(ctx: EngineContext, *, app: str, report: rm.Report, measure: str,
+                   extra_filter: dict[str, Any] | None = None,
+                   window: tuple[str, date, date] | None = None,
+                   date_field_at: str = "$.date_field") -> rm.Report:
+    """The report computing one measure of ``report`` over its records, with no
+    dimensions (and an extra filter, and a window ``(date_field, from,
+    to_exclusive)``): what a KPI card and an alert check compile."""
     m = field_measure(report, measure, "$.measure")
     conditions = [c for c in (report.filter, extra_filter) if c]
     if window is not None:
         path, lo, hi = window
         instant = _is_datetime(ctx, app, report, path, date_field_at)
-        conditions += [{"field": path, "op": "gte", "value": _bound(ctx, lo, instant)},
-                       {"field": path, "op": "lt", "value": _bound(ctx, hi, instant)}]
-    derived = report.model_copy(update={
+        conditions += [{"field": path, "op": op,
+                        "value": day_start(day, timezone=ctx.timezone, instant=instant)}
+                       for op, day in (("gte", lo), ("lt", hi))]
+    return report.model_copy(update={
         "filter": {"and": conditions} if conditions else None, "dimensions": [],
         "measures": [m], "sort": [], "limit": None, "others": False, "pivot": None,
         "totals": False, "chart": rm.TableChart(type="table")})
+
+
+def measure_value(ctx: EngineContext, *, app: str, report: rm.Report, measure: str,
+                  parameters: Mapping[str, Any] | None = None,
+                  extra_filter: dict[str, Any] | None = None,
+                  window: tuple[str, date, date] | None = None,
+                  date_field_at: str = "$.date_field") -> Any:
+    """The measure over the report's records (see ``measure_report``), computed
+    by the database for the viewer in ``ctx``."""
+    derived = measure_report(ctx, app=app, report=report, measure=measure,
+                             extra_filter=extra_filter, window=window,
+                             date_field_at=date_field_at)
+    return _computed(ctx, app, derived, parameters)[1]
+
+
+def _computed(ctx: EngineContext, app: str, derived: rm.Report,
+              parameters: Mapping[str, Any] | None) -> tuple[OutputColumn, Any]:
+    """The one measure's result column (label, type) and value."""
+    from tangram.engines.reports.compiler import compile_report
+    from tangram.engines.reports.results import convert_value, fetch
+
     compiled = compile_report(ctx, app=app, report=derived, parameters=parameters)
     rows = fetch(ctx.session, compiled)
     row = rows[0] if rows else None
     column = compiled.measures[0]
-    return convert_value(column, row[column.column] if row is not None else None)
+    return column, convert_value(column, row[column.column] if row is not None else None)
 
 
 def windows(today: date, period: str, *, complete: bool
@@ -195,7 +211,7 @@ def kpi_card(ctx: EngineContext, *, app: str, key: str, measure: str, period: st
     """A KPI card: the measure in the current period, with its value, delta and
     percent change against the previous period and the same period last year,
     and (with a ``target``) the share of the target it reaches."""
-    from tangram.engines.reports.results import to_json
+    from tangram.engines.reports.results import json_type, to_json
     from tangram.engines.reports.service import published_report
 
     problem = target_problem(target) if target is not None else None
@@ -203,27 +219,28 @@ def kpi_card(ctx: EngineContext, *, app: str, key: str, measure: str, period: st
         raise ValidationFailed([ErrorItem(code="out_of_range", field="target",
                                           message=problem)])
     if period not in PERIODS:
-        raise DefinitionInvalid(f"$.period: {period!r} is not a period", errors=[ErrorItem(
-            code="invalid_value", path="$.period", message=f"period is one of "
-            f"{', '.join(PERIODS)}")])
+        raise ValidationFailed([ErrorItem(code="invalid_value", field="period", message=(
+            f"{period!r} is not a period; period is one of {', '.join(PERIODS)}"))])
     report, version = published_report(ctx, app=app, key=key)
     field_measure(report, measure, "$.measure")
     path = default_date_field(report, date_field, "$.date_field")
     spans = windows(ctx.today(), period, complete=complete)
 
-    def value_in(name: str) -> Any:
+    def measured(name: str) -> tuple[OutputColumn, Any]:
         lo, hi = spans[name]
-        return measure_value(ctx, app=app, report=report, measure=measure,
-                             parameters=parameters, window=(path, lo, hi))
+        derived = measure_report(ctx, app=app, report=report, measure=measure,
+                                 window=(path, lo, hi))
+        return _computed(ctx, app, derived, parameters)
 
-    value = value_in("current")
+    column, value = measured("current")
     out: dict[str, Any] = {"report": key, "version": version, "measure": measure,
+                           "label": column.label, **json_type(column),
                            "period": period, "complete": complete,
                            "from": spans["current"][0].isoformat(),
                            "to": (spans["current"][1] - timedelta(days=1)).isoformat(),
                            "value": to_json(value)}
     for name in compare:
-        comparison = _comparison(value, value_in(name), spans[name])
+        comparison = _comparison(value, measured(name)[1], spans[name])
         out[name] = {k: to_json(v) for k, v in comparison.items()}
     if target is not None:
         reached = None if value is None or target == 0 else float(

@@ -4,18 +4,25 @@ A filter value ``{"$param": "owner"}`` is replaced by the parameter's value
 (the viewer's, else the declared default). A condition whose parameter has
 no value is left out — an empty "owner" parameter means every owner. The
 filter compiler then checks the value against the field like any other.
+
+A ``date_range`` parameter's value — a relative range (``"this_month"``) or
+``[from, to]`` dates — becomes the local days it covers: each condition it
+feeds is written as ``gte`` its first day and ``lt`` the day after its last
+(:func:`with_day_bounds`), whatever the condition's operator, because the
+filter language's ``date_range`` operator takes relative ranges only.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
-from datetime import date
+from collections.abc import Callable, Mapping
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from tangram.engines.context import Actor
-from tangram.engines.forms.date_ranges import resolve_date_range
+from tangram.engines.forms.date_ranges import DayRange, resolve_date_range
 from tangram.errors import ErrorItem, ValidationFailed
 from tangram.metamodel.reports import Parameter
 
@@ -28,17 +35,40 @@ class ParameterInvalid(ValidationFailed):
     code = "parameter_invalid"
 
 
+def day_range(value: Any, *, today: date) -> DayRange:
+    """The local days a date_range parameter's value covers: ``[from, to]``
+    dates (both included) or a relative range. Raises ``ValueError`` saying
+    what is allowed.
+
+    >>> day_range(["2026-01-01", "2026-03-31"], today=date(2026, 5, 20))
+    DayRange(start=datetime.date(2026, 1, 1), end=datetime.date(2026, 3, 31))
+    """
+    if not isinstance(value, list):
+        return resolve_date_range(value, today=today)
+    if len(value) != 2 or not all(isinstance(v, str) for v in value):
+        raise ValueError("a date range is [from, to] as YYYY-MM-DD texts or a relative "
+                         "range such as \"this_month\"")
+    try:
+        start, end = (date.fromisoformat(v) for v in value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a [from, to] pair of dates (YYYY-MM-DD)") from None
+    if start > end:
+        raise ValueError(f"the range starts {start} after it ends {end}")
+    return DayRange(start, end)
+
+
+def day_start(day: date, *, timezone: str, instant: bool) -> str:
+    """The filter value where ``day`` starts: the date for a date field; local
+    midnight in the organization's zone for a date-time field."""
+    if not instant:
+        return day.isoformat()
+    return datetime.combine(day, time(0), tzinfo=ZoneInfo(timezone)).isoformat()
+
+
 def _check(p: Parameter, value: Any, actor: Actor, today: date) -> Any:
     """A problem message, or the value to substitute."""
     if p.type == "date_range":
-        if isinstance(value, list):
-            if len(value) != 2 or not all(isinstance(v, str) for v in value):
-                raise ValueError("a date range is [from, to] as YYYY-MM-DD texts or a relative "
-                                 "range such as \"this_month\"")
-            for v in value:
-                date.fromisoformat(v)
-            return value
-        resolve_date_range(value, today=today)
+        day_range(value, today=today)
         return value
     if p.type == "user" and value == "me":
         if actor.id is None:
@@ -118,15 +148,66 @@ def substitute(spec: Any, values: Mapping[str, Any]) -> Any:
         return [substitute(s, values) for s in spec]
     if not isinstance(spec, dict):
         return spec
-    value = spec.get("value")
-    if "field" in spec and isinstance(value, dict) and set(value) == {"$param"}:
-        key = value["$param"]
+    key = _parameter_of(spec)
+    if key is not None:
         if not isinstance(key, str) or key not in values:
             return spec  # left for validation to report (see referenced_parameters)
         if values[key] is None:
             return {}
         return {**spec, "value": values[key]}
     return {k: substitute(v, values) for k, v in spec.items()}
+
+
+def with_day_bounds(spec: Any, declared: list[Parameter], values: Mapping[str, Any], *,
+                    today: date, timezone: str, is_instant: Callable[[str], bool]) -> Any:
+    """The filter with each condition fed by a date_range parameter that has a
+    value written as ``{"and": [gte first day, lt the day after the last]}`` on
+    its field (``is_instant``: is that field a date-time?)."""
+    ranges = {p.key: day_range(values[p.key], today=today) for p in declared
+              if p.type == "date_range" and values.get(p.key) is not None}
+    if not ranges:
+        return spec
+
+    def bounded(s: Any) -> Any:
+        if isinstance(s, list):
+            return [bounded(x) for x in s]
+        if not isinstance(s, dict):
+            return s
+        key = _parameter_of(s)
+        if not isinstance(key, str) or key not in ranges:
+            return {k: bounded(v) for k, v in s.items()}
+        days, path = ranges[key], s["field"]
+        instant = is_instant(path)
+        return {"and": [
+            {"field": path, "op": "gte",
+             "value": day_start(days.start, timezone=timezone, instant=instant)},
+            {"field": path, "op": "lt", "value": day_start(
+                days.end + timedelta(days=1), timezone=timezone, instant=instant)}]}
+
+    return bounded(spec)
+
+
+def _parameter_of(condition: dict[str, Any]) -> Any:
+    """The parameter key feeding a condition's value (None: no parameter)."""
+    value = condition.get("value")
+    if "field" in condition and isinstance(value, dict) and set(value) == {"$param"}:
+        return value["$param"]
+    return None
+
+
+def parameter_conditions(spec: Any, at: str = "$") -> list[tuple[str, dict[str, Any]]]:
+    """(JSON path, condition) of every condition whose value is a parameter."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    if isinstance(spec, list):
+        for i, s in enumerate(spec):
+            out.extend(parameter_conditions(s, f"{at}[{i}]"))
+    elif isinstance(spec, dict):
+        if _parameter_of(spec) is not None:
+            out.append((at, spec))
+        else:
+            for k, v in spec.items():
+                out.extend(parameter_conditions(v, f"{at}.{k}"))
+    return out
 
 
 def referenced_parameters(spec: Any, at: str = "$") -> list[tuple[str, Any]]:

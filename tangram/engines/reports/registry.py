@@ -210,22 +210,30 @@ class ParameterType:
     label: dict[str, str]
     description: str
     examples: list[Any] = field(default_factory=list)
+    # The forms of value an input for it offers (a UI renders one control each).
+    value_forms: tuple[str, ...] = ()
 
 
 _PARAMETER_TYPES = [
     ParameterType("date_range", {"zh": "日期范围", "en": "Date range"},
-                  "A relative range for the date_range operator, or [from, to] dates for "
-                  "between.", ["this_month", {"last_n_days": 30}, ["2026-01-01", "2026-03-31"]]),
+                  "Local days in the organization's time zone: a relative range (\"range\": "
+                  "one of \"ranges\", e.g. \"this_month\" or {\"last_n_days\": 30}) or "
+                  "custom dates (\"from_to\": [from, to], both days included). Either "
+                  "works in the date_range or between condition the parameter feeds.",
+                  ["this_month", {"last_n_days": 30}, ["2026-01-01", "2026-03-31"]],
+                  ("range", "from_to")),
     ParameterType("user", {"zh": "用户", "en": "User"},
-                  "A user id; \"me\" is the viewer.", ["me"]),
-    ParameterType("department", {"zh": "部门", "en": "Department"}, "A department id.", []),
+                  "A user id; \"me\" is the viewer.", ["me"], ("id", "me")),
+    ParameterType("department", {"zh": "部门", "en": "Department"}, "A department id.", [],
+                  ("id",)),
     ParameterType("text", {"zh": "文本", "en": "Text"},
-                  "A text (an option value, a province …).", ["华东"]),
+                  "A text (an option value, a province …).", ["华东"], ("text",)),
     ParameterType("number", {"zh": "数值", "en": "Number"}, "A number (as a string).",
-                  ["100000"]),
-    ParameterType("date", {"zh": "日期", "en": "Date"}, "A date, YYYY-MM-DD.", ["2026-01-01"]),
+                  ["100000"], ("number",)),
+    ParameterType("date", {"zh": "日期", "en": "Date"}, "A date, YYYY-MM-DD.", ["2026-01-01"],
+                  ("date",)),
     ParameterType("boolean", {"zh": "是否", "en": "Yes / no"},
-                  "true or false (for a yes/no field).", [False]),
+                  "true or false (for a yes/no field).", [False], ("boolean",)),
 ]
 
 PARAMETER_TYPES: dict[str, ParameterType] = {p.key: p for p in _PARAMETER_TYPES}
@@ -234,6 +242,7 @@ assert set(PARAMETER_TYPES) == set(rm.PARAMETER_TYPES)
 
 def catalog() -> dict[str, Any]:
     """JSON-able registries for the metadata endpoint and the designer palette."""
+    from tangram.engines.forms.date_ranges import date_range_catalog
     from tangram.engines.reports.charts import CHART_TYPES
 
     return {
@@ -245,7 +254,10 @@ def catalog() -> dict[str, Any]:
         "buckets": [{"key": b.key, "label": b.label, "description": b.description}
                     for b in BUCKETS.values()],
         "parameter_types": [{"key": p.key, "label": p.label, "description": p.description,
-                             "examples": p.examples} for p in PARAMETER_TYPES.values()],
+                             "examples": p.examples, "value_forms": list(p.value_forms),
+                             **({"ranges": date_range_catalog()} if "range" in p.value_forms
+                                else {})}
+                            for p in PARAMETER_TYPES.values()],
         "chart_types": [{"key": c.key, "label": c.label, "description": c.description,
                          "roles": c.roles} for c in CHART_TYPES.values()],
     }

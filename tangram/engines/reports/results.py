@@ -203,11 +203,18 @@ def _check_range(c: OutputColumn, value: Any) -> None:
 def json_type(c: OutputColumn) -> dict[str, Any]:
     """The ``type`` (and ``scale``) a column's values have in JSON: ``count``
     and ``integer`` (numbers), ``decimal`` (exact, as strings, with ``scale``
-    decimals), ``float`` (ratios, shares, percent changes), else the field's
-    value class (``date``, ``datetime``, ``text``, ``boolean``, ``reference``…)."""
+    decimals), ``float`` (ratios, shares, percent changes), ``date`` for a date
+    bucket (its first day, also of a date-time field), else the field's value
+    class (``date``, ``datetime``, ``text``, ``boolean``, ``reference``…); a
+    ``reference`` says what it ``refers_to``: ``user``, ``department`` or
+    ``record`` of ``form``."""
     d = c.definition
     if c.value_class == "count":
         return {"type": "count"}
+    if isinstance(d, rm.DateDimension):
+        return {"type": "date"}
+    if c.value_class == reg.REFERENCE:
+        return {"type": "reference", **_refers_to(c)}
     if isinstance(d, rm.BinDimension):
         return {"type": "decimal", "scale": max(0, -int(d.width.as_tuple().exponent),
                                                -int(d.origin.as_tuple().exponent))}
@@ -218,6 +225,19 @@ def json_type(c: OutputColumn) -> dict[str, Any]:
             return {"type": "decimal", "scale": c.scale}
         return {"type": "integer"}
     return {"type": c.value_class}
+
+
+def _refers_to(c: OutputColumn) -> dict[str, str]:
+    """What a reference column's ids are ids of (empty: not known, e.g. a
+    calculated field's)."""
+    if getattr(c.definition, "by", None) == "department":
+        return {"refers_to": "department"}
+    f = c.ref.field if c.ref is not None else None
+    if isinstance(f, fm.RelationField):
+        return {"refers_to": "record", "form": f.target}
+    if isinstance(f, fm.UserField | fm.DepartmentField):
+        return {"refers_to": f.type}
+    return {}
 
 
 def dimension_label(c: OutputColumn, value: Any, raw_label: Any, is_other: bool,

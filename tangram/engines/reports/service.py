@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from datetime import date, datetime, time, timedelta
+from datetime import date, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ValidationError
@@ -31,7 +30,7 @@ from tangram.engines.reports.compiler import (
 )
 from tangram.engines.reports.export import MEDIA_TYPES, export
 from tangram.engines.reports.kpi import kpi_card, period_start, target_problem
-from tangram.engines.reports.params import substitute
+from tangram.engines.reports.params import day_start
 from tangram.engines.reports.results import ReportResult, execute, result_json
 from tangram.errors import (
     DefinitionInvalid,
@@ -264,7 +263,7 @@ def drilldown_filter(ctx: EngineContext, *, app: str, key: str, element: Mapping
             f"filter of form {report.form!r} cannot select single rows"))])
     compiled = compile_report(ctx, app=app, report=report, parameters=parameters)
     conditions: list[Any] = []
-    base = substitute(report.filter, compiled.parameters)
+    base = compiled.filter
     if base:
         conditions.append(base)
     dimensions = {c.key for c in compiled.dimensions}
@@ -315,12 +314,9 @@ def drilldown_filter(ctx: EngineContext, *, app: str, key: str, element: Mapping
                     f"it starts {period_start(start, d.bucket)}")))
                 continue
             end = _next_period(start, d.bucket)
-            if col.ref is not None and col.ref.value_class == "datetime":
-                zone = ZoneInfo(ctx.timezone)
-                lo = datetime.combine(start, time(0), tzinfo=zone).isoformat()
-                hi = datetime.combine(end, time(0), tzinfo=zone).isoformat()
-            else:
-                lo, hi = start.isoformat(), end.isoformat()
+            instant = col.ref is not None and col.ref.value_class == "datetime"
+            lo, hi = (day_start(day, timezone=ctx.timezone, instant=instant)
+                      for day in (start, end))
             conditions += [{"field": d.field, "op": "gte", "value": lo},
                            {"field": d.field, "op": "lt", "value": hi}]
         elif isinstance(d, rm.BinDimension):
