@@ -8,33 +8,58 @@ that environment, so every user of templates refuses the same escapes
 (``''.__class__.__mro__``, ``record.__init__.__globals__``) with the same
 clear error, and reports syntax errors with their line.
 
+Every render has a time budget (``RENDER_SECONDS``): each loop step, call and
+printed value checks it, so a runaway template (``{% for i in range(100000)
+%}{% for j in range(100000) %}…``) stops with :class:`RenderTooLong` instead
+of running for hours. Nothing is computed when a template is only compiled
+(no constant folding: ``{{ 'a' * 100000000 }}`` costs nothing to check), and a
+repetition or power too large to compute is refused when it runs.
+
     env = sandbox(html=True)
     problem = template_problem("{{ ''.__class__ }}")  # "line 1: … '__class__' …"
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import operator
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from jinja2 import (
     ChainableUndefined,
     StrictUndefined,
     TemplateError,
+    TemplateRuntimeError,
     TemplateSyntaxError,
     Undefined,
     UndefinedError,
     nodes,
+    pass_eval_context,
 )
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
 from tangram.errors import DefinitionInvalid
 
-__all__ = ["SecurityError", "TemplateError", "TemplateInvalid", "TemplateSyntaxError",
-           "UndefinedError",
-           "endless_recursion", "record_fields_read", "sandbox", "template_problem",
-           "unsafe_access"]
+__all__ = ["MAX_REPEAT", "RENDER_SECONDS", "RenderTooLong", "SecurityError", "TemplateError",
+           "TemplateInvalid", "TemplateSyntaxError", "UndefinedError",
+           "endless_recursion", "loads_templates", "record_fields_read", "sandbox",
+           "template_problem", "unsafe_access"]
+
+# Seconds of CPU one render may take (print templates, notification and
+# action texts alike); documented in docs/print.md. A real print renders in
+# milliseconds; the PDF layout that follows is not counted. CPU time of the
+# rendering thread, not the wall clock: a busy server must not turn a
+# template that renders on a quiet one into an error.
+RENDER_SECONDS = 1.0
+# Longest string or list ``*`` may build, and the largest integer ``**`` may
+# (in bits): past these a single operation would take seconds or gigabytes,
+# which no deadline can interrupt.
+MAX_REPEAT = 1_000_000
+MAX_POWER_BITS = 100_000
 
 
 class TemplateInvalid(DefinitionInvalid):
@@ -43,10 +68,80 @@ class TemplateInvalid(DefinitionInvalid):
     code = "template_invalid"
 
 
+class RenderTooLong(TemplateRuntimeError):
+    """A render used up its time budget, or asked for a value too large to build.
+    A jinja2 runtime error, so every renderer reports it like a template that
+    failed on its values."""
+
+
+def _check_deadline(eval_ctx: Any) -> None:
+    if time.thread_time() > eval_ctx.deadline:
+        raise RenderTooLong(f"the template ran for more than {RENDER_SECONDS:g} s and was "
+                            "stopped (a loop that does not end, or one over too many items?)")
+
+
+class _BudgetedContext(Context):
+    """Starts the render's clock. A derived context (a scoped block) shares its
+    parent's eval context, and so its deadline."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.eval_ctx.deadline = time.thread_time() + RENDER_SECONDS  # type: ignore[attr-defined]
+
+
+@pass_eval_context
+def _budgeted(eval_ctx: Any, items: Iterable[Any]) -> Iterator[Any]:
+    """What every ``{% for %}`` iterates: its items, checking the clock per step."""
+    for item in items:
+        _check_deadline(eval_ctx)
+        yield item
+
+
+@pass_eval_context
+def _finalize(eval_ctx: Any, value: Any) -> Any:
+    # Needing the eval context also keeps jinja2 from evaluating constant
+    # output (``{{ 'a' * 100000000 }}``) while compiling, i.e. when saving.
+    _check_deadline(eval_ctx)
+    return value
+
+
+class _BudgetedCodeGenerator(CodeGenerator):
+    """Compiles ``{% for x in items %}`` as ``for x in environment.budgeted(items)``."""
+
+    def visit_For(self, node: nodes.For, frame: Frame) -> None:
+        node.iter = nodes.Call(nodes.EnvironmentAttribute("budgeted"), [node.iter], [],
+                               None, None, lineno=node.iter.lineno)
+        super().visit_For(node, frame)
+
+
 class _RefusingSandbox(SandboxedEnvironment):
     """jinja2's sandbox hands out an Undefined for an unsafe attribute, which a
     lenient Undefined would print as ""; refuse on access instead, so an
-    escape attempt is an error (naming the attribute), never silently empty."""
+    escape attempt is an error (naming the attribute), never silently empty.
+    Renders run on a time budget (see the module's docstring)."""
+
+    code_generator_class = _BudgetedCodeGenerator
+    context_class = _BudgetedContext
+    intercepted_binops = frozenset({"*", "**"})
+    budgeted = staticmethod(_budgeted)
+
+    def call(__self, __context: Context, __obj: Any, *args: Any,  # noqa: N805
+             **kwargs: Any) -> Any:
+        _check_deadline(__context.eval_ctx)  # a macro calling itself twice per call, …
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def call_binop(self, context: Context, operator_: str, left: Any, right: Any) -> Any:
+        if operator_ == "**":
+            if isinstance(left, int) and isinstance(right, int) and abs(left) > 1 \
+                    and right * abs(left).bit_length() > MAX_POWER_BITS:
+                raise RenderTooLong(f"{left} ** {right} is too large to compute")
+            return operator.pow(left, right)
+        for seq, times in ((left, right), (right, left)):
+            if isinstance(seq, str | list | tuple) and isinstance(times, int) \
+                    and len(seq) * times > MAX_REPEAT:
+                raise RenderTooLong(f"repeating a {type(seq).__name__} of {len(seq)} "
+                                    f"items {times} times makes more than {MAX_REPEAT:,}")
+        return operator.mul(left, right)
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
         raise SecurityError(f"access to attribute {attribute!r} of a "
@@ -66,7 +161,7 @@ def sandbox(*, html: bool, undefined: str = "strict",
     variable an error (messages); ``"lenient"`` prints it as "" and lets
     ``a.b.c`` chain through missing parts (print templates, where a field
     hidden from the viewer is simply absent)."""
-    env = _RefusingSandbox(autoescape=html,
+    env = _RefusingSandbox(autoescape=html, finalize=_finalize, optimized=False,
                            undefined=StrictUndefined if undefined == "strict"
                            else ChainableUndefined)
     env.filters.update(filters or {})
@@ -102,6 +197,11 @@ def template_problem(source: str, *, filters: Mapping[str, Any] | None = None) -
         env.from_string(source)
     except TemplateSyntaxError as exc:
         return f"template syntax error at line {exc.lineno}: {exc.message}"
+    loading = loads_templates(source)
+    if loading:
+        line, tag = loading
+        return (f"line {line}: {{% {tag} %}} is not available: a template cannot load other "
+                "templates or files; write the shared part as a {% macro %} in this template")
     endless = endless_recursion(source)
     if endless:
         line, name = endless
@@ -116,6 +216,21 @@ def template_problem(source: str, *, filters: Mapping[str, Any] | None = None) -
         return (f"line {line}: the sandbox does not allow {', '.join(map(repr, names))}; "
                 "templates may only read the variables they are given and their fields")
     return None
+
+
+_LOADING = {nodes.Include: "include", nodes.Import: "import", nodes.FromImport: "from … import",
+            nodes.Extends: "extends"}
+
+
+def loads_templates(source: str) -> tuple[int, str] | None:
+    """``(line, tag)`` of the first ``{% include %}``, ``{% import %}`` or
+    ``{% extends %}``: the sandbox has no loader, so they could only fail when
+    printed."""
+    found = list(_PARSER.parse(source).find_all(tuple(_LOADING)))
+    if not found:
+        return None
+    first = min(found, key=lambda n: n.lineno)
+    return first.lineno, _LOADING[type(first)]
 
 
 # Nodes whose body may not run: a call inside them is a recursion that can stop.

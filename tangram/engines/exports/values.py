@@ -12,12 +12,13 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
+from tangram.clock import iso_utc
 from tangram.engines.context import EngineContext
 from tangram.engines.directory import departments_table, users_table
 from tangram.engines.forms.registry import FormRuntime, get_runtime
@@ -75,12 +76,27 @@ def _datetime(f: fm.FieldBase, env: Env) -> Formatter:
     zone = env.zone
 
     def fmt(v: Any, titles: Titles) -> Any:
-        # Spreadsheets have no time zones: the organization's wall clock.
+        # Spreadsheets have no time zones: the organization's wall clock —
+        # unless that is off the calendar (see in_zone): then UTC, marked Z.
         if not isinstance(v, datetime):
             return v
-        return v.astimezone(zone).replace(tzinfo=None, microsecond=0)
+        local = in_zone(v, zone)
+        if local.tzinfo is UTC:
+            return iso_utc(local.replace(microsecond=0))
+        return local.replace(tzinfo=None, microsecond=0)
 
     return fmt
+
+
+def in_zone(value: datetime, zone: ZoneInfo) -> datetime:
+    """``value`` on ``zone``'s clock; within hours of the calendar's ends, where
+    that clock would leave it (9999-12-31T23:00Z is already year 10000 in
+    Shanghai), the value in UTC — ``tzinfo is datetime.UTC`` tells — so a
+    stored value always shows."""
+    try:
+        return value.astimezone(zone)
+    except OverflowError:
+        return value.astimezone(UTC)
 
 
 def _rollup(f: fm.FieldBase, env: Env) -> Formatter:

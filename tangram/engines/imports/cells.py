@@ -23,8 +23,8 @@ from tangram.metamodel import fields as fm
 Adapter = Callable[[Any], Any]
 AdapterFactory = Callable[[fm.FieldBase, ZoneInfo], Adapter]
 
-# A leading quote guards a formula-like text in exported files (see
-# tangram.engines.exports.values); reading it back removes the guard.
+# A leading quote guards a formula-like text in exported files and error files
+# (tangram.engines.exports.writers.guard_text); reading it back removes it.
 _GUARDED = re.compile(r"^'(?=[=+\-@\t\r])")
 LIST_SEPARATORS = re.compile(r"[,，;；、\n]")
 
@@ -34,7 +34,8 @@ def clean_text(cell: Any) -> Any:
         cell = cell.strip()
         return _GUARDED.sub("", cell) if cell[:1] == "'" else cell
     if isinstance(cell, float):
-        return repr(cell)
+        # Its shortest digits, never exponent notation: 1e-07 reads 0.0000001.
+        return format(Decimal(repr(cell)), "f")
     return cell
 
 

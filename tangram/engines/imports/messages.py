@@ -22,6 +22,16 @@ MESSAGES: dict[str, dict[str, str]] = {
     "dedup_ambiguous": {"en": "matches {count} existing records on {fields}; make the match "
                               "fields unique or fix the data",
                         "zh": "按{fields}匹配到{count}条已有记录，无法确定更新哪一条"},
+    "formula_uncomputed": {"en": "{label}: the cell holds a formula ({formula}) but the file "
+                                 "has no computed value for it; open the file in Excel or WPS "
+                                 "and save it, then import it again",
+                           "zh": "{label}：单元格是公式（{formula}），但文件中没有它的计算结果；"
+                                 "请用 Excel 或 WPS 打开并保存文件后重新导入"},
+    "extra_cells": {"en": "the row has values beyond the header's {columns} columns "
+                          "({values}); give those columns a title, or, if a value holds the "
+                          "delimiter (a comma), put it in double quotes",
+                    "zh": "该行在表头的{columns}列之外还有内容（{values}）；请为这些列加上标题，"
+                          "或者若某个值中含有分隔符（逗号），请用英文双引号把它括起来"},
     "row_failed": {"en": "row {row}: {error}", "zh": "第{row}行：{error}"},
     "reason_header": {"en": "Errors", "zh": "错误原因"},
 }

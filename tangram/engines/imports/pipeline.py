@@ -23,7 +23,7 @@ from tangram.engines.imports.cells import Adapter, adapter_for, split_list
 from tangram.engines.imports.dedup import DedupRule
 from tangram.engines.imports.lookups import LOOKUPS, MULTI_VALUED, Resolver
 from tangram.engines.imports.messages import text
-from tangram.engines.imports.sources import Cell, cell_text
+from tangram.engines.imports.sources import Cell, Formula, cell_text, is_blank
 from tangram.errors import ErrorItem, TangramError
 from tangram.metamodel.common import localize
 
@@ -70,6 +70,7 @@ class Pipeline:
     def __init__(self, rt: FormRuntime, mapping: Sequence[str | None], *,
                  dedup: DedupRule | None, timezone: str, historical: bool = False) -> None:
         self.rt, self.dedup = rt, dedup
+        self.width = len(mapping)  # the header's columns
         self.source = HISTORY_SOURCE if historical else SOURCE
         zone = ZoneInfo(timezone)
         self.columns: list[_Column] = []
@@ -92,24 +93,43 @@ class Pipeline:
 
     # -- reading ---------------------------------------------------------------------
 
-    def _read(self, row: RowInput) -> _Row:
+    def _read(self, row: RowInput, language: str) -> _Row:
         # Runs for every cell of the file: plain loops, no per-cell lookups.
         data: dict[str, Any] = {}
         lookups: dict[str, list[str]] = {}
+        errors: list[ErrorItem] = []
         cells = row.cells
         width = len(cells)
         for index, key, adapt in self._plain:
             if index < width:
                 cell = cells[index]
                 if cell is not None and (cell.__class__ is not str or cell.strip()):
-                    data[key] = adapt(cell)
+                    if cell.__class__ is Formula:
+                        errors.append(self._formula(key, cell, language))
+                    else:
+                        data[key] = adapt(cell)
         for col in self._referring:
             cell = cells[col.index] if col.index < width else None
             if cell is None or (isinstance(cell, str) and not cell.strip()):
                 continue
-            text = cell_text(cell)
-            lookups[col.key] = split_list(text) if col.multi else [text.strip()]
-        return _Row(source=row, data=data, errors=[], lookups=lookups)
+            if cell.__class__ is Formula:
+                errors.append(self._formula(col.key, cell, language))
+                continue
+            shown = cell_text(cell)
+            lookups[col.key] = split_list(shown) if col.multi else [shown.strip()]
+        if width > self.width and not is_blank(cells[self.width:]):
+            # Values no column title names would be dropped without a word;
+            # in a CSV they usually mean an unquoted delimiter shifted the row.
+            extra = [cell_text(c) for c in cells[self.width:]]
+            errors.append(ErrorItem(code="extra_cells", message=text(
+                "extra_cells", language, columns=self.width,
+                values=", ".join(v for v in extra if v.strip())[:200])))
+        return _Row(source=row, data=data, errors=errors, lookups=lookups)
+
+    def _formula(self, key: str, formula: str, language: str) -> ErrorItem:
+        label = localize(self.rt.form.field(key).label, language)  # type: ignore[union-attr]
+        return ErrorItem(code="formula_uncomputed", field=key, message=text(
+            "formula_uncomputed", language, label=label, formula=formula[:100]))
 
     def _resolve(self, ctx: EngineContext, rows: list[_Row]) -> None:
         wanted: dict[str, set[str]] = defaultdict(set)
@@ -153,7 +173,7 @@ class Pipeline:
     def run(self, ctx: EngineContext, batch: Sequence[RowInput], *, write: bool
             ) -> list[RowResult]:
         """The outcome of each row, in order (written when ``write``)."""
-        rows = [self._read(r) for r in batch]
+        rows = [self._read(r, ctx.language) for r in batch]
         self._resolve(ctx, rows)
         if self.dedup is None:
             return self._segment(ctx, rows, write=write, pending={})

@@ -4,7 +4,9 @@ A format reads a file as a header and data rows (``Sheet``) and writes rows
 back in the same format (error files). CSV detects its encoding — a byte-order
 mark, else strict UTF-8, else GB18030 (a superset of GBK, which Excel in China
 writes) — and its delimiter; XLSX reads the first worksheet with openpyxl's
-read-only mode, so neither ever holds the whole file in memory.
+read-only mode, so neither ever holds the whole file in memory. An XLSX formula
+whose file holds no computed value is read as :class:`Formula` (its text), so
+that the import reports it instead of reading an empty cell.
 
     >>> fmt = format_for("客户.csv")
     >>> with open("客户.csv", "rb") as fh:
@@ -18,16 +20,26 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import IO, Any, BinaryIO, Protocol, cast
 
+from tangram.engines.exports.writers import guard_text
 from tangram.errors import ErrorItem, ValidationFailed
 
-Cell = Any  # str from CSV; str, int, float, bool, date/datetime/time or None from XLSX
+Cell = Any  # str from CSV; str, int, float, bool, date/datetime/time, Formula or None from XLSX
+
+
+class Formula(str):
+    """An XLSX formula cell without a computed value, as its formula text
+    (``=SUM(B2:C2)``). Programs that write files without calculating them
+    (openpyxl, many exporters) leave formulas so; Excel and WPS compute and
+    store the value when they save the file."""
 
 
 @dataclass
@@ -61,7 +73,7 @@ def _unreadable(name: str, why: str) -> ValidationFailed:
     return ValidationFailed([item], item.message)
 
 
-def _blank(cells: list[Cell]) -> bool:
+def is_blank(cells: list[Cell]) -> bool:
     return all(c is None or (isinstance(c, str) and not c.strip()) for c in cells)
 
 
@@ -161,7 +173,7 @@ class CsvFormat:
         def rows() -> Iterator[tuple[int, list[Cell]]]:
             # csv counts physical lines; a quoted cell may span several
             for number, cells in enumerate(reader, start=2):
-                if not _blank(cells):
+                if not is_blank(cells):
                     yield number, cells
 
         return Sheet(header=header, rows=rows(), encoding=encoding.replace("-sig", ""))
@@ -171,23 +183,50 @@ class CsvFormat:
         text = io.TextIOWrapper(target, encoding="utf-8-sig", newline="",  # type: ignore[arg-type]
                                 write_through=True)
         writer = csv.writer(text)
-        writer.writerow(header)
+        # Guarded like exports: a cell starting with = + - @ would run as a
+        # formula in Excel (the importer removes the guard again).
+        writer.writerow([guard_text(t) for t in header])
         for row in rows:
-            writer.writerow(["" if c is None else c for c in row])
+            writer.writerow(["" if c is None else guard_text(c) if isinstance(c, str) else c
+                             for c in row])
         text.flush()
         text.detach()
 
 
 # --------------------------------------------------------------------------- XLSX
 
-def _xlsx_cell(value: Any) -> Cell:
+def _xlsx_cell(value: Any, formula: Any) -> Cell:
+    if value is None and formula is not None:
+        # None with data_only, a formula without: no computed value in the file.
+        return Formula(getattr(formula, "text", formula))
     # Excel stores every number as a float: 13812345678.0 is a phone number,
-    # 3.0 an integer.
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    if isinstance(value, str):
-        return value
+    # 3.0 an integer. Excel keeps 15 significant digits; a float past 2**53 is
+    # read as the digits of its shortest form (1.23456789012346E+17 →
+    # 123456789012346000), not the binary value's noise (…6048).
+    if isinstance(value, float) and value.is_integer():
+        return int(value) if abs(value) < 2**53 else int(Decimal(repr(value)))
     return value
+
+
+# A formula element (<f>, <f t="shared" …/>, <x:f>) in a worksheet's XML; text
+# in that XML is escaped, so "<f" is always a tag.
+_FORMULA_TAG = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?f[\s>/]")
+
+
+def _may_hold_formulas(sheet: Any) -> bool:
+    """Whether a read-only sheet's XML has a formula: a scan of its bytes, far
+    cheaper than reading the sheet a second time. (openpyxl opens that XML
+    with ``_get_source``; were it gone, assume the sheet may.)"""
+    get_source = getattr(sheet, "_get_source", None)
+    if get_source is None:
+        return True
+    tail = b""
+    with get_source() as src:
+        while chunk := src.read(1 << 20):
+            if _FORMULA_TAG.search(tail + chunk):
+                return True
+            tail = chunk[-64:]
+    return False
 
 
 class XlsxFormat:
@@ -202,26 +241,37 @@ class XlsxFormat:
 
         try:
             workbook = load_workbook(source, read_only=True, data_only=True)
+            # A formula without a computed value reads as None above, like an
+            # empty cell: the same sheet read for its formulas tells them apart.
+            formulas = load_workbook(source, read_only=True, data_only=False) \
+                if _may_hold_formulas(workbook.worksheets[0]) else None
         except (BadZipFile, OSError, KeyError, ValueError) as exc:
             raise _unreadable("XLSX", str(exc) or type(exc).__name__) from None
-        sheet = workbook.worksheets[0]
-        values = sheet.iter_rows(values_only=True)
+        values = zip(workbook.worksheets[0].iter_rows(values_only=True),
+                     formulas.worksheets[0].iter_rows(values_only=True) if formulas
+                     else itertools.repeat(()), strict=False)
+
+        def close() -> None:
+            workbook.close()
+            if formulas is not None:
+                formulas.close()
+
         first = next(values, None)
         if first is None:
-            workbook.close()
+            close()
             raise _unreadable("XLSX", "the first worksheet is empty")
-        header = [_title(c) for c in first]
+        header = [_title(c) for c in first[0]]
         while header and not header[-1]:
             header.pop()
 
         def rows() -> Iterator[tuple[int, list[Cell]]]:
             try:
-                for number, raw in enumerate(values, start=2):
-                    cells = [_xlsx_cell(c) for c in raw]
-                    if not _blank(cells):
+                for number, (raw, texts) in enumerate(values, start=2):
+                    cells = [_xlsx_cell(c, f) for c, f in itertools.zip_longest(raw, texts)]
+                    if not is_blank(cells):
                         yield number, cells
             finally:
-                workbook.close()
+                close()
 
         return Sheet(header=header, rows=rows(), encoding=None)
 

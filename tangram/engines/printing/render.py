@@ -23,6 +23,7 @@ from markupsafe import escape
 
 from tangram.engines.printing.filters import filter_functions
 from tangram.engines.templates import (
+    RenderTooLong,
     SecurityError,
     TemplateInvalid,
     TemplateSyntaxError,
@@ -80,7 +81,8 @@ def _template_line(exc: BaseException) -> int | None:
 
 def render_text(source: str, variables: Mapping[str, Any], *, where: str = "body") -> str:
     """Render one template text; a refused or broken template raises
-    TemplateInvalid naming the problem and its line. Output is capped at
+    TemplateInvalid naming the problem and its line, and so does one that runs
+    out of its time budget (``templates.RENDER_SECONDS``). Output is capped at
     MAX_OUTPUT characters (a runaway loop is an error, not a huge page)."""
     parts: list[str] = []
     size = 0
@@ -101,6 +103,11 @@ def render_text(source: str, variables: Mapping[str, Any], *, where: str = "body
                               f"{exc.lineno}: {exc.message}", details={"part": where,
                                                                       "line": exc.lineno}) \
             from None
+    except RenderTooLong as exc:
+        line = _template_line(exc)
+        raise TemplateInvalid(f"the print template's {where} was stopped"
+                              + (f" at line {line}" if line else "") + f": {exc}",
+                              details={"part": where, "line": line}) from None
     except RecursionError:
         # A macro that keeps calling itself (the check at save catches the
         # obvious ones; one that stops too late ends here).

@@ -231,6 +231,11 @@ def print_record(ctx: EngineContext, *, app: str, form: str, record_id: Any, tem
     if tpl.form != form:
         raise NotFound(f"print template {template!r} prints form {tpl.form!r}, not {form!r}")
     variables = template_variables(ctx, app=app, template=tpl, record_id=record_id)
+    # Everything is read: end the transaction before rendering, which may take
+    # seconds (a PDF; a template up to its time budget). On SQLite every
+    # transaction holds the write lock (BEGIN IMMEDIATE), so a render inside one
+    # would stop every other request that writes.
+    ctx.session.commit()
     html = render_html(tpl, variables, language=ctx.language)
     return PrintOutput(content=output.produce(html, open_file, fetched),
                        media_type=output.media_type,
@@ -243,7 +248,12 @@ def platform_file_opener(ctx: EngineContext, read: Callable[[str], bytes]) -> Fi
     def open_file(file_id: uuid.UUID) -> tuple[bytes, str] | None:
         row = ctx.session.execute(sa.select(files_table).where(
             files_table.c.id == file_id)).first()
-        if row is None or not file_readable(ctx, file_id=file_id, uploaded_by=row.uploaded_by):
+        readable = row is not None and file_readable(ctx, file_id=file_id,
+                                                     uploaded_by=row.uploaded_by)
+        # Called while the PDF is laid out: let go of the database at once
+        # (see print_record).
+        ctx.session.commit()
+        if row is None or not readable:
             return None
         return read(row.storage_key), row.content_type
 

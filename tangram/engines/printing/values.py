@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from markupsafe import escape
 
-from tangram.engines.exports.values import Env, formatter_for
+from tangram.engines.exports.values import Env, formatter_for, in_zone
 from tangram.engines.forms.fieldtypes import sanitize_html
 from tangram.metamodel import fields as fm
 from tangram.metamodel.common import localize
@@ -116,7 +116,7 @@ def _date(f: fm.FieldBase, v: Any, env: ShowEnv) -> Any:
 def _datetime(f: fm.FieldBase, v: Any, env: ShowEnv) -> Any:
     if isinstance(v, str):
         v = datetime.fromisoformat(v.replace("Z", "+00:00"))
-    return v.astimezone(env.zone) if isinstance(v, datetime) else v
+    return in_zone(v, env.zone) if isinstance(v, datetime) else v
 
 
 def _formula(f: fm.FieldBase, v: Any, env: ShowEnv) -> Any:
@@ -171,7 +171,10 @@ def _date_text(f: fm.FieldBase, v: Any, env: ShowEnv, titles: Titles) -> str:
 
 
 def _datetime_text(f: fm.FieldBase, v: Any, env: ShowEnv, titles: Titles) -> str:
-    return v.strftime("%Y-%m-%d %H:%M") if isinstance(v, datetime) else str(v)
+    if not isinstance(v, datetime):
+        return str(v)
+    # Off the calendar in the organization's zone (see in_zone): say it is UTC.
+    return v.strftime("%Y-%m-%d %H:%M") + (" UTC" if v.tzinfo is UTC else "")
 
 
 def _like_export(f: fm.FieldBase, v: Any, env: ShowEnv, titles: Titles) -> str:

@@ -10,6 +10,10 @@
     showExtensions: true,
     showCommonExtensions: true,
     persistAuthorization: true,
+    // Swagger UI would otherwise load a badge from validator.swagger.io on any
+    // host but localhost: offline installations have no such server (and the
+    // CSP refuses it).
+    validatorUrl: null,
     presets: [SwaggerUIBundle.presets.apis, SwaggerUIBundle.SwaggerUIStandalonePreset],
   });
 })();
