@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from tangram import i18n
+
 
 @dataclass
 class ErrorItem:
@@ -64,8 +66,12 @@ class ValidationFailed(TangramError):
     status = 422
     code = "validation_failed"
 
-    def __init__(self, errors: list[ErrorItem], message: str | None = None) -> None:
-        super().__init__(message or f"{len(errors)} validation error(s)", errors=errors)
+    def __init__(self, errors: list[ErrorItem], message: str | None = None, *,
+                 language: str = "en") -> None:
+        """Without ``message`` the summary counts the errors in ``language``
+        (the caller's: ``ctx.language``)."""
+        super().__init__(message or i18n.message("validation_failed", language,
+                                                 count=len(errors)), errors=errors)
 
 
 class DefinitionInvalid(TangramError):

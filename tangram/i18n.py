@@ -63,6 +63,7 @@ MESSAGES: dict[str, dict[str, str]] = {
                    "zh": "{label}：表达式计算出错：{error}"},
     "tag_length": {"en": "{label}: tag {value!r} is longer than {limit} characters",
                    "zh": "{label}：标签“{value}”超过{limit}个字符"},
+    "validation_failed": {"en": "{count} validation error(s)", "zh": "{count} 处填写有误"},
 }
 
 TYPE_NAMES_ZH = {
@@ -74,6 +75,8 @@ TYPE_NAMES_ZH = {
     "a list of rows": "行列表",
     "a single-line text (no line breaks or control characters)": "单行文本（不含换行或控制字符）",
     "a text without NUL characters": "不含 NUL 字符的文本",
+    "a text of whole characters (no lone UTF-16 surrogates)":
+        "由完整字符组成的文本（不含单独的 UTF-16 代理项）",
     "a date-time between the years 1 and 9999 in UTC": "UTC 下 1 至 9999 年之间的日期时间",
 }
 

@@ -319,6 +319,9 @@ def _op_pow(a: Any, b: Any) -> Any:
         raise _limit_error(f"exponent {b} is larger than the limit of {MAX_EXPONENT}")
     if a == 0 and b < 0:
         raise _runtime_error("zero cannot be raised to a negative power (division by zero)")
+    if a < 0 and b != int(b):
+        raise _runtime_error(f"{format_value(a)} ** {format_value(b)} is not a real number "
+                             "(a negative number to a fractional power)")
     if type(a) is int and type(b) is int and b >= 0:
         # (bit_length - 1) * b is a lower bound of the result's size: refuse before computing.
         if (abs(a).bit_length() - 1) * b > _INT_LIMIT_BITS:
@@ -697,7 +700,10 @@ def _parse(source: str) -> tuple[ast.expr, dict[int, str]]:
                               "deeply)", kind="syntax", expression=source) from None
     # Python joins "a" "b" and decodes escapes its own way; the checker re-reads
     # each literal from its source text with the language's rules.
-    literals = {id(node): ast.get_source_segment(body, node) or ""
+    # One line (breaks became spaces), so a literal's text is its byte span;
+    # ast.get_source_segment would split the whole source again for each one.
+    encoded = body.encode()
+    literals = {id(node): encoded[node.col_offset:node.end_col_offset].decode()
                 for node in ast.walk(tree) if isinstance(node, ast.Constant)}
     _shift_positions(tree, body, lead)
     return tree, literals
@@ -776,14 +782,19 @@ class _Checker:
     def check_depth(self, tree: ast.expr) -> None:
         # Iterative, because the recursive checker below must never meet a tree
         # deep enough to exhaust Python's stack.
-        stack: list[tuple[ast.AST, int]] = [(tree, 1)]
+        stack: list[tuple[ast.AST, int, ast.AST | None]] = [(tree, 1, None)]
         while stack:
-            node, depth = stack.pop()
+            node, depth, parent = stack.pop()
             if depth > MAX_DEPTH:
-                raise self.fail(node, "limit", f"the expression is nested more than {MAX_DEPTH} "
-                                "levels deep; split it into several fields")
+                chain = isinstance(parent, ast.BinOp) and isinstance(parent.left, ast.BinOp)
+                raise self.fail(node, "limit", (
+                    f"more than {MAX_DEPTH} operators in a row (each one nests the terms "
+                    "before it); add many terms with sum([a, b, …]) or join texts with "
+                    "concat(a, b, …)") if chain else (
+                    f"the expression is nested more than {MAX_DEPTH} levels deep; split it "
+                    "into several fields"))
             step = 1 if isinstance(node, ast.expr) else 0
-            stack.extend((child, depth + step) for child in ast.iter_child_nodes(node))
+            stack.extend((child, depth + step, node) for child in ast.iter_child_nodes(node))
 
     def visit(self, node: ast.expr) -> ast.expr:
         handler = getattr(self, "visit_" + type(node).__name__, None)

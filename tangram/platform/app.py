@@ -202,6 +202,14 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc.__cause__, RecursionError):
+        # A body nested so deep that the JSON parser itself gave up (the
+        # shallower ones are refused by api.body with the same answer).
+        from tangram.platform.api.body import MAX_DEPTH
+
+        return await _request_invalid(request, RequestValidationError([{
+            "type": "too_deep", "loc": ("body",),
+            "msg": f"the JSON nests deeper than {MAX_DEPTH} levels"}]))
     if exc.status_code == 404 and exc.detail == "Not Found":
         message = f"No such endpoint: {request.method} {request.url.path}."
     elif exc.status_code == 405:

@@ -54,9 +54,9 @@ def test_all_errors_at_once_and_nothing_written(world):
     create(world, "lead", name="a", phone="13812345678")
     with pytest.raises(ValidationFailed) as info:
         create(world, "lead", phone="13812345678", n=9)
-    assert sorted((e.field, e.code) for e in info.value.errors) == [("n", "max"),
-                                                                    ("name", "required")]
-    # uniqueness is checked once the record is otherwise valid
+    # every problem at once, the taken phone number too
+    assert sorted((e.field, e.code) for e in info.value.errors) == [
+        ("n", "max"), ("name", "required"), ("phone", "unique")]
     with pytest.raises(ValidationFailed) as info:
         create(world, "lead", name="b", phone="13812345678")
     assert [(e.field, e.code) for e in info.value.errors] == [("phone", "unique")]

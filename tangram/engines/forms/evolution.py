@@ -42,8 +42,9 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 from tangram import i18n
+from tangram.db.types import GUID
 from tangram.engines.forms import ddl
-from tangram.engines.forms.fieldtypes import FIELD_KINDS, FieldProblem
+from tangram.engines.forms.fieldtypes import FIELD_KINDS, FieldProblem, TextKind
 from tangram.engines.forms.systables import form_tables_table
 from tangram.engines.forms.tables import (
     MAX_IDENTIFIER,
@@ -63,6 +64,7 @@ from tangram.errors import (
     NotFound,
 )
 from tangram.metamodel import fields as fm
+from tangram.metamodel.common import localize
 from tangram.metamodel.forms import Form
 
 MAX_LISTED = 20  # failures / duplicates listed per step; the total is counted
@@ -97,7 +99,7 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "change_type": ("Change {key} from {old_type} ({old_sig}) to {new_type} ({new_sig}): "
                     "{rows} value(s) converted, {failed} cannot be and would be cleared",
                     "字段 {key} 由 {old_type}（{old_sig}）改为 {new_type}（{new_sig}）："
-                    "转换 {rows} 个值，其中 {failed} 个无法转换，将被清空"),
+                    "{rows} 个值可以转换，{failed} 个无法转换，将被清空"),
     "remove_field": ("Remove field {key}: {rows} record(s) have data, kept as {kept} until "
                      "purged", "删除字段 {key}：{rows} 条记录有数据，保留为 {kept} 直到彻底清除"),
     "remove_options": ("Remove option(s) {options} of {key}: {rows} record(s) use them and "
@@ -148,6 +150,7 @@ class EvolutionPlan:
     new_retired: list[dict[str, Any]]
     base_version: int | None = None  # form_tables.version the plan was made against
     time_zone: str = "Asia/Shanghai"
+    language: str = "en"  # of the failure messages
 
     @property
     def destructive(self) -> bool:
@@ -182,6 +185,7 @@ class _Ctx:
     read_table: str
     soft_delete: bool
     parent: str | None = None  # sub-table field id, for a child table
+    parent_key: str | None = None  # and its key (history entries name it)
 
 
 @dataclass
@@ -202,6 +206,12 @@ class _Scan:
     duplicates: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
+# What applying a plan cleared, for the records' history: record id -> the
+# audit entry's changes ({field: {"old": .., "new": ..}}; a sub-table field
+# lists the changed rows: {"old": [{"id": .., key: ..}], "new": [...]}).
+Losses = dict[uuid.UUID, dict[str, Any]]
+
+
 Rewrite = Callable[[Any], tuple[Any, tuple[str, dict[str, Any]] | None]]
 
 
@@ -218,13 +228,14 @@ def load_state(connection: sa.Connection, *, app: str, form: str) -> FormTableSt
 
 
 def plan_evolution(connection: sa.Connection, *, app: str, old: Form | None, new: Form,
-                   state: FormTableState | None, time_zone: str = "Asia/Shanghai"
-                   ) -> EvolutionPlan:
+                   state: FormTableState | None, time_zone: str = "Asia/Shanghai",
+                   language: str = "en") -> EvolutionPlan:
     """Dry run: the steps that turn what exists (``state``) into tables for
     ``new``, with affected row counts and failing conversions. Changes nothing.
 
     ``old`` (the previously published definition) adds the checks that need
-    it (removed options, ``required`` turned on, tightened rules).
+    it (removed options, ``required`` turned on, tightened rules). Failure
+    messages are in ``language`` and name fields by their label.
     Raises DefinitionInvalid when the change is impossible (duplicates under a
     new unique index, a storage change, a key taken by kept data).
     """
@@ -235,16 +246,18 @@ def plan_evolution(connection: sa.Connection, *, app: str, old: Form | None, new
             errors=[ErrorItem(code="field_id", message=f"field {k!r} has no id", field=k)
                     for k in missing])
     return _Planner(connection, app=app, old=old, new=new, state=state,
-                    time_zone=time_zone).plan()
+                    time_zone=time_zone, language=language).plan()
 
 
 def apply_evolution(connection: sa.Connection, plan: EvolutionPlan, *,
-                    confirm_destructive: bool, version: int) -> None:
+                    confirm_destructive: bool, version: int) -> Losses:
     """Perform ``plan`` and record the layout as ``version`` in ``form_tables``.
 
     Runs in a savepoint of the caller's transaction, so a failure undoes every
     step. Steps re-check the data (it may have changed since the dry run): a
-    step that turns out destructive still needs confirmation.
+    step that turns out destructive still needs confirmation. Returns the
+    values each record lost (cleared or cut options, cleared links), for the
+    caller to write to the records' history.
     """
     if plan.destructive and not confirm_destructive:
         raise ConfirmationRequired(
@@ -267,6 +280,7 @@ def apply_evolution(connection: sa.Connection, plan: EvolutionPlan, *,
         else:
             connection.execute(sa.update(t).where(t.c.app == plan.app, t.c.form == plan.form_key)
                                .values(**values))
+    return applier.losses
 
 
 def purge_field(connection: sa.Connection, *, app: str, form: str, field_id: str) -> int:
@@ -304,12 +318,13 @@ def purge_field(connection: sa.Connection, *, app: str, form: str, field_id: str
 
 class _Planner:
     def __init__(self, connection: sa.Connection, *, app: str, old: Form | None, new: Form,
-                 state: FormTableState | None, time_zone: str) -> None:
+                 state: FormTableState | None, time_zone: str, language: str) -> None:
         self.conn = connection
         self.app = app
         self.new = new
         self.state = state
         self.tz = time_zone
+        self.language = language
         self.main = state.table_name if state else bounded_name(app, new.key)
         self.old_defs = {f.id: f for f in old.all_fields() if f.id} if old else {}
         self.retired: list[dict[str, Any]] = copy.deepcopy(state.retired) if state else []
@@ -325,7 +340,7 @@ class _Planner:
                              steps=self.steps, new_layout={"fields": fields},
                              new_retired=self.retired,
                              base_version=self.state.version if self.state else None,
-                             time_zone=self.tz)
+                             time_zone=self.tz, language=self.language)
 
     def _create(self) -> dict[str, Any]:
         tables = build_tables(self.app, self.new, table_name=self.main)
@@ -479,7 +494,7 @@ class _Planner:
         if storage == "child_table":
             assert isinstance(f, fm.SubTableField)
             child = _Ctx(entry["table"], live.read_table or entry["table"], soft_delete=False,
-                         parent=f.id)
+                         parent=f.id, parent_key=f.key)
             new_entry["children"] = self._diff(child, entry.get("children", {}),
                                                _physical_subfields(f))
         elif storage == "join_table":
@@ -505,7 +520,8 @@ class _Planner:
         entry = live.entry
         scan = _scan(self.conn, ctx=ctx, table=ctx.read_table, column=live.read_key,
                      sig=entry["column_sig"], rewrite=_converter(entry["type"], f, self.tz),
-                     label=f.key, old_type=entry["type"], unique=new_entry["unique"])
+                     label=self._label(f), language=self.language, old_type=entry["type"],
+                     unique=new_entry["unique"])
         _refuse_duplicates(f.key, scan.duplicates)
         lossless = _lossless(entry["type"], entry["column_sig"], new_entry["type"],
                              new_entry["column_sig"])
@@ -514,7 +530,8 @@ class _Planner:
                    affected_rows=scan.with_values, scan=scan,
                    key=f.key, old_type=entry["type"], old_sig=entry["column_sig"],
                    new_type=new_entry["type"], new_sig=new_entry["column_sig"],
-                   rows=scan.with_values, failed=scan.failure_count, params={
+                   rows=scan.with_values - scan.failure_count, failed=scan.failure_count,
+                   params={
                        "table": ctx.table, "key": f.key, "fid": _fid(f), "ctx": ctx,
                        "old_type": entry["type"], "old_sig": entry["column_sig"],
                        "new_sig": new_entry["column_sig"], "definition": f,
@@ -530,7 +547,7 @@ class _Planner:
             params = {"storage": "join_table", "table": entry["table"]}
         else:
             rows = ddl.count_values(self.conn, ctx.read_table, live.read_key)
-            params = {"storage": "column", "table": ctx.table, "key": f.key}
+            params = {"storage": "column", "table": ctx.table, "key": f.key, "ctx": ctx}
         old = entry.get("target") or entry["type"]
         new = new_entry.get("target") or new_entry["type"]
         self._step("change_target", f.key, table=params["table"], destructive=rows > 0,
@@ -544,8 +561,8 @@ class _Planner:
         rewrite = _option_rewrite(set(removed), multi=isinstance(f, fm.MultiSelectField),
                                   allowed=", ".join(_option_values(f)[:20]))
         scan = _scan(self.conn, ctx=ctx, table=ctx.read_table, column=live.read_key,
-                     sig=live.entry["column_sig"], rewrite=rewrite, label=f.key,
-                     old_type=_type(f))
+                     sig=live.entry["column_sig"], rewrite=rewrite, label=self._label(f),
+                     language=self.language, old_type=_type(f))
         self._step("remove_options", f.key, table=ctx.table, destructive=scan.failure_count > 0,
                    affected_rows=scan.failure_count, scan=scan, key=f.key,
                    options=", ".join(removed), rows=scan.failure_count, params={
@@ -560,7 +577,7 @@ class _Planner:
             return
         scan = _scan(self.conn, ctx=ctx, table=ctx.read_table, column=live.read_key,
                      sig=live.entry["column_sig"], rewrite=_converter(_type(f), f, self.tz),
-                     label=f.key, old_type=_type(f))
+                     label=self._label(f), language=self.language, old_type=_type(f))
         if scan.failure_count:
             self._step("check_values", f.key, table=ctx.table, affected_rows=scan.failure_count,
                        scan=scan, key=f.key, rows=scan.failure_count)
@@ -642,6 +659,9 @@ class _Planner:
             out["children"] = {_fid(sf): self._entry(child, sf)
                                for sf in _physical_subfields(f)} if children else {}
         return out
+
+    def _label(self, f: fm.FieldBase) -> str:
+        return localize(f.label, self.language)
 
     def _retired_table_name(self, fid: str) -> str:
         used = {r["table"] for r in self.retired}
@@ -778,7 +798,10 @@ def _bridge(old_type: str, new_type: str, value: Any, tz: str) -> Any:
     if isinstance(value, bool):
         return "true" if value else "false"
     kind = FIELD_KINDS.get(old_type)
-    return kind.to_json(value) if kind else value
+    out = kind.to_json(value) if kind else value
+    if isinstance(out, int) and FIELD_KINDS[new_type].expected == TextKind.expected:
+        return str(out)  # integer to text is lossless: 42 becomes "42"
+    return out
 
 
 def _converter(old_type: str, f: fm.FieldBase, tz: str) -> Rewrite:
@@ -819,15 +842,21 @@ def _jsonable(value: Any) -> Any:
 
 def _scan(connection: sa.Connection, *, ctx: _Ctx, table: str, column: str, sig: str,
           rewrite: Rewrite, label: str, old_type: str, unique: bool = False,
-          write: Callable[[list[tuple[uuid.UUID, Any, Any]]], None] | None = None) -> _Scan:
+          language: str = "en",
+          write: Callable[[list[tuple[uuid.UUID, Any, Any]]], None] | None = None,
+          losses: Losses | None = None) -> _Scan:
     """Run ``rewrite`` over every stored value of ``column``: count values,
     list failures (up to MAX_LISTED), find duplicates among live results, and
-    hand each batch of (id, old, new) to ``write`` when applying."""
+    hand each batch of (id, old, new) to ``write`` when applying, noting each
+    failure (a value cleared or cut) in ``losses``."""
     child = ctx.parent is not None
     stub = ddl.stub_table(table, {column: ddl.type_from_sig(sig)}, child=child,
                           soft_delete=ctx.soft_delete)
     result, seen = _Scan(), dict[str, list[uuid.UUID]]()
     old_kind = FIELD_KINDS.get(old_type)
+
+    def as_json(v: Any) -> Any:
+        return _jsonable(old_kind.to_json(v) if old_kind else v)
     for rows in ddl.iter_rows(connection, stub, column):
         batch = []
         for row in rows:
@@ -839,12 +868,16 @@ def _scan(connection: sa.Connection, *, ctx: _Ctx, table: str, column: str, sig:
             batch.append((row.id, value, new))
             if problem is not None:
                 result.failure_count += 1
+                if losses is not None:
+                    # A failure leaves None or part of the old value (options
+                    # cut from a list): the old type renders both.
+                    _note_loss(losses, ctx, row, column, as_json(value),
+                               None if new is None else as_json(new))
                 if len(result.failures) < MAX_LISTED:
                     code, params = problem
                     failure = {"record_id": str(row.parent_id if child else row.id),
-                               "value": _jsonable(old_kind.to_json(value) if old_kind else value),
-                               "error": code,
-                               "message": i18n.message(code, "en", label=label, **params)}
+                               "value": as_json(value), "error": code,
+                               "message": i18n.message(code, language, label=label, **params)}
                     if child:
                         failure["row_id"] = str(row.id)
                     result.failures.append(failure)
@@ -857,6 +890,22 @@ def _scan(connection: sa.Connection, *, ctx: _Ctx, table: str, column: str, sig:
                           "record_ids": [str(i) for i in ids[:5]]}
                          for value, ids in seen.items() if len(ids) > 1]
     return result
+
+
+def _note_loss(losses: Losses, ctx: _Ctx, row: Any, key: str, old: Any, new: Any) -> None:
+    """Add one lost value to its record's history entry."""
+    if ctx.parent_key is None:
+        losses.setdefault(row.id, {})[key] = {"old": old, "new": new}
+        return
+    change = losses.setdefault(row.parent_id, {}).setdefault(
+        ctx.parent_key, {"old": [], "new": []})
+    for side, value in (("old", old), ("new", new)):
+        rows = change[side]
+        entry = next((r for r in rows if r["id"] == str(row.id)), None)
+        if entry is None:
+            entry = {"id": str(row.id)}
+            rows.append(entry)
+        entry[key] = value
 
 
 def _duplicates(connection: sa.Connection, ctx: _Ctx, table: str, column: str, sig: str
@@ -888,6 +937,7 @@ class _Applier:
         self.op = ddl.operations(connection)
         self.plan = plan
         self.confirm = confirm
+        self.losses: Losses = {}
 
     def drop(self, step: Step) -> None:
         table = step.params["table"]
@@ -948,7 +998,7 @@ def _apply_change_type(a: _Applier, step: Step) -> None:
 
     scan = _scan(a.conn, ctx=ctx, table=table, column=key, sig=p["old_sig"],
                  rewrite=_converter(p["old_type"], p["definition"], a.plan.time_zone),
-                 label=key, old_type=p["old_type"], write=write)
+                 label=key, old_type=p["old_type"], write=write, losses=a.losses)
     a.require_confirmation(step, scan.failure_count > 0
                            or (not p["lossless"] and scan.with_values > 0))
     if not in_place:
@@ -970,7 +1020,8 @@ def _apply_remove_options(a: _Applier, step: Step) -> None:
     rewrite = _option_rewrite(set(p["removed"]), multi=isinstance(f, fm.MultiSelectField),
                               allowed=", ".join(_option_values(f)[:20]))
     scan = _scan(a.conn, ctx=p["ctx"], table=p["table"], column=p["key"], sig=p["sig"],
-                 rewrite=rewrite, label=p["key"], old_type=f.type, write=write)
+                 rewrite=rewrite, label=p["key"], old_type=f.type, write=write,
+                 losses=a.losses)
     a.require_confirmation(step, scan.failure_count > 0)
 
 
@@ -978,11 +1029,23 @@ def _apply_change_target(a: _Applier, step: Step) -> None:
     p = step.params
     if p["storage"] == "join_table":
         a.require_confirmation(step, ddl.count_rows(a.conn, p["table"]) > 0)
-        a.conn.execute(sa.delete(sa.table(p["table"])))
+        j = ddl.stub_table(p["table"], {"source_id": GUID, "target_id": GUID,
+                                        "position": sa.Integer()})
+        links: dict[uuid.UUID, list[str]] = {}
+        for source, target in a.conn.execute(sa.select(j.c.source_id, j.c.target_id)
+                                             .order_by(j.c.source_id, j.c.position)):
+            links.setdefault(source, []).append(str(target))
+        for source, targets in links.items():
+            a.losses.setdefault(source, {})[step.field or ""] = {"old": targets, "new": None}
+        a.conn.execute(sa.delete(j))
         return
     a.require_confirmation(step, ddl.count_values(a.conn, p["table"], p["key"]) > 0)
-    t = sa.table(p["table"], sa.column(p["key"]))
-    a.conn.execute(sa.update(t).where(t.c[p["key"]].is_not(None)).values({p["key"]: None}))
+    ctx = p["ctx"]
+    t = ddl.stub_table(p["table"], {p["key"]: GUID}, child=ctx.parent is not None)
+    column = t.c[p["key"]]
+    for row in a.conn.execute(sa.select(t).where(column.is_not(None))):
+        _note_loss(a.losses, ctx, row, p["key"], str(row._mapping[p["key"]]), None)
+    a.conn.execute(sa.update(t).where(column.is_not(None)).values({p["key"]: None}))
 
 
 def _apply_add_index(a: _Applier, step: Step) -> None:

@@ -176,6 +176,21 @@ def _pattern_check(pattern: str, code: str, **params: Any) -> Callable[[Any], Pr
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 SINGLE_LINE = "a single-line text (no line breaks or control characters)"
 NO_NUL = "a text without NUL characters"
+WHOLE_CHARACTERS = "a text of whole characters (no lone UTF-16 surrogates)"
+
+
+def unstorable(text: str) -> str | None:
+    """What no database stores in a text, else None: NUL (PostgreSQL refuses
+    it) and a lone UTF-16 surrogate (JSON's "\\ud800" or a broken file: half
+    of a character, which UTF-8 cannot encode)."""
+    if "\x00" in text:
+        return NO_NUL
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return WHOLE_CHARACTERS
+    return None
 
 
 def _text_value(value: Any, expected: str) -> str:
@@ -183,8 +198,9 @@ def _text_value(value: Any, expected: str) -> str:
     rather than guessed at (imports turn number cells into text themselves)."""
     if not isinstance(value, str):
         raise FieldProblem("type", expected=expected)
-    if "\x00" in value:
-        raise FieldProblem("type", expected=NO_NUL)
+    problem = unstorable(value)
+    if problem is not None:
+        raise FieldProblem("type", expected=problem)
     return value
 
 
@@ -565,11 +581,13 @@ class MultiSelectKind(FieldKind):
         if not isinstance(value, list):
             raise FieldProblem("type", expected=self.expected)
         for index, item in enumerate(value):
-            if not isinstance(item, str) or "\x00" in item:
-                what = "empty" if item is None else "not a text"
+            if not isinstance(item, str) or unstorable(item):
+                what, what_zh = (("empty", "为空") if item is None else
+                                 ("not a text", "不是文本") if not isinstance(item, str) else
+                                 ("a text with characters that cannot be stored",
+                                  "含有无法保存的字符"))
                 raise FieldProblem("type", expected=f"a list of texts (item {index} is {what})",
-                                   expected_zh=f"文本列表（第 {index} 项"
-                                   + ("为空）" if item is None else "不是文本）"))
+                                   expected_zh=f"文本列表（第 {index} 项{what_zh}）")
         return list(dict.fromkeys(value))  # drop duplicates, keep order
 
     def to_json(self, value: Any) -> Any:

@@ -14,9 +14,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tangram.engines.context import EngineContext
+from tangram.engines.context import SYSTEM_ACTOR, EngineContext
 from tangram.engines.forms import evolution
-from tangram.engines.forms.registry import forget_session_runtimes, get_runtime
+from tangram.engines.forms.registry import FormRuntime, forget_session_runtimes, get_runtime
 from tangram.engines.forms.validation import compile_validator
 from tangram.errors import DefinitionInvalid, ErrorItem
 from tangram.metamodel import fields as fm
@@ -24,6 +24,8 @@ from tangram.metamodel import storage
 from tangram.metamodel.forms import SYSTEM_FIELDS, Form
 
 NUMERIC_TYPES = {"integer", "decimal", "currency", "percent", "rollup"}
+# What the ``user`` variable holds (id, name, roles…): nothing else is ever readable.
+USER_ATTRIBUTES = frozenset(SYSTEM_ACTOR.as_variables())
 
 
 def _is_numeric(f: fm.FieldBase | None) -> bool:
@@ -188,6 +190,10 @@ def _check_expression_fields(form: Form) -> list[ErrorItem]:
             for name in sorted(refs.get(root, set()) - allowed):
                 errors.append(ErrorItem(code="unknown_field", path=path, message=(
                     f"expression reads {root}.{name}, but there is no field {name!r}")))
+        for name in sorted(refs.get("user", set()) - USER_ATTRIBUTES):
+            errors.append(ErrorItem(code="unknown_field", path=path, message=(
+                f"expression reads user.{name}, but the user has no attribute {name!r}; "
+                f"it has: {', '.join(sorted(USER_ATTRIBUTES))}")))
 
     for i, f in enumerate(form.fields):
         where = f"$.fields[{i}]"
@@ -234,22 +240,40 @@ def publish_form(ctx: EngineContext, *, app: str, key: str, confirm_destructive:
     conn = ctx.session.connection()
     state = evolution.load_state(conn, app=app, form=key)
     plan = evolution.plan_evolution(conn, app=app, old=old, new=form, state=state,
-                                    time_zone=ctx.timezone)
+                                    time_zone=ctx.timezone, language=ctx.language)
     if dry_run:
         return {"dry_run": True, "version": definition.latest_version, "plan": plan.as_dict()}
     version = definition.latest_version + 1
     forget_session_runtimes(ctx.session)
-    evolution.apply_evolution(conn, plan, confirm_destructive=confirm_destructive,
-                              version=version)
+    losses = evolution.apply_evolution(conn, plan, confirm_destructive=confirm_destructive,
+                                       version=version)
     storage.record_version(ctx.session, definition=definition,
                            body=storage.dump(form), user_id=ctx.actor.id, now=ctx.now(),
                            note=note)
+    if losses:
+        _record_losses(ctx, get_runtime(ctx.session, app, form.key), losses)
     if form.views:
         from tangram.engines.forms.views import check_views
 
         check_views(ctx, get_runtime(ctx.session, app, form.key))  # refused: rolled back
     _backfill(ctx, app=app, form=form, old=old)
     return {"dry_run": False, "version": version, "plan": plan.as_dict()}
+
+
+def _record_losses(ctx: EngineContext, rt: FormRuntime, losses: evolution.Losses) -> None:
+    """Values a confirmed publish cleared stay in each record's history (source
+    "publish"), and the record's version moves, so a client holding the old
+    copy gets a conflict instead of writing over the change unawares."""
+    from tangram.engines.forms.records import audit_change, bump_data_version
+
+    ids = list(losses)
+    t = rt.table
+    for start in range(0, len(ids), 500):
+        ctx.session.execute(t.update().where(t.c.id.in_(ids[start:start + 500]))
+                            .values(version=t.c.version + 1))
+    for record_id, changes in losses.items():
+        audit_change(ctx, rt, record_id, "update", changes, "publish")
+    bump_data_version(ctx, rt)
 
 
 def _backfill(ctx: EngineContext, *, app: str, form: Form, old: Form | None) -> None:

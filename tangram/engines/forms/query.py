@@ -25,8 +25,6 @@ cursor. Semantics pinned here and in the docs:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import difflib
 import functools
 import json
@@ -40,7 +38,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tangram.engines.forms.fieldtypes import FIELD_KINDS, FieldKind
+from tangram.engines.cursors import cursor_invalid, decode_cursor, encode_cursor
+from tangram.engines.forms.fieldtypes import FIELD_KINDS, FieldKind, unstorable
 from tangram.engines.forms.operators import (
     MAX_LIST_ITEMS,
     OPERATORS,
@@ -415,6 +414,10 @@ def _value_limits(raw: Any, path: str) -> list[ErrorItem]:
         if isinstance(value, str) and len(value) > MAX_STRING:
             out.append(_error("value_too_long", f"text of {len(value)} characters; at most "
                               f"{MAX_STRING} allowed", at))
+        elif isinstance(value, str) and (problem := unstorable(value)) is not None:
+            # Any operator, any field type: no stored value holds it, and the
+            # database cannot even take it as a parameter.
+            out.append(_error("invalid_value", f"value must be {problem}", at))
         elif isinstance(value, list):
             if len(value) > MAX_LIST_ITEMS:
                 out.append(_error("too_many_values", f"{len(value)} values; at most "
@@ -678,9 +681,7 @@ class _Builder:
 
         def cursor_of(row: Any) -> str:
             data = row._mapping if hasattr(row, "_mapping") else row
-            payload = {"s": specs, "v": [_encode_value(data[k.name]) for k in keys]}
-            raw = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-            return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+            return encode_cursor({"s": specs, "v": [_encode_value(data[k.name]) for k in keys]})
 
         return cursor_of
 
@@ -733,16 +734,9 @@ def _exact(value: Any, kind: type) -> Any:
 
 def _decode_cursor(token: str, keys: list[_SortKey]) -> list[Any]:
     def bad(why: str) -> CursorInvalid:
-        item = ErrorItem(code="cursor_invalid", field="after", message=(
-            f"the cursor is not valid for this query ({why}); start again from the first "
-            "page"))
-        return CursorInvalid([item], item.message)
+        return cursor_invalid(why, of="query")
 
-    try:
-        padded = token + "=" * (-len(token) % 4)
-        payload = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-    except (ValueError, UnicodeError, binascii.Error):
-        raise bad("not a cursor") from None
+    payload = decode_cursor(token, of="query")
     if not isinstance(payload, dict) or set(payload) != {"s", "v"}:
         raise bad("not a cursor")
     if payload["s"] != [k.spec for k in keys]:

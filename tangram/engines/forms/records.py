@@ -121,6 +121,24 @@ def _check_writable_fields(ctx: EngineContext, rt: FormRuntime, keys: Iterable[s
                 details={"field": key})
 
 
+def check_settable(ctx: EngineContext, rt: FormRuntime, path: str) -> None:
+    """Raise PermissionDenied unless the actor may set field ``path`` (a key,
+    or ``subtable.field``) by hand — what offering choices for it needs: the
+    create or update right on the form, a field people fill in (not computed
+    nor read-only), and not hidden or read-only for the actor."""
+    if not {"create", "update"} & set(form_actions(ctx, rt.app, rt.key)):
+        raise PermissionDenied(f"you may neither create nor update records of form "
+                               f"{rt.key!r}, so there is nothing to pick", details={"field": path})
+    top, _, sub = path.partition(".")
+    plans = rt.validator.sub_tables[top].fields if sub and top in rt.validator.sub_tables \
+        else rt.validator.fields
+    plan = plans.get(sub or top)
+    if plan is not None and plan.read_only:
+        raise PermissionDenied(f"field {path!r} is read-only: nobody sets it by hand",
+                               details={"field": path})
+    _check_writable_fields(ctx, rt, [top])
+
+
 def _row_to_values(rt: FormRuntime, row: Mapping[str, Any] | sa.RowMapping) -> dict[str, Any]:
     """A database row -> Python values keyed by field key (+ system fields)."""
     out: dict[str, Any] = {k: row[k] for k in SYSTEM_COLUMNS if k in row}
@@ -197,25 +215,26 @@ def parse_id(value: Any) -> uuid.UUID:
 
 def _display(ctx: EngineContext, rt: FormRuntime, records: list[dict[str, Any]]
              ) -> dict[tuple[str, uuid.UUID], str]:
-    """Titles of linked records, users and departments (for lists and pickers)."""
+    """Titles of linked records, users and departments (for lists and pickers),
+    also those named in sub-table rows: one query per kind of target."""
     wanted: dict[Any, set[uuid.UUID]] = defaultdict(set)
-    for key, compiled in rt.fields.items():
-        ref = compiled.reference
-        if ref is None or ref == "file":
-            continue
-        for rec in records:
-            value = rec.get(key)
-            if value is None:
-                continue
+
+    def want(ref: Any, value: Any) -> None:
+        if ref is not None and ref != "file" and value is not None:
             wanted[ref].update(value if isinstance(value, list) else [value])
-    for sys_key in ("owner", "created_by", "updated_by"):
-        for rec in records:
-            if rec.get(sys_key):
-                wanted["user"].add(rec[sys_key])
+
+    sub_refs = _sub_table_references(rt)
+    for rec in records:
+        for key, compiled in rt.fields.items():
+            want(compiled.reference, rec.get(key))
+        for key, refs in sub_refs.items():
+            for row in rec.get(key) or []:
+                for sub_key, ref in refs.items():
+                    want(ref, row.get(sub_key))
+        for sys_key in ("owner", "created_by", "updated_by"):
+            want("user", rec.get(sys_key))
     titles: dict[tuple[str, uuid.UUID], str] = {}
     for ref, ids in wanted.items():
-        if not ids:
-            continue
         if ref == "user":
             rows = ctx.session.execute(sa.select(users_table.c.id, users_table.c.display_name)
                                        .where(users_table.c.id.in_(ids)))
@@ -235,6 +254,25 @@ def _display(ctx: EngineContext, rt: FormRuntime, records: list[dict[str, Any]]
     return titles
 
 
+def _sub_table_references(rt: FormRuntime) -> dict[str, dict[str, Any]]:
+    """Per sub-table, its relation, user and department fields (key -> reference)."""
+    out = {}
+    for key, plan in rt.validator.sub_tables.items():
+        refs = {k: p.compiled.reference for k, p in plan.fields.items()
+                if p.compiled.reference not in (None, "file")}
+        if refs:
+            out[key] = refs
+    return out
+
+
+def _title_of(titles: Mapping[tuple[str, uuid.UUID], str], ref: Any, value: Any) -> Any:
+    """The ``_display`` entry of a reference value (a list for multi-relations)."""
+    name = ref if isinstance(ref, str) else ref[1]
+    if isinstance(value, list):
+        return [titles.get((name, v)) for v in value]
+    return titles.get((name, value))
+
+
 def _target_runtime(ctx: EngineContext, rt: FormRuntime, target: str) -> FormRuntime | None:
     if target == rt.key:
         return rt
@@ -244,11 +282,103 @@ def _target_runtime(ctx: EngineContext, rt: FormRuntime, target: str) -> FormRun
         return None
 
 
+# The role actions of a form, in the order ``actions`` and ``_actions`` list them.
+FORM_ACTIONS: tuple[FormAction, ...] = ("read", "create", "update", "delete", "restore",
+                                        "export", "import", "print", "submit")
+# Those that apply to one record (a record's ``_actions``).
+RECORD_ACTIONS = frozenset({"read", "update", "delete", "restore", "print", "submit"})
+
+
+def form_actions(ctx: EngineContext, app: str, form: str) -> list[str]:
+    """The role actions the actor has on the form (on some of its records)."""
+    out: list[str] = []
+    for action in FORM_ACTIONS:
+        try:
+            ctx.policy.check_form_action(ctx.actor, app, form, action)
+        except PermissionDenied:
+            continue
+        out.append(action)
+    return out
+
+
+@dataclass
+class RecordActions:
+    """What the actor may do on each record of a page: the record actions the
+    form grants them, narrowed per record by each action's row scope and by
+    the form's lock. Row scopes are evaluated in SQL — as extra columns of
+    the page's SELECT (:meth:`columns`, :meth:`read_rows`) or in one query
+    for all the records (:meth:`of_records`), never one per record.
+
+    >>> actions = RecordActions.of_records(ctx, rt, [rec["id"]])
+    >>> actions.of(rec, locked=False)
+    ['read', 'update']
+    """
+
+    everywhere: list[str]  # allowed on every record the actor sees
+    scoped: dict[str, sa.ColumnElement[bool]]  # action -> the rows it is allowed on
+    lock_editable: bool  # the lock leaves some fields editable
+    admin: bool  # a lock does not stop administrators
+    allowed: dict[uuid.UUID, set[str]] = field(default_factory=dict)  # id -> scoped actions
+
+    @classmethod
+    def for_form(cls, ctx: EngineContext, rt: FormRuntime) -> RecordActions:
+        everywhere, scoped = [], {}
+        for action in form_actions(ctx, rt.app, rt.key):
+            if action not in RECORD_ACTIONS:
+                continue
+            # Every record the actor is shown is one they may read.
+            predicate = None if action == "read" else ctx.policy.row_predicate(
+                ctx.actor, rt.app, rt.key, rt.table, action)  # type: ignore[arg-type]
+            if predicate is None:
+                everywhere.append(action)
+            else:
+                scoped[action] = predicate
+        return cls(everywhere=everywhere, scoped=scoped,
+                   lock_editable=bool(rt.form.lock and rt.form.lock.editable),
+                   admin=ctx.actor.is_admin)
+
+    @classmethod
+    def of_records(cls, ctx: EngineContext, rt: FormRuntime,
+                   ids: Sequence[uuid.UUID]) -> RecordActions:
+        found = cls.for_form(ctx, rt)
+        if found.scoped and ids:
+            t = rt.table
+            found.read_rows(ctx.session.execute(
+                sa.select(t.c.id, *found.columns()).where(t.c.id.in_(ids))).mappings())
+        return found
+
+    def columns(self) -> list[sa.Label[int]]:
+        return [sa.case((predicate, 1), else_=0).label(f"_may_{action}")
+                for action, predicate in self.scoped.items()]
+
+    def read_rows(self, rows: Iterable[sa.RowMapping]) -> None:
+        for r in rows:
+            self.allowed[r["id"]] = {a for a in self.scoped if r[f"_may_{a}"]}
+
+    def of(self, rec: Mapping[str, Any], *, locked: bool | None) -> list[str]:
+        granted = {*self.everywhere, *self.allowed.get(rec["id"], ())}
+        in_bin = rec.get("deleted_at") is not None
+        out: list[str] = []
+        for action in FORM_ACTIONS:
+            if action not in granted or action != "read" and in_bin != (action == "restore"):
+                continue
+            if locked and not self.admin and (
+                    action == "delete" or action == "update" and not self.lock_editable):
+                continue
+            out.append(action)
+        return out
+
+
 def to_json(ctx: EngineContext, rt: FormRuntime, records: list[dict[str, Any]],
-            *, fields: list[str] | None = None) -> list[dict[str, Any]]:
-    """Python records -> JSON, without the fields the actor may not see."""
+            *, fields: list[str] | None = None,
+            actions: RecordActions | None = None) -> list[dict[str, Any]]:
+    """Python records -> JSON, without the fields the actor may not see, with
+    what the actor may do on each (``actions``: already worked out with the
+    records' query, else one query here)."""
     hidden, _ = _hidden_and_readonly(ctx, rt)
     titles = _display(ctx, rt, records)
+    sub_refs = _sub_table_references(rt)
+    record_actions = actions or RecordActions.of_records(ctx, rt, [r["id"] for r in records])
     file_ids: set[uuid.UUID] = set()
     for key, compiled in rt.fields.items():
         if compiled.reference == "file":
@@ -281,26 +411,28 @@ def to_json(ctx: EngineContext, rt: FormRuntime, records: list[dict[str, Any]],
                 continue
             value = rec[key]
             if compiled.kind.storage == "child_table":
-                sub_plan = rt.validator.sub_tables[key]
-                item[key] = [
-                    {"id": _str(r.get("id")), **{
-                        k: p.compiled.to_json(r.get(k)) for k, p in sub_plan.fields.items()}}
-                    for r in (value or [])]
+                item[key] = _json_value(rt, key, value)
+                # Titles of sub-table links, by the row's path (lines[0].product),
+                # as validation errors name them: the rows themselves stay
+                # what a client may send back.
+                for i, row in enumerate(value or []):
+                    for sub_key, ref in sub_refs.get(key, {}).items():
+                        if row.get(sub_key) is not None:
+                            display[f"{key}[{i}].{sub_key}"] = _title_of(titles, ref,
+                                                                         row[sub_key])
                 continue
             if compiled.reference == "file":
                 item[key] = [descriptor(files[f]) for f in (value or []) if f in files]
                 continue
             item[key] = compiled.to_json(value)
-            ref = compiled.reference
-            if ref is not None and value is not None:
-                name = ref if isinstance(ref, str) else ref[1]
-                if isinstance(value, list):
-                    display[key] = [titles.get((name, v)) for v in value]
-                else:
-                    display[key] = titles.get((name, value))
+            if compiled.reference is not None and value is not None:
+                display[key] = _title_of(titles, compiled.reference, value)
         item["_display"] = display
-        if lock_fields is not None and lock_fields <= rec.keys():
-            item["_locked"] = lock_reason(ctx, rt, rec) is not None
+        locked = (lock_reason(ctx, rt, rec) is not None
+                  if lock_fields is not None and lock_fields <= rec.keys() else None)
+        if locked is not None:
+            item["_locked"] = locked
+        item["_actions"] = record_actions.of(rec, locked=locked)
         out.append(item)
     return out
 
@@ -378,7 +510,7 @@ def _check_files(ctx: EngineContext, rt: FormRuntime, rows: Mapping[uuid.UUID, A
         if row is None:
             continue
         for path in paths:
-            f = _field_def(rt, path)
+            f = field_at(rt, path)
             if not isinstance(f, fm.AttachmentField):
                 continue
             if not accepts(f.accept, row.name, row.content_type):
@@ -388,9 +520,11 @@ def _check_files(ctx: EngineContext, rt: FormRuntime, rows: Mapping[uuid.UUID, A
                 errors.append(_field_error(ctx, rt, path, "file_size", limit=f.max_size_mb))
 
 
-def _field_def(rt: FormRuntime, path: str) -> fm.FieldBase | None:
+def field_at(rt: FormRuntime, path: str) -> fm.FieldBase | None:
+    """The field a path names: ``phone``, ``lines[2].product`` (an error's
+    field), ``rows[3].phone`` (a bulk row's) or ``lines.product`` (a picker's)."""
     path = re.sub(r"^rows\[\d+\]\.", "", path)
-    match = re.fullmatch(r"(\w+)\[\d+\]\.(\w+)", path)
+    match = re.fullmatch(r"(\w+)(?:\[\d+\])?\.(\w+)", path)
     if match:
         sub = rt.form.field(match.group(1))
         if isinstance(sub, fm.SubTableField):
@@ -401,7 +535,7 @@ def _field_def(rt: FormRuntime, path: str) -> fm.FieldBase | None:
 
 def _field_error(ctx: EngineContext, rt: FormRuntime, path: str, code: str,
                  **params: Any) -> ErrorItem:
-    f = _field_def(rt, path)
+    f = field_at(rt, path)
     label = localize(f.label, ctx.language) if f else path
     return ErrorItem(field=path, code=code, message=message(code, ctx.language, label=label,
                                                             **params))
@@ -424,12 +558,13 @@ def _check_unique(ctx: EngineContext, rt: FormRuntime, values: Mapping[str, Any]
 
 def _db_checks(ctx: EngineContext, rt: FormRuntime, prepared: Prepared, outcome: Outcome,
                record_id: uuid.UUID | None) -> None:
+    # Every problem of a save at once: the values that converted are looked
+    # up even when others did not.
     errors = list(outcome.errors)
-    if not errors:
-        _check_references(ctx, rt, outcome, errors)
-        _check_unique(ctx, rt, prepared.values, record_id, errors)
+    _check_references(ctx, rt, outcome, errors)
+    _check_unique(ctx, rt, prepared.values, record_id, errors)
     if errors:
-        raise ValidationFailed(errors)
+        raise ValidationFailed(errors, language=ctx.language)
 
 
 # --------------------------------------------------------------------------- computed
@@ -1099,34 +1234,72 @@ def filter_fields(spec: Any) -> set[str]:
 
 
 def _check_path_visible(ctx: EngineContext, rt: FormRuntime, path: str) -> None:
-    """Refuse filtering or sorting on a field hidden from the actor, at any step
-    of a relation path (``account.credit_limit`` when credit_limit is hidden)."""
+    """Refuse reading, filtering or sorting on a field hidden from the actor, at
+    any step of a relation path (``account.credit_limit`` when credit_limit is
+    hidden)."""
+    if not path_visible(ctx, rt, path):
+        raise PermissionDenied(f"field {path!r} is hidden from you: you may not read, "
+                               "filter or sort on it", details={"field": path})
+
+
+def path_visible(ctx: EngineContext, rt: FormRuntime, path: str) -> bool:
+    """Whether no step of the field path (``account.industry``) is hidden from
+    the actor (an unknown step is for the query compiler to report)."""
     current: FormRuntime | None = rt
     for step in path.split("."):
         if current is None:
-            return  # not a relation: the query compiler reports the bad path
+            return True
         hidden, _ = _hidden_and_readonly(ctx, current)
         if step in hidden:
-            raise PermissionDenied(f"you may not filter or sort on field {path!r}",
-                                   details={"field": path})
+            return False
         f = current.form.field(step)
         current = (_target_runtime(ctx, current, f.target)
                    if isinstance(f, fm.RelationField) else None)
+    return True
+
+
+def viewer_tables(ctx: EngineContext, rt: FormRuntime) -> FormTables:
+    """The form's tables as the actor's queries see them: without the fields
+    hidden from the actor — an unknown-field message lists only what they may
+    see, the default sort skips hidden fields, and the search does not look
+    in them (finding a record by a hidden value would give the value away)."""
+    hidden, _ = _hidden_and_readonly(ctx, rt)
+    if not hidden:
+        return rt.tables
+    form = rt.form.model_copy(update={
+        "fields": [f for f in rt.form.fields if f.key not in hidden],
+        "default_sort": [s for s in rt.form.default_sort if s.lstrip("-") not in hidden],
+        "search_fields": [k for k in rt.form.search_fields if k not in hidden],
+        "title_field": None if rt.form.title_field in hidden else rt.form.title_field})
+    return dataclasses.replace(rt.tables, form=form)
 
 
 def list_records(ctx: EngineContext, *, app: str, form: str, query: ListQuery
                  ) -> dict[str, Any]:
-    """One page of records the actor may see; ``next_cursor`` for the next page."""
+    """One page of records the actor may see; ``next_cursor`` for the next page.
+    Naming a hidden field (to read, filter or sort) is refused (403)."""
     rt = get_runtime(ctx.session, app, form)
     ctx.policy.check_form_action(ctx.actor, app, form, "restore" if query.deleted else "read")
-    for path in filter_paths(query.filter) | {s.lstrip("-") for s in query.sort}:
+    named = filter_paths(query.filter) | {s.lstrip("-") for s in query.sort}
+    if isinstance(query.fields, list):
+        named |= {k for k in query.fields if isinstance(k, str)}
+    for path in sorted(named):
         _check_path_visible(ctx, rt, path)
     qctx = query_context(ctx, app)
+    tables = viewer_tables(ctx, rt)
     scope = ctx.policy.row_predicate(ctx.actor, app, form, rt.table, "read")
-    stmt, cursor_of = build_select(query, tables=rt.tables, qctx=qctx, scope=scope)
-    rows = list(ctx.session.execute(stmt).mappings())
+    stmt, cursor_of = build_select(query, tables=tables, qctx=qctx, scope=scope)
+    actions = RecordActions.for_form(ctx, rt)
+    # What the lock reads, whatever ``fields`` asks (and hidden or not): each
+    # record says whether it is locked, and its _actions follow.
+    lock_when = rt.validator.lock_when
+    lock_columns = [rt.table.c[k] for k in sorted(lock_when.referenced_fields.get("record", ()))
+                    if k in rt.table.c and k not in stmt.selected_columns] if lock_when else []
+    rows = list(ctx.session.execute(
+        stmt.add_columns(*lock_columns, *actions.columns())).mappings())
     has_more = len(rows) > query.limit
     rows = rows[: query.limit]
+    actions.read_rows(rows)
     records = [_row_to_values(rt, r) for r in rows]
     nested = [k for k, c in rt.fields.items() if c.kind.storage != "column"
               and (query.fields is None or k in query.fields)]
@@ -1135,12 +1308,12 @@ def list_records(ctx: EngineContext, *, app: str, form: str, query: ListQuery
         for rec in records:
             rec.update(children[rec["id"]])
     result: dict[str, Any] = {
-        "items": to_json(ctx, rt, records, fields=query.fields),
+        "items": to_json(ctx, rt, records, fields=query.fields, actions=actions),
         "next_cursor": cursor_of(rows[-1]) if has_more and rows else None,
     }
     if query.include_total:
         result["total"] = ctx.session.execute(
-            build_count(query, tables=rt.tables, qctx=qctx, scope=scope)).scalar_one()
+            build_count(query, tables=tables, qctx=qctx, scope=scope)).scalar_one()
     return result
 
 

@@ -101,6 +101,14 @@ class RulePlan:
     when: CompiledExpression | None
     message: dict[str, str]
     fields: list[str]
+    label: dict[str, str]  # names the rule when it cannot be evaluated
+
+
+def _rule_label(rule: fm.FormRule) -> dict[str, str]:
+    """「规则“amount_positive”」/ "rule 'amount_positive'" — by key, else by message."""
+    zh = rule.key or localize(rule.message, "zh")
+    en = rule.key or localize(rule.message, "en")
+    return {"zh": f"规则“{zh}”", "en": f"Rule “{en}”"}
 
 
 @dataclass
@@ -200,7 +208,7 @@ def _plan_rules(rules: list[fm.FormRule], where: str, errors: list[ErrorItem]
         when = _compile(rule.when, f"{where}[{i}].when", errors)
         if check is not None:
             out.append(RulePlan(check=check, when=when, message=rule.message,
-                                fields=list(rule.fields)))
+                                fields=list(rule.fields), label=_rule_label(rule)))
     return out
 
 
@@ -470,6 +478,9 @@ class RecordValidator:
     def _conditions(self, plans: dict[str, FieldPlan], merged: dict[str, Any], given: set[str],
                     variables: Mapping[str, Any], prefix: str, ctx: EvalContext,
                     language: str, errors: list[ErrorItem], creating: bool) -> None:
+        # A given value that was refused (wrong type) is reported once, not
+        # again as missing.
+        refused = {e.field for e in errors}
         for key, plan in plans.items():
             path = prefix + key
             if plan.visible_when is not None:
@@ -490,17 +501,18 @@ class RecordValidator:
             # On update only complain about fields this write touches or that a
             # condition just made required — not about old data.
             if (required and not plan.computed and plan.compiled.kind.is_empty(merged.get(key))
-                    and (creating or key in given or plan.required_when is not None)):
+                    and (creating or key in given or plan.required_when is not None)
+                    and path not in refused):
                 errors.append(self._error(path, "required", language, label=plan.label))
 
     def _rules(self, rules: list[RulePlan], variables: Mapping[str, Any], prefix: str,
                ctx: EvalContext, language: str, errors: list[ErrorItem]) -> None:
         for rule in rules:
             path = prefix + (rule.fields[0] if rule.fields else "")
-            if rule.when is not None and not self._eval(rule.when, variables, path, {},
+            if rule.when is not None and not self._eval(rule.when, variables, path, rule.label,
                                                         ctx, language, errors):
                 continue
-            ok = self._eval(rule.check, variables, path, {}, ctx, language, errors)
+            ok = self._eval(rule.check, variables, path, rule.label, ctx, language, errors)
             if ok is None or ok:
                 continue
             text = localize(rule.message, language)

@@ -9,10 +9,13 @@ from fastapi import APIRouter, status
 from pydantic import Field
 
 from tangram.engines.context import EngineContext
+from tangram.engines.expressions import CompiledExpression
 from tangram.engines.forms import publish
+from tangram.engines.forms.query import system_fields
+from tangram.engines.forms.records import filter_paths, form_actions, path_visible
 from tangram.engines.forms.registry import FormRuntime, get_runtime
 from tangram.engines.printing import templates_for_viewer
-from tangram.errors import DefinitionInvalid, NotFound, PermissionDenied
+from tangram.errors import DefinitionInvalid, NotFound
 from tangram.metamodel import storage
 from tangram.metamodel.forms import App
 from tangram.platform.api.body import Body
@@ -44,22 +47,6 @@ def update_app(app: str, body: App, ctx: ContextDep, _builder: BuilderActor) -> 
         raise NotFound(f"body key {body.key!r} does not match app {app!r}")
     storage.update_app(ctx.session, app=body, now=ctx.now())
     return storage.dump(body)
-
-
-FORM_ACTIONS = ("read", "create", "update", "delete", "restore", "export", "import", "print",
-                "submit")
-
-
-def form_actions(ctx: EngineContext, app: str, form: str) -> list[str]:
-    """The role actions the caller has on the form (on some of its records)."""
-    out = []
-    for action in FORM_ACTIONS:
-        try:
-            ctx.policy.check_form_action(ctx.actor, app, form, action)  # type: ignore[arg-type]
-        except PermissionDenied:
-            continue
-        out.append(action)
-    return out
 
 
 @router.get("/{app}/navigation")
@@ -103,30 +90,91 @@ def list_forms(app: str, ctx: ContextDep) -> list[dict[str, Any]]:
 @router.get("/{app}/forms/{form}")
 def get_form(app: str, form: str, ctx: ContextDep) -> dict[str, Any]:
     """Everything a client needs to render the form, its list and its filters:
-    the published definition, its version, what this user may do and see, and
-    the print templates they may print with (for a print button)."""
+    the published definition as this user may see it, its version, what this
+    user may do and see, the system fields lists may show, and the print
+    templates they may print with (for a print button)."""
     rt = get_runtime(ctx.session, app, form)
     ctx.policy.check_form_action(ctx.actor, app, form, "read")
     access = ctx.policy.field_access(ctx.actor, app, form)
-    definition = storage.dump(rt.form)
-    definition["fields"] = [f for f in definition["fields"]
-                            if access.get(f["key"]) != "hidden"]
+    hidden = {k for k, v in access.items() if v == "hidden"}
+    definition = _visible_definition(ctx, rt, hidden)
     actions = form_actions(ctx, app, form)
+    writes = "create" in actions or "update" in actions
     return {"app": app, "key": form, "version": rt.version, "definition": definition,
-            "field_access": {f["key"]: _field_access(rt, access, f["key"])
+            "field_access": {f["key"]: _field_access(rt, access, f["key"], writes)
                              for f in definition["fields"]},
-            "actions": actions, "title_field": rt.title_field,
+            "actions": actions,
+            "title_field": None if rt.title_field in hidden else rt.title_field,
+            "system_fields": _system_fields(form),
             "print_templates": templates_for_viewer(ctx, app=app, form=form)}
 
 
-def _field_access(rt: FormRuntime, access: Mapping[str, str], key: str) -> str:
+def _field_access(rt: FormRuntime, access: Mapping[str, str], key: str, writes: bool) -> str:
     """What the caller may do with a field: the role's rule, and read-only
-    for fields nobody types into (formulas, rollups, autonumbers, read-only)."""
+    for fields nobody types into (formulas, rollups, autonumbers, read-only)
+    and for every field when the caller may neither create nor update."""
     given = access.get(key, "editable")
     plan = rt.validator.fields.get(key)
-    if given == "editable" and plan is not None and plan.read_only:
+    if given == "editable" and (not writes or plan is not None and plan.read_only):
         return "read_only"
     return given
+
+
+def _visible_definition(ctx: EngineContext, rt: FormRuntime, hidden: set[str]
+                        ) -> dict[str, Any]:
+    """The published definition without what it would tell of the fields
+    hidden from the caller: their fields, layout places, view columns, sort
+    keys, search and lock fields; views that filter or sort on them (listing
+    with such a view is refused); rules and field conditions or formulas
+    that read them (the server still applies those)."""
+    definition = storage.dump(rt.form)
+    if not hidden:
+        return definition
+
+    def reads_hidden(expr: CompiledExpression | None) -> bool:
+        return expr is not None and bool(expr.referenced_fields.get("record", set()) & hidden)
+
+    def visible(keys: list[str]) -> list[str]:
+        return [k for k in keys if k.lstrip("-").split(".")[0] not in hidden]
+
+    definition["fields"] = [f for f in definition["fields"] if f["key"] not in hidden]
+    for f in definition["fields"]:
+        plan = rt.validator.fields[f["key"]]
+        for attr, expr in (("visible_when", plan.visible_when), ("required_when",
+                           plan.required_when), ("default_expr", plan.default_expr),
+                           ("expression", plan.formula)):
+            if reads_hidden(expr):
+                f.pop(attr, None)
+    definition["rules"] = [
+        {**rule, "fields": visible(rule.get("fields", []))}
+        for rule, plan in zip(definition.get("rules", []), rt.validator.rules, strict=True)
+        if not (reads_hidden(plan.check) or reads_hidden(plan.when))]
+    for section in definition.get("layout", {}).get("sections", []):
+        section["fields"] = visible(section.get("fields", []))
+    definition["views"] = [
+        {**view, "columns": visible(view.get("columns", []))}
+        for view, model in zip(definition.get("views", []), rt.form.views, strict=True)
+        if all(path_visible(ctx, rt, p) for p in
+               filter_paths(model.filter) | {s.lstrip("-") for s in model.sort})]
+    for key in ("default_sort", "search_fields"):
+        if key in definition:
+            definition[key] = visible(definition[key])
+    if definition.get("title_field") in hidden:
+        definition.pop("title_field")
+    lock = definition.get("lock")
+    if lock is not None:
+        lock["editable"] = visible(lock.get("editable", []))
+        if reads_hidden(rt.validator.lock_when):
+            lock.pop("when")  # records still say whether they are locked (_locked)
+    return definition
+
+
+def _system_fields(form: str) -> list[dict[str, Any]]:
+    """The system fields a list may show, sort and filter on (views and sorts
+    name them): key, type, label and — for ``id`` — the form it identifies."""
+    return [{"key": key, "type": f.type, "label": f.label,  # type: ignore[attr-defined]
+             **({"target": form} if key == "id" else {}), "sortable": True, "filterable": True}
+            for key, f in system_fields(form).items()]
 
 
 class DraftBody(Body):

@@ -1,21 +1,47 @@
 """The organization: departments (a tree with heads), users' departments and
-status, the org-chart import and the security audit log. Administrators only."""
+status, the org-chart import and the security audit log — administrators
+only; and the directory every signed-in user may look people up in."""
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from enum import Enum
+from typing import Annotated, Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Query, status
 from pydantic import Field
 
+from tangram.engines import directory
 from tangram.platform.api.body import Body
 from tangram.platform.auth.service import list_users, set_password
-from tangram.platform.deps import AdminActor, ClockDep, CurrentAuth, SessionDep
+from tangram.platform.deps import AdminActor, ClockDep, CurrentActor, CurrentAuth, SessionDep
 from tangram.platform.permissions import audit, organization
 from tangram.platform.permissions.org_import import import_org, normalize
 
-router = APIRouter(prefix="/api/org", tags=["organization"])
+# One router for both: /api/org/… (administrators) and /api/directory/… (everyone).
+router = APIRouter(prefix="/api")
+ORG: list[str | Enum] = ["organization"]
+NO_CONTENT = status.HTTP_204_NO_CONTENT
+
+Limit = Annotated[int, Query(ge=1, le=100)]
+Search = Annotated[str | None, Query(max_length=200, description="words to look for")]
+After = Annotated[str | None, Query(description="next_cursor of the previous page")]
+
+
+@router.get("/directory/users", tags=["directory"])
+def directory_users(session: SessionDep, _actor: CurrentActor, search: Search = None,
+                    limit: Limit = 20, after: After = None) -> dict[str, Any]:
+    """Active users, as any colleague may see them (for user fields, report
+    parameters, approvers to add): id, name as ``title``, username, primary
+    department."""
+    return directory.lookup_users(session, search=search, limit=limit, after=after)
+
+
+@router.get("/directory/departments", tags=["directory"])
+def directory_departments(session: SessionDep, _actor: CurrentActor, search: Search = None,
+                          limit: Limit = 20, after: After = None) -> dict[str, Any]:
+    """Departments: id, name as ``title``, parent_id."""
+    return directory.lookup_departments(session, search=search, limit=limit, after=after)
 
 
 class DepartmentBody(Body):
@@ -39,12 +65,12 @@ class MembershipsBody(Body):
     primary_department_id: uuid.UUID | None = None
 
 
-@router.get("/departments")
+@router.get("/org/departments", tags=ORG)
 def department_tree(session: SessionDep, _admin: AdminActor) -> list[dict[str, Any]]:
     return organization.department_tree(session)
 
 
-@router.post("/departments", status_code=status.HTTP_201_CREATED)
+@router.post("/org/departments", tags=ORG, status_code=status.HTTP_201_CREATED)
 def create_department(body: DepartmentBody, session: SessionDep, admin: AdminActor,
                       clock: ClockDep) -> dict[str, str]:
     dept_id = organization.create_department(session, name=body.name,
@@ -53,7 +79,7 @@ def create_department(body: DepartmentBody, session: SessionDep, admin: AdminAct
     return {"id": str(dept_id)}
 
 
-@router.patch("/departments/{dept_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.patch("/org/departments/{dept_id}", tags=ORG, status_code=NO_CONTENT)
 def update_department(dept_id: uuid.UUID, body: DepartmentPatch, session: SessionDep,
                       admin: AdminActor, clock: ClockDep) -> None:
     organization.update_department(session, dept_id=dept_id, name=body.name,
@@ -62,7 +88,7 @@ def update_department(dept_id: uuid.UUID, body: DepartmentPatch, session: Sessio
                                    actor_id=admin.id, now=clock.now())
 
 
-@router.get("/users")
+@router.get("/org/users", tags=ORG)
 def users(session: SessionDep, _admin: AdminActor) -> list[dict[str, Any]]:
     return [{"id": str(u.id), "username": u.username, "display_name": u.display_name,
              "status": u.status, "is_admin": u.is_admin,
@@ -72,7 +98,7 @@ def users(session: SessionDep, _admin: AdminActor) -> list[dict[str, Any]]:
                              for d in u.departments]} for u in list_users(session)]
 
 
-@router.put("/users/{user_id}/departments", status_code=status.HTTP_204_NO_CONTENT)
+@router.put("/org/users/{user_id}/departments", tags=ORG, status_code=NO_CONTENT)
 def set_departments(user_id: uuid.UUID, body: MembershipsBody, session: SessionDep,
                     admin: AdminActor, clock: ClockDep) -> None:
     organization.set_memberships(
@@ -81,7 +107,7 @@ def set_departments(user_id: uuid.UUID, body: MembershipsBody, session: SessionD
         primary=body.primary_department_id, actor_id=admin.id, now=clock.now())
 
 
-@router.post("/users/{user_id}/disable", status_code=status.HTTP_204_NO_CONTENT)
+@router.post("/org/users/{user_id}/disable", tags=ORG, status_code=NO_CONTENT)
 def disable_user(user_id: uuid.UUID, session: SessionDep, admin: AdminActor,
                  clock: ClockDep) -> None:
     """Sessions and API tokens of the user stop working at once."""
@@ -89,7 +115,7 @@ def disable_user(user_id: uuid.UUID, session: SessionDep, admin: AdminActor,
                             now=clock.now())
 
 
-@router.post("/users/{user_id}/enable", status_code=status.HTTP_204_NO_CONTENT)
+@router.post("/org/users/{user_id}/enable", tags=ORG, status_code=NO_CONTENT)
 def enable_user(user_id: uuid.UUID, session: SessionDep, admin: AdminActor,
                 clock: ClockDep) -> None:
     organization.set_status(session, user_id=user_id, active=True, actor_id=admin.id,
@@ -100,7 +126,7 @@ class PasswordBody(Body):
     password: str = Field(min_length=1, max_length=1000)
 
 
-@router.post("/users/{user_id}/password", status_code=status.HTTP_204_NO_CONTENT)
+@router.post("/org/users/{user_id}/password", tags=ORG, status_code=NO_CONTENT)
 def set_user_password(user_id: uuid.UUID, body: PasswordBody, session: SessionDep,
                       admin: AdminActor, auth: CurrentAuth, clock: ClockDep) -> None:
     """Set a user's password (a new account from the org import, a forgotten
@@ -112,14 +138,14 @@ def set_user_password(user_id: uuid.UUID, body: PasswordBody, session: SessionDe
                  actor_id=admin.id, at=clock.now(), sessions_ended=ended)
 
 
-@router.post("/import")
+@router.post("/org/import", tags=ORG)
 def import_chart(body: dict[str, Any], session: SessionDep, admin: AdminActor,
                  clock: ClockDep) -> dict[str, Any]:
     """Import a DingTalk/WeCom-shaped org chart (docs/permissions.md); idempotent."""
     return import_org(session, normalize(body), actor_id=admin.id, now=clock.now()).as_dict()
 
 
-@router.get("/audit")
+@router.get("/org/audit", tags=ORG)
 def security_audit(session: SessionDep, _admin: AdminActor, action: str | None = None,
                    limit: int = 100) -> dict[str, Any]:
     """Changes of rights: roles, assignments, shares, tokens, users, org imports."""
