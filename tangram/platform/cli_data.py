@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -197,15 +198,28 @@ def import_command(
 
         def save(ctx: EngineContext) -> None:
             _, _, handle = open_error_file(ctx, setup.store, job_id=job_id)
-            with handle, open(target, "wb") as out:
-                while chunk := handle.read(1 << 20):
-                    out.write(chunk)
+            with handle:
+                _write_whole(target, iter(lambda: handle.read(1 << 20), b""))
 
         setup.run(save)
         typer.echo(f"error file: {target} (fix the rows and import it again)")
     setup.engine.dispose()
     if result["status"] != "succeeded":
         raise typer.Exit(code=1)
+
+
+def _write_whole(target: Path, chunks: Iterable[bytes]) -> None:
+    """Write ``target`` whole or not at all: into a temporary file beside it,
+    renamed over it at the end — an export that fails half-way leaves no file
+    that looks complete (and an older one as it was)."""
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    try:
+        with open(partial, "wb") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 @data_app.command("export")
@@ -227,8 +241,7 @@ def export_command(
                       fields=fields.split(",") if fields else None)
     fmt = out.suffix.lstrip(".").lower() or "csv"
     plan = setup.run(lambda ctx: plan_export(ctx, app=app, form=form, query=query, format=fmt))
-    with setup.sessions() as session, open(out, "wb") as fh:
-        for chunk in stream_export(setup.ctx(session), plan):
-            fh.write(chunk)
+    with setup.sessions() as session:
+        _write_whole(out, stream_export(setup.ctx(session), plan))
     typer.echo(f"wrote {out}")
     setup.engine.dispose()
