@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from tangram.clock import FrozenClock
 from tangram.engines.directory import users_table
-from tangram.engines.flows import service, triggers
+from tangram.engines.flows import service, triggers, views
 from tangram.engines.flows.tables import jobs_table
 from tangram.engines.forms.records import delete_record
 from tangram.errors import DefinitionInvalid
@@ -119,7 +119,7 @@ def test_an_approval_about_a_deleted_record_shows_it_to_the_approver(world):
               actor=world.actor_of("alice"))
     iid = only_instance(world, "ondel")["id"]
     task = world.open_task(iid, "bob")
-    view = world.run(lambda ctx: service.task_view(ctx, task_id=task["id"]),
+    view = world.run(lambda ctx: views.task_view(ctx, task_id=task["id"]),
                      actor=world.actor_of("bob"))
     assert view["record"]["title"] == "HT-8" and view["record"]["deleted_at"]
     world.act(iid, "bob")

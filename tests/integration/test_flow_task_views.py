@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tangram.engines.context import EngineContext
-from tangram.engines.flows import service, tasks
+from tangram.engines.flows import tasks, views
 from tangram.errors import PermissionDenied
 from tangram.platform.permissions.policy import RolePolicy
 from tests import permission_factories as pf
@@ -50,7 +50,7 @@ def _submitted(world: FlowWorld) -> tuple[Any, dict[str, Any]]:
 def test_role_hidden_fields_and_their_titles_never_reach_the_task(world):
     _flow(world, editable_fields=["title", "amount", "status"])
     _, task = _submitted(world)
-    view = _as_bob(world, lambda ctx: service.task_view(ctx, task_id=task["id"]))
+    view = _as_bob(world, lambda ctx: views.task_view(ctx, task_id=task["id"]))
     record = view["record"]
     assert "amount" not in record and "manager" not in record
     assert record["title"] == "HT-1" and record["status"] == "draft"
@@ -63,7 +63,7 @@ def test_role_hidden_fields_and_their_titles_never_reach_the_task(world):
 def test_node_rules_narrow_further_and_titles_follow_them(world):
     _flow(world, visible_fields=["title", "amount", "manager"], editable_fields=["title"])
     _, task = _submitted(world)
-    view = _as_bob(world, lambda ctx: service.task_view(ctx, task_id=task["id"]))
+    view = _as_bob(world, lambda ctx: views.task_view(ctx, task_id=task["id"]))
     assert set(view["record"]) == {"id", "version", "title"}
     assert view["editable_fields"] == ["title"]
 

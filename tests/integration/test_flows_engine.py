@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from tangram.db import session_factory
-from tangram.engines.flows import service, tasks
+from tangram.engines.flows import service, tasks, views
 from tangram.engines.flows.tables import jobs_table, timers_table
 from tangram.engines.flows.worker import LeaseLost, Worker
 from tangram.errors import Conflict, DefinitionInvalid, ValidationFailed
@@ -204,7 +204,7 @@ def test_edits_only_the_fields_the_node_allows(world):
     rid = world.contract()
     iid = world.submit("f", "alice", rid)
     task = world.open_task(iid, "bob")
-    view = world.run(lambda ctx: service.task_view(ctx, task_id=task["id"]),
+    view = world.run(lambda ctx: views.task_view(ctx, task_id=task["id"]),
                      actor=world.actor_of("bob"))
     assert set(view["record"]) == {"id", "version", "title", "amount"}
     assert view["editable_fields"] == ["amount"]
@@ -809,11 +809,11 @@ def test_instance_view_shows_position_and_history(world):
                                  approval("b", "carol"), end()))
     iid = world.submit("f", "alice")
     world.act(iid, "bob", comment="fine")
-    view = world.run(lambda ctx: service.instance_view(ctx, instance_id=iid),
+    view = world.run(lambda ctx: views.instance_view(ctx, instance_id=iid),
                      actor=world.actor_of("alice"))
     assert view["current"] == ["b"]
     assert view["my_task"] is None  # alice submitted; the open task is carol's
-    as_carol = world.run(lambda ctx: service.instance_view(ctx, instance_id=iid),
+    as_carol = world.run(lambda ctx: views.instance_view(ctx, instance_id=iid),
                          actor=world.actor_of("carol"))
     carols = world.run(lambda ctx: tasks.my_open_task(ctx, instance_id=iid),
                        actor=world.actor_of("carol"))
@@ -823,11 +823,11 @@ def test_instance_view_shows_position_and_history(world):
     states = {n["key"]: n["state"] for n in view["graph"]["nodes"]}
     assert states == {"start": "visited", "a": "visited", "b": "active", "end": "pending"}
     assert [h["comment"] for h in view["history"] if h["action"] == "approve"] == ["fine"]
-    todo = world.run(lambda ctx: service.inbox(ctx, box="todo"), actor=world.actor_of("carol"))
+    todo = world.run(lambda ctx: views.inbox(ctx, box="todo"), actor=world.actor_of("carol"))
     assert [t["node"] for t in todo] == ["b"]
-    done = world.run(lambda ctx: service.inbox(ctx, box="done"), actor=world.actor_of("bob"))
+    done = world.run(lambda ctx: views.inbox(ctx, box="done"), actor=world.actor_of("bob"))
     assert len(done) == 1
-    mine = world.run(lambda ctx: service.inbox(ctx, box="submitted"), actor=world.actor_of("alice"))
+    mine = world.run(lambda ctx: views.inbox(ctx, box="submitted"), actor=world.actor_of("alice"))
     assert [m["id"] for m in mine] == [str(iid)]
 
 

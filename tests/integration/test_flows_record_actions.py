@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tangram.engines.flows import service
+from tangram.engines.flows import views
 from tangram.engines.forms.records import create_record, get_record
 from tangram.engines.forms.systables import audit_log_table
 from tangram.errors import DefinitionInvalid
@@ -163,10 +163,10 @@ def test_an_update_that_changes_nothing_is_refused(world):
 def test_flow_datetimes_are_iso_8601_utc_with_z(world):
     world.publish_flow(flow_body("f", start(next="a"), approval("a", "bob"), end()))
     iid = world.submit("f", "alice")
-    view = world.run(lambda ctx: service.instance_view(ctx, instance_id=iid),
+    view = world.run(lambda ctx: views.instance_view(ctx, instance_id=iid),
                      actor=world.actor_of("root"))
     stamps = [view["instance"]["started_at"], *(h["at"] for h in view["history"]),
               *(t["created_at"] for t in view["tasks"])]
     assert stamps and all(s.endswith("Z") and "+00:00" not in s for s in stamps)
-    todo = world.run(lambda ctx: service.inbox(ctx, box="todo"), actor=world.actor_of("bob"))
+    todo = world.run(lambda ctx: views.inbox(ctx, box="todo"), actor=world.actor_of("bob"))
     assert todo[0]["created_at"].endswith("Z")

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, status
 from pydantic import Field
 
-from tangram.engines.flows import service, tasks, triggers
+from tangram.engines.flows import service, tasks, triggers, views
 from tangram.engines.flows.registry import describe
 from tangram.errors import ErrorItem, NotAuthenticated
 from tangram.metamodel import storage
@@ -114,7 +114,7 @@ def start_flow(app: str, flow: str, body: StartBody, ctx: ContextDep,
     """Submit a record for approval, or start a manual flow."""
     iid = triggers.start_by_user(ctx, app=app, flow=flow, record_id=body.record_id,
                                  variables=body.variables)
-    return service.instance_view(ctx, instance_id=iid)["instance"]
+    return views.instance_view(ctx, instance_id=iid)["instance"]
 
 
 @router.post("/api/hooks/flows/{app}/{flow}", status_code=status.HTTP_202_ACCEPTED)
@@ -170,7 +170,7 @@ def my_tasks(ctx: ContextDep, _u: SignedInActor, query: Annotated[InboxQuery, Qu
              ) -> dict[str, Any]:
     """One page of the caller's inbox: tasks to do, done, CC'd, or the
     requests they submitted, newest or oldest first by box."""
-    return service.inbox_page(ctx, box=query.box, app=query.app, limit=query.limit,
+    return views.inbox_page(ctx, box=query.box, app=query.app, limit=query.limit,
                               after=query.after, include_total=query.total)
 
 
@@ -178,12 +178,12 @@ def my_tasks(ctx: ContextDep, _u: SignedInActor, query: Annotated[InboxQuery, Qu
 def my_task_counts(ctx: ContextDep, _u: SignedInActor,
                    query: Annotated[InboxCountsQuery, Query()]) -> dict[str, Any]:
     """How many items each inbox box holds, and how many are unread."""
-    return service.inbox_counts(ctx, app=query.app)
+    return views.inbox_counts(ctx, app=query.app)
 
 
 @router.get("/api/flows/tasks/{task_id}")
 def get_task(task_id: uuid.UUID, ctx: ContextDep, _u: SignedInActor) -> dict[str, Any]:
-    return service.task_view(ctx, task_id=task_id)
+    return views.task_view(ctx, task_id=task_id)
 
 
 @router.post("/api/flows/tasks/{task_id}/{action}")
@@ -192,7 +192,7 @@ def act_on_task(task_id: uuid.UUID, action: str, body: TaskActionBody, ctx: Cont
     """A task action; answers the task as ``GET /api/flows/tasks/{task_id}`` does."""
     task = tasks.act_on_task(ctx, task_id=task_id, action=action,
                              params=tasks.ActionParams(**body.model_dump()))
-    return service.task_view(ctx, task_id=task["id"], mark_read=False)
+    return views.task_view(ctx, task_id=task["id"], mark_read=False)
 
 
 @router.get("/api/flows/notifications")
@@ -208,13 +208,13 @@ def record_flows(app: str, form: str, record_id: str, ctx: ContextDep,
                  _u: SignedInActor) -> dict[str, Any]:
     """A record page's flow panel: the requests about the record (where each is,
     your open task in it) and the flows you may start on it now."""
-    return service.record_flows(ctx, app=app, form=form, record_id=record_id)
+    return views.record_flows(ctx, app=app, form=form, record_id=record_id)
 
 
 @router.get("/api/flows/instances/{instance_id}")
 def get_instance(instance_id: uuid.UUID, ctx: ContextDep, _u: SignedInActor) -> dict[str, Any]:
     """The graph with the current position, tasks and the full history."""
-    return service.instance_view(ctx, instance_id=instance_id)
+    return views.instance_view(ctx, instance_id=instance_id)
 
 
 @router.post("/api/flows/instances/{instance_id}/my-task/{action}")
@@ -225,7 +225,7 @@ def act_on_my_task(instance_id: uuid.UUID, action: str, body: TaskActionBody,
     have no open task in it."""
     task = tasks.act_on_my_task(ctx, instance_id=instance_id, action=action,
                                 params=tasks.ActionParams(**body.model_dump()))
-    return service.task_view(ctx, task_id=task["id"], mark_read=False)
+    return views.task_view(ctx, task_id=task["id"], mark_read=False)
 
 
 @router.post("/api/flows/instances/{instance_id}/{action}")
