@@ -316,3 +316,7 @@ def test_a_cc_notification_names_its_cc_task(crm):
     notes = crm["gm"].get("/api/flows/notifications").json()["items"]
     [note] = [n for n in notes if n["kind"] == "cc"]
     assert (note["instance_id"], note["task_id"]) == (iid, cc["task_id"])
+    # The notification itself names it, so every list of notifications does.
+    notes = crm["gm"].get("/api/notifications").json()["items"]
+    [note] = [n for n in notes if n["kind"] == "cc"]
+    assert note["task_id"] == cc["task_id"]

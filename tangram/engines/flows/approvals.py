@@ -56,8 +56,9 @@ def add_tasks(run: Run, execution: Execution, user_ids: list[uuid.UUID], *,
             run.notify([r["assignee_id"]], kind="task", task_id=r["id"],
                        title=run.say("flow_task", execution["node"]),
                        body=run.say("flow_task_body"))
-        if kind == "cc":
-            run.notify(user_ids, kind="cc", title=run.say("flow_cc"),
+        for r in rows if kind == "cc" else ():
+            # Each reader's notice points at their own CC task.
+            run.notify([r["assignee_id"]], kind="cc", task_id=r["id"], title=run.say("flow_cc"),
                        body=run.say("flow_cc_body", execution["node"]))
     return [r["id"] for r in rows]
 

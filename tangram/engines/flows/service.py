@@ -161,9 +161,9 @@ def cancel_instance(ctx: EngineContext, *, instance_id: uuid.UUID,
 def notifications(ctx: EngineContext, *, unread_only: bool = False,
                   limit: int = 100) -> list[dict[str, Any]]:
     n, t = notifications_table, tasks_table
-    # A CC's notification names no task (approvals.add_tasks sends one
-    # notification to all it copies): its task is the reader's CC task in
-    # that request, the newest one made by then.
+    # A CC's notification names its task; those written before it did
+    # (one notification to all it copied) get the reader's CC task in that
+    # request, the newest one made by then.
     cc_task = (sa.select(t.c.id).where(t.c.instance_id == n.c.instance_id,
                                        t.c.assignee_id == n.c.user_id, t.c.kind == "cc",
                                        t.c.created_at <= n.c.created_at)
