@@ -18,7 +18,7 @@ from openpyxl import load_workbook
 from tangram.db import new_id
 from tangram.engines.access import AllowAll
 from tangram.engines.exports import plan_export, stream_export
-from tangram.engines.forms.query import ListQuery
+from tangram.engines.forms.query import ListQuery, QueryInvalid
 from tangram.engines.forms.registry import get_runtime
 from tangram.errors import PermissionDenied
 from tests.import_factories import ZH_HEADER, ImportWorld, csv_bytes, lead_row
@@ -100,6 +100,40 @@ def test_hidden_fields_are_left_out_and_export_needs_the_right(world):
         export(world, policy=HidingPolicy(may_export=False))
 
 
+class HiddenCodePolicy(AllowAll):
+    """The account's ``code`` hidden: a lead's export may not filter or sort
+    through ``account.code`` (its row count would give the code away)."""
+
+    def field_access(self, actor, app, form):
+        return {"code": "hidden"} if form == "account" else {}
+
+
+def test_a_field_hidden_on_a_linked_form_is_refused_too(world):
+    for query in ({"filter": {"field": "account.code", "op": "eq", "value": "X"}},
+                  {"filter": {"not": {"field": "account.code", "op": "is_empty"}}},
+                  {"sort": ["account.code"]}):
+        with pytest.raises(PermissionDenied) as info:
+            export(world, policy=HiddenCodePolicy(), **query)
+        assert info.value.details == {"field": "account.code"}
+    _, data = export(world, policy=HiddenCodePolicy(),
+                     filter={"field": "account.name", "op": "eq", "value": "华为"})
+    assert len(read_csv(data)) == 1 + 4  # the header and the four leads of 华为
+
+
+class HiddenNamePolicy(AllowAll):
+    def field_access(self, actor, app, form):
+        return {"name": "hidden"} if form == "lead" else {}
+
+
+def test_the_search_does_not_look_in_hidden_fields(world):
+    _, data = export(world, search="客户1")
+    assert len(read_csv(data)) == 1 + 1  # the name is the lead form's search field
+    # Finding it would give the hidden name away: for this viewer the form has
+    # nothing to search in, as in the records list.
+    with pytest.raises(QueryInvalid, match="no search fields"):
+        export(world, policy=HiddenNamePolicy(), search="客户1")
+
+
 def test_xlsx_export_keeps_types_and_exact_decimals(world):
     _, data = export(world, format="xlsx", fields=["name", "budget", "since", "owner"],
                      sort=["name"])
@@ -131,7 +165,7 @@ MEASURE = textwrap.dedent("""
     from tangram.db import create_engine_from_url, session_factory
     from tangram.engines.context import EngineContext
     from tangram.engines.exports import plan_export, stream_export
-    from tangram.engines.forms.query import ListQuery
+    from tangram.engines.forms.query import ListQuery, QueryInvalid
 
     def rss_kb():
         with open("/proc/self/statm") as fh:

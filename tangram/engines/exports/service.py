@@ -81,11 +81,14 @@ def plan_export(ctx: EngineContext, *, app: str, form: str, query: ListQuery,
             f"cannot export as {format!r}; formats: {', '.join(EXPORT_FORMATS)}"))
         raise ValidationFailed([item], item.message)
     hidden = _hidden(ctx, rt)
-    touched = records.filter_fields(query.filter) | {
-        s.lstrip("-").split(".")[0] for s in query.sort} | set(query.fields or [])
-    for key in sorted(touched & hidden):
-        raise PermissionDenied(f"you may not export, filter or sort on field {key!r}",
-                               details={"field": key})
+    # Paths too: a filter on account.code, hidden on the account form, would
+    # give the code away by the rows it keeps.
+    named = records.filter_paths(query.filter) | {s.lstrip("-") for s in query.sort} | set(
+        query.fields or [])
+    for path in sorted(named):
+        if not records.path_visible(ctx, rt, path):
+            raise PermissionDenied(f"you may not export, filter or sort on field {path!r}",
+                                   details={"field": path})
     if query.fields:
         columns = [k for k in query.fields if k in _SYSTEM or rt.form.field(k) is not None]
         unknown = [k for k in query.fields if k not in columns]
@@ -101,7 +104,8 @@ def plan_export(ctx: EngineContext, *, app: str, form: str, query: ListQuery,
     page = replace(query, fields=[k for k in columns if k not in _SYSTEM], limit=PAGE_ROWS,
                    after=None, include_total=False, deleted=False)
     # Compile once now, so that a bad query fails before the response starts.
-    build_select(page, tables=rt.tables, qctx=records.query_context(ctx, app))
+    build_select(page, tables=records.viewer_tables(ctx, rt),
+                 qctx=records.query_context(ctx, app))
     header = tuple(_label(rt, k, ctx.language) for k in columns)
     stamp = ctx.now().astimezone(ZoneInfo(ctx.timezone)).strftime("%Y%m%d-%H%M")
     name = f"{localize(rt.form.label, ctx.language) or form}-{stamp}{fmt.extension}"
@@ -129,7 +133,9 @@ def export_rows(ctx: EngineContext, plan: ExportPlan) -> Iterator[list[Any]]:
     ctx.session.commit()
     while True:
         scope = ctx.policy.row_predicate(ctx.actor, plan.app, plan.form, rt.table, "export")
-        stmt, cursor_of = build_select(query, tables=rt.tables, qctx=qctx, scope=scope)
+        # The viewer's tables: the search does not look in hidden fields.
+        stmt, cursor_of = build_select(query, tables=records.viewer_tables(ctx, rt), qctx=qctx,
+                                       scope=scope)
         rows = list(ctx.session.execute(stmt).mappings())
         page = rows[:query.limit]
         values = [{k: (rt.fields[k].kind.from_db(r[k]) if k in rt.fields else r[k])
