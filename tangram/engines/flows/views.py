@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from tangram.engines.context import EngineContext
 from tangram.engines.cursors import cursor_invalid, decode_cursor, encode_cursor
-from tangram.engines.directory import users_table
+from tangram.engines.directory import user_names
 from tangram.engines.flows.registry import NODE_TYPES, successors
 from tangram.engines.flows.runtime import Loaded, load_version, system_context
 from tangram.engines.flows.tables import (
@@ -122,12 +122,8 @@ class _Lookups:
                                                     node)
 
     def load_names(self, ids: Iterable[Any]) -> None:
-        wanted = {i for i in ids if isinstance(i, uuid.UUID) and i not in self.names}
-        if wanted:
-            u = users_table
-            for user_id, name in self.ctx.session.execute(
-                    sa.select(u.c.id, u.c.display_name).where(u.c.id.in_(wanted))):
-                self.names[user_id] = name
+        self.names.update(user_names(self.ctx.session, {
+            i for i in ids if isinstance(i, uuid.UUID) and i not in self.names}))
 
     def name(self, user_id: Any) -> str | None:
         return self.names.get(user_id) if isinstance(user_id, uuid.UUID) else None

@@ -89,22 +89,11 @@ def picker(ctx: EngineContext, *, app: str, form: str, field: str, search: str |
     f = relation_field(rt, field)
     if f is None:
         raise NotFound(f"form {form!r} has no relation field {field!r}")
-    if not any(_may(ctx, app, form, action) for action in ("create", "update")):
-        raise PermissionDenied(f"you may neither create nor update records of form {form!r}, "
-                               "so there is nothing to link", details={"field": field})
-    top, _, sub = field.partition(".")
-    plan = (rt.validator.sub_tables[top].fields.get(sub) if sub and top in
-            rt.validator.sub_tables else rt.validator.fields.get(top))
-    if plan is not None and plan.read_only:
-        # Filled by the platform (fill_from, flows), never by a person: its
-        # picker would only list records beyond the actor's scope.
-        raise PermissionDenied(f"field {field!r} is read-only: nobody sets it by hand",
-                               details={"field": field})
-    access = ctx.policy.field_access(ctx.actor, app, form).get(top)
-    if access in ("hidden", "read_only"):
-        raise PermissionDenied(f"you may not set field {field!r}: it is "
-                               f"{'hidden from' if access == 'hidden' else 'read-only for'} you",
-                               details={"field": field})
+    # The same rights as the user and department pickers (records imports
+    # this module, hence the late import).
+    from tangram.engines.forms.records import check_settable
+
+    check_settable(ctx, rt, field)
     target = rt if f.target == rt.key else get_runtime(ctx.session, app, f.target)
     title = target.title_field
     if title is not None and ctx.policy.field_access(ctx.actor, app, target.key).get(
@@ -133,14 +122,6 @@ def picker(ctx: EngineContext, *, app: str, form: str, field: str, search: str |
             "items": [{"id": str(r["id"]), "title": None if title is None else
                        _text(r.get(title))} for r in rows],
             "next_cursor": cursor_of(rows[-1]) if has_more and rows else None}
-
-
-def _may(ctx: EngineContext, app: str, form: str, action: str) -> bool:
-    try:
-        ctx.policy.check_form_action(ctx.actor, app, form, action)  # type: ignore[arg-type]
-    except PermissionDenied:
-        return False
-    return True
 
 
 def _text(value: Any) -> Any:

@@ -12,7 +12,7 @@ from tangram.engines.context import EngineContext
 from tangram.engines.expressions import CompiledExpression
 from tangram.engines.forms import publish
 from tangram.engines.forms.query import system_fields
-from tangram.engines.forms.records import filter_paths, form_actions, path_visible
+from tangram.engines.forms.records import filter_paths, form_actions, path_visible, viewer_tables
 from tangram.engines.forms.registry import FormRuntime, get_runtime
 from tangram.engines.printing import templates_for_viewer
 from tangram.errors import DefinitionInvalid, NotFound
@@ -127,7 +127,9 @@ def _visible_definition(ctx: EngineContext, rt: FormRuntime, hidden: set[str]
     keys, search and lock fields; views that filter or sort on them (listing
     with such a view is refused); rules and field conditions or formulas
     that read them (the server still applies those)."""
-    definition = storage.dump(rt.form)
+    # The form as the caller's queries see it: without the hidden fields and
+    # their sort, search and title places (records.viewer_tables).
+    definition = storage.dump(viewer_tables(ctx, rt).form)
     if not hidden:
         return definition
 
@@ -137,7 +139,6 @@ def _visible_definition(ctx: EngineContext, rt: FormRuntime, hidden: set[str]
     def visible(keys: list[str]) -> list[str]:
         return [k for k in keys if k.lstrip("-").split(".")[0] not in hidden]
 
-    definition["fields"] = [f for f in definition["fields"] if f["key"] not in hidden]
     for f in definition["fields"]:
         plan = rt.validator.fields[f["key"]]
         for attr, expr in (("visible_when", plan.visible_when), ("required_when",
@@ -156,11 +157,6 @@ def _visible_definition(ctx: EngineContext, rt: FormRuntime, hidden: set[str]
         for view, model in zip(definition.get("views", []), rt.form.views, strict=True)
         if all(path_visible(ctx, rt, p) for p in
                filter_paths(model.filter) | {s.lstrip("-") for s in model.sort})]
-    for key in ("default_sort", "search_fields"):
-        if key in definition:
-            definition[key] = visible(definition[key])
-    if definition.get("title_field") in hidden:
-        definition.pop("title_field")
     lock = definition.get("lock")
     if lock is not None:
         lock["editable"] = visible(lock.get("editable", []))
