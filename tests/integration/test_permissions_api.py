@@ -533,3 +533,25 @@ def test_no_picker_for_a_relation_nobody_sets_by_hand(org):
     res = org.clients["rep_east"].get("/api/apps/crm/forms/contract/fields/filled/picker")
     assert res.status_code == 403 and res.json()["details"] == {"field": "filled"}
     assert "read-only" in res.json()["message"]
+
+
+def test_a_linked_records_title_hidden_by_the_readers_roles_is_not_shown_beside_the_link(org):
+    # The manager may not see accounts' names: a contract list, its export and
+    # its print show the link without the account's title (the id only).
+    org.ok(org.admin.put("/api/apps/crm/roles/manager", json={"definition": {
+        "key": "manager", "label": {"en": "Manager"}, "forms": {
+            "account": {"actions": ["read"], "scope": "department_tree",
+                        "fields": {"name": "hidden"}},
+            "contract": {"actions": ["read", "export"], "scope": "department_tree"}}}}))
+    e1 = org.contracts["E1"]["id"]
+    account_id = org.accounts["E1"]["id"]
+    director = org.ok(org.clients["director"].get(f"{records_url()}/{e1}"))
+    assert director["_display"]["account"] == "acc-E1"
+    manager = org.clients["manager_east"]
+    seen = org.ok(manager.get(f"{records_url()}/{e1}"))
+    assert seen["account"] == account_id and seen["_display"].get("account") is None
+    listed = {i["id"]: i for i in org.ok(manager.get(records_url()))["items"]}
+    assert listed[e1]["_display"].get("account") is None
+    exported = manager.get("/api/apps/crm/forms/contract/export", params={"format": "csv"})
+    assert exported.status_code == 200, exported.text
+    assert "acc-E1" not in exported.text and account_id in exported.text

@@ -28,7 +28,6 @@ from tangram.engines.exports.values import (
     Env,
     Formatter,
     formatter_for,
-    load_titles,
     reference_of,
     wanted_ids,
 )
@@ -36,6 +35,7 @@ from tangram.engines.exports.writers import EXPORT_FORMATS
 from tangram.engines.forms import records
 from tangram.engines.forms.query import MAX_LIMIT, ListQuery, build_select
 from tangram.engines.forms.registry import FormRuntime, get_runtime
+from tangram.engines.forms.titles import load_titles
 from tangram.errors import ErrorItem, PermissionDenied, ValidationFailed
 from tangram.metamodel import fields as fm
 from tangram.metamodel.common import localize
@@ -141,7 +141,7 @@ def export_rows(ctx: EngineContext, plan: ExportPlan) -> Iterator[list[Any]]:
         values = [{k: (rt.fields[k].kind.from_db(r[k]) if k in rt.fields else r[k])
                    for k in columns if k in r} for r in page]
         _add_links(ctx, rt, joins, page, values)
-        titles = load_titles(ctx, rt, wanted_ids(refs, values))
+        titles = load_titles(ctx, rt.app, wanted_ids(refs, values))
         # End the read transaction between pages: writers are not held up
         # (SQLite), and no snapshot is kept open for the whole export.
         ctx.session.rollback()

@@ -3,30 +3,25 @@
 Options show their label, links the linked record's title, people their
 names, booleans 是/否 (Yes/No), date-times the organization's wall-clock time;
 decimals stay ``Decimal`` (exact in CSV and XLSX alike). Titles of linked
-records, users, departments and files are fetched per page, one query per kind.
+records, users, departments and files are fetched per page, one query per kind
+(tangram.engines.forms.titles).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import sqlalchemy as sa
-
 from tangram.clock import iso_utc
-from tangram.engines.context import EngineContext
-from tangram.engines.directory import departments_table, users_table
-from tangram.engines.forms.registry import FormRuntime, get_runtime
-from tangram.engines.forms.systables import files_table
+from tangram.engines.forms.titles import Titles, form_reference
 from tangram.metamodel import fields as fm
 from tangram.metamodel.common import localize
 
-Titles = dict[tuple[str, uuid.UUID], str]  # (reference, id) -> title
 Formatter = Callable[[Any, Titles], Any]
 LIST_JOIN = ", "  # what the importer splits lists on
 
@@ -143,38 +138,8 @@ def reference_of(f: fm.FieldBase) -> str | None:
     """Which titles a field's values need: a target form key, or user/department/file."""
     kind = f.type  # type: ignore[attr-defined]
     if kind in ("relation", "multi_relation"):
-        return f"form:{f.target}"  # type: ignore[attr-defined]
+        return form_reference(f.target)  # type: ignore[attr-defined]
     return {"user": "user", "department": "department", "attachment": "file"}.get(kind)
-
-
-def load_titles(ctx: EngineContext, rt: FormRuntime, wanted: dict[str, set[uuid.UUID]]
-                ) -> Titles:
-    """Titles of the ids each reference needs (one query per reference)."""
-    titles: Titles = {}
-    for ref, ids in wanted.items():
-        if not ids:
-            continue
-        rows: Iterable[Any]
-        if ref == "user":
-            rows = ctx.session.execute(sa.select(users_table.c.id, users_table.c.display_name)
-                                       .where(users_table.c.id.in_(ids)))
-        elif ref == "department":
-            rows = ctx.session.execute(sa.select(departments_table.c.id,
-                                                 departments_table.c.name)
-                                       .where(departments_table.c.id.in_(ids)))
-        elif ref == "file":
-            rows = ctx.session.execute(sa.select(files_table.c.id, files_table.c.name)
-                                       .where(files_table.c.id.in_(ids)))
-        else:
-            target = get_runtime(ctx.session, rt.app, ref.removeprefix("form:"))
-            title = target.title_field
-            if title is None:
-                continue
-            tt = target.table
-            rows = ctx.session.execute(sa.select(tt.c.id, tt.c[title]).where(tt.c.id.in_(ids)))
-        for ident, text in rows:
-            titles[(ref, ident)] = "" if text is None else str(text)
-    return titles
 
 
 def wanted_ids(refs: dict[str, str], records: list[dict[str, Any]]

@@ -35,6 +35,7 @@ from tangram.engines.flows.tasks import approver_acted, my_open_task
 from tangram.engines.flows.taskview import task_fields
 from tangram.engines.forms.fieldtypes import FIELD_KINDS
 from tangram.engines.forms.query import CursorInvalid
+from tangram.engines.forms.titles import FORM_PREFIX, form_reference, load_titles
 from tangram.errors import NotFound, PermissionDenied
 from tangram.metamodel import flows as fl
 from tangram.metamodel.common import localize
@@ -129,29 +130,17 @@ class _Lookups:
         return self.names.get(user_id) if isinstance(user_id, uuid.UUID) else None
 
     def load_titles(self, refs: Iterable[tuple[str, str | None, uuid.UUID | None]]) -> None:
-        """Titles (the form's title field, as the records API's ``_display``
-        shows it) of records, deleted ones too — unless the caller's roles hide
-        that field. Titles do not depend on the record's row scope: an approver
-        may see what a task is about without the right to list the record."""
-        from tangram.engines.forms.registry import get_runtime
-
-        by_form: dict[tuple[str, str], set[uuid.UUID]] = defaultdict(set)
+        """Titles of records (tangram.engines.forms.titles: as the records
+        API's ``_display`` shows them, unless the caller's roles hide the title
+        field). They do not depend on the record's row scope: an approver may
+        see what a task is about without the right to list the record."""
+        by_app: dict[str, dict[str, set[uuid.UUID]]] = defaultdict(lambda: defaultdict(set))
         for app, form, record_id in refs:
             if form and record_id is not None:
-                by_form[(app, form)].add(record_id)
-        for (app, form), ids in by_form.items():
-            try:
-                rt = get_runtime(self.ctx.session, app, form)
-            except NotFound:
-                continue
-            title = rt.title_field
-            if title is None or title not in rt.column_key_set or \
-                    self.ctx.policy.field_access(self.ctx.actor, app, form).get(title) == "hidden":
-                continue
-            tt = rt.table
-            for rid, value in self.ctx.session.execute(
-                    sa.select(tt.c.id, tt.c[title]).where(tt.c.id.in_(ids))):
-                self.titles[(app, form, rid)] = None if value is None else str(value)
+                by_app[app][form_reference(form)].add(record_id)
+        for app, wanted in by_app.items():
+            for (ref, rid), text in load_titles(self.ctx, app, wanted).items():
+                self.titles[(app, ref.removeprefix(FORM_PREFIX), rid)] = text or None
 
     def title(self, app: str, form: str | None, record_id: uuid.UUID | None) -> str | None:
         return self.titles.get((app, form, record_id)) if form and record_id else None

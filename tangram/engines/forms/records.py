@@ -35,13 +35,12 @@ from tangram.db.upsert import increment_counter
 from tangram.engines.access import AllowAll, FormAction
 from tangram.engines.context import EngineContext
 from tangram.engines.directory import (
-    departments_table,
     existing_department_ids,
     existing_user_ids,
     users_table,
 )
 from tangram.engines.expressions import EvalContext
-from tangram.engines.forms import events, links
+from tangram.engines.forms import events, links, titles
 from tangram.engines.forms.files import accepts, descriptor, file_rows
 from tangram.engines.forms.fill import fill_linked
 from tangram.engines.forms.query import (
@@ -217,11 +216,11 @@ def _display(ctx: EngineContext, rt: FormRuntime, records: list[dict[str, Any]]
              ) -> dict[tuple[str, uuid.UUID], str]:
     """Titles of linked records, users and departments (for lists and pickers),
     also those named in sub-table rows: one query per kind of target."""
-    wanted: dict[Any, set[uuid.UUID]] = defaultdict(set)
+    wanted: dict[str, set[uuid.UUID]] = defaultdict(set)
 
     def want(ref: Any, value: Any) -> None:
         if ref is not None and ref != "file" and value is not None:
-            wanted[ref].update(value if isinstance(value, list) else [value])
+            wanted[_title_reference(ref)].update(value if isinstance(value, list) else [value])
 
     sub_refs = _sub_table_references(rt)
     for rec in records:
@@ -233,25 +232,12 @@ def _display(ctx: EngineContext, rt: FormRuntime, records: list[dict[str, Any]]
                     want(ref, row.get(sub_key))
         for sys_key in ("owner", "created_by", "updated_by"):
             want("user", rec.get(sys_key))
-    titles: dict[tuple[str, uuid.UUID], str] = {}
-    for ref, ids in wanted.items():
-        if ref == "user":
-            rows = ctx.session.execute(sa.select(users_table.c.id, users_table.c.display_name)
-                                       .where(users_table.c.id.in_(ids)))
-        elif ref == "department":
-            rows = ctx.session.execute(sa.select(departments_table.c.id, departments_table.c.name)
-                                       .where(departments_table.c.id.in_(ids)))
-        else:
-            target = _target_runtime(ctx, rt, ref[1])
-            title = target.title_field if target else None
-            if target is None or title is None:
-                continue
-            tt = target.table
-            rows = ctx.session.execute(sa.select(tt.c.id, tt.c[title]).where(tt.c.id.in_(ids)))
-        for r in rows:
-            titles[(ref if isinstance(ref, str) else ref[1], r[0])] = "" if r[1] is None \
-                else str(r[1])
-    return titles
+    return titles.load_titles(ctx, rt.app, wanted)
+
+
+def _title_reference(ref: str | tuple[str, str]) -> str:
+    """The titles module's reference of a compiled field's ``reference``."""
+    return ref if isinstance(ref, str) else titles.form_reference(ref[1])
 
 
 def _sub_table_references(rt: FormRuntime) -> dict[str, dict[str, Any]]:
@@ -265,12 +251,12 @@ def _sub_table_references(rt: FormRuntime) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _title_of(titles: Mapping[tuple[str, uuid.UUID], str], ref: Any, value: Any) -> Any:
+def _title_of(found: Mapping[tuple[str, uuid.UUID], str], ref: Any, value: Any) -> Any:
     """The ``_display`` entry of a reference value (a list for multi-relations)."""
-    name = ref if isinstance(ref, str) else ref[1]
+    name = _title_reference(ref)
     if isinstance(value, list):
-        return [titles.get((name, v)) for v in value]
-    return titles.get((name, value))
+        return [found.get((name, v)) for v in value]
+    return found.get((name, value))
 
 
 def _target_runtime(ctx: EngineContext, rt: FormRuntime, target: str) -> FormRuntime | None:
@@ -376,7 +362,7 @@ def to_json(ctx: EngineContext, rt: FormRuntime, records: list[dict[str, Any]],
     what the actor may do on each (``actions``: already worked out with the
     records' query, else one query here)."""
     hidden, _ = _hidden_and_readonly(ctx, rt)
-    titles = _display(ctx, rt, records)
+    shown = _display(ctx, rt, records)
     sub_refs = _sub_table_references(rt)
     record_actions = actions or RecordActions.of_records(ctx, rt, [r["id"] for r in records])
     file_ids: set[uuid.UUID] = set()
@@ -404,8 +390,8 @@ def to_json(ctx: EngineContext, rt: FormRuntime, records: list[dict[str, Any]],
             item["deleted_at"] = iso_utc(rec["deleted_at"])
         display: dict[str, Any] = {}
         for sys_key in ("owner", "created_by", "updated_by"):
-            if rec.get(sys_key) and ("user", rec[sys_key]) in titles:
-                display[sys_key] = titles[("user", rec[sys_key])]
+            if rec.get(sys_key) and ("user", rec[sys_key]) in shown:
+                display[sys_key] = shown[("user", rec[sys_key])]
         for key, compiled in rt.fields.items():
             if key in hidden or (wanted is not None and key not in wanted) or key not in rec:
                 continue
@@ -418,7 +404,7 @@ def to_json(ctx: EngineContext, rt: FormRuntime, records: list[dict[str, Any]],
                 for i, row in enumerate(value or []):
                     for sub_key, ref in sub_refs.get(key, {}).items():
                         if row.get(sub_key) is not None:
-                            display[f"{key}[{i}].{sub_key}"] = _title_of(titles, ref,
+                            display[f"{key}[{i}].{sub_key}"] = _title_of(shown, ref,
                                                                          row[sub_key])
                 continue
             if compiled.reference == "file":
@@ -426,7 +412,7 @@ def to_json(ctx: EngineContext, rt: FormRuntime, records: list[dict[str, Any]],
                 continue
             item[key] = compiled.to_json(value)
             if compiled.reference is not None and value is not None:
-                display[key] = _title_of(titles, compiled.reference, value)
+                display[key] = _title_of(shown, compiled.reference, value)
         item["_display"] = display
         locked = (lock_reason(ctx, rt, rec) is not None
                   if lock_fields is not None and lock_fields <= rec.keys() else None)

@@ -16,10 +16,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from tangram.engines.context import EngineContext
-from tangram.engines.exports.values import load_titles
 from tangram.engines.forms import records
 from tangram.engines.forms.query import ListQuery
 from tangram.engines.forms.registry import FormRuntime, get_runtime
+from tangram.engines.forms.titles import load_titles
 from tangram.engines.printing.values import PrintRecord, ShowEnv, Shown, reference, shown
 from tangram.errors import NotFound, PermissionDenied
 from tangram.metamodel import fields as fm
@@ -77,7 +77,7 @@ class _Reader:
                 elif f.key in item:
                     want(f, item[f.key])
         return {(ref, str(ident)): text
-                for (ref, ident), text in load_titles(self.ctx, rt, wanted).items()}
+                for (ref, ident), text in load_titles(self.ctx, rt.app, wanted).items()}
 
     def records(self, rt: FormRuntime, items: list[dict[str, Any]], *,
                 follow_links: bool) -> list[PrintRecord]:
