@@ -13,7 +13,10 @@ printed value checks it, so a runaway template (``{% for i in range(100000)
 %}{% for j in range(100000) %}…``) stops with :class:`RenderTooLong` instead
 of running for hours. Nothing is computed when a template is only compiled
 (no constant folding: ``{{ 'a' * 100000000 }}`` costs nothing to check), and a
-repetition or power too large to compute is refused when it runs.
+repetition or power too large to compute is refused when it runs — so is a
+width, padding or precision past ``MAX_WIDTH`` (``'%0100000000d' % 1``,
+``'{:>100000000}'.format(x)``, ``'x'.center(100000000)``, ``|indent``,
+``|tojson(indent)``, ``|batch(n, fill)``), before Python builds the string.
 
     env = sandbox(html=True)
     problem = template_problem("{{ ''.__class__ }}")  # "line 1: … '__class__' …"
@@ -21,9 +24,13 @@ repetition or power too large to compute is refused when it runs.
 
 from __future__ import annotations
 
+import json
 import operator
+import re
 import time
+import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from functools import update_wrapper
 from typing import Any
 
 from jinja2 import (
@@ -37,15 +44,17 @@ from jinja2 import (
     nodes,
     pass_eval_context,
 )
+from jinja2 import filters as jinja_filters
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import SandboxedEnvironment, SandboxedEscapeFormatter, SandboxedFormatter
+from markupsafe import Markup, soft_str
 
 from tangram.errors import DefinitionInvalid
 
-__all__ = ["MAX_REPEAT", "RENDER_SECONDS", "RenderTooLong", "SecurityError", "TemplateError",
-           "TemplateInvalid", "TemplateSyntaxError", "UndefinedError",
+__all__ = ["MAX_REPEAT", "MAX_WIDTH", "RENDER_SECONDS", "RenderTooLong", "SecurityError",
+           "TemplateError", "TemplateInvalid", "TemplateSyntaxError", "UndefinedError",
            "endless_recursion", "loads_templates", "record_fields_read", "sandbox",
            "template_problem", "unsafe_access"]
 
@@ -60,6 +69,11 @@ RENDER_SECONDS = 1.0
 # which no deadline can interrupt.
 MAX_REPEAT = 1_000_000
 MAX_POWER_BITS = 100_000
+# Characters of width, padding and precision one formatting operation may ask
+# for, all its fields together: ``'%0100000000d' % 1`` is 100 MB built in one
+# step, just as ``'a' * 100000000``; so are ``'{0:>900000}' * 120`` formatted
+# once, tab stops, ``|indent`` on every line and ``|tojson`` indentation.
+MAX_WIDTH = MAX_REPEAT
 
 
 class TemplateInvalid(DefinitionInvalid):
@@ -105,6 +119,191 @@ def _finalize(eval_ctx: Any, value: Any) -> Any:
     return value
 
 
+def _refuse_width(what: str, width: int) -> None:
+    if width > MAX_WIDTH:
+        raise RenderTooLong(f"{what} asks for {width:,} characters of width, padding or "
+                            f"precision; one operation may ask for at most {MAX_WIDTH:,}")
+
+
+def _shown(text: str | bytes | bytearray) -> str:
+    """A format for an error message: a long one is cut short."""
+    return repr(text) if len(text) <= 40 else repr(text[:36]) + "…"
+
+
+def _number(digits: str) -> int:
+    # More than 18 digits is too wide anyway; int() would refuse past 4300.
+    return int(digits) if len(digits) <= 18 else 10 ** 18
+
+
+def _printf_width(fmt: str | bytes | bytearray, values: Any) -> int:
+    """The widths and precisions of a printf-style format together, a ``*``
+    read from ``values`` as Python reads it (``'%*d' % (width, n)``)."""
+    if not isinstance(fmt, str):
+        fmt = bytes(fmt).decode("latin-1")
+    args = values if isinstance(values, tuple) else (values,)
+    total = index = i = 0
+    n = len(fmt)
+    while (i := fmt.find("%", i) + 1) > 0:
+        if fmt.startswith("%", i):  # "%%"
+            i += 1
+            continue
+        keyed = fmt.startswith("(", i)
+        if keyed:  # "%(name)…", parentheses nest
+            depth = 0
+            while i < n:
+                depth += {"(": 1, ")": -1}.get(fmt[i], 0)
+                i += 1
+                if depth == 0:
+                    break
+        while i < n and fmt[i] in "-+ #0":
+            i += 1
+        for precision in (False, True):
+            if precision:
+                if not fmt.startswith(".", i):
+                    break
+                i += 1
+            if fmt.startswith("*", i):
+                i += 1
+                value = args[index] if index < len(args) else None
+                index += 1
+                if isinstance(value, int):  # a negative width pads on the right
+                    total += max(value, 0) if precision else abs(value)
+            else:
+                start = i
+                while i < n and "0" <= fmt[i] <= "9":
+                    i += 1
+                if i > start:
+                    total += _number(fmt[start:i])
+        while i < n and fmt[i] in "hlL":
+            i += 1
+        i += 1  # the conversion
+        if not keyed:
+            index += 1
+    return total
+
+
+def _check_printf(fmt: str | bytes | bytearray, values: Any) -> None:
+    _refuse_width(f"{_shown(fmt)} % …", _printf_width(fmt, values))
+
+
+_SPEC_NUMBER = re.compile(r"\d+")  # Python reads any decimal digits in a format spec
+
+
+class _WidthCheckingFormatter(SandboxedFormatter):
+    """``str.format``/``format_map`` in the sandbox, refusing fields whose
+    specs (``{:>100000000}``, ``{0:>{1}}`` with its width filled in) add up to
+    more than MAX_WIDTH. Every number of a spec counts: width, precision, and
+    digits of a date's spec alike (none of which a real template makes large)."""
+
+    def vformat(self, format_string: str, args: Any, kwargs: Any) -> str:
+        self.source = format_string
+        self.width = 0
+        return super().vformat(format_string, args, kwargs)
+
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        self.width += sum(map(_number, _SPEC_NUMBER.findall(format_spec)))
+        _refuse_width(f"{_shown(self.source)}.format(…)", self.width)
+        return super().format_field(value, format_spec)
+
+
+class _WidthCheckingEscapeFormatter(_WidthCheckingFormatter, SandboxedEscapeFormatter):
+    pass
+
+
+def _checked_format(env: SandboxedEnvironment, text: str,
+                    method: Callable[..., Any]) -> Callable[..., str]:
+    """jinja2's ``wrap_str_format`` with our formatter: the same checks of the
+    fields' attributes, plus the widths."""
+    formatter: _WidthCheckingFormatter
+    if isinstance(text, Markup):
+        formatter = _WidthCheckingEscapeFormatter(env, escape=text.escape)
+    else:
+        formatter = _WidthCheckingFormatter(env)
+    is_format_map = method.__name__ == "format_map"
+
+    def wrapper(*args: Any, **kwargs: Any) -> str:
+        if is_format_map:
+            if kwargs:
+                raise TypeError("format_map() takes no keyword arguments")
+            if len(args) != 1:
+                raise TypeError(f"format_map() takes exactly one argument ({len(args)} given)")
+            kwargs, args = args[0], ()
+        return type(text)(formatter.vformat(text, args, kwargs))
+
+    return update_wrapper(wrapper, method)
+
+
+_PADDING_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
+
+
+def _checked_padding(text: str | bytes | bytearray, method: Callable[..., Any]
+                     ) -> Callable[..., Any]:
+    """``text.center(width)`` and its kin, refusing a width past MAX_WIDTH
+    (``expandtabs``: its tab size times the tabs)."""
+    name = method.__name__
+
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        size = args[0] if args else kwargs.get("tabsize", 8) if name == "expandtabs" else None
+        if isinstance(size, int):  # anything else: the method's own error
+            if name == "expandtabs":
+                tabs = text.count("\t") if isinstance(text, str) else text.count(b"\t")
+                _refuse_width(f"expandtabs({size}) of {tabs:,} tabs", size * tabs)
+            else:
+                _refuse_width(f"{name}({size})", size)
+        return method(*args, **kwargs)
+
+    return update_wrapper(checked, method)
+
+
+# Filters that pad: jinja2's own, after a check of the width.
+
+def _center(value: Any, width: int = 80) -> str:
+    if isinstance(width, int):
+        _refuse_width(f"center({width})", width)
+    return jinja_filters.do_center(value, width)
+
+
+def _indent(s: Any, width: int | str = 4, first: bool = False, blank: bool = False) -> str:
+    size = len(width) if isinstance(width, str) else width
+    if isinstance(size, int) and isinstance(s, str):
+        lines = s.count("\n") + 1
+        _refuse_width(f"indent({size}) of {lines:,} lines", size * lines)
+    return jinja_filters.do_indent(s, width, first, blank)
+
+
+def _format(value: Any, *args: Any, **kwargs: Any) -> str:
+    _check_printf(soft_str(value), kwargs or args)
+    return jinja_filters.do_format(value, *args, **kwargs)
+
+
+def _batch(value: Any, linecount: int, fill_with: Any = None) -> Iterator[list[Any]]:
+    if fill_with is not None and isinstance(linecount, int):
+        _refuse_width(f"batch({linecount}) filled up", linecount)
+    return jinja_filters.do_batch(value, linecount, fill_with)
+
+
+@pass_eval_context
+def _tojson(eval_ctx: Any, value: Any, indent: int | str | None = None) -> Markup:
+    size = len(indent) if isinstance(indent, str) else indent
+    if isinstance(size, int) and size > 1:
+        # Indentation grows with the indent: one more space per level of each line.
+        policies = eval_ctx.environment.policies
+        dumps = policies["json.dumps_function"] or json.dumps
+        kwargs = policies["json.dumps_kwargs"]
+        try:
+            levels = len(dumps(value, indent=1, **kwargs)) - len(dumps(value, indent=0,
+                                                                      **kwargs))
+        except (TypeError, ValueError):
+            levels = 0  # not JSON: the filter says so
+        _refuse_width(f"tojson({size})", size * levels)
+    return jinja_filters.do_tojson(eval_ctx, value, indent)  # type: ignore[arg-type]
+
+
+_WIDTH_FILTERS: dict[str, Callable[..., Any]] = {
+    "center": _center, "indent": _indent, "format": _format, "batch": _batch,
+    "tojson": _tojson}
+
+
 class _BudgetedCodeGenerator(CodeGenerator):
     """Compiles ``{% for x in items %}`` as ``for x in environment.budgeted(items)``."""
 
@@ -122,8 +321,12 @@ class _RefusingSandbox(SandboxedEnvironment):
 
     code_generator_class = _BudgetedCodeGenerator
     context_class = _BudgetedContext
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "%"})
     budgeted = staticmethod(_budgeted)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.filters.update(_WIDTH_FILTERS)
 
     def call(__self, __context: Context, __obj: Any, *args: Any,  # noqa: N805
              **kwargs: Any) -> Any:
@@ -131,6 +334,10 @@ class _RefusingSandbox(SandboxedEnvironment):
         return super().call(__context, __obj, *args, **kwargs)
 
     def call_binop(self, context: Context, operator_: str, left: Any, right: Any) -> Any:
+        if operator_ == "%":
+            if isinstance(left, str | bytes | bytearray):
+                _check_printf(left, right)
+            return operator.mod(left, right)
         if operator_ == "**":
             if isinstance(left, int) and isinstance(right, int) and abs(left) > 1 \
                     and right * abs(left).bit_length() > MAX_POWER_BITS:
@@ -142,6 +349,18 @@ class _RefusingSandbox(SandboxedEnvironment):
                 raise RenderTooLong(f"repeating a {type(seq).__name__} of {len(seq)} "
                                     f"items {times} times makes more than {MAX_REPEAT:,}")
         return operator.mul(left, right)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., Any] | None:
+        # jinja2 asks this of every attribute and item it hands out (``.x``,
+        # ``["x"]``, ``|attr("x")``), so a method is checked however reached.
+        if not isinstance(value, types.MethodType | types.BuiltinMethodType):
+            return None
+        owner, name = value.__self__, value.__name__
+        if isinstance(owner, str | bytes | bytearray) and name in _PADDING_METHODS:
+            return _checked_padding(owner, value)
+        if isinstance(owner, str) and name in ("format", "format_map"):
+            return _checked_format(self, owner, value)
+        return super().wrap_str_format(value)
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
         raise SecurityError(f"access to attribute {attribute!r} of a "

@@ -1,0 +1,48 @@
+"""A print template asking for a huge width, padding or precision is a clear
+422 when printed, and the server never builds the string; ordinary
+formatting prints as before. Over HTTP with the CRM package, on SQLite and
+PostgreSQL (the ``world`` of test_printing)."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import pytest
+
+from tangram.engines.templates import MAX_WIDTH
+from tests.integration.test_printing import BASE, World, template, world  # noqa: F401
+
+
+@pytest.mark.parametrize("body", [
+    "{{ '%0100000000d' % 1 }}",
+    "{{ '{:>100000000}'.format(record.title) }}",
+    "{{ record.title | center(100000000) }}",
+    "{{ '%*d' | format(100000000, 1) }}",
+])
+def test_a_huge_width_is_refused_when_printed(world: World, body: str) -> None:  # noqa: F811
+    res = world.admin.put(f"{BASE}/print-templates/wide",
+                          json=template(body="<p>\n" + body + "</p>"))
+    assert res.status_code == 200, res.text
+    tracemalloc.start()
+    try:
+        res = world["manager"].get(world.print_url("wide"), params={"format": "html"})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert res.status_code == 422, res.text
+    error = res.json()
+    assert error["code"] == "template_invalid"
+    assert "stopped at line 2" in error["message"]
+    assert f"100,000,000 characters of width, padding or precision; one operation may ask " \
+           f"for at most {MAX_WIDTH:,}" in error["message"]
+    assert peak < 50_000_000  # the 100 MB string was never built
+
+
+def test_ordinary_formatting_still_prints(world: World) -> None:  # noqa: F811
+    body = ("[{{ '%05.1f' % 3.14159 }}][{{ '{:,.2f}'.format(1234567.891) }}]"
+            "[{{ '{:>6}'.format('ab') }}][{{ '%03d' | format(7) }}]")
+    res = world.admin.put(f"{BASE}/print-templates/wide", json=template(body=body))
+    assert res.status_code == 200, res.text
+    res = world["manager"].get(world.print_url("wide"), params={"format": "html"})
+    assert res.status_code == 200, res.text
+    assert "[003.1][1,234,567.89][    ab][007]" in res.text
