@@ -398,6 +398,42 @@ def test_date_ranges_with_an_injected_today_across_month_and_year_edges(world):
     ], today=date(2026, 1, 5))
 
 
+def test_custom_date_ranges_match_whole_local_days_both_ends_included(world):
+    """[from, to] dates (either end open) on a date and a date-time field: the
+    date-time's days are Shanghai's, so 16:00 UTC on 31 December is 1 January."""
+    def local_day(r: dict[str, Any]) -> date | None:
+        return r["signed_at"].astimezone(SHANGHAI).date() if r["signed_at"] else None
+
+    def close_in(lo: date | None, hi: date | None) -> Callable[[dict[str, Any]], bool]:
+        return lambda r: r["close_date"] is not None and (lo is None or lo <= r["close_date"]) \
+            and (hi is None or r["close_date"] <= hi)
+
+    def signed_in(lo: date | None, hi: date | None) -> Callable[[dict[str, Any]], bool]:
+        return lambda r: (d := local_day(r)) is not None and (lo is None or lo <= d) \
+            and (hi is None or d <= hi)
+
+    def dr(fld_: str, lo: str | None, hi: str | None) -> dict[str, Any]:
+        return {"field": fld_, "op": "date_range", "value": [lo, hi]}
+
+    jan1, mar31 = date(2026, 1, 1), date(2026, 3, 31)
+    check(world, [
+        (dr("close_date", "2026-01-01", "2026-03-31"), close_in(jan1, mar31)),
+        (dr("close_date", "2026-01-01", "2026-01-01"), close_in(jan1, jan1)),
+        (dr("close_date", "2026-01-01", None), close_in(jan1, None)),
+        (dr("close_date", None, "2025-12-31"), close_in(None, date(2025, 12, 31))),
+        (dr("close_date", "0001-01-01", "9999-12-31"), close_in(None, None)),
+        (dr("signed_at", "2026-01-01", "2026-01-01"), signed_in(jan1, jan1)),
+        (dr("signed_at", "2025-12-31", "2026-01-01"), signed_in(date(2025, 12, 31), jan1)),
+        (dr("signed_at", "2026-01-02", None), signed_in(date(2026, 1, 2), None)),
+        (dr("signed_at", None, "2025-12-31"), signed_in(None, date(2025, 12, 31))),
+        (dr("signed_at", "0001-01-01", "9999-12-31"), signed_in(None, None)),
+        (dr("created_at", "2026-01-05", "2026-01-05"), lambda r: True),
+    ])
+    # A custom range does not move with today.
+    assert world.ids(dr("close_date", "2026-01-01", "2026-03-31"), date(2027, 6, 1)) == \
+        world.expected(close_in(jan1, mar31))
+
+
 NEGATABLE = [
     {"field": "amount", "op": "eq", "value": "500000"},
     {"field": "amount", "op": "gt", "value": "0"},

@@ -283,6 +283,38 @@ def test_date_range_on_a_datetime_field_converts_local_days_to_utc(opp, qctx):
                                      datetime(2026, 3, 18, 16, tzinfo=UTC)]
 
 
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_date_range_takes_custom_dates_on_a_date_field(opp, qctx, dialect):
+    where, params = where_sql({"field": "close_date", "op": "date_range",
+                               "value": ["2026-01-01", "2026-03-31"]}, opp, qctx, dialect)
+    assert "close_date BETWEEN" in where
+    assert list(params.values()) == [date(2026, 1, 1), date(2026, 3, 31)]
+    where, params = where_sql({"field": "close_date", "op": "date_range",
+                               "value": ["2026-01-01", None]}, opp, qctx, dialect)
+    assert "close_date >=" in where and "<" not in where
+    assert list(params.values()) == [date(2026, 1, 1)]
+    where, params = where_sql({"field": "close_date", "op": "date_range",
+                               "value": [None, "2026-03-31"]}, opp, qctx, dialect)
+    assert "close_date <=" in where and ">" not in where
+    assert list(params.values()) == [date(2026, 3, 31)]
+
+
+def test_date_range_custom_dates_on_a_datetime_field_are_local_days(opp, qctx):
+    sql, params = where_sql({"field": "created_at", "op": "date_range",
+                             "value": ["2026-01-01", "2026-03-31"]}, opp, qctx, "postgresql")
+    assert "created_at >= %(created_at_1)s" in sql and "created_at < %(created_at_2)s" in sql
+    # Local midnight of 1 January to local midnight starting 1 April, Shanghai.
+    assert list(params.values()) == [datetime(2025, 12, 31, 16, tzinfo=UTC),
+                                     datetime(2026, 3, 31, 16, tzinfo=UTC)]
+    sql, params = where_sql({"field": "signed_at", "op": "date_range",
+                             "value": [None, "2026-03-31"]}, opp, qctx, "postgresql")
+    assert ">=" not in sql and list(params.values()) == [datetime(2026, 3, 31, 16, tzinfo=UTC)]
+    # The first and last days an instant can hold: no bound overflows.
+    sql, params = where_sql({"field": "signed_at", "op": "date_range",
+                             "value": ["0001-01-01", "9999-12-31"]}, opp, qctx, "sqlite")
+    assert "signed_at IS NOT NULL" in sql and params == {}
+
+
 def test_system_fields_are_filterable(opp, qctx):
     user = "0190c0a0-2222-7000-8000-000000000002"
     spec = {"and": [{"field": "owner", "op": "eq", "value": user},
@@ -391,6 +423,20 @@ def test_formula_fields_accept_only_operators_of_their_result_type(opp, qctx):
      "unknown date range 'this_decade'"),
     ({"field": "close_date", "op": "date_range", "value": {"last_n_days": 0}}, "$.value",
      "from 1 to 3660"),
+    ({"field": "close_date", "op": "date_range", "value": ["2026-03-31", "2026-01-01"]},
+     "$.value", "the range starts 2026-03-31 after it ends 2026-01-01"),
+    ({"field": "close_date", "op": "date_range", "value": ["2026-01-01"]}, "$.value",
+     "a list of two items [from, to]"),
+    ({"field": "close_date", "op": "date_range", "value": ["2026-01-01", "31.03.2026"]},
+     "$.value[1]", "'31.03.2026' is not a date: to is a date YYYY-MM-DD"),
+    ({"field": "signed_at", "op": "date_range", "value": ["2026-02-30", None]}, "$.value[0]",
+     "'2026-02-30' is not a date: from is"),
+    ({"field": "signed_at", "op": "date_range", "value": ["2026-01-01T00:00:00+08:00", None]},
+     "$.value[0]", "is not a date"),
+    ({"field": "close_date", "op": "date_range", "value": [None, None]}, "$.value",
+     "[null, null] names no days"),
+    ({"field": "close_date", "op": "date_range", "value": 20260101}, "$.value",
+     "or custom dates [from, to]"),
     ({"field": "account.industry", "op": "under", "value": "农业"}, "$.value",
      "'农业' is not a valid value: expected one of the options: 制造业"),
     # A value no record can hold is an error, not an empty list
@@ -731,3 +777,4 @@ def test_operator_catalog_is_json_and_lists_the_field_types():
     assert by_key["between"]["value_shape"] == "pair"
     assert by_key["date_range"]["label"] == {"zh": "日期范围", "en": "in date range"}
     assert [r["key"] for r in by_key["date_range"]["ranges"]] == list(DATE_RANGES)
+    assert by_key["date_range"]["value_forms"] == ["range", "from_to"]

@@ -1,17 +1,23 @@
-"""Relative date ranges of the filter language (``{"op": "date_range"}``).
+"""Date ranges of the filter language (``{"op": "date_range"}``).
 
-One registry entry per range, read by the filter compiler, the metadata
-endpoint and the docs (``docs/filters.md``; a test fails when an entry is
-missing there). Every range is a closed interval of local calendar days in
-the organization's time zone, computed from an injected ``today`` — never
-from the system clock — so tests and reports are reproducible.
+A range is either relative — one registry entry per range, read by the
+filter compiler, the metadata endpoint and the docs (``docs/filters.md``; a
+test fails when an entry is missing there) — or custom: ``[from, to]`` ISO
+dates, both days included, either end null for an open range. Every range is
+an interval of local calendar days in the organization's time zone; relative
+ones are computed from an injected ``today`` — never from the system clock —
+so tests and reports are reproducible.
 
 >>> resolve_date_range("this_quarter", today=date(2026, 5, 20))
 DayRange(start=datetime.date(2026, 4, 1), end=datetime.date(2026, 6, 30))
+>>> resolve_date_range(["2026-01-01", None], today=date(2026, 5, 20))
+DayRange(start=datetime.date(2026, 1, 1), end=None)
 """
 
 from __future__ import annotations
 
+import contextlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -21,20 +27,49 @@ from zoneinfo import ZoneInfo
 MAX_DAYS = 3660  # ten years: larger "last N days" are almost certainly typos
 
 
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def local_midnight(day: date, timezone: str) -> datetime:
+    """The instant ``day`` starts in ``timezone`` (aware, in that zone; DST-safe:
+    zoneinfo resolves each day's offset)."""
+    return datetime.combine(day, time(0), tzinfo=ZoneInfo(timezone))
+
+
+class DateRangeProblem(ValueError):
+    """A date range value is not usable; ``at`` is the JSON path suffix of the
+    wrong part (``"[1]"``: the ``to`` date), empty for the whole value."""
+
+    def __init__(self, message: str, at: str = "") -> None:
+        super().__init__(message)
+        self.at = at
+
+
 @dataclass(frozen=True)
 class DayRange:
-    """Local calendar days ``start`` … ``end``, both included."""
+    """Local calendar days ``start`` … ``end``, both included; ``None`` is an
+    open end (every day before, or after)."""
 
-    start: date
-    end: date
+    start: date | None
+    end: date | None
 
-    def utc_bounds(self, timezone: str) -> tuple[datetime, datetime]:
+    def utc_bounds(self, timezone: str) -> tuple[datetime | None, datetime | None]:
         """``[start, end_exclusive)`` as UTC instants: local midnight of ``start``
-        and of the day after ``end`` (DST-safe: computed per day by zoneinfo)."""
-        zone = ZoneInfo(timezone)
-        lo = datetime.combine(self.start, time(0), tzinfo=zone).astimezone(UTC)
-        hi = datetime.combine(self.end + timedelta(days=1), time(0), tzinfo=zone)
-        return lo, hi.astimezone(UTC)
+        and of the day after ``end``. ``None`` where the range is open, or where
+        the bound lies outside what an instant can hold (0001-01-01 east of UTC,
+        9999-12-31): no stored instant is beyond it."""
+        lo = hi = None
+        # OverflowError: 0001-01-01 starts before 0001-01-01 UTC east of UTC.
+        if self.start is not None:
+            with contextlib.suppress(OverflowError):
+                lo = local_midnight(self.start, timezone).astimezone(UTC)
+        if self.end is not None and self.end < date.max:
+            hi = local_midnight(self.end + timedelta(days=1), timezone).astimezone(UTC)
+        return lo, hi
+
+    def to_json(self) -> list[str | None]:
+        """The custom-range value naming exactly these days: ``[from, to]``."""
+        return [d.isoformat() if d is not None else None for d in (self.start, self.end)]
 
 
 @dataclass(frozen=True)
@@ -115,29 +150,75 @@ _RANGES = [
 DATE_RANGES: dict[str, DateRangeKind] = {r.key: r for r in _RANGES}
 
 
-def resolve_date_range(spec: Any, *, today: date) -> DayRange:
-    """``"this_month"`` or ``{"last_n_days": 7}`` → the local days it covers.
+CUSTOM_EXAMPLE = '["2026-01-01", "2026-03-31"]'
 
-    Raises ``ValueError`` with a message naming what is allowed.
+
+def resolve_date_range(spec: Any, *, today: date) -> DayRange:
+    """``"this_month"``, ``{"last_n_days": 7}`` or ``["2026-01-01", "2026-03-31"]``
+    → the local days it covers.
+
+    Raises :class:`DateRangeProblem` (a ``ValueError``) with a message naming
+    the wrong value and what is allowed.
     """
     named = ", ".join(k for k, r in DATE_RANGES.items() if not r.takes_n)
     counted = ", ".join(f'{{"{k}": N}}' for k, r in DATE_RANGES.items() if r.takes_n)
-    allowed = f"one of {named}, or {counted} with N from 1 to {MAX_DAYS}"
+    allowed = (f"one of {named}; {counted} with N from 1 to {MAX_DAYS}; or custom dates "
+               f"[from, to] such as {CUSTOM_EXAMPLE}")
     if isinstance(spec, str):
         kind = DATE_RANGES.get(spec)
         if kind is None or kind.takes_n:
-            raise ValueError(f"unknown date range {spec!r}; use {allowed}")
+            raise DateRangeProblem(f"unknown date range {spec!r}; use {allowed}")
         return DayRange(*kind.bounds(today, 0))
     if isinstance(spec, dict) and len(spec) == 1:
         (key, n), = spec.items()
         kind = DATE_RANGES.get(key)
         if kind is None or not kind.takes_n:
-            raise ValueError(f"unknown date range {key!r}; use {allowed}")
+            raise DateRangeProblem(f"unknown date range {key!r}; use {allowed}")
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_DAYS:
-            raise ValueError(f"{key} needs a whole number of days from 1 to {MAX_DAYS}, "
-                             f"not {n!r}")
+            raise DateRangeProblem(f"{key} needs a whole number of days from 1 to "
+                                   f"{MAX_DAYS}, not {n!r}")
         return DayRange(*kind.bounds(today, n))
-    raise ValueError(f"a date range is {allowed}")
+    if isinstance(spec, list):
+        return _custom_range(spec)
+    raise DateRangeProblem(f"a date range is {allowed}")
+
+
+def _iso_date(value: Any) -> date | None:
+    """``"2026-03-31"`` → the date; None for anything else (other date writings
+    that ``fromisoformat`` takes, such as ``"20260331"``, included)."""
+    if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:  # 2026-02-30
+        return None
+
+
+def _custom_range(spec: list[Any]) -> DayRange:
+    """``[from, to]``: ISO dates, both included; null leaves that end open."""
+    if len(spec) != 2:
+        raise DateRangeProblem(f"custom dates are a list of two items [from, to] such as "
+                               f"{CUSTOM_EXAMPLE} (null for an open end), not {len(spec)} "
+                               "items")
+    days: list[date | None] = []
+    for i, item in enumerate(spec):
+        if item is None:
+            days.append(None)
+            continue
+        day = _iso_date(item)
+        if day is None:
+            shown = repr(item) if len(repr(item)) <= 40 else repr(item)[:37] + "..."
+            raise DateRangeProblem(f"{shown} is not a date: {('from', 'to')[i]} is a date "
+                                   "YYYY-MM-DD (e.g. \"2026-03-31\") or null for an open end",
+                                   f"[{i}]")
+        days.append(day)
+    start, end = days
+    if start is None and end is None:
+        raise DateRangeProblem("[null, null] names no days: give from, to or both")
+    if start is not None and end is not None and start > end:
+        raise DateRangeProblem(f"the range starts {start} after it ends {end}: from must "
+                               "be on or before to")
+    return DayRange(start, end)
 
 
 def date_range_catalog() -> list[dict[str, Any]]:

@@ -31,7 +31,12 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.visitors import InternalTraversal
 
 from tangram.engines.directory import user_departments_table
-from tangram.engines.forms.date_ranges import DayRange, date_range_catalog, resolve_date_range
+from tangram.engines.forms.date_ranges import (
+    DateRangeProblem,
+    DayRange,
+    date_range_catalog,
+    resolve_date_range,
+)
 from tangram.engines.forms.fieldtypes import FIELD_KINDS, FieldKind, FieldProblem
 from tangram.engines.forms.tables import FormTables
 from tangram.metamodel import fields as fm
@@ -214,10 +219,12 @@ def _convert_text(o: Operand, raw: Any, env: ValueEnv) -> str:
 
 
 def _convert_range(o: Operand, raw: Any, env: ValueEnv) -> tuple[DayRange, str]:
+    """A relative range or custom ``[from, to]`` dates → the local days, with
+    the zone that turns them into instants for a date-time field."""
     try:
         return resolve_date_range(raw, today=env.today), env.timezone
-    except ValueError as exc:
-        raise ValueProblem.one(str(exc)) from None
+    except DateRangeProblem as exc:
+        raise ValueProblem.one(str(exc), exc.at) from None
 
 
 def _convert_node(o: Operand, raw: Any, env: ValueEnv) -> list[str]:
@@ -334,11 +341,22 @@ def _in_department(o: Operand, v: list[uuid.UUID]) -> Condition:
 
 
 def _date_range(o: Operand, v: tuple[DayRange, str]) -> Condition:
+    """Dates compare as dates; a date-time lies from local midnight of the first
+    day up to (not including) local midnight after the last, in the zone the
+    caller gave (the organization's). An open end adds no bound, but an empty
+    value never matches."""
     days, timezone = v
+    expr = o.value_expr
     if o.python_type() is datetime:
         lo, hi = days.utc_bounds(timezone)
-        return sa.and_(o.value_expr >= lo, o.value_expr < hi)
-    return o.value_expr.between(days.start, days.end)
+        bounds = [expr >= lo if lo is not None else None, expr < hi if hi is not None else None]
+    elif days.start is not None and days.end is not None:
+        return expr.between(days.start, days.end)
+    else:
+        bounds = [expr >= days.start if days.start is not None else None,
+                  expr <= days.end if days.end is not None else None]
+    conditions = [b for b in bounds if b is not None]
+    return sa.and_(*conditions) if conditions else expr.is_not(None)
 
 
 # --------------------------------------------------------------------------- registry
@@ -424,8 +442,10 @@ _OPERATORS = [
              convert=_convert_departments),
     Operator("date_range", {"zh": "日期范围", "en": "in date range"}, "range_spec",
              _date_range,
-             "The date falls in a range relative to today in the organization's time "
-             "zone, e.g. \"this_month\" or {\"last_n_days\": 7}."),
+             "The date falls in a range of local days in the organization's time zone: "
+             "relative to today, e.g. \"this_month\" or {\"last_n_days\": 7}, or custom "
+             "dates [from, to] such as [\"2026-01-01\", \"2026-03-31\"] (both days "
+             "included; null leaves an end open)."),
 ]
 
 OPERATORS: dict[str, Operator] = {op.key: op for op in _OPERATORS}
@@ -444,7 +464,9 @@ def allowed_operators(kind: FieldKind, field: fm.FieldBase) -> tuple[str, ...]:
 
 def operator_catalog() -> list[dict[str, Any]]:
     """JSON-able entries for the metadata endpoint and the filter builder UI;
-    the ``range_spec`` operator lists its date ranges."""
+    the ``range_spec`` operator lists its relative date ranges and the forms of
+    value it takes (``value_forms``: ``range`` — one of ``ranges`` — and
+    ``from_to``, custom dates), as a report's date_range parameter does."""
     out: list[dict[str, Any]] = []
     for op in OPERATORS.values():
         entry: dict[str, Any] = {
@@ -452,6 +474,7 @@ def operator_catalog() -> list[dict[str, Any]]:
             "description": op.description,
             "field_types": [k.name for k in FIELD_KINDS.values() if op.key in k.filter_ops]}
         if op.value_shape == "range_spec":
+            entry["value_forms"] = ["range", "from_to"]
             entry["ranges"] = date_range_catalog()
         out.append(entry)
     return out

@@ -53,11 +53,11 @@ from tangram.engines.reports.params import (
     filter_field_paths,
     filter_fields,
     parameter_conditions,
+    pinned_days,
     referenced_parameters,
     rename_links,
     resolve_parameters,
     substitute,
-    with_day_bounds,
 )
 from tangram.engines.reports.paths import (
     FieldRef,
@@ -121,7 +121,8 @@ class CompiledReport:
     parameters: dict[str, Any]
     dialect_name: str
     # The report's filter with the parameters' values, in the records filter
-    # language on the report's form (drill-down starts from it).
+    # language on the report's form (drill-down starts from it); a relative
+    # date range is written as the dates it covered (``params.pinned_days``).
     filter: Any = None
     _sql: dict[tuple[str, str], tuple[str, dict[str, Any]]] = field(
         default_factory=dict, repr=False, compare=False)
@@ -244,17 +245,11 @@ class _Checker:
                     f"{form}.{key}, which you may not see", details={"field": f"{form}.{key}"}))
                 return
 
-    def is_instant(self, path_text: str) -> bool:
-        """Is the field at ``path_text`` a date-time (else a date, or unknown)?"""
-        try:
-            assert self.resolver is not None
-            return self.resolver.resolve(path_text).value_class == reg.DATETIME
-        except PathProblem:
-            return False
-
     def date_range_conditions(self) -> None:
-        """A date_range parameter becomes bounds on a date or date-time field
-        (``params.with_day_bounds``), in a date_range or between condition."""
+        """A date_range parameter feeds a ``date_range`` condition (or ``between``,
+        which ``params.substitute`` compiles as one) on a date or date-time field:
+        no other operator takes its values. Checked here because validation
+        leaves conditions fed by parameters out (they have no value)."""
         r = self.report
         ranges = {p.key for p in r.parameters if p.type == "date_range"}
         for at, cond in parameter_conditions(r.filter, "$.filter"):
@@ -271,8 +266,8 @@ class _Checker:
                            f"{ref.kind.name} field")
             elif cond.get("op") not in ("date_range", "between"):
                 self.error("operator_not_allowed", f"{at}.op", f"date_range parameter {key!r} "
-                           f"is used with operator date_range or between, not "
-                           f"{cond.get('op')!r}")
+                           f"feeds operator date_range (or between), not {cond.get('op')!r}: "
+                           "no other operator takes date ranges")
 
     def run(self) -> None:
         r = self.report
@@ -979,18 +974,16 @@ def validate_report(ctx: EngineContext, *, app: str, report: rm.Report) -> list[
     return errors
 
 
-def _filter_spec(ctx: EngineContext, checker: _Checker, report: rm.Report,
-                 values: Mapping[str, Any]) -> Any:
-    """The report's filter with the parameters' values (date ranges as bounds)."""
-    spec = with_day_bounds(report.filter, report.parameters, values, today=ctx.today(),
-                           timezone=ctx.timezone, is_instant=checker.is_instant)
-    return substitute(spec, values)
+def _filled(report: rm.Report, values: Mapping[str, Any]) -> Any:
+    """The report's filter with the parameters' values."""
+    return substitute(report.filter, values, date_ranges={
+        p.key for p in report.parameters if p.type == "date_range"})
 
 
 def _compile_filter(ctx: EngineContext, checker: _Checker, report: rm.Report,
                     spec: Any) -> Expr | None:
-    """The WHERE condition of ``spec``, the report's filter as ``_filter_spec``
-    gives it."""
+    """The WHERE condition of ``spec``, the report's filter with parameter
+    values substituted."""
     assert checker.source is not None
     if checker.rows is not None:
         spec = rename_links(spec, checker.rows.names, checker.rows.link)
@@ -1156,8 +1149,7 @@ def _compile(ctx: EngineContext, app: str, report: rm.Report,
                                errors=checker.hidden)
     values = resolve_parameters(report.parameters, parameters, actor=ctx.actor,
                                 today=ctx.today())
-    spec = _filter_spec(ctx, checker, report, values)
-    condition = _compile_filter(ctx, checker, report, spec)
+    condition = _compile_filter(ctx, checker, report, _filled(report, values))
     builder = _Builder(ctx, app, report, checker, condition)
     statement = builder.build()
     forms = set(builder.forms)
@@ -1171,7 +1163,9 @@ def _compile(ctx: EngineContext, app: str, report: rm.Report,
             pass
     return CompiledReport(report=report, app=app, statement=statement,
                           columns=builder.columns, forms=tuple(sorted(forms)),
-                          parameters=values, dialect_name=dialect_name, filter=spec)
+                          parameters=values, dialect_name=dialect_name,
+                          filter=_filled(report, pinned_days(report.parameters, values,
+                                                             today=ctx.today())))
 
 
 __all__ = ["CompiledReport", "OutputColumn", "compile_report", "validate_report"]

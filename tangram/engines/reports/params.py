@@ -5,24 +5,23 @@ A filter value ``{"$param": "owner"}`` is replaced by the parameter's value
 no value is left out — an empty "owner" parameter means every owner. The
 filter compiler then checks the value against the field like any other.
 
-A ``date_range`` parameter's value — a relative range (``"this_month"``) or
-``[from, to]`` dates — becomes the local days it covers: each condition it
-feeds is written as ``gte`` its first day and ``lt`` the day after its last
-(:func:`with_day_bounds`), whatever the condition's operator, because the
-filter language's ``date_range`` operator takes relative ranges only.
+A ``date_range`` parameter feeds a ``date_range`` condition, which takes
+its value as it is: a relative range (``"this_month"``) or custom dates
+(``["2026-01-01", "2026-03-31"]``); a ``between`` condition fed by one is
+compiled as ``date_range`` (:func:`substitute`). :func:`pinned_days` writes a
+relative range as the dates it covered on the run's day, for drill-down.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
-from datetime import date, datetime, time, timedelta
+from collections.abc import Collection, Mapping
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from tangram.engines.context import Actor
-from tangram.engines.forms.date_ranges import DayRange, resolve_date_range
+from tangram.engines.forms.date_ranges import local_midnight, resolve_date_range
 from tangram.errors import ErrorItem, ValidationFailed
 from tangram.metamodel.reports import Parameter
 
@@ -35,40 +34,17 @@ class ParameterInvalid(ValidationFailed):
     code = "parameter_invalid"
 
 
-def day_range(value: Any, *, today: date) -> DayRange:
-    """The local days a date_range parameter's value covers: ``[from, to]``
-    dates (both included) or a relative range. Raises ``ValueError`` saying
-    what is allowed.
-
-    >>> day_range(["2026-01-01", "2026-03-31"], today=date(2026, 5, 20))
-    DayRange(start=datetime.date(2026, 1, 1), end=datetime.date(2026, 3, 31))
-    """
-    if not isinstance(value, list):
-        return resolve_date_range(value, today=today)
-    if len(value) != 2 or not all(isinstance(v, str) for v in value):
-        raise ValueError("a date range is [from, to] as YYYY-MM-DD texts or a relative "
-                         "range such as \"this_month\"")
-    try:
-        start, end = (date.fromisoformat(v) for v in value)
-    except ValueError:
-        raise ValueError(f"{value!r} is not a [from, to] pair of dates (YYYY-MM-DD)") from None
-    if start > end:
-        raise ValueError(f"the range starts {start} after it ends {end}")
-    return DayRange(start, end)
-
-
 def day_start(day: date, *, timezone: str, instant: bool) -> str:
-    """The filter value where ``day`` starts: the date for a date field; local
-    midnight in the organization's zone for a date-time field."""
-    if not instant:
-        return day.isoformat()
-    return datetime.combine(day, time(0), tzinfo=ZoneInfo(timezone)).isoformat()
+    """The filter value where ``day`` starts, for ``gte`` / ``lt`` windows: the
+    date for a date field; local midnight in the organization's zone for a
+    date-time field."""
+    return local_midnight(day, timezone).isoformat() if instant else day.isoformat()
 
 
 def _check(p: Parameter, value: Any, actor: Actor, today: date) -> Any:
     """A problem message, or the value to substitute."""
     if p.type == "date_range":
-        day_range(value, today=today)
+        resolve_date_range(value, today=today)  # the operator's own check and message
         return value
     if p.type == "user" and value == "me":
         if actor.id is None:
@@ -141,11 +117,17 @@ def resolve_parameters(declared: list[Parameter], given: Mapping[str, Any] | Non
     return values
 
 
-def substitute(spec: Any, values: Mapping[str, Any]) -> Any:
+def substitute(spec: Any, values: Mapping[str, Any], *,
+               date_ranges: Collection[str] = ()) -> Any:
     """The filter with parameter references replaced; conditions whose parameter
-    has no value become ``{}`` (no condition)."""
+    has no value become ``{}`` (no condition).
+
+    A ``between`` condition fed by one of the ``date_ranges`` parameters
+    becomes ``date_range``: reports written before the operator took custom
+    dates fed such a parameter's ``[from, to]`` to ``between``, and this way
+    they take every value the parameter offers (relative, open-ended)."""
     if isinstance(spec, list):
-        return [substitute(s, values) for s in spec]
+        return [substitute(s, values, date_ranges=date_ranges) for s in spec]
     if not isinstance(spec, dict):
         return spec
     key = _parameter_of(spec)
@@ -154,37 +136,24 @@ def substitute(spec: Any, values: Mapping[str, Any]) -> Any:
             return spec  # left for validation to report (see referenced_parameters)
         if values[key] is None:
             return {}
+        if key in date_ranges and spec.get("op") == "between":
+            return {**spec, "op": "date_range", "value": values[key]}
         return {**spec, "value": values[key]}
-    return {k: substitute(v, values) for k, v in spec.items()}
+    return {k: substitute(v, values, date_ranges=date_ranges) for k, v in spec.items()}
 
 
-def with_day_bounds(spec: Any, declared: list[Parameter], values: Mapping[str, Any], *,
-                    today: date, timezone: str, is_instant: Callable[[str], bool]) -> Any:
-    """The filter with each condition fed by a date_range parameter that has a
-    value written as ``{"and": [gte first day, lt the day after the last]}`` on
-    its field (``is_instant``: is that field a date-time?)."""
-    ranges = {p.key: day_range(values[p.key], today=today) for p in declared
-              if p.type == "date_range" and values.get(p.key) is not None}
-    if not ranges:
-        return spec
+def pinned_days(declared: list[Parameter], values: Mapping[str, Any], *,
+                today: date) -> dict[str, Any]:
+    """``values`` with each date_range parameter's value written as the custom
+    dates ``[from, to]`` it covers on ``today``: a drill-down filter then
+    selects the days the run counted, even when it is used on a later day.
 
-    def bounded(s: Any) -> Any:
-        if isinstance(s, list):
-            return [bounded(x) for x in s]
-        if not isinstance(s, dict):
-            return s
-        key = _parameter_of(s)
-        if not isinstance(key, str) or key not in ranges:
-            return {k: bounded(v) for k, v in s.items()}
-        days, path = ranges[key], s["field"]
-        instant = is_instant(path)
-        return {"and": [
-            {"field": path, "op": "gte",
-             "value": day_start(days.start, timezone=timezone, instant=instant)},
-            {"field": path, "op": "lt", "value": day_start(
-                days.end + timedelta(days=1), timezone=timezone, instant=instant)}]}
-
-    return bounded(spec)
+    >>> pinned_days([period], {"period": "this_quarter"}, today=date(2026, 5, 20))
+    {'period': ['2026-04-01', '2026-06-30']}
+    """
+    ranges = {p.key for p in declared if p.type == "date_range"}
+    return {k: resolve_date_range(v, today=today).to_json()
+            if k in ranges and v is not None else v for k, v in values.items()}
 
 
 def _parameter_of(condition: dict[str, Any]) -> Any:
