@@ -30,7 +30,7 @@ import functools
 import json
 import re
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal, InvalidOperation
@@ -59,11 +59,14 @@ from tangram.errors import ErrorItem, TangramError, ValidationFailed
 from tangram.metamodel import fields as fm
 
 __all__ = [
-    "CursorInvalid", "FilterInvalid", "ListQuery", "QueryContext", "QueryInvalid", "Resolver",
-    "build_count", "build_select", "compile_filter", "operator_catalog", "validate_filter",
+    "CursorInvalid", "FilterInvalid", "HiddenFields", "ListQuery", "QueryContext", "QueryInvalid",
+    "Resolver", "build_count", "build_select", "compile_filter", "operator_catalog",
+    "validate_filter",
 ]
 
 Resolver = Callable[[str], FormTables]  # form key (same app) -> tables of its published version
+# Form key -> keys of its fields hidden from the viewer (left out of messages).
+HiddenFields = Callable[[str], Collection[str]]
 
 MAX_DEPTH = 10  # nesting of groups
 MAX_CONDITIONS = 200
@@ -89,6 +92,11 @@ class QueryContext:
     timezone: str  # the organization's, e.g. "Asia/Shanghai"
     now: datetime  # aware
     scope: RelationScope | None = None
+    # The viewer's hidden fields: an unknown-field message lists and suggests
+    # only the fields the viewer may see, on the queried form and at the far
+    # end of a relation path (None: every field — the system, and analysts
+    # checking a definition at publish time).
+    hidden: HiddenFields | None = None
 
     def visible(self, tables: FormTables, alias: sa.FromClause) -> sa.ColumnElement[bool]:
         """Live rows of ``alias`` the viewer may see."""
@@ -255,7 +263,7 @@ class _Forms:
             fields = self.fields(current)
             f = fields.get(part)
             if f is None:
-                raise PathProblem("unknown_field", _unknown(part, current, fields))
+                raise PathProblem("unknown_field", self.unknown(part, current, fields))
             if i == len(parts) - 1:
                 kind = FIELD_KINDS[f.type]  # type: ignore[attr-defined]
                 return _Path(path, tuple(hops), f, kind, current)
@@ -268,8 +276,15 @@ class _Forms:
             hops.append(_Hop(part, current))
         raise AssertionError("unreachable")
 
+    def unknown(self, key: str, tables: FormTables, fields: Iterable[str]) -> str:
+        """The message for an unknown field ``key`` of ``tables``, listing and
+        suggesting only the fields the viewer may see (a relation path's far
+        end resolves to the whole form, hidden fields included)."""
+        hidden = self.qctx.hidden(tables.form.key) if self.qctx.hidden is not None else ()
+        return _unknown(key, tables, [k for k in fields if k not in hidden])
 
-def _unknown(key: str, tables: FormTables, fields: Mapping[str, Any]) -> str:
+
+def _unknown(key: str, tables: FormTables, fields: Iterable[str]) -> str:
     keys = list(fields)
     close = difflib.get_close_matches(key, keys, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -645,8 +660,8 @@ class _Builder:
                 continue
             if not isinstance(key, str) or form.field(key) is None:
                 self.errors.append(ErrorItem(code="unknown_field", field="fields",
-                                             path=f"$[{i}]", message=_unknown(
-                                                 str(key), self.tables, {k: 1 for k in all_keys})))
+                                             path=f"$[{i}]", message=self.forms.unknown(
+                                                 str(key), self.tables, all_keys)))
             elif key in t.c:  # sub-tables and multi-relations have no column
                 names.append(key)
         out: list[sa.ColumnElement[Any]] = [t.c[n] for n in names]

@@ -96,9 +96,12 @@ def query_context(ctx: EngineContext, app: str, *, scoped: bool = True) -> Query
         return ctx.policy.row_predicate(ctx.actor, app, tables.form.key,
                                         alias, "read")  # type: ignore[arg-type]
 
+    def hidden(key: str) -> set[str]:  # left out of unknown-field messages
+        return _hidden_and_readonly(ctx, get_runtime(ctx.session, app, key))[0]
+
     return QueryContext(resolve=lambda key: get_runtime(ctx.session, app, key).tables,
                         today=ctx.today(), timezone=ctx.timezone, now=ctx.now(),
-                        scope=scope if scoped else None)
+                        scope=scope if scoped else None, hidden=hidden if scoped else None)
 
 
 def _hidden_and_readonly(ctx: EngineContext, rt: FormRuntime) -> tuple[set[str], set[str]]:

@@ -26,7 +26,7 @@ from typing import Literal
 import sqlalchemy as sa
 
 from tangram.engines.forms.fieldtypes import FIELD_KINDS, FieldKind
-from tangram.engines.forms.query import PathProblem, system_fields
+from tangram.engines.forms.query import HiddenFields, PathProblem, system_fields
 from tangram.engines.forms.tables import FormTables
 from tangram.engines.reports.registry import value_class
 from tangram.metamodel import fields as fm
@@ -133,11 +133,30 @@ def sub_table_rows(parent: FormTables, key: str) -> SubTableRows:
 
 
 class PathResolver:
+    """Resolves report paths from ``root`` (or from a row of ``rows``).
+
+    ``hidden`` gives, per form key, the fields hidden from the viewer: an
+    unknown-field message then lists and suggests only what the viewer may
+    see, on every form of the path (None: every field, for the system and
+    for analysts checking a definition). Resolving is the same either way:
+    the caller refuses hidden fields with its own, specific error."""
+
     def __init__(self, root: FormTables, resolve: Callable[[str], FormTables],
-                 rows: SubTableRows | None = None) -> None:
+                 rows: SubTableRows | None = None, *, hidden: HiddenFields | None = None
+                 ) -> None:
         self.root = root
         self._resolve = resolve
         self.rows = rows
+        self._hidden = hidden
+
+    def _shown(self, owner: str, sub_key: str | None, keys: list[str]) -> list[str]:
+        """``keys`` of ``owner`` (or of its sub-table ``sub_key``) the viewer may see."""
+        if self._hidden is None:
+            return keys
+        hidden = self._hidden(owner)
+        if sub_key is not None and sub_key in hidden:  # the sub-table is hidden as a whole
+            return [k for k in keys if self.rows is not None and k in self.rows.names]
+        return keys if sub_key is not None else [k for k in keys if k not in hidden]
 
     def _target(self, key: str) -> FormTables:
         try:
@@ -166,7 +185,8 @@ class PathResolver:
             if f is None:
                 where = (f"sub-table {sub_key!r} of form {owner!r}" if sub_key
                          else f"form {owner!r}")
-                raise PathProblem("unknown_field", _unknown(part, where, list(fields)))
+                raise PathProblem("unknown_field", _unknown(
+                    part, where, self._shown(owner, sub_key, list(fields))))
             access = (owner, sub_key or part)
             if i == len(parts) - 1:
                 kind = FIELD_KINDS[f.type]  # type: ignore[attr-defined]
@@ -217,4 +237,4 @@ def _unknown(key: str, where: str, keys: list[str]) -> str:
     close = difflib.get_close_matches(key, keys, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     shown = ", ".join(keys[:12]) + (", …" if len(keys) > 12 else "")
-    return f"unknown field {key!r} in {where}{hint}; fields: {shown}"
+    return f"unknown field {key!r} in {where}{hint}; fields: {shown or 'none you may see'}"

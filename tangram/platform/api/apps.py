@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import APIRouter, status
@@ -14,9 +14,11 @@ from tangram.engines.forms import publish
 from tangram.engines.forms.query import system_fields
 from tangram.engines.forms.records import filter_paths, form_actions, path_visible, viewer_tables
 from tangram.engines.forms.registry import FormRuntime, get_runtime
+from tangram.engines.forms.validation import FieldPlan
 from tangram.engines.printing import templates_for_viewer
 from tangram.errors import DefinitionInvalid, NotFound
 from tangram.metamodel import storage
+from tangram.metamodel.fields import FieldBase, RelationField
 from tangram.metamodel.forms import App
 from tangram.platform.api.body import Body
 from tangram.platform.dependents import DependentCheck
@@ -126,26 +128,29 @@ def _visible_definition(ctx: EngineContext, rt: FormRuntime, hidden: set[str]
     hidden from the caller: their fields, layout places, view columns, sort
     keys, search and lock fields; views that filter or sort on them (listing
     with such a view is refused); rules and field conditions or formulas
-    that read them (the server still applies those)."""
+    that read them (the server still applies those) — in sub-tables too,
+    whose rows read the record's fields as ``parent``; and ``fill_from``
+    sources the caller may not see on the linked form (nothing is filled
+    from them for the caller anyway)."""
     # The form as the caller's queries see it: without the hidden fields and
     # their sort, search and title places (records.viewer_tables).
     definition = storage.dump(viewer_tables(ctx, rt).form)
+    for f in definition["fields"]:
+        if f.get("fill_from") and not path_visible(ctx, rt, f["fill_from"]):
+            f.pop("fill_from")
+        if f["type"] == "sub_table":
+            _visible_sub_table(ctx, rt, f, hidden)
     if not hidden:
         return definition
 
     def reads_hidden(expr: CompiledExpression | None) -> bool:
-        return expr is not None and bool(expr.referenced_fields.get("record", set()) & hidden)
+        return _reads(expr, ("record", "old"), hidden)
 
     def visible(keys: list[str]) -> list[str]:
         return [k for k in keys if k.lstrip("-").split(".")[0] not in hidden]
 
     for f in definition["fields"]:
-        plan = rt.validator.fields[f["key"]]
-        for attr, expr in (("visible_when", plan.visible_when), ("required_when",
-                           plan.required_when), ("default_expr", plan.default_expr),
-                           ("expression", plan.formula)):
-            if reads_hidden(expr):
-                f.pop(attr, None)
+        _drop_conditions(f, rt.validator.fields[f["key"]], reads_hidden)
     definition["rules"] = [
         {**rule, "fields": visible(rule.get("fields", []))}
         for rule, plan in zip(definition.get("rules", []), rt.validator.rules, strict=True)
@@ -163,6 +168,65 @@ def _visible_definition(ctx: EngineContext, rt: FormRuntime, hidden: set[str]
         if reads_hidden(rt.validator.lock_when):
             lock.pop("when")  # records still say whether they are locked (_locked)
     return definition
+
+
+def _reads(expr: CompiledExpression | None, names: tuple[str, ...], keys: set[str]) -> bool:
+    """Whether ``expr`` reads one of ``keys`` on one of the variables ``names``."""
+    return expr is not None and any(expr.referenced_fields.get(n, set()) & keys for n in names)
+
+
+def _drop_conditions(f: dict[str, Any], plan: FieldPlan,
+                     reads_hidden: Callable[[CompiledExpression | None], bool]) -> None:
+    for attr, expr in (("visible_when", plan.visible_when), ("required_when",
+                       plan.required_when), ("default_expr", plan.default_expr),
+                       ("expression", plan.formula)):
+        if reads_hidden(expr):
+            f.pop(attr, None)
+
+
+def _visible_sub_table(ctx: EngineContext, rt: FormRuntime, f: dict[str, Any],
+                       hidden: set[str]) -> None:
+    """Sub-table ``f`` of the definition as the caller may see it. Its rows'
+    expressions read the record as ``parent``: a formula column over a field
+    hidden from the caller (or over such a column) is left out as a formula
+    over it on the form is, and conditions and rules reading either lose
+    what reads them; ``fill_from`` sources hidden on the linked form go."""
+    plan = rt.validator.sub_tables[f["key"]]
+    gone: set[str] = set()  # formula columns computed from what the caller may not see
+
+    def reads_hidden(expr: CompiledExpression | None) -> bool:
+        return _reads(expr, ("parent",), hidden) or _reads(expr, ("record", "row"), gone)
+
+    changed = bool(hidden)
+    while changed:  # a formula may read another formula
+        changed = False
+        for key, column in plan.fields.items():
+            if key not in gone and reads_hidden(column.formula):
+                gone.add(key)
+                changed = True
+    columns = {c.key: c for c in plan.definition.fields}
+    f["fields"] = [sub for sub in f["fields"] if sub["key"] not in gone]
+    for sub in f["fields"]:
+        _drop_conditions(sub, plan.fields[sub["key"]], reads_hidden)
+        if sub.get("fill_from") and not _fill_visible(ctx, rt, columns, sub["fill_from"]):
+            sub.pop("fill_from")
+    if "rules" in f:
+        f["rules"] = [
+            {**rule, "fields": [k for k in rule.get("fields", []) if k not in gone]}
+            for rule, rule_plan in zip(f["rules"], plan.rules, strict=True)
+            if not (reads_hidden(rule_plan.check) or reads_hidden(rule_plan.when))]
+
+
+def _fill_visible(ctx: EngineContext, rt: FormRuntime, columns: Mapping[str, FieldBase],
+                  fill_from: str) -> bool:
+    """Whether the caller may see the source of a sub-table column's
+    ``fill_from`` (``product.price``: price on the form the row links to)."""
+    via, source = fill_from.split(".", 1)
+    link = columns.get(via)
+    if not isinstance(link, RelationField):
+        return True  # publishing checked it; nothing of another form is named
+    target = rt if link.target == rt.key else get_runtime(ctx.session, rt.app, link.target)
+    return path_visible(ctx, target, source)
 
 
 def _system_fields(form: str) -> list[dict[str, Any]]:
