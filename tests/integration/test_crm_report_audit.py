@@ -238,3 +238,26 @@ def test_reps_see_no_contract_totals_but_the_installments_they_collect(crm: Crm)
     res = crm["rep1"].post(f"{BASE}/forms/contract/records/query", json={
         "filter": {"field": "planned_total", "op": "gt", "value": "0"}})
     assert res.status_code == 403, res.text
+
+
+# --------------------------------------------------------------------------- 5: hidden fields
+
+def test_a_kpi_date_field_says_nothing_of_a_field_the_reader_may_not_see(crm: Crm) -> None:
+    # Reps may not see an account's signed_total: a misspelt date field is not
+    # answered with it in the list or the suggestion, on the report's form or
+    # through a relation, and the field itself is refused as hidden — not
+    # described as "not a date", which would tell it exists.
+    for report, measure, path in (("new_accounts", "accounts", "signed_totl"),
+                                  ("open_pipeline", "pipeline", "account.signed_totl")):
+        res = crm["rep1"].post(f"{BASE}/reports/{report}/kpi", json={
+            "measure": measure, "period": "month", "date_field": path})
+        assert res.status_code == 422, res.text
+        assert res.json()["errors"][0]["code"] == "unknown_field", res.text
+        assert "signed_total" not in res.text
+        seen = crm["director"].post(f"{BASE}/reports/{report}/kpi", json={
+            "measure": measure, "period": "month", "date_field": path})
+        assert "signed_total" in seen.text  # the director may see it
+        hidden = crm["rep1"].post(f"{BASE}/reports/{report}/kpi", json={
+            "measure": measure, "period": "month", "date_field": path.replace("totl", "total")})
+        assert hidden.status_code == 403, hidden.text
+        assert hidden.json()["errors"][0]["code"] == "field_hidden"

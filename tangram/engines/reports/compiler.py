@@ -173,8 +173,19 @@ class _Checker:
             except PathProblem as exc:
                 self.error(exc.code, "$.rows", exc.message)
                 self.source = None
-        self.resolver = (PathResolver(self.source, self._resolve, self.rows)
+        self.resolver = (PathResolver(self.source, self._resolve, self.rows,
+                                      hidden=self.hidden_keys)
                          if self.source is not None else None)
+
+    def access(self, form: str) -> Mapping[str, str]:
+        if form not in self._access:
+            self._access[form] = self.ctx.policy.field_access(self.ctx.actor, self.app, form)
+        return self._access[form]
+
+    def hidden_keys(self, form: str) -> set[str]:
+        """The fields of ``form`` the viewer may not see: left out of the field
+        lists and suggestions of unknown-field messages."""
+        return {k for k, v in self.access(form).items() if v == "hidden"}
 
     def _resolve(self, key: str) -> FormTables:
         rt = self.runtimes.get(key)
@@ -237,9 +248,7 @@ class _Checker:
 
     def check_access(self, ref: FieldRef, at: str) -> None:
         for form, key in ref.fields_touched():
-            if form not in self._access:
-                self._access[form] = self.ctx.policy.field_access(self.ctx.actor, self.app, form)
-            if self._access[form].get(key) == "hidden":
+            if self.access(form).get(key) == "hidden":
                 self.hidden.append(ErrorItem(
                     code="field_hidden", path=at, message=f"{ref.path!r} reads field "
                     f"{form}.{key}, which you may not see", details={"field": f"{form}.{key}"}))
@@ -988,7 +997,7 @@ def _compile_filter(ctx: EngineContext, checker: _Checker, report: rm.Report,
     if checker.rows is not None:
         spec = rename_links(spec, checker.rows.names, checker.rows.link)
     qctx = QueryContext(resolve=checker._resolve, today=ctx.today(), timezone=ctx.timezone,
-                        now=ctx.now())
+                        now=ctx.now(), hidden=checker.hidden_keys)
     try:
         return compile_filter(spec, tables=checker.source, qctx=qctx)
     except FilterInvalid as exc:

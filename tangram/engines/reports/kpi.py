@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from tangram.engines.context import EngineContext
 from tangram.engines.reports.params import day_start
-from tangram.errors import DefinitionInvalid, ErrorItem, ValidationFailed
+from tangram.errors import DefinitionInvalid, ErrorItem, PermissionDenied, ValidationFailed
 from tangram.metamodel import reports as rm
 
 if TYPE_CHECKING:
@@ -76,12 +76,23 @@ def _is_datetime(ctx: EngineContext, app: str, report: rm.Report, path: str, at:
     def tables(key: str) -> Any:
         return runtimes[key].tables
 
+    def hidden(form: str) -> set[str]:
+        return {k for k, v in ctx.policy.field_access(ctx.actor, app, form).items()
+                if v == "hidden"}
+
     try:
-        ref = PathResolver(tables(report.form), tables).resolve(path)
+        ref = PathResolver(tables(report.form), tables, hidden=hidden).resolve(path)
     except (PathProblem, KeyError) as exc:
         message = getattr(exc, "message", f"form {exc} is not published")
         raise DefinitionInvalid(f"{at}: {message}", errors=[ErrorItem(
             code=getattr(exc, "code", "form_not_found"), path=at, message=message)]) from None
+    # A field the viewer may not see is refused as such, before its type is told.
+    for form, key in ref.fields_touched():
+        if key in hidden(form):
+            message = f"{path!r} reads field {form}.{key}, which you may not see"
+            raise PermissionDenied(f"{at}: {message}", errors=[ErrorItem(
+                code="field_hidden", path=at, message=message,
+                details={"field": f"{form}.{key}"})])
     if ref.value_class not in ("date", "datetime") or ref.to_many_at is not None:
         raise DefinitionInvalid(f"{at}: not a date", errors=[ErrorItem(
             code="not_a_date", path=at,
