@@ -139,6 +139,10 @@ def _lines(definition: dict[str, Any]) -> dict[str, Any]:
 
 def test_sub_tables_say_nothing_of_a_hidden_field_of_their_record(org):
     org.ok(_publish(org, LAID_OUT))
+    # A column computed from the hidden amount would hide the whole sub-table
+    # (docs/permissions.md): the role names it, to keep it shown.
+    _role(org, "rep", {**REP, "contract": {
+        **REP["contract"], "fields": {**REP["contract"]["fields"], "lines": "editable"}}})
     rep = org.clients["rep_east"]
     meta = org.ok(rep.get("/api/apps/crm/forms/contract"))
     definition = meta["definition"]

@@ -1,14 +1,22 @@
-"""What computed fields give away: a formula or rollup that reads a field
-hidden from a viewer is hidden from that viewer too.
+"""What computed fields give away: a formula, rollup, default or sub-table
+column that reads a field hidden from a viewer is hidden from that viewer too.
 
 Field rules hide a field's value; a computed field over it would show the
 value again, or enough of it (an account's level "vip" says its signed
 contracts add up to a million). So the hidden set a policy computes from a
 viewer's roles is closed over the fields' sources:
 
-- a formula reads fields of its own record (``record.x``);
+- a formula reads fields of its own record (``record.x``, ``old.x``; the
+  whole record when it uses ``record`` as a whole: ``record["am" + "ount"]``),
+  and so does a field's ``default_expr`` (its stored value is computed from
+  them unless someone typed one);
 - a rollup reads a field of another form's records (``source.form`` through
-  ``via``) or a sub-table of its own record, and the fields of its filter.
+  ``via``) or a sub-table of its own record, and the fields of its filter;
+- a sub-table reads the fields of its record that its columns' formulas and
+  defaults read (``parent.amount * row.qty``). Reads hide whole fields — a
+  record read, export, print, report or flow view leaves out a hidden key,
+  not columns of its rows — so a sub-table with one column computed from a
+  hidden field is hidden as a whole, and so is every rollup over it.
 
     hidden = hidden_by_sources(runtime, {"signed_total"}, hidden_in=lambda form: ...)
     # {"signed_total", "level"}
@@ -22,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from tangram.engines.expressions import CompiledExpression
 from tangram.engines.forms.records import filter_fields
 from tangram.engines.forms.registry import FormRuntime
 from tangram.metamodel import fields as fm
@@ -30,21 +39,16 @@ HiddenIn = Callable[[str], set[str]]
 
 
 def sources(rt: FormRuntime) -> dict[str, list[tuple[str | None, str]]]:
-    """Per computed field, what it reads: ``(None, key)`` a field of the same
-    record, ``(form, key)`` a field of another form's records (worked out once
-    per published version: the runtime keeps it)."""
+    """Per field computed from others (formulas, rollups, defaults, sub-tables
+    whose columns read their record), what it reads: ``(None, key)`` a field
+    of the same record, ``(form, key)`` a field of another form's records
+    (worked out once per published version: the runtime keeps it)."""
     if rt.derived_sources is not None:
         return rt.derived_sources
     out: dict[str, list[tuple[str | None, str]]] = {}
-    plans = rt.validator.fields
+    keys = [f.key for f in rt.form.fields]
     for f in rt.form.fields:
-        if isinstance(f, fm.FormulaField):
-            plan = plans.get(f.key)
-            formula = plan.formula if plan is not None else None
-            if formula is not None:
-                out[f.key] = [(None, k) for k in sorted(formula.referenced_fields.get(
-                    "record", set()))]
-        elif isinstance(f, fm.RollupField):
+        if isinstance(f, fm.RollupField):
             if f.source.sub_table:
                 out[f.key] = [(None, f.source.sub_table)]
             elif f.source.form:
@@ -53,16 +57,45 @@ def sources(rt: FormRuntime) -> dict[str, list[tuple[str | None, str]]]:
                 read = ["id", *([f.field] if f.field else [])]
                 read += sorted(filter_fields(f.filter))
                 out[f.key] = [(f.source.form, k) for k in read]
+            continue
+        # Reading the record as a whole reads every field but this one.
+        others = [k for k in keys if k != f.key]
+        if isinstance(f, fm.SubTableField):
+            sub = rt.validator.sub_tables.get(f.key)
+            exprs = [e for c in (sub.fields.values() if sub else ())
+                     for e in (c.formula, c.default_expr)]
+            names: tuple[str, ...] = ("parent",)
+        else:
+            plan = rt.validator.fields.get(f.key)
+            exprs = [plan.formula, plan.default_expr] if plan else []
+            names = ("record", "old")
+        fields = set().union(*(_reads(e, names, others) for e in exprs))
+        if fields:
+            out[f.key] = [(None, k) for k in sorted(fields)]
     rt.derived_sources = out
+    return out
+
+
+def _reads(expr: CompiledExpression | None, names: tuple[str, ...],
+           every: list[str]) -> set[str]:
+    """Field keys ``expr`` reads on the variables ``names`` — all of ``every``
+    for a variable it uses as a whole (a computed key may name any field)."""
+    if expr is None:
+        return set()
+    out: set[str] = set()
+    for name in names:
+        if name in expr.whole_variables:
+            return set(every)
+        out |= expr.referenced_fields.get(name, set())
     return out
 
 
 def hidden_by_sources(rt: FormRuntime, hidden: set[str], *, hidden_in: HiddenIn,
                       keep: set[str] | frozenset[str] = frozenset()) -> set[str]:
-    """``hidden`` and every computed field of ``rt`` that reads a hidden field,
-    directly or through other computed fields; fields in ``keep`` (a role
-    rules them explicitly) are never added, so what reads them is judged by
-    that rule."""
+    """``hidden`` and every field of ``rt`` computed from a hidden field (see
+    :func:`sources`), directly or through other such fields; fields in
+    ``keep`` (a role rules them explicitly) are never added, so what reads
+    them is judged by that rule."""
     reads = sources(rt)
     if not reads:
         return set(hidden)

@@ -83,15 +83,17 @@ def narrow_refused(ctx: EngineContext, rt: FormRuntime, target: FormRuntime | No
 def picker(ctx: EngineContext, *, app: str, form: str, field: str, search: str | None = None,
            limit: int = 20, after: str | None = None) -> dict[str, Any]:
     """Records a relation field of ``form`` may link to: id and title only,
-    the target's search fields searched, in the target's list order. Needs
-    the create or update right on ``form`` and a field the actor may set."""
+    the target's search fields searched, in the target's list order — both
+    without the target's fields hidden from the actor (finding or ordering
+    records by a hidden value would give it away). Needs the create or
+    update right on ``form`` and a field the actor may set."""
     rt = get_runtime(ctx.session, app, form)
     f = relation_field(rt, field)
     if f is None:
         raise NotFound(f"form {form!r} has no relation field {field!r}")
     # The same rights as the user and department pickers (records imports
     # this module, hence the late import).
-    from tangram.engines.forms.records import check_settable
+    from tangram.engines.forms.records import check_settable, viewer_tables
 
     check_settable(ctx, rt, field)
     target = rt if f.target == rt.key else get_runtime(ctx.session, app, f.target)
@@ -113,8 +115,8 @@ def picker(ctx: EngineContext, *, app: str, form: str, field: str, search: str |
             ctx.actor, app, tables.form.key, alias, "read"))  # type: ignore[arg-type]
     stmt, cursor_of = build_select(
         ListQuery(search=search or None, limit=limit, after=after,
-                  fields=[title] if title else []), tables=target.tables, qctx=qctx,
-        scope=scope)
+                  fields=[title] if title else []),
+        tables=viewer_tables(ctx, target), qctx=qctx, scope=scope)
     rows = list(ctx.session.execute(stmt).mappings())
     has_more = len(rows) > limit
     rows = rows[:limit]
