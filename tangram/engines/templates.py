@@ -8,15 +8,27 @@ that environment, so every user of templates refuses the same escapes
 (``''.__class__.__mro__``, ``record.__init__.__globals__``) with the same
 clear error, and reports syntax errors with their line.
 
-Every render has a time budget (``RENDER_SECONDS``): each loop step, call and
-printed value checks it, so a runaway template (``{% for i in range(100000)
-%}{% for j in range(100000) %}…``) stops with :class:`RenderTooLong` instead
-of running for hours. Nothing is computed when a template is only compiled
-(no constant folding: ``{{ 'a' * 100000000 }}`` costs nothing to check), and a
-repetition or power too large to compute is refused when it runs — so is a
-width, padding or precision past ``MAX_WIDTH`` (``'%0100000000d' % 1``,
-``'{:>100000000}'.format(x)``, ``'x'.center(100000000)``, ``|indent``,
-``|tojson(indent)``, ``|batch(n, fill)``), before Python builds the string.
+Every render has a time budget (``RENDER_SECONDS``): each loop step, call,
+``{% set %}`` and printed value checks it, so a runaway template (``{% for i
+in range(100000) %}{% for j in range(100000) %}…``) stops with
+:class:`RenderTooLong` instead of running for hours. Nothing is computed
+when a template is only compiled (no constant folding: ``{{ 'a' * 100000000
+}}`` costs nothing to check), and a repetition or power too large to compute
+is refused when it runs — so is a width, padding or precision past
+``MAX_WIDTH`` (``'%0100000000d' % 1``, ``'{:>100000000}'.format(x)``,
+``'x'.center(100000000)``, ``|indent``, ``|tojson(indent)``, ``|batch(n,
+fill)``), before Python builds the string.
+
+No value a template builds may be larger than ``MAX_SIZE`` characters, nor a
+list longer than ``MAX_ITEMS`` items: doubling a text a few times (``{% set a
+= a ~ a %}``), or one ``s.replace('x', s)``, ``sep.join(items)``, ``%`` or
+``format`` with a long value used many times, would otherwise ask for
+gigabytes in one step. Wherever the size of a step's result follows from its
+operands (``~``, ``+``, ``*``, ``%``, ``format``, ``replace``, ``join``,
+``|wordwrap``, ``|slice``, ``|list``, ``lipsum``, a list turned into text) it
+is refused before it is built; the result of any other call or filter (which
+can only grow a text by a bounded factor: ``|forceescape``, ``.upper()``) is
+measured as soon as it is made, so nothing past the limit is kept.
 
     env = sandbox(html=True)
     problem = template_problem("{{ ''.__class__ }}")  # "line 1: … '__class__' …"
@@ -29,8 +41,10 @@ import operator
 import re
 import time
 import types
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, Sized
+from decimal import Decimal
 from functools import update_wrapper
+from itertools import chain, islice
 from typing import Any
 
 from jinja2 import (
@@ -42,6 +56,8 @@ from jinja2 import (
     Undefined,
     UndefinedError,
     nodes,
+    pass_context,
+    pass_environment,
     pass_eval_context,
 )
 from jinja2 import filters as jinja_filters
@@ -49,12 +65,14 @@ from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment, SandboxedEscapeFormatter, SandboxedFormatter
+from jinja2.utils import Namespace, generate_lorem_ipsum
 from markupsafe import Markup, soft_str
 
 from tangram.errors import DefinitionInvalid
 
-__all__ = ["MAX_REPEAT", "MAX_WIDTH", "RENDER_SECONDS", "RenderTooLong", "SecurityError",
-           "TemplateError", "TemplateInvalid", "TemplateSyntaxError", "UndefinedError",
+__all__ = ["MAX_ITEMS", "MAX_REPEAT", "MAX_SIZE", "MAX_WIDTH", "RENDER_SECONDS",
+           "RenderTooLong", "SecurityError", "TemplateError", "TemplateInvalid",
+           "TemplateSyntaxError", "UndefinedError",
            "endless_recursion", "loads_templates", "record_fields_read", "sandbox",
            "template_problem", "unsafe_access"]
 
@@ -74,6 +92,12 @@ MAX_POWER_BITS = 100_000
 # step, just as ``'a' * 100000000``; so are ``'{0:>900000}' * 120`` formatted
 # once, tab stops, ``|indent`` on every line and ``|tojson`` indentation.
 MAX_WIDTH = MAX_REPEAT
+# Largest text a template may build, in characters — as much as one print may
+# produce (``printing.render.MAX_OUTPUT``), so nothing larger could be printed
+# anyway — and longest list, in items. A real template's values are a few
+# thousand characters; a step past these would take gigabytes at once.
+MAX_SIZE = 10_000_000
+MAX_ITEMS = MAX_REPEAT
 
 
 class TemplateInvalid(DefinitionInvalid):
@@ -116,13 +140,182 @@ def _finalize(eval_ctx: Any, value: Any) -> Any:
     # Needing the eval context also keeps jinja2 from evaluating constant
     # output (``{{ 'a' * 100000000 }}``) while compiling, i.e. when saving.
     _check_deadline(eval_ctx)
+    if _is_container(value):  # a list printed: its text is made at once
+        _refuse_size(f"printing a {type(value).__name__}", _text_size(value))
     return value
+
+
+def _sized_parts(parts: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The parts of ``a ~ b ~ …``, measured before they are joined."""
+    size = 0
+    for part in parts:
+        size += len(part) if isinstance(part, str) else _text_size(part)
+    _refuse_size("'~'", size)
+    return parts
+
+
+_OUTPUT = "the output of the template (or of a macro, {% set %} or {% filter %} block)"
+
+
+def _concat(parts: Iterable[str]) -> str:
+    """``"".join`` of the output of a render, a macro or a block, refused
+    past MAX_SIZE before it is joined."""
+    if isinstance(parts, list):
+        _refuse_size(_OUTPUT, sum(map(len, parts)))
+        return "".join(parts)
+    kept: list[str] = []
+    size = 0
+    for part in parts:
+        size += len(part)
+        _refuse_size(_OUTPUT, size, or_more=True)
+        kept.append(part)
+    return "".join(kept)
 
 
 def _refuse_width(what: str, width: int) -> None:
     if width > MAX_WIDTH:
         raise RenderTooLong(f"{what} asks for {width:,} characters of width, padding or "
                             f"precision; one operation may ask for at most {MAX_WIDTH:,}")
+
+
+def _refuse_size(what: str, size: int, *, or_more: bool = False) -> None:
+    if size > MAX_SIZE:
+        raise RenderTooLong(f"{what} would make a text of {size:,} characters"
+                            f"{' or more' * or_more}; a template may build texts of at most "
+                            f"{MAX_SIZE:,}")
+
+
+def _refuse_items(what: str, items: int, *, or_more: bool = False) -> None:
+    if items > MAX_ITEMS:
+        raise RenderTooLong(f"{what} would make a list of {items:,} items{' or more' * or_more}; "
+                            f"a template may build lists of at most {MAX_ITEMS:,}")
+
+
+_TEXTS = (str, bytes, bytearray)
+_ITEMS_VIEW: type[ItemsView[Any, Any]] = type({}.items())
+_CONTAINERS: tuple[type[Iterable[Any]] | type[Namespace], ...] = (
+    list, tuple, dict, Namespace, set, frozenset, type({}.keys()), type({}.values()), _ITEMS_VIEW)
+_LEAVES = (str, int, float, Decimal)  # most values: told apart from containers at once
+
+
+def _is_container(value: Any) -> bool:
+    return not isinstance(value, _LEAVES) and isinstance(value, _CONTAINERS)
+
+
+_SIZED = (*_TEXTS, list, tuple)
+
+
+def _too_large(value: Any) -> bool:
+    # MAX_ITEMS < MAX_SIZE: one comparison lets all but the largest values by.
+    return isinstance(value, _SIZED) and len(value) > MAX_ITEMS and (
+        len(value) > MAX_SIZE or not isinstance(value, _TEXTS))
+
+
+def _made(what: str, value: Any) -> Any:
+    """``value``, the result of a step whose size could not be told before it
+    ran; refused if past the limits, so it goes no further."""
+    if _too_large(value):
+        if isinstance(value, _TEXTS):
+            _refuse_size(what, len(value))
+        _refuse_items(what, len(value))
+    return value
+
+
+def _parts(value: Any) -> Iterator[Any] | None:
+    """What a container prints (a dict: its keys and values), or None."""
+    if isinstance(value, list | tuple):
+        return iter(value)
+    if isinstance(value, dict):
+        return chain.from_iterable(value.items())
+    if isinstance(value, _ITEMS_VIEW):  # its pairs are made afresh: count what they hold
+        return chain.from_iterable(value)
+    if isinstance(value, Namespace):
+        return _parts(value._Namespace__attrs)  # type: ignore[attr-defined]
+    if isinstance(value, _CONTAINERS):
+        return iter(value)
+    return None
+
+
+def _scalar_size(value: Any) -> int:
+    if isinstance(value, int):  # digits: a bit is less than a third of one
+        return value.bit_length() // 3 + 2
+    if isinstance(value, float):
+        return 24
+    try:
+        return len(str(value))  # a date, a Decimal, a record (its title), …
+    except Exception:  # StrictUndefined: the step itself will say so
+        return 0
+
+
+def _text_size(value: Any, limit: int = MAX_SIZE) -> int:
+    """About how many characters ``value`` makes as text: a text its length,
+    a number its digits, a list, tuple, dict or namespace one per item plus
+    the items' sizes — each time an item appears, as it prints each time (a
+    list holding one long text a thousand times). Counting stops past
+    ``limit``; a container or value met again is counted from memory, so the
+    cost is one step per distinct item, less than printing it."""
+    if isinstance(value, _TEXTS):
+        return len(value)
+    top = None if isinstance(value, _LEAVES) else _parts(value)
+    if top is None:
+        return _scalar_size(value)
+    known: dict[int, int] = {}
+    stack: list[list[Any]] = [[id(value), top, 0]]  # [id, items left, size so far]
+    counting = {id(value)}
+    total = 0  # everything counted so far: the size is at least this
+    while True:
+        frame = stack[-1]
+        for item in frame[1]:
+            if isinstance(item, _TEXTS):
+                size = len(item)
+            elif isinstance(item, int | float):
+                size = _scalar_size(item)
+            else:
+                key = id(item)
+                if key in known:
+                    size = known[key]
+                elif key in counting:  # a list inside itself prints as [...]
+                    size = 5
+                else:
+                    parts = _parts(item)
+                    if parts is not None:
+                        frame[2] += 1
+                        total += 1
+                        stack.append([key, parts, 0])
+                        counting.add(key)
+                        break
+                    size = known[key] = _scalar_size(item)
+            frame[2] += 1 + size
+            total += 1 + size
+            if total > limit:
+                return total
+        else:
+            stack.pop()
+            counting.discard(frame[0])
+            known[frame[0]] = frame[2]
+            if not stack:
+                return int(frame[2])
+            stack[-1][2] += frame[2]
+
+
+def _listed(values: Any, what: str) -> list[Any] | tuple[Any, ...]:
+    """``values`` as a list, refused past MAX_ITEMS items — of an iterator,
+    no more than that many are taken."""
+    if isinstance(values, list | tuple):
+        items = values
+    elif isinstance(values, Sized):
+        _refuse_items(what, len(values))
+        items = list(values)  # type: ignore[call-overload]
+    else:
+        items = list(islice(values, MAX_ITEMS + 1))
+        _refuse_items(what, len(items), or_more=True)
+    return items
+
+
+def _joined_size(items: list[Any] | tuple[Any, ...], separator: int) -> int:
+    """Characters of ``items`` joined with a separator of that length."""
+    n = len(items)
+    return _text_size(items, MAX_SIZE + n) - n + separator * max(n - 1, 0)
 
 
 def _shown(text: str | bytes | bytearray) -> str:
@@ -135,55 +328,84 @@ def _number(digits: str) -> int:
     return int(digits) if len(digits) <= 18 else 10 ** 18
 
 
-def _printf_width(fmt: str | bytes | bytearray, values: Any) -> int:
+def _printf_sizes(fmt: str | bytes | bytearray, values: Any) -> tuple[int, int]:
     """The widths and precisions of a printf-style format together, a ``*``
-    read from ``values`` as Python reads it (``'%*d' % (width, n)``)."""
-    if not isinstance(fmt, str):
-        fmt = bytes(fmt).decode("latin-1")
+    read from ``values`` as Python reads it (``'%*d' % (width, n)``); and
+    about how long its text is: the format's own text, each value formatted
+    (a text or list by its size, so nothing is built), and those widths."""
+    text = fmt if isinstance(fmt, str) else bytes(fmt).decode("latin-1")
     args = values if isinstance(values, tuple) else (values,)
-    total = index = i = 0
-    n = len(fmt)
-    while (i := fmt.find("%", i) + 1) > 0:
-        if fmt.startswith("%", i):  # "%%"
+    width = index = i = 0
+    n = size = len(text)
+    while (i := text.find("%", i) + 1) > 0:
+        start = i - 1
+        if text.startswith("%", i):  # "%%"
             i += 1
+            size -= 1
             continue
-        keyed = fmt.startswith("(", i)
-        if keyed:  # "%(name)…", parentheses nest
+        key = None
+        if text.startswith("(", i):  # "%(name)…", parentheses nest
             depth = 0
             while i < n:
-                depth += {"(": 1, ")": -1}.get(fmt[i], 0)
+                depth += {"(": 1, ")": -1}.get(text[i], 0)
                 i += 1
                 if depth == 0:
                     break
-        while i < n and fmt[i] in "-+ #0":
+            key = text[start + 2:i - 1]
+        while i < n and text[i] in "-+ #0":
             i += 1
         for precision in (False, True):
             if precision:
-                if not fmt.startswith(".", i):
+                if not text.startswith(".", i):
                     break
                 i += 1
-            if fmt.startswith("*", i):
+            if text.startswith("*", i):
                 i += 1
                 value = args[index] if index < len(args) else None
                 index += 1
                 if isinstance(value, int):  # a negative width pads on the right
-                    total += max(value, 0) if precision else abs(value)
+                    width += max(value, 0) if precision else abs(value)
             else:
-                start = i
-                while i < n and "0" <= fmt[i] <= "9":
+                digits = i
+                while i < n and "0" <= text[i] <= "9":
                     i += 1
-                if i > start:
-                    total += _number(fmt[start:i])
-        while i < n and fmt[i] in "hlL":
+                if i > digits:
+                    width += _number(text[digits:i])
+        while i < n and text[i] in "hlL":
             i += 1
-        i += 1  # the conversion
-        if not keyed:
+        conversion = text[i:i + 1]
+        i += 1
+        size -= i - start  # the specifier is replaced by its value
+        if key is None:
+            value = args[index] if index < len(args) else _MISSING
             index += 1
-    return total
+        else:
+            try:
+                value = values[key if isinstance(fmt, str) else key.encode("latin-1")]
+            except Exception:  # not a mapping, or no such key: Python says so
+                value = _MISSING
+        size += _formatted_size(value, conversion)
+    return width, size + width
+
+
+_MISSING = object()
+
+
+def _formatted_size(value: Any, conversion: str) -> int:
+    if value is _MISSING:
+        return 0
+    if isinstance(value, _TEXTS + _CONTAINERS):
+        return _text_size(value)
+    try:  # a number or a date: as Python formats it (a few thousand digits at most)
+        return len(f"%{conversion}" % (value,))
+    except Exception:
+        return 0
 
 
 def _check_printf(fmt: str | bytes | bytearray, values: Any) -> None:
-    _refuse_width(f"{_shown(fmt)} % …", _printf_width(fmt, values))
+    width, size = _printf_sizes(fmt, values)
+    _refuse_width(f"{_shown(fmt)} % …", width)
+    _refuse_size(f"{_shown(fmt)} % …", size)
 
 
 _SPEC_NUMBER = re.compile(r"\d+")  # Python reads any decimal digits in a format spec
@@ -193,17 +415,33 @@ class _WidthCheckingFormatter(SandboxedFormatter):
     """``str.format``/``format_map`` in the sandbox, refusing fields whose
     specs (``{:>100000000}``, ``{0:>{1}}`` with its width filled in) add up to
     more than MAX_WIDTH. Every number of a spec counts: width, precision, and
-    digits of a date's spec alike (none of which a real template makes large)."""
+    digits of a date's spec alike (none of which a real template makes large).
+    The fields' text is counted as they are made, a list measured before it
+    is turned into text, so ``('{0}' * 1000).format(s)`` stops once it passes
+    MAX_SIZE (the format's own text, no longer than that, is added after)."""
 
     def vformat(self, format_string: str, args: Any, kwargs: Any) -> str:
         self.source = format_string
-        self.width = 0
+        self.width = self.size = 0
         return super().vformat(format_string, args, kwargs)
+
+    def _grow(self, size: int) -> None:
+        self.size += size
+        _refuse_size(f"{_shown(self.source)}.format(…)", self.size)
+
+    def convert_field(self, value: Any, conversion: str | None) -> Any:
+        if conversion is not None and _is_container(value):
+            _refuse_size(f"{_shown(self.source)}.format(…)", self.size + _text_size(value))
+        return super().convert_field(value, conversion)
 
     def format_field(self, value: Any, format_spec: str) -> Any:
         self.width += sum(map(_number, _SPEC_NUMBER.findall(format_spec)))
         _refuse_width(f"{_shown(self.source)}.format(…)", self.width)
-        return super().format_field(value, format_spec)
+        if _is_container(value):
+            _refuse_size(f"{_shown(self.source)}.format(…)", self.size + _text_size(value))
+        text = super().format_field(value, format_spec)
+        self._grow(len(text))
+        return text
 
 
 class _WidthCheckingEscapeFormatter(_WidthCheckingFormatter, SandboxedEscapeFormatter):
@@ -255,6 +493,117 @@ def _checked_padding(text: str | bytes | bytearray, method: Callable[..., Any]
     return update_wrapper(checked, method)
 
 
+def _replace_size(text: str | bytes | bytearray, old: Any, new: Any, count: Any = -1) -> int:
+    """Length of ``text.replace(old, new, count)``; the occurrences are
+    counted only when the result could pass MAX_SIZE."""
+    if not (isinstance(old, _TEXTS) and isinstance(new, _TEXTS) and isinstance(count, int)):
+        return 0  # the method's own error
+    grow = len(new) - len(old)
+    if grow <= 0:
+        return len(text)
+    most = len(text) // len(old) + 1 if old else len(text) + 1
+    if len(text) + min(most, count if count >= 0 else most) * grow > MAX_SIZE:
+        try:
+            most = text.count(old)  # type: ignore[arg-type]
+        except TypeError:
+            return 0
+    return len(text) + min(most, count if count >= 0 else most) * grow
+
+
+def _translate_size(text: str, table: Any) -> int:
+    """At most the length of ``text.translate(table)``: a character mapped to
+    a longer text grows by it each time it occurs."""
+    if not isinstance(table, dict | list | tuple):
+        return len(text)
+    longer = [(key, len(value)) for key, value in
+              (table.items() if isinstance(table, dict) else enumerate(table))
+              if isinstance(value, str) and len(value) > 1]
+    if not longer:
+        return len(text)
+    bound = len(text) * max(size for _, size in longer)
+    if bound <= MAX_SIZE or len(longer) > 64:
+        return bound
+    return len(text) + sum(text.count(chr(key)) * (size - 1) for key, size in longer
+                           if isinstance(key, int) and 0 <= key < 0x110000)
+
+
+_LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def _split_parts(text: str | bytes | bytearray, name: str, *args: Any, **kwargs: Any
+                 ) -> int | None:
+    """How many parts ``text.split(…)`` (``rsplit``, ``splitlines``) makes,
+    when a cheap count tells; None when only splitting tells."""
+    if name == "splitlines":
+        if isinstance(text, str):
+            return sum(text.count(c) for c in _LINE_BREAKS) - text.count("\r\n") + 1
+        return text.count(b"\n") + text.count(b"\r") - text.count(b"\r\n") + 1
+    sep = args[0] if args else kwargs.get("sep")
+    most = args[1] if len(args) > 1 else kwargs.get("maxsplit", -1)
+    if not isinstance(most, int) or 0 <= most < MAX_ITEMS:
+        return 0  # few parts, or the method's own error
+    if sep is None:
+        return None
+    try:
+        return text.count(sep) + 1  # type: ignore[arg-type]
+    except TypeError:
+        return 0
+
+
+def _checked_text_method(text: str | bytes | bytearray, method: Callable[..., Any]
+                         ) -> Callable[..., Any]:
+    """``replace``, ``join``, ``translate`` and the ``split`` family of a
+    text, refusing a result past the limits before it is made."""
+    name = method.__name__
+    what = f"{name}()"
+
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        try:
+            if name == "replace":
+                _refuse_size(what, _replace_size(text, *args, **kwargs))
+            elif name == "join" and len(args) == 1:
+                items = _listed(args[0], what)
+                _refuse_size(what, _joined_size(items, len(text)))
+                args = (items,)
+            elif name == "translate" and isinstance(text, str):
+                _refuse_size(what, _translate_size(text, *args, **kwargs))
+            elif name in _SPLIT_METHODS and len(text) >= MAX_ITEMS:  # a shorter one has fewer
+                parts = _split_parts(text, name, *args, **kwargs)
+                if parts is None:  # on whitespace: split no more than that
+                    parts_made = method(None, MAX_ITEMS)
+                    _refuse_items(what, len(parts_made), or_more=True)
+                    return parts_made
+                _refuse_items(what, parts)
+        except TypeError:
+            pass  # arguments the method refuses: it says so below
+        return _made(what, method(*args, **kwargs))
+
+    return update_wrapper(checked, method)
+
+
+_SPLIT_METHODS = frozenset({"split", "rsplit", "splitlines"})
+_TEXT_METHODS = frozenset({"replace", "join", "translate"}) | _SPLIT_METHODS
+
+
+def _checked_growth(items: list[Any], method: Callable[..., Any]) -> Callable[..., Any]:
+    """``append``, ``insert`` and ``extend`` of a list, refusing one past
+    MAX_ITEMS (``l.extend(l)`` doubles it)."""
+    name = method.__name__
+
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        if name == "extend" and len(args) == 1:
+            added = _listed(args[0], "extend()")  # an iterator over the list itself ends
+            _refuse_items("extend()", len(items) + len(added))
+            return method(added)
+        _refuse_items(f"{name}()", len(items) + 1)
+        return method(*args, **kwargs)
+
+    return update_wrapper(checked, method)
+
+
+_GROWTH_METHODS = frozenset({"append", "insert", "extend"})
+
+
 # Filters that pad: jinja2's own, after a check of the width.
 
 def _center(value: Any, width: int = 80) -> str:
@@ -304,13 +653,173 @@ _WIDTH_FILTERS: dict[str, Callable[..., Any]] = {
     "tojson": _tojson}
 
 
+# Filters that can make a long text or list in one step: jinja2's own, after
+# a check of what they will make.
+
+@pass_eval_context
+def _replace(eval_ctx: Any, s: Any, old: Any, new: Any, count: int | None = None) -> str:
+    _refuse_size("replace()", _replace_size(soft_str(s), soft_str(old), soft_str(new),
+                                            -1 if count is None else count))
+    return jinja_filters.do_replace(eval_ctx, s, old, new, count)
+
+
+@pass_eval_context
+def _join(eval_ctx: Any, value: Any, d: str = "", attribute: str | int | None = None) -> str:
+    items = _listed(value, "join")
+    if attribute is not None:
+        get = jinja_filters.make_attrgetter(eval_ctx.environment, attribute)
+        items = [get(item) for item in items]
+    _refuse_size("join", _joined_size(items, len(soft_str(d))))
+    return jinja_filters.sync_do_join(eval_ctx, items, d)
+
+
+@pass_environment
+def _wordwrap(environment: Any, s: Any, width: int = 79, break_long_words: bool = True,
+              wrapstring: str | None = None, break_on_hyphens: bool = True) -> str:
+    wrap = environment.newline_sequence if wrapstring is None else wrapstring
+    if isinstance(s, str) and isinstance(width, int) and width > 0 and isinstance(wrap, str):
+        # A line holds at least half the width but for the last of a paragraph.
+        paragraphs = _split_parts(s, "splitlines") or 1
+        lines = 2 * len(s) // width + 2 * paragraphs
+        _refuse_items(f"wordwrap({width}) (its lines)", lines)
+        _refuse_size(f"wordwrap({width})", len(s) + lines * len(wrap))
+    return jinja_filters.do_wordwrap(environment, s, width, break_long_words, wrapstring,
+                                     break_on_hyphens)
+
+
+def _slice(value: Any, slices: int, fill_with: Any = None) -> Iterator[list[Any]]:
+    if isinstance(slices, int):
+        _refuse_items(f"slice({slices})", slices)
+    return jinja_filters.sync_do_slice(value, slices, fill_with)
+
+
+@pass_context
+def _map(context: Context, value: Any, *args: Any, **kwargs: Any) -> Iterable[Any]:
+    values = jinja_filters.sync_do_map(context, value, *args, **kwargs)
+    if not args:  # map(attribute=…): values there already
+        return values
+    # A filter applied to each item makes new values: all together may be no
+    # larger than one (``items | map('upper') | list``).
+    return _counted(values, f"map({args[0]!r})")
+
+
+def _counted(values: Iterable[Any], what: str) -> Iterator[Any]:
+    size = 0
+    for value in values:
+        size += _text_size(value)
+        _refuse_size(what, size, or_more=True)
+        yield value
+
+
+def _list(value: Any) -> list[Any]:
+    return list(_listed(value, "list"))
+
+
+@pass_environment
+def _sum(environment: Any, iterable: Any, attribute: str | int | None = None,
+         start: Any = 0) -> Any:
+    if not isinstance(start, list | tuple):
+        return jinja_filters.sync_do_sum(environment, iterable, attribute, start)
+    items = _listed(iterable, "sum")
+    if attribute is not None:
+        get = jinja_filters.make_attrgetter(environment, attribute)
+        items = [get(item) for item in items]
+    _refuse_items("sum", len(start) + sum(len(x) for x in items if isinstance(x, Sized)))
+    # Joined in one pass: sum() would copy the growing list once per item.
+    joined = list(start)
+    for item in items:
+        if not isinstance(item, type(start)):
+            start + item  # the error sum() gives  # noqa: B018
+        joined.extend(item)
+    return type(start)(joined)
+
+
+def _lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:  # noqa: A002
+    if isinstance(n, int) and isinstance(max, int):
+        # Fewer than ``max`` words a paragraph, none longer than 12 letters.
+        _refuse_size(f"lipsum({n})", n * (max * 14 + 10) if n > 0 and max > 0 else 0)
+    return generate_lorem_ipsum(n, html, min, max)
+
+
+_SIZE_FILTERS: dict[str, Callable[..., Any]] = {
+    "replace": _replace, "join": _join, "wordwrap": _wordwrap, "slice": _slice,
+    "list": _list, "sum": _sum, "map": _map}
+
+# Filters that turn their value into text (``items | string`` of a list
+# holding one long text many times), some growing it by a factor.
+_TEXT_FILTERS = frozenset({
+    "capitalize", "center", "e", "escape", "forceescape", "format", "indent", "lower",
+    "pprint", "replace", "safe", "string", "striptags", "title", "tojson", "trim",
+    "truncate", "upper", "urlencode", "urlize", "wordcount", "wordwrap", "xmlattr"})
+
+
+def _text_filter(name: str, f: Callable[..., Any]) -> Callable[..., Any]:
+    """Filter ``f``, which turns its value into text: a list given to it is
+    measured first, and its result refused past MAX_SIZE (a text escaped or
+    upper-cased again and again grows by a factor each time)."""
+    value_at = 0 if getattr(f, "jinja_pass_arg", None) is None else 1
+
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        if len(args) > value_at and _is_container(args[value_at]):
+            value = args[value_at]
+            _refuse_size(f"|{name} of a {type(value).__name__}", _text_size(value))
+        text = f(*args, **kwargs)
+        if _too_large(text):
+            _made(f"|{name}", text)
+        return text
+
+    return update_wrapper(checked, f)
+
+
+def _power(left: Any, right: Any) -> Any:
+    if isinstance(left, int) and isinstance(right, int) and abs(left) > 1 \
+            and right * abs(left).bit_length() > MAX_POWER_BITS:
+        raise RenderTooLong(f"{left} ** {right} is too large to compute")
+    return operator.pow(left, right)
+
+
+def _repeat(left: Any, right: Any) -> Any:
+    for seq, times in ((left, right), (right, left)):
+        if isinstance(seq, _SIZED) and isinstance(times, int):
+            if len(seq) * times > MAX_REPEAT:
+                raise RenderTooLong(f"repeating a {type(seq).__name__} of {len(seq)} "
+                                    f"items {times} times makes more than {MAX_REPEAT:,}")
+            if isinstance(seq, list | tuple) and times > 1:  # and what it holds, as text
+                _refuse_size(f"repeating a {type(seq).__name__} of {len(seq)} items "
+                             f"{times} times", _text_size(seq, MAX_SIZE // times + 1) * times)
+    return operator.mul(left, right)
+
+
 class _BudgetedCodeGenerator(CodeGenerator):
-    """Compiles ``{% for x in items %}`` as ``for x in environment.budgeted(items)``."""
+    """Compiles ``{% for x in items %}`` as ``for x in environment.budgeted(items)``,
+    ``{% set %}`` with a look at the clock first, and ``a ~ b`` with its parts
+    measured before they are joined."""
 
     def visit_For(self, node: nodes.For, frame: Frame) -> None:
         node.iter = nodes.Call(nodes.EnvironmentAttribute("budgeted"), [node.iter], [],
                                None, None, lineno=node.iter.lineno)
         super().visit_For(node, frame)
+
+    def visit_Assign(self, node: nodes.Assign, frame: Frame) -> None:
+        self.writeline("environment.check_deadline(context.eval_ctx)", node)
+        super().visit_Assign(node, frame)
+
+    def visit_AssignBlock(self, node: nodes.AssignBlock, frame: Frame) -> None:
+        self.writeline("environment.check_deadline(context.eval_ctx)", node)
+        super().visit_AssignBlock(node, frame)
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        # jinja2's own (less its constant folding, off in the sandbox anyway),
+        # the parts passed through environment.sized_parts.
+        if frame.eval_ctx.volatile:
+            join = "(markup_join if context.eval_ctx.volatile else str_join)"
+        else:
+            join = "markup_join" if frame.eval_ctx.autoescape else "str_join"
+        self.write(f"{join}(environment.sized_parts((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write(")))")
 
 
 class _RefusingSandbox(SandboxedEnvironment):
@@ -321,34 +830,47 @@ class _RefusingSandbox(SandboxedEnvironment):
 
     code_generator_class = _BudgetedCodeGenerator
     context_class = _BudgetedContext
-    intercepted_binops = frozenset({"*", "**", "%"})
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
     budgeted = staticmethod(_budgeted)
+    check_deadline = staticmethod(_check_deadline)
+    sized_parts = staticmethod(_sized_parts)
+    concat = staticmethod(_concat)  # type: ignore[assignment]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.filters.update(_WIDTH_FILTERS)
+        self.filters.update(_SIZE_FILTERS)
+        for name in _TEXT_FILTERS:
+            self.filters[name] = _text_filter(name, self.filters[name])
+        self.globals["lipsum"] = _lipsum
 
     def call(__self, __context: Context, __obj: Any, *args: Any,  # noqa: N805
              **kwargs: Any) -> Any:
         _check_deadline(__context.eval_ctx)  # a macro calling itself twice per call, …
-        return super().call(__context, __obj, *args, **kwargs)
+        value = super().call(__context, __obj, *args, **kwargs)
+        if isinstance(value, _SIZED) and len(value) > MAX_ITEMS and _too_large(value):
+            # ``s.upper()`` again and again, ``s.encode()``, the format's text, …
+            _made(f"{getattr(__obj, '__name__', None) or type(__obj).__name__}()", value)
+        return value
 
     def call_binop(self, context: Context, operator_: str, left: Any, right: Any) -> Any:
-        if operator_ == "%":
-            if isinstance(left, str | bytes | bytearray):
-                _check_printf(left, right)
-            return operator.mod(left, right)
+        if operator_ == "*":
+            return _repeat(left, right)
         if operator_ == "**":
-            if isinstance(left, int) and isinstance(right, int) and abs(left) > 1 \
-                    and right * abs(left).bit_length() > MAX_POWER_BITS:
-                raise RenderTooLong(f"{left} ** {right} is too large to compute")
-            return operator.pow(left, right)
-        for seq, times in ((left, right), (right, left)):
-            if isinstance(seq, str | list | tuple) and isinstance(times, int) \
-                    and len(seq) * times > MAX_REPEAT:
-                raise RenderTooLong(f"repeating a {type(seq).__name__} of {len(seq)} "
-                                    f"items {times} times makes more than {MAX_REPEAT:,}")
-        return operator.mul(left, right)
+            return _power(left, right)
+        if operator_ == "+":
+            if isinstance(left, _TEXTS) and isinstance(right, _TEXTS):
+                _refuse_size("'+'", len(left) + len(right))
+            elif isinstance(left, list | tuple) and isinstance(right, list | tuple):
+                _refuse_items("'+'", len(left) + len(right))
+            value = operator.add(left, right)
+        else:
+            if isinstance(left, _TEXTS):
+                _check_printf(left, right)
+            value = operator.mod(left, right)
+        if _too_large(value):  # Markup escapes what is added to it, or formatted in
+            _made(f"'{operator_}'", value)
+        return value
 
     def wrap_str_format(self, value: Any) -> Callable[..., Any] | None:
         # jinja2 asks this of every attribute and item it hands out (``.x``,
@@ -356,8 +878,13 @@ class _RefusingSandbox(SandboxedEnvironment):
         if not isinstance(value, types.MethodType | types.BuiltinMethodType):
             return None
         owner, name = value.__self__, value.__name__
-        if isinstance(owner, str | bytes | bytearray) and name in _PADDING_METHODS:
-            return _checked_padding(owner, value)
+        if isinstance(owner, _TEXTS):
+            if name in _PADDING_METHODS:
+                return _checked_padding(owner, value)
+            if name in _TEXT_METHODS:
+                return _checked_text_method(owner, value)
+        if isinstance(owner, list) and name in _GROWTH_METHODS:
+            return _checked_growth(owner, value)
         if isinstance(owner, str) and name in ("format", "format_map"):
             return _checked_format(self, owner, value)
         return super().wrap_str_format(value)
