@@ -3,6 +3,14 @@
 Each error has a stable ``code`` (documented in ``docs/errors.md``) and an HTTP
 status; the platform renders all of them with one exception handler, so engines
 never import FastAPI. Messages say what was wrong, where, and what is allowed.
+
+An error people meet in daily work is raised with a catalog message
+(:class:`tangram.i18n.Msg`) instead of a text: ``message`` holds its English (for
+logs and code), and the handler says it in the caller's language::
+
+    raise Conflict(Msg("task_decided", status=status_word("approved")))
+    exc.message            # 'this task was already decided (approved)'
+    exc.as_dict("zh")      # {'code': 'conflict', 'message': '该任务已被处理（已同意）'}
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tangram import i18n
+from tangram.i18n import Msg
 
 
 @dataclass
@@ -26,9 +35,20 @@ class ErrorItem:
     path: str | None = None
     details: dict[str, Any] = dataclasses.field(default_factory=dict)
     file: str | None = None
+    text: Msg | None = None  # the catalog message ``message`` is the English of
 
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"code": self.code, "message": self.message}
+    @classmethod
+    def localized(cls, code: str, text: Msg, *, field: str | None = None,
+                  path: str | None = None, details: dict[str, Any] | None = None
+                  ) -> ErrorItem:
+        """An item whose message the HTTP layer says in the caller's language."""
+        return cls(code=code, message=text.render("en"), field=field, path=path,
+                   details=details or {}, text=text)
+
+    def as_dict(self, language: str | None = None) -> dict[str, Any]:
+        """The item as JSON; a catalog message in ``language`` (None: ``message``)."""
+        message = self.text.render(language) if self.text and language else self.message
+        out: dict[str, Any] = {"code": self.code, "message": message}
         if self.file is not None:
             out["file"] = self.file
         if self.field is not None:
@@ -41,20 +61,37 @@ class ErrorItem:
 
 
 class TangramError(Exception):
+    """``message``: a text, or a catalog message (then ``message`` is its English
+    and ``text`` the message). ``language``: the caller's language where the
+    raiser already knew it (sign-in errors); the HTTP handler says the error in
+    the language the request asks for, else in that one, else in English."""
+
     status = 400
     code = "bad_request"
 
-    def __init__(self, message: str, *, errors: list[ErrorItem] | None = None,
-                 details: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(self, message: str | Msg, *, errors: list[ErrorItem] | None = None,
+                 details: dict[str, Any] | None = None, language: str | None = None) -> None:
+        self.text = message if isinstance(message, Msg) else None
+        self.message = message.render("en") if isinstance(message, Msg) else message
+        super().__init__(self.message)
         self.errors = errors or []
         self.details = details or {}
+        self.language = language
 
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"code": self.code, "message": self.message}
+    def fallback_text(self) -> Msg | None:
+        """For an error raised with a plain (English) text: a catalog message
+        that says its gist in other languages, if its class has one."""
+        return None
+
+    def as_dict(self, language: str | None = None) -> dict[str, Any]:
+        """The error as the API returns it: ``code``, ``message``, ``errors``,
+        ``details``. Catalog messages are said in ``language``; None (or a
+        message without one) gives ``message`` as raised."""
+        text = self.text or (self.fallback_text() if language not in (None, "en") else None)
+        message = text.render(language) if text is not None and language else self.message
+        out: dict[str, Any] = {"code": self.code, "message": message}
         if self.errors:
-            out["errors"] = [e.as_dict() for e in self.errors]
+            out["errors"] = [e.as_dict(language) for e in self.errors]
         if self.details:
             out["details"] = self.details
         return out
@@ -70,8 +107,14 @@ class ValidationFailed(TangramError):
                  language: str = "en") -> None:
         """Without ``message`` the summary counts the errors in ``language``
         (the caller's: ``ctx.language``)."""
-        super().__init__(message or i18n.message("validation_failed", language,
-                                                 count=len(errors)), errors=errors)
+        if message is not None:
+            super().__init__(message, errors=errors)
+            return
+        # The summary stays in ``language`` (what callers read before it had a
+        # catalog message) and the handler may say it in another.
+        super().__init__(Msg("validation_failed", count=len(errors)), errors=errors,
+                         language=language)
+        self.message = i18n.message("validation_failed", language, count=len(errors))
 
 
 class DefinitionInvalid(TangramError):
@@ -119,6 +162,14 @@ class PermissionDenied(TangramError):
 class RateLimited(TangramError):
     status = 429
     code = "rate_limited"
+    retry_after: int | None = None  # seconds: the Retry-After header
+
+    def fallback_text(self) -> Msg | None:
+        # Sign-in lockouts and public form submissions raise English texts;
+        # "try again in N minutes" is still said in the caller's language.
+        if self.retry_after:
+            return Msg("rate_limited_minutes", minutes=-(-self.retry_after // 60))
+        return Msg("rate_limited")
 
 
 class LimitExceeded(TangramError):
@@ -126,6 +177,11 @@ class LimitExceeded(TangramError):
 
     status = 413
     code = "limit_exceeded"
+
+    def fallback_text(self) -> Msg | None:
+        # Uploads, prints and public forms raise English texts: the gist in
+        # the caller's language, the specifics (which limit) as raised.
+        return Msg("limit_exceeded", detail=self.message)
 
 
 ALL_ERRORS: tuple[type[TangramError], ...] = (

@@ -27,8 +27,10 @@ from tangram.engines.context import Actor, EngineContext
 from tangram.engines.forms.files import LocalFileStore
 from tangram.engines.notify import webhooks
 from tangram.errors import NotAuthenticated, NotFound, PermissionDenied, TangramError
+from tangram.i18n import Msg
 from tangram.platform.api import ROUTERS
 from tangram.platform.auth.service import get_user
+from tangram.platform.deps import asked_language
 from tangram.platform.permissions.policy import RolePolicy
 from tangram.settings import Settings, get_settings
 
@@ -150,7 +152,13 @@ def _version() -> str:
 # --- errors --------------------------------------------------------------------
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Every error leaves as ``{"code", "message", "errors"?: [{field, code, message}]}``."""
+    """Every error leaves as ``{"code", "message", "errors"?: [{field, code, message}]}``.
+
+    Messages are said in the language the request asks for (Accept-Language,
+    zh or en) where the error has a catalog message (``i18n.Msg``); without
+    one asked for, in the language the error was raised in (English, or the
+    caller's for sign-in errors and record validation). ``code`` never changes.
+    """
     app.add_exception_handler(TangramError, _tangram_error)
     app.add_exception_handler(RequestValidationError, _request_invalid)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -167,7 +175,9 @@ async def _tangram_error(request: Request, exc: Exception) -> JSONResponse:
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:
         headers = {"Retry-After": str(retry_after)}
-    return JSONResponse(status_code=exc.status, content=exc.as_dict(), headers=headers)
+    return JSONResponse(status_code=exc.status,
+                        content=exc.as_dict(asked_language(request) or exc.language),
+                        headers=headers)
 
 
 def _request_error(err: Mapping[str, Any]) -> dict[str, Any]:
@@ -188,11 +198,13 @@ def _request_error(err: Mapping[str, Any]) -> dict[str, Any]:
 async def _request_invalid(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [_request_error(err) for err in exc.errors()]
+    language = asked_language(request) or "en"
+    # The summary in the caller's language; pydantic's texts per field stay English.
     listed = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:3])
-    more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+    more = Msg("request_invalid_more", count=len(errors) - 3) if len(errors) > 3 else ""
     return JSONResponse(status_code=422, content={
         "code": "request_invalid",
-        "message": f"The request is not valid: {listed}{more}.",
+        "message": Msg("request_invalid", listed=listed, more=more).render(language),
         "errors": errors,
     })
 
@@ -227,7 +239,7 @@ async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
                   exc_info=exc)
     return JSONResponse(status_code=500, content={
         "code": "internal_error",
-        "message": "The server failed to handle this request; the error has been logged.",
+        "message": Msg("internal_error").render(asked_language(request) or "en"),
     })
 
 

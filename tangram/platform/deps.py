@@ -24,8 +24,9 @@ from tangram.clock import Clock
 from tangram.engines.access import AccessPolicy
 from tangram.engines.context import Actor, EngineContext
 from tangram.errors import NotAuthenticated, PermissionDenied
-from tangram.platform.auth.messages import text
+from tangram.i18n import Msg
 from tangram.platform.auth.service import (
+    LANGUAGES,
     AccountDisabled,
     ResolvedSession,
     SessionInvalid,
@@ -107,11 +108,9 @@ def enforce_csrf(request: Request, *, via_cookie: bool) -> None:
     own = f"{request.url.scheme}://{request.url.netloc}"
     sent = request.headers.get("origin") or _origin_of(request.headers.get("referer"))
     if sent is not None and sent != "null" and sent.rstrip("/") != own:
-        raise CsrfRejected(f"cross-site request refused: it comes from {sent}, not {own}")
+        raise CsrfRejected(Msg("csrf_cross_site", sent=sent, own=own))
     if sent == "null" or not request.headers.get(CSRF_HEADER):
-        raise CsrfRejected(f"a cookie-authenticated {request.method} needs the "
-                           f"{CSRF_HEADER} header (send Authorization: Bearer instead "
-                           "from scripts)")
+        raise CsrfRejected(Msg("csrf_header", method=request.method, header=CSRF_HEADER))
 
 
 def _origin_of(url: str | None) -> str | None:
@@ -133,13 +132,13 @@ def current_auth(
     # An Authorization header, when sent, is the only credential looked at.
     if request.headers.get("authorization") is not None:
         if not bearer:
-            raise NotAuthenticated(text("bearer_malformed", language))
+            raise NotAuthenticated(Msg("bearer_malformed"), language=language)
         token, via_cookie = bearer, False
     elif cookie:
         token, via_cookie = cookie, True
     else:
-        raise NotAuthenticated(text("sign_in_required", language, cookie=SESSION_COOKIE,
-                                    login_url=LOGIN_URL))
+        raise NotAuthenticated(Msg("sign_in_required", cookie=SESSION_COOKIE,
+                                   login_url=LOGIN_URL), language=language)
     if tokens.is_api_token(token) and not via_cookie:
         return _api_token_auth(session, token, clock=clock, language=language)
     resolved: ResolvedSession = resolve_token(session, token, clock=clock, language=language)
@@ -152,10 +151,10 @@ def _api_token_auth(session: Session, token: str, *, clock: Clock,
                     language: str) -> Authenticated:
     scope = tokens.resolve_api_token(session, token, now=clock.now())
     if scope is None:
-        raise SessionInvalid(text("token_unknown", language))
+        raise SessionInvalid(Msg("token_unknown"), language=language)
     user = get_user(session, scope.user_id)
     if not user.is_active:
-        raise AccountDisabled(text("account_disabled", language, username=user.username))
+        raise AccountDisabled(Msg("account_disabled", username=user.username), language=language)
     return Authenticated(actor=user.as_actor(), user=user, session_id=scope.id,
                          via_cookie=False, token_scope=scope)
 
@@ -172,8 +171,7 @@ CurrentActor = Annotated[Actor, Depends(current_actor)]
 
 def _no_api_token(auth: Authenticated) -> None:
     if auth.token_scope is not None:
-        raise PermissionDenied("API tokens only reach records; sign in to manage the "
-                               "platform")
+        raise PermissionDenied(Msg("api_token_not_here"))
 
 
 # A route that changes what runs on the user's behalf (alerts): a login, not
@@ -188,8 +186,8 @@ LoginOnly = Annotated[None, Depends(_login_only)]
 def admin_actor(request: Request, auth: CurrentAuth, settings: SettingsDep) -> Actor:
     _no_api_token(auth)
     if not auth.actor.is_admin:
-        raise PermissionDenied(text("admin_required",
-                                    request_language(request, settings, auth.actor)))
+        raise PermissionDenied(Msg("admin_required"),
+                               language=request_language(request, settings, auth.actor))
     return auth.actor
 
 
@@ -201,8 +199,7 @@ def builder_actor(app: str, auth: CurrentAuth, session: SessionDep) -> Actor:
     _no_api_token(auth)
     if not auth.actor.is_admin and not is_app_builder(session, user_id=auth.actor.id,
                                                       app=app):
-        raise PermissionDenied(f"only administrators and builders of app {app!r} may edit "
-                               "its definitions")
+        raise PermissionDenied(Msg("builder_required", app=app))
     return auth.actor
 
 
@@ -224,6 +221,13 @@ def request_language(request: Request, settings: Settings, actor: Actor | None =
     return pick_language(_accepted_languages(request.headers.get("accept-language", "")),
                          actor.language if actor is not None else None,
                          settings.default_language)
+
+
+def asked_language(request: Request) -> str | None:
+    """The first supported language the request asks for in Accept-Language,
+    or None: what error messages are said in (``app.install_error_handlers``)."""
+    return next((lang for lang in _accepted_languages(request.headers.get("accept-language", ""))
+                 if lang in LANGUAGES), None)
 
 
 def _accepted_languages(header: str) -> list[str]:

@@ -37,7 +37,9 @@ from tangram.engines.flows.runtime import (
 from tangram.engines.flows.tables import executions_table, instances_table, tasks_table
 from tangram.engines.flows.taskview import task_fields
 from tangram.errors import Conflict, ErrorItem, NotFound, PermissionDenied, ValidationFailed
+from tangram.i18n import Msg, status_word
 from tangram.metamodel import flows as fl
+from tangram.metamodel.common import localize
 
 
 @dataclass
@@ -109,7 +111,7 @@ def _close(run: Run, task: dict[str, Any], status: str, params: ActionParams,
         changed = _CLOSE.execute(run.ctx.session,
                                  {"_id": task["id"], "_version": task["version"], **values})
     if changed != 1:
-        raise Conflict("someone else acted on this task at the same moment; reload it")
+        raise Conflict(Msg("task_race"))
     task.update(values, version=task["version"] + 1)
 
 
@@ -117,10 +119,20 @@ def _targets(run: Run, params: ActionParams, what: str, *, one: bool = False
              ) -> list[uuid.UUID]:
     users = lookup_users(run.ctx.session, params.users)
     if not users or (one and len(users) != 1):
-        raise ValidationFailed([ErrorItem(code="users", field="users", message=(
-            f"{what} needs {'one active user' if one else 'active users'} "
-            f"(usernames or ids); got {params.users!r}"))])
+        raise ValidationFailed([ErrorItem.localized("users", Msg(
+            "task_users_one" if one else "task_users_many", action=_action_name(what),
+            users=params.users), field="users")])
     return users
+
+
+def _action_name(kind: str) -> dict[str, str]:
+    """A task action as messages name it: its key in English, its label in Chinese."""
+    return {"en": kind, "zh": TASK_ACTIONS[kind].label["zh"]}
+
+
+def _node_name(node: fl.NodeBase) -> dict[str, str]:
+    """A node as messages name it: its key in English, its label in Chinese."""
+    return {"en": node.key, "zh": localize(node.label, "zh") or node.key}
 
 
 def _check_deciders(run: Run, users: list[uuid.UUID]) -> None:
@@ -129,18 +141,17 @@ def _check_deciders(run: Run, users: list[uuid.UUID]) -> None:
     own request), and each allowed to approve the record (below)."""
     for user in users:
         if user == run.inst["started_by"]:
-            problem = (f"{_user_name(run, user)} submitted this request and may not decide "
-                       "it (nobody approves their own request); name someone else")
+            problem = Msg("decider_is_submitter", user=_user_name(run, user))
         else:
             refusal = _approve_refusal(run, user)
             if refusal is None:
                 continue
-            problem = f"{_user_name(run, user)} cannot decide this request: {refusal}"
-        raise ValidationFailed([ErrorItem(code="users", field="users", message=problem,
-                                          details={"user": str(user)})])
+            problem = Msg("decider_refused", user=_user_name(run, user), reason=refusal)
+        raise ValidationFailed([ErrorItem.localized("users", problem, field="users",
+                                                    details={"user": str(user)})])
 
 
-def _approve_refusal(run: Run, user_id: uuid.UUID) -> str | None:
+def _approve_refusal(run: Run, user_id: uuid.UUID) -> Msg | None:
     """Why ``user_id`` may not approve the flow's record, or None: a role of
     theirs must grant ``approve`` on the flow's form with the record in that
     grant's scope — what ``submit`` is to submitting. A flow without a form
@@ -155,7 +166,7 @@ def _approve_refusal(run: Run, user_id: uuid.UUID) -> str | None:
     try:
         policy.check_form_action(actor, app, form, "approve")
     except PermissionDenied:
-        return f"none of their roles allows approve on form {form!r}"
+        return Msg("approve_no_role", form=form)
     if record_id is None:
         return None
     record = run.record()
@@ -164,7 +175,7 @@ def _approve_refusal(run: Run, user_id: uuid.UUID) -> str | None:
         get_record(as_user, app=app, form=form, record_id=record_id, also="approve",
                    deleted=record is not None and record.get("deleted_at") is not None)
     except (PermissionDenied, NotFound):
-        return "this record is outside the scope in which their roles allow approve"
+        return Msg("approve_out_of_scope")
     return None
 
 
@@ -211,13 +222,12 @@ def _return(run: Run, execution: Execution | None, task: dict[str, Any] | None,
     allowed = return_targets(run.ctx.session, run.flow, run.id, execution["node"])
     if target not in allowed:
         if not allowed:
-            problem = "there is no earlier approval to return this task to (reject it instead)"
+            problem = Msg("return_nowhere")
         elif target is None:
-            problem = f"say which earlier approval to return to (node): {', '.join(allowed)}"
+            problem = Msg("return_which", allowed=", ".join(allowed))
         else:
-            problem = (f"node {target!r} is not an earlier approval of this flow; return to "
-                       f"one of: {', '.join(allowed)}")
-        raise ValidationFailed([ErrorItem(code="node", field="node", message=problem)])
+            problem = Msg("return_not_earlier", node=target, allowed=", ".join(allowed))
+        raise ValidationFailed([ErrorItem.localized("node", problem, field="node")])
     _close(run, task, "returned", params, "return")
     run.history("return", node=task["node"], comment=params.comment, to=target)
     approvals.return_to(run, execution, cast(str, target))
@@ -262,13 +272,13 @@ def _transfer(run: Run, execution: Execution | None, task: dict[str, Any] | None
     assert execution is not None and task is not None
     to = _targets(run, params, "transfer", one=True)
     if to[0] == task["assignee_id"]:
-        raise ValidationFailed([ErrorItem(code="users", field="users", message=(
-            "you cannot transfer a task to yourself; name someone else"))])
+        raise ValidationFailed([ErrorItem.localized("users", Msg("transfer_to_self"),
+                                                    field="users")])
     others = approvals.open_tasks(run, execution, ("open", "queued"))
     if any(t["assignee_id"] == to[0] and t["id"] != task["id"] for t in others):
-        raise ValidationFailed([ErrorItem(code="users", field="users", message=(
-            f"{_user_name(run, to[0])} already has a task at node {task['node']!r}; "
-            "transfer it to someone who has none"))])
+        raise ValidationFailed([ErrorItem.localized("users", Msg(
+            "transfer_has_task", user=_user_name(run, to[0]),
+            node=_node_name(run.node(task["node"]))), field="users")])
     _check_deciders(run, to)
     _close(run, task, "transferred", params, "transfer")
     new = approvals.add_tasks(run, execution, to, start_position=task["position"],
@@ -280,12 +290,14 @@ def _transfer(run: Run, execution: Execution | None, task: dict[str, Any] | None
     run.history("transfer", node=task["node"], comment=params.comment, to=to)
 
 
-def _user_name(run: Run, user_id: uuid.UUID) -> str:
+def _user_name(run: Run, user_id: uuid.UUID) -> dict[str, str]:
+    """A user as messages name them (a localized map, see ``i18n.Msg``)."""
     from tangram.engines.directory import users_table
 
     u = users_table
     name = run.ctx.session.execute(sa.select(u.c.username).where(u.c.id == user_id)).scalar()
-    return repr(name) if name else f"user {user_id}"
+    return ({"en": repr(name), "zh": f"用户“{name}”"} if name
+            else {"en": f"user {user_id}", "zh": f"用户 {user_id} "})
 
 
 def _add_signer(run: Run, execution: Execution | None, task: dict[str, Any] | None,
@@ -302,7 +314,7 @@ def _add_signer(run: Run, execution: Execution | None, task: dict[str, Any] | No
                              t.c.version == task["version"])
             .values(status="queued", waits_for=ids[-1], version=t.c.version + 1))
         if cast(sa.CursorResult[Any], res).rowcount != 1:
-            raise Conflict("someone else acted on this task at the same moment; reload it")
+            raise Conflict(Msg("task_race"))
         for earlier, later in zip(ids, ids[1:], strict=False):
             run.change(t.update().where(t.c.id == later)
                        .values(status="queued", waits_for=earlier))
@@ -313,8 +325,8 @@ def _add_signer(run: Run, execution: Execution | None, task: dict[str, Any] | No
                                            start_position=task["position"] + 1,
                                            waits_for=previous)[0]
     else:
-        raise ValidationFailed([ErrorItem(code="position", field="position",
-                                          message="position is before or after")])
+        raise ValidationFailed([ErrorItem.localized("position", Msg("signer_position"),
+                                                    field="position")])
     run.history("add_signer", node=task["node"], comment=params.comment, users=users,
                 position=params.position)
 
@@ -330,8 +342,8 @@ def _cc(run: Run, execution: Execution | None, task: dict[str, Any] | None,
 def _comment(run: Run, execution: Execution | None, task: dict[str, Any] | None,
              params: ActionParams) -> None:
     if not params.comment:
-        raise ValidationFailed([ErrorItem(code="required", field="comment",
-                                          message="a comment needs text")])
+        raise ValidationFailed([ErrorItem.localized("required", Msg("comment_required"),
+                                                    field="comment")])
     run.history("comment", node=task["node"] if task else None, comment=params.comment)
 
 
@@ -350,8 +362,7 @@ def _withdraw(run: Run, execution: Execution | None, task: dict[str, Any] | None
     if not run.flow.allow_withdraw_after_action:
         acted = run.execute(approver_acted(run.id, run.inst["started_by"])).first()
         if acted is not None:
-            raise Conflict(f"this request cannot be withdrawn: an approver already acted at "
-                           f"node {acted.node!r}")
+            raise Conflict(Msg("withdraw_after_action", node=_node_name(run.node(acted.node))))
     _on_withdraw(run)
     run.finish("withdrawn", status="withdrawn", comment=params.comment)
 
@@ -364,7 +375,7 @@ def _on_withdraw(run: Run) -> None:
     try:
         run_end_actions(run, "on_withdraw")
     except ActionFailed as failed:
-        raise Conflict(f"this request cannot be withdrawn: {failed.message}") from None
+        raise Conflict(Msg("withdraw_refused", reason=failed.message)) from None
 
 
 def _urge(run: Run, execution: Execution | None, task: dict[str, Any] | None,
@@ -429,7 +440,7 @@ def my_open_task(ctx: EngineContext, *, instance_id: uuid.UUID) -> uuid.UUID | N
 def _task(ctx: EngineContext, task_id: uuid.UUID) -> dict[str, Any]:
     row = _TASK.first(ctx.session, {"id": task_id})
     if row is None:
-        raise NotFound(f"task {task_id} does not exist")
+        raise NotFound(Msg("task_missing", task=task_id))
     return row
 
 
@@ -452,8 +463,8 @@ def _act(ctx: EngineContext, action: str, params: ActionParams, *,
          ) -> dict[str, Any]:
     spec = TASK_ACTIONS.get(action)
     if spec is None or spec.by == "submitter":
-        raise NotFound(f"no task action {action!r}; task actions: "
-                       f"{', '.join(k for k, s in TASK_ACTIONS.items() if s.by != 'submitter')}")
+        kinds = [k for k, s in TASK_ACTIONS.items() if s.by != "submitter"]
+        raise NotFound(Msg("task_action_unknown", action=action, allowed=_action_names(kinds)))
     # Lock the instance, read its live state and (for a closing action)
     # close the task, in one batch: what is read after the lock is what the
     # last step committed.
@@ -481,21 +492,21 @@ def _act(ctx: EngineContext, action: str, params: ActionParams, *,
     if task is None:  # not open or queued: read it for the message
         task = _task(ctx, task_id)
     if task["assignee_id"] != ctx.actor.id:
-        raise PermissionDenied("this task is assigned to someone else")
+        raise PermissionDenied(Msg("task_not_yours"))
     if task["kind"] != "approve":
-        raise Conflict("a CC is for information; it has no actions")
+        raise Conflict(Msg("task_is_cc"))
     if params.version is not None and params.version != task["version"]:
-        raise Conflict(f"the task changed since you read it (version {task['version']}, "
-                       f"yours {params.version}); reload it",
+        raise Conflict(Msg("task_stale", current=task["version"], yours=params.version),
                        details={"current_version": task["version"]})
     if task["status"] != "open":
         raise Conflict(_closed_message(task))
     if not run.running:
-        raise Conflict(f"the request is already {run.inst['status']}")
+        raise Conflict(_request_closed(run))
     node = run.node(task["node"])
     if action not in node.actions:
-        raise PermissionDenied(f"action {action!r} is not allowed at node {node.key!r}; "
-                               f"allowed: {', '.join(node.actions)}")
+        raise PermissionDenied(Msg("action_not_allowed", action=_action_name(action),
+                                   node=_node_name(node),
+                                   allowed=_action_names(node.actions)))
     execution = run.get_execution(task["execution_id"])
     spec.apply(run, execution, task, params)
     run.end_step()
@@ -515,36 +526,49 @@ def _mine_in(run: Run, actor_id: uuid.UUID | None) -> uuid.UUID:
         if found:
             return found[0]["id"]  # type: ignore[no-any-return]
     if not run.running:
-        outcome = run.inst["outcome"]
-        raise Conflict(f"the request is already {run.inst['status']}"
-                       + (f" ({outcome})" if outcome else ""))
-    raise Conflict("you have no open task in this request")
+        raise Conflict(_request_closed(run, with_outcome=True))
+    raise Conflict(Msg("no_open_task"))
 
 
-def _closed_message(task: dict[str, Any]) -> str:
+def _closed_message(task: dict[str, Any]) -> Msg:
     status = task["status"]
     if status == "cancelled":
-        return "this task is closed: the step was completed by another decision"
+        return Msg("task_cancelled")
     if status == "queued":
-        return "this task is not yet yours to decide: it waits for an earlier signer"
-    return f"this task was already decided ({status})"
+        return Msg("task_queued")
+    return Msg("task_decided", status=status_word(status))
+
+
+def _request_closed(run: Run, *, with_outcome: bool = False) -> Msg:
+    status, outcome = status_word(run.inst["status"]), run.inst["outcome"]
+    if with_outcome and outcome:
+        return Msg("request_closed_outcome", status=status, outcome=status_word(outcome))
+    return Msg("request_closed", status=status)
+
+
+def _action_names(kinds: Any) -> dict[str, str]:
+    """Task actions listed: keys in English, labels in Chinese."""
+    return {"en": ", ".join(kinds),
+            "zh": "、".join(TASK_ACTIONS[k].label["zh"] if k in TASK_ACTIONS else k
+                           for k in kinds)}
 
 
 def act_on_instance(ctx: EngineContext, *, instance_id: uuid.UUID, action: str,
                     params: ActionParams) -> dict[str, Any]:
     """Withdraw, urge (the submitter) or comment (anyone involved) as one step."""
     if action not in INSTANCE_ACTIONS:
-        raise NotFound(f"no instance action {action!r}; use {', '.join(INSTANCE_ACTIONS)}")
+        raise NotFound(Msg("instance_action_unknown", action=action,
+                           allowed=_action_names(INSTANCE_ACTIONS)))
     run = open_run(ctx, instance_id, require_running=False)
     spec = TASK_ACTIONS[action]
     is_submitter = run.inst["started_by"] == ctx.actor.id
     if spec.by == "submitter" and not (is_submitter or ctx.actor.is_admin):
-        raise PermissionDenied(f"only the submitter may {action} this request")
+        raise PermissionDenied(Msg("submitter_only", action=_action_name(action)))
     if spec.by == "involved" and not (is_submitter or ctx.actor.is_admin
                                       or _involved(run, ctx.actor.id)):
-        raise PermissionDenied("only people involved in this request may comment")
+        raise PermissionDenied(Msg("comment_involved_only"))
     if action != "comment" and not run.running:
-        raise Conflict(f"the request is already {run.inst['status']}")
+        raise Conflict(_request_closed(run))
     spec.apply(run, None, None, params)
     run.end_step()
     return {"id": str(run.id), "status": run.inst["status"], "outcome": run.inst["outcome"]}

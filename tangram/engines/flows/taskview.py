@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from tangram.engines.context import EngineContext
 from tangram.errors import NotFound, PermissionDenied
+from tangram.i18n import Msg
 
 # Always part of a task's record, whatever the node shows.
 ALWAYS_SHOWN = ("id", "version")
@@ -79,19 +80,26 @@ class TaskFields:
             # Name the rule that closes it: the node's own visible_fields (a
             # version published before publishing refused that), or the roles.
             key = closed[0]
+            why: Msg | str
             if key in self.fixed:
-                why = f"the form {self.fixed[key]}"
+                why = _FIXED_WHY.get(self.fixed[key]) or f"the form {self.fixed[key]}"
             elif key in self.hidden:
-                why = "your roles hide it from you"
+                why = Msg("why_roles_hide")
             elif not self.shows(key):
-                why = "the node does not show it (it is not in its visible_fields)"
+                why = Msg("why_node_hides")
             else:
-                why = "your roles make it read-only for you"
-            raise PermissionDenied(f"you may not set field {key!r} at node {node_key!r}: "
-                                   f"{why}", details={"field": key})
-        raise PermissionDenied(f"fields {', '.join(refused)} cannot be edited at node "
-                               f"{node_key!r}; editable here: "
-                               f"{', '.join(self.editable) or 'none'}")
+                why = Msg("why_roles_read_only")
+            raise PermissionDenied(Msg("task_field_refused", field=key, node=node_key,
+                                       reason=why), details={"field": key})
+        raise PermissionDenied(Msg("task_fields_refused", fields=", ".join(refused),
+                                   node=node_key,
+                                   editable=", ".join(self.editable) or {"en": "none",
+                                                                         "zh": "无"}))
+
+
+# The reasons of form_fixed_fields, as messages.
+_FIXED_WHY = {"computes it": Msg("why_form_computes"),
+              "makes it read-only": Msg("why_form_read_only")}
 
 
 def task_fields(ctx: EngineContext, *, app: str, form: str, node: Any) -> TaskFields:

@@ -67,7 +67,7 @@ from tangram.errors import (
     RecordLocked,
     ValidationFailed,
 )
-from tangram.i18n import message
+from tangram.i18n import Msg, message
 from tangram.metamodel import fields as fm
 from tangram.metamodel.common import localize
 
@@ -116,10 +116,9 @@ def _check_writable_fields(ctx: EngineContext, rt: FormRuntime, keys: Iterable[s
     for key in keys:
         if key in hidden or key in read_only:
             f = rt.field(key)
-            label = localize(f.label if f else {"en": key}, ctx.language)
             raise PermissionDenied(
-                f"you may not set field {key!r} ({label}): it is "
-                f"{'hidden from' if key in hidden else 'read-only for'} you",
+                Msg("field_hidden_set" if key in hidden else "field_read_only_set", field=key,
+                    label=f.label if f else key),
                 details={"field": key})
 
 
@@ -129,15 +128,13 @@ def check_settable(ctx: EngineContext, rt: FormRuntime, path: str) -> None:
     create or update right on the form, a field people fill in (not computed
     nor read-only), and not hidden or read-only for the actor."""
     if not {"create", "update"} & set(form_actions(ctx, rt.app, rt.key)):
-        raise PermissionDenied(f"you may neither create nor update records of form "
-                               f"{rt.key!r}, so there is nothing to pick", details={"field": path})
+        raise PermissionDenied(Msg("nothing_to_pick", form=rt.key), details={"field": path})
     top, _, sub = path.partition(".")
     plans = rt.validator.sub_tables[top].fields if sub and top in rt.validator.sub_tables \
         else rt.validator.fields
     plan = plans.get(sub or top)
     if plan is not None and plan.read_only:
-        raise PermissionDenied(f"field {path!r} is read-only: nobody sets it by hand",
-                               details={"field": path})
+        raise PermissionDenied(Msg("field_fixed", field=path), details={"field": path})
     _check_writable_fields(ctx, rt, [top])
 
 
@@ -199,8 +196,8 @@ def fetch_record(ctx: EngineContext, rt: FormRuntime, record_id: uuid.UUID, *, d
         stmt = stmt.with_for_update()
     row = ctx.session.execute(stmt).mappings().first()
     if row is None:
-        where = " in the recycle bin" if deleted else ""
-        raise NotFound(f"record {record_id} of form {rt.key!r} does not exist{where}")
+        raise NotFound(Msg("record_missing_deleted" if deleted else "record_missing",
+                           record=record_id, form=rt.key))
     values = _row_to_values(rt, row)
     values.update(_load_children(ctx, rt, [record_id])[record_id])
     return values
@@ -210,7 +207,7 @@ def parse_id(value: Any) -> uuid.UUID:
     try:
         return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
     except ValueError:
-        raise NotFound(f"{value!r} is not a record id") from None
+        raise NotFound(Msg("record_id_invalid", value=value)) from None
 
 
 # --------------------------------------------------------------------------- JSON output
@@ -887,10 +884,9 @@ def update_record(ctx: EngineContext, *, app: str, form: str, record_id: Any,
 def check_version(row: Mapping[str, Any], expected_version: int | None) -> None:
     """409 when the client's copy of a record (its ``version``) is stale."""
     if expected_version is not None and row["version"] != expected_version:
-        raise Conflict(
-            f"record {row['id']} was changed by someone else (it is at version "
-            f"{row['version']}, your copy is version {expected_version}); reload and retry",
-            details={"current_version": row["version"]})
+        raise Conflict(Msg("record_stale", record=row["id"], current=row["version"],
+                           yours=expected_version),
+                       details={"current_version": row["version"]})
 
 
 # Changes a person makes by hand — the API, a file import, and what their
@@ -947,10 +943,11 @@ def _check_lock(ctx: EngineContext, rt: FormRuntime, old: Mapping[str, Any],
     why = lock_reason(ctx, rt, old)
     if why is None:
         return
-    what = "deleted" if fields is None else f"changed ({', '.join(fields)})"
-    raise RecordLocked(f"record {old['id']} is locked and cannot be {what}"
-                       + (f": {why}" if why else ""),
-                       details={"record_id": str(old["id"]), "fields": fields,
+    reason = Msg("reason_suffix", reason=why) if why else ""
+    text = (Msg("record_locked_delete", record=old["id"], reason=reason) if fields is None
+            else Msg("record_locked_change", record=old["id"], fields=", ".join(fields),
+                     reason=reason))
+    raise RecordLocked(text, details={"record_id": str(old["id"]), "fields": fields,
                                 "editable": list(lock.editable)})
 
 
@@ -978,7 +975,7 @@ def _update(ctx: EngineContext, rt: FormRuntime, record_id: uuid.UUID,
         .values(**_column_params(rt, changed_cols), updated_at=now, updated_by=ctx.actor.id,
                 version=old["version"] + 1))
     if cast(sa.CursorResult[Any], result).rowcount != 1:  # lost a race with a concurrent writer
-        raise Conflict(f"record {record_id} was changed by someone else; reload and retry")
+        raise Conflict(Msg("record_changed", record=record_id))
     _write_children(ctx, rt, record_id, Prepared(values={}, sub_rows=changed_subs,
                                                  multi=changed_multi), replace=True)
     new = {**old, **changed_cols, **changed_subs, **changed_multi, "updated_at": now,
@@ -1031,7 +1028,7 @@ def _delete(ctx: EngineContext, rt: FormRuntime, record_id: uuid.UUID, *,
     old = fetch_record(ctx, rt, record_id, deleted=False, lock=True)
     ctx.policy.check_row(ctx.actor, rt.app, rt.key, old, "delete")
     if expected_version is not None and old["version"] != expected_version:
-        raise Conflict(f"record {record_id} was changed by someone else; reload and retry",
+        raise Conflict(Msg("record_changed", record=record_id),
                        details={"current_version": old["version"]})
     _check_lock(ctx, rt, old, None, source)
     for other, f in _referrers(ctx, rt):
@@ -1044,8 +1041,8 @@ def _delete(ctx: EngineContext, rt: FormRuntime, record_id: uuid.UUID, *,
             continue
         if f.on_delete == "restrict":
             raise Conflict(
-                f"cannot delete: {len(ids)} {localize(other.form.label, ctx.language)} "
-                f"record(s) link to it through {f.key!r} (on delete: restrict)",
+                Msg("delete_restricted", count=len(ids), form=other.form.label, field=f.key,
+                    field_label=f.label),
                 details={"form": other.key, "field": f.key, "count": len(ids),
                          "record_ids": [str(i) for i in ids[:20]]})
         for ident in ids:
@@ -1227,8 +1224,7 @@ def _check_path_visible(ctx: EngineContext, rt: FormRuntime, path: str) -> None:
     any step of a relation path (``account.credit_limit`` when credit_limit is
     hidden)."""
     if not path_visible(ctx, rt, path):
-        raise PermissionDenied(f"field {path!r} is hidden from you: you may not read, "
-                               "filter or sort on it", details={"field": path})
+        raise PermissionDenied(Msg("field_hidden_read", field=path), details={"field": path})
 
 
 def path_visible(ctx: EngineContext, rt: FormRuntime, path: str) -> bool:

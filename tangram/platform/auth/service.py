@@ -29,8 +29,8 @@ from tangram.db import new_id
 from tangram.engines.context import Actor
 from tangram.engines.directory import departments_table, user_departments_table, users_table
 from tangram.errors import Conflict, ErrorItem, NotAuthenticated, NotFound, ValidationFailed
+from tangram.i18n import Msg
 from tangram.platform.auth import password_policy, passwords
-from tangram.platform.auth.messages import text
 from tangram.platform.auth.tables import auth_sessions_table
 
 SessionKind = Literal["browser", "bearer"]
@@ -265,13 +265,13 @@ def authenticate(session: Session, *, username: str, password: str,
                           ).first()
     if row is None or row.password_hash is None:
         passwords.burn_verification(password)
-        raise InvalidCredentials(text("invalid_credentials", language))
+        raise InvalidCredentials(Msg("invalid_credentials"), language=language)
     if not passwords.verify_password(row.password_hash, password):
-        raise InvalidCredentials(text("invalid_credentials", language))
+        raise InvalidCredentials(Msg("invalid_credentials"), language=language)
     user = get_user(session, row.id)
     if not user.is_active:
         # Only said to someone who knows the password.
-        raise AccountDisabled(text("account_disabled", language, username=user.username))
+        raise AccountDisabled(Msg("account_disabled", username=user.username), language=language)
     if passwords.needs_rehash(row.password_hash):
         session.execute(users_table.update().where(users_table.c.id == row.id).values(
             password_hash=passwords.hash_password(password), updated_at=clock.now()))
@@ -305,16 +305,17 @@ def resolve_token(session: Session, token: str, *, clock: Clock = SYSTEM_CLOCK,
     if 0 < len(token) <= 200:
         row = session.execute(sa.select(s).where(s.c.token_hash == hash_token(token))).first()
     if row is None:
-        raise SessionInvalid(text("token_unknown", language))
+        raise SessionInvalid(Msg("token_unknown"), language=language)
     if row.revoked_at is not None:
-        raise SessionInvalid(text("session_revoked", language))
+        raise SessionInvalid(Msg("session_revoked"), language=language)
     now = clock.now()
     if row.expires_at <= now:
-        raise SessionExpired(text("session_expired", language,
-                                  expires_at=row.expires_at.isoformat(timespec="seconds")))
+        raise SessionExpired(Msg("session_expired",
+                                 expires_at=row.expires_at.isoformat(timespec="seconds")),
+                             language=language)
     user = get_user(session, row.user_id)
     if not user.is_active:
-        raise AccountDisabled(text("account_disabled", language, username=user.username))
+        raise AccountDisabled(Msg("account_disabled", username=user.username), language=language)
     if now - row.last_seen_at >= LAST_SEEN_RESOLUTION:
         session.execute(s.update().where(s.c.id == row.id).values(last_seen_at=now))
     return ResolvedSession(id=row.id, kind=row.kind, expires_at=row.expires_at, user=user)
