@@ -63,6 +63,17 @@ class OrgWorld:
         self.ok(self.admin.put(f"/api/org/users/{self.user_ids[username]}/departments", json={
             "departments": [{"department_id": self.departments[department]}]}), 204)
 
+    def publish(self, body: dict[str, Any]) -> None:
+        """Save ``body`` as a form's draft and publish it, as the administrator."""
+        self.ok(self.admin.put(f"/api/apps/crm/forms/{body['key']}/draft",
+                               json={"definition": body}))
+        self.ok(self.admin.post(f"/api/apps/crm/forms/{body['key']}/publish", json={}))
+
+    def role(self, key: str, forms: dict[str, Any]) -> None:
+        """Save role ``key`` of app crm with its ``forms`` grants."""
+        self.ok(self.admin.put(f"/api/apps/crm/roles/{key}", json={"definition": {
+            "key": key, "label": {"en": key}, "forms": forms}}))
+
     def names(self, username: str, form: str = "contract") -> set[str]:
         res = self.clients[username].get(records_url(form))
         return {r["name"] for r in self.ok(res)["items"]}

@@ -28,19 +28,9 @@ def org(admin_client, app, make_user) -> OrgWorld:
     return build(admin_client, app, make_user)
 
 
-def _publish(org: OrgWorld, body: dict[str, Any]) -> None:
-    org.ok(org.admin.put(f"/api/apps/crm/forms/{body['key']}/draft", json={"definition": body}))
-    org.ok(org.admin.post(f"/api/apps/crm/forms/{body['key']}/publish", json={}))
-
-
-def _role(org: OrgWorld, key: str, forms: dict[str, Any]) -> None:
-    org.ok(org.admin.put(f"/api/apps/crm/roles/{key}", json={"definition": {
-        "key": key, "label": {"en": key}, "forms": forms}}))
-
-
 def _reader(org: OrgWorld, make_user: Any) -> TestClient:
     """A user whose only role may read and print contracts (all of them)."""
-    _role(org, "auditor", {"contract": {"actions": ["read", "print"], "scope": "all"}})
+    org.role("auditor", {"contract": {"actions": ["read", "print"], "scope": "all"}})
     user_id, token = make_user("auditor")
     org.ok(org.admin.post("/api/apps/crm/role-assignments", json={
         "role": "auditor", "user_id": str(user_id)}), 201)
@@ -82,7 +72,7 @@ def test_any_colleague_may_look_up_active_users_and_departments(org, make_user):
 
 
 def test_user_and_department_fields_have_a_picker_like_relations(org, make_user):
-    _publish(org, {**CONTRACT, "fields": [*CONTRACT["fields"], *PEOPLE]})
+    org.publish({**CONTRACT, "fields": [*CONTRACT["fields"], *PEOPLE]})
     rep = org.clients["rep_east"]
     url = "/api/apps/crm/forms/contract/fields/{}/picker"
     users = org.ok(rep.get(url.format("signer"), params={"search": "director"}))
@@ -121,7 +111,7 @@ LAID_OUT = {**CONTRACT, "fields": [*CONTRACT["fields"], fdef(
 
 
 def test_the_form_metadata_says_nothing_of_hidden_fields(org):
-    _publish(org, LAID_OUT)
+    org.publish(LAID_OUT)
     rep = org.clients["rep_east"]
     meta = org.ok(rep.get("/api/apps/crm/forms/contract"))
     definition = meta["definition"]
@@ -160,9 +150,9 @@ def test_listing_a_hidden_field_is_refused_and_messages_do_not_name_one(org):
 
 
 def test_the_search_does_not_look_in_hidden_fields(org):
-    _publish(org, {**CONTRACT, "fields": [*CONTRACT["fields"], fdef("code")],
+    org.publish({**CONTRACT, "fields": [*CONTRACT["fields"], fdef("code")],
                    "search_fields": ["name", "code"]})
-    _role(org, "rep", {**ROLES["rep"], "contract": {
+    org.role("rep", {**ROLES["rep"], "contract": {
         "actions": ["read", "create", "update"], "scope": "own",
         "fields": {"amount": "hidden", "code": "hidden"}}})
     e1 = org.contracts["E1"]
@@ -194,8 +184,8 @@ LEAD = {"key": "lead", "label": {"en": "Lead"}, "fields": [fdef("name"), fdef("s
 
 def _leads(org: OrgWorld) -> dict[str, dict[str, Any]]:
     """Reps read every lead (the pool) but change only their own."""
-    _publish(org, LEAD)
-    _role(org, "rep", {"lead": [{"actions": ["read"], "scope": "all"},
+    org.publish(LEAD)
+    org.role("rep", {"lead": [{"actions": ["read"], "scope": "all"},
                                 {"actions": ["read", "create", "update", "delete"],
                                  "scope": "own"}]})
     rep = org.clients["rep_east"]
@@ -252,7 +242,7 @@ def test_record_actions_cost_no_query_per_record(org, app):
 # --- 5. titles of links inside sub-tables -------------------------------------------------
 
 def test_links_in_sub_table_rows_have_titles_and_rows_go_back_unchanged(org):
-    _publish(org, {**CONTRACT, "fields": [*CONTRACT["fields"], *PEOPLE]})
+    org.publish({**CONTRACT, "fields": [*CONTRACT["fields"], *PEOPLE]})
     rows = [{"account": org.accounts["E1"]["id"], "helper": org.user_ids["rep_west"]},
             {"account": org.accounts["W1"]["id"], "helper": None}]
     made = org.ok(org.admin.post(records_url(), json={"values": {"name": "S", "lines": rows}}),

@@ -40,18 +40,8 @@ WITH_LINES = {**CONTRACT, "fields": [
 @pytest.fixture
 def org(admin_client, app, make_user) -> OrgWorld:
     world = build(admin_client, app, make_user)
-    _role(world, "rep", REP)
+    world.role("rep", REP)
     return world
-
-
-def _publish(org: OrgWorld, body: dict[str, Any]) -> None:
-    org.ok(org.admin.put(f"/api/apps/crm/forms/{body['key']}/draft", json={"definition": body}))
-    org.ok(org.admin.post(f"/api/apps/crm/forms/{body['key']}/publish", json={}))
-
-
-def _role(org: OrgWorld, key: str, forms: dict[str, Any]) -> None:
-    org.ok(org.admin.put(f"/api/apps/crm/roles/{key}", json={"definition": {
-        "key": key, "label": {"en": key}, "forms": forms}}))
 
 
 def _e1(org: OrgWorld) -> str:
@@ -66,7 +56,7 @@ def _set(org: OrgWorld, values: dict[str, Any], record: str | None = None) -> di
 
 
 def _with_lines(org: OrgWorld) -> None:
-    _publish(org, WITH_LINES)
+    org.publish(WITH_LINES)
     done = _set(org, {"lines": [{"qty": 3}], "items": [{"qty": 4}]})
     # 3 × the amount 100: what the rep must not learn.
     assert (done["lines"][0]["share"], done["share_total"], done["band"]) == (
@@ -157,7 +147,7 @@ def test_a_rep_cannot_write_the_sub_table_they_cannot_see(org):
 def test_chains_and_defaults_over_a_hidden_field_hide_their_sub_table(org):
     # A column over a formula of the record that reads the amount; a column
     # whose default reads it; a field of the record whose default reads it.
-    _publish(org, {**CONTRACT, "fields": [
+    org.publish({**CONTRACT, "fields": [
         *CONTRACT["fields"],
         fdef("double", "formula", result_type="decimal", expression="record.amount * 2"),
         fdef("costs", "sub_table", fields=[
@@ -180,7 +170,7 @@ def test_chains_and_defaults_over_a_hidden_field_hide_their_sub_table(org):
         "version": seen["version"], "values": {"fee": "1.00"}})
     assert res.status_code == 403 and res.json()["details"] == {"field": "fee"}
     # A role that names the sub-table (or the field) itself decides for it.
-    _role(org, "rep", {**REP, "contract": {**REP["contract"], "fields": {
+    org.role("rep", {**REP, "contract": {**REP["contract"], "fields": {
         "amount": "hidden", "costs": "read_only", "fee": "editable"}}})
     seen = org.ok(rep.get(f"{records_url()}/{made['id']}"))
     assert (seen["costs"], seen["fee"]) == (made["costs"], "10.00")
@@ -188,7 +178,7 @@ def test_chains_and_defaults_over_a_hidden_field_hide_their_sub_table(org):
 
 
 def test_formulas_reading_the_whole_record_or_old_values_are_hidden_too(org):
-    _publish(org, {**CONTRACT, "fields": [
+    org.publish({**CONTRACT, "fields": [
         *CONTRACT["fields"],
         fdef("spelled", "formula", result_type="decimal",
              expression='record["amo" + "unt"] * 2'),
@@ -209,9 +199,9 @@ PICKER = "/api/apps/crm/forms/contract/fields/account/picker"
 def _accounts_with_codes(org: OrgWorld) -> None:
     # Reps may not see an account's code; the form is searched by name and
     # code and sorted by code.
-    _publish(org, {**ACCOUNT, "fields": [*ACCOUNT["fields"], fdef("code")],
+    org.publish({**ACCOUNT, "fields": [*ACCOUNT["fields"], fdef("code")],
                    "search_fields": ["name", "code"], "default_sort": ["code"]})
-    _role(org, "rep", {**REP, "account": {**REP["account"], "fields": {"code": "hidden"}}})
+    org.role("rep", {**REP, "account": {**REP["account"], "fields": {"code": "hidden"}}})
     org.ok(org.clients["rep_east"].post(records_url("account"), json={
         "values": {"name": "acc-E2"}}), 201)
     accounts = org.ok(org.admin.get(records_url("account")))["items"]
@@ -229,7 +219,7 @@ def test_the_picker_does_not_find_a_record_by_a_value_hidden_from_the_caller(org
     assert [i["title"] for i in org.ok(rep.get(PICKER, params={"search": "acc-E1"}))[
         "items"]] == ["acc-E1"]
     # Whoever may see the code still finds the account by it.
-    _role(org, "rep", REP)
+    org.role("rep", REP)
     assert [i["title"] for i in org.ok(rep.get(PICKER, params={"search": "K-7731"}))[
         "items"]] == ["acc-E1"]
 

@@ -7,12 +7,12 @@ test_printing)."""
 from __future__ import annotations
 
 import re
-import tracemalloc
 
 import pytest
 
 from tangram.engines.templates import MAX_SIZE, MAX_WIDTH
 from tests.integration.test_printing import BASE, World, template, world  # noqa: F401
+from tests.memory import peak_of
 
 
 @pytest.mark.parametrize("body", [
@@ -25,12 +25,8 @@ def test_a_huge_width_is_refused_when_printed(world: World, body: str) -> None: 
     res = world.admin.put(f"{BASE}/print-templates/wide",
                           json=template(body="<p>\n" + body + "</p>"))
     assert res.status_code == 200, res.text
-    tracemalloc.start()
-    try:
-        res = world["manager"].get(world.print_url("wide"), params={"format": "html"})
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    res, peak = peak_of(lambda: world["manager"].get(world.print_url("wide"),
+                                                     params={"format": "html"}))
     assert res.status_code == 422, res.text
     error = res.json()
     assert error["code"] == "template_invalid"
@@ -65,12 +61,8 @@ def test_a_huge_value_is_refused_when_printed(world: World, body: str) -> None: 
     # fourth step), though the page would print a number.
     res = world.admin.put(f"{BASE}/print-templates/huge", json=template(body="<p>" + body))
     assert res.status_code == 200, res.text
-    tracemalloc.start()
-    try:
-        res = world["manager"].get(world.print_url("huge"), params={"format": "html"})
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    res, peak = peak_of(lambda: world["manager"].get(world.print_url("huge"),
+                                                     params={"format": "html"}))
     assert res.status_code == 422, res.text
     error = res.json()
     assert error["code"] == "template_invalid"

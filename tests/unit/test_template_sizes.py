@@ -6,7 +6,6 @@ step before building its value, and renders ordinary templates as before."""
 
 from __future__ import annotations
 
-import tracemalloc
 from datetime import date
 from decimal import Decimal
 
@@ -22,6 +21,7 @@ from tangram.engines.templates import (
     TemplateInvalid,
     sandbox,
 )
+from tests.memory import peak_of
 
 S = "{% set s = 'x' * 1000000 %}"  # one million characters
 # A tuple holding the same million characters 1,024 times: small to build
@@ -91,13 +91,7 @@ ATTACKS = [
 
 
 def _peak(render):
-    tracemalloc.start()
-    try:
-        render()
-    finally:
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-    return peak
+    return peak_of(render)[1]
 
 
 @pytest.mark.parametrize("source", ATTACKS)

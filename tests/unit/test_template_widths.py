@@ -6,7 +6,6 @@ before."""
 
 from __future__ import annotations
 
-import tracemalloc
 from datetime import date
 from decimal import Decimal
 
@@ -15,6 +14,7 @@ import pytest
 from tangram.engines.notify.templates import render_template
 from tangram.engines.printing.render import render_text
 from tangram.engines.templates import MAX_WIDTH, RenderTooLong, TemplateInvalid, sandbox
+from tests.memory import peak_of
 
 HUGE = 100_000_000
 
@@ -61,13 +61,7 @@ ATTACKS = [
 
 
 def _peak(render):
-    tracemalloc.start()
-    try:
-        render()
-    finally:
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-    return peak
+    return peak_of(render)[1]
 
 
 @pytest.mark.parametrize("source", ATTACKS)
