@@ -119,6 +119,17 @@ ERROR_MESSAGES: dict[str, dict[str, str]] = {
     "nothing_to_pick": {"en": "you may neither create nor update records of form {form!r}, so "
                               "there is nothing to pick",
                         "zh": "您没有新建或修改此表单记录的权限，无法选择"},
+    # Roles (the refusals people meet most).
+    "form_action_denied": {"en": "you may not {action} records of form {form!r} in app {app!r}: "
+                                 "none of your roles allows it",
+                           "zh": "您的角色没有{action}此表单记录的权限"},
+    "record_action_denied": {"en": "you may see record {record} of form {form!r} but not "
+                                   "{action} it",
+                             "zh": "您可以查看此记录，但没有{action}它的权限"},
+    **{f"action_{action}": {"en": action, "zh": zh} for action, zh in (
+        ("read", "查看"), ("create", "新建"), ("update", "修改"), ("delete", "删除"),
+        ("restore", "恢复"), ("export", "导出"), ("import", "导入"), ("print", "打印"),
+        ("submit", "提交审批"), ("approve", "审批"))},
     # Records.
     "record_missing": {"en": "record {record} of form {form!r} does not exist",
                        "zh": "记录不存在或已被删除"},
@@ -319,6 +330,12 @@ def _render_param(value: Any, language: str) -> Any:
         return (value.get(language) or value.get(language.split("-")[0]) or value.get("en")
                 or next(iter(value.values()), ""))
     return value
+
+
+def action_word(action: str) -> Msg | str:
+    """A role action (``update``, ``export``…) as a word to translate."""
+    key = f"action_{action}"
+    return Msg(key) if key in ERROR_MESSAGES else action
 
 
 def status_word(status: str) -> Msg | str:

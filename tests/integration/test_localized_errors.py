@@ -352,3 +352,31 @@ def test_a_session_expiry_message_keeps_english_in_the_error_itself(app_factory,
     assert raised.value.as_dict("zh")["message"].startswith("登录已于 ")
     assert raised.value.language == "zh"
 
+
+
+def test_role_refusals_and_records_out_of_sight(admin_client, app, make_user):
+    from tests.integration.org_world import build, records_url
+
+    org = build(admin_client, app, make_user)
+    rep = org.clients["rep_east"]
+    e1, w1 = org.contracts["E1"]["id"], org.contracts["W1"]["id"]
+    zh, en = in_both(lambda h: rep.delete(f"{records_url()}/{e1}", headers=h))
+    assert zh["code"] == "permission_denied" and zh["message"] == "您的角色没有删除此表单记录的权限"
+    assert en["message"] == ("you may not delete records of form 'contract' in app 'crm': "
+                             "none of your roles allows it")
+    # A record outside the rep's scope is "not found", as one that does not exist.
+    zh, en = in_both(lambda h: rep.get(f"{records_url()}/{w1}", headers=h))
+    assert zh["code"] == "not_found" and zh["message"] == "记录不存在或已被删除"
+    assert en["message"] == f"record {w1} of form 'contract' does not exist"
+    # The manager may see the team's contracts but update only with the role's
+    # own scope: reading one outside it (W1) and updating one inside it (E1).
+    org.role("manager", {
+        "account": {"actions": ["read"], "scope": "department_tree"},
+        "contract": [{"actions": ["read"], "scope": "all"},
+                     {"actions": ["update"], "scope": "department_tree"}]})
+    w1_version = org.contracts["W1"]["version"]
+    manager = org.clients["manager_east"]
+    zh, en = in_both(lambda h: manager.patch(f"{records_url()}/{w1}", headers=h, json={
+        "version": w1_version, "values": {"name": "W1b"}}))
+    assert zh["message"] == "您可以查看此记录，但没有修改它的权限"
+    assert en["message"] == f"you may see record {w1} of form 'contract' but not update it"

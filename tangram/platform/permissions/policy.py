@@ -32,6 +32,7 @@ from tangram.engines.context import Actor
 from tangram.engines.forms.query import FilterInvalid, QueryContext, compile_filter
 from tangram.engines.forms.registry import get_runtime
 from tangram.errors import NotFound, PermissionDenied
+from tangram.i18n import Msg, action_word
 from tangram.metamodel.roles import FormGrant, Role
 from tangram.platform.permissions import grants
 from tangram.platform.permissions.org import OrgView
@@ -98,8 +99,8 @@ class RolePolicy:
     def check_form_action(self, actor: Actor, app: str, form: str, action: FormAction) -> None:
         if not self.allows(actor, app, form, action):
             raise PermissionDenied(
-                f"you may not {action} records of form {form!r} in app {app!r}: none of "
-                "your roles allows it", details={"app": app, "form": form, "action": action})
+                Msg("form_action_denied", action=action_word(action), form=form, app=app),
+                details={"app": app, "form": form, "action": action})
 
     def row_predicate(self, actor: Actor, app: str, form: str, table: sa.Table,
                       action: FormAction) -> sa.ColumnElement[bool] | None:
@@ -140,10 +141,11 @@ class RolePolicy:
             return
         if action != "read" and self.in_scope(actor, app, form, row, "read"):
             raise PermissionDenied(
-                f"you may see record {row.get('id')} of form {form!r} but not {action} it",
+                Msg("record_action_denied", record=row.get("id"), form=form,
+                    action=action_word(action)),
                 details={"app": app, "form": form, "action": action})
         # Out of sight: say "not found", as for a record that does not exist.
-        raise NotFound(f"record {row.get('id')} of form {form!r} does not exist")
+        raise NotFound(Msg("record_missing", record=row.get("id"), form=form))
 
     def field_access(self, actor: Actor, app: str, form: str) -> dict[str, FieldAccess]:
         if actor.is_admin:
