@@ -92,9 +92,9 @@ MAX_POWER_BITS = 100_000
 # step, just as ``'a' * 100000000``; so are ``'{0:>900000}' * 120`` formatted
 # once, tab stops, ``|indent`` on every line and ``|tojson`` indentation.
 MAX_WIDTH = MAX_REPEAT
-# Largest text a template may build, in characters — as much as one print may
-# produce (``printing.render.MAX_OUTPUT``), so nothing larger could be printed
-# anyway — and longest list, in items. A real template's values are a few
+# Largest text a template may build, in characters — also what one print may
+# produce (``printing.render.MAX_OUTPUT`` is this), so nothing larger could be
+# printed anyway — and longest list, in items. A real template's values are a few
 # thousand characters; a step past these would take gigabytes at once.
 MAX_SIZE = 10_000_000
 MAX_ITEMS = MAX_REPEAT
@@ -445,7 +445,7 @@ class _WidthCheckingFormatter(SandboxedFormatter):
 
 
 class _WidthCheckingEscapeFormatter(_WidthCheckingFormatter, SandboxedEscapeFormatter):
-    pass
+    """The same checks for autoescaped templates (values escaped as formatted)."""
 
 
 def _checked_format(env: SandboxedEnvironment, text: str,

@@ -23,6 +23,7 @@ from markupsafe import escape
 
 from tangram.engines.printing.filters import filter_functions
 from tangram.engines.templates import (
+    MAX_SIZE,
     RenderTooLong,
     SecurityError,
     TemplateInvalid,
@@ -52,7 +53,7 @@ th {{ background: #f2f2f2; }}
 BASE_URL = "https://tangram.invalid/"  # relative URLs resolve here; never fetched
 _FILE_URL = re.compile(re.escape(BASE_URL) + r"api/files/([0-9a-fA-F-]{36})$")
 MAX_FILE_BYTES = 20 << 20
-MAX_OUTPUT = 10_000_000  # characters of HTML one print may produce
+MAX_OUTPUT = MAX_SIZE  # characters of HTML one print may produce: what a template may build
 
 ENVIRONMENT = sandbox(html=True, undefined="lenient", filters=filter_functions())
 
