@@ -1046,8 +1046,7 @@ class FunctionSpec:
     name: str
     signature: str
     category: str
-    description_en: str
-    description_zh: str
+    description: dict[str, str]  # {"zh": …, "en": …}, like a label
     examples: tuple[tuple[str, str], ...]  # (expression, result as format_value shows it)
     implementation: Callable[..., Any]  # called with the evaluator first, then the arguments
     min_args: int
@@ -1056,8 +1055,37 @@ class FunctionSpec:
     check_arguments: Callable[[list[Any]], None] | None = None  # compile-time check of constants
 
 
+@dataclass(frozen=True)
+class FunctionCategory:
+    """A group of functions in the designer's palette and in docs/expressions.md."""
+
+    key: str
+    label: dict[str, str]  # {"zh": …, "en": …}
+    description: dict[str, str]  # {"zh": …, "en": …}, like the label
+
+
 FUNCTIONS: dict[str, FunctionSpec] = {}
-CATEGORIES = ("logic", "text", "math", "date", "aggregate")
+FUNCTION_CATEGORIES: dict[str, FunctionCategory] = {c.key: c for c in (
+    FunctionCategory("logic", {"zh": "条件", "en": "Conditions"},
+                     {"zh": "按条件取值，处理空值。",
+                      "en": "Pick a value by a condition; handle empty values."}),
+    FunctionCategory("text", {"zh": "文本", "en": "Text"},
+                     {"zh": "文本的长度、大小写、截取、查找、替换与连接。",
+                      "en": "Length, case, parts, search, replacement and joining of texts."}),
+    FunctionCategory("math", {"zh": "数字", "en": "Numbers"},
+                     {"zh": "取整、四舍五入、最大最小值、求和与平均，以及数字与文本的互相转换。",
+                      "en": "Rounding, minimum and maximum, sums and averages, and turning "
+                            "numbers into text and back."}),
+    FunctionCategory("date", {"zh": "日期时间", "en": "Dates and times"},
+                     {"zh": "今天与当前时间，日期的加减、间隔、年月日与格式化。",
+                      "en": "Today and now; adding to dates, the time between two, their "
+                            "parts and formatting."}),
+    FunctionCategory("aggregate", {"zh": "子表汇总", "en": "Sub-table rows"},
+                     {"zh": "对子表各行计数、求和、求平均、取最小或最大值。",
+                      "en": "Count, sum, average, minimum and maximum over a sub-table's "
+                            "rows."}),
+)}
+CATEGORIES = tuple(FUNCTION_CATEGORIES)  # in the palette's order
 
 
 def _function(signature: str, category: str, en: str, zh: str, *examples: tuple[str, str],
@@ -1065,12 +1093,15 @@ def _function(signature: str, category: str, en: str, zh: str, *examples: tuple[
               ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def register(implementation: Callable[..., Any]) -> Callable[..., Any]:
         name = signature.split("(", 1)[0]
+        if category not in FUNCTION_CATEGORIES:  # it would have no title in the palette
+            raise ValueError(f"function {name}: unknown category {category!r}; categories: "
+                             f"{', '.join(FUNCTION_CATEGORIES)}")
         params = list(inspect.signature(implementation).parameters.values())[1:]
         variadic = any(p.kind is p.VAR_POSITIONAL for p in params)
         positional = [p for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
         FUNCTIONS[name] = FunctionSpec(
-            name=name, signature=signature, category=category, description_en=en,
-            description_zh=zh, examples=examples, implementation=implementation,
+            name=name, signature=signature, category=category,
+            description={"zh": zh, "en": en}, examples=examples, implementation=implementation,
             min_args=sum(1 for p in positional if p.default is p.empty)
             + (1 if variadic and not positional else 0),
             max_args=None if variadic else len(positional), lazy=lazy,
@@ -1081,14 +1112,24 @@ def _function(signature: str, category: str, en: str, zh: str, *examples: tuple[
 
 
 def function_catalog() -> list[dict[str, Any]]:
-    """Every function, for the API metadata endpoint and the docs."""
+    """Every function, by category, for the API metadata endpoint and the docs."""
     return [
         {"name": s.name, "signature": s.signature, "category": s.category,
-         "description_en": s.description_en, "description_zh": s.description_zh,
+         "description": s.description,
          "examples": [{"expression": e, "result": r} for e, r in s.examples],
          "min_args": s.min_args, "max_args": s.max_args}
         for category in CATEGORIES for s in FUNCTIONS.values() if s.category == category
     ]
+
+
+def function_categories() -> list[dict[str, Any]]:
+    """The categories of :func:`function_catalog`, in its order, with their titles.
+
+    >>> function_categories()[0]["label"]
+    {'zh': '条件', 'en': 'Conditions'}
+    """
+    return [{"key": c.key, "label": c.label, "description": c.description}
+            for c in FUNCTION_CATEGORIES.values()]
 
 
 # The clock and variables the catalog's examples assume (the docs say so, the tests check it).

@@ -337,7 +337,7 @@ def test_every_palette_entry_has_a_plain_bilingual_description(builder):
     problems = []
     for registry, entries in meta.json().items():
         for entry in entries:
-            doc = entry["doc"]
+            doc = entry["description"]
             where = f"{registry}.{entry['kind']}"
             if set(doc) != {"zh", "en"} or not all(v.strip() for v in doc.values()):
                 problems.append(f"{where}: {doc!r}")

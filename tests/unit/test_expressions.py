@@ -514,7 +514,8 @@ def test_function_catalog_comes_from_the_registry() -> None:
     assert required <= FUNCTIONS.keys()
     for entry in catalog:
         assert entry["signature"].startswith(entry["name"] + "(")
-        assert entry["description_en"] and entry["description_zh"] and entry["examples"]
+        assert set(entry["description"]) == {"zh", "en"}
+        assert all(entry["description"].values()) and entry["examples"]
 
 
 @pytest.mark.parametrize(

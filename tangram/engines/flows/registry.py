@@ -54,7 +54,7 @@ def describe() -> dict[str, Any]:
 
     def entries(reg: dict[str, Any], attr: str) -> list[dict[str, Any]]:
         return [{"kind": k, "label": s.label,
-                 "doc": palette_doc(getattr(s, "model", None), getattr(s, "doc", "")),
+                 "description": palette_doc(getattr(s, "model", None), getattr(s, "doc", "")),
                  **({"options_schema": s.model.model_json_schema(by_alias=True)}
                     if getattr(s, "model", None) is not None else {})}
                 for k, s in reg.items()]
@@ -66,7 +66,8 @@ def describe() -> dict[str, Any]:
         "action_kinds": entries(ACTION_KINDS, "kind"),
         "timeout_actions": entries(TIMEOUT_ACTIONS, "kind"),
         "task_actions": [{"kind": k, "label": s.label,
-                          "doc": TASK_ACTION_DOCS.get(k) or palette_doc(None, s.doc), "by": s.by}
+                          "description": TASK_ACTION_DOCS.get(k) or palette_doc(None, s.doc),
+                          "by": s.by}
                          for k, s in TASK_ACTIONS.items()],
     }
 

@@ -64,7 +64,8 @@ TRIGGER_KINDS: dict[str, TriggerKindSpec] = {spec.kind: spec for spec in (
     TriggerKindSpec("date_relative", {"zh": "按日期字段", "en": "Relative to a date field"},
                     fl.DateRelativeTrigger, ticks=True),
     TriggerKindSpec("manual", {"zh": "手动发起", "en": "Manual"}, fl.ManualTrigger),
-    TriggerKindSpec("webhook", {"zh": "Webhook", "en": "Inbound webhook"}, fl.WebhookTrigger),
+    TriggerKindSpec("webhook", {"zh": "收到 Webhook 时", "en": "Inbound webhook"},
+                    fl.WebhookTrigger),
 )}
 _EVENT_KINDS = {s.record_event: k for k, s in TRIGGER_KINDS.items() if s.record_event}
 

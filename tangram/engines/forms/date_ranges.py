@@ -78,7 +78,7 @@ class DateRangeKind:
     label: dict[str, str]
     takes_n: bool  # written {"last_n_days": 7} instead of "today"
     bounds: Callable[[date, int], tuple[date, date]]
-    description: str
+    description: dict[str, str]  # {"zh": …, "en": …}, like the label
 
 
 def _month_start(d: date, months: int = 0) -> date:
@@ -111,40 +111,62 @@ def _day(d: date, days: int) -> tuple[date, date]:
 
 _RANGES = [
     DateRangeKind("today", {"zh": "今天", "en": "Today"}, False,
-                  lambda d, n: _day(d, 0), "The current day."),
+                  lambda d, n: _day(d, 0), {"zh": "当天。", "en": "The current day."}),
     DateRangeKind("yesterday", {"zh": "昨天", "en": "Yesterday"}, False,
-                  lambda d, n: _day(d, -1), "The day before today."),
+                  lambda d, n: _day(d, -1),
+                  {"zh": "今天的前一天。", "en": "The day before today."}),
     DateRangeKind("tomorrow", {"zh": "明天", "en": "Tomorrow"}, False,
-                  lambda d, n: _day(d, 1), "The day after today."),
+                  lambda d, n: _day(d, 1),
+                  {"zh": "今天的后一天。", "en": "The day after today."}),
     DateRangeKind("this_week", {"zh": "本周", "en": "This week"}, False,
-                  lambda d, n: _week(d, 0), "Monday to Sunday of the current ISO week."),
+                  lambda d, n: _week(d, 0),
+                  {"zh": "本 ISO 周的周一至周日。",
+                   "en": "Monday to Sunday of the current ISO week."}),
     DateRangeKind("last_week", {"zh": "上周", "en": "Last week"}, False,
-                  lambda d, n: _week(d, -1), "Monday to Sunday of the previous ISO week."),
+                  lambda d, n: _week(d, -1),
+                  {"zh": "上一个 ISO 周的周一至周日。",
+                   "en": "Monday to Sunday of the previous ISO week."}),
     DateRangeKind("next_week", {"zh": "下周", "en": "Next week"}, False,
-                  lambda d, n: _week(d, 1), "Monday to Sunday of the next ISO week."),
+                  lambda d, n: _week(d, 1),
+                  {"zh": "下一个 ISO 周的周一至周日。",
+                   "en": "Monday to Sunday of the next ISO week."}),
     DateRangeKind("this_month", {"zh": "本月", "en": "This month"}, False,
-                  lambda d, n: _month(d, 0), "First to last day of the current month."),
+                  lambda d, n: _month(d, 0),
+                  {"zh": "本月第一天至最后一天。",
+                   "en": "First to last day of the current month."}),
     DateRangeKind("last_month", {"zh": "上月", "en": "Last month"}, False,
-                  lambda d, n: _month(d, -1), "First to last day of the previous month."),
+                  lambda d, n: _month(d, -1),
+                  {"zh": "上月第一天至最后一天。",
+                   "en": "First to last day of the previous month."}),
     DateRangeKind("next_month", {"zh": "下月", "en": "Next month"}, False,
-                  lambda d, n: _month(d, 1), "First to last day of the next month."),
+                  lambda d, n: _month(d, 1),
+                  {"zh": "下月第一天至最后一天。",
+                   "en": "First to last day of the next month."}),
     DateRangeKind("this_quarter", {"zh": "本季度", "en": "This quarter"}, False,
                   lambda d, n: _quarter(d, 0),
-                  "The current calendar quarter (Jan-Mar, Apr-Jun, Jul-Sep, Oct-Dec)."),
+                  {"zh": "当前自然季度（1–3 月、4–6 月、7–9 月、10–12 月）。",
+                   "en": "The current calendar quarter (Jan-Mar, Apr-Jun, Jul-Sep, Oct-Dec)."}),
     DateRangeKind("last_quarter", {"zh": "上季度", "en": "Last quarter"}, False,
-                  lambda d, n: _quarter(d, -1), "The previous calendar quarter."),
+                  lambda d, n: _quarter(d, -1),
+                  {"zh": "上一个自然季度。", "en": "The previous calendar quarter."}),
     DateRangeKind("this_year", {"zh": "今年", "en": "This year"}, False,
-                  lambda d, n: _year(d, 0), "1 January to 31 December of the current year."),
+                  lambda d, n: _year(d, 0),
+                  {"zh": "今年 1 月 1 日至 12 月 31 日。",
+                   "en": "1 January to 31 December of the current year."}),
     DateRangeKind("last_year", {"zh": "去年", "en": "Last year"}, False,
-                  lambda d, n: _year(d, -1), "1 January to 31 December of the previous year."),
+                  lambda d, n: _year(d, -1),
+                  {"zh": "去年 1 月 1 日至 12 月 31 日。",
+                   "en": "1 January to 31 December of the previous year."}),
     DateRangeKind("last_n_days", {"zh": "最近N天", "en": "Last N days"}, True,
                   lambda d, n: (d - timedelta(days=n - 1), d),
-                  "N days ending today, today included: {\"last_n_days\": 7} is today and "
-                  "the 6 days before it."),
+                  {"zh": "截至今天的 N 天（含今天）：{\"last_n_days\": 7} 即今天及之前 6 天。",
+                   "en": "N days ending today, today included: {\"last_n_days\": 7} is today "
+                         "and the 6 days before it."}),
     DateRangeKind("next_n_days", {"zh": "未来N天", "en": "Next N days"}, True,
                   lambda d, n: (d, d + timedelta(days=n - 1)),
-                  "N days starting today, today included: {\"next_n_days\": 14} is today "
-                  "and the 13 days after it."),
+                  {"zh": "从今天起的 N 天（含今天）：{\"next_n_days\": 14} 即今天及之后 13 天。",
+                   "en": "N days starting today, today included: {\"next_n_days\": 14} is "
+                         "today and the 13 days after it."}),
 ]
 
 DATE_RANGES: dict[str, DateRangeKind] = {r.key: r for r in _RANGES}

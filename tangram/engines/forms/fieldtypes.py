@@ -65,6 +65,7 @@ class FieldKind:
 
     name: ClassVar[str]
     label: ClassVar[dict[str, str]]
+    description: ClassVar[dict[str, str]]  # {"zh": …, "en": …}: what a value is, one line
     category: ClassVar[str] = "basic"
     storage: ClassVar[str] = "column"  # column | child_table | join_table
     computed: ClassVar[bool] = False  # set by the engine, never by a client
@@ -130,8 +131,8 @@ class FieldKind:
 
     def describe(self) -> dict[str, Any]:
         model = fm.FIELD_MODELS[self.name]
-        return {"type": self.name, "label": self.label, "category": self.category,
-                "storage": self.storage, "computed": self.computed,
+        return {"type": self.name, "label": self.label, "description": self.description,
+                "category": self.category, "storage": self.storage, "computed": self.computed,
                 "filter_operators": list(self.filter_ops), "sortable": self.sortable,
                 "supports_unique": self.supports_unique,
                 "options_schema": model.model_json_schema(by_alias=True)}
@@ -207,6 +208,9 @@ def _text_value(value: Any, expected: str) -> str:
 class TextKind(FieldKind):
     name = "text"
     label = {"zh": "单行文本", "en": "Text"}
+    description = {"zh": "一行文字，如名称、编号；首尾空格会被去掉。",
+                   "en": "One line of text, such as a name or a code; surrounding spaces "
+                         "are removed."}
     filter_ops = ("eq", "ne", "in", "not_in", "contains", "not_contains", "starts_with",
                   "ends_with", "is_empty")
 
@@ -227,6 +231,8 @@ class TextKind(FieldKind):
 class LongTextKind(TextKind):
     name = "long_text"
     label = {"zh": "多行文本", "en": "Long text"}
+    description = {"zh": "可以换行的多段文字，按输入原样保存。",
+                   "en": "Text with line breaks, kept exactly as typed."}
     sortable = False
     supports_unique = False
 
@@ -265,6 +271,9 @@ def sanitize_html(html: str) -> str:
 class RichTextKind(LongTextKind):
     name = "rich_text"
     label = {"zh": "富文本", "en": "Rich text"}
+    description = {"zh": "带格式的文字（HTML）；保存时去掉脚本、样式和不安全的标签或链接。",
+                   "en": "Formatted text (HTML); scripts, styles and unsafe tags or links "
+                         "are removed on save."}
 
     def convert(self, f: fm.FieldBase, value: Any) -> Any:
         return sanitize_html(super().convert(f, value))
@@ -300,6 +309,8 @@ def _decimal_of(value: str | float, expected: str) -> Decimal:
 class IntegerKind(FieldKind):
     name = "integer"
     label = {"zh": "整数", "en": "Integer"}
+    description = {"zh": "整数，最多 19 位。",
+                   "en": "A whole number, up to 19 digits."}
     category = "number"
     expected = "an integer"
     filter_ops = ("eq", "ne", "lt", "lte", "gt", "gte", "between", "in", "not_in", "is_empty")
@@ -345,6 +356,9 @@ def _decimal_domain(precision: int, scale: int) -> Callable[[Any], str | None]:
 class DecimalKind(FieldKind):
     name = "decimal"
     label = {"zh": "小数", "en": "Decimal"}
+    description = {"zh": "精确的小数，可设定总位数和小数位数；不会有二进制运算的误差。",
+                   "en": "An exact decimal number with a set number of digits and decimal "
+                         "places; no binary rounding errors."}
     category = "number"
     expected = "a number"
     filter_ops = IntegerKind.filter_ops
@@ -406,16 +420,22 @@ class DecimalKind(FieldKind):
 class CurrencyKind(DecimalKind):
     name = "currency"
     label = {"zh": "金额", "en": "Currency"}
+    description = {"zh": "精确的金额，带币种（默认 CNY 人民币）。",
+                   "en": "An exact amount of money in a currency (CNY by default)."}
 
 
 class PercentKind(DecimalKind):
     name = "percent"
     label = {"zh": "百分比", "en": "Percent"}
+    description = {"zh": "百分数，按显示的数值保存：12.5 表示 12.5%。",
+                   "en": "A percentage, stored as shown: 12.5 means 12.5 %."}
 
 
 class BooleanKind(FieldKind):
     name = "boolean"
     label = {"zh": "是/否", "en": "Yes/No"}
+    description = {"zh": "是或否；导入时可写 是/否、yes/no、true/false、1/0。",
+                   "en": "Yes or no; imports may write 是/否, yes/no, true/false, 1/0."}
     expected = "true or false"
     filter_ops = ("eq", "ne", "is_empty")
     supports_unique = False
@@ -442,6 +462,8 @@ class BooleanKind(FieldKind):
 class DateKind(FieldKind):
     name = "date"
     label = {"zh": "日期", "en": "Date"}
+    description = {"zh": "日历上的一天，如 2026-03-01。",
+                   "en": "A calendar day, e.g. 2026-03-01."}
     category = "date"
     expected = "a date (YYYY-MM-DD)"
     filter_ops = ("eq", "ne", "lt", "lte", "gt", "gte", "between", "in", "is_empty",
@@ -477,6 +499,9 @@ DATETIME_RANGE = "a date-time between the years 1 and 9999 in UTC"
 class DateTimeKind(FieldKind):
     name = "datetime"
     label = {"zh": "日期时间", "en": "Date & time"}
+    description = {"zh": "某一时刻，带时区录入，按 UTC 保存，按每位用户的时区显示。",
+                   "en": "A moment in time, entered with its time zone, stored in UTC and "
+                         "shown in each user's zone."}
     category = "date"
     expected = "a date-time (ISO 8601 with time zone)"
     filter_ops = DateKind.filter_ops
@@ -511,6 +536,8 @@ class DateTimeKind(FieldKind):
 class TimeKind(FieldKind):
     name = "time"
     label = {"zh": "时间", "en": "Time"}
+    description = {"zh": "一天中的时间，如 09:30。",
+                   "en": "A time of day, e.g. 09:30."}
     category = "date"
     expected = "a time (HH:MM[:SS])"
     filter_ops = ("eq", "ne", "lt", "lte", "gt", "gte", "between", "is_empty")
@@ -548,6 +575,8 @@ def _options_domain(allowed: list[str]) -> Callable[[Any], str | None]:
 class SelectKind(FieldKind):
     name = "select"
     label = {"zh": "单选", "en": "Select"}
+    description = {"zh": "从选项中选一项。",
+                   "en": "One option from a list."}
     category = "choice"
 
     def domain(self, f: fm.FieldBase) -> Callable[[Any], str | None] | None:
@@ -566,6 +595,8 @@ class SelectKind(FieldKind):
 class MultiSelectKind(FieldKind):
     name = "multi_select"
     label = {"zh": "多选", "en": "Multi-select"}
+    description = {"zh": "从选项中选多项。",
+                   "en": "Several options from a list."}
     category = "choice"
     expected = "a list"
     filter_ops = ("contains_any", "contains_all", "is_empty")
@@ -620,6 +651,8 @@ class MultiSelectKind(FieldKind):
 class TreeSelectKind(FieldKind):
     name = "tree_select"
     label = {"zh": "树形选择", "en": "Tree select"}
+    description = {"zh": "从多级选项中选一项，如 制造业 › 汽车零配件。",
+                   "en": "One option of a tree of options, e.g. Manufacturing › Auto parts."}
     category = "choice"
     filter_ops = ("eq", "ne", "in", "not_in", "under", "is_empty")
 
@@ -639,6 +672,8 @@ class TreeSelectKind(FieldKind):
 class TagsKind(MultiSelectKind):
     name = "tags"
     label = {"zh": "标签", "en": "Tags"}
+    description = {"zh": "自由填写的多个标签；可用逗号或分号分隔。",
+                   "en": "Several free-text tags; commas or semicolons separate them."}
 
     def domain(self, f: fm.FieldBase) -> Callable[[Any], str | None] | None:
         return None  # free texts
@@ -672,6 +707,8 @@ _URL_RE = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.I)
 class EmailKind(TextKind):
     name = "email"
     label = {"zh": "邮箱", "en": "Email"}
+    description = {"zh": "电子邮箱地址，统一保存为小写。",
+                   "en": "An email address, stored in lower case."}
     category = "contact"
 
     def convert(self, f: fm.FieldBase, value: Any) -> Any:
@@ -687,6 +724,8 @@ _CN_MOBILE = re.compile(r"(?:\+86|0086|86)?(1[3-9][0-9]{9})")
 class PhoneKind(TextKind):
     name = "phone"
     label = {"zh": "电话", "en": "Phone"}
+    description = {"zh": "电话号码，默认按中国大陆手机号校验。",
+                   "en": "A phone number, checked as a mainland China mobile number by default."}
     category = "contact"
 
     def convert(self, f: fm.FieldBase, value: Any) -> Any:
@@ -709,6 +748,8 @@ class PhoneKind(TextKind):
 class UrlKind(TextKind):
     name = "url"
     label = {"zh": "网址", "en": "URL"}
+    description = {"zh": "以 http:// 或 https:// 开头的网址。",
+                   "en": "An address starting with http:// or https://."}
     category = "contact"
 
     def checks(self, f: fm.FieldBase) -> list[Callable[[Any], Problem | None]]:
@@ -731,6 +772,8 @@ def _uuid(value: Any, expected: str) -> uuid.UUID:
 class RelationKind(FieldKind):
     name = "relation"
     label = {"zh": "关联记录", "en": "Relation"}
+    description = {"zh": "关联本应用中另一表单（或本表单）的一条记录。",
+                   "en": "A link to one record of another form of the app (or of the same form)."}
     category = "relation"
     expected = "a record id"
     filter_ops: ClassVar[tuple[str, ...]] = ("eq", "ne", "in", "not_in", "is_empty")
@@ -754,6 +797,8 @@ class RelationKind(FieldKind):
 class MultiRelationKind(FieldKind):
     name = "multi_relation"
     label = {"zh": "多对多关联", "en": "Multi-relation"}
+    description = {"zh": "关联目标表单的多条记录。",
+                   "en": "Links to several records of the target form."}
     category = "relation"
     storage = "join_table"
     expected = "a list"
@@ -789,6 +834,8 @@ class MultiRelationKind(FieldKind):
 class UserKind(RelationKind):
     name = "user"
     label = {"zh": "人员", "en": "User"}
+    description = {"zh": "组织中的一位人员。",
+                   "en": "One user of the organization."}
     category = "org"
     expected = "a user id"
     filter_ops = (*RelationKind.filter_ops, "in_department")
@@ -802,6 +849,8 @@ class UserKind(RelationKind):
 class DepartmentKind(RelationKind):
     name = "department"
     label = {"zh": "部门", "en": "Department"}
+    description = {"zh": "组织中的一个部门。",
+                   "en": "One department of the organization."}
     category = "org"
     expected = "a department id"
     filter_ops = ("eq", "ne", "in", "not_in", "is_empty")
@@ -818,6 +867,8 @@ class AttachmentKind(FieldKind):
 
     name = "attachment"
     label = {"zh": "附件", "en": "Attachment"}
+    description = {"zh": "上传的文件，可限制个数、大小和类型。",
+                   "en": "Uploaded files; their number, size and type can be limited."}
     category = "file"
     expected = "a list"
     filter_ops = ("is_empty",)
@@ -857,6 +908,8 @@ class AttachmentKind(FieldKind):
 class AutonumberKind(FieldKind):
     name = "autonumber"
     label = {"zh": "自动编号", "en": "Autonumber"}
+    description = {"zh": "新建记录时自动生成的编号，如 HT-2026-0001；只读。",
+                   "en": "A number given when a record is created, e.g. HT-2026-0001; read-only."}
     category = "computed"
     computed = True
     filter_ops = TextKind.filter_ops
@@ -877,6 +930,8 @@ def _too_large(value: Any) -> bool:
 class FormulaKind(FieldKind):
     name = "formula"
     label = {"zh": "公式", "en": "Formula"}
+    description = {"zh": "按表达式算出的值，每次保存时重新计算；只读。",
+                   "en": "The value of an expression, computed on every save; read-only."}
     category = "computed"
     computed = True
     filter_ops = ("eq", "ne", "lt", "lte", "gt", "gte", "between", "in", "not_in", "contains",
@@ -931,6 +986,10 @@ class FormulaKind(FieldKind):
 class RollupKind(FieldKind):
     name = "rollup"
     label = {"zh": "汇总", "en": "Rollup"}
+    description = {"zh": "对子表行或关联记录计数、求和、求平均、取最小或最大值，"
+                         "由平台自动更新；只读。",
+                   "en": "A count, sum, average, minimum or maximum over sub-table rows or "
+                         "linked records, kept current by the platform; read-only."}
     category = "computed"
     computed = True
     # Narrowed to what suits the result (operators.allowed_operators): numbers
@@ -976,6 +1035,8 @@ class RollupKind(FieldKind):
 class RegionKind(FieldKind):
     name = "region"
     label = {"zh": "省市区", "en": "Region"}
+    description = {"zh": "中国的省、市、区县，保存官方全称。",
+                   "en": "Province, city and district of China, stored as the official full names."}
     category = "contact"
     expected = "an object"
     filter_ops = ("eq", "in", "is_empty")  # on the province part
@@ -1044,6 +1105,9 @@ class RegionKind(FieldKind):
 class SubTableKind(FieldKind):
     name = "sub_table"
     label = {"zh": "子表", "en": "Sub-table"}
+    description = {"zh": "属于本记录的多行明细，每行有自己的字段，如订单明细、报销明细。",
+                   "en": "Rows that belong to the record, each with its own fields: order "
+                         "lines, expense items."}
     category = "relation"
     storage = "child_table"
     expected = "a list of rows"
@@ -1067,3 +1131,11 @@ FIELD_KINDS: dict[str, FieldKind] = {
 }
 
 assert set(FIELD_KINDS) == set(fm.FIELD_MODELS), "every field model needs a field kind"
+# A kind says what it is itself: one inheriting its parent's words (currency
+# from decimal) would be described as the parent in the designer's palette.
+assert all({"label", "description"} <= vars(type(kind)).keys() for kind in FIELD_KINDS.values())
+
+
+def field_type_catalog() -> list[dict[str, Any]]:
+    """Every field type, in the palette's order, for ``GET /api/meta/field-types``."""
+    return [kind.describe() for kind in FIELD_KINDS.values()]

@@ -375,7 +375,7 @@ class Operator:
     label: dict[str, str]
     value_shape: ValueShape
     compile: Callable[[Operand, Any], Condition]
-    description: str
+    description: dict[str, str]  # {"zh": …, "en": …}, like the label
     # Does an empty value (no value, or a broken relation path) satisfy the
     # condition, given the converted value? Decides how relation paths compile.
     matches_empty: Callable[[Any], bool] = _never
@@ -388,64 +388,92 @@ class Operator:
 
 _OPERATORS = [
     Operator("eq", {"zh": "等于", "en": "equals"}, "scalar", _compare(pyop.eq),
-             "The value equals the given value (texts: exact, case-sensitive)."),
+             {"zh": "字段值等于给定值（文本须完全一致，区分大小写）。",
+              "en": "The value equals the given value (texts: exact, case-sensitive)."}),
     Operator("ne", {"zh": "不等于", "en": "does not equal"}, "scalar",
              lambda o, v: _or_empty(o, o.value_expr != v),
-             "The value differs from the given value or is empty.", _always),
+             {"zh": "字段值不等于给定值，或为空。",
+              "en": "The value differs from the given value or is empty."}, _always),
     Operator("lt", {"zh": "小于", "en": "less than"}, "scalar", _compare(pyop.lt),
-             "The value is less than the given value (earlier, for dates)."),
+             {"zh": "字段值小于给定值（日期：早于给定日期）。",
+              "en": "The value is less than the given value (earlier, for dates)."}),
     Operator("lte", {"zh": "小于等于", "en": "at most"}, "scalar", _compare(pyop.le),
-             "The value is less than or equal to the given value."),
+             {"zh": "字段值小于或等于给定值。",
+              "en": "The value is less than or equal to the given value."}),
     Operator("gt", {"zh": "大于", "en": "greater than"}, "scalar", _compare(pyop.gt),
-             "The value is greater than the given value (later, for dates)."),
+             {"zh": "字段值大于给定值（日期：晚于给定日期）。",
+              "en": "The value is greater than the given value (later, for dates)."}),
     Operator("gte", {"zh": "大于等于", "en": "at least"}, "scalar", _compare(pyop.ge),
-             "The value is greater than or equal to the given value."),
+             {"zh": "字段值大于或等于给定值。",
+              "en": "The value is greater than or equal to the given value."}),
     Operator("in", {"zh": "属于", "en": "is any of"}, "list",
              lambda o, v: o.value_expr.in_(v),
-             "The value equals one of the listed values (at most 1000)."),
+             {"zh": "字段值等于所列值中的任意一个（最多 1000 个）。",
+              "en": "The value equals one of the listed values (at most 1000)."}),
     Operator("not_in", {"zh": "不属于", "en": "is none of"}, "list",
              lambda o, v: _or_empty(o, o.value_expr.not_in(v)),
-             "The value equals none of the listed values, or is empty.", _always),
+             {"zh": "字段值不等于所列的任何一个值，或为空。",
+              "en": "The value equals none of the listed values, or is empty."}, _always),
     Operator("contains", {"zh": "包含", "en": "contains"}, "scalar", _like("%{}%"),
-             "The text contains the given text, ignoring case.", convert=_convert_text),
+             {"zh": "文本中包含给定文本，不区分大小写。",
+              "en": "The text contains the given text, ignoring case."},
+             convert=_convert_text),
     Operator("not_contains", {"zh": "不包含", "en": "does not contain"}, "scalar",
              _like("%{}%", negate=True),
-             "The text does not contain the given text (ignoring case), or is empty.",
+             {"zh": "文本中不包含给定文本（不区分大小写），或为空。",
+              "en": "The text does not contain the given text (ignoring case), or is empty."},
              _always, convert=_convert_text),
     Operator("starts_with", {"zh": "开头是", "en": "starts with"}, "scalar", _like("{}%"),
-             "The text starts with the given text, ignoring case.", convert=_convert_text),
+             {"zh": "文本以给定文本开头，不区分大小写。",
+              "en": "The text starts with the given text, ignoring case."},
+             convert=_convert_text),
     Operator("ends_with", {"zh": "结尾是", "en": "ends with"}, "scalar", _like("%{}"),
-             "The text ends with the given text, ignoring case.", convert=_convert_text),
+             {"zh": "文本以给定文本结尾，不区分大小写。",
+              "en": "The text ends with the given text, ignoring case."},
+             convert=_convert_text),
     Operator("between", {"zh": "介于", "en": "between"}, "pair",
              lambda o, v: o.value_expr.between(v[0], v[1]),
-             "The value lies between the two given values, both included."),
+             {"zh": "字段值介于两个给定值之间（包含两端）。",
+              "en": "The value lies between the two given values, both included."}),
     Operator("is_empty", {"zh": "为空", "en": "is empty"}, "none", _is_empty,
-             "With true (the default): the field has no value (nothing, empty text, "
-             "empty list). With false: it has one.", lambda v: v is True),
+             {"zh": "值为 true（默认）时：字段没有值（无值、空文本或空列表）；值为 false "
+                    "时：字段有值。",
+              "en": "With true (the default): the field has no value (nothing, empty text, "
+                    "empty list). With false: it has one."}, lambda v: v is True),
     Operator("contains_any", {"zh": "包含任一", "en": "contains any of"}, "list",
              _contains("any"),
-             "The list field (multi-select, tags, multi-relation) holds at least one of "
-             "the given items.", convert=_convert_items),
+             {"zh": "列表类字段（多选、标签、多对多关联）至少包含给定项中的一项。",
+              "en": "The list field (multi-select, tags, multi-relation) holds at least one "
+                    "of the given items."}, convert=_convert_items),
     Operator("contains_all", {"zh": "包含全部", "en": "contains all of"}, "list",
              _contains("all"),
-             "The list field holds every one of the given items (and maybe more).",
+             {"zh": "列表类字段包含给定的全部项（也可以还有其他项）。",
+              "en": "The list field holds every one of the given items (and maybe more)."},
              convert=_convert_items),
     Operator("under", {"zh": "属于分类", "en": "is under"}, "scalar",
              lambda o, v: o.value_expr.in_(v),
-             "Tree select: the value is the given node or any node below it.",
+             {"zh": "树形选择：字段值是给定节点或其下级的任一节点。",
+              "en": "Tree select: the value is the given node or any node below it."},
              convert=_convert_node),
     Operator("in_department", {"zh": "所在部门属于", "en": "is in department"}, "list",
              _in_department,
-             "A user field (owner, created_by, …): the user is now a member of one of the "
-             "given departments (ids). With {\"$user\": \"department_tree\"} this is the "
-             "department_tree scope, so it can be combined with other conditions.",
+             {"zh": "人员字段（负责人 owner、创建人 created_by 等）：该人员当前属于给定"
+                    "部门（部门 ID）之一。写作 {\"$user\": \"department_tree\"} 时即 "
+                    "department_tree 数据范围（本部门及下级部门），可与其他条件组合使用。",
+              "en": "A user field (owner, created_by, …): the user is now a member of one "
+                    "of the given departments (ids). With {\"$user\": \"department_tree\"} "
+                    "this is the department_tree scope, so it can be combined with other "
+                    "conditions."},
              convert=_convert_departments),
     Operator("date_range", {"zh": "日期范围", "en": "in date range"}, "range_spec",
              _date_range,
-             "The date falls in a range of local days in the organization's time zone: "
-             "relative to today, e.g. \"this_month\" or {\"last_n_days\": 7}, or custom "
-             "dates [from, to] such as [\"2026-01-01\", \"2026-03-31\"] (both days "
-             "included; null leaves an end open)."),
+             {"zh": "日期落在组织时区的某段日期内：可以是相对今天的范围，如 \"this_month\" "
+                    "或 {\"last_n_days\": 7}；也可以是自定义日期 [起, 止]，如 "
+                    "[\"2026-01-01\", \"2026-03-31\"]（包含首尾两天；null 表示该端不限）。",
+              "en": "The date falls in a range of local days in the organization's time "
+                    "zone: relative to today, e.g. \"this_month\" or {\"last_n_days\": 7}, or "
+                    "custom dates [from, to] such as [\"2026-01-01\", \"2026-03-31\"] (both "
+                    "days included; null leaves an end open)."}),
 ]
 
 OPERATORS: dict[str, Operator] = {op.key: op for op in _OPERATORS}

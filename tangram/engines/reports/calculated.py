@@ -86,34 +86,61 @@ FieldLookup = Callable[[str, int | None], Typed]
 class SqlFunction:
     name: str
     signature: str
-    description: str
+    description: dict[str, str]  # {"zh": …, "en": …}, as the report catalog serves it
 
 
 SQL_FUNCTIONS: dict[str, SqlFunction] = {f.name: f for f in [
-    SqlFunction("iif", "iif(condition, then, else)", "then when condition is true, else "
-                "otherwise (also written `then if condition else else`)."),
-    SqlFunction("coalesce", "coalesce(value, ...)", "The first value that is not empty."),
-    SqlFunction("is_empty", "is_empty(value)", "True when the value is empty (a text also "
-                "when it is \"\")."),
-    SqlFunction("abs", "abs(number)", "The number without its sign."),
-    SqlFunction("round", "round(number, digits=0)", "Rounded half up (away from zero) to "
-                "0-8 constant decimal places."),
-    SqlFunction("upper", "upper(text)", "The text in capitals (empty gives \"\")."),
-    SqlFunction("lower", "lower(text)", "The text in small letters (empty gives \"\")."),
-    SqlFunction("trim", "trim(text)", "The text without leading and trailing spaces."),
-    SqlFunction("concat", "concat(value, ...)", "Texts, integers and dates joined as text; "
-                "empty values count as \"\"."),
-    SqlFunction("year", "year(date)", "The year of a date (a date-time: of its local date)."),
-    SqlFunction("month", "month(date)", "The month, 1-12."),
-    SqlFunction("day", "day(date)", "The day of the month, 1-31."),
-    SqlFunction("weekday", "weekday(date)", "1 = Monday … 7 = Sunday."),
-    SqlFunction("days_between", "days_between(start, end)", "Calendar days from start to end "
-                "(negative if end is earlier); date-times count by their local date."),
-    SqlFunction("to_date", "to_date(datetime)", "The local date of a date-time (a constant "
-                "text like \"2026-01-31\" becomes a date)."),
-    SqlFunction("today", "today()", "Today in the organization's time zone (when the report "
-                "runs)."),
-    SqlFunction("now", "now()", "The current instant (when the report runs)."),
+    SqlFunction("iif", "iif(condition, then, else)",
+                {"zh": "condition 为真时取 then，否则取 else（也可写作 then if condition else "
+                       "else）。",
+                 "en": "then when condition is true, else otherwise (also written `then if "
+                       "condition else else`)."}),
+    SqlFunction("coalesce", "coalesce(value, ...)",
+                {"zh": "第一个不为空的值。", "en": "The first value that is not empty."}),
+    SqlFunction("is_empty", "is_empty(value)",
+                {"zh": "值为空时为 true（文本为 \"\" 时也算空）。",
+                 "en": "True when the value is empty (a text also when it is \"\")."}),
+    SqlFunction("abs", "abs(number)",
+                {"zh": "去掉正负号后的数（绝对值）。", "en": "The number without its sign."}),
+    SqlFunction("round", "round(number, digits=0)",
+                {"zh": "四舍五入（远离零）到 0-8 位小数，位数须为常量。",
+                 "en": "Rounded half up (away from zero) to 0-8 constant decimal places."}),
+    SqlFunction("upper", "upper(text)",
+                {"zh": "转为大写（空值得 \"\"）。",
+                 "en": "The text in capitals (empty gives \"\")."}),
+    SqlFunction("lower", "lower(text)",
+                {"zh": "转为小写（空值得 \"\"）。",
+                 "en": "The text in small letters (empty gives \"\")."}),
+    SqlFunction("trim", "trim(text)",
+                {"zh": "去掉首尾的空格。",
+                 "en": "The text without leading and trailing spaces."}),
+    SqlFunction("concat", "concat(value, ...)",
+                {"zh": "把文本、整数和日期连接成一段文本；空值视为 \"\"。",
+                 "en": "Texts, integers and dates joined as text; empty values count as "
+                       "\"\"."}),
+    SqlFunction("year", "year(date)",
+                {"zh": "日期的年份（日期时间按当地日期计）。",
+                 "en": "The year of a date (a date-time: of its local date)."}),
+    SqlFunction("month", "month(date)",
+                {"zh": "日期的月份（1-12）。", "en": "The month, 1-12."}),
+    SqlFunction("day", "day(date)",
+                {"zh": "日期是当月第几天（1-31）。", "en": "The day of the month, 1-31."}),
+    SqlFunction("weekday", "weekday(date)",
+                {"zh": "星期几：1 = 周一 … 7 = 周日。", "en": "1 = Monday … 7 = Sunday."}),
+    SqlFunction("days_between", "days_between(start, end)",
+                {"zh": "从 start 到 end 相隔的天数（end 更早则为负）；日期时间按当地日期计。",
+                 "en": "Calendar days from start to end (negative if end is earlier); "
+                       "date-times count by their local date."}),
+    SqlFunction("to_date", "to_date(datetime)",
+                {"zh": "日期时间的当地日期（\"2026-01-31\" 这样的常量文本也会转为日期）。",
+                 "en": "The local date of a date-time (a constant text like \"2026-01-31\" "
+                       "becomes a date)."}),
+    SqlFunction("today", "today()",
+                {"zh": "报表运行时，组织时区下的今天。",
+                 "en": "Today in the organization's time zone (when the report runs)."}),
+    SqlFunction("now", "now()",
+                {"zh": "报表运行时的当前时刻。",
+                 "en": "The current instant (when the report runs)."}),
 ]}
 
 _COMPARE = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">",

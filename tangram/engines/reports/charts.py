@@ -210,36 +210,51 @@ def _table(result: ReportResult, c: rm.TableChart) -> Spec | None:
 class ChartKind:
     key: str
     label: dict[str, str]
-    description: str
+    description: dict[str, str]  # {"zh": …, "en": …}, like the label
     roles: dict[str, str]  # chart attribute -> "dimension" | "measure" | "any"
     build: Callable[[ReportResult, Any], Spec | None]
 
 
 _CHARTS = [
-    ChartKind("table", {"zh": "表格", "en": "Table"}, "The rows as a table (or pivot).", {},
-              _table),
+    ChartKind("table", {"zh": "表格", "en": "Table"},
+              {"zh": "以表格（或透视表）展示数据行。", "en": "The rows as a table (or pivot)."},
+              {}, _table),
     ChartKind("bar", {"zh": "柱状图", "en": "Bar"},
-              "Bars per x value; several measures or a color dimension grouped or stacked.",
+              {"zh": "按 x 轴取值绘制柱形；多个度量或颜色维度可分组或堆叠显示。",
+               "en": "Bars per x value; several measures or a color dimension grouped or "
+                     "stacked."},
               {"x": "dimension", "y": "measure", "color": "dimension"}, _bar),
-    ChartKind("line", {"zh": "折线图", "en": "Line"}, "Lines over an x dimension (trends).",
+    ChartKind("line", {"zh": "折线图", "en": "Line"},
+              {"zh": "沿 x 维度绘制折线，展示趋势。", "en": "Lines over an x dimension (trends)."},
               {"x": "dimension", "y": "measure", "color": "dimension"}, _line),
-    ChartKind("area", {"zh": "面积图", "en": "Area"}, "Like line, filled.",
+    ChartKind("area", {"zh": "面积图", "en": "Area"},
+              {"zh": "与折线图相同，并填充折线下方的区域。", "en": "Like line, filled."},
               {"x": "dimension", "y": "measure", "color": "dimension"}, _line),
-    ChartKind("pie", {"zh": "饼图", "en": "Pie / donut"}, "Shares of one measure; donut: true "
-              "leaves a hole.", {"category": "dimension", "value": "measure"}, _pie),
+    ChartKind("pie", {"zh": "饼图", "en": "Pie / donut"},
+              {"zh": "展示一个度量的各部分占比；设置 donut: true 时显示为环形图。",
+               "en": "Shares of one measure; donut: true leaves a hole."},
+              {"category": "dimension", "value": "measure"}, _pie),
     ChartKind("funnel", {"zh": "漏斗图", "en": "Funnel"},
-              "Ordered stages with the stage-to-stage conversion (value / previous value).",
+              {"zh": "按顺序排列的各阶段及逐级转化率（本阶段值 / 上一阶段值）。",
+               "en": "Ordered stages with the stage-to-stage conversion (value / previous "
+                     "value)."},
               {"stage": "dimension", "value": "measure"}, _funnel),
     ChartKind("kpi", {"zh": "指标卡", "en": "KPI card"},
-              "One number (the last row's value), a comparison (a change measure) and a "
-              "target.", {"value": "measure", "comparison": "measure"}, _kpi),
-    ChartKind("heatmap", {"zh": "热力图", "en": "Heat map"}, "A measure colored over two "
-              "dimensions.", {"x": "dimension", "y": "dimension", "value": "measure"}, _heatmap),
-    ChartKind("scatter", {"zh": "散点图", "en": "Scatter"}, "Two measures per group as x and y.",
+              {"zh": "突出显示一个数字（最后一行的值），可附带对比值（一个变化度量）和目标值。",
+               "en": "One number (the last row's value), a comparison (a change measure) and "
+                     "a target."}, {"value": "measure", "comparison": "measure"}, _kpi),
+    ChartKind("heatmap", {"zh": "热力图", "en": "Heat map"},
+              {"zh": "以两个维度为横纵轴，用颜色深浅表示度量的大小。",
+               "en": "A measure colored over two dimensions."},
+              {"x": "dimension", "y": "dimension", "value": "measure"}, _heatmap),
+    ChartKind("scatter", {"zh": "散点图", "en": "Scatter"},
+              {"zh": "每个分组一个点，两个度量分别作为 x 和 y 坐标。",
+               "en": "Two measures per group as x and y."},
               {"x": "measure", "y": "measure", "color": "dimension", "size": "measure"},
               _scatter),
     ChartKind("leaderboard", {"zh": "排行榜", "en": "Leaderboard"},
-              "A ranked list with bars (sort and limit the report for top N).",
+              {"zh": "带条形的排名列表（对报表排序并限制条数即得前 N 名）。",
+               "en": "A ranked list with bars (sort and limit the report for top N)."},
               {"name": "dimension", "value": "measure"}, _leaderboard),
 ]
 

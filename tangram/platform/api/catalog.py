@@ -1,6 +1,8 @@
 """Catalogs a client reads to build its palettes and editors without
-knowing any app: field types, filter operators, expression functions, and
-the administrative divisions that region fields accept."""
+knowing any app: field types, filter operators, expression functions and
+their categories, and the administrative divisions that region fields
+accept (all from :mod:`tangram.engines.catalogs`: each answer is the
+caller's own copy)."""
 
 from __future__ import annotations
 
@@ -8,10 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from tangram.engines.expressions import function_catalog
-from tangram.engines.forms import regions
-from tangram.engines.forms.fieldtypes import FIELD_KINDS
-from tangram.engines.forms.query import operator_catalog
+from tangram.engines import catalogs
 from tangram.platform.deps import CurrentActor
 
 router = APIRouter(prefix="/api/meta", tags=["meta"])
@@ -19,20 +18,26 @@ router = APIRouter(prefix="/api/meta", tags=["meta"])
 
 @router.get("/field-types")
 def field_types(actor: CurrentActor) -> list[dict[str, Any]]:
-    return [kind.describe() for kind in FIELD_KINDS.values()]
+    return catalogs.field_types()
 
 
 @router.get("/filter-operators")
 def filter_operators(actor: CurrentActor) -> list[dict[str, Any]]:
-    return operator_catalog()
+    return catalogs.filter_operators()
 
 
 @router.get("/functions")
 def functions(actor: CurrentActor) -> list[dict[str, Any]]:
-    return function_catalog()
+    return catalogs.functions()
+
+
+@router.get("/function-categories")
+def function_categories(actor: CurrentActor) -> list[dict[str, Any]]:
+    """The groups of ``/functions`` (their ``category``), in order, with their titles."""
+    return catalogs.function_categories()
 
 
 @router.get("/regions")
 def region_tree(actor: CurrentActor) -> list[dict[str, Any]]:
     """Province › city › district, as cascading options for region pickers."""
-    return regions.tree()
+    return catalogs.region_tree()

@@ -10,8 +10,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, status
 from pydantic import Field
 
+from tangram.engines import catalogs
 from tangram.engines.flows import service, tasks, triggers, views
-from tangram.engines.flows.registry import describe
 from tangram.errors import ErrorItem, NotAuthenticated
 from tangram.metamodel import storage
 from tangram.platform.api.body import Body
@@ -42,7 +42,7 @@ class PublishFlowBody(Body):
 @router.get("/api/meta/flows")
 def flow_metadata(_user: SignedInActor) -> dict[str, Any]:
     """Node types, triggers, assignee rules, actions: the designer's palette."""
-    return describe()
+    return catalogs.flows()
 
 
 @router.get("/api/apps/{app}/flows")

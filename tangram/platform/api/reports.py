@@ -15,9 +15,9 @@ from typing import Any
 from fastapi import APIRouter, Response
 from pydantic import Field
 
+from tangram.engines import catalogs
 from tangram.engines.context import EngineContext
 from tangram.engines.reports import alerts, service
-from tangram.engines.reports.registry import catalog
 from tangram.errors import PermissionDenied
 from tangram.metamodel import storage
 from tangram.platform.api.body import Body
@@ -62,7 +62,7 @@ class DashboardRunBody(Body):
 @router.get("/meta/reports")
 def report_catalog(actor: CurrentActor) -> dict[str, Any]:
     """Measures, buckets, parameter types and chart types, for the designer."""
-    return catalog()
+    return catalogs.reports()
 
 
 @router.get("/apps/{app}/reports")
