@@ -252,6 +252,10 @@ ERROR_MESSAGES: dict[str, dict[str, str]] = {
     "request_invalid": {"en": "The request is not valid: {listed}{more}.",
                         "zh": "请求格式不正确：{listed}{more}。"},
     "request_invalid_more": {"en": " (and {count} more)", "zh": "（另有 {count} 处）"},
+    "no_such_endpoint": {"en": "No such endpoint: {method} {path}.",
+                         "zh": "没有这个接口：{method} {path}。"},
+    "method_not_allowed": {"en": "{method} is not allowed on {path}.",
+                           "zh": "{path} 不接受 {method} 请求。"},
     "internal_error": {"en": "The server failed to handle this request; the error has been "
                              "logged.",
                        "zh": "服务器处理请求时出错，错误已记录。"},

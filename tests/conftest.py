@@ -71,3 +71,24 @@ def _process_wide_owner_resolver() -> Iterator[None]:
     from tangram.engines.notify import webhooks
 
     webhooks.set_owner_resolver(None)
+
+
+@pytest.fixture(autouse=True)
+def english_speaking_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Test clients send ``Accept-Language: en`` unless a test names the
+    header itself: the texts tests assert are the English ones, while users
+    are created with the product's default language (zh). A test of what a
+    client without the header gets removes it from ``client.headers``."""
+    from fastapi.testclient import TestClient
+
+    original = TestClient.__init__
+
+    def init(self: TestClient, *args: object, headers: dict[str, str] | None = None,
+             **kwargs: object) -> None:
+        headers = dict(headers or {})
+        if not any(name.lower() == "accept-language" for name in headers):
+            headers["Accept-Language"] = "en"
+        original(self, *args, headers=headers, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(TestClient, "__init__", init)
+

@@ -30,7 +30,7 @@ from tangram.errors import NotAuthenticated, NotFound, PermissionDenied, Tangram
 from tangram.i18n import Msg
 from tangram.platform.api import ROUTERS
 from tangram.platform.auth.service import get_user
-from tangram.platform.deps import asked_language
+from tangram.platform.deps import error_language
 from tangram.platform.permissions.policy import RolePolicy
 from tangram.settings import Settings, get_settings
 
@@ -176,7 +176,7 @@ async def _tangram_error(request: Request, exc: Exception) -> JSONResponse:
     if retry_after is not None:
         headers = {"Retry-After": str(retry_after)}
     return JSONResponse(status_code=exc.status,
-                        content=exc.as_dict(asked_language(request) or exc.language),
+                        content=exc.as_dict(error_language(request, exc.language)),
                         headers=headers)
 
 
@@ -198,7 +198,7 @@ def _request_error(err: Mapping[str, Any]) -> dict[str, Any]:
 async def _request_invalid(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [_request_error(err) for err in exc.errors()]
-    language = asked_language(request) or "en"
+    language = error_language(request)
     # The summary in the caller's language; pydantic's texts per field stay English.
     listed = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:3])
     more = Msg("request_invalid_more", count=len(errors) - 3) if len(errors) > 3 else ""
@@ -223,9 +223,11 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
             "type": "too_deep", "loc": ("body",),
             "msg": f"the JSON nests deeper than {MAX_DEPTH} levels"}]))
     if exc.status_code == 404 and exc.detail == "Not Found":
-        message = f"No such endpoint: {request.method} {request.url.path}."
+        message = Msg("no_such_endpoint", method=request.method, path=request.url.path
+                      ).render(error_language(request))
     elif exc.status_code == 405:
-        message = f"{request.method} is not allowed on {request.url.path}."
+        message = Msg("method_not_allowed", method=request.method, path=request.url.path
+                      ).render(error_language(request))
     else:
         message = str(exc.detail)
     content: dict[str, Any] = {"code": _HTTP_CODES.get(exc.status_code, "http_error"),
@@ -239,7 +241,7 @@ async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
                   exc_info=exc)
     return JSONResponse(status_code=500, content={
         "code": "internal_error",
-        "message": Msg("internal_error").render(asked_language(request) or "en"),
+        "message": Msg("internal_error").render(error_language(request)),
     })
 
 

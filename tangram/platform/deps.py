@@ -26,7 +26,6 @@ from tangram.engines.context import Actor, EngineContext
 from tangram.errors import NotAuthenticated, PermissionDenied
 from tangram.i18n import Msg
 from tangram.platform.auth.service import (
-    LANGUAGES,
     AccountDisabled,
     ResolvedSession,
     SessionInvalid,
@@ -140,14 +139,15 @@ def current_auth(
         raise NotAuthenticated(Msg("sign_in_required", cookie=SESSION_COOKIE,
                                    login_url=LOGIN_URL), language=language)
     if tokens.is_api_token(token) and not via_cookie:
-        return _api_token_auth(session, token, clock=clock, language=language)
+        return _api_token_auth(request, session, token, clock=clock, language=language)
     resolved: ResolvedSession = resolve_token(session, token, clock=clock, language=language)
+    request.state.user_language = resolved.user.language
     enforce_csrf(request, via_cookie=via_cookie)
     return Authenticated(actor=resolved.user.as_actor(), user=resolved.user,
                          session_id=resolved.id, via_cookie=via_cookie)
 
 
-def _api_token_auth(session: Session, token: str, *, clock: Clock,
+def _api_token_auth(request: Request, session: Session, token: str, *, clock: Clock,
                     language: str) -> Authenticated:
     scope = tokens.resolve_api_token(session, token, now=clock.now())
     if scope is None:
@@ -155,6 +155,7 @@ def _api_token_auth(session: Session, token: str, *, clock: Clock,
     user = get_user(session, scope.user_id)
     if not user.is_active:
         raise AccountDisabled(Msg("account_disabled", username=user.username), language=language)
+    request.state.user_language = user.language
     return Authenticated(actor=user.as_actor(), user=user, session_id=scope.id,
                          via_cookie=False, token_scope=scope)
 
@@ -223,11 +224,15 @@ def request_language(request: Request, settings: Settings, actor: Actor | None =
                          settings.default_language)
 
 
-def asked_language(request: Request) -> str | None:
-    """The first supported language the request asks for in Accept-Language,
-    or None: what error messages are said in (``app.install_error_handlers``)."""
-    return next((lang for lang in _accepted_languages(request.headers.get("accept-language", ""))
-                 if lang in LANGUAGES), None)
+def error_language(request: Request, raised: str | None = None) -> str:
+    """What an error answer is said in: the language the request asks for,
+    else the one the code that raised the error chose (``raised``), else the
+    signed-in user's own, else the organization default — the order every
+    other answer follows (:func:`request_language`)."""
+    settings: Settings = request.app.state.settings
+    return pick_language(_accepted_languages(request.headers.get("accept-language", "")),
+                         raised or getattr(request.state, "user_language", None),
+                         settings.default_language)
 
 
 def _accepted_languages(header: str) -> list[str]:

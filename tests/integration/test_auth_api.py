@@ -93,6 +93,7 @@ def test_wrong_password_and_unknown_user_get_the_same_401(client, make_user, mon
     assert verifications == ["not-the-password", "not-the-password"]
     assert "set-cookie" not in wrong.headers
     # Without Accept-Language the organization's default language (zh) is used.
+    client.headers.pop("Accept-Language")
     chinese = client.post("/api/auth/login", json={"username": "nobody", "password": "x"})
     assert chinese.json()["message"] == "用户名或密码不正确。"
 

@@ -52,7 +52,8 @@ def test_a_rep_drafts_the_contract_of_their_won_deal_and_its_amount_comes_along(
     # The amount is hidden from reps: they may not type one ...
     res = crm["rep1"].post(f"{BASE}/forms/contract/records", json={"values": {
         "title": "储能 EMS 项目合同", "opportunity": deal, "amount": "1"}})
-    assert res.status_code == 403 and "amount" in res.json()["message"], res.text
+    assert res.status_code == 403 and res.json()["details"] == {"field": "amount"}, res.text
+    assert res.json()["message"] == "您无权填写字段“合同金额”：该字段对您不可见"
     # ... they pick the won opportunity: its customer and amount come along.
     res = crm["rep1"].post(f"{BASE}/forms/contract/records", json={"values": {
         "title": "储能 EMS 项目合同", "opportunity": deal}})

@@ -58,8 +58,9 @@ class Crm:
         for name, (dept, head, roles) in PEOPLE.items():
             uid, tok = make_user(name, app=self.app)
             self.ids[name] = str(uid)
-            self.clients[name] = TestClient(self.app,
-                                            headers={"Authorization": f"Bearer {tok}"})
+            # the browsers of a Chinese sales organization
+            self.clients[name] = TestClient(self.app, headers={
+                "Authorization": f"Bearer {tok}", "Accept-Language": "zh-CN,zh;q=0.9"})
             if dept:
                 res = self.admin.put(f"/api/org/users/{uid}/departments", json={
                     "departments": [{"department_id": depts[dept], "is_head": head}],
@@ -552,7 +553,7 @@ def test_a_rep_drafts_the_contract_of_a_won_deal_without_seeing_its_amount(crm: 
     res = crm["fin"].post(f"{BASE}/flows/contract_approval/start",
                           json={"record_id": contract["id"]})
     assert res.status_code == 403, res.text
-    assert "submit" in res.json()["message"]
+    assert res.json()["message"] == "您的角色没有提交审批此表单记录的权限"
     res = crm["rep1"].post(f"{BASE}/flows/contract_approval/start",
                            json={"record_id": contract["id"]})
     assert res.status_code == 201, res.text

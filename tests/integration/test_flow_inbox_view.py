@@ -55,7 +55,9 @@ class Crm:
         for name, display in NAMES.items():
             uid, token = make_user(name, display_name=display, app=app)
             self.ids[name] = str(uid)
-            self.clients[name] = TestClient(app, headers={"Authorization": f"Bearer {token}"})
+            # Chinese-speaking users' browsers
+            self.clients[name] = TestClient(app, headers={"Authorization": f"Bearer {token}",
+                                                          "Accept-Language": "zh"})
 
     def __getitem__(self, name: str) -> TestClient:
         return self.clients[name]

@@ -14,6 +14,7 @@ from tests import permission_factories as pf
 from tests.import_factories import ACCOUNT, LEAD, ZH_HEADER, csv_bytes, lead_row, xlsx_bytes
 
 IMPORTS = "/api/apps/crm/forms/lead/imports"
+ZH = {"Accept-Language": "zh"}  # files in the reader's language
 EXPORT = "/api/apps/crm/forms/lead/export"
 
 
@@ -58,8 +59,9 @@ def test_upload_preview_start_poll_and_error_file(crm):
     # Re-preview with the extra column mapped to the note field.
     shown = crm.post(f"{IMPORTS}/{job['id']}/preview", json={"mapping": {"备注说明": "note"}})
     assert shown.status_code == 200 and shown.json()["mapping"][-1]["field"] == "note"
-    r = crm.post(f"{IMPORTS}/{job['id']}/start", json={
-        "mapping": {"备注说明": "note"}, "dedup": {"fields": ["mobile"], "mode": "skip"}})
+    r = crm.post(f"{IMPORTS}/{job['id']}/start", json={  # the job speaks its starter's language
+        "mapping": {"备注说明": "note"}, "dedup": {"fields": ["mobile"], "mode": "skip"}},
+        headers=ZH)
     assert r.status_code == 202, r.text
     done = wait(crm, job["id"])
     assert done["status"] == "succeeded" and done["progress"] == 1.0
@@ -166,7 +168,7 @@ def test_export_streams_the_list_view(crm):
     wait(crm, job["id"])
     flt = {"field": "budget", "op": "gte", "value": "3"}
     r = crm.get(EXPORT, params={"format": "csv", "filter": json.dumps(flt), "sort": "-budget",
-                                "fields": "name,budget,status"})
+                                "fields": "name,budget,status"}, headers=ZH)
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("text/csv")
     assert "filename*=UTF-8''" in r.headers["content-disposition"]
@@ -195,7 +197,7 @@ def test_export_and_import_follow_the_viewers_role(crm, app, make_user):
         assert reader.get(EXPORT).status_code == 403
         assert upload(reader, csv_bytes(["姓名"], [["x"]])).status_code == 403
     with TestClient(app, headers={"Authorization": f"Bearer {exporter_token}"}) as exporter:
-        r = exporter.get(EXPORT)
+        r = exporter.get(EXPORT, headers=ZH)
         assert r.status_code == 200
         header = next(csv.reader(io.StringIO(r.content.decode("utf-8-sig"))))
         assert "姓名" in header and "预算" not in header

@@ -2,9 +2,8 @@
 the same failing request says its ``message`` in Chinese when it asks for zh
 (Accept-Language) and in English when it asks for en; ``code``, ``errors[].code``
 and ``details`` never change. Without Accept-Language an error is said in the
-language it was raised in: English, or — for sign-in errors and the
-administrator-only refusal, which were localized before — the organization's
-default / the user's own language, as before.
+signed-in user's own language, else in the organization's default — the rule
+every other answer follows.
 """
 
 from __future__ import annotations
@@ -230,14 +229,38 @@ def test_a_locked_record(office):
     assert zh["message"] == "记录已锁定，不能删除：已批准的合同不能修改"
 
 
-def test_without_accept_language_messages_stay_english_for_a_zh_user(office):
-    """What clients that send no Accept-Language (scripts, integrations) got
-    before: the English text, whatever the user's own language."""
+def without_language(client: TestClient) -> TestClient:
+    """``client`` no longer sends Accept-Language (as scripts and integrations
+    often do not)."""
+    client.headers.pop("Accept-Language", None)
+    return client
+
+
+def test_without_accept_language_errors_follow_the_users_own_language(office):
     record = office.contract()
-    res = office["rep"].patch(f"{BASE}/forms/contract/records/{record['id']}",
-                              json={"values": {"title": "x"}, "version": 99})
+    stale = {"values": {"title": "x"}, "version": 99}
+    url = f"{BASE}/forms/contract/records/{record['id']}"
+    res = without_language(office["rep"]).patch(url, json=stale)
     assert res.status_code == 409
-    assert res.json()["message"].startswith(f"record {record['id']} was changed by someone else")
+    assert res.json()["message"].startswith("记录已被他人修改")
+    # an English-speaking user reads English; the header still wins over both
+    assert without_language(office["mary"]).patch(url, json=stale).json()[
+        "message"].startswith(f"record {record['id']} was changed by someone else")
+    assert office["rep"].patch(url, json=stale, headers=EN).json()["message"].startswith(
+        f"record {record['id']} was changed by someone else")
+
+
+def test_without_accept_language_anonymous_errors_follow_the_organization(app_factory):
+    for default, expected in (("zh", "没有这个接口：GET /api/no/such"),
+                              ("en", "No such endpoint: GET /api/no/such")):
+        client = without_language(TestClient(app_factory(default_language=default)))
+        res = client.get("/api/no/such")
+        assert res.status_code == 404 and res.json()["message"] == expected + (
+            "。" if default == "zh" else ".")
+        res = client.put("/api/auth/login", json={})
+        assert res.status_code == 405
+        assert res.json()["message"] == {"zh": "/api/auth/login 不接受 PUT 请求。",
+                                          "en": "PUT is not allowed on /api/auth/login."}[default]
 
 
 # --- permissions and signing in ------------------------------------------------------
@@ -272,8 +295,8 @@ def test_administrators_only(app, make_user):
         "Authorization": f"Bearer {zh_token}", **h}))
     assert zh == {"code": "permission_denied", "message": "只有管理员可以执行此操作。"}
     assert en == {"code": "permission_denied", "message": "Only administrators may do this."}
-    # Without Accept-Language: the user's own language, as before.
-    client = TestClient(app)
+    # Without Accept-Language: the user's own language.
+    client = without_language(TestClient(app))
     assert client.get(url, headers={"Authorization": f"Bearer {zh_token}"}).json()[
         "message"] == "只有管理员可以执行此操作。"
     assert client.get(url, headers={"Authorization": f"Bearer {en_token}"}).json()[
@@ -287,8 +310,9 @@ def test_not_signed_in_and_session_expired(app_factory, make_user):
     zh, en = in_both(lambda h: client.get("/api/auth/me", headers=h))
     assert zh["code"] == "not_authenticated" and zh["message"].startswith("请先登录")
     assert en["message"].startswith("Sign in first")
-    # Without Accept-Language: the organization's default language (zh), as before.
-    assert client.get("/api/auth/me").json()["message"].startswith("请先登录")
+    # Without Accept-Language: the organization's default language (zh).
+    assert without_language(TestClient(app)).get("/api/auth/me").json()[
+        "message"].startswith("请先登录")
     _, token = make_user("li", language="en", app=app)
     clock.advance(hours=2)
     zh, en = in_both(lambda h: client.get("/api/auth/me", headers={

@@ -86,7 +86,8 @@ def test_report_lifecycle(admin_client: TestClient) -> None:
                  headers={"Accept-Language": "en"})
     assert csv.status_code == 200
     assert csv.content.decode("utf-8-sig").splitlines()[-1] == "Total,310.50,3"
-    xlsx = c.post("/api/apps/crm/reports/won/export/xlsx", json={})
+    xlsx = c.post("/api/apps/crm/reports/won/export/xlsx", json={},
+                  headers={"Accept-Language": "zh"})
     sheet = load_workbook(io.BytesIO(xlsx.content)).active
     assert [cell.value for cell in sheet[1]] == ["close_date", "金额", "计数"]
     svg = c.post("/api/apps/crm/reports/won/export/svg", json={})
