@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from tangram.db import metadata, new_id
 from tangram.db.types import GUID, JSONValue, UTCDateTime
 from tangram.errors import Conflict, DefinitionInvalid, ErrorItem, NotFound
-from tangram.metamodel.common import SHAPE_TAGS, json_path
+from tangram.metamodel.common import SHAPE_TAGS, json_path, model_schema
 from tangram.metamodel.fields import AnyField
 from tangram.metamodel.forms import App, Form
 
@@ -81,7 +81,7 @@ def json_schema(name: str) -> dict[str, Any]:
     if name not in SCHEMAS:
         raise NotFound(f"no schema named {name!r}; available: {', '.join(sorted(SCHEMAS))}")
     target = SCHEMAS[name]
-    schema = (target.model_json_schema(by_alias=True) if isinstance(target, type)
+    schema = (model_schema(target) if isinstance(target, type)
               and issubclass(target, BaseModel) else TypeAdapter(target).json_schema(by_alias=True))
     schema.setdefault("$schema", "https://json-schema.org/draft/2020-12/schema")
     schema.setdefault("$id", f"tangram:{name}")

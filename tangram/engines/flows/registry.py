@@ -50,12 +50,13 @@ def describe() -> dict[str, Any]:
     from tangram.engines.flows.assignees import ASSIGNEE_RULES
     from tangram.engines.flows.tasks import TASK_ACTIONS
     from tangram.engines.flows.triggers import TRIGGER_KINDS
+    from tangram.metamodel.common import model_schema
     from tangram.metamodel.flows import TASK_ACTION_DOCS
 
     def entries(reg: dict[str, Any], attr: str) -> list[dict[str, Any]]:
         return [{"kind": k, "label": s.label,
                  "description": palette_doc(getattr(s, "model", None), getattr(s, "doc", "")),
-                 **({"options_schema": s.model.model_json_schema(by_alias=True)}
+                 **({"options_schema": model_schema(s.model)}
                     if getattr(s, "model", None) is not None else {})}
                 for k, s in reg.items()]
 

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from tangram.db.types import GUID, ExactDecimal, JSONValue, UTCDateTime
 from tangram.engines.forms import regions
 from tangram.metamodel import fields as fm
+from tangram.metamodel.common import model_schema
 
 Problem = tuple[str, dict[str, Any]]
 
@@ -135,7 +136,7 @@ class FieldKind:
                 "category": self.category, "storage": self.storage, "computed": self.computed,
                 "filter_operators": list(self.filter_ops), "sortable": self.sortable,
                 "supports_unique": self.supports_unique,
-                "options_schema": model.model_json_schema(by_alias=True)}
+                "options_schema": model_schema(model)}
 
 
 def _length_checks(f: Any) -> list[Callable[[Any], Problem | None]]:
