@@ -205,6 +205,7 @@ def _check_expression_fields(form: Form) -> list[ErrorItem]:
                 for attr in ("required_when", "visible_when", "default_expr", "expression"):
                     check(getattr(sf, attr, None), f"{where}.fields[{j}].{attr}", sub_known,
                           known)
+                errors.extend(_check_row_default(form, sf, f"{where}.fields[{j}].default_expr"))
             for j, rule in enumerate(f.rules):
                 check(rule.assert_, f"{where}.rules[{j}].assert", sub_known, known)
     for i, rule in enumerate(form.rules):
@@ -213,6 +214,40 @@ def _check_expression_fields(form: Form) -> list[ErrorItem]:
     if form.lock is not None:
         check(form.lock.when, "$.lock.when", known, known)
     return errors
+
+
+def _check_row_default(form: Form, sf: fm.FieldBase, path: str) -> list[ErrorItem]:
+    """A new row's default is filled before anything is computed in the save:
+    it may read the record's stored and given fields (``parent.due_date``),
+    not its formulas, sub-table rollups or sub-tables, which get their values
+    of this save only later (nor ``parent`` as a whole, which may be any of them)."""
+    from tangram.engines.expressions import ExpressionError, compile_expression
+
+    if not sf.default_expr:
+        return []
+    try:
+        expr = compile_expression(sf.default_expr, allowed_names=("record", "old", "user",
+                                                                 "row", "parent"))
+    except ExpressionError:
+        return []  # reported by the validator compile
+    if "parent" in expr.whole_variables:
+        return [ErrorItem(code="default_reads_computed", path=path, message=(
+            f"the default of sub-table column {sf.key!r} uses parent as a whole; name the "
+            "record's fields it reads, e.g. parent.due_date"))]
+    out = []
+    for name in sorted(expr.referenced_fields.get("parent", set())):
+        f = form.field(name)
+        what = ("a formula" if isinstance(f, fm.FormulaField)
+                else "a sub-table" if isinstance(f, fm.SubTableField)
+                else "a rollup over a sub-table" if isinstance(f, fm.RollupField)
+                and f.source.sub_table else None)
+        if what:
+            out.append(ErrorItem(code="default_reads_computed", path=path, message=(
+                f"the default of sub-table column {sf.key!r} reads parent.{name}, {what}: a "
+                "new row's default is filled before the record's formulas and rollups are "
+                "computed; make the column a formula, or read the fields "
+                f"{name!r} is computed from")))
+    return out
 
 
 def save_form_draft(ctx: EngineContext, *, app: str, key: str, body: dict[str, Any]

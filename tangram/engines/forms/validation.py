@@ -27,6 +27,7 @@ from tangram.engines.expressions import (
     compile_expression,
     format_value,
 )
+from tangram.engines.forms.compute_order import ComputeStep, compute_order
 from tangram.engines.forms.fieldtypes import FIELD_KINDS, CompiledField, FieldProblem
 from tangram.errors import DefinitionInvalid, ErrorItem
 from tangram.i18n import message
@@ -131,6 +132,21 @@ class Outcome:
     sub_rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
+@dataclass
+class _RowState:
+    """A sub-table row during one save: its values, the fields this write
+    gave it, its stored version, where its errors point, what its
+    expressions see; ``touched``: sent in this write (else only its formulas
+    are computed again)."""
+
+    row: dict[str, Any]
+    given: set[str]
+    old: Mapping[str, Any] | None
+    prefix: str
+    variables: dict[str, Any]
+    touched: bool = True
+
+
 def _compile(source: str | None, where: str, errors: list[ErrorItem]
              ) -> CompiledExpression | None:
     if not source:
@@ -171,35 +187,6 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "…"
 
 
-def _formula_order(plans: dict[str, FieldPlan], where: str, errors: list[ErrorItem]
-                   ) -> list[str]:
-    """Formulas in dependency order (a formula may read another formula)."""
-    formulas = {k: p for k, p in plans.items() if p.formula is not None}
-    order: list[str] = []
-    state: dict[str, int] = {}
-
-    def visit(key: str, chain: list[str]) -> None:
-        if state.get(key) == 2:
-            return
-        if state.get(key) == 1:
-            errors.append(ErrorItem(code="formula_cycle", path=where, message=(
-                "formulas refer to each other in a cycle: " + " → ".join(chain + [key]))))
-            return
-        state[key] = 1
-        expr = formulas[key].formula
-        assert expr is not None
-        for dep in sorted(expr.referenced_fields.get("record", set())
-                          | expr.referenced_fields.get("row", set())):
-            if dep in formulas:
-                visit(dep, chain + [key])
-        state[key] = 2
-        order.append(key)
-
-    for key in formulas:
-        visit(key, [])
-    return order
-
-
 def _plan_rules(rules: list[fm.FormRule], where: str, errors: list[ErrorItem]
                 ) -> list[RulePlan]:
     out = []
@@ -228,9 +215,19 @@ class RecordValidator:
                              for j, sf in enumerate(f.fields)}
                 self.sub_tables[f.key] = SubTablePlan(
                     definition=f, fields=sub_plans,
-                    rules=_plan_rules(f.rules, f"{where}.rules", errors),
-                    formulas=_formula_order(sub_plans, where, errors))
-        self.formulas = _formula_order(self.fields, "$.fields", errors)
+                    rules=_plan_rules(f.rules, f"{where}.rules", errors), formulas=[])
+        # Every computed value of a save, both levels, in dependency order.
+        self.steps: list[ComputeStep] = compute_order(form, self.fields, self.sub_tables, errors)
+        self.formulas = [s.key for s in self.steps if s.kind == "formula"]
+        for step in self.steps:
+            if step.sub is not None:
+                self.sub_tables[step.sub].formulas.append(step.key)
+        # Sub-tables whose formulas read their record: a change of the record
+        # alone computes their rows again.
+        self._parent_readers = frozenset(
+            key for key, sub in self.sub_tables.items()
+            if any(p.formula is not None and "parent" in p.formula.referenced_fields
+                   for p in sub.fields.values()))
         # Only fields with a condition or a required flag need the conditions
         # pass; most fields of a typical form have neither (hot path).
         self._conditional = {k: p for k, p in self.fields.items()
@@ -239,8 +236,8 @@ class RecordValidator:
         # Fields whose given value only needs plan.accept (the hot path).
         self._simple = {k: p.accept for k, p in self.fields.items()
                         if not p.read_only and k not in self._sub_keys and p.reference is None}
-        self._sub_rollups = [(f.key, f) for f in form.fields if isinstance(f, fm.RollupField)
-                             and f.source.sub_table]
+        self._rollups = {f.key: f for f in form.fields if isinstance(f, fm.RollupField)
+                         and f.source.sub_table}
         self._defaulted = [(k, p) for k, p in self.fields.items()
                            if p.formula is None and k not in self._sub_keys
                            and (p.default is not None or p.default_expr is not None)]
@@ -254,7 +251,7 @@ class RecordValidator:
     @property
     def stored_computed(self) -> list[str]:
         """Computed fields the validator fills in: formulas, sub-table rollups."""
-        return [*self.formulas, *(k for k, _ in self._sub_rollups)]
+        return [s.key for s in self.steps if s.sub is None]
 
     def _check_rule_fields(self, errors: list[ErrorItem]) -> None:
         for i, rule in enumerate(self.form.rules):
@@ -281,6 +278,7 @@ class RecordValidator:
         creating = old is None
         merged: dict[str, Any] = dict(old) if old else {}
         given: set[str] = set()
+        sub_raw: dict[str, Any] = {}
         fields, sub_keys = self.fields, self._sub_keys
 
         # This loop and the checks loop below run for every field of every
@@ -318,9 +316,9 @@ class RecordValidator:
                 continue
             given.add(key)
             if key in sub_keys:
-                rows = self._validate_rows(key, raw, merged, old, user, eval_context,
-                                           language, out)
-                merged[key] = out.sub_rows[key] = rows
+                # Rows are read once the record's own values and defaults are
+                # in: a new row's default may read them (``parent.due_date``).
+                sub_raw[key] = raw
                 continue
             cls = raw.__class__
             if raw is None or ((cls is str or cls is list or cls is dict) and not raw):
@@ -354,38 +352,75 @@ class RecordValidator:
             for key, plan in self._defaulted:
                 if key in given:
                     continue
-                value = self._default(key, plan, merged, old, user, eval_context, language,
-                                      errors)
+                value = self._default(key, plan, {"record": merged, "old": old, "user": user},
+                                      eval_context, language, errors)
                 merged[key] = value
                 if value is not None:
                     given.add(key)
 
-        for key, rollup in self._sub_rollups:
-            # Sub-table rollups are part of this write (formulas may read them).
-            sub_key = rollup.source.sub_table or ""
-            if creating or sub_key in given or recompute:
-                rows = merged.get(sub_key) or []
-                value = rollup_value(rollup.aggregate,
-                                     [r.get(rollup.field) if rollup.field else 1 for r in rows],
-                                     rollup.scale)
-                if creating or merged.get(key) != value:
-                    merged[key] = value
-                    given.add(key)
-                    checked.add(key)
         variables = {"record": merged, "old": old, "user": user}
+        tables: dict[str, list[_RowState]] = {}
+        for key, raw in sub_raw.items():
+            tables[key] = self._rows_given(key, raw, merged, old, user, eval_context, language,
+                                           out)
+            merged[key] = out.sub_rows[key] = [state.row for state in tables[key]]
+        if not creating and old:
+            # The rows are not sent, but their formulas read the record, which
+            # this write may change (``parent.total``): computed again below.
+            for key in (self.sub_tables if recompute else self._parent_readers):
+                if key not in tables and old.get(key):
+                    states = tables[key] = []
+                    for i, stored in enumerate(old[key]):
+                        row = dict(stored)
+                        states.append(_RowState(
+                            row=row, given=set(), old=stored, prefix=f"{key}[{i}].",
+                            variables={"record": row, "row": row, "parent": merged,
+                                       "old": stored, "user": user}, touched=False))
+                    merged[key] = out.sub_rows[key] = [state.row for state in tables[key]]
+                    given.add(key)
+        computed = {s.key: merged.get(s.key) for s in self.steps if s.sub is None}
+        # Computed values in dependency order, then the conditions (which see
+        # them); a condition that clears a value makes the values computed again.
+        every_rollup = creating or recompute
+        late = self._compute(merged, tables, every_rollup, variables, eval_context, language)
+        cleared = False
         if self._conditional:
-            self._conditions(self._conditional, merged, given, variables, "", eval_context,
-                             language, errors, creating)
-        for key in self.formulas:
-            value = self._formula(key, fields[key], variables, eval_context, language, errors)
-            if creating or merged.get(key) != value:
-                merged[key] = value
+            cleared = self._conditions(self._conditional, merged, given, variables, "",
+                                       eval_context, language, errors, creating)
+        for key, states in tables.items():
+            plans = self.sub_tables[key].fields
+            for state in states:
+                if state.touched:
+                    cleared |= self._conditions(plans, state.row, state.given, state.variables,
+                                                state.prefix, eval_context, language, errors,
+                                                True)
+        if cleared:
+            late = self._compute(merged, tables, every_rollup, variables, eval_context, language)
+        errors.extend(late)
+        for key, before in computed.items():
+            if creating or merged.get(key) != before:
                 given.add(key)
+                if key in self._rollups:
+                    checked.add(key)  # a rollup has no checks of its own
         for key in given - checked:
             value = merged.get(key)
             if value is None or key in sub_keys:
                 continue
             merged[key] = self._run_checks(key, fields[key], value, language, errors, out)
+        for key, states in tables.items():
+            sub_plan = self.sub_tables[key]
+            for state in states:
+                # Rows this write did not send: only their computed values are judged.
+                names = sub_plan.fields if state.touched else sub_plan.formulas
+                for fkey in names:
+                    fplan = sub_plan.fields[fkey]
+                    value = state.row.get(fkey)
+                    if value is not None and not fplan.compiled.kind.is_empty(value):
+                        state.row[fkey] = self._run_checks(state.prefix + fkey, fplan, value,
+                                                           language, errors, out)
+                if state.touched:
+                    self._rules(sub_plan.rules, state.variables, state.prefix, eval_context,
+                                language, errors)
         if self.rules:
             self._rules(self.rules, variables, "", eval_context, language, errors)
         out.values = {k: merged.get(k) for k in given}
@@ -452,14 +487,39 @@ class RecordValidator:
             errors.append(self._error(path, "expression", language, label=label, error=str(exc)))
             return None
 
-    def _default(self, path: str, plan: FieldPlan, merged: dict[str, Any],
-                 old: Mapping[str, Any] | None, user: Mapping[str, Any], ctx: EvalContext,
-                 language: str, errors: list[ErrorItem]) -> Any:
+    def _default(self, path: str, plan: FieldPlan, variables: Mapping[str, Any],
+                 ctx: EvalContext, language: str, errors: list[ErrorItem]) -> Any:
         if plan.default_expr is not None:
-            raw = self._eval(plan.default_expr, {"record": merged, "old": old, "user": user},
-                             path, plan.label, ctx, language, errors)
+            raw = self._eval(plan.default_expr, variables, path, plan.label, ctx, language,
+                             errors)
             return self._convert(path, path, plan, raw, language, errors)
         return plan.default
+
+    def _compute(self, merged: dict[str, Any], tables: Mapping[str, list[_RowState]],
+                 every_rollup: bool, variables: Mapping[str, Any], ctx: EvalContext,
+                 language: str) -> list[ErrorItem]:
+        """Run :attr:`steps` (formulas and rollups of both levels, in dependency
+        order) over ``merged`` and the rows in ``tables``; returns their errors."""
+        errors: list[ErrorItem] = []
+        for step in self.steps:
+            if step.kind == "row":
+                assert step.sub is not None
+                plan = self.sub_tables[step.sub].fields[step.key]
+                for state in tables.get(step.sub, ()):
+                    state.row[step.key] = self._formula(state.prefix + step.key, plan,
+                                                        state.variables, ctx, language, errors)
+            elif step.kind == "rollup":
+                rollup = self._rollups[step.key]
+                sub_key = rollup.source.sub_table or ""
+                if every_rollup or sub_key in tables:
+                    rows = merged.get(sub_key) or []
+                    merged[step.key] = rollup_value(
+                        rollup.aggregate, [r.get(rollup.field) if rollup.field else 1
+                                           for r in rows], rollup.scale)
+            else:
+                merged[step.key] = self._formula(step.key, self.fields[step.key], variables,
+                                                 ctx, language, errors)
+        return errors
 
     def _formula(self, path: str, plan: FieldPlan, variables: Mapping[str, Any],
                  ctx: EvalContext, language: str, errors: list[ErrorItem]) -> Any:
@@ -477,10 +537,13 @@ class RecordValidator:
 
     def _conditions(self, plans: dict[str, FieldPlan], merged: dict[str, Any], given: set[str],
                     variables: Mapping[str, Any], prefix: str, ctx: EvalContext,
-                    language: str, errors: list[ErrorItem], creating: bool) -> None:
+                    language: str, errors: list[ErrorItem], creating: bool) -> bool:
+        """Judge visibility and required-ness; True when a hidden field's stale
+        value was cleared (what is computed from it must be computed again)."""
         # A given value that was refused (wrong type) is reported once, not
         # again as missing.
         refused = {e.field for e in errors}
+        cleared = False
         for key, plan in plans.items():
             path = prefix + key
             if plan.visible_when is not None:
@@ -493,6 +556,7 @@ class RecordValidator:
                     elif merged.get(key) is not None and not plan.computed:
                         merged[key] = None  # hidden now: its stale value is cleared
                         given.add(key)
+                        cleared = True
                     continue
             required = plan.required
             if not required and plan.required_when is not None:
@@ -504,6 +568,7 @@ class RecordValidator:
                     and (creating or key in given or plan.required_when is not None)
                     and path not in refused):
                 errors.append(self._error(path, "required", language, label=plan.label))
+        return cleared
 
     def _rules(self, rules: list[RulePlan], variables: Mapping[str, Any], prefix: str,
                ctx: EvalContext, language: str, errors: list[ErrorItem]) -> None:
@@ -522,9 +587,15 @@ class RecordValidator:
                                         field=(prefix + target) if target else
                                         (prefix.rstrip(".") or None)))
 
-    def _validate_rows(self, key: str, raw: Any, merged: dict[str, Any],
-                       old: Mapping[str, Any] | None, user: Mapping[str, Any],
-                       ctx: EvalContext, language: str, out: Outcome) -> list[dict[str, Any]]:
+    def _rows_given(self, key: str, raw: Any, merged: dict[str, Any],
+                    old: Mapping[str, Any] | None, user: Mapping[str, Any],
+                    ctx: EvalContext, language: str, out: Outcome) -> list[_RowState]:
+        """The rows sent for sub-table ``key``: their given values converted, a
+        new row's defaults filled. A default sees the row so far (``row``: the
+        values sent, and the defaults of the columns before it) and the record
+        (``parent``) with the values of this write and its defaults, but not
+        yet its formulas and rollups (publishing refuses a default that reads
+        them). Conditions, formulas, checks and rules come later (validate)."""
         plan = self.sub_tables[key]
         errors = out.errors
         label = self.fields[key].label
@@ -543,7 +614,7 @@ class RecordValidator:
                                       limit=sub.max_rows))
             return []
         old_rows = {str(r.get("id")): r for r in ((old or {}).get(key) or [])}
-        rows: list[dict[str, Any]] = []
+        rows: list[_RowState] = []
         for index, row_in in enumerate(raw):
             prefix = f"{key}[{index}]."
             row_id = row_in.get("id")
@@ -568,29 +639,19 @@ class RecordValidator:
                     continue
                 row[fkey] = self._convert(prefix + fkey, fkey, fplan, value, language, errors)
                 given.add(fkey)
+            variables = {"record": row, "row": row, "parent": merged, "old": old_row,
+                         "user": user}
             for fkey, fplan in plan.fields.items():
                 if fkey in given or fplan.formula is not None:
                     continue
                 if old_row is not None:
                     row[fkey] = old_row.get(fkey)
                 else:
-                    row[fkey] = self._default(prefix + fkey, fplan, row, None, user, ctx,
-                                              language, errors)
+                    row[fkey] = self._default(prefix + fkey, fplan, variables, ctx, language,
+                                              errors)
                 given.add(fkey)
-            variables = {"record": row, "row": row, "parent": merged, "old": old_row,
-                         "user": user}
-            self._conditions(plan.fields, row, given, variables, prefix, ctx, language,
-                             errors, True)
-            for fkey in plan.formulas:
-                row[fkey] = self._formula(prefix + fkey, plan.fields[fkey], variables, ctx,
-                                          language, errors)
-            for fkey, fplan in plan.fields.items():
-                value = row.get(fkey)
-                if value is not None and not fplan.compiled.kind.is_empty(value):
-                    row[fkey] = self._run_checks(prefix + fkey, fplan, value, language,
-                                                 errors, out)
-            self._rules(plan.rules, variables, prefix, ctx, language, errors)
-            rows.append(row)
+            rows.append(_RowState(row=row, given=given, old=old_row, prefix=prefix,
+                                  variables=variables))
         return rows
 
 
