@@ -28,7 +28,14 @@ operands (``~``, ``+``, ``*``, ``%``, ``format``, ``replace``, ``join``,
 ``|wordwrap``, ``|slice``, ``|list``, ``lipsum``, a list turned into text) it
 is refused before it is built; the result of any other call or filter (which
 can only grow a text by a bounded factor: ``|forceescape``, ``.upper()``) is
-measured as soon as it is made, so nothing past the limit is kept.
+measured as soon as it is made, so nothing past the limit is kept (a text
+with Markup escaping, which grows by up to 6 characters for one, too).
+
+Nor may one render build more than ``MAX_RENDER_SIZE`` characters and
+``MAX_RENDER_ITEMS`` list items in all: every value a step above makes (and
+a slice, a macro's output, a list's new items) counts once, when it is made,
+so a loop keeping a new long text each step stops long before it holds
+gigabytes.
 
     env = sandbox(html=True)
     problem = template_problem("{{ ''.__class__ }}")  # "line 1: … '__class__' …"
@@ -42,6 +49,7 @@ import re
 import time
 import types
 from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, Sized
+from contextvars import ContextVar
 from decimal import Decimal
 from functools import update_wrapper
 from itertools import chain, islice
@@ -63,14 +71,15 @@ from jinja2 import (
 from jinja2 import filters as jinja_filters
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
-from jinja2.runtime import Context
+from jinja2.runtime import BlockReference, Context, LoopContext, Macro
 from jinja2.sandbox import SandboxedEnvironment, SandboxedEscapeFormatter, SandboxedFormatter
 from jinja2.utils import Namespace, generate_lorem_ipsum
 from markupsafe import Markup, soft_str
 
 from tangram.errors import DefinitionInvalid
 
-__all__ = ["MAX_ITEMS", "MAX_REPEAT", "MAX_SIZE", "MAX_WIDTH", "RENDER_SECONDS",
+__all__ = ["MAX_ITEMS", "MAX_RENDER_ITEMS", "MAX_RENDER_SIZE", "MAX_REPEAT", "MAX_SIZE",
+           "MAX_WIDTH", "RENDER_SECONDS",
            "RenderTooLong", "SecurityError", "TemplateError", "TemplateInvalid",
            "TemplateSyntaxError", "UndefinedError",
            "endless_recursion", "loads_templates", "record_fields_read", "sandbox",
@@ -98,6 +107,17 @@ MAX_WIDTH = MAX_REPEAT
 # thousand characters; a step past these would take gigabytes at once.
 MAX_SIZE = 10_000_000
 MAX_ITEMS = MAX_REPEAT
+# What one render may build in all, its values together: characters of text
+# and items of lists (tuples, dicts, sets). The limits above are per value, so
+# a loop keeping a new 10 MB text each step (``{{ keep.append(s ~ '') }}``)
+# would otherwise hold gigabytes before the time budget stops it. Every value
+# a step makes counts once, when it is made, even if it is dropped soon after:
+# at most 100-400 MB of text (1-4 bytes a character) and 80 MB of references.
+# A dense 1,000-row print builds about 1 million characters and 100,000 items
+# (tests/unit/test_template_totals.py measures it); 100 times that is room
+# for templates that build far more than they print.
+MAX_RENDER_SIZE = 10 * MAX_SIZE
+MAX_RENDER_ITEMS = 10 * MAX_ITEMS
 
 
 class TemplateInvalid(DefinitionInvalid):
@@ -118,13 +138,38 @@ def _check_deadline(eval_ctx: Any) -> None:
                             "stopped (a loop that does not end, or one over too many items?)")
 
 
+class _Built:
+    """What one render has built so far (see MAX_RENDER_SIZE)."""
+
+    __slots__ = ("items", "size")
+
+    def __init__(self) -> None:
+        self.size = self.items = 0
+
+
+# The totals of the render running in this thread (or task): the steps that
+# build values are called without the render's context (``concat``, methods
+# handed out by ``getattr``), so they find its totals here.
+_BUILT: ContextVar[_Built | None] = ContextVar("tangram_template_built", default=None)
+
+
 class _BudgetedContext(Context):
-    """Starts the render's clock. A derived context (a scoped block) shares its
-    parent's eval context, and so its deadline."""
+    """Starts the render's clock and its totals of what it builds. A derived
+    context (a scoped block, a call in a loop) shares its parent's eval
+    context, and so its deadline and totals."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.eval_ctx.deadline = time.thread_time() + RENDER_SECONDS  # type: ignore[attr-defined]
+        self.eval_ctx.built = built = _Built()  # type: ignore[attr-defined]
+        _BUILT.set(built)
+
+    def derived(self, locals: dict[str, Any] | None = None) -> Context:  # noqa: A002
+        # jinja2 makes it as a new context (whose __init__ started totals of
+        # its own), then gives it this one's eval context.
+        context = super().derived(locals)
+        _BUILT.set(self.eval_ctx.built)  # type: ignore[attr-defined]
+        return context
 
 
 @pass_eval_context
@@ -146,7 +191,8 @@ def _finalize(eval_ctx: Any, value: Any) -> Any:
 
 
 def _sized_parts(parts: tuple[Any, ...]) -> tuple[Any, ...]:
-    """The parts of ``a ~ b ~ …``, measured before they are joined."""
+    """The parts of ``a ~ b ~ …``, measured before they are joined (the text
+    made is measured again, and counted, by ``_made``)."""
     size = 0
     for part in parts:
         size += len(part) if isinstance(part, str) else _text_size(part)
@@ -159,16 +205,19 @@ _OUTPUT = "the output of the template (or of a macro, {% set %} or {% filter %} 
 
 def _concat(parts: Iterable[str]) -> str:
     """``"".join`` of the output of a render, a macro or a block, refused
-    past MAX_SIZE before it is joined."""
+    past MAX_SIZE before it is joined, and counted into the render's totals."""
     if isinstance(parts, list):
-        _refuse_size(_OUTPUT, sum(map(len, parts)))
-        return "".join(parts)
-    kept: list[str] = []
-    size = 0
-    for part in parts:
-        size += len(part)
-        _refuse_size(_OUTPUT, size, or_more=True)
-        kept.append(part)
+        kept = parts
+        size = sum(map(len, parts))
+        _refuse_size(_OUTPUT, size)
+    else:
+        kept = []
+        size = 0
+        for part in parts:
+            size += len(part)
+            _refuse_size(_OUTPUT, size, or_more=True)
+            kept.append(part)
+    _spend_size(_OUTPUT, size)
     return "".join(kept)
 
 
@@ -191,6 +240,32 @@ def _refuse_items(what: str, items: int, *, or_more: bool = False) -> None:
                             f"a template may build lists of at most {MAX_ITEMS:,}")
 
 
+def _spend_size(what: str, size: int) -> None:
+    """Counts a text of ``size`` characters, made by ``what``, into the
+    render's total; refused past MAX_RENDER_SIZE."""
+    built = _BUILT.get()
+    if built is not None:
+        built.size += size
+        if built.size > MAX_RENDER_SIZE:
+            raise RenderTooLong(f"{what} brings the texts this render has built to "
+                                f"{built.size:,} characters; one render may build at most "
+                                f"{MAX_RENDER_SIZE:,} in all (print long texts as you go, "
+                                "instead of keeping or rebuilding them)")
+
+
+def _spend_items(what: str, items: int) -> None:
+    """Counts ``items`` list (tuple) items, made by ``what``, into the
+    render's total; refused past MAX_RENDER_ITEMS. An entry of a dict or set
+    counts as ``_ENTRY_ITEMS``."""
+    built = _BUILT.get()
+    if built is not None:
+        built.items += items
+        if built.items > MAX_RENDER_ITEMS:
+            raise RenderTooLong(f"{what} brings the list items this render has built to "
+                                f"{built.items:,}; one render may build at most "
+                                f"{MAX_RENDER_ITEMS:,} in all")
+
+
 _TEXTS = (str, bytes, bytearray)
 _ITEMS_VIEW: type[ItemsView[Any, Any]] = type({}.items())
 _CONTAINERS: tuple[type[Iterable[Any]] | type[Namespace], ...] = (
@@ -203,22 +278,45 @@ def _is_container(value: Any) -> bool:
 
 
 _SIZED = (*_TEXTS, list, tuple)
-
-
-def _too_large(value: Any) -> bool:
-    # MAX_ITEMS < MAX_SIZE: one comparison lets all but the largest values by.
-    return isinstance(value, _SIZED) and len(value) > MAX_ITEMS and (
-        len(value) > MAX_SIZE or not isinstance(value, _TEXTS))
+_COLLECTIONS = (list, tuple, dict, set, frozenset)  # made with items, counted as such
+# An entry of a dict or set takes about as much memory as 6 items of a list
+# (50 bytes: its hash, key and value, and the table's spare room).
+_ENTRY_ITEMS = 6
+_MADE = (*_TEXTS, *_COLLECTIONS, Namespace)  # what ``_made`` measures
 
 
 def _made(what: str, value: Any) -> Any:
-    """``value``, the result of a step whose size could not be told before it
-    ran; refused if past the limits, so it goes no further."""
-    if _too_large(value):
-        if isinstance(value, _TEXTS):
+    """``value``, just made by a step (a call, a filter, an operator, a
+    slice): refused if past the limits of one value — those whose size could
+    not be told before the step ran stop here, and go no further — and
+    counted into the render's totals."""
+    if isinstance(value, _TEXTS):
+        if len(value) > MAX_SIZE:  # (a call the fewer for every value made)
             _refuse_size(what, len(value))
+        _spend_size(what, len(value))
+    elif isinstance(value, _COLLECTIONS):
         _refuse_items(what, len(value))
+        _spend_items(what, len(value) if isinstance(value, list | tuple)
+                     else _ENTRY_ITEMS * len(value))
+    elif isinstance(value, Namespace):  # ``namespace(d)`` copies ``d``
+        _made(what, value._Namespace__attrs)  # type: ignore[attr-defined]
     return value
+
+
+# More arguments than a call written out has: ``f(*items)``, ``f(**d)`` made
+# them into a new tuple or dict, which ``cycler`` or a ``|map`` keeps.
+_WRITTEN_ARGUMENTS = 32
+
+
+def _spread(what: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Counts the arguments of a call with more than _WRITTEN_ARGUMENTS."""
+    _spend_items(f"the arguments of {what}", len(args) + len(kwargs))
+
+
+def _made_each(what: str, values: Iterable[Any]) -> Iterator[Any]:
+    """``values``, each made afresh (the lists of ``|batch``), counted as made."""
+    for value in values:
+        yield _made(what, value)
 
 
 def _parts(value: Any) -> Iterator[Any] | None:
@@ -425,22 +523,23 @@ class _WidthCheckingFormatter(SandboxedFormatter):
         self.width = self.size = 0
         return super().vformat(format_string, args, kwargs)
 
-    def _grow(self, size: int) -> None:
-        self.size += size
-        _refuse_size(f"{_shown(self.source)}.format(…)", self.size)
+    def _refuse_container(self, value: Any) -> None:
+        """A list turned into text: measured before it is."""
+        if _is_container(value):
+            _refuse_size(f"{_shown(self.source)}.format(…)", self.size + _text_size(value))
 
     def convert_field(self, value: Any, conversion: str | None) -> Any:
-        if conversion is not None and _is_container(value):
-            _refuse_size(f"{_shown(self.source)}.format(…)", self.size + _text_size(value))
+        if conversion is not None:
+            self._refuse_container(value)
         return super().convert_field(value, conversion)
 
     def format_field(self, value: Any, format_spec: str) -> Any:
         self.width += sum(map(_number, _SPEC_NUMBER.findall(format_spec)))
         _refuse_width(f"{_shown(self.source)}.format(…)", self.width)
-        if _is_container(value):
-            _refuse_size(f"{_shown(self.source)}.format(…)", self.size + _text_size(value))
+        self._refuse_container(value)
         text = super().format_field(value, format_spec)
-        self._grow(len(text))
+        self.size += len(text)
+        _refuse_size(f"{_shown(self.source)}.format(…)", self.size)
         return text
 
 
@@ -567,16 +666,20 @@ def _checked_text_method(text: str | bytes | bytearray, method: Callable[..., An
                 args = (items,)
             elif name == "translate" and isinstance(text, str):
                 _refuse_size(what, _translate_size(text, *args, **kwargs))
-            elif name in _SPLIT_METHODS and len(text) >= MAX_ITEMS:  # a shorter one has fewer
-                parts = _split_parts(text, name, *args, **kwargs)
-                if parts is None:  # on whitespace: split no more than that
-                    parts_made = method(None, MAX_ITEMS)
-                    _refuse_items(what, len(parts_made), or_more=True)
-                    return parts_made
-                _refuse_items(what, parts)
+            elif name in _SPLIT_METHODS:
+                # New texts, the list's items (counted by ``call``), of at most
+                # the text's characters in all.
+                _spend_size(what, len(text))
+                if len(text) >= MAX_ITEMS:  # a shorter one has fewer parts
+                    parts = _split_parts(text, name, *args, **kwargs)
+                    if parts is None:  # on whitespace: split no more than that
+                        parts_made = method(None, MAX_ITEMS)
+                        _refuse_items(what, len(parts_made), or_more=True)
+                        return parts_made
+                    _refuse_items(what, parts)
         except TypeError:
             pass  # arguments the method refuses: it says so below
-        return _made(what, method(*args, **kwargs))
+        return method(*args, **kwargs)  # measured and counted by ``call`` as made
 
     return update_wrapper(checked, method)
 
@@ -594,8 +697,10 @@ def _checked_growth(items: list[Any], method: Callable[..., Any]) -> Callable[..
         if name == "extend" and len(args) == 1:
             added = _listed(args[0], "extend()")  # an iterator over the list itself ends
             _refuse_items("extend()", len(items) + len(added))
+            _spend_items("extend()", len(added))
             return method(added)
         _refuse_items(f"{name}()", len(items) + 1)
+        _spend_items(f"{name}()", 1)
         return method(*args, **kwargs)
 
     return update_wrapper(checked, method)
@@ -628,7 +733,7 @@ def _format(value: Any, *args: Any, **kwargs: Any) -> str:
 def _batch(value: Any, linecount: int, fill_with: Any = None) -> Iterator[list[Any]]:
     if fill_with is not None and isinstance(linecount, int):
         _refuse_width(f"batch({linecount}) filled up", linecount)
-    return jinja_filters.do_batch(value, linecount, fill_with)
+    return _made_each("|batch", jinja_filters.do_batch(value, linecount, fill_with))
 
 
 @pass_eval_context
@@ -690,7 +795,7 @@ def _wordwrap(environment: Any, s: Any, width: int = 79, break_long_words: bool 
 def _slice(value: Any, slices: int, fill_with: Any = None) -> Iterator[list[Any]]:
     if isinstance(slices, int):
         _refuse_items(f"slice({slices})", slices)
-    return jinja_filters.sync_do_slice(value, slices, fill_with)
+    return _made_each("|slice", jinja_filters.sync_do_slice(value, slices, fill_with))
 
 
 @pass_context
@@ -753,22 +858,30 @@ _TEXT_FILTERS = frozenset({
     "truncate", "upper", "urlencode", "urlize", "wordcount", "wordwrap", "xmlattr"})
 
 
-def _text_filter(name: str, f: Callable[..., Any]) -> Callable[..., Any]:
-    """Filter ``f``, which turns its value into text: a list given to it is
-    measured first, and its result refused past MAX_SIZE (a text escaped or
-    upper-cased again and again grows by a factor each time)."""
+def _checked_filter(name: str, f: Callable[..., Any]) -> Callable[..., Any]:
+    """Filter ``f`` with its result checked and counted as made (``_made``):
+    a text escaped or upper-cased again and again grows by a factor each
+    time. A filter that turns its value into text has a list given to it
+    measured first."""
     value_at = 0 if getattr(f, "jinja_pass_arg", None) is None else 1
+    what = f"|{name}"
 
-    def checked(*args: Any, **kwargs: Any) -> Any:
+    if name not in _TEXT_FILTERS:
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            if len(args) + len(kwargs) > _WRITTEN_ARGUMENTS:
+                _spread(what, args, kwargs)
+            return _made(what, f(*args, **kwargs))
+        return update_wrapper(checked, f)
+
+    def checked_text(*args: Any, **kwargs: Any) -> Any:
+        if len(args) + len(kwargs) > _WRITTEN_ARGUMENTS:
+            _spread(what, args, kwargs)
         if len(args) > value_at and _is_container(args[value_at]):
             value = args[value_at]
             _refuse_size(f"|{name} of a {type(value).__name__}", _text_size(value))
-        text = f(*args, **kwargs)
-        if _too_large(text):
-            _made(f"|{name}", text)
-        return text
+        return _made(what, f(*args, **kwargs))
 
-    return update_wrapper(checked, f)
+    return update_wrapper(checked_text, f)
 
 
 def _power(left: Any, right: Any) -> Any:
@@ -792,8 +905,9 @@ def _repeat(left: Any, right: Any) -> Any:
 
 class _BudgetedCodeGenerator(CodeGenerator):
     """Compiles ``{% for x in items %}`` as ``for x in environment.budgeted(items)``,
-    ``{% set %}`` with a look at the clock first, and ``a ~ b`` with its parts
-    measured before they are joined."""
+    ``{% set %}`` with a look at the clock first, ``a ~ b`` with its parts
+    measured before they are joined and the text made counted, and ``a[i:j]``
+    with what it makes counted."""
 
     def visit_For(self, node: nodes.For, frame: Frame) -> None:
         node.iter = nodes.Call(nodes.EnvironmentAttribute("budgeted"), [node.iter], [],
@@ -810,16 +924,36 @@ class _BudgetedCodeGenerator(CodeGenerator):
 
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
         # jinja2's own (less its constant folding, off in the sandbox anyway),
-        # the parts passed through environment.sized_parts.
+        # the parts passed through environment.sized_parts and the text made
+        # through environment.joined: a Markup part has the others escaped
+        # as they are joined, up to 6 characters for one (``"`` → ``&#34;``).
         if frame.eval_ctx.volatile:
             join = "(markup_join if context.eval_ctx.volatile else str_join)"
         else:
             join = "markup_join" if frame.eval_ctx.autoescape else "str_join"
-        self.write(f"{join}(environment.sized_parts((")
+        self.write(f"environment.joined({join}(environment.sized_parts((")
         for arg in node.nodes:
             self.visit(arg, frame)
             self.write(", ")
-        self.write(")))")
+        self.write("))))")
+
+    def visit_Getitem(self, node: nodes.Getitem, frame: Frame) -> None:
+        # jinja2 compiles a slice as Python's ``a[i:j]``, past environment.getitem.
+        if isinstance(node.arg, nodes.Slice):
+            self.write("environment.made_by_slicing(")
+            super().visit_Getitem(node, frame)
+            self.write(")")
+        else:
+            super().visit_Getitem(node, frame)
+
+
+def _call_name(f: Any) -> str:
+    return f"{getattr(f, '__name__', None) or type(f).__name__}()"
+
+
+# Callables that render part of the template: their output is measured and
+# counted as it is joined (``concat``).
+_RENDERING = (Macro, LoopContext, BlockReference)
 
 
 class _RefusingSandbox(SandboxedEnvironment):
@@ -835,27 +969,33 @@ class _RefusingSandbox(SandboxedEnvironment):
     check_deadline = staticmethod(_check_deadline)
     sized_parts = staticmethod(_sized_parts)
     concat = staticmethod(_concat)  # type: ignore[assignment]
+    joined = staticmethod(lambda value: _made("'~'", value))
+    made_by_slicing = staticmethod(lambda value: _made("a slice [i:j]", value))
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, extra_filters: Mapping[str, Callable[..., Any]] | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.filters.update(_WIDTH_FILTERS)
         self.filters.update(_SIZE_FILTERS)
-        for name in _TEXT_FILTERS:
-            self.filters[name] = _text_filter(name, self.filters[name])
+        self.filters.update(extra_filters or {})
+        for name, f in self.filters.items():
+            self.filters[name] = _checked_filter(name, f)
         self.globals["lipsum"] = _lipsum
 
     def call(__self, __context: Context, __obj: Any, *args: Any,  # noqa: N805
              **kwargs: Any) -> Any:
         _check_deadline(__context.eval_ctx)  # a macro calling itself twice per call, …
+        if len(args) + len(kwargs) > _WRITTEN_ARGUMENTS:
+            _spread(_call_name(__obj), args, kwargs)
         value = super().call(__context, __obj, *args, **kwargs)
-        if isinstance(value, _SIZED) and len(value) > MAX_ITEMS and _too_large(value):
+        if isinstance(value, _MADE) and not isinstance(__obj, _RENDERING):
             # ``s.upper()`` again and again, ``s.encode()``, the format's text, …
-            _made(f"{getattr(__obj, '__name__', None) or type(__obj).__name__}()", value)
+            _made(_call_name(__obj), value)
         return value
 
     def call_binop(self, context: Context, operator_: str, left: Any, right: Any) -> Any:
         if operator_ == "*":
-            return _repeat(left, right)
+            return _made("'*'", _repeat(left, right))
         if operator_ == "**":
             return _power(left, right)
         if operator_ == "+":
@@ -868,9 +1008,8 @@ class _RefusingSandbox(SandboxedEnvironment):
             if isinstance(left, _TEXTS):
                 _check_printf(left, right)
             value = operator.mod(left, right)
-        if _too_large(value):  # Markup escapes what is added to it, or formatted in
-            _made(f"'{operator_}'", value)
-        return value
+        # Markup escapes what is added to it, or formatted in: measured as made.
+        return _made("'+'" if operator_ == "+" else "'%'", value)
 
     def wrap_str_format(self, value: Any) -> Callable[..., Any] | None:
         # jinja2 asks this of every attribute and item it hands out (``.x``,
@@ -907,11 +1046,9 @@ def sandbox(*, html: bool, undefined: str = "strict",
     variable an error (messages); ``"lenient"`` prints it as "" and lets
     ``a.b.c`` chain through missing parts (print templates, where a field
     hidden from the viewer is simply absent)."""
-    env = _RefusingSandbox(autoescape=html, finalize=_finalize, optimized=False,
-                           undefined=StrictUndefined if undefined == "strict"
-                           else ChainableUndefined)
-    env.filters.update(filters or {})
-    return env
+    return _RefusingSandbox(autoescape=html, finalize=_finalize, optimized=False,
+                            undefined=StrictUndefined if undefined == "strict"
+                            else ChainableUndefined, extra_filters=filters)
 
 
 _PARSER = sandbox(html=True)
@@ -979,16 +1116,24 @@ def loads_templates(source: str) -> tuple[int, str] | None:
     return first.lineno, _LOADING[type(first)]
 
 
-# Nodes whose body may not run: a call inside them is a recursion that can stop.
-_CONDITIONAL = (nodes.If, nodes.For, nodes.CondExpr, nodes.Macro, nodes.CallBlock)
+# Nodes only part of which always runs (a call elsewhere in them is a
+# recursion that can stop): the test of an {% if %} or ``… if … else …``, the
+# items of a {% for %}, the call of a {% call %} block (not its body), the
+# left of ``and``/``or``; of a nested {% macro %}, nothing.
+_ALWAYS_RUN: dict[type[nodes.Node], Callable[[Any], list[nodes.Node]]] = {
+    nodes.If: lambda node: [node.test], nodes.CondExpr: lambda node: [node.test],
+    nodes.For: lambda node: [node.iter], nodes.CallBlock: lambda node: [node.call],
+    nodes.And: lambda node: [node.left], nodes.Or: lambda node: [node.left],
+    nodes.Macro: lambda node: []}
 
 
 def endless_recursion(source: str) -> tuple[int, str] | None:
     """``(line, macro)`` of a macro that calls itself on every run, directly
     or through other macros (``{% macro m() %}{{ m() }}{% endmacro %}``),
-    found without rendering. A call inside ``{% if %}``, ``{% for %}`` or
-    ``… if … else …`` may stop, so it does not count; rendering stops a
-    deeper recursion anyway (see the printing and notification renderers).
+    found without rendering. A call in the body of an ``{% if %}`` or a
+    ``{% for %}``, a branch of ``… if … else …`` or the right of
+    ``and``/``or`` may stop, so it does not count; rendering stops a deeper
+    recursion anyway (see the printing and notification renderers).
     """
     macros = {m.name: m for m in _PARSER.parse(source).find_all(nodes.Macro)}
     calls: dict[str, set[str]] = {}
@@ -997,7 +1142,9 @@ def endless_recursion(source: str) -> tuple[int, str] | None:
         stack: list[nodes.Node] = list(macro.body)
         while stack:
             node = stack.pop()
-            if isinstance(node, _CONDITIONAL):
+            always_run = _ALWAYS_RUN.get(type(node))
+            if always_run is not None:
+                stack.extend(always_run(node))
                 continue
             if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Name) \
                     and node.node.name in macros:

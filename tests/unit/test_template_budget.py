@@ -61,3 +61,28 @@ def test_checking_a_template_does_not_evaluate_it():
 def test_loading_another_template_is_a_problem(source):
     assert "is not available" in template_problem("<p>\n" + source)
     assert template_problem("<p>\n" + source).startswith("line 2:")
+
+
+@pytest.mark.parametrize("source", [
+    "{% macro m() %}{% call m() %}{% endcall %}{% endmacro %}",
+    "{% macro m() %}{% for x in m() %}{% endfor %}{% endmacro %}",
+    "{% macro m() %}{% if m() %}{% endif %}{% endmacro %}",
+    "{% macro m() %}{{ 1 if m() else 2 }}{% endmacro %}",
+    "{% macro m() %}{{ m() and 1 }}{% endmacro %}",
+])
+def test_a_macro_that_always_calls_itself_is_found_wherever_the_call_is(source):
+    # The test of an if, the items of a for, the call of a {% call %} block
+    # and the left of and/or always run: the recursion never ends.
+    assert "always calls itself" in template_problem(source)
+
+
+@pytest.mark.parametrize("source", [
+    "{% macro m(n) %}{{ n and m(n - 1) }}{% endmacro %}{{ m(3) }}",
+    "{% macro m(n) %}{{ not n or m(n - 1) }}{% endmacro %}{{ m(3) }}",
+    "{% macro m(n) %}{{ m(n - 1) if n else '' }}{% endmacro %}{{ m(3) }}",
+    "{% macro m(n) %}{% for x in range(n) %}{{ m(x) }}{% endfor %}{% endmacro %}{{ m(3) }}",
+])
+def test_a_macro_that_may_stop_calling_itself_is_not_a_problem(source):
+    # The right of and/or runs only when the left does not decide.
+    assert template_problem(source) is None
+    sandbox(html=False).from_string(source).render()

@@ -289,3 +289,15 @@ def test_print_and_notification_texts_report_a_huge_value_as_an_invalid_template
         render_text(source, {})
     with pytest.raises(TemplateInvalid, match="at most 10,000,000"):
         render_template(S + "{{ ('{0}' * 1000).format(s) }}", {})
+
+
+def test_joining_with_markup_is_measured_as_escaped():
+    # '~' with a Markup part escapes the others as it joins them: a '"' grows
+    # to '&#34;'. Measured before the join that is 5,000,001 characters; made,
+    # 25,000,001 — refused, not kept (a list could keep many of them).
+    env = sandbox(html=True)
+    quotes = "{% set q = '\"' * 1000000 %}{% set q = q ~ q ~ q ~ q ~ q %}"
+    with pytest.raises(RenderTooLong, match=r"^'~' would make a text of 25,000,001 characters"):
+        env.from_string(quotes + "{% set a = ('.' | safe) ~ q %}{{ a | length }}").render()
+    assert env.from_string(quotes + "{{ (('.' | safe) ~ q[:1000]) | length }}").render() == \
+        "5001"
