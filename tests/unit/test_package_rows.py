@@ -74,3 +74,29 @@ def test_every_problem_of_a_data_file_is_reported_with_its_json_path():
                      ("$[1].$whatever", "data_key"), ("$[1].customer", "data_value")}
     assert all(e.file == "data/demo/ticket.json" for e in errors)
     assert "-45d" in next(e.message for e in errors if e.path == "$[1].subject")
+
+
+def test_user_and_file_values_are_checked_without_a_database():
+    form = Form.model_validate(helpdesk_v1()["forms/ticket.json"])
+    good = {"sha256": "a" * 64, "name": "合同.pdf", "content_type": "application/pdf",
+            "size": 12}
+    rows = [{"subject": {"$user": "rep01"}, "hours": [{"$file": good}]},
+            {"subject": {"$user": ""}, "hours": [{"$file": {**good, "sha256": "ABC"}},
+                                                 {"$file": {**good, "size": -1}},
+                                                 {"$file": {**good, "owner": "x"}},
+                                                 {"$file": "a.pdf"}]}]
+    errors = check_rows("data/seed/ticket.json", "seed", form, rows, set())
+    assert {(e.path, e.code) for e in errors} == {
+        ("$[1].subject", "data_user"), ("$[1].hours[0]", "data_file"),
+        ("$[1].hours[1]", "data_file"), ("$[1].hours[2]", "data_file"),
+        ("$[1].hours[3]", "data_file")}
+    assert "64 lowercase hex" in next(e.message for e in errors if e.path == "$[1].hours[0]")
+
+
+def test_user_and_file_values_resolve_to_ids():
+    r = Resolver(today=date(2026, 3, 31), timezone="Asia/Shanghai", ids={},
+                 users={"rep01": "u-1"}, files={("a" * 64, "x.pdf", ""): "f-1"})
+    value = {"by": {"$user": "REP01"}, "scan": [{"$file": {"sha256": "a" * 64,
+                                                         "name": "x.pdf", "size": 3}}],
+             "nobody": {"$user": "ghost"}}
+    assert r.value(value) == {"by": "u-1", "scan": ["f-1"], "nobody": {"$user": "ghost"}}

@@ -33,6 +33,7 @@ from tangram.platform.packages.install import (
     upgrade_package,
 )
 from tangram.platform.packages.loader import Package, load_package
+from tangram.platform.packages.packaged_files import FileTarget
 from tangram.platform.packages.source import (
     DEFAULT_LIMITS,
     PackageFiles,
@@ -40,6 +41,7 @@ from tangram.platform.packages.source import (
     read_zip,
     write_zip,
 )
+from tangram.settings import Settings
 
 router = APIRouter(prefix="/api/packages", tags=["packages"])
 
@@ -101,7 +103,15 @@ async def validate(request: Request, ctx: ContextDep, admin: AdminActor,
     return validate_files(await _files(request), deep=deep,
                           language=request_language(request, settings, admin),
                           timezone=settings.timezone,
-                          users=lambda names: set(existing_usernames(ctx.session, names)))
+                          users=lambda names: set(existing_usernames(ctx.session, names)),
+                          max_file_bytes=settings.max_upload_mb << 20)
+
+
+def _file_target(request: Request, settings: Settings) -> FileTarget:
+    """This installation's file storage and upload limit: where a package's
+    files go, as uploads do."""
+    return FileTarget(store=request.app.state.file_store,
+                      max_bytes=settings.max_upload_mb << 20)
 
 
 @router.get("")
@@ -115,17 +125,20 @@ def list_installed(ctx: ContextDep, _admin: AdminActor) -> list[dict[str, Any]]:
 
 @router.post("/install", status_code=201)
 async def install(request: Request, ctx: ContextDep, _admin: AdminActor,
-                  demo: bool = False) -> dict[str, Any]:
-    return install_package(ctx, await _package(request), demo=demo)
+                  settings: SettingsDep, demo: bool = False) -> dict[str, Any]:
+    return install_package(ctx, await _package(request), demo=demo,
+                           files=_file_target(request, settings))
 
 
 @router.post("/upgrade")
-async def upgrade(request: Request, ctx: ContextDep, _admin: AdminActor, dry_run: bool = False,
+async def upgrade(request: Request, ctx: ContextDep, _admin: AdminActor,
+                  settings: SettingsDep, dry_run: bool = False,
                   confirm_destructive: bool = False,
                   allow_downgrade: bool = False) -> dict[str, Any]:
     return upgrade_package(ctx, await _package(request), dry_run=dry_run,
                            confirm_destructive=confirm_destructive,
-                           allow_downgrade=allow_downgrade)
+                           allow_downgrade=allow_downgrade,
+                           files=_file_target(request, settings))
 
 
 @router.get("/{app}/customizations")
@@ -134,9 +147,10 @@ def get_customizations(app: str, ctx: ContextDep, _admin: AdminActor) -> dict[st
 
 
 @router.get("/{app}/export")
-def export(app: str, ctx: ContextDep, _admin: AdminActor, layer: bool = True,
-           data: bool = False) -> Response:
-    result = export_package(ctx, app, layer=layer, data=data)
+def export(app: str, request: Request, ctx: ContextDep, _admin: AdminActor,
+           layer: bool = True, data: bool = False) -> Response:
+    result = export_package(ctx, app, layer=layer, data=data,
+                            files=request.app.state.file_store)
     response = Response(write_zip(result.files), media_type="application/zip", headers={
         "Content-Disposition": f'attachment; filename="{app}.zip"'})
     for warning in result.warnings:  # what the package does not carry; UTF-8, %-encoded

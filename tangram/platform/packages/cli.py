@@ -31,6 +31,7 @@ from tangram.platform.packages.install import (
     upgrade_package,
 )
 from tangram.platform.packages.loader import load_package
+from tangram.platform.packages.packaged_files import FileTarget
 from tangram.platform.packages.source import read_package, write_folder, write_zip
 
 package_app = typer.Typer(help="App packages: check one before installing it.",
@@ -173,7 +174,8 @@ def validate(path: PathArg,
     try:
         report = validate_files(read_package(path), deep=not shallow,
                                 language=choose_language(lang),
-                                users=_installation_users())
+                                users=_installation_users(),
+                                max_file_bytes=_file_target().max_bytes)
     except TangramError as exc:
         _print_errors(exc)
         raise typer.Exit(code=1) from exc
@@ -189,6 +191,17 @@ def validate(path: PathArg,
             typer.echo(f"  {where}  {e['message']}", err=True)
     if not report["valid"]:
         raise typer.Exit(code=1)
+
+
+def _file_target() -> FileTarget:
+    """The configured file storage and upload limit: where a package's files
+    go, as uploads do."""
+    from tangram.engines.forms.files import LocalFileStore
+    from tangram.settings import Settings
+
+    settings = Settings()
+    return FileTarget(store=LocalFileStore(settings.files_path),
+                      max_bytes=settings.max_upload_mb << 20)
 
 
 def _installation_users() -> Callable[[set[str]], set[str]] | None:
@@ -236,7 +249,7 @@ def install(path: PathArg,
             typer.echo(f"{package.key} is already installed; unchanged")
             return
         act_as(ctx, as_user, lang)
-        result = install_package(ctx, package, demo=demo)
+        result = install_package(ctx, package, demo=demo, files=_file_target())
     _echo(result, as_json)
     rows = sum(result["rows"].values())
     typer.echo(f"installed {result['app']} {result['version']}"
@@ -263,7 +276,7 @@ def upgrade(path: PathArg,
         act_as(ctx, as_user, lang)
         report = upgrade_package(ctx, package, dry_run=dry_run,
                                  confirm_destructive=confirm_destructive,
-                                 allow_downgrade=allow_downgrade)
+                                 allow_downgrade=allow_downgrade, files=_file_target())
         language = ctx.language
     _echo(report, as_json)
     if not as_json:
@@ -318,7 +331,8 @@ def export(key: Annotated[str, typer.Argument(help="App key.")],
            ) -> None:
     """Export an app as a package (zip or folder)."""
     with _context() as ctx:
-        result = export_package(ctx, key, layer=layer, data=data)
+        result = export_package(ctx, key, layer=layer, data=data,
+                                files=_file_target().store)
     files = result.files
     for warning in result.warnings:  # what the package does not carry
         typer.echo(f"warning: {warning}", err=True)
@@ -355,5 +369,5 @@ def demo_data(path: PathArg, as_user: AsOption = None, lang: LangOption = None) 
     package = _load(path)
     with _context(lang) as ctx:
         act_as(ctx, as_user, lang)
-        counts = load_demo(ctx, package)
+        counts = load_demo(ctx, package, files=_file_target())
     typer.echo(f"loaded {sum(counts.values())} demo row(s) into {package.key}")

@@ -11,6 +11,10 @@ no ids:
     data/seed/product_category.json  [{"$ref": "cat_hw", "name": "硬件"}]
     data/seed/product.json           [{"name": "网关", "category": {"$ref": "cat_hw"}}]
 
+User values name users by username (``{"$user": "rep01"}``, resolved like
+``$owner``); attachments name files the package carries (``{"$file": {…}}``,
+stored first, see ``packaged_files.py``).
+
 Forms load in the order their references need (a cycle is an error).
 Relative dates (``{"$date": "-45d"}``) are counted from the day the data is
 loaded, in the organization's time zone.
@@ -33,7 +37,17 @@ from tangram.errors import ErrorItem, ValidationFailed
 from tangram.platform.auth.service import normalize_username
 from tangram.platform.packages.errors import PackageInvalid
 from tangram.platform.packages.org_fixture import ORG_FILE, load_org
-from tangram.platform.packages.rows import CREATED_AT, OWNER, REF, BadSpec, Resolver, refs_in
+from tangram.platform.packages.packaged_files import FileTarget, store_files
+from tangram.platform.packages.rows import (
+    CREATED_AT,
+    OWNER,
+    REF,
+    BadSpec,
+    Resolver,
+    refs_in,
+    row_values,
+    users_in,
+)
 
 BATCH = 2000
 
@@ -67,20 +81,31 @@ def existing_usernames(session: Session, names: Iterable[str]) -> dict[str, uuid
         sa.select(u.c.username, u.c.id).where(u.c.username.in_(wanted)))} if wanted else {}
 
 
-def _owners(ctx: EngineContext, rows_by_form: Mapping[str, Sequence[Mapping[str, Any]]],
-            file_of: Mapping[str, str]) -> dict[str, uuid.UUID]:
-    """Every ``$owner``'s user id by username; one error per row naming a
-    user that does not exist, all at once."""
-    found = existing_usernames(ctx.session, [str(r[OWNER]) for rows in rows_by_form.values()
-                                             for r in rows if r.get(OWNER) is not None])
-    errors = [ErrorItem(code="data_owner", file=file_of[form], path=f"$[{i}].{OWNER}",
-                        message=f"no user is named {row[OWNER]!r}; create the user (or add "
-                        f"them to the data set's {ORG_FILE}) first")
-              for form, rows in rows_by_form.items() for i, row in enumerate(rows)
-              if row.get(OWNER) is not None
-              and normalize_username(str(row[OWNER])) not in found]
+def missing_user(name: Any) -> str:
+    """The message of an ``$owner`` or ``$user`` naming no user."""
+    return (f"no user is named {name!r}; create the user (or add them to the data set's "
+            f"{ORG_FILE}) first")
+
+
+def _users(ctx: EngineContext, rows_by_form: Mapping[str, Sequence[Mapping[str, Any]]],
+           file_of: Mapping[str, str]) -> dict[str, uuid.UUID]:
+    """The user id of every username the rows name — each ``$owner`` and
+    each user value (``{"$user": name}``, in sub-table rows too); one error
+    per place naming a user that does not exist, all at once."""
+    named: list[tuple[str, str, str, Any]] = []  # code, file, path, name
+    for form, rows in rows_by_form.items():
+        for i, row in enumerate(rows):
+            if row.get(OWNER) is not None:
+                named.append(("data_owner", file_of[form], f"$[{i}].{OWNER}", row[OWNER]))
+            named += [("data_user", file_of[form], path, name)
+                      for where, value in row_values(row, i)
+                      for path, name in users_in(value, where)]
+    found = existing_usernames(ctx.session, [str(n) for *_, n in named])
+    errors = [ErrorItem(code=code, file=file, path=path, message=missing_user(name))
+              for code, file, path, name in named
+              if normalize_username(str(name)) not in found]
     if errors:
-        raise PackageInvalid(f"{len(errors)} row(s) name an owner who is not a user; nothing "
+        raise PackageInvalid(f"{len(errors)} value(s) name a user who does not exist; nothing "
                              "was installed", errors=errors)
     return found
 
@@ -142,20 +167,26 @@ def load_rows(ctx: EngineContext, *, app: str,
               rows_by_form: Mapping[str, Sequence[Mapping[str, Any]]],
               file_of: Mapping[str, str] | None = None,
               ids: dict[str, str] | None = None,
-              unavailable: Iterable[str] = ()) -> dict[str, int]:
+              unavailable: Iterable[str] = (),
+              files_stored: Mapping[tuple[str, str, str], str] | None = None
+              ) -> dict[str, int]:
     """Create the rows; returns how many per form. Every error of every form
     is reported at once (file and JSON path), as PackageInvalid. A form whose
     rows fail does not make the rows linking to them fail too: the links to
     its rows (and to the ``unavailable`` names: rows not loaded at all) are
-    left out of those rows, and their problems there are not reported."""
+    left out of those rows, and their problems there are not reported.
+    ``files_stored``: the ids of the stored files the rows' ``$file`` values name
+    (``packaged_files.store_files``)."""
     from tangram.engines.forms.origins import Origin, set_origins
     from tangram.engines.forms.records import bulk_create
     from tangram.engines.forms.registry import get_runtime
 
     ids = {} if ids is None else ids
     files = {form: (file_of or {}).get(form, f"data/{form}.json") for form in rows_by_form}
-    owners = _owners(ctx, rows_by_form, files)
-    resolver = Resolver(today=ctx.today(), timezone=ctx.timezone, ids=ids)
+    owners = _users(ctx, rows_by_form, files)
+    resolver = Resolver(today=ctx.today(), timezone=ctx.timezone, ids=ids,
+                        users={name: str(i) for name, i in owners.items()},
+                        files=files_stored or {})
     owner_defaults = _OwnerDefaults(ctx)
     failed_names = set(unavailable)
     counts: dict[str, int] = {}
@@ -247,12 +278,18 @@ def _under(path: str, prefix: str) -> bool:
 def load_data_set(ctx: EngineContext, *, app: str, data_set: str,
                   rows_by_form: Mapping[str, Sequence[Mapping[str, Any]]],
                   org: Mapping[str, Any] | None = None,
-                  unavailable: Iterable[str] = ()) -> dict[str, int]:
-    """A data set of a package: its org fixture (if any), then its rows."""
+                  unavailable: Iterable[str] = (),
+                  blobs: Mapping[str, bytes] | None = None,
+                  files: FileTarget | None = None) -> dict[str, int]:
+    """A data set of a package: its org fixture (if any), then the files its
+    rows name (``blobs``: the set's ``_files`` entries, stored in ``files``),
+    then its rows."""
     if org is not None:
         load_org(ctx, app=app, file=f"data/{data_set}/{ORG_FILE}", body=org)
     if not rows_by_form:
         return {}
+    stored = store_files(ctx, files, data_set=data_set, rows_by_form=rows_by_form,
+                         blobs=blobs or {})
     return load_rows(ctx, app=app, rows_by_form=rows_by_form,
                      file_of={f: f"data/{data_set}/{f}.json" for f in rows_by_form},
-                     unavailable=unavailable)
+                     unavailable=unavailable, files_stored=stored)

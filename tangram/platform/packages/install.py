@@ -15,7 +15,8 @@ them all and the caller's rollback undoes definitions, tables and rows alike.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,7 @@ from tangram.platform.packages.layer import (
 )
 from tangram.platform.packages.loader import Package, Rename
 from tangram.platform.packages.org_fixture import ORG_FILE
+from tangram.platform.packages.packaged_files import FileTarget, refuse_bad_files
 from tangram.platform.packages.semver import Version, satisfies
 
 Key = tuple[str, str]  # (kind, key)
@@ -232,8 +234,34 @@ def _raise_collected(package: Package, outcome: _Outcome, what: str) -> None:
 
 
 def install_package(ctx: EngineContext, package: Package, *, demo: bool = False,
-                    confirm_destructive: bool = False) -> dict[str, Any]:
-    """Install a new app from ``package`` (refused when the app exists)."""
+                    confirm_destructive: bool = False,
+                    files: FileTarget | None = None) -> dict[str, Any]:
+    """Install a new app from ``package`` (refused when the app exists).
+    ``files``: the installation's file storage and upload limit, for the
+    files the data rows carry (refused when one is larger than the limit)."""
+    with _files_taken_back_on_failure(package, files):
+        return _install(ctx, package, demo=demo, confirm_destructive=confirm_destructive,
+                        files=files)
+
+
+@contextmanager
+def _files_taken_back_on_failure(package: Package, files: FileTarget | None
+                                 ) -> Iterator[None]:
+    """Check the package's files against the upload limit first; if the
+    install then fails, delete the contents it stored (the rollback undoes
+    their rows, not the storage)."""
+    if files is not None:
+        refuse_bad_files(package.files, package.data, max_bytes=files.max_bytes)
+    try:
+        yield
+    except BaseException:
+        if files is not None:
+            files.discard()
+        raise
+
+
+def _install(ctx: EngineContext, package: Package, *, demo: bool, confirm_destructive: bool,
+             files: FileTarget | None) -> dict[str, Any]:
     if store.find_installed(ctx.session, package.key) is not None:
         raise Conflict(f"app {package.key!r} is already installed; upgrade it instead "
                        "(tangram app upgrade PATH)")
@@ -246,9 +274,9 @@ def install_package(ctx: EngineContext, package: Package, *, demo: bool = False,
     outcome = _apply(ctx, package.key, _pieces(package),
                      confirm_destructive=confirm_destructive)
     _raise_collected(package, outcome, f"installing {package.key} {package.manifest.version}")
-    counts = _load_data(ctx, package, "seed")
+    counts = _load_data(ctx, package, "seed", files=files)
     if demo:
-        for form, n in load_demo(ctx, package).items():
+        for form, n in _load_data(ctx, package, "demo", files=files).items():
             counts[form] = counts.get(form, 0) + n
     store.save_installed(ctx.session, app=package.key, version=package.manifest.version,
                          manifest=storage.dump(package.manifest), files=kept_files(package),
@@ -269,18 +297,23 @@ def kept_files(package: Package) -> dict[str, str]:
 
 
 def _load_data(ctx: EngineContext, package: Package, data_set: str,
-               forms: set[str] | None = None) -> dict[str, int]:
+               forms: set[str] | None = None, *,
+               files: FileTarget | None = None) -> dict[str, int]:
     """A data set: its org fixture (unless only some ``forms`` are wanted, as
-    in an upgrade — the tenant's org is theirs by then), then its rows."""
+    in an upgrade — the tenant's org is theirs by then), then its files and rows."""
     rows = {form: r for form, r in package.data[data_set].items()
             if forms is None or form in forms}
     return load_data_set(ctx, app=package.key, data_set=data_set, rows_by_form=rows,
-                         org=package.org.get(data_set) if forms is None else None)
+                         org=package.org.get(data_set) if forms is None else None,
+                         blobs=package.files.get(data_set, {}), files=files)
 
 
-def load_demo(ctx: EngineContext, package: Package) -> dict[str, int]:
-    """The package's demo set: ``data/demo/_org.json``, then ``data/demo`` rows."""
-    return _load_data(ctx, package, "demo")
+def load_demo(ctx: EngineContext, package: Package, *,
+              files: FileTarget | None = None) -> dict[str, int]:
+    """The package's demo set: ``data/demo/_org.json``, then ``data/demo``
+    files and rows."""
+    with _files_taken_back_on_failure(package, files):
+        return _load_data(ctx, package, "demo", files=files)
 
 
 def _summary(bodies: Iterable[Key]) -> dict[str, list[str]]:
@@ -294,7 +327,8 @@ def _summary(bodies: Iterable[Key]) -> dict[str, list[str]]:
 
 def upgrade_package(ctx: EngineContext, package: Package, *, dry_run: bool = False,
                     confirm_destructive: bool = False,
-                    allow_downgrade: bool = False) -> dict[str, Any]:
+                    allow_downgrade: bool = False,
+                    files: FileTarget | None = None) -> dict[str, Any]:
     """Apply a new version of an installed package under the tenant's layer.
 
     The merge first; then — in a savepoint, conflicts or not — the merged
@@ -309,8 +343,18 @@ def upgrade_package(ctx: EngineContext, package: Package, *, dry_run: bool = Fal
 
     An older version (or the same number with other content) is refused
     unless ``allow_downgrade``; the very version installed is reported
-    ``unchanged``.
+    ``unchanged``. ``files`` as for :func:`install_package` (files larger
+    than the upload limit are refused, dry run included).
     """
+    with _files_taken_back_on_failure(package, files):
+        return _upgrade(ctx, package, dry_run=dry_run,
+                        confirm_destructive=confirm_destructive,
+                        allow_downgrade=allow_downgrade, files=files)
+
+
+def _upgrade(ctx: EngineContext, package: Package, *, dry_run: bool,
+             confirm_destructive: bool, allow_downgrade: bool,
+             files: FileTarget | None) -> dict[str, Any]:
     installed = store.find_installed(ctx.session, package.key, lock=True)
     if installed is None:
         raise NotFound(f"app {package.key!r} is not installed; install it first")
@@ -409,7 +453,7 @@ def upgrade_package(ctx: EngineContext, package: Package, *, dry_run: bool = Fal
             _raise_collected(package, outcome, f"upgrading {package.key}")
             new_forms = {k for (kind, k) in new_base if kind == "form"
                          and (kind, k) not in live}
-            report["rows"] = _load_data(ctx, package, "seed", new_forms)
+            report["rows"] = _load_data(ctx, package, "seed", new_forms, files=files)
             app = storage.get_app(ctx.session, package.key)
             storage.update_app(ctx.session, app=app.model_copy(update={
                 "version": package.manifest.version}), now=ctx.now())

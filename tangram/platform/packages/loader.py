@@ -27,11 +27,13 @@ from tangram.metamodel import storage
 from tangram.metamodel.common import KEY_PATTERN
 from tangram.metamodel.forms import Form
 from tangram.platform.auth.service import normalize_username
+from tangram.platform.packages.data import missing_user
 from tangram.platform.packages.errors import PackageInvalid
 from tangram.platform.packages.kinds import PackageKind, package_kinds
 from tangram.platform.packages.manifest import AppManifest, platform_version
 from tangram.platform.packages.org_fixture import ORG_FILE, check_org
-from tangram.platform.packages.rows import OWNER, check_rows
+from tangram.platform.packages.packaged_files import FILES_FOLDER, check_files
+from tangram.platform.packages.rows import OWNER, check_rows, row_values, users_in
 from tangram.platform.packages.semver import Version, satisfies
 from tangram.platform.packages.source import PackageFiles
 
@@ -75,6 +77,8 @@ class Package:
     data: dict[str, dict[str, list[dict[str, Any]]]] = field(
         default_factory=lambda: {s: {} for s in DATA_SETS})
     org: dict[str, Any] = field(default_factory=dict)  # data set → its _org.json
+    # data set → sha256 → content: the files its rows' $file values name
+    files: dict[str, dict[str, bytes]] = field(default_factory=dict)
     templates: dict[str, str] = field(default_factory=dict)
     docs: dict[str, bytes] = field(default_factory=dict)
 
@@ -170,12 +174,16 @@ def load_package(files: PackageFiles) -> Package:
     return checked.package
 
 
-def check_package(files: PackageFiles, *, users: UserLookup | None = None) -> PackageCheck:
+def check_package(files: PackageFiles, *, users: UserLookup | None = None,
+                  max_file_bytes: int | None = None) -> PackageCheck:
     """The first pass: every file against its model, then the package as a
     whole — every problem, none raised. With ``users`` (the installation's
     lookup of usernames; ``lambda names: set()`` when there is none) each
-    ``$owner`` must also be a user of its set's org fixture (the seed
-    fixture counts for demo rows) or of the installation, as install requires."""
+    ``$owner`` and ``$user`` must also be a user of its set's org fixture
+    (the seed fixture counts for demo rows) or of the installation, as
+    install requires. The files rows name (``$file``) must be in the package,
+    intact, and — with ``max_file_bytes``, the installation's upload limit —
+    no larger than it."""
     errors = _Collector()
     raw_manifest = _read_json(MANIFEST, files[MANIFEST], errors) if MANIFEST in files else None
     if MANIFEST not in files:
@@ -204,6 +212,7 @@ def check_package(files: PackageFiles, *, users: UserLookup | None = None) -> Pa
               and PurePosixPath(e.file).parts[0] in kinds}
     broken -= {(i.kind, i.key) for i in package.items}
     _check_package(package, errors, broken, manifest_ok=manifest is not None)
+    errors.errors.extend(check_files(package.files, package.data, max_bytes=max_file_bytes))
     if users is not None:
         _check_owners(package, users, errors)
     return PackageCheck(package=package, errors=errors.errors, broken=broken,
@@ -242,6 +251,10 @@ def _load_file(name: str, data: bytes, kinds: dict[str, PackageKind], package: P
         if body is not None:
             package.org[parts[1]] = body
         return
+    if len(parts) == 4 and parts[0] == "data" and parts[1] in DATA_SETS \
+            and parts[2] == FILES_FOLDER:
+        package.files.setdefault(parts[1], {})[parts[3]] = data
+        return
     if len(parts) == 3 and parts[0] == "data" and parts[1] in DATA_SETS \
             and path.suffix == ".json":
         rows = _read_json(name, data, errors)
@@ -254,6 +267,7 @@ def _load_file(name: str, data: bytes, kinds: dict[str, PackageKind], package: P
         return
     allowed = ", ".join([MANIFEST] + [f"{f}/*.json" for f in sorted(kinds)]
                         + ["templates/*", "data/seed/*.json", "data/demo/*.json",
+                           f"data/<set>/{FILES_FOLDER}/<sha256>",
                            f"{DEV_FOLDER}/* (ignored)"])
     errors.add(name, f"unexpected file {name!r}; a package holds {allowed} and docs "
                f"({', '.join(sorted(DOC_FILES))})", code="unexpected_file")
@@ -429,21 +443,31 @@ def fixture_users(package: Package, data_set: str) -> set[str]:
     return out
 
 
+def named_users(row: dict[str, Any], i: int) -> list[tuple[str, str, str]]:
+    """(code, JSON path, username) of every user the ``i``-th row names: its
+    ``$owner`` and its user values (``{"$user": name}``, sub-table rows too)."""
+    out = []
+    owner = row.get(OWNER)
+    if isinstance(owner, str) and owner.strip():
+        out.append(("data_owner", f"$[{i}].{OWNER}", owner))
+    out += [("data_user", path, name) for where, value in row_values(row, i)
+            for path, name in users_in(value, where) if isinstance(name, str) and name.strip()]
+    return out
+
+
 def _check_owners(package: Package, users: UserLookup, errors: _Collector) -> None:
-    """``$owner`` names a user the set's fixtures create or the installation has."""
-    wanted: list[tuple[str, int, str, str]] = []  # file, row, name, normalized
+    """Each ``$owner`` and ``$user`` names a user the set's fixtures create
+    or the installation has."""
+    wanted: list[tuple[str, str, str, str, str]] = []  # code, file, path, name, normalized
     for data_set, by_form in package.data.items():
         known = fixture_users(package, data_set)
         for form_key, rows in by_form.items():
             for i, row in enumerate(rows):
-                owner = row.get(OWNER)
-                if isinstance(owner, str) and owner.strip() \
-                        and normalize_username(owner) not in known:
-                    wanted.append((f"data/{data_set}/{form_key}.json", i, owner,
-                                   normalize_username(owner)))
+                wanted += [(code, f"data/{data_set}/{form_key}.json", path, name,
+                            normalize_username(name))
+                           for code, path, name in named_users(row, i)
+                           if normalize_username(name) not in known]
     existing = users({n for *_, n in wanted}) if wanted else set()
-    for file, i, owner, name in wanted:
-        if name not in existing:
-            errors.add(file, f"no user is named {owner!r}; create the user (or add them to "
-                       f"the data set's {ORG_FILE}) first", code="data_owner",
-                       path=f"$[{i}].{OWNER}")
+    for code, file, path, name, normalized in wanted:
+        if normalized not in existing:
+            errors.add(file, missing_user(name), code=code, path=path)

@@ -13,6 +13,10 @@ Row keys::
 Values (anywhere a field value goes, sub-table rows included)::
 
     {"$ref": "acme"}                     the id of the row named acme
+    {"$user": "rep01"}                   the id of the user named rep01 (a user field)
+    {"$file": {"sha256": "…", "name": "合同.pdf", "content_type": "application/pdf",
+               "size": 1234}}            a file of data/<set>/_files/<sha256> (in an
+                                         attachment field's list), see packaged_files.py
     {"$date": "-45d"}                    a date relative to the install day
     {"$datetime": "-45d 10:30"}          a time of day (organization's time zone) on one
 
@@ -31,21 +35,26 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from tangram.errors import ErrorItem
 from tangram.metamodel.forms import SYSTEM_FIELDS, Form
+from tangram.platform.auth.service import normalize_username
 
 REF = "$ref"  # a data row's name, and a relation value pointing at a named row
 OWNER = "$owner"
 CREATED_AT = "$created_at"
 DATE = "$date"
 DATETIME = "$datetime"
+USER = "$user"  # a user field's value: a username (mapped like $owner)
+FILE = "$file"  # an attachment: a file the package carries, by content hash
 ROW_KEYS = (REF, OWNER, CREATED_AT)  # system keys of a row, besides its fields
-VALUE_KEYS = (REF, DATE, DATETIME)  # one-key objects that stand for a value
+VALUE_KEYS = (REF, DATE, DATETIME, USER, FILE)  # one-key objects that stand for a value
+FILE_KEYS = ("sha256", "name", "content_type", "size")  # a $file's description
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 _TERM = re.compile(r"([+-])(\d{1,5})([dwmy])")
 _OFFSETS = re.compile(r"^(?:today|(?:[+-]\d{1,5}[dwmy])+)$")
@@ -112,10 +121,13 @@ class Resolver:
     today: date
     timezone: str
     ids: Mapping[str, str]
+    users: Mapping[str, str] = field(default_factory=dict)  # normalized username → id
+    files: Mapping[tuple[str, str, str], str] = field(default_factory=dict)  # file_key → id
 
     def value(self, value: Any) -> Any:
-        """Resolve ``$date``, ``$datetime`` and ``$ref`` inside ``value``; a
-        ``$ref`` to a row not created yet stays as it is (the caller reports it)."""
+        """Resolve ``$date``, ``$datetime``, ``$ref``, ``$user`` and ``$file``
+        inside ``value``; a ``$ref`` to a row not created yet, a user or file
+        not found, stay as they are (the caller reports them)."""
         if isinstance(value, dict):
             if len(value) == 1:
                 if DATE in value:
@@ -125,6 +137,10 @@ class Resolver:
                                             timezone=self.timezone).isoformat()
                 if REF in value:
                     return self.ids.get(str(value[REF]), value)
+                if USER in value:
+                    return self.users.get(normalize_username(str(value[USER])), value)
+                if FILE in value and isinstance(value[FILE], dict):
+                    return self.files.get(file_key(value[FILE]), value)
             return {k: self.value(v) for k, v in value.items()}
         if isinstance(value, list):
             return [self.value(v) for v in value]
@@ -147,6 +163,66 @@ class Resolver:
                 return at if at.tzinfo else at.replace(tzinfo=ZoneInfo(self.timezone))
         raise BadSpec(f"{value!r} is not a creation time: give {{\"$datetime\": \"-45d 10:30\"}}"
                       " (relative to the install day) or an ISO 8601 datetime")
+
+
+def file_key(description: Mapping[str, Any]) -> tuple[str, str, str]:
+    """What makes two ``$file`` values one stored file: the same content,
+    name and content type (records sharing it share the file)."""
+    return (str(description.get("sha256")), str(description.get("name")),
+            str(description.get("content_type") or ""))
+
+
+def tagged_in(value: Any, path: str, tag: str) -> Iterator[tuple[str, Any]]:
+    """(JSON path, content) of each ``{tag: content}`` in ``value``."""
+    if isinstance(value, dict):
+        if set(value) == {tag}:
+            yield path, value[tag]
+            return
+        for k, v in value.items():
+            yield from tagged_in(v, f"{path}.{k}", tag)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from tagged_in(v, f"{path}[{i}]", tag)
+
+
+def users_in(value: Any, path: str) -> Iterator[tuple[str, Any]]:
+    """(JSON path, username) of each ``{"$user": name}`` in ``value``."""
+    return tagged_in(value, path, USER)
+
+
+def files_in(value: Any, path: str) -> Iterator[tuple[str, Any]]:
+    """(JSON path, description) of each ``{"$file": {…}}`` in ``value``."""
+    return tagged_in(value, path, FILE)
+
+
+def row_values(row: Mapping[str, Any], i: int) -> Iterator[tuple[str, Any]]:
+    """(JSON path, value) of each field of the ``i``-th row of a data file."""
+    for name, value in row.items():
+        if not name.startswith("$"):
+            yield f"$[{i}].{name}", value
+
+
+def file_problem(description: Any) -> str | None:
+    """What is wrong with a ``$file``'s description (None: nothing)."""
+    example = ('{"sha256": "<64 hex digits>", "name": "合同.pdf", "content_type": '
+               '"application/pdf", "size": 1234}')
+    if not isinstance(description, dict):
+        return f"{FILE} describes a file: {example}"
+    unknown = sorted(set(description) - set(FILE_KEYS))
+    if unknown:
+        return f"unknown key {unknown[0]!r} in {FILE}; it has {', '.join(FILE_KEYS)}"
+    sha, name = description.get("sha256"), description.get("name")
+    size, ctype = description.get("size"), description.get("content_type")
+    if not isinstance(sha, str) or not SHA256.match(sha):
+        return (f"{FILE}.sha256 is the SHA-256 of the file's content, 64 lowercase hex "
+                f"digits (the name of its entry in data/<set>/_files/), not {sha!r}")
+    if not isinstance(name, str) or not name.strip() or len(name) > 255:
+        return f"{FILE}.name is the file's name, 1 to 255 characters"
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        return f"{FILE}.size is the file's size in bytes, a whole number"
+    if ctype is not None and (not isinstance(ctype, str) or len(ctype) > 150):
+        return f"{FILE}.content_type is a MIME type such as application/pdf"
+    return None
 
 
 def refs_in(value: Any) -> Iterator[str]:
@@ -182,6 +258,15 @@ def _check_value(value: Any, path: str) -> Iterator[tuple[str, str, str]]:
             if key == REF:
                 if not isinstance(inner, str):
                     yield path, "data_ref", f"{REF} names a row: a string"
+                return
+            if key == USER:
+                if not isinstance(inner, str) or not inner.strip():
+                    yield path, "data_user", f"{USER} names a user: a username, a string"
+                return
+            if key == FILE:
+                problem = file_problem(inner)
+                if problem:
+                    yield path, "data_file", problem
                 return
             if key.startswith("$"):
                 yield path, "data_value", (f"unknown value {key!r}; a value may be "
