@@ -51,6 +51,10 @@ def field_types() -> list[dict[str, Any]]:
     return detached(fieldtypes.field_type_catalog())
 
 
+def field_type_categories() -> list[dict[str, Any]]:
+    return detached(fieldtypes.field_type_categories())
+
+
 def filter_operators() -> list[dict[str, Any]]:
     return detached(query.operator_catalog())
 
@@ -78,7 +82,8 @@ def region_tree() -> list[dict[str, Any]]:
 
 # name in ``/api/meta/{name}`` -> the function answering it
 META_CATALOGS: dict[str, Callable[[], Any]] = {
-    "field-types": field_types, "filter-operators": filter_operators, "functions": functions,
+    "field-types": field_types, "field-type-categories": field_type_categories,
+    "filter-operators": filter_operators, "functions": functions,
     "function-categories": function_categories, "reports": reports, "flows": flows,
     "regions": region_tree,
 }

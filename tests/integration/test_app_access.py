@@ -42,6 +42,7 @@ ACCESS: dict[str, set[tuple[str, str]]] = {
         ("POST", "/api/auth/logout"), ("GET", "/api/auth/me"), ("POST", "/api/auth/password"),
         ("GET", "/api/meta/field-types"), ("GET", "/api/meta/filter-operators"),
         ("GET", "/api/meta/functions"), ("GET", "/api/meta/function-categories"),
+        ("GET", "/api/meta/field-type-categories"),
         ("GET", "/api/meta/regions"),
         ("GET", "/api/meta/schemas"),
         ("GET", "/api/meta/schemas/{name}"), ("GET", "/api/meta/flows"),

@@ -20,9 +20,9 @@ from tangram.engines.reports.calculated import SQL_FUNCTIONS
 
 # The catalogs of building blocks a designer shows, with how many entries each
 # has at least (so an endpoint answering an empty list cannot pass).
-CATALOGS = {"/api/meta/field-types": 28, "/api/meta/filter-operators": 19,
-            "/api/meta/function-categories": 5, "/api/meta/functions": 40,
-            "/api/meta/reports": 50, "/api/meta/flows": 30}
+CATALOGS = {"/api/meta/field-types": 28, "/api/meta/field-type-categories": 9,
+            "/api/meta/filter-operators": 19, "/api/meta/function-categories": 5,
+            "/api/meta/functions": 40, "/api/meta/reports": 50, "/api/meta/flows": 30}
 # The other /api/meta routes serve no entries to describe: China's divisions
 # (names only) and the definition JSON Schemas.
 NOT_CATALOGS = {"/api/meta/regions", "/api/meta/schemas", "/api/meta/schemas/{name}"}
@@ -91,6 +91,17 @@ def test_every_function_category_has_a_label(user_client: TestClient) -> None:
     assert [c["key"] for c in categories] == list(dict.fromkeys(used))
     assert {c["key"]: c["label"] for c in categories}["logic"] == {"zh": "条件",
                                                                    "en": "Conditions"}
+
+
+def test_every_field_type_category_has_a_label(user_client: TestClient) -> None:
+    kinds = user_client.get("/api/meta/field-types").json()
+    categories = user_client.get("/api/meta/field-type-categories").json()
+    used = [k["category"] for k in kinds]
+    # Listed in the palette's order, each used by some field type, none missing.
+    assert [c["key"] for c in categories] == list(dict.fromkeys(used))
+    labels = {c["key"]: c["label"] for c in categories}
+    assert labels["number"] == {"zh": "数字", "en": "Numbers"}
+    assert labels["computed"] == {"zh": "自动计算", "en": "Computed"}
 
 
 def test_a_function_of_an_unknown_category_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -61,6 +61,44 @@ class CompiledField:
         return self.kind.to_json(value)
 
 
+@dataclass(frozen=True)
+class FieldCategory:
+    """A group of field types in the designer's palette (a kind's ``category``)."""
+
+    key: str
+    label: dict[str, str]  # {"zh": …, "en": …}
+    description: dict[str, str]  # {"zh": …, "en": …}, like the label
+
+
+# In the palette's order: the order the field types of FIELD_KINDS first use them.
+FIELD_CATEGORIES: dict[str, FieldCategory] = {c.key: c for c in (
+    FieldCategory("basic", {"zh": "基础", "en": "Basic"},
+                  {"zh": "文字与是否。", "en": "Text and yes/no values."}),
+    FieldCategory("number", {"zh": "数字", "en": "Numbers"},
+                  {"zh": "整数、小数、金额与百分比。",
+                   "en": "Whole numbers, decimals, amounts of money and percentages."}),
+    FieldCategory("date", {"zh": "日期时间", "en": "Dates and times"},
+                  {"zh": "日期、日期时间与时刻。", "en": "Dates, date-times and times of day."}),
+    FieldCategory("choice", {"zh": "选项", "en": "Choices"},
+                  {"zh": "从选项中单选、多选或按层级选择，以及标签。",
+                   "en": "One or several of a list of options, a choice in a tree, tags."}),
+    FieldCategory("contact", {"zh": "联系与地址", "en": "Contact and address"},
+                  {"zh": "邮箱、电话、网址与省市区。",
+                   "en": "Email addresses, phone numbers, web addresses and regions."}),
+    FieldCategory("relation", {"zh": "关联与子表", "en": "Links and sub-tables"},
+                  {"zh": "关联其他表单的记录，或在记录内填写多行明细。",
+                   "en": "Links to records of other forms, or rows entered within the record."}),
+    FieldCategory("org", {"zh": "人员与部门", "en": "People and departments"},
+                  {"zh": "选择组织中的用户或部门。",
+                   "en": "A user or a department of the organization."}),
+    FieldCategory("file", {"zh": "附件", "en": "Files"},
+                  {"zh": "上传的文件与图片。", "en": "Uploaded files and images."}),
+    FieldCategory("computed", {"zh": "自动计算", "en": "Computed"},
+                  {"zh": "由系统填写：自动编号、公式与汇总。",
+                   "en": "Filled in by the platform: autonumbers, formulas and rollups."}),
+)}
+
+
 class FieldKind:
     """Base of every field type entry."""
 
@@ -1136,7 +1174,23 @@ assert set(FIELD_KINDS) == set(fm.FIELD_MODELS), "every field model needs a fiel
 # from decimal) would be described as the parent in the designer's palette.
 assert all({"label", "description"} <= vars(type(kind)).keys() for kind in FIELD_KINDS.values())
 
+# A kind's category has a title in the palette, and the categories are listed
+# in the order the palette meets them (GET /api/meta/field-type-categories).
+assert list(FIELD_CATEGORIES) == list(dict.fromkeys(k.category for k in FIELD_KINDS.values())), \
+    "every field category is used, in FIELD_KINDS' order, and every kind's category is declared"
+
 
 def field_type_catalog() -> list[dict[str, Any]]:
     """Every field type, in the palette's order, for ``GET /api/meta/field-types``."""
     return [kind.describe() for kind in FIELD_KINDS.values()]
+
+
+def field_type_categories() -> list[dict[str, Any]]:
+    """The categories of :func:`field_type_catalog` (a type's ``category``), in the
+    palette's order, with their titles.
+
+    >>> field_type_categories()[1]["label"]
+    {'zh': '数字', 'en': 'Numbers'}
+    """
+    return [{"key": c.key, "label": c.label, "description": c.description}
+            for c in FIELD_CATEGORIES.values()]

@@ -1,8 +1,8 @@
 """Catalogs a client reads to build its palettes and editors without
-knowing any app: field types, filter operators, expression functions and
-their categories, and the administrative divisions that region fields
-accept (all from :mod:`tangram.engines.catalogs`: each answer is the
-caller's own copy)."""
+knowing any app: field types and their categories, filter operators,
+expression functions and their categories, and the administrative divisions
+that region fields accept (all from :mod:`tangram.engines.catalogs`: each
+answer is the caller's own copy)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,12 @@ router = APIRouter(prefix="/api/meta", tags=["meta"])
 @router.get("/field-types")
 def field_types(actor: CurrentActor) -> list[dict[str, Any]]:
     return catalogs.field_types()
+
+
+@router.get("/field-type-categories")
+def field_type_categories(actor: CurrentActor) -> list[dict[str, Any]]:
+    """The groups of ``/field-types`` (their ``category``), in order, with their titles."""
+    return catalogs.field_type_categories()
 
 
 @router.get("/filter-operators")
