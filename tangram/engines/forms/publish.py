@@ -10,6 +10,7 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -311,10 +312,26 @@ def _record_losses(ctx: EngineContext, rt: FormRuntime, losses: evolution.Losses
     bump_data_version(ctx, rt)
 
 
+def _changed_row_formulas(form: Form, old_fields: Mapping[str | None, fm.FieldBase]) -> bool:
+    """Whether a sub-table gained a formula column or one changed."""
+    for f in form.fields:
+        if not isinstance(f, fm.SubTableField):
+            continue
+        before = old_fields.get(f.id)
+        old_columns = ({c.id: c.model_dump() for c in before.fields}
+                       if isinstance(before, fm.SubTableField) else {})
+        if any(isinstance(c, fm.FormulaField) and old_columns.get(c.id) != c.model_dump()
+               for c in f.fields):
+            return True
+    return False
+
+
 def _backfill(ctx: EngineContext, *, app: str, form: Form, old: Form | None) -> None:
-    """New or changed computed fields get values for existing records."""
+    """New or changed computed fields get values for existing records (and
+    their sub-table rows)."""
     from tangram.engines.forms.records import (
         backfill_autonumbers,
+        bump_data_version,
         recompute_all_rollups,
         recompute_formulas,
     )
@@ -326,13 +343,19 @@ def _backfill(ctx: EngineContext, *, app: str, form: Form, old: Form | None) -> 
                if isinstance(f, (fm.FormulaField, fm.RollupField, fm.AutonumberField))
                and (f.id not in old_fields
                     or old_fields[f.id].model_dump() != f.model_dump())]
-    if not changed:
+    rows_changed = _changed_row_formulas(form, old_fields)
+    if not changed and not rows_changed:
         return
     runtime = get_runtime(ctx.session, app, form.key)
-    if any(isinstance(f, fm.RollupField) and f.source.form for f in changed):
-        recompute_all_rollups(ctx, app=app, form=form.key)
-    if any(isinstance(f, fm.FormulaField) or (isinstance(f, fm.RollupField)
-                                                and f.source.sub_table) for f in changed):
+    # Rollups over other forms first (one UPDATE in the database): the
+    # formulas computed next may read them.
+    if any(isinstance(f, fm.RollupField) and f.source.form for f in changed) \
+            and recompute_all_rollups(ctx, app=app, form=form.key):
+        bump_data_version(ctx, runtime)
+    if rows_changed or any(isinstance(f, (fm.FormulaField, fm.RollupField)) for f in changed):
+        # Both levels at once, in the validator's order: a row formula, the
+        # rollup over it, the record formula over that rollup (and row
+        # formulas reading ``parent.…``).
         recompute_formulas(ctx, runtime)
     new_numbers = [f.key for f in changed
                    if isinstance(f, fm.AutonumberField) and f.id not in old_fields]

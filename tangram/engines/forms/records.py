@@ -72,6 +72,9 @@ from tangram.metamodel import fields as fm
 from tangram.metamodel.common import localize
 
 MAX_CASCADE_DEPTH = 8
+# Records read at a time when publish recomputes stored formulas (with their
+# sub-table rows): bounds the backfill's memory on large tables.
+BACKFILL_BATCH = 500
 
 
 @dataclass
@@ -1585,40 +1588,85 @@ def bulk_update(ctx: EngineContext, *, app: str, form: str, items: Sequence[Mapp
     return to_json(ctx, rt, results)
 
 
-def recompute_formulas(ctx: EngineContext, rt: FormRuntime, *, batch: int = 500) -> int:
-    """Recompute stored formulas and sub-table rollups of every live record
-    (after such a field was added or changed). Values only; no audit noise."""
+def recompute_formulas(ctx: EngineContext, rt: FormRuntime, *, batch: int | None = None) -> int:
+    """Recompute the stored computed values of every live record — record
+    formulas, sub-table rollups and the rows' formula columns, in the
+    validator's dependency order — after such a field was added or changed
+    (publish). Reads ``batch`` records (and their rows) at a time, writes back
+    only the records and rows whose values changed, and returns how many
+    records changed (their own values or rows). Values only: no history entry,
+    event or new record version (a recomputation, not an edit); the form's data
+    version moves when anything changed, so cached reports refresh."""
     formulas = rt.validator.stored_computed
-    if not formulas:
+    row_formulas = {key: [k for k in plan.formulas
+                          if plan.fields[k].compiled.kind.storage == "column"]
+                    for key, plan in rt.validator.sub_tables.items()}
+    row_formulas = {key: keys for key, keys in row_formulas.items() if keys}
+    if not formulas and not row_formulas:
         return 0
+    size = batch or BACKFILL_BATCH
     t = rt.table
     eval_ctx = _eval_context(ctx)
     user = ctx.actor.as_variables()
     updated = 0
     last: uuid.UUID | None = None
     while True:
-        stmt = sa.select(t).where(t.c.deleted_at.is_(None)).order_by(t.c.id).limit(batch)
+        stmt = sa.select(t).where(t.c.deleted_at.is_(None)).order_by(t.c.id).limit(size)
         if last is not None:
             stmt = stmt.where(t.c.id > last)
         rows = list(ctx.session.execute(stmt).mappings())
         if not rows:
-            return updated
+            break
         records = [_row_to_values(rt, r) for r in rows]
         children = _load_children(ctx, rt, [r["id"] for r in records])
         params = []
+        row_params: dict[str, list[dict[str, Any]]] = {key: [] for key in row_formulas}
         for rec in records:
-            rec.update(children[rec["id"]])
+            rec_id = rec["id"]
+            rec.update(children[rec_id])
             outcome = rt.validator.validate({}, old=rec, user=user, eval_context=eval_ctx,
                                             language=ctx.language, recompute=True)
             fresh = {k: outcome.values.get(k, rec.get(k)) for k in formulas}
-            if any(fresh[k] != rec.get(k) for k in formulas):
-                params.append({"_id": rec["id"], **_column_params(rt, fresh)})
+            changed = any(fresh[k] != rec.get(k) for k in formulas)
+            if changed:
+                params.append({"_id": rec_id, **_column_params(rt, fresh)})
+            for key, keys in row_formulas.items():
+                changed |= _changed_row_formulas(rt, key, keys, rec.get(key) or [],
+                                                 outcome.sub_rows.get(key) or [],
+                                                 row_params[key])
+            updated += changed
         if params:
             ctx.session.execute(
                 t.update().where(t.c.id == sa.bindparam("_id")),
                 params)
-            updated += len(params)
+        for key, changes in row_params.items():
+            if changes:
+                table = rt.tables.children[key]
+                ctx.session.execute(table.update().where(table.c.id == sa.bindparam("_id")),
+                                    changes)
         last = rows[-1]["id"]
+    if updated:
+        bump_data_version(ctx, rt)
+    return updated
+
+
+def _changed_row_formulas(rt: FormRuntime, key: str, keys: list[str],
+                          stored: list[dict[str, Any]], fresh: list[dict[str, Any]],
+                          out: list[dict[str, Any]]) -> bool:
+    """Append to ``out`` the update parameters (``_id`` and the formula
+    columns ``keys``) of each row of sub-table ``key`` whose recomputed
+    formula values differ from the stored ones; True if any did."""
+    plans = rt.validator.sub_tables[key].fields
+    before = {row["id"]: row for row in stored}
+    found = False
+    for row in fresh:
+        old = before.get(row.get("id"))
+        if old is None or all(row.get(k) == old.get(k) for k in keys):
+            continue
+        out.append({"_id": old["id"],
+                    **{k: plans[k].compiled.kind.to_db(row.get(k)) for k in keys}})
+        found = True
+    return found
 
 
 def backfill_autonumbers(ctx: EngineContext, rt: FormRuntime, field_keys: Iterable[str]) -> int:
