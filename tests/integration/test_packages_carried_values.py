@@ -5,8 +5,9 @@ fixture, one named nowhere is listed and refused —, and files in the package
 (``data/seed/_files/<sha256>``, one entry per content), stored on install
 through the file API so downloads work with their permission checks. A
 package whose file entry is missing, corrupted, or larger than the target's
-upload limit is refused at validation and installs nothing — on SQLite and
-PostgreSQL."""
+upload limit is refused at validation and installs nothing; one larger than
+other package entries may be, but within the upload limit, round-trips — on
+SQLite and PostgreSQL. The same content under two names is stored once."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ from fastapi.testclient import TestClient
 from tangram.db import create_engine_from_url, normalize_url
 from tangram.engines.directory import users_table
 from tangram.engines.forms.systables import files_table
-from tangram.platform.packages.source import read_zip, write_zip
+from tangram.platform.packages.api import installation_limits
+from tangram.platform.packages.source import PackageLimits, read_zip, write_zip
 from tests.conftest import POSTGRES_URL
 from tests.package_factories import as_files, helpdesk_v1, label
 
@@ -260,22 +262,33 @@ def test_a_package_with_a_bad_file_is_refused_at_validation_and_installs_nothing
                                 database_url=target_url, max_upload_mb=1)
     zipped = write_zip(files)
     r = tgt.post("/api/packages/validate", files={"file": ("p.zip", zipped, "application/zip")})
-    assert r.status_code == 200, r.text
-    report = r.json()
+    if damage == "too_big":
+        # Refused as the package is read: its entry may not be larger than an upload.
+        assert r.status_code == 413, r.text
+        assert [(e["code"], e["file"]) for e in r.json()["errors"]] == [("data_file", entry)]
+        assert "upload limit of 1 MB (max_upload_mb)" in r.json()["errors"][0]["message"]
+        # The source's export, with the target's limits, says so.
+        src_app.dependency_overrides[installation_limits] = \
+            lambda: PackageLimits.for_installation(1 << 20)
+        _, warnings = export(src)
+        assert any(entry in w and "upload limit of 1 MB" in w and "refuses" in w
+                   for w in warnings), warnings
+    else:
+        assert r.status_code == 200, r.text
+    report = r.json() if damage != "too_big" else {"valid": False, "errors": []}
     assert report["valid"] is False
     rows = [json.loads(line.rstrip(",")) for line in
             files["data/seed/ticket.json"].decode().splitlines()[1:-1]]
     jam = next(i for i, row in enumerate(rows) if row["subject"] == "Jam")
     where = {(e["code"], e["file"], e["path"]): e["message"] for e in report["errors"]}
-    expected = {
-        "missing": (("data_file", "data/seed/ticket.json", f"$[{jam}].files[0]"),
-                    "not in the package"),
-        "corrupted": (("data_file", entry, "$"), "does not match"),
-        "too_big": (("data_file", "data/seed/ticket.json", f"$[{jam}].files[0]"),
-                    "upload limit"),
-    }[damage]
-    assert expected[0] in where, report["errors"]
-    assert expected[1] in where[expected[0]]
+    if damage != "too_big":
+        expected = {
+            "missing": (("data_file", "data/seed/ticket.json", f"$[{jam}].files[0]"),
+                        "not in the package"),
+            "corrupted": (("data_file", entry, "$"), "does not match"),
+        }[damage]
+        assert expected[0] in where, report["errors"]
+        assert expected[1] in where[expected[0]]
 
     r = tgt.post("/api/packages/install", files={"file": ("p.zip", zipped, "application/zip")})
     assert r.status_code in (413, 422), r.text
@@ -347,3 +360,90 @@ def test_a_user_value_may_name_a_user_of_the_installation(app_factory, make_user
     assert r.status_code == 201, r.text
     mine = tickets(client)["Mine"]
     assert mine["assignee"] == user_ids(app)["root"] == mine["steps"][0]["by"]
+
+
+# A 1 MiB upload limit, and other package entries limited to 256 KiB: the
+# defaults (50 MB, 20 MB) scaled down so the round trip stays small.
+SMALL_LIMITS = PackageLimits.for_installation(1 << 20, max_file_bytes=256 << 10)
+
+
+def stored_contents(app: FastAPI) -> list[Path]:
+    root = Path(app.state.settings.files_path)
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+
+
+def test_a_file_larger_than_a_package_entry_but_within_the_upload_limit_round_trips(
+        app_factory, make_user, target_url, tmp_path):
+    big = secrets.token_bytes(600 << 10)  # > 256 KiB per entry, < the 1 MiB upload limit
+    src_app, src = installation(app_factory, make_user, tmp_path / "source", max_upload_mb=1)
+    src_app.dependency_overrides[installation_limits] = lambda: SMALL_LIMITS
+    r = src.post("/api/packages/install", files={
+        "file": ("p.zip", write_zip(as_files(helpdesk_with_people_and_files())),
+                 "application/zip")})
+    assert r.status_code == 201, r.text
+    file_id = upload(src, "drawing.bin", big, "application/octet-stream")
+    r = src.post(RECORDS, json={"values": {"subject": "Big", "files": [file_id]}})
+    assert r.status_code == 201, r.text
+    files, warnings = export(src)
+    assert not [w for w in warnings if "refuses" in w], warnings  # nothing the limits refuse
+    entry = f"data/seed/_files/{hashlib.sha256(big).hexdigest()}"
+    assert files[entry] == big
+
+    tgt_app, tgt = installation(app_factory, make_user, tmp_path / "target",
+                                database_url=target_url, max_upload_mb=1)
+    tgt_app.dependency_overrides[installation_limits] = lambda: SMALL_LIMITS
+    zipped = write_zip(files)
+    r = tgt.post("/api/packages/validate", files={"file": ("p.zip", zipped, "application/zip")})
+    assert r.status_code == 200 and r.json()["valid"] is True, r.text
+    r = tgt.post("/api/packages/install", files={"file": ("p.zip", zipped, "application/zip")})
+    assert r.status_code == 201, r.text
+    (there,) = tickets(tgt)["Big"]["files"]
+    assert (there["name"], there["size"]) == ("drawing.bin", len(big))
+    r = tgt.get(f"/api/files/{there['id']}")
+    assert r.status_code == 200 and r.content == big
+    # And it goes on: the target exports it again, as installable as before.
+    assert not [w for w in export(tgt)[1] if "refuses" in w]
+
+
+def test_the_same_content_under_two_names_is_stored_once_on_install(
+        source, app_factory, make_user, target_url, tmp_path):
+    _, src = source
+    files, _ = export(src)
+    tgt_app, tgt = installation(app_factory, make_user, tmp_path / "target",
+                                database_url=target_url)
+    r = tgt.post("/api/packages/install", files={"file": ("p.zip", write_zip(files),
+                                                          "application/zip")})
+    assert r.status_code == 201, r.text
+    with tgt_app.state.sessions.begin() as s:
+        rows = s.execute(sa.select(files_table.c.name, files_table.c.sha256,
+                                   files_table.c.storage_key)).all()
+    by_name = {r.name: r for r in rows}
+    # Two names of the PDF (two files, as on the source), one content in storage.
+    assert sorted(by_name) == ["contract-copy.pdf", "printer.png", "合同.pdf"]
+    assert by_name["合同.pdf"].storage_key == by_name["contract-copy.pdf"].storage_key
+    assert by_name["合同.pdf"].storage_key != by_name["printer.png"].storage_key
+    assert len(stored_contents(tgt_app)) == 2
+    jam = tickets(tgt)["Jam"]
+    scan = jam["steps"][0]["scan"][0]
+    for file_id in (jam["files"][0]["id"], scan):
+        r = tgt.get(f"/api/files/{file_id}")
+        assert r.status_code == 200 and r.content == PDF
+    assert tgt.get(f"/api/files/{scan}").headers["content-disposition"].find(
+        "contract-copy.pdf") != -1
+
+
+def test_a_failed_install_takes_back_a_content_stored_under_two_names(
+        source, app_factory, make_user, target_url, tmp_path):
+    """The files are stored before the rows are written: a row refused then
+    leaves no content behind, shared or not."""
+    _, src = source
+    files, _ = export(src)
+    rows = json.loads(files["data/seed/ticket.json"])
+    rows.append({"subject": None})  # required: refused after the files are stored
+    files["data/seed/ticket.json"] = json.dumps(rows).encode()
+    tgt_app, tgt = installation(app_factory, make_user, tmp_path / "target",
+                                database_url=target_url)
+    r = tgt.post("/api/packages/install", files={"file": ("p.zip", write_zip(files),
+                                                          "application/zip")})
+    assert r.status_code == 422, r.text
+    assert_nothing_installed(tgt_app, tmp_path / "target")

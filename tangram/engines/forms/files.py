@@ -85,11 +85,25 @@ def store_file(ctx: EngineContext, store: FileStore, *, name: str, content_type:
     file_id = new_id()
     key = f"{file_id.hex[:2]}/{file_id}"
     size, sha = store.put(key, source, max_bytes=max_bytes)
+    return register_file(ctx, file_id=file_id, name=name, content_type=content_type,
+                         size=size, sha256=sha, storage_key=key)
+
+
+def register_file(ctx: EngineContext, *, name: str, content_type: str | None, size: int,
+                  sha256: str, storage_key: str, file_id: uuid.UUID | None = None
+                  ) -> dict[str, object]:
+    """Register a file whose content is already stored under ``storage_key``
+    — another name for stored content (a package install stores a content
+    once and registers each name the package gives it). Several file rows
+    may so share one storage key: nothing deletes stored content by file row
+    today; whatever comes to (a purge) must first check that no other row
+    names the key."""
+    file_id = file_id or new_id()
     name = safe_name(name)
     ctype = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
     ctx.session.execute(files_table.insert().values(
-        id=file_id, name=name, content_type=ctype[:150], size=size, sha256=sha,
-        storage_key=key, uploaded_by=ctx.actor.id, uploaded_at=ctx.now()))
+        id=file_id, name=name, content_type=ctype[:150], size=size, sha256=sha256,
+        storage_key=storage_key, uploaded_by=ctx.actor.id, uploaded_at=ctx.now()))
     return {"id": str(file_id), "name": name, "size": size, "content_type": ctype}
 
 

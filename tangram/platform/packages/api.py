@@ -13,10 +13,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from tangram.clock import iso_utc
@@ -35,8 +35,8 @@ from tangram.platform.packages.install import (
 from tangram.platform.packages.loader import Package, load_package
 from tangram.platform.packages.packaged_files import FileTarget
 from tangram.platform.packages.source import (
-    DEFAULT_LIMITS,
     PackageFiles,
+    PackageLimits,
     check_member_name,
     read_zip,
     write_zip,
@@ -46,25 +46,39 @@ from tangram.settings import Settings
 router = APIRouter(prefix="/api/packages", tags=["packages"])
 
 
-async def _files(request: Request) -> PackageFiles:
+def installation_limits(settings: SettingsDep) -> PackageLimits:
+    """The limits this installation reads and exports packages with: a
+    carried file may be as large as an upload (``max_upload_mb``)."""
+    return PackageLimits.for_installation(settings.max_upload_mb << 20)
+
+
+LimitsDep = Annotated[PackageLimits, Depends(installation_limits)]
+
+
+async def _files(request: Request, limits: PackageLimits) -> PackageFiles:
     """The package of the request: a zip (multipart field ``file``, or the raw
-    body as application/zip) or JSON ``{"files": {path: text or JSON}}``."""
+    body as application/zip) or JSON ``{"files": {path: text or JSON}}`` —
+    no more than ``limits.max_archive_bytes`` of it read."""
+    most = limits.max_archive_bytes
     length = int(request.headers.get("content-length") or 0)
-    if length > DEFAULT_LIMITS.max_archive_bytes:
-        raise LimitExceeded(f"the upload has {length} bytes, more than "
-                            f"{DEFAULT_LIMITS.max_archive_bytes}")
+    if length > most:
+        raise LimitExceeded(f"the upload has {length} bytes, more than {most}")
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         form = await request.form(max_files=1, max_fields=10)
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise PackageInvalid("send the package zip as the multipart field 'file'")
-        data = await upload.read(DEFAULT_LIMITS.max_archive_bytes + 1)
-        return read_zip(data)
-    body = await request.body()
+        data = await upload.read(most + 1)
+        return read_zip(data, limits)
+    body = bytearray()
+    async for chunk in request.stream():  # a body without a length is counted too
+        body += chunk
+        if len(body) > most:
+            raise LimitExceeded(f"the upload has more than {most} bytes")
     if content_type.startswith("application/json"):
-        return _json_files(body)
-    return read_zip(body)
+        return _json_files(bytes(body))
+    return read_zip(bytes(body), limits)
 
 
 def _json_files(body: bytes) -> PackageFiles:
@@ -90,17 +104,18 @@ def _json_files(body: bytes) -> PackageFiles:
     return out
 
 
-async def _package(request: Request) -> Package:
-    return load_package(await _files(request))
+async def _package(request: Request, limits: PackageLimits) -> Package:
+    return load_package(await _files(request, limits))
 
 
 @router.post("/validate")
 async def validate(request: Request, ctx: ContextDep, admin: AdminActor,
-                   settings: SettingsDep, deep: bool = True) -> dict[str, Any]:
+                   settings: SettingsDep, limits: LimitsDep,
+                   deep: bool = True) -> dict[str, Any]:
     """Every problem of the package (file, JSON path, message); installs nothing.
     Messages are in the caller's language, as install's are; rows' ``$owner``
     may name this installation's users."""
-    return validate_files(await _files(request), deep=deep,
+    return validate_files(await _files(request, limits), deep=deep,
                           language=request_language(request, settings, admin),
                           timezone=settings.timezone,
                           users=lambda names: set(existing_usernames(ctx.session, names)),
@@ -125,17 +140,18 @@ def list_installed(ctx: ContextDep, _admin: AdminActor) -> list[dict[str, Any]]:
 
 @router.post("/install", status_code=201)
 async def install(request: Request, ctx: ContextDep, _admin: AdminActor,
-                  settings: SettingsDep, demo: bool = False) -> dict[str, Any]:
-    return install_package(ctx, await _package(request), demo=demo,
+                  settings: SettingsDep, limits: LimitsDep,
+                  demo: bool = False) -> dict[str, Any]:
+    return install_package(ctx, await _package(request, limits), demo=demo,
                            files=_file_target(request, settings))
 
 
 @router.post("/upgrade")
 async def upgrade(request: Request, ctx: ContextDep, _admin: AdminActor,
-                  settings: SettingsDep, dry_run: bool = False,
+                  settings: SettingsDep, limits: LimitsDep, dry_run: bool = False,
                   confirm_destructive: bool = False,
                   allow_downgrade: bool = False) -> dict[str, Any]:
-    return upgrade_package(ctx, await _package(request), dry_run=dry_run,
+    return upgrade_package(ctx, await _package(request, limits), dry_run=dry_run,
                            confirm_destructive=confirm_destructive,
                            allow_downgrade=allow_downgrade,
                            files=_file_target(request, settings))
@@ -148,9 +164,9 @@ def get_customizations(app: str, ctx: ContextDep, _admin: AdminActor) -> dict[st
 
 @router.get("/{app}/export")
 def export(app: str, request: Request, ctx: ContextDep, _admin: AdminActor,
-           layer: bool = True, data: bool = False) -> Response:
+           limits: LimitsDep, layer: bool = True, data: bool = False) -> Response:
     result = export_package(ctx, app, layer=layer, data=data,
-                            files=request.app.state.file_store)
+                            files=request.app.state.file_store, limits=limits)
     response = Response(write_zip(result.files), media_type="application/zip", headers={
         "Content-Disposition": f'attachment; filename="{app}.zip"'})
     for warning in result.warnings:  # what the package does not carry; UTF-8, %-encoded

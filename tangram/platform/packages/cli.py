@@ -32,7 +32,12 @@ from tangram.platform.packages.install import (
 )
 from tangram.platform.packages.loader import load_package
 from tangram.platform.packages.packaged_files import FileTarget
-from tangram.platform.packages.source import read_package, write_folder, write_zip
+from tangram.platform.packages.source import (
+    PackageLimits,
+    read_package,
+    write_folder,
+    write_zip,
+)
 
 package_app = typer.Typer(help="App packages: check one before installing it.",
                           no_args_is_help=True)
@@ -151,7 +156,7 @@ def act_as(ctx: EngineContext, username: str | None, lang: str | None = None) ->
 
 def _load(path: Path) -> Any:
     try:
-        return load_package(read_package(path))
+        return load_package(read_package(path, _limits()))
     except TangramError as exc:
         _print_errors(exc)
         raise typer.Exit(code=1) from exc
@@ -172,7 +177,7 @@ def validate(path: PathArg,
     """Check every file of a package and report every problem; installs nothing.
     Rows' ``$owner`` may name users of the configured installation, if it exists."""
     try:
-        report = validate_files(read_package(path), deep=not shallow,
+        report = validate_files(read_package(path, _limits()), deep=not shallow,
                                 language=choose_language(lang),
                                 users=_installation_users(),
                                 max_file_bytes=_file_target().max_bytes)
@@ -202,6 +207,14 @@ def _file_target() -> FileTarget:
     settings = Settings()
     return FileTarget(store=LocalFileStore(settings.files_path),
                       max_bytes=settings.max_upload_mb << 20)
+
+
+def _limits() -> PackageLimits:
+    """The configured installation's package limits (a carried file may be
+    as large as an upload)."""
+    from tangram.settings import Settings
+
+    return PackageLimits.for_installation(Settings().max_upload_mb << 20)
 
 
 def _installation_users() -> Callable[[set[str]], set[str]] | None:
@@ -332,7 +345,7 @@ def export(key: Annotated[str, typer.Argument(help="App key.")],
     """Export an app as a package (zip or folder)."""
     with _context() as ctx:
         result = export_package(ctx, key, layer=layer, data=data,
-                                files=_file_target().store)
+                                files=_file_target().store, limits=_limits())
     files = result.files
     for warning in result.warnings:  # what the package does not carry
         typer.echo(f"warning: {warning}", err=True)

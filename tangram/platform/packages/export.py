@@ -62,7 +62,12 @@ from tangram.platform.packages.rows import (
     row_values,
     users_in,
 )
-from tangram.platform.packages.source import DEFAULT_LIMITS, PackageFiles
+from tangram.platform.packages.source import (
+    DEFAULT_LIMITS,
+    PackageFiles,
+    PackageLimits,
+    limit_problems,
+)
 
 COMPUTED = {"formula", "rollup"}  # computed again on install
 NOT_PORTABLE = {"department"}  # ids of this installation's org chart
@@ -160,10 +165,13 @@ def export_app(ctx: EngineContext, app: str, *, layer: bool = True,
 
 
 def export_package(ctx: EngineContext, app: str, *, layer: bool = True,
-                   data: bool = False, files: FileStore | None = None) -> ExportResult:
+                   data: bool = False, files: FileStore | None = None,
+                   limits: PackageLimits = DEFAULT_LIMITS) -> ExportResult:
     """The app as a package; with ``data`` its records too. ``files`` is the
     installation's file storage, which the attachments are read from (needed
-    when a record, or a kept seed row, has one)."""
+    when a record, or a kept seed row, has one). ``limits``: those this
+    installation reads packages with (``PackageLimits.for_installation``);
+    each limit the package passes is a warning — install refuses it."""
     installed = store.find_installed(ctx.session, app)
     kinds = package_kinds()
     if installed is not None:
@@ -206,7 +214,7 @@ def export_package(ctx: EngineContext, app: str, *, layer: bool = True,
         result.warnings += _running_flows(ctx, app)
     else:
         _kept_rows_files(ctx, result, files)
-    result.warnings += _size_warnings(result.files)
+    result.warnings += _size_warnings(result.files, limits)
     return result
 
 
@@ -389,17 +397,11 @@ def _kept_rows_files(ctx: EngineContext, result: ExportResult,
             "on install until they are added under data/seed/_files/")
 
 
-def _size_warnings(files: PackageFiles) -> list[str]:
-    """The package would pass the default limits of a package read on install?"""
-    limits = DEFAULT_LIMITS
-    out = [f"{path}: {len(data)} bytes, more than a package entry may have "
-           f"({limits.max_file_bytes}): the package will be refused on install"
-           for path, data in sorted(files.items()) if len(data) > limits.max_file_bytes]
-    total = sum(len(d) for d in files.values())
-    if total > limits.max_total_bytes:
-        out.append(f"the package holds {total} bytes, more than a package may "
-                   f"({limits.max_total_bytes}): it will be refused on install")
-    return out
+def _size_warnings(files: PackageFiles, limits: PackageLimits) -> list[str]:
+    """Why an install with the same limits would refuse the package (the
+    checks of reading it)."""
+    return [f"{problem}: an installation with these limits refuses the package"
+            for problem in limit_problems(files, limits)]
 
 
 def _drop_dangling(row: dict[str, Any], key: str, exported: set[str], where: str,

@@ -32,10 +32,10 @@ from tangram.platform.packages.errors import PackageInvalid
 from tangram.platform.packages.kinds import PackageKind, package_kinds
 from tangram.platform.packages.manifest import AppManifest, platform_version
 from tangram.platform.packages.org_fixture import ORG_FILE, check_org
-from tangram.platform.packages.packaged_files import FILES_FOLDER, check_files
+from tangram.platform.packages.packaged_files import check_files
 from tangram.platform.packages.rows import OWNER, check_rows, row_values, users_in
 from tangram.platform.packages.semver import Version, satisfies
-from tangram.platform.packages.source import PackageFiles
+from tangram.platform.packages.source import FILES_FOLDER, PackageFiles
 
 MANIFEST = "app.json"
 DOC_FILES = {"README.md", "README.zh.md", "CHANGELOG.md", "LICENSE", "LICENSE.md",

@@ -11,10 +11,12 @@ list with its description::
 Checked without a database (``check_files``): every entry's content has the
 SHA-256 its name says, every ``$file`` has its entry in the same set, of the
 size it says, and (given the installation's upload limit) no larger than it.
-On install each distinct file (content, name, content type) is stored once
-through the form engine's file storage (``store_file``), so it is a file like
-any upload: downloads check the reader's permissions on the records it is
-attached to.
+On install each distinct file (content, name, content type) is registered
+once through the form engine's file storage, so it is a file like any
+upload: downloads check the reader's permissions on the records it is
+attached to. Each content is stored once (``store_file``); the same content
+under another name is another file row naming the same storage key
+(``register_file``).
 
     target = FileTarget(store=LocalFileStore(settings.files_path),
                         max_bytes=settings.max_upload_mb << 20)
@@ -33,7 +35,7 @@ from typing import Any, BinaryIO
 import sqlalchemy as sa
 
 from tangram.engines.context import EngineContext
-from tangram.engines.forms.files import FileStore, store_file
+from tangram.engines.forms.files import FileStore, register_file, store_file
 from tangram.engines.forms.systables import files_table
 from tangram.errors import ErrorItem, LimitExceeded
 from tangram.platform.packages.errors import PackageInvalid
@@ -45,8 +47,7 @@ from tangram.platform.packages.rows import (
     files_in,
     row_values,
 )
-
-FILES_FOLDER = "_files"
+from tangram.platform.packages.source import FILES_FOLDER, mib
 
 
 def entry_name(data_set: str, sha256: str) -> str:
@@ -54,22 +55,19 @@ def entry_name(data_set: str, sha256: str) -> str:
     return f"data/{data_set}/{FILES_FOLDER}/{sha256}"
 
 
-def mib(n: int) -> str:
-    return f"{n / (1 << 20):.1f} MB" if n % (1 << 20) else f"{n >> 20} MB"
-
-
 @dataclass
 class FileTarget:
     """Where an install puts a package's files: the installation's file
-    storage and its upload limit. Remembers what it stored, so a failed
-    install can take the contents back (``discard``)."""
+    storage and its upload limit. Remembers what it stored, so the same
+    content is stored once however many names (and data sets) give it, and a
+    failed install can take the contents back (``discard``)."""
 
     store: FileStore
     max_bytes: int
-    stored: list[str] = field(default_factory=list)  # storage keys
+    stored: dict[str, str] = field(default_factory=dict)  # sha256 → storage key
 
     def discard(self) -> None:
-        for key in self.stored:
+        for key in self.stored.values():
             self.store.delete(key)
         self.stored.clear()
 
@@ -185,18 +183,26 @@ def store_files(ctx: EngineContext, target: FileTarget | None, *, data_set: str,
                              "file storage to put them in; nothing was installed")
     ids: dict[tuple[str, str, str], str] = {}
     for key, (file, path, description) in wanted.items():
-        content = blobs.get(description["sha256"])
-        if content is None or hashlib.sha256(content).hexdigest() != description["sha256"]:
+        sha = description["sha256"]
+        content = blobs.get(sha)
+        if content is None or hashlib.sha256(content).hexdigest() != sha:
             # check_files said so first; this guards a caller that skipped it.
             problem = (f"file {description['name']!r} is missing or damaged in the package "
-                       f"({entry_name(data_set, description['sha256'])})")
+                       f"({entry_name(data_set, sha)})")
             raise PackageInvalid(f"{file} {path}: {problem}; nothing was installed",
                                  errors=[ErrorItem(code="data_file", message=problem,
                                                    file=file, path=path)])
-        stored = store_file(ctx, target.store, name=description["name"],
-                            content_type=description.get("content_type"),
-                            source=io.BytesIO(content), max_bytes=target.max_bytes)
-        ids[key] = str(stored["id"])
-        target.stored.append(ctx.session.execute(sa.select(files_table.c.storage_key).where(
-            files_table.c.id == uuid.UUID(str(stored["id"])))).scalar_one())
+        if sha in target.stored:  # stored under another name: one more name for it
+            registered = register_file(ctx, name=description["name"],
+                                       content_type=description.get("content_type"),
+                                       size=len(content), sha256=sha,
+                                       storage_key=target.stored[sha])
+        else:
+            registered = store_file(ctx, target.store, name=description["name"],
+                                    content_type=description.get("content_type"),
+                                    source=io.BytesIO(content), max_bytes=target.max_bytes)
+            target.stored[sha] = ctx.session.execute(
+                sa.select(files_table.c.storage_key).where(
+                    files_table.c.id == uuid.UUID(str(registered["id"])))).scalar_one()
+        ids[key] = str(registered["id"])
     return ids
