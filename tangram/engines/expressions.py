@@ -47,6 +47,7 @@ from simpleeval import EvalWithCompoundTypes
 
 from tangram.clock import SYSTEM_CLOCK
 from tangram.errors import DefinitionInvalid, ErrorItem
+from tangram.metamodel.common import PaletteGroup
 
 # ---------------------------------------------------------------------------
 # Limits (documented in docs/expressions.md, "Limits")
@@ -1055,13 +1056,8 @@ class FunctionSpec:
     check_arguments: Callable[[list[Any]], None] | None = None  # compile-time check of constants
 
 
-@dataclass(frozen=True)
-class FunctionCategory:
-    """A group of functions in the designer's palette and in docs/expressions.md."""
-
-    key: str
-    label: dict[str, str]  # {"zh": …, "en": …}
-    description: dict[str, str]  # {"zh": …, "en": …}, like the label
+# The groups of functions in the designer's palette and in docs/expressions.md.
+FunctionCategory = PaletteGroup
 
 
 FUNCTIONS: dict[str, FunctionSpec] = {}
@@ -1128,8 +1124,7 @@ def function_categories() -> list[dict[str, Any]]:
     >>> function_categories()[0]["label"]
     {'zh': '条件', 'en': 'Conditions'}
     """
-    return [{"key": c.key, "label": c.label, "description": c.description}
-            for c in FUNCTION_CATEGORIES.values()]
+    return [c.describe() for c in FUNCTION_CATEGORIES.values()]
 
 
 # The clock and variables the catalog's examples assume (the docs say so, the tests check it).

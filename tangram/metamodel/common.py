@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -104,4 +105,18 @@ def model_schema(model: type[BaseModel]) -> dict[str, Any]:
     milliseconds, which the designer catalogs paid for every field type and
     node option model on every request."""
     return copy.deepcopy(_built_schema(model))
+
+
+@dataclass(frozen=True)
+class PaletteGroup:
+    """A group of a designer palette (field types, expression functions): a
+    key entries name as their ``category``, and a label and description
+    ``{"zh": …, "en": …}``."""
+
+    key: str
+    label: dict[str, str]
+    description: dict[str, str]
+
+    def describe(self) -> dict[str, Any]:
+        return {"key": self.key, "label": self.label, "description": self.description}
 

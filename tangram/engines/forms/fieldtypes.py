@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from tangram.db.types import GUID, ExactDecimal, JSONValue, UTCDateTime
 from tangram.engines.forms import regions
 from tangram.metamodel import fields as fm
-from tangram.metamodel.common import model_schema
+from tangram.metamodel.common import PaletteGroup, model_schema
 
 Problem = tuple[str, dict[str, Any]]
 
@@ -61,13 +61,8 @@ class CompiledField:
         return self.kind.to_json(value)
 
 
-@dataclass(frozen=True)
-class FieldCategory:
-    """A group of field types in the designer's palette (a kind's ``category``)."""
-
-    key: str
-    label: dict[str, str]  # {"zh": …, "en": …}
-    description: dict[str, str]  # {"zh": …, "en": …}, like the label
+# The groups of field types in the designer's palette (a kind's ``category``).
+FieldCategory = PaletteGroup
 
 
 # In the palette's order: the order the field types of FIELD_KINDS first use them.
@@ -1192,5 +1187,4 @@ def field_type_categories() -> list[dict[str, Any]]:
     >>> field_type_categories()[1]["label"]
     {'zh': '数字', 'en': 'Numbers'}
     """
-    return [{"key": c.key, "label": c.label, "description": c.description}
-            for c in FIELD_CATEGORIES.values()]
+    return [c.describe() for c in FIELD_CATEGORIES.values()]
