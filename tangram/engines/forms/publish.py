@@ -331,6 +331,7 @@ def _backfill(ctx: EngineContext, *, app: str, form: Form, old: Form | None) -> 
     their sub-table rows)."""
     from tangram.engines.forms.records import (
         backfill_autonumbers,
+        backfill_dependent_rollups,
         bump_data_version,
         recompute_all_rollups,
         recompute_formulas,
@@ -347,16 +348,19 @@ def _backfill(ctx: EngineContext, *, app: str, form: Form, old: Form | None) -> 
     if not changed and not rows_changed:
         return
     runtime = get_runtime(ctx.session, app, form.key)
-    # Rollups over other forms first (one UPDATE in the database): the
-    # formulas computed next may read them.
+    moved: set[str] = set()  # fields whose stored values the backfill changed
+    # Rollups over other forms first: the formulas computed next may read them.
     if any(isinstance(f, fm.RollupField) and f.source.form for f in changed) \
-            and recompute_all_rollups(ctx, app=app, form=form.key):
+            and recompute_all_rollups(ctx, app=app, form=form.key, changed=moved):
         bump_data_version(ctx, runtime)
     if rows_changed or any(isinstance(f, (fm.FormulaField, fm.RollupField)) for f in changed):
         # Both levels at once, in the validator's order: a row formula, the
         # rollup over it, the record formula over that rollup (and row
         # formulas reading ``parent.…``).
-        recompute_formulas(ctx, runtime)
+        recompute_formulas(ctx, runtime, changed=moved)
+    if moved:
+        # Rollups of other forms over the changed values, and what reads them.
+        backfill_dependent_rollups(ctx, runtime, moved)
     new_numbers = [f.key for f in changed
                    if isinstance(f, fm.AutonumberField) and f.id not in old_fields]
     if new_numbers:

@@ -1185,19 +1185,92 @@ def _recompute_rollups(ctx: EngineContext, parent: FormRuntime, rollups: list[fm
                 allow_read_only=True, depth=depth)
 
 
-def recompute_all_rollups(ctx: EngineContext, *, app: str, form: str) -> int:
-    """Backfill every rollup of ``form`` (after publishing a new rollup field)."""
+def recompute_all_rollups(ctx: EngineContext, *, app: str, form: str,
+                          keys: Iterable[str] | None = None,
+                          changed: set[str] | None = None) -> int:
+    """Backfill the rollups over other forms of ``form`` — all of them, or the
+    ``keys`` given — in every live record (after publishing a new or changed
+    rollup field, or after a backfill changed the values they aggregate).
+    Reads :data:`BACKFILL_BATCH` records at a time, writes only the records
+    whose rollups change (no history, event or new version) and returns how
+    many did; the keys of the rollups that changed are added to ``changed``."""
     rt = get_runtime(ctx.session, app, form)
-    count = 0
-    for f in rt.form.fields:
-        if not isinstance(f, fm.RollupField) or not f.source.form:
-            continue
-        child = get_runtime(ctx.session, app, f.source.form)
-        expr = rollup_expression(ctx, rt, f, child)
-        result = ctx.session.execute(rt.table.update().where(rt.table.c.deleted_at.is_(None))
-                                     .values({f.key: expr}))
-        count += cast(sa.CursorResult[Any], result).rowcount or 0
-    return count
+    wanted = None if keys is None else set(keys)
+    rollups = [f for f in rt.form.fields
+               if isinstance(f, fm.RollupField) and f.source.form
+               and (wanted is None or f.key in wanted)]
+    if not rollups:
+        return 0
+    t = rt.table
+    # Typed as the aggregated column (decimals are scaled integers on SQLite).
+    fresh_columns = [
+        rollup_expression(ctx, rt, f, get_runtime(ctx.session, app, cast(str, f.source.form)))
+        .label(f"fresh_{i}") for i, f in enumerate(rollups)]
+    updated = 0
+    last: uuid.UUID | None = None
+    while True:
+        stmt = (sa.select(t.c.id, *(t.c[f.key] for f in rollups), *fresh_columns)
+                .where(t.c.deleted_at.is_(None)).order_by(t.c.id).limit(BACKFILL_BATCH))
+        if last is not None:
+            stmt = stmt.where(t.c.id > last)
+        rows = ctx.session.execute(stmt).all()
+        if not rows:
+            break
+        params = []
+        for row in rows:
+            fresh = {f.key: _rollup_result(f, row[1 + len(rollups) + i])
+                     for i, f in enumerate(rollups)}
+            moved = {f.key for i, f in enumerate(rollups) if fresh[f.key] != row[1 + i]}
+            if moved:
+                params.append({"_id": row[0], **_column_params(rt, fresh)})
+                if changed is not None:
+                    changed |= moved
+        if params:
+            ctx.session.execute(t.update().where(t.c.id == sa.bindparam("_id")), params)
+            updated += len(params)
+        last = rows[-1][0]
+    return updated
+
+
+def _rollup_result(f: fm.RollupField, value: Any) -> Any:
+    """A rollup's value as the database aggregated it, at the rollup's scale
+    (as :func:`_recompute_rollups` stores it; a sum over nothing is 0)."""
+    if f.aggregate != "count" and f.result_type == "number":
+        return rollup_value("sum", [] if value is None else [value], f.scale) \
+            if f.aggregate == "sum" or value is not None else None
+    return value
+
+
+def backfill_dependent_rollups(ctx: EngineContext, rt: FormRuntime, changed: set[str]) -> None:
+    """After a backfill changed the stored values of fields ``changed`` of
+    ``rt``, recompute the rollups of other forms that aggregate one of them
+    (or filter on one), then those forms' formulas (and the forms above them
+    in turn), for every parent record, as the backfill does: only changed
+    records written, no history or events, data version moved where values
+    changed. Stops when nothing changes; at most :data:`MAX_CASCADE_DEPTH`
+    levels (forms rolling each other up in a cycle)."""
+    pending: dict[str, tuple[FormRuntime, set[str]]] = {rt.key: (rt, set(changed))}
+    for _ in range(MAX_CASCADE_DEPTH):
+        following: dict[str, tuple[FormRuntime, set[str]]] = {}
+        for child, fields in pending.values():
+            by_parent: dict[str, tuple[FormRuntime, list[str]]] = {}
+            for parent, f in _rollup_dependents(ctx, child):
+                reads = ({f.field} if f.field else set()) | filter_fields(f.filter)
+                if reads & fields:
+                    by_parent.setdefault(parent.key, (parent, []))[1].append(f.key)
+            for parent, keys in by_parent.values():
+                moved: set[str] = set()
+                if not recompute_all_rollups(ctx, app=parent.app, form=parent.key, keys=keys,
+                                             changed=moved):
+                    continue
+                bump_data_version(ctx, parent)
+                # The parent's formulas over the rollups (recompute_formulas
+                # moves the data version again if they change).
+                recompute_formulas(ctx, parent, changed=moved)
+                following.setdefault(parent.key, (parent, set()))[1].update(moved)
+        if not following:
+            return
+        pending = following
 
 
 # --------------------------------------------------------------------------- reads
@@ -1588,7 +1661,8 @@ def bulk_update(ctx: EngineContext, *, app: str, form: str, items: Sequence[Mapp
     return to_json(ctx, rt, results)
 
 
-def recompute_formulas(ctx: EngineContext, rt: FormRuntime, *, batch: int | None = None) -> int:
+def recompute_formulas(ctx: EngineContext, rt: FormRuntime, *, batch: int | None = None,
+                       changed: set[str] | None = None) -> int:
     """Recompute the stored computed values of every live record — record
     formulas, sub-table rollups and the rows' formula columns, in the
     validator's dependency order — after such a field was added or changed
@@ -1596,7 +1670,8 @@ def recompute_formulas(ctx: EngineContext, rt: FormRuntime, *, batch: int | None
     only the records and rows whose values changed, and returns how many
     records changed (their own values or rows). Values only: no history entry,
     event or new record version (a recomputation, not an edit); the form's data
-    version moves when anything changed, so cached reports refresh."""
+    version moves when anything changed, so cached reports refresh. The keys
+    of the record-level values that changed are added to ``changed``."""
     formulas = rt.validator.stored_computed
     row_formulas = {key: [k for k in plan.formulas
                           if plan.fields[k].compiled.kind.storage == "column"]
@@ -1627,14 +1702,17 @@ def recompute_formulas(ctx: EngineContext, rt: FormRuntime, *, batch: int | None
             outcome = rt.validator.validate({}, old=rec, user=user, eval_context=eval_ctx,
                                             language=ctx.language, recompute=True)
             fresh = {k: outcome.values.get(k, rec.get(k)) for k in formulas}
-            changed = any(fresh[k] != rec.get(k) for k in formulas)
-            if changed:
+            moved = {k for k in formulas if fresh[k] != rec.get(k)}
+            if changed is not None:
+                changed |= moved
+            any_changed = bool(moved)
+            if any_changed:
                 params.append({"_id": rec_id, **_column_params(rt, fresh)})
             for key, keys in row_formulas.items():
-                changed |= _changed_row_formulas(rt, key, keys, rec.get(key) or [],
-                                                 outcome.sub_rows.get(key) or [],
-                                                 row_params[key])
-            updated += changed
+                any_changed |= _changed_row_formulas(rt, key, keys, rec.get(key) or [],
+                                                     outcome.sub_rows.get(key) or [],
+                                                     row_params[key])
+            updated += any_changed
         if params:
             ctx.session.execute(
                 t.update().where(t.c.id == sa.bindparam("_id")),
