@@ -11,7 +11,6 @@ once per form version by the validator; a cycle is a publish error.
 from __future__ import annotations
 
 import ast
-import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -27,18 +26,11 @@ if TYPE_CHECKING:
 _ROW_AGGREGATES = frozenset({"sum_of", "avg_of", "min_of", "max_of", "count_if"})
 
 
-def _table_reads(source: str, roots: frozenset[str]) -> dict[str, set[str] | None]:
+def _table_reads(tree: ast.expr, roots: frozenset[str]) -> dict[str, set[str] | None]:
     """Per field read on ``roots`` (``record.lines``, ``parent.lines``), the
     columns of its rows the expression reads when it only passes it to row
     aggregates with a literal column (``sum_of(record.lines, "amount")``;
     ``count_of`` reads none), else None (any column)."""
-    flat = source.replace("\r", " ").replace("\n", " ").strip()  # as the expression parser does
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "\d" in a literal: a documented escape there
-            tree = ast.parse(flat, mode="eval")
-    except (SyntaxError, ValueError, RecursionError):  # compiled already; be safe anyway
-        return {}
     out: dict[str, set[str] | None] = {}
     named: set[int] = set()
 
@@ -139,7 +131,7 @@ def compute_order(form: Form, fields: dict[str, FieldPlan],
         if step.sub:
             hard[name] += [f"{step.sub}.{k}" for k in sorted(set().union(
                 *(refs.get(r, set()) for r in own))) if f"{step.sub}.{k}" in steps]
-        reads = _table_reads(expr.source, frozenset({parent}))
+        reads = _table_reads(expr.tree, frozenset({parent}))
         for key in sorted(refs.get(parent, set())):
             if key in sub_tables:
                 cols = reads.get(key)
