@@ -1167,12 +1167,7 @@ def _recompute_rollups(ctx: EngineContext, parent: FormRuntime, rollups: list[fm
         return
     changes: dict[str, Any] = {}
     for i, f in enumerate(rollups):
-        fresh = row[len(rollups) + i]
-        if f.aggregate != "count" and f.result_type == "number":
-            # The database's sum/avg may carry more decimals (or none, for 0):
-            # the rollup's scale; a sum over nothing is 0.
-            fresh = rollup_value("sum", [] if fresh is None else [fresh], f.scale) \
-                if f.aggregate == "sum" or fresh is not None else None
+        fresh = _rollup_result(f, row[len(rollups) + i])
         if fresh != row[i]:
             changes[f.key] = fresh
     if changes:
@@ -1233,8 +1228,9 @@ def recompute_all_rollups(ctx: EngineContext, *, app: str, form: str,
 
 
 def _rollup_result(f: fm.RollupField, value: Any) -> Any:
-    """A rollup's value as the database aggregated it, at the rollup's scale
-    (as :func:`_recompute_rollups` stores it; a sum over nothing is 0)."""
+    """A rollup's value as the database aggregated it, at the rollup's scale:
+    the database's sum/avg may carry more decimals (or none, for 0); a sum
+    over nothing is 0."""
     if f.aggregate != "count" and f.result_type == "number":
         return rollup_value("sum", [] if value is None else [value], f.scale) \
             if f.aggregate == "sum" or value is not None else None
